@@ -1,0 +1,13 @@
+"""cupy_ad: forward-mode automatic differentiation (JVPs) of array-API code on CuPy and NumPy."""
+from __future__ import annotations
+
+from . import linalg
+from .backends import default_backend, set_backend
+from .core import Dual, Zero
+from .namespace import namespace
+from .testing import check_jvp
+from .transforms import jvp
+
+__version__ = "0.1.0"
+
+__all__ = ["Dual", "Zero", "check_jvp", "default_backend", "jvp", "linalg", "namespace", "set_backend"]

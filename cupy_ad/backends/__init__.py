@@ -1,0 +1,92 @@
+"""Backends: the only layer that knows NumPy, SciPy or CuPy by name.
+
+A backend is chosen from the type of a primal array. It offers the array-API namespace of that
+array library (``xp``), conversions to and from NumPy (for tests and the generic path) and the
+kernels the array API lacks (added by the linear-algebra layer).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .base import Backend
+
+_BY_TYPE: dict[type, Backend] = {}
+_BY_NAME: dict[str, Backend] = {}
+
+
+def _load(name: str) -> Backend:
+    if name not in _BY_NAME:
+        if name == "numpy":
+            from .numpy_backend import NumpyBackend as cls
+        elif name == "cupy":
+            from .cupy_backend import CupyBackend as cls
+        else:
+            from .generic import GenericBackend
+
+            _BY_NAME[name] = GenericBackend.from_module_name(name)
+            return _BY_NAME[name]
+        _BY_NAME[name] = cls()
+    return _BY_NAME[name]
+
+
+def backend_named(name: str) -> Backend:
+    """The backend called ``name`` ("numpy", "cupy", "array_api_strict", or any importable
+    array-API module name)."""
+    try:
+        return _load(name)
+    except ImportError as exc:
+        raise ValueError(f"backend {name!r} is not available: {exc}") from None
+
+
+def backend_of(x: Any) -> Backend:
+    """The backend of a raw (non-dual) array; cached per array type."""
+    cls = type(x)
+    try:
+        return _BY_TYPE[cls]
+    except KeyError:
+        pass
+    module = cls.__module__.split(".")[0]
+    if module == "numpy":
+        backend = _load("numpy")
+    elif module in ("cupy", "cupy_backends"):
+        backend = _load("cupy")
+    elif hasattr(x, "__array_namespace__"):
+        backend = _load(x.__array_namespace__().__name__.split(".")[0])
+    else:
+        raise TypeError(f"expected an array, got {cls.__name__}")
+    _BY_TYPE[cls] = backend
+    return backend
+
+
+def is_array(x: Any) -> bool:
+    """True for raw arrays of any supported library (NumPy scalars included)."""
+    return hasattr(x, "__array_namespace__") or type(x).__module__.split(".")[0] == "numpy" and hasattr(x, "dtype")
+
+
+_default: list[str] = [os.environ.get("CUPY_AD_BACKEND", "")]
+
+
+def _gpu_works() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - any failure means "no usable GPU"
+        return False
+
+
+def set_backend(name: str) -> None:
+    """Set the default backend used by ``namespace()`` without arguments and by the demo."""
+    backend_named(name)
+    _default[0] = name
+
+
+def default_backend() -> Backend:
+    """The default backend: ``set_backend``'s, else $CUPY_AD_BACKEND, else cupy with a GPU, else numpy."""
+    if not _default[0]:
+        _default[0] = "cupy" if _gpu_works() else "numpy"
+    return backend_named(_default[0])
+
+
+__all__ = ["Backend", "backend_named", "backend_of", "default_backend", "is_array", "set_backend"]

@@ -1,0 +1,27 @@
+"""Any other array-API library (e.g. array_api_strict): its own namespace, kernels via DLPack to NumPy."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from .base import Backend
+
+
+class GenericBackend(Backend):
+    def __init__(self, name: str, xp: Any):
+        self.name = name
+        self.xp = xp
+
+    @classmethod
+    def from_module_name(cls, name: str) -> "GenericBackend":
+        module = importlib.import_module(name)
+        xp = module if hasattr(module, "asarray") else module.__array_namespace__()
+        return cls(name, xp)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.from_dlpack(x)
+
+    def from_numpy(self, a: Any) -> Any:
+        return self.xp.asarray(np.ascontiguousarray(a))

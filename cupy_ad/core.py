@@ -1,0 +1,196 @@
+"""The tracing engine: symbolic zeros, dual values with levels, primitives and ``bind``.
+
+Eager forward mode in the style of JAX's autodidax. A ``Dual`` at level k pairs a primal with a
+tangent; either may itself be a ``Dual`` of a lower level, which is how nested ``jvp`` computes
+higher derivatives without perturbation confusion. ``bind`` runs a primitive's implementation on
+raw arrays, or its JVP rule at the highest level present among the arguments.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from .profiling_ranges import nvtx_range
+from .backends import backend_of
+
+
+class Zero:
+    """A symbolic zero tangent: a shape and a dtype, no data.
+
+    Rules short-circuit on it; it becomes an array only where a consumer needs one. The class
+    itself (``ad.Zero``) or ``None`` may be passed to ``jvp`` as a tangent meaning "no perturbation".
+    """
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any):
+        self.shape = tuple(shape)
+        self.dtype = dtype
+
+    @classmethod
+    def like(cls, x: Any) -> "Zero":
+        return cls(getattr(x, "shape", ()), getattr(x, "dtype", None))
+
+    def __repr__(self) -> str:
+        return f"Zero(shape={self.shape}, dtype={self.dtype})"
+
+
+def is_zero(t: Any) -> bool:
+    return type(t) is Zero
+
+
+class Dual:
+    """A primal value and its tangent at one level of nested differentiation.
+
+    Python operators, ``shape``, ``dtype`` and ``__array_namespace__`` behave as on the backend
+    array; they are installed by :mod:`cupy_ad.namespace`.
+    """
+
+    __slots__ = ("primal", "tangent", "level")
+    __array_ufunc__ = None  # NumPy defers to our reflected operators
+    __array_priority__ = 1000
+
+    def __init__(self, level: int, primal: Any, tangent: Any):
+        self.level = level
+        self.primal = primal
+        self.tangent = tangent
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.primal.shape
+
+    @property
+    def dtype(self) -> Any:
+        return self.primal.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.primal.shape)
+
+    @property
+    def size(self) -> int | None:
+        return self.primal.size
+
+    @property
+    def device(self) -> Any:
+        return self.primal.device
+
+    def __len__(self) -> int:
+        return len(self.primal)
+
+    def __repr__(self) -> str:
+        return f"Dual(level={self.level}, primal={self.primal!r}, tangent={self.tangent!r})"
+
+    # Conversions read the value only: they end differentiation, as they would in JAX.
+    def __bool__(self) -> bool:
+        return bool(strip(self))
+
+    def __float__(self) -> float:
+        return float(strip(self))
+
+    def __int__(self) -> int:
+        return int(strip(self))
+
+    def __complex__(self) -> complex:
+        return complex(strip(self))
+
+    def __index__(self) -> int:
+        return strip(self).__index__()
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "a cupy_ad dual value cannot be converted to a NumPy array inside a differentiated "
+            "function: that would drop its tangent. Use the array namespace of the value instead."
+        )
+
+
+def strip(x: Any) -> Any:
+    """The raw array under all levels of duals."""
+    while type(x) is Dual:
+        x = x.primal
+    return x
+
+
+def backend_of_value(x: Any):
+    return backend_of(strip(x))
+
+
+class Primitive:
+    """An operation with an implementation on raw arrays and a JVP rule.
+
+    ``impl(*args, **params)`` computes on raw arrays. ``jvp(primals, tangents, **params)`` returns
+    ``(outputs, output_tangents)``; it is written with the namespace and other primitives so that
+    it nests. Tangents may be ``Zero``; when every tangent is ``Zero`` the rule is not called.
+    """
+
+    __slots__ = ("name", "impl", "jvp", "multiple_results", "_primal_range", "_jvp_range")
+
+    def __init__(self, name: str, impl: Callable, jvp: Callable | None = None, *,
+                 multiple_results: bool = False):
+        self.name = name
+        self.impl = impl
+        self.jvp = jvp
+        self.multiple_results = multiple_results
+        self._primal_range = nvtx_range(f"cupy_ad/{name}/primal")
+        self._jvp_range = nvtx_range(f"cupy_ad/{name}/jvp")
+
+    def def_jvp(self, rule: Callable) -> Callable:
+        self.jvp = rule
+        return rule
+
+    def __repr__(self) -> str:
+        return f"Primitive({self.name})"
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        return bind(self, *args, **params)
+
+
+def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
+    """Apply ``prim``: its implementation on raw arrays, its JVP rule at the top dual level."""
+    level = 0
+    for a in args:
+        if type(a) is Dual and a.level > level:
+            level = a.level
+    if level == 0:
+        with prim._primal_range:
+            return prim.impl(*args, **params)
+    primals = []
+    tangents = []
+    nonzero = False
+    for a in args:
+        if type(a) is Dual and a.level == level:
+            primals.append(a.primal)
+            tangents.append(a.tangent)
+            nonzero = nonzero or type(a.tangent) is not Zero
+        else:
+            primals.append(a)
+            tangents.append(Zero.like(a))
+    if nonzero:
+        if prim.jvp is None:
+            raise NotImplementedError(f"no JVP rule for {prim.name}")
+        with prim._jvp_range:
+            out, out_tangent = prim.jvp(primals, tangents, **params)
+    else:
+        out = bind(prim, *primals, **params)
+        out_tangent = tuple(map(Zero.like, out)) if prim.multiple_results else Zero.like(out)
+    if prim.multiple_results:
+        return tuple(Dual(level, o, t) for o, t in zip(out, out_tangent))
+    return Dual(level, out, out_tangent)
+
+
+class _Levels(threading.local):
+    depth = 0
+
+
+_levels = _Levels()
+
+
+class new_level:
+    """Context manager giving each (nested) ``jvp`` call its own level."""
+
+    def __enter__(self) -> int:
+        _levels.depth += 1
+        return _levels.depth
+
+    def __exit__(self, *exc: Any) -> None:
+        _levels.depth -= 1

@@ -1,0 +1,90 @@
+"""The array API standard over dual values.
+
+``namespace(xp)`` returns a module-like object for the backend ``xp``; ``array_namespace(dual)``
+returns it, so array-API-generic code runs on dual values unchanged. The differentiable functions
+are backend-free (``bind`` dispatches on the arguments); creation functions and dtypes come from
+the backend.
+"""
+from __future__ import annotations
+
+import types
+from typing import Any
+
+from ..backends import Backend, backend_named, backend_of, default_backend
+from ..core import Dual, strip
+from . import elementwise, indexing, manipulation, products, reductions
+from .creation import creation_functions
+from .elementwise import *  # noqa: F403
+from .indexing import *  # noqa: F403
+from .manipulation import *  # noqa: F403
+from .products import *  # noqa: F403
+from .reductions import *  # noqa: F403
+
+_GENERIC = {name: getattr(module, name)
+            for module in (elementwise, indexing, manipulation, products, reductions) for name in module.__all__}
+_LINALG_GENERIC = ("matmul", "matrix_transpose", "diagonal", "outer", "tensordot", "trace", "vecdot")
+_NAMESPACES: dict[str, types.ModuleType] = {}
+
+
+def _backend_for(xp: Any) -> Backend:
+    if xp is None:
+        return default_backend()
+    if isinstance(xp, Backend):
+        return xp
+    if isinstance(xp, str):
+        return backend_named(xp)
+    name = getattr(xp, "__name__", "")
+    for known in ("numpy", "cupy"):
+        if name in (known, f"array_api_compat.{known}"):
+            return backend_named(known)
+    return backend_named(name)
+
+
+def namespace(xp: Any = None) -> types.ModuleType:
+    """The dual-aware array-API namespace for backend ``xp`` (a module, a name, or the default)."""
+    backend = _backend_for(xp)
+    if backend.name not in _NAMESPACES:
+        ns = types.ModuleType(f"cupy_ad.namespace[{backend.name}]")
+        ns.__dict__.update(_GENERIC)
+        ns.__dict__.update(creation_functions(backend))
+        ns.__array_api_version__ = "2024.12"
+        ns.backend = backend
+        linalg = types.ModuleType(f"cupy_ad.namespace[{backend.name}].linalg")
+        linalg.__dict__.update({name: _GENERIC[name] for name in _LINALG_GENERIC})
+        from .. import linalg as decompositions
+
+        linalg.__dict__.update({name: getattr(decompositions, name) for name in decompositions.__all__})
+        ns.linalg = linalg
+        _NAMESPACES[backend.name] = ns
+    return _NAMESPACES[backend.name]
+
+
+def _install_dual_methods() -> None:
+    """Python operators and array attributes of ``Dual``, as on the backend array."""
+    binary = {"add": elementwise.add, "sub": elementwise.subtract, "mul": elementwise.multiply,
+              "truediv": elementwise.divide, "pow": elementwise.pow, "matmul": products.matmul,
+              "mod": elementwise.remainder, "floordiv": elementwise.floor_divide,
+              "and": elementwise.bitwise_and, "or": elementwise.bitwise_or, "xor": elementwise.bitwise_xor}
+    for name, fn in binary.items():
+        setattr(Dual, f"__{name}__", lambda self, other, fn=fn: fn(self, other))
+        setattr(Dual, f"__r{name}__", lambda self, other, fn=fn: fn(other, self))
+    compare = {"lt": elementwise.less, "le": elementwise.less_equal, "gt": elementwise.greater,
+               "ge": elementwise.greater_equal, "eq": elementwise.equal, "ne": elementwise.not_equal}
+    for name, fn in compare.items():
+        setattr(Dual, f"__{name}__", lambda self, other, fn=fn: fn(self, other))
+    Dual.__hash__ = None  # type: ignore[assignment]
+    Dual.__neg__ = lambda self: elementwise.negative(self)
+    Dual.__pos__ = lambda self: elementwise.positive(self)
+    Dual.__abs__ = lambda self: elementwise.abs(self)
+    Dual.__invert__ = lambda self: elementwise.bitwise_invert(self)
+    Dual.__getitem__ = indexing.dual_getitem
+    Dual.__setitem__ = indexing.dual_setitem
+    Dual.T = property(lambda self: manipulation.permute_dims(self, tuple(reversed(range(self.ndim)))))
+    Dual.mT = property(lambda self: manipulation.matrix_transpose(self))
+    Dual.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(strip(self)))
+    Dual.to_device = lambda self, device, /, *, stream=None: self
+
+
+_install_dual_methods()
+
+__all__ = ["namespace", *_GENERIC]

@@ -1,0 +1,125 @@
+"""Helpers for writing JVP rules: symbolic-zero arithmetic and rule factories."""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable
+
+from ..backends import backend_of
+from ..core import Dual, Primitive, Zero, bind, strip
+
+
+def backend_of_args(args: Any) -> Any:
+    """The backend of the first array among ``args`` (duals looked through)."""
+    for a in args:
+        if a is not None and not isinstance(a, (numbers.Number, str)):
+            return backend_of(strip(a))
+    raise TypeError("expected at least one array argument")
+
+
+def xp_of(*args: Any) -> Any:
+    return backend_of_args(args).xp
+
+
+def backend_function(name: str, module: str | None = None) -> Callable:
+    """An implementation calling the backend namespace's ``name`` (in ``module``, e.g. linalg)."""
+    if module is None:
+        def impl(*args: Any, **params: Any) -> Any:
+            return getattr(backend_of_args(args).xp, name)(*args, **params)
+    else:
+        def impl(*args: Any, **params: Any) -> Any:
+            return getattr(getattr(backend_of_args(args).xp, module), name)(*args, **params)
+    impl.__name__ = name
+    return impl
+
+
+def is_complex_dtype(x: Any) -> bool:
+    return backend_of_args((x,)).xp.isdtype(x.dtype, "complex floating")
+
+
+def is_inexact_dtype(x: Any) -> bool:
+    return backend_of_args((x,)).xp.isdtype(x.dtype, ("real floating", "complex floating"))
+
+
+def instantiate(t: Any, like: Any) -> Any:
+    """``t`` as an array: symbolic zeros become zeros shaped like the primal ``like``."""
+    if type(t) is not Zero:
+        return t
+    raw = strip(like)
+    xp = backend_of(raw).xp
+    return xp.zeros(raw.shape, dtype=raw.dtype, device=raw.device) if hasattr(raw, "device") \
+        else xp.zeros(raw.shape, dtype=raw.dtype)
+
+
+def fit(term: Any, ans: Any) -> Any:
+    """Broadcast and cast a tangent term to the output's shape and dtype."""
+    from . import broadcast_to, astype
+
+    if term.shape != ans.shape:
+        term = broadcast_to(term, ans.shape)
+    if term.dtype != ans.dtype:
+        term = astype(term, ans.dtype)
+    return term
+
+
+def add_tangents(a: Any, b: Any) -> Any:
+    from . import add
+
+    if type(a) is Zero:
+        return b
+    if type(b) is Zero:
+        return a
+    return add(a, b)
+
+
+def elementwise(name: str, *derivatives: Callable | None, impl: Callable | None = None) -> Primitive:
+    """An elementwise primitive from one derivative per argument (``None``: not differentiable).
+
+    ``derivative(g, ans, *args)`` is the tangent contribution of that argument's tangent ``g``;
+    contributions are broadcast to the output and summed, skipping symbolic zeros.
+    """
+    prim = Primitive(name, impl or backend_function(name))
+
+    @prim.def_jvp
+    def rule(primals: list, tangents: list, **params: Any):
+        ans = bind(prim, *primals, **params)
+        out: Any = Zero.like(ans)
+        for derivative, g in zip(derivatives, tangents):
+            if derivative is not None and type(g) is not Zero:
+                out = add_tangents(out, fit(derivative(g, ans, *primals), ans))
+        return ans, out
+
+    return prim
+
+
+def linear(name: str, impl: Callable | None = None, *, module: str | None = None) -> Primitive:
+    """A primitive linear in its array arguments: its JVP applies it to the tangents."""
+    prim = Primitive(name, impl or backend_function(name, module))
+
+    @prim.def_jvp
+    def rule(primals: list, tangents: list, **params: Any):
+        ans = bind(prim, *primals, **params)
+        if len(tangents) == 1:
+            return ans, bind(prim, *tangents, **params)
+        full = [instantiate(t, p) for t, p in zip(tangents, primals)]
+        return ans, bind(prim, *full, **params)
+
+    return prim
+
+
+def nondifferentiable(name: str, impl: Callable | None = None, *, module: str | None = None,
+                      multiple_results: bool = False) -> Primitive:
+    """A primitive whose outputs carry zero tangents (comparisons, rounding, indices)."""
+    prim = Primitive(name, impl or backend_function(name, module), multiple_results=multiple_results)
+
+    @prim.def_jvp
+    def rule(primals: list, tangents: list, **params: Any):
+        ans = bind(prim, *primals, **params)
+        if multiple_results:
+            return ans, tuple(map(Zero.like, ans))
+        return ans, Zero.like(ans)
+
+    return prim
+
+
+__all__ = ["Dual", "Zero", "add_tangents", "backend_function", "elementwise", "fit", "instantiate",
+           "is_complex_dtype", "is_inexact_dtype", "linear", "nondifferentiable", "xp_of"]

@@ -1,0 +1,46 @@
+"""Creation functions (they make constants: no tangent) and dtype helpers, bound to a backend."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..backends import Backend, backend_of
+from ..core import Dual, strip
+from .manipulation import astype, broadcast_to
+
+
+def creation_functions(backend: Backend) -> dict[str, Any]:
+    xp = backend.xp
+
+    def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None) -> Any:
+        if isinstance(obj, Dual):
+            return obj if dtype is None or dtype == obj.dtype else astype(obj, dtype)
+        return xp.asarray(obj, dtype=dtype, device=device, copy=copy)
+
+    def full(shape: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
+        if isinstance(fill_value, Dual):  # a differentiable fill value broadcasts its tangent
+            value = fill_value if dtype is None else astype(fill_value, dtype)
+            return broadcast_to(value, tuple(shape) if not isinstance(shape, int) else (shape,))
+        return xp.full(shape, fill_value, dtype=dtype, device=device)
+
+    def like(name: str) -> Any:
+        def make(x: Any, /, *args: Any, **kwargs: Any) -> Any:
+            raw = strip(x)
+            return getattr(backend_of(raw).xp, name)(raw, *args, **kwargs)
+        make.__name__ = name
+        return make
+
+    def stripped(fn: Any) -> Any:
+        return lambda *args, **kwargs: fn(*(strip(a) for a in args), **kwargs)
+
+    functions = {name: getattr(xp, name) for name in (
+        "zeros", "ones", "empty", "eye", "arange", "linspace", "meshgrid", "from_dlpack", "can_cast", "finfo",
+        "iinfo",
+    )}
+    functions.update({name: like(name) for name in ("zeros_like", "ones_like", "empty_like", "full_like")})
+    functions.update(asarray=asarray, full=full, isdtype=xp.isdtype, result_type=stripped(xp.result_type))
+    for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                 "float32", "float64", "complex64", "complex128", "e", "pi", "inf", "nan", "newaxis"):
+        functions[name] = getattr(xp, name)
+    if hasattr(xp, "__array_namespace_info__"):
+        functions["__array_namespace_info__"] = xp.__array_namespace_info__
+    return functions

@@ -1,0 +1,89 @@
+"""Shape manipulation, type conversion and triangles: all linear, so each JVP applies the same
+operation to the tangent."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..core import Primitive, Zero, bind
+from ._rules import is_inexact_dtype, linear, xp_of
+
+reshape = linear("reshape")
+expand_dims = linear("expand_dims")
+squeeze = linear("squeeze")
+permute_dims = linear("permute_dims")
+broadcast_to = linear("broadcast_to")
+flip = linear("flip")
+roll = linear("roll")
+moveaxis = linear("moveaxis")
+tile = linear("tile")
+repeat = linear("repeat")
+_concat = linear("concat", lambda *arrays, axis: xp_of(*arrays).concat(arrays, axis=axis))
+_stack = linear("stack", lambda *arrays, axis: xp_of(*arrays).stack(arrays, axis=axis))
+
+
+def concat(arrays: Sequence[Any], /, *, axis: int | None = 0) -> Any:
+    return _concat(*arrays, axis=axis)
+
+
+def stack(arrays: Sequence[Any], /, *, axis: int = 0) -> Any:
+    return _stack(*arrays, axis=axis)
+
+
+def unstack(x: Any, /, *, axis: int = 0) -> tuple[Any, ...]:
+    from .indexing import take
+
+    return tuple(take(x, i, axis=axis) for i in range(x.shape[axis]))
+
+
+def matrix_transpose(x: Any, /) -> Any:
+    if x.ndim < 2:
+        raise ValueError(f"matrix_transpose needs at least 2 dimensions, got shape {x.shape}")
+    return permute_dims(x, (*range(x.ndim - 2), x.ndim - 1, x.ndim - 2))
+
+
+def _triangle_mask(x: Any, k: int, lower: bool) -> Any:
+    xp = xp_of(x)
+    rows, cols = x.shape[-2:]
+    i = xp.reshape(xp.arange(rows), (rows, 1))
+    j = xp.reshape(xp.arange(cols), (1, cols))
+    return (j - i <= k) if lower else (j - i >= k)
+
+
+def _tril_impl(x: Any, /, *, k: int = 0) -> Any:
+    xp = xp_of(x)
+    return xp.where(_triangle_mask(x, k, True), x, xp.zeros((), dtype=x.dtype))
+
+
+def _triu_impl(x: Any, /, *, k: int = 0) -> Any:
+    xp = xp_of(x)
+    return xp.where(_triangle_mask(x, k, False), x, xp.zeros((), dtype=x.dtype))
+
+
+# Extensions the rules need (the standard has no tril/triu); written with standard functions.
+tril = linear("tril", _tril_impl)
+triu = linear("triu", _triu_impl)
+
+_astype = Primitive("astype", lambda x, dtype, copy=True: xp_of(x).astype(x, dtype, copy=copy))
+
+
+@_astype.def_jvp
+def _astype_jvp(primals: list, tangents: list, *, dtype: Any, copy: bool = True):
+    ans = bind(_astype, *primals, dtype=dtype, copy=copy)
+    if not is_inexact_dtype(ans):
+        return ans, Zero.like(ans)
+    (t,) = tangents
+    if not xp_of(ans).isdtype(dtype, "complex floating"):
+        from .elementwise import real
+
+        t = real(t) if xp_of(ans).isdtype(t.dtype, "complex floating") else t
+    return ans, bind(_astype, t, dtype=dtype, copy=copy)
+
+
+def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Any:
+    """Cast ``x``; a complex-to-real cast keeps the real part of the tangent too."""
+    return _astype(x, dtype=dtype, copy=copy)
+
+
+__all__ = ["astype", "broadcast_to", "concat", "expand_dims", "flip", "matrix_transpose",
+           "moveaxis", "permute_dims", "repeat", "reshape", "roll", "squeeze", "stack", "tile", "tril", "triu",
+           "unstack"]

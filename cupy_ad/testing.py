@@ -1,0 +1,137 @@
+"""``check_jvp``: compare ``jvp`` against central finite differences in double precision."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import optree
+
+from .backends import backend_of, is_array
+from .core import Zero, strip
+from .transforms import jvp
+
+_DOUBLE = {np.dtype(np.float32): np.float64, np.dtype(np.float64): np.float64,
+           np.dtype(np.complex64): np.complex128, np.dtype(np.complex128): np.complex128}
+
+
+def _numpy_dtype(x: Any) -> np.dtype | None:
+    try:
+        return np.dtype(str(x.dtype).rsplit(".", 1)[-1])
+    except TypeError:
+        return None
+
+
+def _is_inexact(x: Any) -> bool:
+    dtype = _numpy_dtype(x)
+    return dtype is not None and np.issubdtype(dtype, np.inexact)
+
+
+def random_tangents(primals: Any, seed: int = 0) -> Any:
+    """Standard normal tangents (complex where the primal is), ``None`` for integer primals."""
+    rng = np.random.default_rng(seed)
+
+    def draw(p: Any) -> Any:
+        if not is_array(p) or not _is_inexact(p):
+            return None
+        dtype = _numpy_dtype(p)
+        t = rng.standard_normal(p.shape)
+        if np.issubdtype(dtype, np.complexfloating):
+            t = t + 1j * rng.standard_normal(p.shape)
+        return backend_of(p).from_numpy(t.astype(dtype))
+
+    return optree.tree_map(draw, primals, none_is_leaf=True)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    raw = strip(x)
+    return np.asarray(backend_of(raw).to_numpy(raw))
+
+
+def _promoted(primals: Any, tangents: Any, step: float) -> Any:
+    """primals + step * tangents, computed in double precision on the primals' backend."""
+    def move(p: Any, t: Any) -> Any:
+        if not is_array(p) or not _is_inexact(p):
+            return p
+        backend = backend_of(p)
+        wide = _to_numpy(p).astype(_DOUBLE[_numpy_dtype(p)])
+        if t is not None and t is not Zero and type(t) is not Zero:
+            wide = wide + step * _to_numpy(t)
+        return backend.from_numpy(wide)
+
+    return optree.tree_map(move, primals, tangents, none_is_leaf=True)
+
+
+def check_jvp(f: Callable[..., Any], primals: tuple, tangents: tuple | None = None, *,
+              rtol: float | None = None, atol: float | None = None, eps: float | None = None) -> None:
+    """Check ``jvp(f, primals, tangents)`` against central finite differences.
+
+    Finite differences are taken in float64/complex128 (primals promoted) with step ``eps``
+    (default 1e-6); tangents default to seeded standard-normal draws. Each inexact output leaf
+    must satisfy ``max|jvp - fd| <= atol + rtol * max|fd|``, with defaults by the output's
+    precision (rtol 1e-6 for double, 2e-3 for single; atol scaled by the output's size). Also
+    checks that the jvp's primal outputs equal ``f(*primals)`` and that each tangent has its
+    output's shape and dtype. Raises ``AssertionError`` with a report of every leaf.
+    """
+    primals = tuple(primals)
+    tangents = random_tangents(primals) if tangents is None else tuple(tangents)
+    eps = 1e-6 if eps is None else eps
+    out, out_dot = jvp(f, primals, tangents)
+    reference = f(*primals)
+    plus = f(*_promoted(primals, tangents, eps))
+    minus = f(*_promoted(primals, tangents, -eps))
+    paths, leaves, spec = optree.tree_flatten_with_path(out)
+    treespec_ref = optree.tree_structure(reference)
+    if treespec_ref != spec:
+        raise AssertionError(f"jvp's outputs have structure {spec}, f's have {treespec_ref}")
+    lines, failed = [], False
+    for path, value, tangent, ref, hi, lo in zip(paths, leaves, spec.flatten_up_to(out_dot),
+                                                 treespec_ref.flatten_up_to(reference),
+                                                 spec.flatten_up_to(plus), spec.flatten_up_to(minus)):
+        where = "out" + "".join(f"[{p!r}]" for p in path)
+        value_np, ref_np = _to_numpy(value), _to_numpy(ref)
+        single = value_np.dtype in (np.float32, np.complex64)
+        if not np.allclose(value_np, ref_np, rtol=1e-5 if single else 1e-12, atol=0, equal_nan=True):
+            failed = True
+            lines.append(f"{where}: primal output differs from f(*primals)")
+        if not _is_inexact(value):
+            if type(tangent) is not Zero:
+                failed = True
+                lines.append(f"{where}: integer/bool output must have a Zero tangent, got {type(tangent).__name__}")
+            continue
+        if type(tangent) is Zero or tuple(tangent.shape) != tuple(value.shape) or tangent.dtype != value.dtype:
+            failed = True
+            lines.append(f"{where}: tangent {getattr(tangent, 'shape', None)} {getattr(tangent, 'dtype', None)} "
+                         f"does not match output {tuple(value.shape)} {value.dtype}")
+            continue
+        fd = (_to_numpy(hi) - _to_numpy(lo)) / (2 * eps)
+        got = _to_numpy(tangent).astype(fd.dtype if fd.dtype.kind == "c" else np.result_type(fd.dtype, np.float64))
+        scale_f = float(np.max(np.abs(ref_np), initial=0.0)) if ref_np.size else 0.0
+        leaf_rtol = rtol if rtol is not None else (2e-3 if single else 1e-6)
+        leaf_atol = atol if atol is not None else (1e-4 if single else 1e-8) * max(1.0, scale_f)
+        error = float(np.max(np.abs(got - fd), initial=0.0))
+        scale = float(np.max(np.abs(fd), initial=0.0))
+        ok = error <= leaf_atol + leaf_rtol * scale and np.isfinite(got).all() == np.isfinite(fd).all()
+        failed = failed or not ok
+        lines.append(f"{where}: shape {tuple(value.shape)} {value.dtype}: max|jvp - fd| = {error:.3e}, "
+                     f"max|fd| = {scale:.3e}, tolerance {leaf_atol + leaf_rtol * scale:.3e}"
+                     f"{'' if ok else '  <-- FAIL'}")
+    if failed:
+        raise AssertionError("check_jvp failed:\n  " + "\n  ".join(lines))
+
+
+def max_relative_error(f: Callable[..., Any], primals: tuple, tangents: tuple | None = None,
+                       eps: float = 1e-6) -> float:
+    """The largest normwise relative difference between jvp and central finite differences."""
+    primals = tuple(primals)
+    tangents = random_tangents(primals) if tangents is None else tuple(tangents)
+    _, out_dot = jvp(f, primals, tangents)
+    plus = f(*_promoted(primals, tangents, eps))
+    minus = f(*_promoted(primals, tangents, -eps))
+    worst = 0.0
+    for t, hi, lo in zip(optree.tree_leaves(out_dot), optree.tree_leaves(plus), optree.tree_leaves(minus)):
+        if type(t) is Zero:
+            continue
+        fd = (_to_numpy(hi) - _to_numpy(lo)) / (2 * eps)
+        error = float(np.max(np.abs(_to_numpy(t) - fd), initial=0.0))
+        worst = max(worst, error / max(float(np.max(np.abs(fd), initial=0.0)), np.finfo(float).tiny))
+    return worst

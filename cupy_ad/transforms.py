@@ -1,0 +1,106 @@
+"""``jvp``: push tangents through a function of arrays."""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable
+
+import optree
+
+from .backends import backend_of, default_backend, is_array
+from .core import Dual, Zero, new_level, strip
+from .namespace._rules import instantiate, is_inexact_dtype
+
+
+def _path_name(root: str, path: tuple) -> str:
+    return root + "".join(f"[{p!r}]" for p in path)
+
+
+def _is_no_tangent(t: Any) -> bool:
+    return t is None or t is Zero or type(t) is Zero
+
+
+def _common_backend(named_leaves: list[tuple[str, Any]]):
+    """The one backend of all array leaves; a TypeError naming both when two are mixed."""
+    found = None
+    for name, leaf in named_leaves:
+        if leaf is None or isinstance(leaf, numbers.Number) or leaf is Zero or type(leaf) is Zero:
+            continue
+        backend = backend_of(strip(leaf))
+        if found is None:
+            found = (name, backend)
+        elif backend is not found[1]:
+            raise TypeError(
+                f"arrays from two backends in one jvp call: {found[0]} is {found[1].name}, "
+                f"{name} is {backend.name}")
+    return found[1] if found else default_backend()
+
+
+def _as_array(x: Any, backend: Any, name: str) -> Any:
+    if isinstance(x, Dual) or is_array(x):
+        return x
+    if isinstance(x, numbers.Number) and not isinstance(x, bool):
+        return backend.xp.asarray(x)
+    raise TypeError(f"{name} must be an array or a Python scalar, got {type(x).__name__}")
+
+
+def _check_tangent(name: str, primal: Any, tangent: Any) -> Any:
+    if _is_no_tangent(tangent):
+        return Zero.like(primal)
+    if not is_inexact_dtype(primal):
+        raise ValueError(
+            f"{name} has integer or boolean dtype {primal.dtype}: it has no tangent; pass None or ad.Zero")
+    if tuple(tangent.shape) != tuple(primal.shape) or tangent.dtype != primal.dtype:
+        raise ValueError(
+            f"tangent for {name} has shape {tuple(tangent.shape)} and dtype {tangent.dtype}, but the primal has "
+            f"shape {tuple(primal.shape)} and dtype {primal.dtype}")
+    return tangent
+
+
+def jvp(f: Callable[..., Any], primals: tuple | list, tangents: tuple | list) -> tuple[Any, Any]:
+    """Evaluate ``f(*primals)`` and its directional derivative along ``tangents``.
+
+    ``primals`` and ``tangents`` are tuples (or lists) of pytrees (tuples, lists, dicts,
+    namedtuples) of arrays or Python scalars, with the same structure; a tangent of ``None`` or
+    ``ad.Zero`` means "no perturbation" (for a leaf or a whole subtree). Returns ``(outputs,
+    output_tangents)`` with the structure of ``f``'s result. Tangents of floating-point outputs are
+    arrays (zeros where the derivative is symbolically zero); integer and boolean outputs get a
+    ``Zero`` (shape and dtype, no data).
+    """
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("jvp(f, primals, tangents): primals and tangents must be tuples (or lists)")
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp got {len(primals)} primals but {len(tangents)} tangents")
+    paths, primal_leaves, spec = optree.tree_flatten_with_path(tuple(primals), none_is_leaf=True)
+    try:
+        tangents = optree.tree_broadcast_prefix(tuple(tangents), tuple(primals), none_is_leaf=True,
+                                                is_leaf=lambda t: t is Zero or type(t) is Zero)
+    except ValueError:
+        raise ValueError(
+            f"tangents must have the structure of primals: primals {spec}, tangents "
+            f"{optree.tree_structure(tuple(tangents), none_is_leaf=True)}") from None
+    tangent_leaves = spec.flatten_up_to(tangents)
+    names = [_path_name("primals", p) for p in paths]
+    backend = _common_backend(list(zip(names, primal_leaves)) + [
+        (n.replace("primals", "tangents", 1), t) for n, t in zip(names, tangent_leaves)])
+    with new_level() as level:
+        duals = []
+        for name, p, t in zip(names, primal_leaves, tangent_leaves):
+            p = _as_array(p, backend, name)
+            t = t if _is_no_tangent(t) else _as_array(t, backend, name.replace("primals", "tangents", 1))
+            duals.append(Dual(level, p, _check_tangent(name, p, t)))
+        out = f(*optree.tree_unflatten(spec, duals))
+        out_paths, out_leaves, out_spec = optree.tree_flatten_with_path(out)
+        values, derivatives = [], []
+        for path, leaf in zip(out_paths, out_leaves):
+            if isinstance(leaf, Dual) and leaf.level == level:
+                value, tangent = leaf.primal, leaf.tangent
+            elif isinstance(leaf, Dual) or is_array(leaf):
+                value, tangent = leaf, Zero.like(leaf)
+            else:
+                raise TypeError(f"f must return arrays or pytrees of arrays; output{_path_name('', path)} "
+                                f"is a {type(leaf).__name__}")
+            if type(tangent) is Zero and is_inexact_dtype(value):
+                tangent = instantiate(tangent, value)
+            values.append(value)
+            derivatives.append(tangent)
+    return optree.tree_unflatten(out_spec, values), optree.tree_unflatten(out_spec, derivatives)
