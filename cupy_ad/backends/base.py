@@ -7,8 +7,10 @@ from typing import Any
 class Backend:
     """One array library: its array-API namespace and the kernels the standard lacks.
 
-    Subclasses set ``name`` and ``xp`` and implement ``to_numpy``/``from_numpy``. Kernels not
-    overridden by a subclass run on NumPy through ``to_numpy``/``from_numpy`` (the generic path).
+    Subclasses set ``name`` and ``xp`` and implement ``to_numpy``/``from_numpy``. The kernels
+    below run on NumPy through ``to_numpy``/``from_numpy`` (the generic path) unless a subclass
+    overrides them with native calls. Every kernel accepts leading batch dimensions and never
+    writes into its arguments.
     """
 
     name: str
@@ -29,6 +31,37 @@ class Backend:
         if isinstance(out, tuple):
             return tuple(self.from_numpy(o) for o in out)
         return self.from_numpy(out)
+
+    # Kernels (LAPACK names in brackets).
+    def lu_factor(self, a: Any) -> tuple[Any, Any]:
+        """(lu, piv) of a (..., m, n) matrix as ``scipy.linalg.lu_factor``: 0-based int32 pivots [getrf]."""
+        return self.via_numpy("lu_factor", a)
+
+    def qr(self, a: Any, mode: str) -> Any:
+        """``(q, r)``, or ``r`` for mode "r", as ``numpy.linalg.qr`` [geqrf + orgqr/ungqr]."""
+        return self.via_numpy("qr", a, mode=mode)
+
+    def svd(self, a: Any, full_matrices: bool) -> tuple[Any, Any, Any]:
+        """``(u, s, vh)`` as ``numpy.linalg.svd``, singular values descending [gesvd/gesdd]."""
+        return self.via_numpy("svd", a, full_matrices=full_matrices)
+
+    def svdvals(self, a: Any) -> Any:
+        return self.via_numpy("svdvals", a)
+
+    def eigh(self, a: Any, lower: bool) -> tuple[Any, Any]:
+        """``(w, v)`` of a Hermitian matrix read from one triangle, w ascending [syevd/heevd]."""
+        return self.via_numpy("eigh", a, lower=lower)
+
+    def eigvalsh(self, a: Any, lower: bool) -> Any:
+        return self.via_numpy("eigvalsh", a, lower=lower)
+
+    def cholesky(self, a: Any, upper: bool) -> Any:
+        """The Cholesky factor read from the lower (or upper) triangle [potrf]."""
+        return self.via_numpy("cholesky", a, upper=upper)
+
+    def solve_triangular(self, a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: bool) -> Any:
+        """op(a) x = b with op = identity, transpose or conjugate transpose (trans 0, 1, 2) [trsm]."""
+        return self.via_numpy("solve_triangular", a, b, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
 
     def __repr__(self) -> str:
         return f"<cupy_ad backend {self.name}>"

@@ -1,4 +1,19 @@
-"""Matrix decompositions and solvers with exact JVP rules (one primitive per file)."""
+"""Matrix decompositions and solvers with exact JVP rules (one primitive per file).
+
+Primal outputs are those of SciPy / the array API for the same call; every function accepts
+leading batch dimensions and runs on plain arrays as a direct backend call.
+"""
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._results import EighResult, QRResult, SlogdetResult, SVDResult
+from .cholesky import cholesky
+from .det import det, slogdet
+from .eigh import eigh, eigvalsh
+from .lu import lu, lu_factor
+from .qr import qr
+from .solve import inv, solve
+from .svd import svd, svdvals
+from .triangular import solve_triangular
+
+__all__ = ["EighResult", "QRResult", "SVDResult", "SlogdetResult", "cholesky", "det", "eigh", "eigvalsh", "inv",
+           "lu", "lu_factor", "qr", "slogdet", "solve", "solve_triangular", "svd", "svdvals"]
