@@ -185,6 +185,18 @@ class _Levels(threading.local):
 _levels = _Levels()
 
 
+def current_level() -> int:
+    """The level of the innermost active ``jvp`` (0 outside any)."""
+    return _levels.depth
+
+
+def constant(x: Any) -> Any:
+    """A new constant array as a value of the current level (zero tangent), so that operators
+    between it and dual values dispatch through the dual, whatever the backend."""
+    level = _levels.depth
+    return Dual(level, x, Zero.like(x)) if level else x
+
+
 class new_level:
     """Context manager giving each (nested) ``jvp`` call its own level."""
 

@@ -1,7 +1,6 @@
 """Helpers for writing JVP rules: symbolic-zero arithmetic and rule factories."""
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable
 
 from ..backends import backend_of
@@ -11,7 +10,7 @@ from ..core import Dual, Primitive, Zero, bind, strip
 def backend_of_args(args: Any) -> Any:
     """The backend of the first array among ``args`` (duals looked through)."""
     for a in args:
-        if a is not None and not isinstance(a, (numbers.Number, str)):
+        if type(a) is Dual or hasattr(a, "dtype"):  # arrays and NumPy scalars, not Python scalars
             return backend_of(strip(a))
     raise TypeError("expected at least one array argument")
 
@@ -97,13 +96,17 @@ def linear(name: str, impl: Callable | None = None, *, module: str | None = None
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, **params: Any):
+        # Inexact array arguments are replaced by their tangents; the others (shapes, axes, integer
+        # arrays such as repeat counts) are passed on unchanged.
         ans = bind(prim, *primals, **params)
-        if len(tangents) == 1:
-            return ans, bind(prim, *tangents, **params)
-        full = [instantiate(t, p) for t, p in zip(tangents, primals)]
-        return ans, bind(prim, *full, **params)
+        args = [instantiate(t, p) if _is_inexact_array(p) else p for p, t in zip(primals, tangents)]
+        return ans, bind(prim, *args, **params)
 
     return prim
+
+
+def _is_inexact_array(x: Any) -> bool:
+    return (type(x) is Dual or hasattr(x, "dtype")) and is_inexact_dtype(x)
 
 
 def nondifferentiable(name: str, impl: Callable | None = None, *, module: str | None = None,

@@ -1,10 +1,14 @@
-"""Creation functions (they make constants: no tangent) and dtype helpers, bound to a backend."""
+"""Creation functions and dtype helpers, bound to a backend.
+
+Inside a ``jvp`` the arrays they make are dual values with a zero tangent (see ``core.constant``),
+so ``xp.ones_like(x) * x`` works on every backend, array_api_strict included.
+"""
 from __future__ import annotations
 
 from typing import Any
 
 from ..backends import Backend, backend_of
-from ..core import Dual, strip
+from ..core import Dual, constant, strip
 from .manipulation import astype, broadcast_to
 
 
@@ -14,28 +18,33 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
     def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None) -> Any:
         if isinstance(obj, Dual):
             return obj if dtype is None or dtype == obj.dtype else astype(obj, dtype)
-        return xp.asarray(obj, dtype=dtype, device=device, copy=copy)
+        return constant(xp.asarray(obj, dtype=dtype, device=device, copy=copy))
 
     def full(shape: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
         if isinstance(fill_value, Dual):  # a differentiable fill value broadcasts its tangent
             value = fill_value if dtype is None else astype(fill_value, dtype)
             return broadcast_to(value, tuple(shape) if not isinstance(shape, int) else (shape,))
-        return xp.full(shape, fill_value, dtype=dtype, device=device)
+        return constant(xp.full(shape, fill_value, dtype=dtype, device=device))
 
     def like(name: str) -> Any:
         def make(x: Any, /, *args: Any, **kwargs: Any) -> Any:
             raw = strip(x)
-            return getattr(backend_of(raw).xp, name)(raw, *args, **kwargs)
+            return constant(getattr(backend_of(raw).xp, name)(raw, *args, **kwargs))
         make.__name__ = name
         return make
 
     def stripped(fn: Any) -> Any:
         return lambda *args, **kwargs: fn(*(strip(a) for a in args), **kwargs)
 
-    functions = {name: getattr(xp, name) for name in (
-        "zeros", "ones", "empty", "eye", "arange", "linspace", "meshgrid", "from_dlpack", "can_cast", "finfo",
-        "iinfo",
-    )}
+    def constants_from(fn: Any) -> Any:
+        def make(*args: Any, **kwargs: Any) -> Any:
+            return constant(fn(*args, **kwargs))
+        make.__name__ = fn.__name__
+        return make
+
+    functions = {name: constants_from(getattr(xp, name))
+                 for name in ("zeros", "ones", "empty", "eye", "arange", "linspace", "from_dlpack")}
+    functions.update({name: getattr(xp, name) for name in ("can_cast", "finfo", "iinfo")})
     functions.update({name: like(name) for name in ("zeros_like", "ones_like", "empty_like", "full_like")})
     functions.update(asarray=asarray, full=full, isdtype=xp.isdtype, result_type=stripped(xp.result_type))
     for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",

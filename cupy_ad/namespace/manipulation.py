@@ -30,9 +30,10 @@ def stack(arrays: Sequence[Any], /, *, axis: int = 0) -> Any:
 
 
 def unstack(x: Any, /, *, axis: int = 0) -> tuple[Any, ...]:
-    from .indexing import take
+    from .indexing import getitem
 
-    return tuple(take(x, i, axis=axis) for i in range(x.shape[axis]))
+    lead = (slice(None),) * (axis % x.ndim)
+    return tuple(getitem(x, key=(*lead, i, ...)) for i in range(x.shape[axis]))
 
 
 def matrix_transpose(x: Any, /) -> Any:
