@@ -23,7 +23,7 @@ def _common_backend(named_leaves: list[tuple[str, Any]]):
     """The one backend of all array leaves; a TypeError naming both when two are mixed."""
     found = None
     for name, leaf in named_leaves:
-        if leaf is None or isinstance(leaf, numbers.Number) or leaf is Zero or type(leaf) is Zero:
+        if not (isinstance(leaf, Dual) or is_array(leaf)):
             continue
         backend = backend_of(strip(leaf))
         if found is None:

@@ -75,15 +75,15 @@ MANIPULATIONS = [
     lambda ns, a: a[..., -1],
     lambda ns, a: a[1, ns.asarray([2, 0, 0]), 3],
     lambda ns, a: ns.take(a, ns.asarray([3, 1]), axis=2),
-    lambda ns, a: ns.sort(a, axis=1),
+    SORT := lambda ns, a: ns.sort(a, axis=1),
     lambda ns, a: ns.unstack(a, axis=1)[2],
 ]
 
 
 @pytest.mark.parametrize("index", range(len(MANIPULATIONS)))
 def test_manipulations(backend, dtype, index):
-    if dtype == np.complex128 and index == 22:
-        pytest.skip("sort is defined for real input")
+    if MANIPULATIONS[index] is SORT:  # the standard sorts real input only
+        dtype = np.float64
     x = backend.random((2, 3, 4), dtype)
     ad.check_jvp(lambda a: MANIPULATIONS[index](backend.ns, a), (x,))
 
