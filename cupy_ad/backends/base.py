@@ -22,6 +22,9 @@ class Backend:
     def from_numpy(self, a: Any) -> Any:
         raise NotImplementedError
 
+    def synchronize(self) -> None:
+        """Wait for queued device work (timing only; a no-op on the CPU)."""
+
     def via_numpy(self, kernel: str, *arrays: Any, **params: Any) -> Any:
         """Run the NumPy backend's ``kernel`` on copies of ``arrays`` and bring the results back."""
         from . import backend_named

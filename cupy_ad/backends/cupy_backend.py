@@ -18,3 +18,6 @@ class CupyBackend(Backend):
 
     def from_numpy(self, a: Any) -> Any:
         return cupy.asarray(a)
+
+    def synchronize(self) -> None:
+        cupy.cuda.get_current_stream().synchronize()
