@@ -60,7 +60,7 @@ def _gap_inverse(w: Any) -> Any:
     xp = xp_of(w)
     diff = subtract(expand_dims(w, axis=-2), expand_dims(w, axis=-1))  # diff[..., i, j] = w_j - w_i
     raw = strip(diff)
-    scale = xp.max(xp.abs(strip(w)), axis=-1, keepdims=True)[..., None]
+    scale = xp.expand_dims(xp.max(xp.abs(strip(w)), axis=-1, keepdims=True), axis=-1)
     tol = max(n, 16) * float(xp.finfo(w.dtype).eps) * scale
     distinct = xp.abs(raw) > tol  # a constant mask: no tangent flows through it
     safe = where(distinct, diff, xp.asarray(1.0, dtype=w.dtype))
