@@ -49,7 +49,7 @@ def _hermitian_tangent(da: Any, lower: bool) -> Any:
     """The tangent the primal sees: the read triangle mirrored, its diagonal made real."""
     n = da.shape[-1]
     xp = xp_of(da)
-    t = tril(da) if lower else triu(da)
+    t = tril(da)
     weights = xp.asarray(1.0, dtype=da.dtype) - xp.asarray(0.5, dtype=da.dtype) * xp.eye(n, dtype=da.dtype)
     return multiply(add(t, mH(t)), weights)
 
