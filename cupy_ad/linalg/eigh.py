@@ -7,7 +7,8 @@ and multiply by V^H on the left: P + diag(w) C = C diag(w) + diag(dw), with P = 
 (Hermitian). The diagonal gives dw = diag(P) (real); off the diagonal,
 C_ij (w_j - w_i) = P_ij, so C = F o P with F_ij = 1 / (w_j - w_i) for i != j. Differentiating
 V^H V = I says C is skew-Hermitian, which fixes Re C_ii = 0; Im C_ii (the phase of each column) is
-a free gauge, which we set to 0 ("C_ii = 0", i.e. F_ii = 0).
+a free gauge, which we set to 0 ("C_ii = 0", i.e. F_ii = 0). P is Hermitian-ised after the
+products so that V^H dV = F o P is skew-Hermitian to rounding even where F is large.
 
 The primal reads only one triangle of ``a`` (LAPACK's syevd/heevd; the diagonal's imaginary part
 is ignored for complex input), so the tangent that moves the decomposition is that triangle
@@ -49,7 +50,7 @@ def _hermitian_tangent(da: Any, lower: bool) -> Any:
     """The tangent the primal sees: the read triangle mirrored, its diagonal made real."""
     n = da.shape[-1]
     xp = xp_of(da)
-    t = tril(da)
+    t = tril(da) if lower else triu(da)
     weights = xp.asarray(1.0, dtype=da.dtype) - xp.asarray(0.5, dtype=da.dtype) * xp.eye(n, dtype=da.dtype)
     return multiply(add(t, mH(t)), weights)
 
@@ -74,6 +75,7 @@ def _eigh_jvp(primals: list, tangents: list, *, lower: bool):
     if a.shape[-1] == 0:
         return (w, v), (multiply(w, 0.0), multiply(v, 0.0))
     p = matmul(mH(v), matmul(_hermitian_tangent(da, lower), v))
+    p = multiply(add(p, mH(p)), 0.5)  # Hermitian in exact arithmetic: make it so, then F o P is skew
     dp = diagonal(p)
     dw = real(dp) if is_complex_dtype(p) else dp
     dv = matmul(v, multiply(_gap_inverse(w), p))

@@ -1,5 +1,179 @@
-"""Placeholder: being written (replaced by the real primitive and rule)."""
+"""qr: A = Q R as ``numpy.linalg.qr`` (modes "reduced", "complete", "r"), with exact JVP rules.
+
+Derivation (Walter & Lehmann 2018, "On the algorithmic differentiation of matrix
+factorizations"; Roberts & Roberts 2020, "QR and LQ decomposition matrix backpropagation
+algorithms for square, wide, and deep matrices"; the completion as in Papanicolopulos,
+arXiv:2409.13374, written here from LAPACK's Householder construction).
+
+Tall or square, m >= n (Q is m x n, R is n x n): from dA = dQ R + Q dR,
+    C := Q^H dA R^-1 = Omega + dR R^-1,   Omega := Q^H dQ skew-Hermitian.
+dR R^-1 is upper triangular and, because LAPACK keeps the phase of each R_ii locally constant
+(real R_ii; complex: zlarfg makes diag(R) real), its diagonal dR_ii / R_ii is real. Hence
+    Omega = tril(C, -1) - tril(C, -1)^H + i Im diag(C),
+    U := C - Omega = triu(C + C^H, 1) + Re diag(C),   dR = U R,
+    dQ = dA R^-1 - Q U        (= (I - Q Q^H) dA R^-1 + Q Omega).
+Wide, m < n: A = [X Y] with X m x m; LAPACK's reflectors come from X only, so Q, R1 = qr(X)
+and R2 = Q^H Y: dR2 = dQ^H Y + Q^H dY = Q^H dY - Omega R2.
+Complete, m > n: Q = [Q1 Q2] = H_1 ... H_n = I - V T V^H (compact WY form, V unit lower
+trapezoidal). With M := I - Q11 = V1 (T V1^H) (leading n x n block) one finds
+    P := M^-H Q21^H,   Q2 = [M P; I - Q21 P]
+(the columns [P; I] span the null space of V^H, so Q fixes them). Writing Omega = Q^H dQ in
+blocks, Omega11 and Omega21 = Q2^H dA R1^-1 follow from dA as above, Omega12 = -Omega21^H, and
+differentiating the identity Q^H [P; I] = [P; I] gives the completion's own rotation
+    Omega22 = -(Omega21 P + P^H Omega12 + P^H Omega11 P),   dQ2 = Q1 Omega12 + Q2 Omega22.
+P is computed with a QR of M^H (this module's own differentiable primitive) and a triangular solve.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import Primitive, Zero, bind, strip
+from ..namespace import add, concat, diagonal, matmul, matrix_transpose, multiply, negative, subtract, \
+    triu, where
+from ..namespace._rules import xp_of
+from ._matrix import backend_of_matrix, mH, require_matrix
+from ._results import QRResult
+from .triangular import solve_triangular_p
+
+_MODES = ("reduced", "complete", "r")
 
 
-def qr(*args, **kwargs):
-    raise NotImplementedError("qr")
+def _qr_impl(a: Any, *, mode: str) -> tuple[Any, Any]:
+    return tuple(backend_of_matrix(a).qr(a, mode))
+
+
+def _qr_r_impl(a: Any) -> Any:
+    return backend_of_matrix(a).qr(a, "r")
+
+
+qr_p = Primitive("qr", _qr_impl, multiple_results=True)  # modes "reduced" and "complete": (Q, R)
+qr_r_p = Primitive("qr_r", _qr_r_impl)  # mode "r": R alone
+
+
+def _guarded(r: Any) -> Any:
+    """``r`` with exact zeros on its diagonal replaced by NaN, so that the triangular solves of the
+    rule give NaN tangents where R is singular instead of raising (no host synchronisation)."""
+    raw = strip(r)
+    xp = xp_of(raw)
+    n = raw.shape[-1]
+    bad = xp.logical_and(xp.expand_dims(diagonal(raw) == 0, axis=-1), xp.eye(n, dtype=xp.bool))
+    return where(bad, xp.asarray(float("nan"), dtype=raw.dtype), r)
+
+
+def _right_solve(b: Any, r: Any) -> Any:
+    """b R^-1 for upper triangular R (one triangular solve, no inverse): R^T X^T = b^T."""
+    xt = bind(solve_triangular_p, r, matrix_transpose(b), lower=False, trans=1, unit_diagonal=False)
+    return matrix_transpose(xt)
+
+
+def _upper_part(c: Any) -> Any:
+    """U = C - Omega = triu(C + C^H, 1) + Re diag(C): the dR R^-1 part of C (see the derivation)."""
+    xp = xp_of(strip(c))
+    n = c.shape[-1]
+    half_diagonal = xp.ones((n, n), dtype=c.dtype) - 0.5 * xp.eye(n, dtype=c.dtype)
+    return multiply(triu(add(c, mH(c))), half_diagonal)
+
+
+def _square_factor_tangents(q: Any, r: Any, dx: Any) -> tuple[Any, Any, Any]:
+    """(X, U, Omega) for the m >= n factor: X = dx R^-1, C = Q^H X, U = C - Omega."""
+    x = _right_solve(dx, _guarded(r))
+    c = matmul(mH(q), x)
+    u = _upper_part(c)
+    return x, u, subtract(c, u)
+
+
+def _completion_tangent(q: Any, x: Any, omega11: Any, n: int) -> Any:
+    """dQ2 for complete mode, m > n (see the derivation)."""
+    q1, q2 = q[..., :, :n], q[..., :, n:]
+    q11, q21 = q1[..., :n, :], q1[..., n:, :]
+    xp = xp_of(strip(q))
+    m_h = mH(subtract(xp.eye(n, dtype=q.dtype), q11))  # M^H = (I - Q11)^H, nonsingular for LAPACK's Q
+    qm, rm = bind(qr_p, m_h, mode="reduced")
+    p = bind(solve_triangular_p, _guarded(rm), matmul(mH(qm), mH(q21)), lower=False, trans=0,
+             unit_diagonal=False)  # P = M^-H Q21^H, (n, m - n)
+    omega21 = matmul(mH(q2), x)
+    omega12 = negative(mH(omega21))
+    p_h = mH(p)
+    omega22 = negative(add(add(matmul(omega21, p), matmul(p_h, omega12)), matmul(matmul(p_h, omega11), p)))
+    return add(matmul(q1, omega12), matmul(q2, omega22))
+
+
+def _tangents(q: Any, r: Any, da: Any, *, mode: str, need_q: bool) -> tuple[Any, Any]:
+    """(dQ, dR) of the factorisation (Q, R) of A along dA; dQ is None when not ``need_q``."""
+    m, n = da.shape[-2], da.shape[-1]
+    k = min(m, n)
+    if k == 0:  # empty factors, or complete Q = I for n == 0: constant
+        return Zero.like(q), Zero.like(r)
+    if m < n:  # wide: Q, R1 from X = A[:, :m]; R2 = Q^H Y
+        r1, r2 = r[..., :, :m], r[..., :, m:]
+        _, u, omega = _square_factor_tangents(q, r1, da[..., :, :m])
+        dr2 = subtract(matmul(mH(q), da[..., :, m:]), matmul(omega, r2))
+        dr = concat([matmul(u, r1), dr2], axis=-1)
+        return (matmul(q, omega) if need_q else None), dr
+    q1, r1 = (q[..., :, :n], r[..., :n, :]) if mode == "complete" else (q, r)
+    if not need_q:  # C = (Q^H dA) R^-1: an n x n solve instead of an m x n one
+        u = _upper_part(_right_solve(matmul(mH(q1), da), _guarded(r1)))
+        dr1 = matmul(u, r1)
+        return None, (concat([dr1, _zero_rows(r, dr1)], axis=-2) if r.shape[-2] > n else dr1)
+    x, u, omega11 = _square_factor_tangents(q1, r1, da)
+    dq1 = subtract(x, matmul(q1, u))
+    dr1 = matmul(u, r1)
+    if mode != "complete" or m == n:
+        return dq1, dr1
+    dq2 = _completion_tangent(q, x, omega11, n)
+    return concat([dq1, dq2], axis=-1), concat([dr1, _zero_rows(r, dr1)], axis=-2)
+
+
+def _zero_rows(r: Any, dr1: Any) -> Any:
+    """The zero block under R1 in complete mode's R (m - n rows), as a raw constant."""
+    xp = xp_of(strip(r))
+    shape = (*dr1.shape[:-2], r.shape[-2] - r.shape[-1], r.shape[-1])
+    return xp.zeros(shape, dtype=strip(r).dtype)
+
+
+@qr_p.def_jvp
+def _qr_jvp(primals: list, tangents: list, *, mode: str):
+    (a,), (da,) = primals, tangents
+    q, r = bind(qr_p, a, mode=mode)
+    dq, dr = _tangents(q, r, da, mode=mode, need_q=True)
+    return (q, r), (dq, dr)
+
+
+@qr_r_p.def_jvp
+def _qr_r_jvp(primals: list, tangents: list):
+    (a,), (da,) = primals, tangents
+    q, r = bind(qr_p, a, mode="reduced")
+    _, dr = _tangents(q, r, da, mode="reduced", need_q=False)
+    return r, dr
+
+
+def qr(a: Any, /, mode: str = "reduced") -> Any:
+    """QR factorisation of ``a`` (..., m, n), as ``numpy.linalg.qr``.
+
+    ``mode`` "reduced" gives ``QRResult(Q, R)`` with Q (..., m, k), R (..., k, n), k = min(m, n);
+    "complete" gives Q (..., m, m), R (..., m, n); "r" gives R (..., k, n) alone. Leading
+    dimensions are batch dimensions; empty matrices are accepted as NumPy accepts them.
+
+    Gauge: Q and R are LAPACK's Householder factors (geqrf + orgqr/ungqr), so R's diagonal is
+    real (for complex input too) with LAPACK's signs, which are locally constant; the tangents
+    keep that invariant (Im dR_ii = 0) and Q^H dQ is skew-Hermitian. In complete mode with
+    m > n the last m - n columns of Q are LAPACK's Householder completion, a smooth function of
+    A, and their tangent is its true derivative (it matches finite differences of the primal).
+
+    Degenerate input: the JVP needs R1 (the leading min(m, n) columns' factor) nonsingular.
+    Where A's leading min(m, n) columns are rank deficient (R1 has an exactly zero diagonal
+    entry) the tangents are NaN (no error); near such points they grow like 1 / sigma_min.
+    The primal is discontinuous where LAPACK meets an exactly zero subcolumn (it then skips a
+    reflector, e.g. for an already upper triangular real A): there the tangents are those of the
+    locally smooth branch that numpy did not pick and finite differences do not apply.
+    """
+    require_matrix("qr", a)
+    if mode not in _MODES:
+        raise ValueError(f"qr mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
+    if mode == "r":
+        return qr_r_p(a)
+    q, r = qr_p(a, mode=mode)
+    return QRResult(q, r)
+
+
+__all__ = ["qr"]
