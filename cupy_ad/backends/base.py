@@ -40,6 +40,12 @@ class Backend:
         """(lu, piv) of a (..., m, n) matrix as ``scipy.linalg.lu_factor``: 0-based int32 pivots [getrf]."""
         return self.via_numpy("lu_factor", a)
 
+    def lu_pivots_to_permutation(self, piv: Any, m: int) -> Any:
+        """The row permutation ``perm`` (..., m) of getrf's 0-based pivots ``piv`` (..., k): applying the
+        row interchanges i <-> piv[i] for i = 0..k-1 to the rows of an m-row matrix A gives A[perm]
+        (so P A = A[..., perm, :] = L U). int32 [laswp on an index vector]."""
+        return self.via_numpy("lu_pivots_to_permutation", piv, m=m)
+
     def qr(self, a: Any, mode: str) -> Any:
         """``(q, r)``, or ``r`` for mode "r", as ``numpy.linalg.qr`` [geqrf + orgqr/ungqr]."""
         return self.via_numpy("qr", a, mode=mode)

@@ -21,7 +21,30 @@ class NumpyBackend(Backend):
         return np.asarray(a)
 
     def lu_factor(self, a: Any) -> tuple[Any, Any]:
-        return scipy.linalg.lu_factor(a, check_finite=False)
+        return tuple(scipy.linalg.lu_factor(a, check_finite=False))  # SciPy returns a list when batched
+
+    def lu_pivots_to_permutation(self, piv: Any, m: int) -> Any:
+        piv = np.asarray(piv)
+        k = piv.shape[-1]
+        if piv.size == 0:
+            return np.broadcast_to(np.arange(m, dtype=np.int32), (*piv.shape[:-1], m)).copy()
+        flat = piv.reshape(-1, k)
+        out = np.empty((flat.shape[0], m), dtype=np.int32)
+        if flat.shape[0] > k:  # many small matrices: one vectorised swap per pivot step
+            out[:] = np.arange(m, dtype=np.int32)
+            rows = np.arange(flat.shape[0])
+            for i in range(k):
+                target = flat[:, i]
+                here = out[:, i].copy()
+                out[:, i] = out[rows, target]
+                out[rows, target] = here
+        else:  # few large matrices: plain Python swaps per matrix
+            for b, row in enumerate(flat.tolist()):
+                perm = list(range(m))
+                for i, p in enumerate(row):
+                    perm[i], perm[p] = perm[p], perm[i]
+                out[b] = perm
+        return out.reshape(*piv.shape[:-1], m)
 
     def qr(self, a: Any, mode: str) -> Any:
         return np.linalg.qr(a, mode=mode)

@@ -31,13 +31,14 @@ def _op(a: Any, trans: int) -> Any:
 def _jvp(primals: list, tangents: list, *, lower: bool, trans: int, unit_diagonal: bool):
     (a, b), (da, db) = primals, tangents
     params = dict(lower=lower, trans=trans, unit_diagonal=unit_diagonal)
+    if b.ndim == 1:  # a vector right-hand side: solve as one column (a may carry batch dimensions)
+        b, db = expand_dims(b, axis=-1), db if type(db) is Zero else expand_dims(db, axis=-1)
+        x_matrix, dx = _jvp([a, b], [da, db], **params)
+        return squeeze(x_matrix, axis=-1), squeeze(dx, axis=-1)
     x = bind(solve_triangular_p, a, b, **params)
-    vector = b.ndim == 1
     rhs = db
     if type(da) is not Zero:
-        x_matrix = expand_dims(x, axis=-1) if vector else x
-        product = matmul(_op(triangle(da, lower, -1 if unit_diagonal else 0), trans), x_matrix)
-        product = squeeze(product, axis=-1) if vector else product
+        product = matmul(_op(triangle(da, lower, -1 if unit_diagonal else 0), trans), x)
         rhs = negative(product) if type(db) is Zero else subtract(db, product)
     return x, bind(solve_triangular_p, a, rhs, **params)
 
