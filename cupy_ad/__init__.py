@@ -5,9 +5,11 @@ from . import linalg
 from .backends import default_backend, set_backend
 from .core import Dual, Zero
 from .namespace import namespace
+from .scan import FixedPointError, scan
 from .testing import check_jvp
 from .transforms import jvp
 
 __version__ = "0.1.0"
 
-__all__ = ["Dual", "Zero", "check_jvp", "default_backend", "jvp", "linalg", "namespace", "set_backend"]
+__all__ = ["Dual", "FixedPointError", "Zero", "check_jvp", "default_backend", "jvp", "linalg", "namespace", "scan",
+           "set_backend"]

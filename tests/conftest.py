@@ -56,7 +56,10 @@ class Backend:
         return self.asarray(a.astype(dtype))
 
 
-@pytest.fixture(params=_available())
+BACKENDS = _available()
+
+
+@pytest.fixture(params=BACKENDS)
 def backend(request: Any) -> Backend:
     name = request.param
     module = importlib.import_module("array_api_compat.numpy" if name == "numpy" else

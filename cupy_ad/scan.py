@@ -1,0 +1,472 @@
+"""``scan``: a loop with a carried state (``jax.lax.scan`` semantics) whose JVP pays only for tangents
+that can be nonzero.
+
+Derivation. The loop is c_{k+1}, y_k = f(c_k, x_k). Forward mode differentiates it step by step:
+dc_{k+1} = D_c f dc_k + D_x f dx_k + D_theta f dtheta (theta: the duals ``f`` closes over), which
+the eager engine computes by calling ``f`` on dual values. What ``scan`` adds is the *structure*
+of the tangents (after JAX's ``_scan_jvp`` in ``jax/_src/lax/control_flow/loops.py``, written
+here from scratch for an eager engine): a tangent that is the symbolic ``Zero`` at step k stays
+``Zero`` only if no step can make it nonzero, so the nonzero pattern of the carry is the least
+fixed point of P -> P v pattern(f(lift(init, P), x_0)) on the finite lattice of patterns (join =
+OR). We find it before the loop, then give every carry in the pattern a concrete zero tangent, so
+that every step has the same structure, and every carry outside it stays a plain value (no
+tangent arithmetic is ever spent on it).
+
+Patterns and levels. Nested ``jvp`` makes a value a tree of duals: ``Dual(2, Dual(1, p, t1),
+Dual(1, t2, t12))``. The pattern of a value is that tree with arrays replaced by ``None`` and
+every dual whose tangent is ``Zero`` collapsed into its primal: ``None`` (no tangent at any
+level) or ``(level, primal_pattern, tangent_pattern)``. Every level is tracked, so carries that
+get a tangent only from a closed-over dual (of the current ``jvp`` or of an outer one) and second
+derivatives through ``scan`` are handled by the same code. With K levels a leaf's pattern can grow
+at most 2**K - 1 times, so the fixed point settles within 1 + n_leaves * (2**K - 1) passes (1 +
+n_leaves for one level); K is the larger of ``core.current_level()`` (the depth of the active
+``jvp`` calls) and the highest level seen. Joins only grow, so a body whose tangent structure is
+a function of its inputs' structure always settles within the bound; ``FixedPointError`` is a
+safeguard against bodies that keep inventing structure (e.g. leaking duals of new levels).
+
+Which level: the levels present are those of ``init``, ``xs`` and whatever the body closes over;
+the last are only seen by running the body, which the fixed point does. Inside ``jvp`` (depth d =
+``core.current_level()`` > 0) plain carries and x slices are handed to the body as duals of level d
+with a ``Zero`` tangent, as ``jvp`` hands its own inputs, so operators between them and duals
+dispatch on every backend (array_api_strict arrays refuse a dual right operand).
+
+Stacked outputs are preallocated per leaf and per pattern slot (a raw zero array of shape
+(length, *y.shape) for the primal and for each nonzero tangent, nested as the pattern) and written
+one step at a time by raw ``buffer[i] = value`` on the backend array; the result is the tree of
+duals over those buffers. A ys slot the pattern marks zero stays ``Zero``. No value is read back
+to the host inside the loop (shapes and dtypes only), so on CuPy every step is only enqueued on
+the current stream.
+"""
+from __future__ import annotations
+
+import contextlib
+import numbers
+import operator
+import os
+from typing import Any, Callable
+
+import optree
+
+from .backends import backend_of, default_backend, is_array
+from .core import Dual, Zero, current_level, strip
+from .profiling_ranges import nvtx_range
+
+__all__ = ["FixedPointError", "scan"]
+
+_SCAN_RANGE = nvtx_range("cupy_ad/scan")
+_STEP_RANGE = nvtx_range("cupy_ad/scan/step")
+
+
+class FixedPointError(RuntimeError):
+    """The nonzero pattern of the carry tangents did not settle within the bound on passes."""
+
+
+class _Grow(Exception):
+    """A value has a nonzero tangent where its pattern says zero (the pattern must grow)."""
+
+
+# ----------------------------------------------------------------------------------------- patterns
+def _pattern(v: Any) -> Any:
+    """``None`` (no nonzero tangent at any level) or ``(level, primal_pattern, tangent_pattern)``."""
+    while type(v) is Dual and type(v.tangent) is Zero:
+        v = v.primal
+    if type(v) is not Dual:
+        return None
+    return (v.level, _pattern(v.primal), _pattern(v.tangent))
+
+
+def _join(p: Any, q: Any) -> Any:
+    """The least pattern above ``p`` and ``q`` (a value of a lower top level is, at a higher level,
+    a dual with a zero raw tangent)."""
+    if p is None:
+        return q
+    if q is None or p == q:
+        return p
+    if p[0] == q[0]:
+        return (p[0], _join(p[1], q[1]), _join(p[2], q[2]))
+    if p[0] > q[0]:
+        return (p[0], _join(p[1], q), p[2])
+    return (q[0], _join(p, q[1]), q[2])
+
+
+def _levels_in(p: Any) -> int:
+    return 0 if p is None else max(p[0], _levels_in(p[1]), _levels_in(p[2]))
+
+
+def _zeros(shape: tuple, like: Any) -> Any:
+    raw = strip(like)
+    xp = backend_of(raw).xp
+    device = getattr(raw, "device", None)
+    if device is None:
+        return xp.zeros(shape, dtype=raw.dtype)
+    return xp.zeros(shape, dtype=raw.dtype, device=device)
+
+
+def _zero_value(node: Any, like: Any, concrete: Any) -> Any:
+    """A zero of pattern ``node`` shaped like ``like``: all its coefficients are one shared zero
+    array (``concrete=True``: a value nobody writes into) or each its own (``"fresh"``: buffers)."""
+    if not concrete:
+        return Zero.like(like)
+    shared = _zeros(tuple(like.shape), like) if concrete != "fresh" else None
+
+    def build(n: Any) -> Any:
+        if n is None:
+            return shared if shared is not None else _zeros(tuple(like.shape), like)
+        return Dual(n[0], build(n[1]), build(n[2]))
+
+    return build(node)
+
+
+def _conform(v: Any, node: Any, concrete: Any) -> Any:
+    """``v`` in the shape of pattern ``node``: duals with a ``Zero`` tangent outside it are dropped,
+    missing levels are added with a zero tangent (``concrete``: a concrete zero value, see
+    ``_zero_value``; else ``Zero``). Raises ``_Grow`` if ``v`` has a nonzero tangent ``node`` lacks."""
+    if node is None:
+        while type(v) is Dual:
+            if type(v.tangent) is not Zero:
+                raise _Grow
+            v = v.primal
+        return v
+    level, primal_node, tangent_node = node
+    while type(v) is Dual and v.level > level:
+        if type(v.tangent) is not Zero:
+            raise _Grow
+        v = v.primal
+    if type(v) is Dual and v.level == level:
+        p = _conform(v.primal, primal_node, concrete)
+        t = v.tangent
+        if type(t) is Zero:
+            if concrete:
+                t = _zero_value(tangent_node, p, concrete)
+        else:
+            t = _conform(t, tangent_node, concrete)
+        return v if p is v.primal and t is v.tangent else Dual(level, p, t)
+    p = _conform(v, primal_node, concrete)
+    return Dual(level, p, _zero_value(tangent_node, p, concrete))
+
+
+def _index(v: Any, i: int) -> Any:
+    """``v[i]`` of a value in canonical form (no ``Zero`` tangents inside), level by level."""
+    if type(v) is Dual:
+        return Dual(v.level, _index(v.primal, i), _index(v.tangent, i))
+    return v[i, ...]
+
+
+def _allocate(v: Any, length: int) -> Any:
+    """Zero buffers of shape (length, *v.shape) in the dual structure of ``v`` (``Zero`` slots too)."""
+    if type(v) is Dual:
+        t = v.tangent
+        return Dual(v.level, _allocate(v.primal, length),
+                    _allocate(v.primal if type(t) is Zero else t, length))
+    return _zeros((length, *tuple(v.shape)), v)
+
+
+def _write(buffer: Any, v: Any, i: int) -> None:
+    """``buffer[i] = v`` slot by slot; ``v`` is conformed to the buffer's pattern (``Zero`` slots
+    are skipped: the buffers start at zero)."""
+    if type(buffer) is Dual:
+        _write(buffer.primal, v.primal, i)
+        if type(v.tangent) is not Zero:
+            _write(buffer.tangent, v.tangent, i)
+    else:
+        buffer[i, ...] = v
+
+
+# -------------------------------------------------------------------------------------- validation
+def _name(root: str, path: tuple) -> str:
+    return root + "".join(f"[{p!r}]" for p in path)
+
+
+def _describe(v: Any) -> str:
+    return f"shape {tuple(v.shape)} and dtype {v.dtype}"
+
+
+def _as_leaf(v: Any, backend: Any, name: str) -> Any:
+    if type(v) is Dual or is_array(v):
+        return v
+    if isinstance(v, numbers.Number):
+        return backend.xp.asarray(v)
+    raise TypeError(f"scan: {name} must be an array or a Python scalar, got {type(v).__name__}")
+
+
+def _backend_of_leaves(*leaf_lists: list) -> Any:
+    for leaves in leaf_lists:
+        for v in leaves:
+            if type(v) is Dual or is_array(v):
+                return backend_of(strip(v))
+    return default_backend()
+
+
+def _pass_limit(n_leaves: int, n_levels: int) -> int:
+    """Passes after which the fixed point must have settled (see the module docstring)."""
+    return 1 + n_leaves * (2 ** n_levels - 1)
+
+
+class _Body:
+    """The body with its checks: returns flattened (carry leaves, y leaves) of one step."""
+
+    def __init__(self, f: Callable, carry_spec: Any, carry_paths: list, carry_ref: list, backend: Any):
+        self.f = f
+        self.carry_spec = carry_spec
+        self.carry_names = [_name("carry", p) for p in carry_paths]
+        self.carry_ref = [(tuple(v.shape), v.dtype) for v in carry_ref]
+        self.carry_is_leaf = carry_spec.is_leaf()
+        self.backend = backend
+        self.y_spec = None
+        self.y_is_leaf = False
+        self.y_names: list[str] = []
+        self.y_ref: list[tuple] = []
+
+    def __call__(self, carry: Any, x: Any) -> tuple[list, list]:
+        out = self.f(carry, x)
+        if type(out) is not tuple and not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise TypeError(f"scan: the body must return a pair (new_carry, y), got {type(out).__name__}"
+                            + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
+        new_carry, y = out
+        # Fast checks (one array: no flattening; one comparison); the slow ones convert Python
+        # scalars and name the leaf. This is most of scan's own cost per step on plain arrays.
+        if self.carry_is_leaf and (type(new_carry) is Dual or hasattr(new_carry, "__array_namespace__")):
+            leaves = [new_carry]
+            if (new_carry.shape, new_carry.dtype) != self.carry_ref[0]:
+                self._check_carry(leaves)
+        else:
+            leaves, spec = optree.tree_flatten(new_carry)
+            if spec != self.carry_spec:
+                raise TypeError(f"scan: the body returned a carry with structure {spec}, but init has "
+                                f"structure {self.carry_spec}")
+            try:
+                ok = [(v.shape, v.dtype) for v in leaves] == self.carry_ref
+            except AttributeError:
+                ok = False
+            if not ok:
+                self._check_carry(leaves)
+        if self.y_spec is None:
+            y_paths, y_leaves, self.y_spec = optree.tree_flatten_with_path(y)
+            self.y_names = [_name("y", p) for p in y_paths]
+            for k, v in enumerate(y_leaves):
+                if type(v) is not Dual and not is_array(v):
+                    y_leaves[k] = _as_leaf(v, self.backend, self.y_names[k])
+            self.y_ref = [(tuple(v.shape), v.dtype) for v in y_leaves]
+            self.y_is_leaf = self.y_spec.is_leaf()
+            return leaves, y_leaves
+        if self.y_is_leaf and (type(y) is Dual or hasattr(y, "__array_namespace__")):
+            y_leaves = [y]
+            if (y.shape, y.dtype) != self.y_ref[0]:
+                self._check_y(y_leaves)
+            return leaves, y_leaves
+        y_leaves, y_spec = optree.tree_flatten(y)
+        if y_spec != self.y_spec:
+            raise TypeError(f"scan: the body returned y with structure {y_spec}, but an earlier step "
+                            f"returned {self.y_spec}")
+        try:
+            ok = [(v.shape, v.dtype) for v in y_leaves] == self.y_ref
+        except AttributeError:
+            ok = False
+        if not ok:
+            self._check_y(y_leaves)
+        return leaves, y_leaves
+
+    def _check_carry(self, leaves: list) -> None:
+        for k, (v, (shape, dtype)) in enumerate(zip(leaves, self.carry_ref)):
+            if type(v) is not Dual and not is_array(v):
+                leaves[k] = v = _as_leaf(v, self.backend, f"the body's new {self.carry_names[k]}")
+            if v.dtype != dtype:
+                raise TypeError(f"scan: the body returned {self.carry_names[k]} with {_describe(v)}, but "
+                                f"init's has shape {shape} and dtype {dtype}: the dtype differs")
+            if tuple(v.shape) != shape:
+                raise ValueError(f"scan: the body returned {self.carry_names[k]} with {_describe(v)}, but "
+                                 f"init's has shape {shape} and dtype {dtype}: the shape differs")
+
+    def _check_y(self, y_leaves: list) -> None:
+        for k, (v, (shape, dtype)) in enumerate(zip(y_leaves, self.y_ref)):
+            if type(v) is not Dual and not is_array(v):
+                y_leaves[k] = v = _as_leaf(v, self.backend, self.y_names[k])
+            if tuple(v.shape) != shape or v.dtype != dtype:
+                raise (ValueError if v.dtype == dtype else TypeError)(
+                    f"scan: the body returned {self.y_names[k]} with {_describe(v)}, but an earlier "
+                    f"step returned shape {shape} and dtype {dtype}")
+
+
+def _check_length(xs_paths: list, xs_leaves: list, length: Any) -> int:
+    if length is not None:
+        try:
+            length = operator.index(length)
+        except TypeError:
+            raise TypeError(f"scan: length must be an integer, got {type(length).__name__}") from None
+        if length < 0:
+            raise ValueError(f"scan: length must be non-negative, got {length}")
+    lengths = []
+    for path, v in zip(xs_paths, xs_leaves):
+        if len(v.shape) == 0:
+            raise ValueError(f"scan: {_name('xs', path)} has shape () and no leading axis to scan over")
+        lengths.append(v.shape[0])
+    if lengths and any(n != lengths[0] for n in lengths):
+        listed = ", ".join(f"{_name('xs', p)}: {n}" for p, n in zip(xs_paths, lengths))
+        raise ValueError(f"scan: the leaves of xs have different leading lengths ({listed})")
+    if lengths and length is not None and length != lengths[0]:
+        raise ValueError(f"scan: length={length} but the leaves of xs have leading length {lengths[0]}")
+    if length is None:
+        if not lengths:
+            raise ValueError("scan: length is required when xs is None (or has no leaves)")
+        length = lengths[0]
+    return length
+
+
+# ------------------------------------------------------------------------------------------ scan
+def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, length: int | None = None,
+         reverse: bool = False, *, step_ranges: bool | None = None) -> tuple[Any, Any]:
+    """Loop ``carry, y = f(carry, x)`` over the leading axis of ``xs``; return ``(carry, ys)``.
+
+    Same semantics as ``jax.lax.scan``: ``init``/the carry, ``xs``/``x`` and ``y`` are pytrees
+    (tuples, lists, dicts, namedtuples, ``None``) of arrays; ``ys`` stacks each ``y`` along a new
+    axis 0. ``length`` is required when ``xs`` is None and must equal the leading length of every
+    leaf of ``xs`` otherwise. ``reverse=True`` walks ``xs`` from the end and writes ``ys`` in the
+    original order (``ys[i]`` comes from ``xs[i]``). ``length=0`` returns ``init`` and empty ``ys``
+    of the right shapes (the body is called once on zeros to learn them, as JAX traces it).
+    Python scalars in ``init`` become arrays of the backend of the other leaves.
+
+    Differentiation: under ``jvp`` (nested too) the carry tangents start from those of ``init``
+    and of anything ``f`` closes over. The nonzero pattern of the carry tangents is found before the
+    loop by a fixed point (see the module docstring) and every carry in it gets a concrete zero
+    tangent from the start; a carry outside it is handed to ``f`` with a symbolic ``Zero`` tangent
+    for the whole loop (no tangent arithmetic is spent on it). A ``ys`` leaf whose tangent the
+    pattern marks zero keeps a ``Zero`` tangent. If Python control flow in ``f`` makes a tangent
+    nonzero later than the first step can show, the pattern grows there (buffers and carries gain
+    zero-filled slots), so the result is still exact.
+
+    Raises ``TypeError`` if ``f`` returns a carry whose structure or a leaf's dtype differs from
+    ``init`` (or a ``y`` that differs from the first step's), ``ValueError`` if a leaf's shape
+    differs, if ``xs`` leaves have different leading lengths, if ``length`` disagrees with them or is
+    negative, and ``FixedPointError`` if the tangent pattern does not settle.
+
+    nvtx: the whole loop is the range ``cupy_ad/scan``; one range ``cupy_ad/scan/step`` per step
+    (and per fixed-point pass, each of which runs step 0) only with ``step_ranges=True`` or the
+    environment variable ``CUPY_AD_SCAN_STEP_RANGES=1``: per-step ranges would flood a profile.
+    """
+    if not callable(f):
+        raise TypeError(f"scan: f must be callable, got {type(f).__name__}")
+    carry_paths, init_leaves, carry_spec = optree.tree_flatten_with_path(init)
+    xs_paths, xs_leaves, xs_spec = optree.tree_flatten_with_path(xs)
+    backend = _backend_of_leaves(init_leaves, xs_leaves)
+    init_leaves = [_as_leaf(v, backend, _name("init", p)) for p, v in zip(carry_paths, init_leaves)]
+    for p, v in zip(xs_paths, xs_leaves):
+        if type(v) is not Dual and not is_array(v):
+            raise TypeError(f"scan: {_name('xs', p)} must be an array, got {type(v).__name__}")
+    length = _check_length(xs_paths, xs_leaves, length)
+    if step_ranges is None:
+        step_ranges = os.environ.get("CUPY_AD_SCAN_STEP_RANGES", "") not in ("", "0")
+    with _SCAN_RANGE:
+        return _scan(f, init_leaves, carry_paths, carry_spec, xs_leaves, xs_spec, xs is None,
+                     length, bool(reverse), step_ranges, backend)
+
+
+def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs_leaves: list, xs_spec: Any,
+          no_xs: bool, length: int, reverse: bool, step_ranges: bool, backend: Any) -> tuple[Any, Any]:
+    depth = current_level()
+    body = _Body(f, carry_spec, carry_paths, init_leaves, backend)
+    xs_nodes = [_pattern(v) for v in xs_leaves]
+    xs_leaves = [_conform(v, n, False) for v, n in zip(xs_leaves, xs_nodes)]  # canonical: no Zero inside
+
+    def present(v: Any) -> Any:
+        # Inside a jvp a plain value is handed to f as a dual with a Zero tangent at the current level,
+        # as jvp hands its inputs, so operators between it and duals dispatch on every backend.
+        return Dual(depth, v, Zero.like(v)) if depth and type(v) is not Dual else v
+
+    carry_is_leaf = carry_spec.is_leaf()
+    plain_xs = not depth and all(type(v) is not Dual for v in xs_leaves)
+    single_x = xs_spec.is_leaf()
+
+    def x_at(i: int) -> Any:
+        if no_xs:
+            return None
+        if plain_xs:  # the common case, kept cheap
+            return xs_leaves[0][i, ...] if single_x else optree.tree_unflatten(
+                xs_spec, [v[i, ...] for v in xs_leaves])
+        return optree.tree_unflatten(xs_spec, [present(_index(v, i)) for v in xs_leaves])
+
+    def x_zero() -> Any:  # a stand-in x for length 0, in the pattern of xs
+        if no_xs:
+            return None
+        return optree.tree_unflatten(xs_spec, [present(_conform(_zeros(tuple(v.shape[1:]), v), n, True))
+                                               for v, n in zip(xs_leaves, xs_nodes)])
+
+    def call(carry_leaves: list, x: Any) -> tuple[list, list]:
+        if depth:
+            carry_leaves = [present(v) for v in carry_leaves]
+        return body(carry_leaves[0] if carry_is_leaf else carry_spec.unflatten(carry_leaves), x)
+
+    # 1. The fixed point of the carry pattern, on the first x. The last pass ran on init lifted to
+    #    the settled pattern, which is step 0 exactly: its result is kept.
+    nodes = [_pattern(v) for v in init_leaves]
+    seen_levels = max([depth] + [_levels_in(n) for n in nodes + xs_nodes])
+    first = (length - 1 if reverse else 0)
+    x0 = x_at(first) if length else x_zero()
+    step_range = _STEP_RANGE if step_ranges else contextlib.nullcontext()
+    passes = 0
+    while True:
+        passes += 1
+        with step_range:  # each pass runs step 0 (again)
+            out_leaves, y_leaves = call([_conform(v, n, True) for v, n in zip(init_leaves, nodes)], x0)
+        out_nodes = [_pattern(v) for v in out_leaves]
+        joined = [_join(n, m) for n, m in zip(nodes, out_nodes)]
+        if joined == nodes:
+            break
+        seen_levels = max([seen_levels] + [_levels_in(n) for n in joined])
+        if passes >= _pass_limit(len(nodes), seen_levels):
+            grew = [body.carry_names[k] for k, (n, m) in enumerate(zip(nodes, joined)) if n != m]
+            raise FixedPointError(
+                f"scan: the nonzero pattern of the carry tangents did not settle after {passes} passes "
+                f"(bound for {len(nodes)} carry leaves and {seen_levels} levels); still changing: "
+                + ", ".join(grew))
+        nodes = joined
+    if length == 0:
+        ys = [_allocate(_conform(y, _pattern(y), False), 0) for y in y_leaves]
+        return (optree.tree_unflatten(carry_spec, init_leaves), optree.tree_unflatten(body.y_spec, ys))
+
+    # 2. Step 0's outputs fix the buffers; the loop writes one step at a time.
+    y_nodes = [_pattern(y) for y in y_leaves]
+    buffers = []
+    for y, n in zip(y_leaves, y_nodes):
+        y = _conform(y, n, False)
+        buffers.append(_allocate(y, length))
+        _write(buffers[-1], y, first)
+    carry = [_conform(v, n, True) for v, n in zip(out_leaves, nodes)]
+    step_range = _STEP_RANGE if step_ranges else None  # entered by hand: no context cost when off
+    direct = not depth and carry_is_leaf and (no_xs or plain_xs and single_x)
+    single_y = len(buffers) == 1
+    for i in range(1, length):
+        index = length - 1 - i if reverse else i
+        if step_range is not None:
+            step_range.__enter__()
+        try:
+            if direct:  # the plain common case without the helpers' calls
+                out_leaves, y_leaves = body(carry[0], None if no_xs else xs_leaves[0][index, ...])
+            else:
+                out_leaves, y_leaves = call(carry, x_at(index))
+            try:  # (plain values in plain slots, the common case, skip the call)
+                if direct and nodes[0] is None and type(out_leaves[0]) is not Dual:
+                    carry = out_leaves
+                else:
+                    carry = [v if n is None and type(v) is not Dual else _conform(v, n, True)
+                             for v, n in zip(out_leaves, nodes)]
+            except _Grow:  # data-dependent structure: grow the pattern from here on
+                nodes = [_join(n, _pattern(v)) for n, v in zip(nodes, out_leaves)]
+                carry = [_conform(v, n, True) for v, n in zip(out_leaves, nodes)]
+            if single_y and y_nodes[0] is None and type(y_leaves[0]) is not Dual:
+                buffers[0][index, ...] = y_leaves[0]
+                continue
+            for k, (buffer, y, n) in enumerate(zip(buffers, y_leaves, y_nodes)):
+                if n is None and type(y) is not Dual:
+                    buffer[index, ...] = y
+                    continue
+                try:
+                    y = _conform(y, n, False)
+                except _Grow:  # past steps had zero tangents in the new slots: zero-filled buffers
+                    y_nodes[k] = _join(n, _pattern(y))
+                    buffers[k] = _conform(buffers[k], y_nodes[k], "fresh")
+                    y = _conform(y, y_nodes[k], False)
+                _write(buffers[k], y, index)
+        finally:
+            if step_range is not None:
+                step_range.__exit__(None, None, None)
+    return optree.tree_unflatten(carry_spec, carry), optree.tree_unflatten(body.y_spec, buffers)
