@@ -5,7 +5,7 @@ from . import linalg
 from .backends import default_backend, set_backend
 from .core import Dual, Zero
 from .namespace import namespace
-from .scan import FixedPointError, scan
+from .scan_loop import FixedPointError, scan
 from .testing import check_jvp
 from .transforms import jvp
 

@@ -33,7 +33,7 @@ import numpy as np
 import cupy_ad as ad
 from cupy_ad.core import Zero
 from cupy_ad.namespace import elementwise, indexing, manipulation, products
-from cupy_ad.scan import scan
+from cupy_ad.scan_loop import scan
 
 ns = ad.namespace("numpy")
 

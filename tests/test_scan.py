@@ -12,10 +12,10 @@ from hypothesis import given, settings, strategies as st
 
 import cupy_ad as ad
 from conftest import BACKENDS, Backend
-import cupy_ad.scan as scan_module
+import cupy_ad.scan_loop as scan_module
 from cupy_ad.core import Dual
 from cupy_ad.namespace import elementwise
-from cupy_ad.scan import FixedPointError, scan
+from cupy_ad.scan_loop import FixedPointError, scan
 from cupy_ad.testing import random_tangents
 
 Pair = namedtuple("Pair", "u v")
