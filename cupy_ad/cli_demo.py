@@ -45,6 +45,13 @@ def _lu_log_det(a: Any) -> Any:
     return xp.sum(xp.log(xp.abs(xp.linalg.diagonal(lu))), axis=-1)
 
 
+def _rnn(w: Any, h0: Any, xs: Any) -> Any:
+    """A tanh RNN over a sequence by ``ad.scan``; returns the sum of its outputs."""
+    xp = w.__array_namespace__()
+    h, ys = ad.scan(lambda h, x: (xp.tanh(w @ h + x),) * 2, h0, xs)
+    return xp.sum(ys) + xp.sum(h)
+
+
 def _cases(backend: Any) -> list[tuple[str, Callable, tuple]]:
     rng = np.random.default_rng(0)
 
@@ -59,6 +66,7 @@ def _cases(backend: Any) -> list[tuple[str, Callable, tuple]]:
         ("nuclear norm (svd)", _nuclear_norm, (arr(48, 32),)),
         ("log volume (qr)", _qr_log_volume, (arr(64, 48),)),
         ("log|det| (lu_factor)", _lu_log_det, (backend.from_numpy(spd + 8 * np.eye(64)),)),
+        ("tanh RNN, 50 steps (scan)", _rnn, (arr(16, 16) / 4, arr(16), arr(50, 16))),
         ("solve + inv + slogdet", lambda a, b: ad.linalg.slogdet(a).logabsdet + (ad.linalg.inv(a) @ ad.linalg.solve(a, b))[0, 0],
          (backend.from_numpy(spd + 8 * np.eye(64)), arr(64, 3))),
     ]
