@@ -3,7 +3,8 @@
 ``python -m cupy_ad bench [--peers] [--sizes 16 128 512 1024] [--dtypes float64 float32]
 [--batch 4096] [--csv FILE] [--plot FILE.png]`` prints a table (op, n, dtype, primal, ours, jax,
 torch, ours/primal, ours/best peer, extra memory), writes a CSV and optionally a plot. Each time is
-the median of repeated runs after warm-up; every JVP timed is checked against the peers' (signs of
+the median of repeated runs after warm-up; each peer runs in a process of its own (so that no
+thread pool of one system slows another); every JVP timed is checked against the peers' (signs of
 singular/eigen vectors aligned), so a fast wrong answer cannot win. On NumPy the extra memory of a
 jvp beyond its primal outputs is measured with tracemalloc, in units of the input's size.
 """
@@ -11,9 +12,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -154,74 +160,114 @@ def dispatch_overhead_us(backend: Any) -> tuple[float, float]:
     return per_bind, per_call
 
 
+def _inputs(op: Op, shape: tuple, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """The primal and tangent of one case, the same in every process (seeded by the case)."""
+    rng = np.random.default_rng(zlib.crc32(f"{op.name} {shape} {dtype}".encode()))
+    return op.make_input(rng, shape, np.dtype(dtype)), op.make_input(rng, shape, np.dtype(dtype))
+
+
+def _progress(items: list, label: str) -> Any:
+    try:
+        from tqdm import tqdm
+
+        return tqdm(items, desc=label, file=sys.stderr)
+    except ImportError:
+        return items
+
+
+def peer_worker(system: str, cases: list, out_dir: str) -> int:
+    """Time ``system``'s jvp for every case in this process alone; write times and tangents to out_dir."""
+    ops = _ops()
+    if system == "jax":
+        try:
+            import jax
+        except ImportError:
+            return 3
+        jax.config.update("jax_enable_x64", True)
+    else:
+        try:
+            import torch
+        except ImportError:
+            return 3
+    times = []
+    for index, (name, shape, dtype) in enumerate(_progress(cases, system)):
+        a_np, t_np = _inputs(ops[name], tuple(shape), dtype)
+        if system == "jax":
+            f = _jax_function(name)
+            jitted = jax.jit(lambda x, dx, f=f: jax.jvp(f, (x,), (dx,)))
+            x, dx = jax.numpy.asarray(a_np), jax.numpy.asarray(t_np)
+            times.append(1e3 * _median_seconds(lambda: jax.block_until_ready(jitted(x, dx)), lambda: None))
+            values, tangents = jitted(x, dx)
+        else:
+            f = _torch_function(name)
+            x, dx = torch.from_numpy(a_np), torch.from_numpy(t_np)
+            times.append(1e3 * _median_seconds(lambda: torch.func.jvp(f, (x,), (dx,)), lambda: None))
+            values, tangents = torch.func.jvp(f, (x,), (dx,))
+        np.savez(os.path.join(out_dir, f"{index}.npz"), *[np.asarray(v) for v in _as_tuple(values)],
+                 *[np.asarray(v) for v in _as_tuple(tangents)])
+    with open(os.path.join(out_dir, "times.json"), "w") as fh:
+        json.dump(times, fh)
+    return 0
+
+
+def _run_peer(system: str, cases: list) -> tuple[list[float], list[tuple[list, list]]] | None:
+    """Run ``peer_worker`` in a fresh process, so no thread pool of one system slows another."""
+    with tempfile.TemporaryDirectory() as out_dir:
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(ad.__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+        done = subprocess.run([sys.executable, __file__, "--worker", system, "--cases", json.dumps(cases),
+                               "--out", out_dir], env=env)
+        if done.returncode == 3:
+            print(f"{system} not installed: no {system} column", file=sys.stderr)
+            return None
+        done.check_returncode()
+        with open(os.path.join(out_dir, "times.json")) as fh:
+            times = json.load(fh)
+        results = []
+        for index in range(len(cases)):
+            with np.load(os.path.join(out_dir, f"{index}.npz")) as data:
+                arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
+            half = len(arrays) // 2
+            results.append((arrays[:half], arrays[half:]))
+    return times, results
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     backend = ad.default_backend()
     ops = _ops()
     names = args.ops or list(ops)
-    peers = {}
-    if args.peers:
-        try:
-            import jax
-
-            jax.config.update("jax_enable_x64", True)
-            peers["jax"] = jax
-        except ImportError:
-            print("jax not installed: no JAX column", file=sys.stderr)
-        try:
-            import torch
-
-            peers["torch"] = torch
-        except ImportError:
-            print("torch not installed: no PyTorch column", file=sys.stderr)
     cases = [(name, (n, n), dtype) for name in names for dtype in args.dtypes for n in args.sizes]
     if args.batch:
         cases += [(name, (args.batch, 16, 16), dtype) for name in names for dtype in args.dtypes]
-    try:
-        from tqdm import tqdm
-
-        progress = tqdm(cases, desc="bench", file=sys.stderr)
-    except ImportError:
-        progress = cases
-    rows = []
-    rng = np.random.default_rng(0)
-    for name, shape, dtype in progress:
+    rows, ours = [], []
+    for name, shape, dtype in _progress(cases, "cupy_ad"):
         op = ops[name]
-        a_np = op.make_input(rng, shape, np.dtype(dtype))
-        t_np = op.make_input(rng, shape, np.dtype(dtype))
+        a_np, t_np = _inputs(op, shape, dtype)
         a, t = backend.from_numpy(a_np), backend.from_numpy(t_np)
         row: dict[str, Any] = {"op": name, "shape": "x".join(map(str, shape)), "dtype": dtype}
         row["primal_ms"] = 1e3 * _median_seconds(lambda: op.primal(backend, a), backend.synchronize)
         row["ours_ms"] = 1e3 * _median_seconds(lambda: ad.jvp(op.ours, (a,), (t,)), backend.synchronize)
+        row["ours_over_primal"] = row["ours_ms"] / row["primal_ms"]
         values, tangents = ad.jvp(op.ours, (a,), (t,))
-        ours_values = [backend.to_numpy(v) for v in _as_tuple(values)]
-        ours_tangents = [backend.to_numpy(v) for v in _as_tuple(tangents)]
+        ours.append(([backend.to_numpy(v) for v in _as_tuple(values)],
+                     [backend.to_numpy(v) for v in _as_tuple(tangents)]))
         if backend.name == "numpy":
             row["extra_memory_inputs"] = _extra_memory(lambda: ad.jvp(op.ours, (a,), (t,)), a_np.nbytes)
-        tolerance = 1e-6 if dtype == "float64" else 5e-2
-        if "jax" in peers:
-            jax = peers["jax"]
-            f = _jax_function(name)
-            jitted = jax.jit(lambda x, dx: jax.jvp(f, (x,), (dx,)))
-            xj, tj = jax.numpy.asarray(a_np), jax.numpy.asarray(t_np)
-            row["jax_ms"] = 1e3 * _median_seconds(lambda: jax.block_until_ready(jitted(xj, tj)), lambda: None)
-            pv, pt = jitted(xj, tj)
-            theirs = _aligned(ours_values, [np.asarray(v) for v in _as_tuple(pv)],
-                              [np.asarray(v) for v in _as_tuple(pt)], op.align)
-            row["jax_agrees"] = _max_relative_difference(ours_tangents, theirs) < tolerance
-        if "torch" in peers:
-            torch = peers["torch"]
-            f = _torch_function(name)
-            xt, tt = torch.from_numpy(a_np), torch.from_numpy(t_np)
-            row["torch_ms"] = 1e3 * _median_seconds(lambda: torch.func.jvp(f, (xt,), (tt,)), lambda: None)
-            pv, pt = torch.func.jvp(f, (xt,), (tt,))
-            theirs = _aligned(ours_values, [v.numpy() for v in _as_tuple(pv)],
-                              [v.numpy() for v in _as_tuple(pt)], op.align)
-            row["torch_agrees"] = _max_relative_difference(ours_tangents, theirs) < tolerance
-        row["ours_over_primal"] = row["ours_ms"] / row["primal_ms"]
+        rows.append(row)
+    for system in (("jax", "torch") if args.peers else ()):
+        peer = _run_peer(system, [list(c[:1]) + [list(c[1]), c[2]] for c in cases])
+        if peer is None:
+            continue
+        for row, (our_values, our_tangents), (name, _, dtype), ms, (values, tangents) in zip(
+                rows, ours, cases, *peer):
+            row[f"{system}_ms"] = ms
+            theirs = _aligned(our_values, values, tangents, ops[name].align)
+            tolerance = 1e-6 if dtype == "float64" else 5e-2
+            row[f"{system}_agrees"] = _max_relative_difference(our_tangents, theirs) < tolerance
+    for row in rows:
         peer_times = [row[k] for k in ("jax_ms", "torch_ms") if k in row]
         if peer_times:
             row["ours_over_best_peer"] = row["ours_ms"] / min(peer_times)
-        rows.append(row)
     return rows
 
 
@@ -281,7 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", help="numpy or cupy (default: the default backend)")
     parser.add_argument("--csv", default="bench.csv")
     parser.add_argument("--plot", help="write a figure of time vs n per op")
+    parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--cases", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        return peer_worker(args.worker, json.loads(args.cases), args.out)
     if args.backend:
         ad.set_backend(args.backend)
     backend = ad.default_backend()

@@ -15,11 +15,18 @@ is ignored for complex input), so the tangent that moves the decomposition is th
 mirrored into a Hermitian matrix, dA_s = tril(dA) + tril(dA, -1)^H (triu for "U") with a real
 diagonal: dA_s = (T + T^H) o (1 - I/2) with T = tril(dA).
 
-Coinciding eigenvalues: F_ij is set to 0 where |w_i - w_j| <= max(n, 16) * eps * max|w|
-(rounding makes an exactly repeated eigenvalue come out split by a few eps * ||A||_2), so
-tangents stay finite. Within such a cluster the eigenvectors are not unique and dw = diag(P)
-is taken in the basis the kernel returned: the cluster's projector and the sum of its
-eigenvalues have exact derivatives, individual eigenvalues and vectors inside it do not.
+Repeated eigenvalues (issue 7; degenerate perturbation theory, Kato 1995 II.2, Sakurai 5.2).
+Eigenvalues form clusters (sorted runs with neighbouring gaps <= tol = max(n, 16) eps max|w|,
+what syevd resolves: an exactly repeated eigenvalue comes out split by a few eps ||A||_2).
+For A + h dA, h -> 0+, the eigenvalues of cluster k (value lambda, basis V_k) are
+lambda + h mu + O(h^2) with mu the ascending eigenvalues of P_kk = V_k^H dA V_k, and the
+eigenvectors tend to V_k Q_k, P_kk = Q_k diag(mu) Q_k^H. We return that rotated V' = V R,
+R = blockdiag(Q_k), as the primal, and with P' = R^H P R: dw = diag(P') (= mu in clusters),
+dV' = V' C with C_ij = P'_ij / (w_j - w_i) across clusters and, inside a cluster (second order
+in h: (A - lambda) v'' = mu v' + nu v - dA v' projected on v_i),
+    C_ij = sum_{l outside} P'_il P'_lj / ((lambda - w_l)(mu_j - mu_i)) = (P' (F o P'))_ij / (mu_j - mu_i),
+0 where mu_i, mu_j coincide (that rotation is not fixed at first order) and on the diagonal.
+Size-1 clusters keep the ordinary formulas bit for bit (selected with ``where``).
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from ..core import Primitive, bind, strip
 from ..namespace import (add, conj, diagonal, divide, expand_dims, matmul, multiply, real, subtract, sum,
                          tril, triu, where)
 from ..namespace._rules import is_complex_dtype, is_inexact_dtype, xp_of
+from ._clusters import block_rotation, find_clusters, take_degenerate_path
 from ._matrix import backend_of_matrix, mH, require_square
 from ._results import EighResult
 
@@ -55,17 +63,54 @@ def _hermitian_tangent(da: Any, lower: bool) -> Any:
     return multiply(add(t, mH(t)), weights)
 
 
+def _tolerance(w: Any) -> Any:
+    """max(n, 16) eps max|w|, shape (..., 1): eigenvalues closer than this coincide."""
+    raw = strip(w)
+    xp = xp_of(raw)
+    return max(raw.shape[-1], 16) * float(xp.finfo(raw.dtype).eps) * xp.max(xp.abs(raw), axis=-1, keepdims=True)
+
+
 def _gap_inverse(w: Any) -> Any:
     """F_ij = 1 / (w_j - w_i), 0 on the diagonal and wherever the two eigenvalues coincide."""
-    n = w.shape[-1]
     xp = xp_of(w)
     diff = subtract(expand_dims(w, axis=-2), expand_dims(w, axis=-1))  # diff[..., i, j] = w_j - w_i
     raw = strip(diff)
-    scale = xp.expand_dims(xp.max(xp.abs(strip(w)), axis=-1, keepdims=True), axis=-1)
-    tol = max(n, 16) * float(xp.finfo(w.dtype).eps) * scale
+    tol = xp.expand_dims(_tolerance(w), axis=-1)
     distinct = xp.abs(raw) > tol  # a constant mask: no tangent flows through it
     safe = where(distinct, diff, xp.asarray(1.0, dtype=w.dtype))
     return where(distinct, divide(xp.asarray(1.0, dtype=w.dtype), safe), xp.asarray(0.0, dtype=w.dtype))
+
+
+def _degenerate(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[Any, Any, Any] | None:
+    """(V', dw', dV') at clustered eigenvalues, or None when nothing is clustered (host check).
+
+    ``p`` = V^H dA_s V (Hermitian), ``dw``/``dv`` the ordinary tangents, kept for size-1 clusters.
+    With ``dv`` None only the eigenvalue tangents are computed (eigvalsh).
+    """
+    cl = find_clusters(w, _tolerance(w))
+    if not take_degenerate_path(w, ~cl.single):
+        return None
+    xp = xp_of(w)
+    n = w.shape[-1]
+    single_col = xp.expand_dims(cl.single, axis=-2)
+    rot, scale = block_rotation(p, cl, ~cl.single)
+    p2 = matmul(mH(rot), matmul(p, rot))
+    p2 = multiply(add(p2, mH(p2)), 0.5)
+    mu = real(diagonal(p2)) if is_complex_dtype(p2) else diagonal(p2)
+    dw = where(cl.single, dw, mu)
+    if dv is None:
+        return None, dw, None
+    v2 = where(single_col, v, matmul(v, rot))
+    c_off = multiply(where(cl.same, 0.0, _gap_inverse(w)), p2)  # F o P' across clusters
+    x = matmul(p2, c_off)  # sum_l P'_il P'_lj / (w_j - w_l), l outside j's cluster
+    x = multiply(add(x, mH(x)), 0.5)
+    mu_raw = strip(mu)
+    mu_gap = subtract(expand_dims(mu, axis=-2), expand_dims(mu, axis=-1))  # [i, j] = mu_j - mu_i
+    tol_mu = max(n, 16) * float(xp.finfo(mu_raw.dtype).eps) * scale
+    mixing = cl.same & (xp.abs(xp.expand_dims(mu_raw, -2) - xp.expand_dims(mu_raw, -1)) > tol_mu)
+    g = where(mixing, divide(1.0, where(mixing, mu_gap, 1.0)), 0.0)
+    dv2 = matmul(v2, add(c_off, multiply(g, x)))
+    return v2, dw, where(single_col, dv, dv2)
 
 
 @eigh_p.def_jvp
@@ -79,6 +124,9 @@ def _eigh_jvp(primals: list, tangents: list, *, lower: bool):
     dp = diagonal(p)
     dw = real(dp) if is_complex_dtype(p) else dp
     dv = matmul(v, multiply(_gap_inverse(w), p))
+    degenerate = _degenerate(w, v, p, dw, dv)
+    if degenerate is not None:
+        v, dw, dv = degenerate
     return (w, v), (dw, dv)
 
 
@@ -88,12 +136,18 @@ def _eigvalsh_jvp(primals: list, tangents: list, *, lower: bool):
     w = bind(eigvalsh_p, a, lower=lower)
     if a.shape[-1] == 0:
         return w, multiply(w, 0.0)
-    _, v = bind(eigh_p, a, lower=lower)  # the eigenvectors are needed for the tangent
+    w_v, v = bind(eigh_p, a, lower=lower)  # the eigenvectors are needed for the tangent
     # dw_i = (V^H dA_s V)_ii = sum_k conj(V_ki) (dA_s V)_ki: one matrix product, not two.
     x = matmul(_hermitian_tangent(da, lower), v)
     if is_complex_dtype(v):
-        return w, real(sum(multiply(conj(v), x), axis=-2))
-    return w, sum(multiply(v, x), axis=-2)
+        dw = real(sum(multiply(conj(v), x), axis=-2))
+    else:
+        dw = sum(multiply(v, x), axis=-2)
+    cl = find_clusters(w_v, _tolerance(w_v))  # (clusters of the eigenvalues that go with v)
+    if take_degenerate_path(w_v, ~cl.single):  # clusters need the whole of P = V^H dA_s V
+        p = matmul(mH(v), x)
+        _, dw, _ = _degenerate(w_v, v, multiply(add(p, mH(p)), 0.5), dw, None)
+    return w, dw
 
 
 def _check(name: str, a: Any, UPLO: str) -> bool:
@@ -118,9 +172,20 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     Gauge: each eigenvector is defined up to a sign (real) or a phase (complex), fixed by the
     backend's kernel; the tangent of the eigenvectors satisfies Im diag(V^H dV) = 0 (and
     diag(V^T dV) = 0 for real input, which normalisation forces), i.e. V^H dV has a zero diagonal.
-    Repeated eigenvalues (closer than max(n, 16) * eps * max|w|): tangents stay finite, with no
-    mixing between the coinciding eigenvectors; there only gauge-invariant quantities (the
-    eigenspace's projector, the sum of its eigenvalues) have meaningful derivatives.
+    Repeated eigenvalues (clusters: sorted runs with neighbouring gaps <= max(n, 16) eps max|w|):
+    ``jvp`` returns the one-sided directional derivative, the limit of (f(A + h dA) - f(A)) / h as
+    h -> 0+, which is not linear in dA there. The eigenvalue tangents of a cluster are the
+    ascending eigenvalues mu of V_k^H dA_s V_k; the eigenvectors returned as the primal *by jvp*
+    are rotated within each cluster to the basis diagonalising V_k^H dA_s V_k (the limit of the
+    eigenvectors of A + h dA; still an eigendecomposition of A, but not the plain call's V), and
+    their tangents add the in-cluster mixing of second-order perturbation theory. Where mu itself
+    repeats, the rotation inside that sub-block is not fixed at first order: its basis is
+    arbitrary and its mixing is 0. Size-1 clusters get the ordinary formula bit for bit.
+    Tangents are finite everywhere (multiples of the identity, the zero matrix).
+    Cost: NumPy/array_api_strict detect clusters on the host and run the extra work (a batched
+    eigh of the block-diagonal n x n matrix) only when some exist; CuPy never synchronises and
+    always runs it. Nested jvp at a clustered point: finite, but the cluster's rotation is
+    treated as a constant of the inner levels, so second derivatives there are not exact.
     """
     lower = _check("eigh", a, UPLO)
     return EighResult(*eigh_p(a, lower=lower))
@@ -131,8 +196,9 @@ def eigvalsh(a: Any, UPLO: str = "L") -> Any:
 
     Conventions as :func:`eigh` (only the ``UPLO`` triangle is read, leading batch dimensions).
     The tangent is dw = Re diag(V^H dA_s V), which needs the eigenvectors: the JVP computes a full
-    ``eigh`` besides the primal eigenvalues. At a repeated eigenvalue the eigenvalues are not
-    differentiable; the tangent is finite, and the sum over the repeated eigenvalues is exact.
+    ``eigh`` besides the primal eigenvalues. At repeated eigenvalues the tangent is the one-sided
+    directional derivative (not linear in dA): the ascending eigenvalues of V_k^H dA_s V_k for each
+    cluster (see :func:`eigh`), which pair with the sorted eigenvalues of A + h dA, h -> 0+.
     """
     lower = _check("eigvalsh", a, UPLO)
     return eigvalsh_p(a, lower=lower)

@@ -31,8 +31,10 @@ from ..namespace import (
     diagonal,
     divide,
     expand_dims,
+    imag,
     less_equal,
     matmul,
+    maximum,
     multiply,
     negative,
     real,
@@ -43,6 +45,7 @@ from ..namespace import (
 )
 from ..namespace import max as amax
 from ..namespace._rules import is_complex_dtype, is_inexact_dtype, xp_of
+from ._clusters import block_rotation, find_clusters, take_degenerate_path
 from ._matrix import backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
 
@@ -135,7 +138,118 @@ def _svd_jvp(primals: list, tangents: list, *, full_matrices: bool):
             dv = concat([dv, dv2], axis=-1)
     else:
         dv = matmul(v1, omega_v)
+    degenerate = _degenerate(a, u, s, vh, da, full_matrices, (du, ds, dv))
+    if degenerate is not None:
+        (u, vh), (du, ds, dv) = degenerate
+        outs = (u, s, vh)
     return outs, (du, ds, mH(dv))
+
+
+def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple) -> Any:
+    """((U', Vh'), (dU, dS, dV)) at repeated or zero singular values; None if there are none (host).
+
+    Written for the long side X (U when m >= n, else V; dAx = dA or dA^H) and the square short
+    side Y, so that P = X^H dAx Y is (k, k). ``ordinary`` = (dU, dS, dV), kept for regular columns.
+    """
+    m, n = a.shape[-2], a.shape[-1]
+    k = min(m, n)
+    raw = strip(s)
+    xp = xp_of(raw)
+    eps = float(xp.finfo(raw.dtype).eps)
+    s_max = xp.max(raw, axis=-1, keepdims=True)
+    tol = s_max * (max(m, n) * eps)  # zero: NumPy's matrix_rank tolerance
+    cl = find_clusters(raw * raw, s_max * s_max * (2 * max(m, n, 16) * eps))  # |s_i - s_j| (s_i + s_j)
+    zero = xp.any(cl.same & xp.expand_dims(raw <= tol, axis=-2), axis=-1)  # a cluster holding a 0
+    regular = cl.single & ~zero
+    if not take_degenerate_path(a, ~regular):
+        return None
+    tall = m >= n
+    long_full = u if tall else mH(vh)
+    x = long_full[..., :, :k]
+    y = mH(vh[..., :k, :]) if tall else u[..., :, :k]
+    dax = da if tall else mH(da)
+    big = max(m, n) > k
+    row = lambda t: expand_dims(t, axis=-2)  # noqa: E731 - [i, j] = t_j
+    col = lambda t: expand_dims(t, axis=-1)  # noqa: E731 - [i, j] = t_i
+    # 1. rotations: positive clusters diagonalise Herm(P) (descending); the zero cluster
+    #    diagonalises W^H W, W = (I - X_nz X_nz^H) dAx Y_0, and takes left vectors W y / |W y|.
+    positive = ~cl.single & ~zero
+    p = matmul(mH(x), matmul(dax, y))
+    r_pos, scale = block_rotation(multiply(add(p, mH(p)), 0.5), cl, positive, descending=True)
+    dy = matmul(dax, y)
+    x_nz = where(row(zero), 0.0, x)
+    w_mat = strip(subtract(dy, matmul(x_nz, matmul(mH(x_nz), dy))))
+    r_zero, _ = block_rotation(matmul(mH(w_mat), w_mat), cl, zero, descending=True)
+    both_zero = col(zero) & row(zero)
+    rot = xp.where(both_zero, r_zero, r_pos)
+    y2 = where(row(regular), y, matmul(y, rot))
+    x_rot = strip(matmul(x, rot))
+    wy = w_mat @ rot
+    beta = xp.sqrt(xp.sum(xp.real(wy * xp.conj(wy)), axis=-2))  # (..., k)
+    beta_tol = max(m, n, 16) * float(xp.finfo(raw.dtype).eps) * xp.max(beta, axis=-1, keepdims=True)
+    keep = zero & (beta > beta_tol)
+    cand = xp.where(row(keep), wy / xp.where(row(keep), row(beta), xp.ones_like(row(beta))), x_rot)
+    q, rq = backend_of_matrix(raw).qr(xp.astype(cand, x_rot.dtype), "reduced")  # orthonormal completion
+    d = xp.linalg.diagonal(rq)
+    phase = xp.where(xp.abs(d) > 0, d / xp.where(xp.abs(d) > 0, xp.abs(d), xp.ones_like(xp.abs(d))), xp.ones_like(d))
+    x2 = where(row(regular), x, where(row(zero), q * row(phase), matmul(x, rot)))
+    has_zero = xp.expand_dims(xp.any(zero, axis=-1, keepdims=True), axis=-1)
+    # 2. tangents in the rotated basis: the ordinary formulas, then the in-cluster terms.
+    dy = matmul(dax, y2)
+    p = matmul(mH(x2), dy)
+    ph = mH(p)
+    s_inv = where(zero, 0.0, divide(1.0, where(zero, 1.0, s)))
+    s2 = square(s)
+    f = where(cl.same, 0.0, divide(1.0, where(cl.same, 1.0, subtract(row(s2), col(s2)))))
+    ds = real(diagonal(p))
+    ds = where(zero, maximum(ds, 0.0), ds)  # singular values of the zero block: never negative
+    omega_x = multiply(f, add(multiply(p, row(s)), multiply(col(s), ph)))
+    omega_y = multiply(f, add(multiply(col(s), p), multiply(ph, row(s))))
+    inpos = cl.same & col(positive) & row(positive) & ~xp.eye(k, dtype=xp.bool)
+    sum_s = add(row(s), col(s))
+    e = where(inpos, divide(1.0, where(inpos, sum_s, 1.0)), 0.0)  # 1 / (s_j + s_l), s_j > 0
+    both_tiny = less_equal(strip(sum_s), xp.expand_dims(tol, axis=-1))
+    e_all = where(both_tiny, 0.0, divide(1.0, where(both_tiny, 1.0, sum_s)))  # 1 / (s_j + s_l), all l
+    herm = multiply(add(p, ph), 0.5)
+    skew = multiply(subtract(p, ph), 0.5)
+    t = subtract(matmul(herm, multiply(multiply(f, sum_s), herm)), matmul(skew, multiply(e_all, skew)))
+    if big:  # the complement of X: P2^H P2 = dY^H dY - P^H P, over 2 s_j
+        t = add(t, multiply(subtract(matmul(mH(dy), dy), matmul(ph, p)), multiply(row(s_inv), 0.5)))
+    t = multiply(add(t, mH(t)), 0.5)
+    mu = strip(ds)
+    tol_mu = max(m, n, 16) * float(xp.finfo(raw.dtype).eps) * scale
+    mixing = inpos & (xp.abs(row(mu) - col(mu)) > tol_mu)
+    g = where(mixing, divide(1.0, where(mixing, subtract(row(ds), col(ds)), 1.0)), 0.0)
+    c = multiply(g, t)
+    omega_x = add(omega_x, add(multiply(e, skew), c))
+    omega_y = add(omega_y, subtract(c, multiply(e, skew)))
+    if is_complex_dtype(a):  # the phase gauge of the ordinary rule: Im diag(U^H dU) = 0
+        phase_term = diag_embed(multiply(multiply(imag(diagonal(p)), s_inv), 1j))
+        omega_x, omega_y = (omega_x, subtract(omega_y, phase_term)) if tall else (add(omega_x, phase_term), omega_y)
+    if big:
+        dx = add(matmul(x2, subtract(omega_x, multiply(p, row(s_inv)))), multiply(dy, row(s_inv)))
+    else:
+        dx = matmul(x2, omega_x)
+    dy_out = matmul(y2, omega_y)
+    if big and full_matrices:  # completion: orthonormal complement of the new X (QR), then min. rotation
+        xc = backend_of_matrix(raw).qr(strip(x2), "complete")[0][..., :, k:]
+        x_c = where(has_zero, xc, long_full[..., :, k:])
+        dxc = negative(matmul(x2, multiply(col(s_inv), mH(matmul(mH(x_c), dy)))))
+        x2, dx = concat([x2, x_c], axis=-1), concat([dx, dxc], axis=-1)
+    du0, ds0, dv0 = ordinary
+    if x2.shape[-1] > k:  # the completion: the ordinary one unless this matrix has a cluster
+        plain = xp.all(regular, axis=-1, keepdims=True)
+        reg_long = row(xp.concat([regular, xp.broadcast_to(plain, (*plain.shape[:-1], x2.shape[-1] - k))], axis=-1))
+    else:
+        reg_long = row(regular)
+    (u2, du), (v2, dv) = ((x2, dx), (y2, dy_out)) if tall else ((y2, dy_out), (x2, dx))
+    reg_u, reg_v = (reg_long, row(regular)) if tall else (row(regular), reg_long)
+    u_out = where(reg_u, u, u2)
+    vh_out = mH(where(reg_v, mH(vh), v2))
+    def pick(mask: Any, old: Any, new: Any) -> Any:
+        return new if type(old) is Zero else where(mask, old, new)
+
+    return (u_out, vh_out), (pick(reg_u, du0, du), where(regular, ds0, ds), pick(reg_v, dv0, dv))
 
 
 @svdvals_p.def_jvp
@@ -144,10 +258,12 @@ def _svdvals_jvp(primals: list, tangents: list):
     s = bind(svdvals_p, a)
     if a.shape[-2] == 0 or a.shape[-1] == 0:
         return s, Zero.like(s)
-    u, _, vh = bind(svd_p, a, full_matrices=False)
+    u, s_uv, vh = bind(svd_p, a, full_matrices=False)
     # ds_i = Re(u_i^H dA v_i): one product dA V and a column-wise dot with U.
     cu = conj(u) if is_complex_dtype(u) else u
-    return s, real(sum(multiply(cu, matmul(da, mH(vh))), axis=-2))
+    ds = real(sum(multiply(cu, matmul(da, mH(vh))), axis=-2))
+    degenerate = _degenerate(a, u, s_uv, vh, da, False, (Zero.like(u), ds, Zero.like(vh)))
+    return s, ds if degenerate is None else degenerate[1][1]
 
 
 def _validate(name: str, a: Any) -> None:

@@ -1,0 +1,95 @@
+"""Clusters of numerically repeated eigenvalues / singular values, for the degenerate JVP rules.
+
+Derivation: a cluster is a maximal run of sorted values whose neighbouring gaps are within a
+tolerance (chained transitively, so a run may be wider than the tolerance). The rules need, per
+cluster k, a unitary Q_k diagonalising a small Hermitian block M_kk (first-order degenerate
+perturbation theory, e.g. Kato 1995, "Perturbation theory for linear operators", II.2; Sakurai,
+"Modern quantum mechanics", 5.2). All clusters of all batch elements are handled by ONE batched
+eigh of the block-diagonal matrix  M o C + diag(label * s),  C_ij = [label_i == label_j], with a
+shift s > 2 max_k ||M_kk||_2 (bounded by the largest absolute row sum): the spectrum of cluster k
+then lies in [k s - s/2, k s + s/2], so the ascending eigenvalues come out cluster by cluster in
+the clusters' own order and the eigenvectors are block diagonal (rounding leakage outside a
+block, about eps * n * s, is masked to 0). Everything is computed on raw arrays with masks: no
+branch depends on the data. Only :func:`take_degenerate_path` reads a value on the host.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ..core import strip
+from ..namespace._rules import xp_of
+from ._matrix import backend_of_matrix
+
+#: Tests set this to run the branch-free degenerate path even where no cluster exists (as CuPy does).
+FORCE_BRANCH_FREE = False
+
+
+class Clusters(NamedTuple):
+    """Cluster structure of sorted values (..., n), all raw arrays (constants: no tangent)."""
+
+    labels: Any  # (..., n) int: 0, 1, ... in the order of the values
+    same: Any  # (..., n, n) bool: i and j in the same cluster
+    single: Any  # (..., n) bool: a cluster of size 1
+    count: Any  # (..., 1, 1) float: number of clusters (bounds the shift's size)
+
+
+def find_clusters(values: Any, tol: Any) -> Clusters:
+    """Clusters of sorted (ascending or descending) ``values`` (..., n): runs with gaps <= ``tol``.
+
+    ``tol`` broadcasts against (..., 1). A gap equal to the tolerance joins (so 0 == 0 joins at
+    tol = 0: the zero matrix is one cluster).
+    """
+    v = strip(values)
+    xp = xp_of(v)
+    n = v.shape[-1]
+    gaps = xp.abs(v[..., 1:] - v[..., :-1])
+    first = xp.ones((*v.shape[:-1], 1), dtype=xp.bool)
+    starts = xp.concat([first, gaps > tol], axis=-1) if n else first[..., :0]
+    labels = xp.cumulative_sum(xp.astype(starts, xp.int64), axis=-1) - 1
+    same = xp.expand_dims(labels, axis=-1) == xp.expand_dims(labels, axis=-2)
+    single = xp.sum(xp.astype(same, xp.int64), axis=-1) == 1
+    count = xp.astype(xp.max(labels, axis=-1, keepdims=True) + 1, v.dtype) if n else xp.ones_like(v[..., :1])
+    return Clusters(labels, same, single, xp.expand_dims(count, axis=-1))
+
+
+def take_degenerate_path(a: Any, clustered: Any) -> bool:
+    """Whether a rule must run its degenerate path; ``clustered`` is a raw boolean array.
+
+    Host backends (NumPy, array_api_strict and other generic ones) look at the data: the ordinary
+    rule runs unchanged when nothing is clustered, so the distinct case costs only the O(n^2)
+    cluster detection. CuPy never synchronises: it always runs the branch-free degenerate path,
+    whose singleton entries are selected (``where``) from the ordinary formula, bit for bit.
+    """
+    if FORCE_BRANCH_FREE or backend_of_matrix(a).name == "cupy":
+        return True
+    return bool(xp_of(clustered).any(clustered))
+
+
+def block_rotation(m: Any, cl: Clusters, active: Any, descending: bool = False) -> tuple[Any, Any]:
+    """Block-diagonal unitary R diagonalising the cluster blocks of Hermitian ``m`` (raw).
+
+    ``active`` (..., n) bool marks positions whose cluster is rotated; R is exactly the identity
+    elsewhere. Within a block the eigenvalues of m come ascending (descending if ``descending``).
+    Returns (R, scale) with scale (..., 1, 1) the largest magnitude in the shifted matrix, which
+    bounds the rounding error of the block eigenvalues (about eps * scale).
+    """
+    m = strip(m)
+    xp = xp_of(m)
+    n = m.shape[-1]
+    mask = cl.same & xp.expand_dims(active, axis=-1) & xp.expand_dims(active, axis=-2)
+    zero = xp.zeros((), dtype=m.dtype)
+    masked = xp.where(mask, m, zero)
+    if descending:
+        masked = -masked
+    real_dtype = xp.real(masked).dtype if xp.isdtype(m.dtype, "complex floating") else m.dtype
+    r = xp.max(xp.sum(xp.abs(masked), axis=-1), axis=-1, keepdims=True)  # >= every block's ||.||_2
+    s = xp.where(r > 0, 2.5 * r, xp.ones_like(r))
+    shift = xp.astype(cl.labels, real_dtype) * s  # (..., n)
+    eye = xp.eye(n, dtype=m.dtype)
+    shifted = masked + xp.astype(xp.expand_dims(shift, axis=-1), m.dtype) * eye
+    _, q = backend_of_matrix(m).eigh(shifted, True)
+    rot = xp.where(mask, q, eye)
+    return rot, xp.expand_dims(s, axis=-1) * cl.count
+
+
+__all__ = ["Clusters", "FORCE_BRANCH_FREE", "block_rotation", "find_clusters", "take_degenerate_path"]
