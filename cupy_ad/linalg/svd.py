@@ -17,6 +17,14 @@ Full matrices, m > n, U = [U1 U2]: U^H dU skew-Hermitian fixes U1^H dU2 = -(U2^H
 -S^-1 V^H dA^H U2; the minimal-rotation gauge U2^H dU2 = 0 then gives
     dU2 = -U1 S^-1 V^H dA^H U2 = -U1 S^-1 (U2^H dA V)^H,
 and for m < n, V = [V1 V2], dV2 = -V1 S^-1 U^H dA V2.
+Repeated / zero singular values (issue 7): perturbation theory of the Hermitian dilation
+H = [[0, A], [A^H, 0]] (eigenvalues +-s_i and |m - n| zeros, eigenvectors (u; +-v)/sqrt(2)).
+A positive cluster sigma moves by the eigenvalues of Herm(P_kk); inside it, with x_l the other
+eigenvectors of H, the second-order mixing is c_ij = T_ij / (mu_j - mu_i),
+T = Herm(P) (F' o Herm(P)) - Skew(P) (E o Skew(P)) + (P2^H P2 + Q2 Q2^H) / (2 sigma),
+F'_lj = 1/(s_j - s_l) off the cluster, E_lj = 1/(s_j + s_l), P2, Q2 the parts of dA against the
+complements of U, V; Omega_U = E o Skew(P) + c, Omega_V = -E o Skew(P) + c inside the cluster.
+The zero cluster of H gives dS = svdvals(U_0^H dA V_0) (U_0, V_0 the null spaces of A^H, A).
 """
 from __future__ import annotations
 
@@ -286,11 +294,24 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       skew-Hermitian.
     * ``full_matrices`` with m != n: the completion U2 = U[..., k:] (or V2) follows the minimal
       rotation, ``U2^H dU2 = 0``: dU2 = -U1 S^-1 V^H dA^H U2 (mirror for m < n, dV2).
-    * degenerate input: where two singular values coincide (|s_i^2 - s_j^2| <= max(m, n) eps
-      s_max^2, i.e. within rounding) the term 1/(s_j^2 - s_i^2) is set to 0, and where one is zero
-      (s_i <= max(m, n) eps s_max, NumPy's matrix_rank tolerance) 1/s_i is set to 0. Tangents stay
-      finite (never NaN/Inf) although the singular vectors' derivative is not defined there;
-      dS = Re diag(U^H dA V) is unaffected (a repeated group's sum of dS_i is exact).
+    * repeated and zero singular values (issue 7): clusters are sorted runs with
+      |s_i^2 - s_j^2| <= 2 max(m, n, 16) eps s_max^2 between neighbours; a cluster holding a value
+      <= max(m, n) eps s_max (NumPy's matrix_rank tolerance) is the zero block. There ``jvp``
+      returns the one-sided directional derivative (the limit of (f(A + h dA) - f(A)) / h,
+      h -> 0+; not linear in dA). dS of a positive cluster = the eigenvalues of the Hermitian
+      part of U_k^H dA V_k, descending; dS of the zero block = the singular values of
+      U_0^H dA V_0, where U_0, V_0 span the full null spaces of A^H and A (for rectangular input
+      including the extra columns of the full U or V), never negative. The singular vectors
+      returned as the primal *by jvp* are rotated within each block to the limit basis of
+      A + h dA (U_k, V_k by the same unitary; for the zero block on the long side, the new
+      vectors may come from the complement, and the full factor's completion is rebuilt by QR),
+      and ``U' S V'^H`` still equals ``a``. Vector tangents: the ordinary off-block terms plus,
+      inside a positive cluster, the first-order skew term and the second-order mixing of
+      degenerate perturbation theory (0 where the cluster's dS repeat); inside the zero block
+      the rotation rate is set to 0 (gauge). Regular (distinct, nonzero) columns get the
+      ordinary formula bit for bit; tangents are finite everywhere. Host backends run the
+      extra work only when a block exists; CuPy runs it always (never synchronises). Nested
+      jvp there is finite, with the block rotations constant for the inner levels.
     """
     _validate("svd", a)
     if not isinstance(full_matrices, bool):
@@ -301,9 +322,10 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
 def svdvals(a: Any, /) -> Any:
     """Singular values of ``a`` (..., m, n), descending, as ``numpy.linalg.svd(a, compute_uv=False)``.
 
-    The tangent is dS = Re diag(U^H dA V) with U, V from the thin SVD (Townsend 2016). Where
-    singular values coincide, S is not differentiable; the tangent is still finite and the sum of
-    the coinciding dS_i is exact (it is a trace, independent of the basis chosen).
+    The tangent is dS = Re diag(U^H dA V) with U, V from the thin SVD (Townsend 2016). At
+    repeated or zero singular values it is the one-sided directional derivative described in
+    :func:`svd` (eigenvalues of the Hermitian part of each repeated block, singular values of
+    the null-space block for zeros, so never negative there), which pairs with the sorted S.
     """
     _validate("svdvals", a)
     return svdvals_p(a)
