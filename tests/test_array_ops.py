@@ -80,7 +80,7 @@ MANIPULATIONS = [
 ]
 
 
-@pytest.mark.parametrize("index", range(len(MANIPULATIONS)))
+@pytest.mark.parametrize("index", list(range(len(MANIPULATIONS))))
 def test_manipulations(backend, dtype, index):
     if MANIPULATIONS[index] is SORT:  # the standard sorts real input only
         dtype = np.float64
@@ -112,7 +112,7 @@ PRODUCTS = [
 ]
 
 
-@pytest.mark.parametrize("index", range(len(PRODUCTS)))
+@pytest.mark.parametrize("index", list(range(len(PRODUCTS))))
 def test_products(backend, dtype, index):
     fn, sa, sb = PRODUCTS[index]
     x, y = backend.random(sa, dtype), backend.random(sb, dtype, seed=1)
