@@ -7,11 +7,11 @@ raw arrays, or its JVP rule at the highest level present among the arguments.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any, Callable
 
 from .profiling_ranges import nvtx_range
-from .backends import backend_of
 
 
 class Zero:
@@ -111,10 +111,6 @@ def strip(x: Any) -> Any:
     return x
 
 
-def backend_of_value(x: Any):
-    return backend_of(strip(x))
-
-
 class Primitive:
     """An operation with an implementation on raw arrays and a JVP rule.
 
@@ -141,9 +137,6 @@ class Primitive:
     def __repr__(self) -> str:
         return f"Primitive({self.name})"
 
-    def __call__(self, *args: Any, **params: Any) -> Any:
-        return bind(self, *args, **params)
-
 
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     """Apply ``prim``: its implementation on raw arrays, its JVP rule at the top dual level."""
@@ -154,6 +147,8 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     if level == 0:
         with prim._primal_range:
             return prim.impl(*args, **params)
+    if level not in _levels.active:
+        check_alive(next(a for a in args if type(a) is Dual and a.level == level))
     primals = []
     tangents = []
     nonzero = False
@@ -178,31 +173,58 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     return Dual(level, out, out_tangent)
 
 
+Primitive.__call__ = bind  # type: ignore[method-assign]  # prim(*args) is bind(prim, *args), one frame less
+
+
 class _Levels(threading.local):
-    depth = 0
+    def __init__(self) -> None:
+        self.active: list[int] = []  # the levels of the running jvp calls, innermost last
 
 
 _levels = _Levels()
+_next_level = itertools.count(1)
 
 
 def current_level() -> int:
-    """The level of the innermost active ``jvp`` (0 outside any)."""
-    return _levels.depth
+    """The level of the innermost running ``jvp`` (0 outside any)."""
+    active = _levels.active
+    return active[-1] if active else 0
+
+
+def active_levels() -> list[int]:
+    """The levels of the running ``jvp`` calls, outermost first."""
+    return list(_levels.active)
 
 
 def constant(x: Any) -> Any:
     """A new constant array as a value of the current level (zero tangent), so that operators
     between it and dual values dispatch through the dual, whatever the backend."""
-    level = _levels.depth
+    level = current_level()
     return Dual(level, x, Zero.like(x)) if level else x
 
 
 class new_level:
-    """Context manager giving each (nested) ``jvp`` call its own level."""
+    """Context manager giving each ``jvp`` call a level of its own.
+
+    Levels are never reused: a nested call's level is above its caller's, and a dual that escaped
+    from a finished call (kept in a closure, say) is recognised as dead instead of being confused
+    with the perturbation of a later call.
+    """
 
     def __enter__(self) -> int:
-        _levels.depth += 1
-        return _levels.depth
+        level = next(_next_level)
+        _levels.active.append(level)
+        return level
 
     def __exit__(self, *exc: Any) -> None:
-        _levels.depth -= 1
+        _levels.active.pop()
+
+
+def check_alive(x: Any) -> None:
+    """Raise if ``x`` holds a dual of a ``jvp`` call that has finished."""
+    while type(x) is Dual:
+        if x.level not in _levels.active:
+            raise ValueError(
+                "a dual value from a finished jvp call was used (it escaped, e.g. through a closure or a "
+                "global); pass it as an input of the jvp instead")
+        x = x.primal

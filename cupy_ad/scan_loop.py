@@ -19,13 +19,13 @@ level) or ``(level, primal_pattern, tangent_pattern)``. Every level is tracked, 
 get a tangent only from a closed-over dual (of the current ``jvp`` or of an outer one) and second
 derivatives through ``scan`` are handled by the same code. With K levels a leaf's pattern can grow
 at most 2**K - 1 times, so the fixed point settles within 1 + n_leaves * (2**K - 1) passes (1 +
-n_leaves for one level); K is the larger of ``core.current_level()`` (the depth of the active
-``jvp`` calls) and the highest level seen. Joins only grow, so a body whose tangent structure is
+n_leaves for one level); K is the number of levels: those of the running ``jvp`` calls and
+those seen in the patterns. Joins only grow, so a body whose tangent structure is
 a function of its inputs' structure always settles within the bound; ``FixedPointError`` is a
 safeguard against bodies that keep inventing structure (e.g. leaking duals of new levels).
 
 Which level: the levels present are those of ``init``, ``xs`` and whatever the body closes over;
-the last are only seen by running the body, which the fixed point does. Inside ``jvp`` (depth d =
+the last are only seen by running the body, which the fixed point does. Inside ``jvp`` (at level d =
 ``core.current_level()`` > 0) plain carries and x slices are handed to the body as duals of level d
 with a ``Zero`` tangent, as ``jvp`` hands its own inputs, so operators between them and duals
 dispatch on every backend (array_api_strict arrays refuse a dual right operand).
@@ -48,7 +48,7 @@ from typing import Any, Callable
 import optree
 
 from .backends import backend_of, default_backend, is_array
-from .core import Dual, Zero, current_level, strip
+from .core import Dual, Zero, active_levels, current_level, strip
 from .profiling_ranges import nvtx_range
 
 __all__ = ["FixedPointError", "scan"]
@@ -89,8 +89,8 @@ def _join(p: Any, q: Any) -> Any:
     return (q[0], _join(p, q[1]), q[2])
 
 
-def _levels_in(p: Any) -> int:
-    return 0 if p is None else max(p[0], _levels_in(p[1]), _levels_in(p[2]))
+def _levels_in(p: Any) -> set[int]:
+    return set() if p is None else {p[0]} | _levels_in(p[1]) | _levels_in(p[2])
 
 
 def _zeros(shape: tuple, like: Any) -> Any:
@@ -339,6 +339,9 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     differs, if ``xs`` leaves have different leading lengths, if ``length`` disagrees with them or is
     negative, and ``FixedPointError`` if the tangent pattern does not settle.
 
+    ``f`` gets its own copy of ``init``; on plain arrays the rows of ``xs`` it gets are views, as in a
+    Python loop over them (writing into them writes into ``xs``).
+
     nvtx: the whole loop is the range ``cupy_ad/scan``; one range ``cupy_ad/scan/step`` per step
     (and per fixed-point pass, each of which runs step 0) only with ``step_ranges=True`` or the
     environment variable ``CUPY_AD_SCAN_STEP_RANGES=1``: per-step ranges would flood a profile.
@@ -349,6 +352,9 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     xs_paths, xs_leaves, xs_spec = optree.tree_flatten_with_path(xs)
     backend = _backend_of_leaves(init_leaves, xs_leaves)
     init_leaves = [_as_leaf(v, backend, _name("init", p)) for p, v in zip(carry_paths, init_leaves)]
+    # The carries are scan's own: a body writing into its carry (``c[k] = v`` on a plain array) must
+    # not write into the caller's init. One copy per leaf; duals get fresh shells per step instead.
+    init_leaves = [v if type(v) is Dual else backend.xp.asarray(v, copy=True) for v in init_leaves]
     for p, v in zip(xs_paths, xs_leaves):
         if type(v) is not Dual and not is_array(v):
             raise TypeError(f"scan: {_name('xs', p)} must be an array, got {type(v).__name__}")
@@ -391,14 +397,15 @@ def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs
                                                for v, n in zip(xs_leaves, xs_nodes)])
 
     def call(carry_leaves: list, x: Any) -> tuple[list, list]:
-        if depth:
-            carry_leaves = [present(v) for v in carry_leaves]
+        # Fresh dual shells every call: ``c[k] = v`` in the body rebinds the shell it is given, which
+        # must never be one the fixed point reuses (or the caller's).
+        carry_leaves = [Dual(v.level, v.primal, v.tangent) if type(v) is Dual else present(v) for v in carry_leaves]
         return body(carry_leaves[0] if carry_is_leaf else carry_spec.unflatten(carry_leaves), x)
 
     # 1. The fixed point of the carry pattern, on the first x. The last pass ran on init lifted to
     #    the settled pattern, which is step 0 exactly: its result is kept.
     nodes = [_pattern(v) for v in init_leaves]
-    seen_levels = max([depth] + [_levels_in(n) for n in nodes + xs_nodes])
+    levels = set(active_levels()).union(*[_levels_in(n) for n in nodes + xs_nodes])
     first = (length - 1 if reverse else 0)
     x0 = x_at(first) if length else x_zero()
     step_range = _STEP_RANGE if step_ranges else contextlib.nullcontext()
@@ -411,12 +418,12 @@ def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs
         joined = [_join(n, m) for n, m in zip(nodes, out_nodes)]
         if joined == nodes:
             break
-        seen_levels = max([seen_levels] + [_levels_in(n) for n in joined])
-        if passes >= _pass_limit(len(nodes), seen_levels):
+        levels = levels.union(*[_levels_in(n) for n in joined])
+        if passes >= _pass_limit(len(nodes), len(levels)):
             grew = [body.carry_names[k] for k, (n, m) in enumerate(zip(nodes, joined)) if n != m]
             raise FixedPointError(
                 f"scan: the nonzero pattern of the carry tangents did not settle after {passes} passes "
-                f"(bound for {len(nodes)} carry leaves and {seen_levels} levels); still changing: "
+                f"(bound for {len(nodes)} carry leaves and {len(levels)} levels); still changing: "
                 + ", ".join(grew))
         nodes = joined
     if length == 0:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import optree
 
 from .backends import backend_of, default_backend, is_array
-from .core import Dual, Zero, new_level, strip
+from .core import Dual, Zero, check_alive, new_level, strip
 from .namespace._rules import instantiate, is_inexact_dtype
 
 
@@ -38,7 +38,7 @@ def _common_backend(named_leaves: list[tuple[str, Any]]):
 def _as_array(x: Any, backend: Any, name: str) -> Any:
     if isinstance(x, Dual) or is_array(x):
         return x
-    if isinstance(x, numbers.Number) and not isinstance(x, bool):
+    if isinstance(x, numbers.Number):
         return backend.xp.asarray(x)
     raise TypeError(f"{name} must be an array or a Python scalar, got {type(x).__name__}")
 
@@ -85,6 +85,11 @@ def jvp(f: Callable[..., Any], primals: tuple | list, tangents: tuple | list) ->
     with new_level() as level:
         duals = []
         for name, p, t in zip(names, primal_leaves, tangent_leaves):
+            if p is None:  # an empty subtree, as in JAX
+                if not _is_no_tangent(t):
+                    raise ValueError(f"{name} is None but its tangent is not")
+                duals.append(None)
+                continue
             p = _as_array(p, backend, name)
             t = t if _is_no_tangent(t) else _as_array(t, backend, name.replace("primals", "tangents", 1))
             duals.append(Dual(level, p, _check_tangent(name, p, t)))
@@ -94,7 +99,9 @@ def jvp(f: Callable[..., Any], primals: tuple | list, tangents: tuple | list) ->
         for path, leaf in zip(out_paths, out_leaves):
             if isinstance(leaf, Dual) and leaf.level == level:
                 value, tangent = leaf.primal, leaf.tangent
+                check_alive(value)
             elif isinstance(leaf, Dual) or is_array(leaf):
+                check_alive(leaf)
                 value, tangent = leaf, Zero.like(leaf)
             else:
                 raise TypeError(f"f must return arrays or pytrees of arrays; output{_path_name('', path)} "

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 import cupy_ad as ad
 from conftest import BACKENDS, Backend
 import cupy_ad.scan_loop as scan_module
-from cupy_ad.core import Dual
+from cupy_ad.core import Dual, active_levels
 from cupy_ad.namespace import elementwise
 from cupy_ad.scan_loop import FixedPointError, scan
 from cupy_ad.testing import random_tangents
@@ -333,19 +333,24 @@ def test_nested_swap_joins_levels_in_one_pass(backend):
     xs = backend.random((4, 2), seed=1)
     patterns = []
 
+    levels = []
+
     def body(c, x):
         patterns.append(tuple(scan_module._pattern(v) for v in c))
         return (c[1] * x, c[0] * 1.5), c[0] * c[1]
 
     def first(b, a):
+        levels[:] = active_levels()  # outer, inner
         return ad.jvp(lambda a: scan(body, (a, b), xs), (a,), (a,))[1]
 
     a, b = backend.random((2,), seed=2), backend.random((2,), seed=3)
     ad.check_jvp(first, (b, a))
     patterns.clear()
     ad.jvp(first, (b, a), (b, None))
-    both = (2, (1, None, None), None)
-    assert patterns == [((2, None, None), (1, None, None))] + [(both, both)] * 4
+    outer = levels[0]
+    inner = outer + 1  # the inner jvp starts right after (levels are never reused)
+    both = (inner, (outer, None, None), None)
+    assert patterns == [((inner, None, None), (outer, None, None))] + [(both, both)] * 4
 
 
 def test_second_derivative_exact_value(backend):

@@ -51,23 +51,19 @@ def instantiate(t: Any, like: Any) -> Any:
 
 def fit(term: Any, ans: Any) -> Any:
     """Broadcast and cast a tangent term to the output's shape and dtype."""
-    from . import broadcast_to, astype
-
     if term.shape != ans.shape:
-        term = broadcast_to(term, ans.shape)
+        term = _manipulation.broadcast_to(term, ans.shape)
     if term.dtype != ans.dtype:
-        term = astype(term, ans.dtype)
+        term = _manipulation.astype(term, ans.dtype)
     return term
 
 
 def add_tangents(a: Any, b: Any) -> Any:
-    from . import add
-
     if type(a) is Zero:
         return b
     if type(b) is Zero:
         return a
-    return add(a, b)
+    return _elementwise.add(a, b)
 
 
 def elementwise(name: str, *derivatives: Callable | None, impl: Callable | None = None) -> Primitive:
@@ -96,17 +92,14 @@ def linear(name: str, impl: Callable | None = None, *, module: str | None = None
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, **params: Any):
-        # Inexact array arguments are replaced by their tangents; the others (shapes, axes, integer
-        # arrays such as repeat counts) are passed on unchanged.
+        # Array arguments are replaced by their tangents (zeros for constants and integer arrays);
+        # non-array arguments (shapes, axes) are passed on unchanged.
         ans = bind(prim, *primals, **params)
-        args = [instantiate(t, p) if _is_inexact_array(p) else p for p, t in zip(primals, tangents)]
+        args = [instantiate(t, p) if type(p) is Dual or hasattr(p, "dtype") else p
+                for p, t in zip(primals, tangents)]
         return ans, bind(prim, *args, **params)
 
     return prim
-
-
-def _is_inexact_array(x: Any) -> bool:
-    return (type(x) is Dual or hasattr(x, "dtype")) and is_inexact_dtype(x)
 
 
 def nondifferentiable(name: str, impl: Callable | None = None, *, module: str | None = None,
@@ -123,6 +116,11 @@ def nondifferentiable(name: str, impl: Callable | None = None, *, module: str | 
 
     return prim
 
+
+# Bound at the end: these modules import this one (by then it is complete), and a module-level name
+# costs nothing per rule call, unlike an import inside the function.
+from . import elementwise as _elementwise  # noqa: E402
+from . import manipulation as _manipulation  # noqa: E402
 
 __all__ = ["Dual", "Zero", "add_tangents", "backend_function", "elementwise", "fit", "instantiate",
            "is_complex_dtype", "is_inexact_dtype", "linear", "nondifferentiable", "xp_of"]

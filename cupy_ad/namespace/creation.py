@@ -9,7 +9,7 @@ from typing import Any
 
 from ..backends import Backend, backend_of
 from ..core import Dual, constant, strip
-from .manipulation import astype, broadcast_to
+from .manipulation import astype, broadcast_to, stack
 
 
 def creation_functions(backend: Backend) -> dict[str, Any]:
@@ -17,11 +17,16 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
 
     def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None) -> Any:
         if isinstance(obj, Dual):
-            return obj if dtype is None or dtype == obj.dtype else astype(obj, dtype)
+            if dtype is not None and dtype != obj.dtype:
+                return astype(obj, dtype)
+            # a new shell: ``x[k] = v`` on the result must not rebind ``obj`` (arrays are never written)
+            return Dual(obj.level, obj.primal, obj.tangent) if copy else obj
+        if isinstance(obj, (list, tuple)) and any(hasattr(v, "shape") for v in obj):  # duals, 0-d arrays
+            return stack([asarray(v, dtype=dtype) for v in obj])
         return constant(xp.asarray(obj, dtype=dtype, device=device, copy=copy))
 
     def full(shape: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
-        if isinstance(fill_value, Dual):  # a differentiable fill value broadcasts its tangent
+        if isinstance(fill_value, Dual) or hasattr(fill_value, "shape"):  # a 0-d array (a dual: its tangent too)
             value = fill_value if dtype is None else astype(fill_value, dtype)
             return broadcast_to(value, tuple(shape) if not isinstance(shape, int) else (shape,))
         return constant(xp.full(shape, fill_value, dtype=dtype, device=device))
@@ -45,7 +50,14 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
     functions = {name: constants_from(getattr(xp, name))
                  for name in ("zeros", "ones", "empty", "eye", "arange", "linspace", "from_dlpack")}
     functions.update({name: getattr(xp, name) for name in ("can_cast", "finfo", "iinfo")})
-    functions.update({name: like(name) for name in ("zeros_like", "ones_like", "empty_like", "full_like")})
+    def full_like(x: Any, /, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
+        if isinstance(fill_value, Dual) or hasattr(fill_value, "shape"):
+            return full(x.shape, fill_value, dtype=x.dtype if dtype is None else dtype)
+        raw = strip(x)
+        return constant(backend_of(raw).xp.full_like(raw, fill_value, dtype=dtype, device=device))
+
+    functions.update({name: like(name) for name in ("zeros_like", "ones_like", "empty_like")})
+    functions["full_like"] = full_like
     functions.update(asarray=asarray, full=full, isdtype=xp.isdtype, result_type=stripped(xp.result_type))
     for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                  "float32", "float64", "complex64", "complex128", "e", "pi", "inf", "nan", "newaxis"):

@@ -16,18 +16,14 @@ from ..core import Zero
 from ._rules import elementwise, is_complex_dtype, nondifferentiable
 
 
-def _op(fn):
-    return lambda x, y: fn(x, y)
-
-
 # Arithmetic (operators keep Python-scalar promotion exactly as the backend does it).
-add = elementwise("add", lambda g, ans, x, y: g, lambda g, ans, x, y: g, impl=_op(operator.add))
+add = elementwise("add", lambda g, ans, x, y: g, lambda g, ans, x, y: g, impl=operator.add)
 subtract = elementwise("subtract", lambda g, ans, x, y: g, lambda g, ans, x, y: negative(g),
-                       impl=_op(operator.sub))
+                       impl=operator.sub)
 multiply = elementwise("multiply", lambda g, ans, x, y: multiply(g, y), lambda g, ans, x, y: multiply(x, g),
-                       impl=_op(operator.mul))
+                       impl=operator.mul)
 divide = elementwise("divide", lambda g, ans, x, y: divide(g, y),
-                     lambda g, ans, x, y: negative(multiply(g, divide(ans, y))), impl=_op(operator.truediv))
+                     lambda g, ans, x, y: negative(multiply(g, divide(ans, y))), impl=operator.truediv)
 def _pow_base_derivative(g: Any, ans: Any, x: Any, y: Any) -> Any:
     # d/dx x^y = y x^(y-1), taken as 0 where y == 0 (so 0^0 has derivative 0, as in JAX)
     if isinstance(y, numbers.Number):
@@ -45,11 +41,11 @@ def _pow_exponent_derivative(g: Any, ans: Any, x: Any, y: Any) -> Any:
 def _scalar_log(x: complex) -> complex:
     if x == 0:
         return 0.0
-    return math.log(x) if isinstance(x, (int, float)) and x > 0 else cmath.log(x)
+    return math.log(x) if isinstance(x, numbers.Real) and x > 0 else cmath.log(x)
 
 
 pow = elementwise("pow", _pow_base_derivative, _pow_exponent_derivative,  # noqa: A001 - the standard's name
-                  impl=_op(operator.pow))
+                  impl=operator.pow)
 negative = elementwise("negative", lambda g, ans, x: negative(g), impl=operator.neg)
 positive = elementwise("positive", lambda g, ans, x: g, impl=operator.pos)
 square = elementwise("square", lambda g, ans, x: multiply(g, multiply(2.0, x)))
@@ -174,7 +170,7 @@ where = elementwise("where", None, lambda g, ans, c, x, y: where(c, g, 0.0),
                     lambda g, ans, c, x, y: where(c, 0.0, g), impl=_where_impl)
 
 remainder = elementwise("remainder", lambda g, ans, x, y: g,  # x - floor(x/y) y
-                        lambda g, ans, x, y: negative(multiply(g, floor_divide(x, y))), impl=_op(operator.mod))
+                        lambda g, ans, x, y: negative(multiply(g, floor_divide(x, y))), impl=operator.mod)
 
 # Functions whose outputs carry no tangent (piecewise constant or not floating point).
 _NONDIFFERENTIABLE = (
@@ -185,7 +181,7 @@ _NONDIFFERENTIABLE = (
 _operators = {"equal": operator.eq, "not_equal": operator.ne, "less": operator.lt, "less_equal": operator.le,
               "greater": operator.gt, "greater_equal": operator.ge, "floor_divide": operator.floordiv}
 for _name in _NONDIFFERENTIABLE:
-    _impl = _op(_operators[_name]) if _name in _operators else None
+    _impl = _operators.get(_name)
     globals()[_name] = nondifferentiable(_name, _impl)
 del _name, _impl
 

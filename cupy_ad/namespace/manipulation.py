@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..core import Primitive, Zero, bind
+from ..core import Primitive, Zero, bind, strip
 from ._rules import is_inexact_dtype, linear, xp_of
 
 reshape = linear("reshape")
@@ -16,7 +16,12 @@ flip = linear("flip")
 roll = linear("roll")
 moveaxis = linear("moveaxis")
 tile = linear("tile")
-repeat = linear("repeat")
+_repeat = linear("repeat", lambda x, *, repeats, axis: xp_of(x).repeat(x, repeats, axis=axis))
+
+
+def repeat(x: Any, repeats: Any, /, *, axis: int | None = None) -> Any:
+    return _repeat(x, repeats=strip(repeats), axis=axis)
+
 _concat = linear("concat", lambda *arrays, axis: xp_of(*arrays).concat(arrays, axis=axis))
 _stack = linear("stack", lambda *arrays, axis: xp_of(*arrays).stack(arrays, axis=axis))
 
@@ -34,6 +39,27 @@ def unstack(x: Any, /, *, axis: int = 0) -> tuple[Any, ...]:
 
     lead = (slice(None),) * (axis % x.ndim)
     return tuple(getitem(x, key=(*lead, i, ...)) for i in range(x.shape[axis]))
+
+
+def meshgrid(*arrays: Any, indexing: str = "xy") -> tuple[Any, ...]:
+    """Coordinate grids from 1-D arrays (differentiable: each grid broadcasts one input)."""
+    if indexing not in ("xy", "ij"):
+        raise ValueError(f"indexing must be 'xy' or 'ij', got {indexing!r}")
+    sizes = [a.shape[0] for a in arrays]
+    if indexing == "xy" and len(arrays) > 1:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    grids = []
+    for k, a in enumerate(arrays):
+        axis = 1 - k if indexing == "xy" and len(arrays) > 1 and k < 2 else k
+        shape = [1] * len(arrays)
+        shape[axis] = a.shape[0]
+        grids.append(broadcast_to(reshape(a, tuple(shape)), tuple(sizes)))
+    return tuple(grids)
+
+
+def broadcast_arrays(*arrays: Any) -> list[Any]:
+    shape = xp_of(*arrays).broadcast_shapes(*(a.shape for a in arrays))
+    return [broadcast_to(a, shape) for a in arrays]
 
 
 def matrix_transpose(x: Any, /) -> Any:
@@ -85,6 +111,6 @@ def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> A
     return _astype(x, dtype=dtype, copy=copy)
 
 
-__all__ = ["astype", "broadcast_to", "concat", "expand_dims", "flip", "matrix_transpose",
+__all__ = ["astype", "broadcast_arrays", "broadcast_to", "meshgrid", "concat", "expand_dims", "flip", "matrix_transpose",
            "moveaxis", "permute_dims", "repeat", "reshape", "roll", "squeeze", "stack", "tile", "tril", "triu",
            "unstack"]
