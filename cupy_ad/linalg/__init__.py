@@ -10,10 +10,11 @@ from .cholesky import cholesky
 from .det import det, slogdet
 from .eigh import eigh, eigvalsh
 from .lu import lu, lu_factor
+from .norms import matrix_norm, vector_norm
 from .qr import qr
 from .solve import inv, solve
 from .svd import svd, svdvals
 from .triangular import solve_triangular
 
 __all__ = ["EighResult", "QRResult", "SVDResult", "SlogdetResult", "cholesky", "det", "eigh", "eigvalsh", "inv",
-           "lu", "lu_factor", "qr", "slogdet", "solve", "solve_triangular", "svd", "svdvals"]
+           "lu", "lu_factor", "matrix_norm", "qr", "slogdet", "solve", "solve_triangular", "svd", "svdvals", "vector_norm"]
