@@ -72,5 +72,12 @@ class Backend:
         """op(a) x = b with op = identity, transpose or conjugate transpose (trans 0, 1, 2) [trsm]."""
         return self.via_numpy("solve_triangular", a, b, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
 
+    def triangular_product(self, a: Any, b: Any, *, left: bool, lower: bool, trans: int, unit_diagonal: bool) -> Any:
+        """op(T) @ b (``left``) or b @ op(T), T the lower (upper) triangle of a (..., n, n) (its diagonal
+        taken as ones when ``unit_diagonal``; the other triangle is never read), op by ``trans`` as in
+        ``solve_triangular``; batch dimensions broadcast [trmm]."""
+        return self.via_numpy("triangular_product", a, b, left=left, lower=lower, trans=trans,
+                              unit_diagonal=unit_diagonal)
+
     def __repr__(self) -> str:
         return f"<cupy_ad backend {self.name}>"

@@ -249,6 +249,14 @@ class CupyBackend(Backend):
         out = cp.swapaxes(x, -1, -2).reshape(*batch, n, k)
         return out[..., 0] if vector else out
 
+    def triangular_product(self, a: Any, b: Any, *, left: bool, lower: bool, trans: int, unit_diagonal: bool) -> Any:
+        """One batched matmul (cuBLAS) of the masked triangle: no host round trip, no synchronisation."""
+        from .numpy_kernels import masked_triangular_product
+
+        dtype = _solver_dtype(a.dtype, b.dtype)
+        return masked_triangular_product(self.cp, a.astype(dtype, copy=False), b.astype(dtype, copy=False),
+                                         left=left, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
+
     def _triangular_operand(self, a3: Any, dtype: Any, lower: bool, trans: int) -> tuple[Any, bool, int]:
         """A column-major buffer of a matrix M and (lower, trans) for op(M) = op_trans(A), without
         a copy where possible (trsm only reads M): if ``a3``'s transpose is C-contiguous (e.g. an

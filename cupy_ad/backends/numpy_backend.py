@@ -7,6 +7,7 @@ import array_api_compat.numpy as compat_numpy
 import numpy as np
 import scipy.linalg
 
+from . import numpy_kernels
 from .base import Backend
 
 
@@ -55,6 +56,9 @@ class NumpyBackend(Backend):
         return np.asarray(a)
 
     def lu_factor(self, a: Any) -> tuple[Any, Any]:
+        batched = numpy_kernels.lu_factor_batched(a)  # many small matrices: vectorised over the batch
+        if batched is not None:
+            return batched
         with _scipy_one_thread:
             return tuple(scipy.linalg.lu_factor(a, check_finite=False))  # SciPy returns a list when batched
 
@@ -100,6 +104,13 @@ class NumpyBackend(Backend):
         return np.linalg.cholesky(a, upper=upper)
 
     def solve_triangular(self, a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: bool) -> Any:
+        # NumPy's own trsm (two threads, no second pool) or a batch-vectorised substitution; else SciPy.
+        out = numpy_kernels.solve_triangular(a, b, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
+        if out is not None:
+            return out
         with _scipy_one_thread:
             return scipy.linalg.solve_triangular(a, b, lower=lower, trans=trans, unit_diagonal=unit_diagonal,
                                              check_finite=False)
+
+    def triangular_product(self, a: Any, b: Any, *, left: bool, lower: bool, trans: int, unit_diagonal: bool) -> Any:
+        return numpy_kernels.triangular_product(a, b, left=left, lower=lower, trans=trans, unit_diagonal=unit_diagonal)

@@ -15,6 +15,8 @@ from .qr import qr
 from .solve import inv, solve
 from .svd import svd, svdvals
 from .triangular import solve_triangular
+from .triangular_product import triangular_product
 
 __all__ = ["EighResult", "QRResult", "SVDResult", "SlogdetResult", "cholesky", "det", "eigh", "eigvalsh", "inv",
-           "lu", "lu_factor", "matrix_norm", "qr", "slogdet", "solve", "solve_triangular", "svd", "svdvals", "vector_norm"]
+           "lu", "lu_factor", "matrix_norm", "qr", "slogdet", "solve", "solve_triangular", "svd", "svdvals",
+           "triangular_product", "vector_norm"]

@@ -6,17 +6,20 @@ with a real diagonal, so L^-1 dL = Phi(S), Phi = lower triangle with the diagona
 dL = L Phi(L^-1 dA L^-H). The upper factor U = L^H has dU = Phi(S)^H U with S = U^-H dA U^-1.
 dA is the perturbation of the matrix the routine actually reads: the chosen triangle mirrored to a
 Hermitian matrix, with the real part of the diagonal (LAPACK's potrf ignores its imaginary part).
-S is formed with two triangular solves, never an inverse.
+S is formed with two triangular solves, never an inverse, and dL = L Phi(S) with one triangular
+product (trmm on NumPy for n >= 32): 3 n^3 flops. For real input the mirrored dA and Phi(S) are
+single elementwise passes (a selection and a product with constant weights).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from ..core import Primitive, bind
-from ..namespace import add, astype, diagonal, matmul, multiply, real, tril, triu
+from ..namespace import add, astype, diagonal, matrix_transpose, multiply, real, tril, triu, where
 from ..namespace._rules import is_complex_dtype, is_inexact_dtype, xp_of
 from ._matrix import backend_of_matrix, diag_embed, mH, require_square
 from .triangular import solve_triangular
+from .triangular_product import triangular_product
 
 
 def _impl(a: Any, *, upper: bool) -> Any:
@@ -40,19 +43,42 @@ def _hermitian_from_triangle(da: Any, upper: bool) -> Any:
     return add(add(off, mH(off)), _real_diagonal(da))
 
 
+def _index_grids(x: Any) -> tuple[Any, Any]:
+    xp = xp_of(x)
+    n = x.shape[-1]
+    return xp.reshape(xp.arange(n), (n, 1)), xp.reshape(xp.arange(n), (1, n))
+
+
 @cholesky_p.def_jvp
 def _jvp(primals: list, tangents: list, *, upper: bool):
     (a,), (da,) = primals, tangents
     factor = bind(cholesky_p, a, upper=upper)
-    sym = _hermitian_from_triangle(da, upper)
+    real_input = not is_complex_dtype(a)
+    if real_input:  # the triangle read, mirrored: one selection (no masks, sums and diagonal matrices)
+        i, j = _index_grids(a)
+        sym = where((i <= j) if upper else (i >= j), da, matrix_transpose(da))
+    else:
+        sym = _hermitian_from_triangle(da, upper)
+    # Intermediates are dropped as soon as they are used (peak memory: the bench's tracemalloc row).
     if upper:  # S = U^-H dA U^-1: two solves with U^H (trans=2)
         w = solve_triangular(factor, sym, lower=False, trans=2)
+        del sym
         s = solve_triangular(factor, mH(w), lower=False, trans=2)
     else:  # S = L^-1 dA L^-H
         w = solve_triangular(factor, sym, lower=True)
+        del sym
         s = solve_triangular(factor, mH(w), lower=True)
-    phi = add(tril(s, k=-1), multiply(_real_diagonal(s), 0.5))
-    return factor, matmul(mH(phi), factor) if upper else matmul(factor, phi)
+    del w
+    if real_input:  # Phi(S): strict lower triangle, half the diagonal, as one product with constant weights
+        xp = xp_of(a)
+        weights = xp.astype(i > j, a.dtype) + xp.astype(i == j, a.dtype) * 0.5
+        phi = multiply(s, weights)
+    else:
+        phi = add(tril(s, k=-1), multiply(_real_diagonal(s), 0.5))
+    del s
+    if upper:  # dU = Phi^H U, L dL = L Phi: trmm-like products with the factor
+        return factor, triangular_product(factor, mH(phi), left=False, lower=False)
+    return factor, triangular_product(factor, phi, lower=True)
 
 
 def cholesky(x: Any, /, *, upper: bool = False) -> Any:

@@ -12,19 +12,22 @@ Wide m < n: L m x m, U = [U1 U2]; dA = dL U + L dU column block by block gives, 
 X = W_1 U1^-1, dL = L tril(X, -1) and dU = triu(W - tril(X, -1) U) (dU2 = W_2 - tril(X, -1) U2).
 Tall m > n: L = [L1; L2], U n x n; the top block is the square case, and the bottom block
 (P dA)_2 = dL2 U + L2 dU gives dL2 = ((P dA)_2 - L2 dU) U^-1.
-Only triangular solves are used (unit-diagonal solves read the strict lower triangle of the packed
-factor); the packed output lu = L - I + U has tangent dL + dU.
+Only triangular solves and triangular products are used (unit-diagonal ones read the strict lower
+triangle of the packed factor); the packed output lu = L - I + U has tangent dL + dU.
+Cost (square n): two triangular solves (W, X) and two triangular products (tril(X, -1) U and
+L tril(X, -1), :func:`triangular_product`, trmm on NumPy for n >= 32), n^3 flops each: 2 GEMMs.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from ..core import Primitive, Zero, bind, strip
-from ..namespace import add, astype, broadcast_to, concat, diagonal, matmul, matrix_transpose, subtract, \
-    take_along_axis, tril, triu, where
+from ..namespace import add, astype, broadcast_to, concat, diagonal, matmul, matrix_transpose, subtract, reshape, \
+    take, take_along_axis, tril, triu, where
 from ..namespace._rules import is_inexact_dtype, xp_of
 from ._matrix import backend_of_matrix, require_matrix
 from .triangular import solve_triangular
+from .triangular_product import triangular_product
 
 
 def _impl(a: Any) -> tuple[Any, Any]:
@@ -43,7 +46,14 @@ def pivots_to_permutation(piv: Any, m: int) -> Any:
 def permute_rows(x: Any, perm: Any) -> Any:
     """x[..., perm, :] (differentiable in x; ``perm``'s batch dimensions broadcast against x's)."""
     xp = xp_of(perm)
+    if perm.ndim == 1:  # one permutation for the whole batch: a plain gather of rows
+        return take(x, perm, axis=-2)
     rows, cols = x.shape[-2:]
+    if tuple(x.shape[:-2]) == tuple(perm.shape[:-1]) and x.size:  # one gather of rows of the stacked matrices
+        count = x.size // (rows * cols)
+        offsets = xp.reshape(xp.arange(count, dtype=perm.dtype) * rows, (*perm.shape[:-1], 1))
+        flat = take(reshape(x, (count * rows, cols)), xp.reshape(perm + offsets, (count * rows,)), axis=0)
+        return reshape(flat, x.shape)
     batch = broadcast_shapes(tuple(x.shape[:-2]), tuple(perm.shape[:-1]))
     index = xp.broadcast_to(xp.reshape(perm, (*perm.shape, 1)), (*batch, rows, cols))
     if tuple(x.shape[:-2]) != batch:
@@ -74,11 +84,6 @@ def lu_solve(lu: Any, perm: Any, b: Any) -> Any:
     return solve_triangular(lu, y, lower=False)
 
 
-def _unit_lower_times(lu_square: Any, s: Any) -> Any:
-    """L s with L = unit lower triangle of ``lu_square``: s + tril(lu, -1) s."""
-    return add(s, matmul(tril(lu_square, k=-1), s))
-
-
 def zero_pivots(packed: Any) -> Any:
     """Raw bool (..., k): where the pivots (diagonal of U) in the packed factor are exactly zero."""
     return strip(diagonal(strip(packed))) == 0
@@ -88,7 +93,7 @@ def with_unit_zero_pivots(packed: Any, zero: Any) -> Any:
     """The square packed factor with its exactly-zero pivots replaced by 1 (U' for upper solves)."""
     xp = xp_of(zero)
     k = zero.shape[-1]
-    return add(packed, xp.astype(xp.reshape(zero, (*zero.shape, 1)), packed.dtype) * xp.eye(k, dtype=packed.dtype))
+    return where(xp.reshape(zero, (*zero.shape[:-1], 1, k)) & xp.eye(k, dtype=xp.bool), 1.0, packed)
 
 
 @lu_factor_p.def_jvp
@@ -103,24 +108,39 @@ def _jvp(primals: list, tangents: list):
     top, u = lu[..., :k, :k], lu[..., :k, :]
     # Upper solves use U1' (zero pivots set to 1): exact before the first zero pivot z. Entries whose
     # derivative does not exist (L below z in columns >= z, U in rows > z) are set to NaN at the end.
+    # Intermediates are dropped as soon as they are used (peak memory: the bench's tracemalloc row).
     zero = zero_pivots(top)
     top_solvable = with_unit_zero_pivots(top, zero)
     w = solve_triangular(top, pda[..., :k, :], lower=True, unit_diagonal=True)  # L1^-1 (P dA)_1, k x n
+    pda_rest = pda[..., k:, :] if m > n else None
+    del pda
     x_lower = tril(right_solve_upper(top_solvable, w[..., :, :k]), k=-1)  # strict lower part of W U1^-1
-    du = triu(subtract(w, matmul(x_lower, u)))  # = triu(X) U, without dividing by the last pivot
-    dlu = add(_unit_lower_times(top, x_lower), du[..., :, :k])
+    # dU = triu(W - tril(X, -1) U) = triu(X) U, without dividing by the last pivot; the products with
+    # the triangular factors are trmm-like (n^3 flops, not a 2 n^3 matmul of a masked triangle).
+    xu = triangular_product(top, x_lower, left=False, lower=False)  # tril(X, -1) U1
+    if n > m:
+        xu = concat([xu, matmul(x_lower, u[..., :, k:])], axis=-1)
+    du = subtract(w, xu)
+    del w, xu
+    du = triu(du)
+    dlu = triangular_product(top, x_lower, lower=True, unit_diagonal=True)  # L1 tril(X, -1)
+    del x_lower
+    dlu = add(dlu, du[..., :, :k])
     if n > m:
         dlu = concat([dlu, du[..., :, k:]], axis=-1)
     if m > n:  # dL2 = ((P dA)_2 - L2 dU) U^-1
-        dl2 = right_solve_upper(top_solvable, subtract(pda[..., k:, :], matmul(lu[..., k:, :], du)))
+        l2du = triangular_product(du, lu[..., k:, :], left=False, lower=False)
+        dl2 = right_solve_upper(top_solvable, subtract(pda_rest, l2du))
+        del l2du, pda_rest
         dlu = concat([dlu, dl2], axis=-2)
+    del du
     xp = xp_of(piv)
     z = xp.min(xp.where(zero, xp.arange(k), k), axis=-1)  # first zero pivot; k where there is none
     z = xp.reshape(z, (*z.shape, 1, 1))
     i = xp.reshape(xp.arange(m), (m, 1))
     j = xp.reshape(xp.arange(n), (1, n))
-    undefined = ((i > j) & (j >= z)) | ((i <= j) & (i > z))
-    dlu = where(undefined, xp.nan, dlu)
+    # Undefined: below the diagonal in columns j >= z, on/above it in rows i > z (boolean arrays only).
+    dlu = where(xp.where(i > j, j >= z, i > z), xp.nan, dlu)
     return (lu, piv), (dlu, Zero.like(piv))
 
 
