@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", nargs="*", default=["float64", "float32"])
     parser.add_argument("--batch", type=int, default=4096, help="batch of 16 x 16 matrices (0: none)")
     parser.add_argument("--backend", help="numpy or cupy (default: the default backend)")
-    parser.add_argument("--csv", default="bench.csv")
+    parser.add_argument("--csv", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                                      "bench.csv"))
     parser.add_argument("--plot", help="write a figure of time vs n per op")
     parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--cases", help=argparse.SUPPRESS)
@@ -341,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"backend {backend.name}; dispatch: {per_bind:.1f} us per bind on a dual, "
           f"{per_call:.1f} us per jvp call of one primitive")
     print(format_table(rows))
+    os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
     with open(args.csv, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
