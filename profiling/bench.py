@@ -176,7 +176,8 @@ def _progress(items: list, label: str) -> Any:
 
 
 def peer_worker(system: str, cases: list, out_dir: str) -> int:
-    """Time ``system``'s jvp for every case in this process alone; write times and tangents to out_dir."""
+    """Time ``system``'s jvp for each (index, case) in this process alone; after each case write
+    ``{index}.npz`` (outputs and tangents) and ``{index}.json`` (milliseconds) to out_dir."""
     ops = _ops()
     if system == "jax":
         try:
@@ -189,47 +190,72 @@ def peer_worker(system: str, cases: list, out_dir: str) -> int:
             import torch
         except ImportError:
             return 3
-    times = []
-    for index, (name, shape, dtype) in enumerate(_progress(cases, system)):
+    for index, (name, shape, dtype) in _progress(cases, system):
         a_np, t_np = _inputs(ops[name], tuple(shape), dtype)
         if system == "jax":
             f = _jax_function(name)
             jitted = jax.jit(lambda x, dx, f=f: jax.jvp(f, (x,), (dx,)))
             x, dx = jax.numpy.asarray(a_np), jax.numpy.asarray(t_np)
-            times.append(1e3 * _median_seconds(lambda: jax.block_until_ready(jitted(x, dx)), lambda: None))
+            ms = 1e3 * _median_seconds(lambda: jax.block_until_ready(jitted(x, dx)), lambda: None)
             values, tangents = jitted(x, dx)
         else:
             f = _torch_function(name)
             x, dx = torch.from_numpy(a_np), torch.from_numpy(t_np)
-            times.append(1e3 * _median_seconds(lambda: torch.func.jvp(f, (x,), (dx,)), lambda: None))
+            ms = 1e3 * _median_seconds(lambda: torch.func.jvp(f, (x,), (dx,)), lambda: None)
             values, tangents = torch.func.jvp(f, (x,), (dx,))
         np.savez(os.path.join(out_dir, f"{index}.npz"), *[np.asarray(v) for v in _as_tuple(values)],
                  *[np.asarray(v) for v in _as_tuple(tangents)])
-    with open(os.path.join(out_dir, "times.json"), "w") as fh:
-        json.dump(times, fh)
+        with open(os.path.join(out_dir, f"{index}.json"), "w") as fh:
+            json.dump(ms, fh)
     return 0
 
 
-def _run_peer(system: str, cases: list) -> tuple[list[float], list[tuple[list, list]]] | None:
-    """Run ``peer_worker`` in a fresh process, so no thread pool of one system slows another."""
+def _run_peer(system: str, cases: list, case_timeout: float) -> list[tuple[float, list, list] | None] | None:
+    """Run ``peer_worker`` in a fresh process, so no thread pool of one system slows another.
+
+    A case that makes no progress for ``case_timeout`` seconds (JAX 0.10.2 deadlocks on the jvp of a
+    batched QR on the CPU) is recorded as None and the worker restarts after it. Returns one
+    (ms, outputs, tangents) or None per case; None for all when the system is not installed.
+    """
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(ad.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    results: list = [None] * len(cases)
     with tempfile.TemporaryDirectory() as out_dir:
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(ad.__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-        done = subprocess.run([sys.executable, __file__, "--worker", system, "--cases", json.dumps(cases),
-                               "--out", out_dir], env=env)
-        if done.returncode == 3:
-            print(f"{system} not installed: no {system} column", file=sys.stderr)
-            return None
-        done.check_returncode()
-        with open(os.path.join(out_dir, "times.json")) as fh:
-            times = json.load(fh)
-        results = []
-        for index in range(len(cases)):
-            with np.load(os.path.join(out_dir, f"{index}.npz")) as data:
-                arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
+        todo = list(range(len(cases)))
+        while todo:
+            worker = subprocess.Popen([sys.executable, __file__, "--worker", system, "--cases",
+                                       json.dumps([(i, cases[i]) for i in todo]), "--out", out_dir], env=env)
+            last_progress = time.monotonic()
+            while worker.poll() is None:
+                time.sleep(0.2)
+                finished = [i for i in todo if os.path.exists(os.path.join(out_dir, f"{i}.json"))]
+                if finished:
+                    todo = [i for i in todo if i not in finished]
+                    last_progress = time.monotonic()
+                if time.monotonic() - last_progress > case_timeout:
+                    worker.kill()
+                    worker.wait()
+                    print(f"\n{system}: no result for {cases[todo[0]]} after {case_timeout:.0f} s: skipped",
+                          file=sys.stderr)
+                    todo = todo[1:]
+                    break
+            else:
+                if worker.returncode == 3:
+                    print(f"{system} not installed: no {system} column", file=sys.stderr)
+                    return None
+                if worker.returncode != 0:
+                    raise RuntimeError(f"the {system} worker failed with exit status {worker.returncode}")
+                todo = []
+        for i in range(len(cases)):
+            if not os.path.exists(os.path.join(out_dir, f"{i}.json")):
+                continue
+            with open(os.path.join(out_dir, f"{i}.json")) as fh:
+                ms = json.load(fh)
+            with np.load(os.path.join(out_dir, f"{i}.npz")) as data:
+                arrays = [data[f"arr_{k}"] for k in range(len(data.files))]
             half = len(arrays) // 2
-            results.append((arrays[:half], arrays[half:]))
-    return times, results
+            results[i] = (ms, arrays[:half], arrays[half:])
+    return results
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -255,17 +281,20 @@ def run(args: argparse.Namespace) -> list[dict]:
             row["extra_memory_inputs"] = _extra_memory(lambda: ad.jvp(op.ours, (a,), (t,)), a_np.nbytes)
         rows.append(row)
     for system in (("jax", "torch") if args.peers else ()):
-        peer = _run_peer(system, [list(c[:1]) + [list(c[1]), c[2]] for c in cases])
+        peer = _run_peer(system, [[c[0], list(c[1]), c[2]] for c in cases], args.case_timeout)
         if peer is None:
             continue
-        for row, (our_values, our_tangents), (name, _, dtype), ms, (values, tangents) in zip(
-                rows, ours, cases, *peer):
+        for row, (our_values, our_tangents), (name, _, dtype), result in zip(rows, ours, cases, peer):
+            if result is None:
+                row[f"{system}_ms"] = "hung"
+                continue
+            ms, values, tangents = result
             row[f"{system}_ms"] = ms
             theirs = _aligned(our_values, values, tangents, ops[name].align)
             tolerance = 1e-6 if dtype == "float64" else 5e-2
             row[f"{system}_agrees"] = _max_relative_difference(our_tangents, theirs) < tolerance
     for row in rows:
-        peer_times = [row[k] for k in ("jax_ms", "torch_ms") if k in row]
+        peer_times = [row[k] for k in ("jax_ms", "torch_ms") if isinstance(row.get(k), float)]
         if peer_times:
             row["ours_over_best_peer"] = row["ours_ms"] / min(peer_times)
     return rows
@@ -306,7 +335,8 @@ def plot(rows: list[dict], path: str, title: str) -> None:
         for key, label in (("primal_ms", "primal"), ("ours_ms", "cupy_ad jvp"), ("jax_ms", "JAX jvp (jit)"),
                            ("torch_ms", "PyTorch jvp")):
             if square and key in square[0]:
-                ax.loglog(n, [r[key] for r in square], marker="o", label=label)
+                ax.loglog(n, [r[key] if isinstance(r[key], float) else float("nan") for r in square], marker="o",
+                          label=label)
         ax.set_title(f"{op} (float64)")
         ax.set_xlabel("n")
         ax.set_ylabel("ms")
@@ -328,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                       "bench.csv"))
     parser.add_argument("--plot", help="write a figure of time vs n per op")
+    parser.add_argument("--case-timeout", type=float, default=90.0,
+                        help="seconds a peer may take on one case before it is skipped (default 90)")
     parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--cases", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
