@@ -24,6 +24,19 @@ from ._matrix import backend_of_matrix
 FORCE_BRANCH_FREE = False
 
 
+def resolution(n: int, eps: float) -> float:
+    """The relative spread, max(16, sqrt(n)) eps, below which computed eigenvalues or singular
+    values (times the largest in magnitude) are taken to coincide, or a singular value to be zero.
+
+    LAPACK's symmetric eigensolvers and SVDs are accurate to a modest multiple of eps ||A||: an
+    exactly repeated value comes out split by a few eps ||A|| (up to about 5 eps ||A|| measured for
+    n <= 500). A tolerance growing like n eps ||A|| would, in float32, merge distinct neighbours of
+    random matrices of a few hundred rows and give them the degenerate (one-sided) derivative where
+    the ordinary one is right; sqrt(n) grows slowly enough not to.
+    """
+    return max(16.0, n ** 0.5) * eps
+
+
 class Clusters(NamedTuple):
     """Cluster structure of sorted values (..., n), all raw arrays (constants: no tangent)."""
 

@@ -16,7 +16,7 @@ mirrored into a Hermitian matrix, dA_s = tril(dA) + tril(dA, -1)^H (triu for "U"
 diagonal: dA_s = (T + T^H) o (1 - I/2) with T = tril(dA).
 
 Repeated eigenvalues (issue 7; degenerate perturbation theory, Kato 1995 II.2, Sakurai 5.2).
-Eigenvalues form clusters (sorted runs with neighbouring gaps <= tol = max(n, 16) eps max|w|,
+Eigenvalues form clusters (sorted runs with neighbouring gaps <= tol = max(16, sqrt(n)) eps max|w|,
 what syevd resolves: an exactly repeated eigenvalue comes out split by a few eps ||A||_2).
 For A + h dA, h -> 0+, the eigenvalues of cluster k (value lambda, basis V_k) are
 lambda + h mu + O(h^2) with mu the ascending eigenvalues of P_kk = V_k^H dA V_k, and the
@@ -36,7 +36,7 @@ from ..core import Primitive, bind, strip
 from ..namespace import (add, conj, diagonal, divide, expand_dims, matmul, multiply, real, subtract, sum,
                          tril, triu, where)
 from ..namespace._rules import is_complex_dtype, is_inexact_dtype, xp_of
-from ._clusters import block_rotation, find_clusters, take_degenerate_path
+from ._clusters import block_rotation, find_clusters, resolution, take_degenerate_path
 from ._matrix import backend_of_matrix, mH, require_square
 from ._results import EighResult
 
@@ -64,10 +64,10 @@ def _hermitian_tangent(da: Any, lower: bool) -> Any:
 
 
 def _tolerance(w: Any) -> Any:
-    """max(n, 16) eps max|w|, shape (..., 1): eigenvalues closer than this coincide."""
+    """resolution(n) max|w|, shape (..., 1): eigenvalues closer than this coincide."""
     raw = strip(w)
     xp = xp_of(raw)
-    return max(raw.shape[-1], 16) * float(xp.finfo(raw.dtype).eps) * xp.max(xp.abs(raw), axis=-1, keepdims=True)
+    return resolution(raw.shape[-1], float(xp.finfo(raw.dtype).eps)) * xp.max(xp.abs(raw), axis=-1, keepdims=True)
 
 
 def _gap_inverse(w: Any) -> Any:
@@ -106,7 +106,7 @@ def _degenerate(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[Any, A
     x = multiply(add(x, mH(x)), 0.5)
     mu_raw = strip(mu)
     mu_gap = subtract(expand_dims(mu, axis=-2), expand_dims(mu, axis=-1))  # [i, j] = mu_j - mu_i
-    tol_mu = max(n, 16) * float(xp.finfo(mu_raw.dtype).eps) * scale
+    tol_mu = resolution(n, float(xp.finfo(mu_raw.dtype).eps)) * scale
     mixing = cl.same & (xp.abs(xp.expand_dims(mu_raw, -2) - xp.expand_dims(mu_raw, -1)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, mu_gap, 1.0)), 0.0)
     dv2 = matmul(v2, add(c_off, multiply(g, x)))
@@ -172,7 +172,7 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     Gauge: each eigenvector is defined up to a sign (real) or a phase (complex), fixed by the
     backend's kernel; the tangent of the eigenvectors satisfies Im diag(V^H dV) = 0 (and
     diag(V^T dV) = 0 for real input, which normalisation forces), i.e. V^H dV has a zero diagonal.
-    Repeated eigenvalues (clusters: sorted runs with neighbouring gaps <= max(n, 16) eps max|w|):
+    Repeated eigenvalues (clusters: sorted runs with neighbouring gaps <= max(16, sqrt(n)) eps max|w|):
     ``jvp`` returns the one-sided directional derivative, the limit of (f(A + h dA) - f(A)) / h as
     h -> 0+, which is not linear in dA there. The eigenvalue tangents of a cluster are the
     ascending eigenvalues mu of V_k^H dA_s V_k; the eigenvectors returned as the primal *by jvp*

@@ -53,7 +53,7 @@ from ..namespace import (
 )
 from ..namespace import max as amax
 from ..namespace._rules import is_complex_dtype, is_inexact_dtype, xp_of
-from ._clusters import block_rotation, find_clusters, take_degenerate_path
+from ._clusters import block_rotation, find_clusters, resolution, take_degenerate_path
 from ._matrix import backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
 
@@ -78,19 +78,18 @@ def _safe_inverse(x: Any, zero_mask: Any) -> Any:
 def _inverse_and_gaps(s: Any, m: int, n: int) -> tuple[Any, Any]:
     """(S^-1, F) with F_ij = 1 / (s_j^2 - s_i^2), both 0 where ill-defined.
 
-    A singular value counts as zero when s <= max(m, n) eps s_max (NumPy's matrix_rank tolerance)
-    and two as coinciding when |s_j^2 - s_i^2| <= max(m, n) eps s_max^2 (below the accuracy of the
-    computed S, the gap is rounding noise); the diagonal of F is 0.
+    With tol = resolution(max(m, n)) s_max (what the SVD resolves, see ``_clusters.resolution``), a
+    singular value counts as zero when s <= tol and two as coinciding when |s_j - s_i| <= tol (the
+    gap is rounding noise); the diagonal of F is 0.
     """
     raw = strip(s)  # the masks are constants: computed on the raw values
     s_max = amax(raw, axis=-1, keepdims=True)
-    tol = multiply(s_max, float(max(m, n) * xp_of(raw).finfo(raw.dtype).eps))
+    tol = multiply(s_max, resolution(max(m, n), float(xp_of(raw).finfo(raw.dtype).eps)))
     s_inv = _safe_inverse(s, less_equal(raw, tol))
     s2 = square(s)
     gaps = subtract(expand_dims(s2, axis=-2), expand_dims(s2, axis=-1))  # [i, j] = s_j^2 - s_i^2
-    raw2 = square(raw)
-    raw_gaps = subtract(expand_dims(raw2, axis=-2), expand_dims(raw2, axis=-1))
-    close = less_equal(abs(raw_gaps), expand_dims(multiply(tol, s_max), axis=-1))
+    raw_gaps = subtract(expand_dims(raw, axis=-2), expand_dims(raw, axis=-1))
+    close = less_equal(abs(raw_gaps), expand_dims(tol, axis=-1))
     return s_inv, _safe_inverse(gaps, close)
 
 
@@ -165,8 +164,8 @@ def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, o
     xp = xp_of(raw)
     eps = float(xp.finfo(raw.dtype).eps)
     s_max = xp.max(raw, axis=-1, keepdims=True)
-    tol = s_max * (max(m, n) * eps)  # zero: NumPy's matrix_rank tolerance
-    cl = find_clusters(raw * raw, s_max * s_max * (2 * max(m, n, 16) * eps))  # |s_i - s_j| (s_i + s_j)
+    tol = s_max * resolution(max(m, n), eps)  # what the SVD resolves (zero, and coinciding values)
+    cl = find_clusters(raw, tol)
     zero = xp.any(cl.same & xp.expand_dims(raw <= tol, axis=-2), axis=-1)  # a cluster holding a 0
     regular = cl.single & ~zero
     if not take_degenerate_path(a, ~regular):
@@ -194,7 +193,7 @@ def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, o
     x_rot = strip(matmul(x, rot))
     wy = w_mat @ rot
     beta = xp.sqrt(xp.sum(xp.real(wy * xp.conj(wy)), axis=-2))  # (..., k)
-    beta_tol = max(m, n, 16) * float(xp.finfo(raw.dtype).eps) * xp.max(beta, axis=-1, keepdims=True)
+    beta_tol = resolution(max(m, n), float(xp.finfo(raw.dtype).eps)) * xp.max(beta, axis=-1, keepdims=True)
     keep = zero & (beta > beta_tol)
     cand = xp.where(row(keep), wy / xp.where(row(keep), row(beta), xp.ones_like(row(beta))), x_rot)
     q, rq = backend_of_matrix(raw).qr(xp.astype(cand, x_rot.dtype), "reduced")  # orthonormal completion
@@ -225,7 +224,7 @@ def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, o
         t = add(t, multiply(subtract(matmul(mH(dy), dy), matmul(ph, p)), multiply(row(s_inv), 0.5)))
     t = multiply(add(t, mH(t)), 0.5)
     mu = strip(ds)
-    tol_mu = max(m, n, 16) * float(xp.finfo(raw.dtype).eps) * scale
+    tol_mu = resolution(max(m, n), float(xp.finfo(raw.dtype).eps)) * scale
     mixing = inpos & (xp.abs(row(mu) - col(mu)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, subtract(row(ds), col(ds)), 1.0)), 0.0)
     c = multiply(g, t)
@@ -294,9 +293,9 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       skew-Hermitian.
     * ``full_matrices`` with m != n: the completion U2 = U[..., k:] (or V2) follows the minimal
       rotation, ``U2^H dU2 = 0``: dU2 = -U1 S^-1 V^H dA^H U2 (mirror for m < n, dV2).
-    * repeated and zero singular values (issue 7): clusters are sorted runs with
-      |s_i^2 - s_j^2| <= 2 max(m, n, 16) eps s_max^2 between neighbours; a cluster holding a value
-      <= max(m, n) eps s_max (NumPy's matrix_rank tolerance) is the zero block. There ``jvp``
+    * repeated and zero singular values: clusters are sorted runs with |s_i - s_j| <= tol between
+      neighbours, tol = max(16, sqrt(max(m, n))) eps s_max (what the SVD resolves); a cluster
+      holding a value <= tol is the zero block. There ``jvp``
       returns the one-sided directional derivative (the limit of (f(A + h dA) - f(A)) / h,
       h -> 0+; not linear in dA). dS of a positive cluster = the eigenvalues of the Hermitian
       part of U_k^H dA V_k, descending; dS of the zero block = the singular values of

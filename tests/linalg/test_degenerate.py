@@ -304,3 +304,27 @@ def test_readme_example(backend):
     fd = (np.linalg.eigvalsh(a_np + 1e-7 * da_np) - np.linalg.eigvalsh(a_np)) / 1e-7
     np.testing.assert_allclose(backend.to_numpy(dw), [0.0, -np.sqrt(0.5), np.sqrt(0.5)], atol=1e-12)
     np.testing.assert_allclose(backend.to_numpy(dw), fd, atol=1e-6)
+
+
+def test_float32_neighbours_of_random_matrices_are_not_clusters(backend):
+    """Distinct but close eigen/singular values of a random float32 matrix keep the ordinary
+    derivative (a tolerance growing like n eps merged them once and gave one-sided answers)."""
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((800, 800))
+    da = rng.standard_normal((800, 800))
+    sym, dsym = (a + a.T) / 2, (da + da.T) / 2
+    (w, v), (dw, _) = ad.jvp(ad.linalg.eigh, (backend.asarray(sym.astype(np.float32)),),
+                             (backend.asarray(dsym.astype(np.float32)),))
+    # no cluster was taken: jvp's eigenvectors are the plain call's (a cluster would rotate them)
+    np.testing.assert_array_equal(backend.to_numpy(v), backend.to_numpy(ad.linalg.eigh(backend.asarray(
+        sym.astype(np.float32))).eigenvectors))
+    v64 = backend.to_numpy(v).astype(np.float64)
+    ordinary = np.einsum("ij,ik,kj->j", v64, dsym, v64)  # diag(V^T dA V)
+    np.testing.assert_allclose(backend.to_numpy(dw), ordinary, atol=2e-3 * np.abs(ordinary).max())
+    (u, s, vh), (_, ds, _) = ad.jvp(lambda x: ad.linalg.svd(x, full_matrices=False),
+                                    (backend.asarray(a.astype(np.float32)),), (backend.asarray(da.astype(np.float32)),))
+    np.testing.assert_array_equal(backend.to_numpy(u), backend.to_numpy(ad.linalg.svd(backend.asarray(
+        a.astype(np.float32)), full_matrices=False).U))
+    u64, vh64 = backend.to_numpy(u).astype(np.float64), backend.to_numpy(vh).astype(np.float64)
+    ordinary = np.einsum("ij,ik,jk->j", u64, da, vh64)  # diag(U^T dA V)
+    np.testing.assert_allclose(backend.to_numpy(ds), ordinary, atol=2e-3 * np.abs(ordinary).max())
