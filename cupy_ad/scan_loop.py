@@ -223,23 +223,8 @@ class _Body:
             raise TypeError(f"scan: the body must return a pair (new_carry, y), got {type(out).__name__}"
                             + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
         new_carry, y = out
-        # Fast checks (one array: no flattening; one comparison); the slow ones convert Python
-        # scalars and name the leaf. This is most of scan's own cost per step on plain arrays.
-        if self.carry_is_leaf and (type(new_carry) is Dual or hasattr(new_carry, "__array_namespace__")):
-            leaves = [new_carry]
-            if (new_carry.shape, new_carry.dtype) != self.carry_ref[0]:
-                self._check_carry(leaves)
-        else:
-            leaves, spec = optree.tree_flatten(new_carry)
-            if spec != self.carry_spec:
-                raise TypeError(f"scan: the body returned a carry with structure {spec}, but init has "
-                                f"structure {self.carry_spec}")
-            try:
-                ok = [(v.shape, v.dtype) for v in leaves] == self.carry_ref
-            except AttributeError:
-                ok = False
-            if not ok:
-                self._check_carry(leaves)
+        leaves = self._checked(new_carry, self.carry_is_leaf, self.carry_spec, self.carry_ref, self._check_carry,
+                               "a carry with structure {}, but init has structure {}")
         if self.y_spec is None:
             y_paths, y_leaves, self.y_spec = optree.tree_flatten_with_path(y)
             self.y_names = [_name("y", p) for p in y_paths]
@@ -249,22 +234,30 @@ class _Body:
             self.y_ref = [(tuple(v.shape), v.dtype) for v in y_leaves]
             self.y_is_leaf = self.y_spec.is_leaf()
             return leaves, y_leaves
-        if self.y_is_leaf and (type(y) is Dual or hasattr(y, "__array_namespace__")):
-            y_leaves = [y]
-            if (y.shape, y.dtype) != self.y_ref[0]:
-                self._check_y(y_leaves)
-            return leaves, y_leaves
-        y_leaves, y_spec = optree.tree_flatten(y)
-        if y_spec != self.y_spec:
-            raise TypeError(f"scan: the body returned y with structure {y_spec}, but an earlier step "
-                            f"returned {self.y_spec}")
+        return leaves, self._checked(y, self.y_is_leaf, self.y_spec, self.y_ref, self._check_y,
+                                     "y with structure {}, but an earlier step returned {}")
+
+    @staticmethod
+    def _checked(value: Any, is_leaf: bool, spec: Any, ref: list, check: Callable, mismatch: str) -> list:
+        """The leaves of ``value``, checked against the reference structure, shapes and dtypes.
+
+        The fast path (one array: no flattening, one comparison) is most of scan's own cost per step
+        on plain arrays; ``check`` (the slow path) converts Python scalars and names the leaf.
+        """
+        if is_leaf and (type(value) is Dual or hasattr(value, "__array_namespace__")):
+            if (value.shape, value.dtype) != ref[0]:
+                check([value])
+            return [value]
+        leaves, found = optree.tree_flatten(value)
+        if found != spec:
+            raise TypeError("scan: the body returned " + mismatch.format(found, spec))
         try:
-            ok = [(v.shape, v.dtype) for v in y_leaves] == self.y_ref
+            ok = [(v.shape, v.dtype) for v in leaves] == ref
         except AttributeError:
             ok = False
         if not ok:
-            self._check_y(y_leaves)
-        return leaves, y_leaves
+            check(leaves)
+        return leaves
 
     def _check_carry(self, leaves: list) -> None:
         for k, (v, (shape, dtype)) in enumerate(zip(leaves, self.carry_ref)):
