@@ -195,7 +195,7 @@ def test_carry_tangent_only_from_a_closed_over_dual(backend):
     # step gets a concrete tangent
     assert seen == [False, True, True, True, True]
     # d c_k / d theta by hand: c_{k+1} = sin(c_k) theta + x_k
-    c_np, t_np, th, ref_t, ref_ys = backend.to_numpy(c0), np.zeros(3), backend.to_numpy(theta), [], []
+    c_np, t_np, th, ref_ys = backend.to_numpy(c0), np.zeros(3), backend.to_numpy(theta), []
     for x in backend.to_numpy(xs):
         ref_ys.append(t_np)
         c_np, t_np = np.sin(c_np) * th + x, np.cos(c_np) * t_np * th + np.sin(c_np)
@@ -229,7 +229,6 @@ def test_swapping_carries_terminates(backend):
 
 
 def test_counter_carry_spends_no_tangent_work(backend, monkeypatch):
-    ns = backend.ns
     rule_calls = {"add": 0, "multiply": 0}
     for name in rule_calls:
         def counting(primals, tangents, rule=getattr(elementwise, name).jvp, name=name, **params):

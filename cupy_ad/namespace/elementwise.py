@@ -173,26 +173,37 @@ remainder = elementwise("remainder", lambda g, ans, x, y: g,  # x - floor(x/y) y
                         lambda g, ans, x, y: negative(multiply(g, floor_divide(x, y))), impl=operator.mod)
 
 # Functions whose outputs carry no tangent (piecewise constant or not floating point).
-_NONDIFFERENTIABLE = (
-    "equal not_equal less less_equal greater greater_equal isnan isinf isfinite signbit "
-    "logical_and logical_or logical_xor logical_not floor ceil trunc round floor_divide "
-    "bitwise_and bitwise_or bitwise_xor bitwise_invert bitwise_left_shift bitwise_right_shift"
-).split()
-_operators = {"equal": operator.eq, "not_equal": operator.ne, "less": operator.lt, "less_equal": operator.le,
-              "greater": operator.gt, "greater_equal": operator.ge, "floor_divide": operator.floordiv}
-for _name in _NONDIFFERENTIABLE:
-    _impl = _operators.get(_name)
-    globals()[_name] = nondifferentiable(_name, _impl)
-del _name, _impl
-
-equal: Any
-not_equal: Any
-less: Any
-greater: Any
-logical_and: Any
-logical_or: Any
-logical_not: Any
-floor_divide: Any
+equal = nondifferentiable("equal", operator.eq)
+not_equal = nondifferentiable("not_equal", operator.ne)
+less = nondifferentiable("less", operator.lt)
+less_equal = nondifferentiable("less_equal", operator.le)
+greater = nondifferentiable("greater", operator.gt)
+greater_equal = nondifferentiable("greater_equal", operator.ge)
+floor_divide = nondifferentiable("floor_divide", operator.floordiv)
+isnan = nondifferentiable("isnan")
+isinf = nondifferentiable("isinf")
+isfinite = nondifferentiable("isfinite")
+signbit = nondifferentiable("signbit")
+logical_and = nondifferentiable("logical_and")
+logical_or = nondifferentiable("logical_or")
+logical_xor = nondifferentiable("logical_xor")
+logical_not = nondifferentiable("logical_not")
+floor = nondifferentiable("floor")
+ceil = nondifferentiable("ceil")
+trunc = nondifferentiable("trunc")
+round = nondifferentiable("round")  # noqa: A001 - the standard's name
+bitwise_and = nondifferentiable("bitwise_and")
+bitwise_or = nondifferentiable("bitwise_or")
+bitwise_xor = nondifferentiable("bitwise_xor")
+bitwise_invert = nondifferentiable("bitwise_invert")
+bitwise_left_shift = nondifferentiable("bitwise_left_shift")
+bitwise_right_shift = nondifferentiable("bitwise_right_shift")
+_NONDIFFERENTIABLE = [
+    "equal", "not_equal", "less", "less_equal", "greater", "greater_equal", "floor_divide", "isnan", "isinf",
+    "isfinite", "signbit", "logical_and", "logical_or", "logical_xor", "logical_not", "floor", "ceil", "trunc",
+    "round", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_invert", "bitwise_left_shift",
+    "bitwise_right_shift",
+]
 
 # NumPy spellings of the standard's names.
 arcsin, arccos, arctan, arcsinh, arccosh, arctanh, arctan2 = asin, acos, atan, asinh, acosh, atanh, atan2
