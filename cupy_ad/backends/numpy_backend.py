@@ -45,6 +45,19 @@ class _ScipyBlasOneThread:
 _scipy_one_thread = _ScipyBlasOneThread()
 
 
+def _nan_where_not_finite(a: Any, decompose: Any) -> Any:
+    """``decompose(a)``, with NaN outputs for the matrices holding NaN or Inf (LAPACK's SVD and
+    eigensolvers do not converge on them and NumPy raises): NaN out, never a crash."""
+    bad = ~np.isfinite(a).all(axis=(-2, -1))
+    if not bad.any():
+        return decompose(a)
+    out = decompose(np.where(bad[..., None, None], 0, a))
+    parts = out if isinstance(out, tuple) else (out,)
+    for part in parts:
+        part[bad] = np.nan
+    return out
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     xp = compat_numpy
@@ -56,6 +69,9 @@ class NumpyBackend(Backend):
         return np.asarray(a)
 
     def lu_factor(self, a: Any) -> tuple[Any, Any]:
+        if a.size == 0:  # SciPy refuses empty batches; the factors of nothing are empty
+            dtype = np.result_type(a.dtype, np.float32)
+            return np.empty(a.shape, dtype), np.empty((*a.shape[:-2], min(a.shape[-2:])), np.int32)
         batched = numpy_kernels.lu_factor_batched(a)  # many small matrices: vectorised over the batch
         if batched is not None:
             return batched
@@ -89,22 +105,26 @@ class NumpyBackend(Backend):
         return np.linalg.qr(a, mode=mode)
 
     def svd(self, a: Any, full_matrices: bool) -> tuple[Any, Any, Any]:
-        return tuple(np.linalg.svd(a, full_matrices=full_matrices))
+        return _nan_where_not_finite(a, lambda x: tuple(np.linalg.svd(x, full_matrices=full_matrices)))
 
     def svdvals(self, a: Any) -> Any:
-        return np.linalg.svd(a, compute_uv=False)
+        return _nan_where_not_finite(a, lambda x: np.linalg.svd(x, compute_uv=False))
 
     def eigh(self, a: Any, lower: bool) -> tuple[Any, Any]:
-        return tuple(np.linalg.eigh(a, UPLO="L" if lower else "U"))
+        return _nan_where_not_finite(a, lambda x: tuple(np.linalg.eigh(x, UPLO="L" if lower else "U")))
 
     def eigvalsh(self, a: Any, lower: bool) -> Any:
-        return np.linalg.eigvalsh(a, UPLO="L" if lower else "U")
+        return _nan_where_not_finite(a, lambda x: np.linalg.eigvalsh(x, UPLO="L" if lower else "U"))
 
     def cholesky(self, a: Any, upper: bool) -> Any:
         return np.linalg.cholesky(a, upper=upper)
 
     def solve_triangular(self, a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: bool) -> Any:
         # NumPy's own trsm (two threads, no second pool) or a batch-vectorised substitution; else SciPy.
+        if a.size == 0 or b.size == 0:  # SciPy refuses empty batches
+            batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2] if b.ndim > 1 else ())
+            return np.empty((*batch, *b.shape[-2:]) if b.ndim > 1 else (*batch, b.shape[-1]),
+                            np.result_type(a.dtype, b.dtype, np.float32))
         out = numpy_kernels.solve_triangular(a, b, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
         if out is not None:
             return out

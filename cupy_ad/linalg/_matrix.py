@@ -30,6 +30,14 @@ def backend_of_matrix(a: Any) -> Any:
     return backend_of(strip(a))
 
 
+def as_inexact(a: Any) -> Any:
+    """``a`` itself when floating point, else promoted to float64 (as NumPy's linalg does)."""
+    from ..namespace import astype
+    from ..namespace._rules import is_inexact_dtype
+
+    return a if is_inexact_dtype(a) else astype(a, xp_of(a).float64)
+
+
 def require_square(name: str, a: Any) -> None:
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"{name} needs square matrices (..., n, n), got shape {tuple(a.shape)}")

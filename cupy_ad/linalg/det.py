@@ -25,8 +25,8 @@ from typing import Any
 from ..core import Dual, Primitive, Zero, bind, strip
 from ..namespace import abs, astype, diagonal, imag, log, matmul, matrix_transpose, multiply, prod, real, reshape, \
     sign, sum, take_along_axis, trace, where
-from ..namespace._rules import is_complex_dtype, is_inexact_dtype, xp_of
-from ._matrix import require_square
+from ..namespace._rules import is_complex_dtype, xp_of
+from ._matrix import as_inexact, require_square
 from ._results import SlogdetResult
 from .lu import lu_factor_p, lu_solve, permute_rows, pivots_to_permutation, with_unit_zero_pivots, zero_pivots
 from .triangular import solve_triangular
@@ -122,9 +122,6 @@ def _slogdet_jvp(primals: list, tangents: list):
     return (sgn, logabs), (where(singular, xp_of(zero).nan, dsign), where(singular, xp_of(zero).nan, real(t)))
 
 
-def _as_inexact(a: Any) -> Any:
-    return a if is_inexact_dtype(a) else astype(a, xp_of(a).float64)
-
 
 def det(x: Any, /) -> Any:
     """The determinant of square matrices (..., n, n), as the array API's ``linalg.det``.
@@ -135,7 +132,7 @@ def det(x: Any, /) -> Any:
     adjugate; rank <= n-2: zero), see the module docstring. NaN/Inf input gives NaN output.
     """
     require_square("det", x)
-    return det_p(_as_inexact(x))
+    return det_p(as_inexact(x))
 
 
 def slogdet(x: Any, /) -> SlogdetResult:
@@ -149,7 +146,7 @@ def slogdet(x: Any, /) -> SlogdetResult:
     Integer input is promoted to float64; NaN/Inf input gives NaN output.
     """
     require_square("slogdet", x)
-    return SlogdetResult(*slogdet_p(_as_inexact(x)))
+    return SlogdetResult(*slogdet_p(as_inexact(x)))
 
 
 __all__ = ["det", "slogdet"]

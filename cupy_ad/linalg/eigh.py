@@ -35,9 +35,9 @@ from typing import Any
 from ..core import Primitive, bind, strip
 from ..namespace import (add, conj, diagonal, divide, expand_dims, matmul, multiply, real, subtract, sum,
                          tril, triu, where)
-from ..namespace._rules import is_complex_dtype, is_inexact_dtype, xp_of
+from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import block_rotation, find_clusters, resolution, take_degenerate_path
-from ._matrix import backend_of_matrix, mH, require_square
+from ._matrix import as_inexact, backend_of_matrix, mH, require_square
 from ._results import EighResult
 
 
@@ -152,8 +152,6 @@ def _eigvalsh_jvp(primals: list, tangents: list, *, lower: bool):
 
 def _check(name: str, a: Any, UPLO: str) -> bool:
     require_square(name, a)
-    if not is_inexact_dtype(a):
-        raise TypeError(f"{name} needs a real or complex floating-point matrix, got dtype {a.dtype}")
     if UPLO not in ("L", "U"):
         raise ValueError(f"{name}: UPLO must be 'L' or 'U', got {UPLO!r}")
     return UPLO == "L"
@@ -188,6 +186,7 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     treated as a constant of the inner levels, so second derivatives there are not exact.
     """
     lower = _check("eigh", a, UPLO)
+    a = as_inexact(a)  # integer input promoted to float64, as NumPy does
     return EighResult(*eigh_p(a, lower=lower))
 
 
@@ -201,6 +200,7 @@ def eigvalsh(a: Any, UPLO: str = "L") -> Any:
     cluster (see :func:`eigh`), which pair with the sorted eigenvalues of A + h dA, h -> 0+.
     """
     lower = _check("eigvalsh", a, UPLO)
+    a = as_inexact(a)
     return eigvalsh_p(a, lower=lower)
 
 

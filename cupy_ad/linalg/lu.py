@@ -22,10 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, Zero, bind, strip
-from ..namespace import add, astype, broadcast_to, concat, diagonal, matmul, matrix_transpose, subtract, reshape, \
+from ..namespace import add, broadcast_to, concat, diagonal, matmul, matrix_transpose, subtract, reshape, \
     take, take_along_axis, tril, triu, where
-from ..namespace._rules import is_inexact_dtype, xp_of
-from ._matrix import backend_of_matrix, require_matrix
+from ..namespace._rules import xp_of
+from ._matrix import as_inexact, backend_of_matrix, require_matrix
 from .triangular import solve_triangular
 from .triangular_product import triangular_product
 
@@ -144,9 +144,6 @@ def _jvp(primals: list, tangents: list):
     return (lu, piv), (dlu, Zero.like(piv))
 
 
-def _as_inexact(a: Any) -> Any:
-    return a if is_inexact_dtype(a) else astype(a, xp_of(a).float64)
-
 
 def lu_factor(a: Any, /) -> tuple[Any, Any]:
     """LU factorisation with partial pivoting, as ``scipy.linalg.lu_factor``: ``(lu, piv)``.
@@ -164,7 +161,7 @@ def lu_factor(a: Any, /) -> tuple[Any, Any]:
     the derivative exists and the tangent is finite. NaN/Inf input gives NaN output, no error.
     """
     require_matrix("lu_factor", a)
-    lu_, piv = lu_factor_p(_as_inexact(a))
+    lu_, piv = lu_factor_p(as_inexact(a))
     return lu_, piv
 
 
@@ -184,7 +181,8 @@ def lu(a: Any, /) -> tuple[Any, Any, Any]:
     perm = pivots_to_permutation(piv, m)
     # p[j, i] = 1 where j == perm[i]: (p^T A)[i] = A[perm[i]] = (L U)[i].
     rows = xp.reshape(xp.arange(m, dtype=perm.dtype), (m, 1))
-    p = xp.astype(rows == xp.reshape(perm, (*perm.shape[:-1], 1, m)), packed.dtype)
+    real_dtype = xp.real(xp.zeros((), dtype=packed.dtype)).dtype  # SciPy's p is real, also for complex input
+    p = xp.astype(rows == xp.reshape(perm, (*perm.shape[:-1], 1, m)), real_dtype)
     l_ = add(tril(packed[..., :, :k], k=-1), xp.eye(m, k, dtype=packed.dtype))
     u = triu(packed[..., :k, :])
     return p, l_, u

@@ -12,7 +12,7 @@ from typing import Any
 from ..namespace import abs as absolute
 from ..namespace import astype, conj, expand_dims, max, min, multiply, pow, real, sqrt, sum  # noqa: A004
 from ..namespace._rules import is_complex_dtype
-from ._matrix import require_matrix
+from ._matrix import as_inexact, require_matrix
 from .svd import svdvals
 
 
@@ -22,6 +22,7 @@ def _abs_squared(x: Any) -> Any:
 
 def vector_norm(x: Any, /, *, axis: Any = None, keepdims: bool = False, ord: float = 2) -> Any:  # noqa: A002
     """The p-norm over ``axis`` (all axes by default) for ord = 1, 2, inf, -inf, 0 or any p."""
+    x = as_inexact(x)
     if ord == 2:
         return sqrt(sum(_abs_squared(x), axis=axis, keepdims=keepdims))
     size = absolute(x)

@@ -12,8 +12,8 @@ from typing import Any
 
 from ..core import Dual, Primitive, Zero, bind
 from ..namespace import astype, broadcast_to, matmul, negative, squeeze, subtract
-from ..namespace._rules import is_inexact_dtype, xp_of
-from ._matrix import require_square
+from ..namespace._rules import xp_of
+from ._matrix import as_inexact, require_square
 from .lu import broadcast_shapes, lu_factor_p, lu_solve, pivots_to_permutation
 
 
@@ -68,9 +68,6 @@ def _inv_jvp(primals: list, tangents: list):
     return x, negative(matmul(x, matmul(da, x)))
 
 
-def _as_inexact(a: Any) -> Any:
-    return a if is_inexact_dtype(a) else astype(a, xp_of(a).float64)
-
 
 def solve(x1: Any, x2: Any, /) -> Any:
     """Solve A X = B for square A (``x1``, (..., M, M)), as the array API's ``linalg.solve``.
@@ -85,7 +82,7 @@ def solve(x1: Any, x2: Any, /) -> Any:
     synchronisation returns Inf/NaN instead. NaN/Inf input gives NaN output.
     """
     require_square("solve", x1)
-    a, b = _as_inexact(x1), _as_inexact(x2)
+    a, b = as_inexact(x1), as_inexact(x2)
     xp = xp_of(a)
     dtype = xp.result_type(a.dtype, b.dtype)
     a = a if a.dtype == dtype else astype(a, dtype)
@@ -113,7 +110,7 @@ def inv(x: Any, /) -> Any:
     on a backend that avoids host synchronisation). NaN/Inf input gives NaN output.
     """
     require_square("inv", x)
-    return inv_p(_as_inexact(x))
+    return inv_p(as_inexact(x))
 
 
 __all__ = ["inv", "solve"]

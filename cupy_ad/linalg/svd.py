@@ -52,9 +52,9 @@ from ..namespace import (
     where,
 )
 from ..namespace import max as amax
-from ..namespace._rules import is_complex_dtype, is_inexact_dtype, xp_of
+from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import block_rotation, find_clusters, resolution, take_degenerate_path
-from ._matrix import backend_of_matrix, diag_embed, mH, require_matrix
+from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
 
 
@@ -273,10 +273,10 @@ def _svdvals_jvp(primals: list, tangents: list):
     return s, ds if degenerate is None else degenerate[1][1]
 
 
-def _validate(name: str, a: Any) -> None:
+def _validate(name: str, a: Any) -> Any:
+    """``a`` checked to be a matrix stack, integer input promoted to float64 (as NumPy does)."""
     require_matrix(name, a)
-    if not is_inexact_dtype(a):
-        raise TypeError(f"{name} needs a real or complex floating-point array, got dtype {a.dtype}")
+    return as_inexact(a)
 
 
 def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
@@ -312,7 +312,7 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       extra work only when a block exists; CuPy runs it always (never synchronises). Nested
       jvp there is finite, with the block rotations constant for the inner levels.
     """
-    _validate("svd", a)
+    a = _validate("svd", a)
     if not isinstance(full_matrices, bool):
         raise TypeError(f"full_matrices must be a bool, got {type(full_matrices).__name__}")
     return SVDResult(*svd_p(a, full_matrices=full_matrices))
@@ -326,7 +326,7 @@ def svdvals(a: Any, /) -> Any:
     :func:`svd` (eigenvalues of the Hermitian part of each repeated block, singular values of
     the null-space block for zeros, so never negative there), which pairs with the sorted S.
     """
-    _validate("svdvals", a)
+    a = _validate("svdvals", a)
     return svdvals_p(a)
 
 
