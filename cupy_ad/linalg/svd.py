@@ -307,7 +307,8 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       and ``U' S V'^H`` still equals ``a``. Vector tangents: the ordinary off-block terms plus,
       inside a positive cluster, the first-order skew term and the second-order mixing of
       degenerate perturbation theory (0 where the cluster's dS repeat); inside the zero block
-      the rotation rate is set to 0 (gauge). Regular (distinct, nonzero) columns get the
+      the rotation rate is set to 0, so those vector tangents are finite but NOT the one-sided
+      derivative (the in-block second-order mixing is not implemented). Regular (distinct, nonzero) columns get the
       ordinary formula bit for bit; tangents are finite everywhere. Host backends run the
       extra work only when a block exists; CuPy runs it always (never synchronises). Nested
       jvp there is finite, with the block rotations constant for the inner levels.
