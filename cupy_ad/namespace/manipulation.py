@@ -68,12 +68,23 @@ def matrix_transpose(x: Any, /) -> Any:
     return permute_dims(x, (*range(x.ndim - 2), x.ndim - 1, x.ndim - 2))
 
 
+_MASKS: dict[tuple, Any] = {}
+
+
 def _triangle_mask(x: Any, k: int, lower: bool) -> Any:
+    """The (rows, cols) bool mask of a triangle, made once per backend, device, shape and k (only
+    ``where`` reads it)."""
     xp = xp_of(x)
     rows, cols = x.shape[-2:]
-    i = xp.reshape(xp.arange(rows), (rows, 1))
-    j = xp.reshape(xp.arange(cols), (1, cols))
-    return (j - i <= k) if lower else (j - i >= k)
+    key = (xp.__name__, str(x.device), rows, cols, k, lower)
+    mask = _MASKS.get(key)
+    if mask is None:
+        if len(_MASKS) >= 64:
+            _MASKS.clear()
+        i = xp.reshape(xp.arange(rows, device=x.device), (rows, 1))
+        j = xp.reshape(xp.arange(cols, device=x.device), (1, cols))
+        mask = _MASKS[key] = (j - i <= k) if lower else (j - i >= k)
+    return mask
 
 
 def _tril_impl(x: Any, /, *, k: int = 0) -> Any:
