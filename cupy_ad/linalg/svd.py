@@ -25,6 +25,18 @@ T = Herm(P) (F' o Herm(P)) - Skew(P) (E o Skew(P)) + (P2^H P2 + Q2 Q2^H) / (2 si
 F'_lj = 1/(s_j - s_l) off the cluster, E_lj = 1/(s_j + s_l), P2, Q2 the parts of dA against the
 complements of U, V; Omega_U = E o Skew(P) + c, Omega_V = -E o Skew(P) + c inside the cluster.
 The zero cluster of H gives dS = svdvals(U_0^H dA V_0) (U_0, V_0 the null spaces of A^H, A).
+Inside it (long side X, dAx = dA or dA^H, Y square) the cluster vectors of H are (u_i; +-v_i)/sqrt 2
+(shifts +-sigma_i, B = U_0^H dAx V_0 = sum sigma_i u_i v_i^H) and (u_c; 0) (shift 0, the rest of U_0).
+Their couplings to the outside pairs (x_l; +-y_l)/sqrt 2, eigenvalues +-s_l, summed over both signs
+with 1 / (0 -+ s_l), leave only M = P_0N S_N^-1 P_N0 (P_0N = U_0^H dAx Y_N, P_N0 = X_N^H dAx V_0):
+T(i+-, j+) = -(+-M^H + M)_ij / 2 and T(c, j+) = -(P_cN S_N^-1 P_N0)_cj / sqrt 2, so with
+c = T / (mu_j - mu_i) (mu = +-sigma, 0) and reading u, v off the dilation's vectors:
+    Omega_X0 = -Herm(M) o G- - Skew(M) o G+,   Omega_Y0 = -Herm(M) o G- + Skew(M) o G+,
+G-_ij = 1 / (sigma_j - sigma_i) (0 on the diagonal), G+_ij = 1 / (sigma_j + sigma_i), plus the part
+along the complement of X, -(I - X X^H) dAx Y S^-1 P e_j / sigma_j (the full completion gets the
+matching -X (X_c^H .)^H, keeping U^H dU skew). Entries whose mu coincide (sigma_i = sigma_j,
+sigma_i + sigma_j = 0, sigma_j = 0 for the complement part; within tol) are 0, as in eigh. A common
+phase per pair moves the imaginary diagonal to the side that is not U (Im diag(U^H dU) = 0).
 """
 from __future__ import annotations
 
@@ -230,11 +242,31 @@ def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, o
     c = multiply(g, t)
     omega_x = add(omega_x, add(multiply(e, skew), c))
     omega_y = add(omega_y, subtract(c, multiply(e, skew)))
+    # 3. inside the zero block (second order through the nonzero s_l, via the dilation; see the
+    #    module docstring): M = P S^-1 P over l with s_l > 0, sigma = dS of the block.
+    zb = col(zero) & row(zero)
+    tol_z = resolution(max(m, n), eps) * xp.max(xp.abs(strip(p)), axis=(-2, -1), keepdims=True)
+    sig = strip(ds)
+    diff_ok = zb & ~xp.eye(k, dtype=xp.bool) & (xp.abs(row(sig) - col(sig)) > tol_z)
+    sum_ok = zb & ((row(sig) + col(sig)) > tol_z)
+    g_minus = where(diff_ok, divide(1.0, where(diff_ok, subtract(row(ds), col(ds)), 1.0)), 0.0)  # 1/(sig_j - sig_i)
+    g_plus = where(sum_ok, divide(1.0, where(sum_ok, add(row(ds), col(ds)), 1.0)), 0.0)  # 1/(sig_j + sig_i)
+    mm = matmul(p, multiply(col(s_inv), p))
+    mm_h = multiply(multiply(add(mm, mH(mm)), 0.5), g_minus)
+    mm_k = multiply(multiply(subtract(mm, mH(mm)), 0.5), g_plus)
+    zx, zy = negative(add(mm_h, mm_k)), subtract(mm_k, mm_h)
+    gauge = diag_embed(diagonal(zx if tall else zy))  # common phase: Im diag(U^H dU) = 0 (0 if real)
+    omega_x, omega_y = add(omega_x, subtract(zx, gauge)), add(omega_y, subtract(zy, gauge))
     if is_complex_dtype(a):  # the phase gauge of the ordinary rule: Im diag(U^H dU) = 0
         phase_term = diag_embed(multiply(multiply(imag(diagonal(p)), s_inv), 1j))
         omega_x, omega_y = (omega_x, subtract(omega_y, phase_term)) if tall else (add(omega_x, phase_term), omega_y)
     if big:
         dx = add(matmul(x2, subtract(omega_x, multiply(p, row(s_inv)))), multiply(dy, row(s_inv)))
+        # zero block: the part along the complement of X, -(I - X X^H) dAx Y S^-1 P e_j / sig_j
+        sig_ok = zero & (sig > xp.squeeze(tol_z, axis=-1))
+        g_sig = where(sig_ok, divide(1.0, where(sig_ok, ds, 1.0)), 0.0)
+        dx_c = negative(multiply(matmul(subtract(dy, matmul(x2, p)), multiply(col(s_inv), p)), row(g_sig)))
+        dx = add(dx, dx_c)
     else:
         dx = matmul(x2, omega_x)
     dy_out = matmul(y2, omega_y)
@@ -242,6 +274,7 @@ def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, o
         xc = backend_of_matrix(raw).qr(strip(x2), "complete")[0][..., :, k:]
         x_c = where(has_zero, xc, long_full[..., :, k:])
         dxc = negative(matmul(x2, multiply(col(s_inv), mH(matmul(mH(x_c), dy)))))
+        dxc = subtract(dxc, matmul(x2, mH(matmul(mH(x_c), dx_c))))  # keeps U^H dU skew-Hermitian
         x2, dx = concat([x2, x_c], axis=-1), concat([dx, dxc], axis=-1)
     du0, ds0, dv0 = ordinary
     if x2.shape[-1] > k:  # the completion: the ordinary one unless this matrix has a cluster
@@ -307,11 +340,14 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       and ``U' S V'^H`` still equals ``a``. Vector tangents: the ordinary off-block terms plus,
       inside a positive cluster, the first-order skew term and the second-order mixing of
       degenerate perturbation theory (0 where the cluster's dS repeat); inside the zero block
-      the rotation rate is set to 0, so those vector tangents are finite but NOT the one-sided
-      derivative (the in-block second-order mixing is not implemented). Regular (distinct, nonzero) columns get the
-      ordinary formula bit for bit; tangents are finite everywhere. Host backends run the
-      extra work only when a block exists; CuPy runs it always (never synchronises). Nested
-      jvp there is finite, with the block rotations constant for the inner levels.
+      the same second-order mixing through the nonzero singular values (via the Hermitian
+      dilation, see the module docstring) plus, on the long side, the part along the complement,
+      so these vector tangents are the one-sided derivative of the limit basis too (entries are 0
+      where the block's dS coincide, or are 0, which leaves the basis undetermined). Regular
+      (distinct, nonzero) columns get the ordinary formula bit for bit; tangents are finite
+      everywhere. Host backends run the extra work only when a block exists; CuPy runs it
+      always (never synchronises). Nested jvp there is finite, with the block rotations
+      constant for the inner levels.
     """
     a = _validate("svd", a)
     if not isinstance(full_matrices, bool):

@@ -328,3 +328,61 @@ def test_float32_neighbours_of_random_matrices_are_not_clusters(backend):
     u64, vh64 = backend.to_numpy(u).astype(np.float64), backend.to_numpy(vh).astype(np.float64)
     ordinary = np.einsum("ij,ik,jk->j", u64, da, vh64)  # diag(U^T dA V)
     np.testing.assert_allclose(backend.to_numpy(ds), ordinary, atol=2e-3 * np.abs(ordinary).max())
+
+
+# --------------------------------------------------------------------------- zero block: vector tangents
+
+ZERO_BLOCK_CASES = [  # (nonzero singular values, m, n): the rest of min(m, n) are 0
+    ([2.0, 1.0], 4, 3), ([1.0], 5, 3), ([2.0, 1.0], 4, 4), ([3.0, 1.0], 3, 3), ([1.0], 3, 5), ([2.0, 1.0], 3, 4),
+    ([2.0, 2.0], 6, 3), ([2.0, 2.0], 4, 4),
+]
+
+
+@pytest.mark.parametrize("full_matrices", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("case", ZERO_BLOCK_CASES, ids=lambda c: f"{c[1]}x{c[2]}-{c[0]}")
+def test_svd_zero_block_vectors_one_sided(backend, dtype, case, full_matrices):
+    """Inside the zero block the vectors follow the limit basis (B's SVD) at the second-order rate."""
+    sv, m, n = case
+    k = min(m, n)
+    sv = list(sv) + [0.0] * (k - len(sv))
+    a = with_singular_values(sv, m, n, dtype, seed=m + 3 * n, batch=(2,))
+    t = direction(a.shape, dtype, seed=11)
+    (u, _, vh), (du, _, dvh) = run(backend, lambda x: ad.linalg.svd(x, full_matrices=full_matrices), a, t, dtype)
+    h = 1e-4
+
+    def aligned(x):  # pairwise phases of the first k columns aligned to jvp's (rotated) U
+        u1, _, vh1 = np.linalg.svd(x, full_matrices=full_matrices)
+        c = np.sum(np.conj(u[..., :, :k]) * u1[..., :, :k], axis=-2)
+        ph = np.conj(c) / np.abs(c)
+        u1, vh1 = u1.copy(), vh1.copy()
+        u1[..., :, :k] *= ph[..., None, :]
+        vh1[..., :k, :] *= np.conj(ph)[..., :, None]
+        return u1, vh1
+
+    (u1, vh1), (u2, vh2) = aligned(a + h * t), aligned(a + 2 * h * t)
+    fd_u, fd_vh = (-3 * u + 4 * u1 - u2) / (2 * h), (-3 * vh + 4 * vh1 - vh2) / (2 * h)
+    np.testing.assert_allclose(du[..., :, :k], fd_u[..., :, :k], atol=2e-5)
+    np.testing.assert_allclose(dvh[..., :k, :], fd_vh[..., :k, :], atol=2e-5)
+    if m == n or not full_matrices:
+        np.testing.assert_allclose(du, fd_u, atol=2e-5)
+        np.testing.assert_allclose(dvh, fd_vh, atol=2e-5)
+    # the full factors stay orthonormal with skew-Hermitian U^H dU, V^H dV (completion included)
+    for q, dq in ((u, du), (np.conj(np.swapaxes(vh, -1, -2)), np.conj(np.swapaxes(dvh, -1, -2)))):
+        om = np.conj(np.swapaxes(q, -1, -2)) @ dq
+        assert np.abs(om + np.conj(np.swapaxes(om, -1, -2))).max() < 1e-9
+        if is_complex(dtype) and q is u:
+            assert np.abs(np.imag(np.diagonal(om, axis1=-2, axis2=-1))).max() < 1e-12  # the phase gauge
+
+
+def test_svd_zero_block_issue_reproducer(backend):
+    rng = np.random.default_rng(7)
+    u0, v0 = np.linalg.qr(rng.standard_normal((4, 4)))[0], np.linalg.qr(rng.standard_normal((3, 3)))[0]
+    s0 = np.zeros((4, 3))
+    s0[[0, 1], [0, 1]] = [2, 1]
+    a, da = u0 @ s0 @ v0.T, rng.standard_normal((4, 3))
+    (u, _, _), (du, _, _) = run(backend, lambda x: ad.linalg.svd(x, full_matrices=False), a, da, np.float64)
+    h = 1e-4
+    ref = [np.linalg.svd(a + i * h * da, full_matrices=False)[0] for i in (1, 2)]
+    u1, u2 = (r * np.sign(np.sum(u * r, axis=0)) for r in ref)
+    np.testing.assert_allclose(du, (-3 * u + 4 * u1 - u2) / (2 * h), atol=1e-6)
