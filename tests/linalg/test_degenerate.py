@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import cupy_ad as ad
 from cupy_ad.linalg import _clusters
+from test_eigh import gauge_align, hermitian_part
 
 DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 SINGLE = (np.float32, np.complex64)
@@ -56,15 +57,7 @@ def direction(shape, dtype, seed) -> np.ndarray:
 
 def herm(t: np.ndarray) -> np.ndarray:
     """The Hermitian matrix eigh reads from the lower triangle."""
-    s = np.tril(t) + np.conj(np.swapaxes(np.tril(t, -1), -1, -2))
-    i = np.arange(t.shape[-1])
-    s[..., i, i] = np.real(t[..., i, i])
-    return s
-
-
-def align(v: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    c = np.sum(np.conj(ref) * v, axis=-2, keepdims=True)
-    return v * (np.conj(c) / np.abs(c))
+    return hermitian_part(t, "L")
 
 
 def tol(dtype):
@@ -122,7 +115,7 @@ def test_eigh_eigenvectors_rotated_and_one_sided(backend, dtype, spectrum):
     assert np.abs(skew + np.conj(np.swapaxes(skew, -1, -2))).max() <= (1e-3 if single else 1e-10)
     # against one-sided FD of the eigenvectors of A + h dA (phases aligned to the rotated V)
     h = 1e-4
-    v1, v2 = (align(np.linalg.eigh(a_s + s * h * t_s)[1], v.astype(a_s.dtype)) for s in (1, 2))
+    v1, v2 = (gauge_align(np.linalg.eigh(a_s + s * h * t_s)[1], v.astype(a_s.dtype)) for s in (1, 2))
     fd = (-3 * v + 4 * v1 - v2) / (2 * h)
     np.testing.assert_allclose(dv, fd, **(tol(dtype) if single else dict(rtol=1e-5, atol=1e-5)))
 
