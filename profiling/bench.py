@@ -55,6 +55,39 @@ def _symmetric(rng: np.random.Generator, shape: tuple, dtype: Any) -> np.ndarray
     return ((a + np.swapaxes(a, -1, -2)) / 2).astype(dtype)
 
 
+SCAN_STEPS = 32
+
+
+def _recurrence_weights(rng: np.random.Generator, shape: tuple, dtype: Any) -> np.ndarray:
+    return (0.9 * rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(dtype)
+
+
+def _rnn(w: Any, xp: Any, scan: Callable) -> tuple:
+    """The scan row: SCAN_STEPS steps of h <- tanh(W h) from h = 1/2, W (..., n, n); (h, all h)."""
+    def step(h: Any, _: Any) -> tuple:
+        h = xp.tanh(xp.matmul(w, h))
+        return h, h
+
+    return tuple(scan(step, xp.full((*w.shape[:-2], w.shape[-1], 1), 0.5, dtype=w.dtype), None, length=SCAN_STEPS))
+
+
+def _python_scan(step: Callable, carry: Any, xs: None, length: int) -> tuple:
+    """A plain loop with jax.lax.scan's signature (PyTorch has no stable scan)."""
+    import torch
+
+    ys = []
+    for _ in range(length):
+        carry, y = step(carry, None)
+        ys.append(y)
+    return carry, torch.stack(ys)
+
+
+def _ours_rnn(w: Any) -> tuple:
+    from array_api_compat import array_namespace
+
+    return _rnn(w, array_namespace(w), ad.scan)
+
+
 def _ops() -> dict[str, Op]:
     return {
         "lu_factor": Op("lu_factor", _general, lambda a: ad.linalg.lu_factor(a)[0],
@@ -65,10 +98,12 @@ def _ops() -> dict[str, Op]:
         "eigh": Op("eigh", _symmetric, lambda a: tuple(ad.linalg.eigh(a)), lambda b, a: b.eigh(a, True),
                    align="columns"),
         "cholesky": Op("cholesky", _spd, lambda a: ad.linalg.cholesky(a), lambda b, a: b.cholesky(a, False)),
+        "scan": Op("scan", _recurrence_weights, _ours_rnn, lambda b, a: _ours_rnn(a)),  # primal: the loop on raw arrays
     }
 
 
 def _jax_function(name: str) -> Callable:
+    import jax
     import jax.numpy as jnp
     import jax.scipy.linalg as jsl
 
@@ -78,6 +113,7 @@ def _jax_function(name: str) -> Callable:
         "svd": lambda a: tuple(jnp.linalg.svd(a, full_matrices=False)),
         "eigh": lambda a: tuple(jnp.linalg.eigh(a)),
         "cholesky": lambda a: jnp.linalg.cholesky(a),
+        "scan": lambda a: _rnn(a, jnp, jax.lax.scan),
     }[name]
 
 
@@ -90,6 +126,7 @@ def _torch_function(name: str) -> Callable:
         "svd": lambda a: tuple(torch.linalg.svd(a, full_matrices=False)),
         "eigh": lambda a: tuple(torch.linalg.eigh(a)),
         "cholesky": lambda a: torch.linalg.cholesky(a),
+        "scan": lambda a: _rnn(a, torch, _python_scan),
     }[name]
 
 

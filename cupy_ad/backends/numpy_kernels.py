@@ -19,6 +19,8 @@ libraries, NumPy's ``scipy_cblas_*64_`` / ``cblas_*64_`` / ``cblas_*`` names) an
 from __future__ import annotations
 
 import ctypes
+import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -137,13 +139,26 @@ SUBSTITUTION_MAX = 32
 SUBSTITUTION_MIN_BATCH = 16
 
 
+@functools.lru_cache(maxsize=64)
+def _numpy_triangle(n: int, lower: bool, unit_diagonal: bool, dtype: Any) -> tuple[Any, Any]:
+    """(mask of the triangle read, what fills the rest) for NumPy, made once per case (read-only)."""
+    keep = np.tri(n, k=-1 if unit_diagonal else 0, dtype=bool)
+    fill = np.eye(n, dtype=dtype) if unit_diagonal else np.zeros((), dtype=dtype)
+    keep = keep if lower else keep.T
+    keep.flags.writeable = fill.flags.writeable = False
+    return keep, fill
+
+
 def _masked_operand(mod: Any, a: Any, lower: bool, trans: int, unit_diagonal: bool) -> Any:
     """op(T) as a full array: T the lower (upper) triangle of ``a``, unit diagonal if asked."""
     n = a.shape[-1]
-    keep = mod.tri(n, k=-1 if unit_diagonal else 0, dtype=bool)
-    if not lower:
-        keep = keep.T
-    t = mod.where(keep, a, mod.eye(n, dtype=a.dtype) if unit_diagonal else mod.zeros((), dtype=a.dtype))
+    if mod is np:
+        keep, fill = _numpy_triangle(n, lower, unit_diagonal, a.dtype)
+    else:
+        keep = mod.tri(n, k=-1 if unit_diagonal else 0, dtype=bool)
+        keep = keep if lower else keep.T
+        fill = mod.eye(n, dtype=a.dtype) if unit_diagonal else mod.zeros((), dtype=a.dtype)
+    t = mod.where(keep, a, fill)
     if trans:
         t = mod.swapaxes(t, -1, -2)
         if trans == 2 and t.dtype.kind == "c":
@@ -229,9 +244,9 @@ def solve_triangular(a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: 
         trans = 1
     vector = b.ndim == 1
     bm = b[:, None] if vector else b
-    batch = np.broadcast_shapes(a.shape[:-2], bm.shape[:-2])
+    batch = np.broadcast_shapes(a.shape[:-2], bm.shape[:-2]) if a.ndim > 2 or bm.ndim > 2 else ()
     out_shape = (*batch, *bm.shape[-2:])
-    count = int(np.prod(batch))
+    count = math.prod(batch)
     params = dict(left=True, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
     out = None
     if count >= SUBSTITUTION_MIN_BATCH and a.shape[-1] <= SUBSTITUTION_MAX:

@@ -65,6 +65,15 @@ def find_clusters(values: Any, tol: Any) -> Clusters:
     return Clusters(labels, same, single, xp.expand_dims(count, axis=-1))
 
 
+def joined_neighbours(values: Any, tol: Any) -> Any:
+    """Raw bool (..., n - 1): neighbours of sorted ``values`` in one cluster (as :func:`find_clusters`
+    joins them). Some is True exactly when some cluster has more than one value: the O(n) test a
+    rule runs before paying for :func:`find_clusters`' O(n^2) structure."""
+    v = strip(values)
+    xp = xp_of(v)
+    return ~(xp.abs(v[..., 1:] - v[..., :-1]) > tol)
+
+
 def take_degenerate_path(a: Any, clustered: Any) -> bool:
     """Whether a rule must run its degenerate path; ``clustered`` is a raw boolean array.
 
@@ -105,4 +114,5 @@ def block_rotation(m: Any, cl: Clusters, active: Any, descending: bool = False) 
     return rot, xp.expand_dims(s, axis=-1) * cl.count
 
 
-__all__ = ["Clusters", "FORCE_BRANCH_FREE", "block_rotation", "find_clusters", "take_degenerate_path"]
+__all__ = ["Clusters", "FORCE_BRANCH_FREE", "block_rotation", "find_clusters", "joined_neighbours",
+           "take_degenerate_path"]

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..namespace import conj, expand_dims, matrix_transpose, multiply, tril, triu
-from ..namespace._rules import is_complex_dtype, xp_of
+from ..backends import backend_of
+from ..core import strip
+from ..namespace import astype, conj, expand_dims, matrix_transpose, multiply, tril, triu
+from ..namespace._rules import is_complex_dtype, is_inexact_dtype, xp_of
 
 
 def mH(x: Any) -> Any:
@@ -24,17 +26,11 @@ def triangle(x: Any, lower: bool, k: int = 0) -> Any:
 
 
 def backend_of_matrix(a: Any) -> Any:
-    from ..backends import backend_of
-    from ..core import strip
-
     return backend_of(strip(a))
 
 
 def as_inexact(a: Any) -> Any:
     """``a`` itself when floating point, else promoted to float64 (as NumPy's linalg does)."""
-    from ..namespace import astype
-    from ..namespace._rules import is_inexact_dtype
-
     return a if is_inexact_dtype(a) else astype(a, xp_of(a).float64)
 
 

@@ -13,7 +13,7 @@ products so that V^H dV = F o P is skew-Hermitian to rounding even where F is la
 The primal reads only one triangle of ``a`` (LAPACK's syevd/heevd; the diagonal's imaginary part
 is ignored for complex input), so the tangent that moves the decomposition is that triangle
 mirrored into a Hermitian matrix, dA_s = tril(dA) + tril(dA, -1)^H (triu for "U") with a real
-diagonal: dA_s = (T + T^H) o (1 - I/2) with T = tril(dA).
+diagonal: dA_s = T + T^H with T = tril(dA) o (1 - I/2), so P = V^H dA_s V = Y + Y^H, Y = V^H (T V).
 
 Repeated eigenvalues (issue 7; degenerate perturbation theory, Kato 1995 II.2, Sakurai 5.2).
 Eigenvalues form clusters (sorted runs with neighbouring gaps <= tol = max(16, sqrt(n)) eps max|w|,
@@ -33,12 +33,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, bind, strip
-from ..namespace import (add, conj, diagonal, divide, expand_dims, matmul, multiply, real, subtract, sum,
-                         tril, triu, where)
+from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multiply, real, subtract, sum, where
 from ..namespace._rules import is_complex_dtype, xp_of
-from ._clusters import block_rotation, find_clusters, resolution, take_degenerate_path
+from ._clusters import block_rotation, find_clusters, joined_neighbours, resolution, take_degenerate_path
 from ._matrix import as_inexact, backend_of_matrix, mH, require_square
 from ._results import EighResult
+from .triangular_product import triangular_product
 
 
 def _eigh_impl(a: Any, *, lower: bool) -> tuple[Any, Any]:
@@ -54,13 +54,19 @@ eigh_p = Primitive("eigh", _eigh_impl, multiple_results=True)
 eigvalsh_p = Primitive("eigvalsh", _eigvalsh_impl)
 
 
-def _hermitian_tangent(da: Any, lower: bool) -> Any:
-    """The tangent the primal sees: the read triangle mirrored, its diagonal made real."""
-    n = da.shape[-1]
+def _half_triangle(da: Any) -> Any:
+    """H = dA with its diagonal replaced by Re(dA_ii) / 2: the read triangle T of H gives
+    dA_s = T + T^H exactly (an imaginary diagonal moves nothing), so V^H dA_s V = Y + Y^H with
+    Y = V^H (T V), T V a triangular product (n^3 flops, not 2 n^3)."""
     xp = xp_of(da)
-    t = tril(da) if lower else triu(da)
-    weights = xp.asarray(1.0, dtype=da.dtype) - xp.asarray(0.5, dtype=da.dtype) * xp.eye(n, dtype=da.dtype)
-    return multiply(add(t, mH(t)), weights)
+    d = diagonal(da)
+    half = multiply(real(d) if is_complex_dtype(da) else d, 0.5)
+    return where(xp.eye(da.shape[-1], dtype=xp.bool), expand_dims(half, axis=-1), da)
+
+
+def _triangle_times(da: Any, v: Any, lower: bool) -> Any:
+    """T V, T the read triangle of dA with its diagonal halved: (dA_s V) = T V + T^H V."""
+    return triangular_product(_half_triangle(da), v, left=True, lower=lower)
 
 
 def _tolerance(w: Any) -> Any:
@@ -87,9 +93,10 @@ def _degenerate(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[Any, A
     ``p`` = V^H dA_s V (Hermitian), ``dw``/``dv`` the ordinary tangents, kept for size-1 clusters.
     With ``dv`` None only the eigenvalue tangents are computed (eigvalsh).
     """
-    cl = find_clusters(w, _tolerance(w))
-    if not take_degenerate_path(w, ~cl.single):
+    tol = _tolerance(w)
+    if not take_degenerate_path(w, joined_neighbours(w, tol)):
         return None
+    cl = find_clusters(w, tol)
     xp = xp_of(w)
     n = w.shape[-1]
     single_col = xp.expand_dims(cl.single, axis=-2)
@@ -119,8 +126,8 @@ def _eigh_jvp(primals: list, tangents: list, *, lower: bool):
     w, v = bind(eigh_p, a, lower=lower)
     if a.shape[-1] == 0:
         return (w, v), (multiply(w, 0.0), multiply(v, 0.0))
-    p = matmul(mH(v), matmul(_hermitian_tangent(da, lower), v))
-    p = multiply(add(p, mH(p)), 0.5)  # Hermitian in exact arithmetic: make it so, then F o P is skew
+    y = matmul(mH(v), _triangle_times(da, v, lower))
+    p = add(y, mH(y))  # P = V^H dA_s V, Hermitian by construction, so F o P is skew-Hermitian
     dp = diagonal(p)
     dw = real(dp) if is_complex_dtype(p) else dp
     dv = matmul(v, multiply(_gap_inverse(w), p))
@@ -137,16 +144,16 @@ def _eigvalsh_jvp(primals: list, tangents: list, *, lower: bool):
     if a.shape[-1] == 0:
         return w, multiply(w, 0.0)
     w_v, v = bind(eigh_p, a, lower=lower)  # the eigenvectors are needed for the tangent
-    # dw_i = (V^H dA_s V)_ii = sum_k conj(V_ki) (dA_s V)_ki: one matrix product, not two.
-    x = matmul(_hermitian_tangent(da, lower), v)
+    # dw_i = (V^H dA_s V)_ii = 2 Re (V^H T V)_ii = 2 Re sum_k conj(V_ki) (T V)_ki: one triangular product.
+    x = _triangle_times(da, v, lower)
     if is_complex_dtype(v):
-        dw = real(sum(multiply(conj(v), x), axis=-2))
+        dw = multiply(real(sum(multiply(conj(v), x), axis=-2)), 2.0)
     else:
-        dw = sum(multiply(v, x), axis=-2)
-    cl = find_clusters(w_v, _tolerance(w_v))  # (clusters of the eigenvalues that go with v)
-    if take_degenerate_path(w_v, ~cl.single):  # clusters need the whole of P = V^H dA_s V
-        p = matmul(mH(v), x)
-        _, dw, _ = _degenerate(w_v, v, multiply(add(p, mH(p)), 0.5), dw, None)
+        dw = multiply(sum(multiply(v, x), axis=-2), 2.0)
+    # (clusters of the eigenvalues that go with v)
+    if take_degenerate_path(w_v, joined_neighbours(w_v, _tolerance(w_v))):  # they need all of P = V^H dA_s V
+        y = matmul(mH(v), x)
+        _, dw, _ = _degenerate(w_v, v, add(y, mH(y)), dw, None)
     return w, dw
 
 

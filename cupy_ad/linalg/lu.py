@@ -25,6 +25,7 @@ from ..core import Primitive, Zero, bind, strip
 from ..namespace import add, broadcast_to, concat, diagonal, matmul, matrix_transpose, subtract, reshape, \
     take, take_along_axis, tril, triu, where
 from ..namespace._rules import xp_of
+from ._clusters import take_degenerate_path
 from ._matrix import as_inexact, backend_of_matrix, require_matrix
 from .triangular import solve_triangular
 from .triangular_product import triangular_product
@@ -110,7 +111,8 @@ def _jvp(primals: list, tangents: list):
     # derivative does not exist (L below z in columns >= z, U in rows > z) are set to NaN at the end.
     # Intermediates are dropped as soon as they are used (peak memory: the bench's tracemalloc row).
     zero = zero_pivots(top)
-    top_solvable = with_unit_zero_pivots(top, zero)
+    singular = take_degenerate_path(top, zero)  # host backends skip the masks for nonsingular U1
+    top_solvable = with_unit_zero_pivots(top, zero) if singular else top
     w = solve_triangular(top, pda[..., :k, :], lower=True, unit_diagonal=True)  # L1^-1 (P dA)_1, k x n
     pda_rest = pda[..., k:, :] if m > n else None
     del pda
@@ -134,6 +136,8 @@ def _jvp(primals: list, tangents: list):
         del l2du, pda_rest
         dlu = concat([dlu, dl2], axis=-2)
     del du
+    if not singular:
+        return (lu, piv), (dlu, Zero.like(piv))
     xp = xp_of(piv)
     z = xp.min(xp.where(zero, xp.arange(k), k), axis=-1)  # first zero pivot; k where there is none
     z = xp.reshape(z, (*z.shape, 1, 1))

@@ -34,6 +34,7 @@ from ..namespace._rules import xp_of
 from ._matrix import backend_of_matrix, mH, require_matrix
 from ._results import QRResult
 from .triangular import solve_triangular_p
+from .triangular_product import triangular_product
 
 _MODES = ("reduced", "complete", "r")
 
@@ -66,20 +67,26 @@ def _right_solve(b: Any, r: Any) -> Any:
     return matrix_transpose(xt)
 
 
-def _upper_part(c: Any) -> Any:
-    """U = C - Omega = triu(C + C^H, 1) + Re diag(C): the dR R^-1 part of C (see the derivation)."""
+def _upper_source(c: Any) -> Any:
+    """S = (C + C^H) o (1 - I/2), whose upper triangle is U = C - Omega = triu(C + C^H, 1) + Re diag(C)
+    (see the derivation); U multiplies through :func:`triangular_product`, which reads only that
+    triangle (trmm: n^3 flops where a matmul of the masked U does 2 n^3)."""
     xp = xp_of(strip(c))
     n = c.shape[-1]
     half_diagonal = xp.ones((n, n), dtype=c.dtype) - 0.5 * xp.eye(n, dtype=c.dtype)
-    return multiply(triu(add(c, mH(c))), half_diagonal)
+    return multiply(add(c, mH(c)), half_diagonal)
+
+
+def _times_upper(s: Any, b: Any) -> Any:
+    """U b for U = triu(s)."""
+    return triangular_product(s, b, left=True, lower=False)
 
 
 def _square_factor_tangents(q: Any, r: Any, dx: Any) -> tuple[Any, Any, Any]:
-    """(X, U, Omega) for the m >= n factor: X = dx R^-1, C = Q^H X, U = C - Omega."""
+    """(X, S, C) for the m >= n factor: X = dx R^-1, C = Q^H X, S = _upper_source(C)."""
     x = _right_solve(dx, _guarded(r))
     c = matmul(mH(q), x)
-    u = _upper_part(c)
-    return x, u, subtract(c, u)
+    return x, _upper_source(c), c
 
 
 def _completion_tangent(q: Any, x: Any, omega11: Any, n: int) -> Any:
@@ -106,21 +113,21 @@ def _tangents(q: Any, r: Any, da: Any, *, mode: str, need_q: bool) -> tuple[Any,
         return Zero.like(q), Zero.like(r)
     if m < n:  # wide: Q, R1 from X = A[:, :m]; R2 = Q^H Y
         r1, r2 = r[..., :, :m], r[..., :, m:]
-        _, u, omega = _square_factor_tangents(q, r1, da[..., :, :m])
+        _, u_source, c = _square_factor_tangents(q, r1, da[..., :, :m])
+        omega = subtract(c, triu(u_source))
         dr2 = subtract(matmul(mH(q), da[..., :, m:]), matmul(omega, r2))
-        dr = concat([matmul(u, r1), dr2], axis=-1)
+        dr = concat([_times_upper(u_source, r1), dr2], axis=-1)
         return (matmul(q, omega) if need_q else None), dr
     q1, r1 = (q[..., :, :n], r[..., :n, :]) if mode == "complete" else (q, r)
     if not need_q:  # C = (Q^H dA) R^-1: an n x n solve instead of an m x n one
-        u = _upper_part(_right_solve(matmul(mH(q1), da), _guarded(r1)))
-        dr1 = matmul(u, r1)
+        dr1 = _times_upper(_upper_source(_right_solve(matmul(mH(q1), da), _guarded(r1))), r1)
         return None, (concat([dr1, _zero_rows(r, dr1)], axis=-2) if r.shape[-2] > n else dr1)
-    x, u, omega11 = _square_factor_tangents(q1, r1, da)
-    dq1 = subtract(x, matmul(q1, u))
-    dr1 = matmul(u, r1)
+    x, u_source, c = _square_factor_tangents(q1, r1, da)
+    dq1 = subtract(x, triangular_product(u_source, q1, left=False, lower=False))  # X - Q U
+    dr1 = _times_upper(u_source, r1)
     if mode != "complete" or m == n:
         return dq1, dr1
-    dq2 = _completion_tangent(q, x, omega11, n)
+    dq2 = _completion_tangent(q, x, subtract(c, triu(u_source)), n)
     return concat([dq1, dq2], axis=-1), concat([dr1, _zero_rows(r, dr1)], axis=-2)
 
 

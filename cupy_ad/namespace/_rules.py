@@ -31,12 +31,26 @@ def backend_function(name: str, module: str | None = None) -> Callable:
     return impl
 
 
+_DTYPE_KINDS: dict = {}  # (dtype type, dtype, kind) -> bool: xp.isdtype costs microseconds, rules ask often
+
+
+def _has_kind(x: Any, kind: Any) -> bool:
+    # The dtype's type comes first: libraries' dtypes may hash alike, and the tuple comparison then
+    # stops at the types instead of comparing dtypes across libraries (array_api_strict warns).
+    key = (type(x.dtype), x.dtype, kind)
+    try:
+        return _DTYPE_KINDS[key]
+    except KeyError:
+        answer = _DTYPE_KINDS[key] = bool(backend_of_args((x,)).xp.isdtype(x.dtype, kind))
+        return answer
+
+
 def is_complex_dtype(x: Any) -> bool:
-    return backend_of_args((x,)).xp.isdtype(x.dtype, "complex floating")
+    return _has_kind(x, "complex floating")
 
 
 def is_inexact_dtype(x: Any) -> bool:
-    return backend_of_args((x,)).xp.isdtype(x.dtype, ("real floating", "complex floating"))
+    return _has_kind(x, ("real floating", "complex floating"))
 
 
 def instantiate(t: Any, like: Any) -> Any:

@@ -8,7 +8,21 @@ from ..core import Primitive, Zero, bind, strip
 from ._rules import is_inexact_dtype, linear, xp_of
 
 reshape = linear("reshape")
-expand_dims = linear("expand_dims")
+
+
+def _expand_dims_impl(x: Any, /, *, axis: int = 0) -> Any:
+    """A reshape inserting the axis: a view, like the backend's expand_dims, at a fraction of
+    NumPy's cost (its axis normalisation takes microseconds; rules call this often)."""
+    xp = xp_of(x)
+    ndim = x.ndim + 1
+    if type(axis) is not int or not -ndim <= axis < ndim:
+        return xp.expand_dims(x, axis=axis)  # the backend's own error (or a tuple of axes)
+    axis %= ndim
+    shape = (*x.shape[:axis], 1, *x.shape[axis:])
+    return x.reshape(shape) if hasattr(x, "reshape") else xp.reshape(x, shape)  # NumPy/CuPy: the method
+
+
+expand_dims = linear("expand_dims", _expand_dims_impl)
 squeeze = linear("squeeze")
 permute_dims = linear("permute_dims")
 broadcast_to = linear("broadcast_to")

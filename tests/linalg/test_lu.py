@@ -132,6 +132,27 @@ def test_lu_zero_middle_pivot_nan_only_where_undefined(backend):
     assert np.isfinite(dlu[~undefined]).all()
 
 
+@pytest.mark.parametrize("matrix", [
+    [[4.0, 2.0, 3.0], [2.0, 1.0, 5.0], [2.0, 1.0, 1.0]],  # zero middle pivot
+    [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],  # zero last pivot
+    [[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]],  # regular
+    [[1.0, 2.0], [2.0, 4.0], [3.0, 1.0]],  # tall, zero last pivot of U1
+])
+def test_lu_branch_free_path_matches_host_path(backend, monkeypatch, matrix):
+    """CuPy never asks the host whether a pivot is zero: it always applies the zero-pivot masks.
+    That path must give the host path's tangent bit for bit (NaN in the same places)."""
+    from cupy_ad.linalg import _clusters
+
+    a = backend.asarray(np.array(matrix))
+    t = backend.random(a.shape, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        host = backend.to_numpy(ad.jvp(ad.linalg.lu_factor, (a,), (t,))[1][0])
+        monkeypatch.setattr(_clusters, "FORCE_BRANCH_FREE", True)
+        forced = backend.to_numpy(ad.jvp(ad.linalg.lu_factor, (a,), (t,))[1][0])
+    np.testing.assert_array_equal(host, forced)
+
+
 def test_lu_input_not_modified_and_nan_input(backend):
     a = backend.random((2, 4, 3), seed=3)
     da = backend.random((2, 4, 3), seed=4)
