@@ -10,13 +10,16 @@ shift s > 2 max_k ||M_kk||_2 (bounded by the largest absolute row sum): the spec
 then lies in [k s - s/2, k s + s/2], so the ascending eigenvalues come out cluster by cluster in
 the clusters' own order and the eigenvectors are block diagonal (rounding leakage outside a
 block, about eps * n * s, is masked to 0). Everything is computed on raw arrays with masks: no
-branch depends on the data. Only :func:`take_degenerate_path` reads a value on the host.
+branch depends on the data. Only :func:`take_degenerate_path` and :func:`run_degenerate_path` read
+values on the host (never on CuPy).
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import math
+from typing import Any, Callable, NamedTuple
 
-from ..core import strip
+from ..core import Zero, strip
+from ..namespace import reshape, take, where
 from ..namespace._rules import xp_of
 from ._matrix import backend_of_matrix
 
@@ -87,6 +90,49 @@ def take_degenerate_path(a: Any, clustered: Any) -> bool:
     return bool(xp_of(clustered).any(clustered))
 
 
+def run_degenerate_path(a: Any, flags: Any, path: Callable[[Callable], tuple], ordinary: tuple) -> tuple | None:
+    """A rule's degenerate path where the data need it: ``path(pick)`` computes its results (a tuple
+    matching ``ordinary``, the rule's ordinary results) from inputs passed through ``pick``.
+
+    ``flags`` (raw bool, (*batch, k)) marks the positions needing the path. CuPy (never
+    synchronising) runs it on everything, branch-free (pick is the identity). Host backends return
+    None when nothing is flagged, and for a batch where only some matrices are flagged run it on
+    those alone (pick gathers them) and put the results back with a gather and a ``where``: one
+    near-degenerate matrix does not make a whole batch pay for the path. An entry of ``ordinary``
+    that is a ``Zero`` marks a result the caller does not use: it comes back as that Zero.
+    """
+    if FORCE_BRANCH_FREE or backend_of_matrix(a).name == "cupy":
+        return path(lambda x: x)
+    xp = xp_of(flags)
+    needs = xp.any(flags, axis=-1)
+    if not bool(xp.any(needs)):
+        return None
+    if needs.ndim == 0 or bool(xp.all(needs)):
+        return path(lambda x: x)
+    batch = tuple(needs.shape)
+    count = math.prod(batch)
+    flat = xp.reshape(needs, (count,))
+    chosen = xp.nonzero(flat)[0]
+
+    def pick(x: Any) -> Any:
+        core = tuple(x.shape[len(batch):])
+        if type(x) is Zero:
+            return Zero((chosen.shape[0], *core), x.dtype)
+        return take(reshape(x, (count, *core)), chosen, axis=0)
+
+    results = path(pick)
+    position = xp.where(flat, xp.cumulative_sum(xp.astype(flat, xp.int64)) - 1, 0)  # row in the results
+    merged = []
+    for new, old in zip(results, ordinary):
+        if new is None or type(old) is Zero:
+            merged.append(None if new is None else old)
+            continue
+        core = tuple(old.shape[len(batch):])
+        mask = xp.reshape(flat, (count, *(1,) * len(core)))
+        merged.append(reshape(where(mask, take(new, position, axis=0), reshape(old, (count, *core))), old.shape))
+    return tuple(merged)
+
+
 def block_rotation(m: Any, cl: Clusters, active: Any, descending: bool = False) -> tuple[Any, Any]:
     """Block-diagonal unitary R diagonalising the cluster blocks of Hermitian ``m`` (raw).
 
@@ -115,4 +161,4 @@ def block_rotation(m: Any, cl: Clusters, active: Any, descending: bool = False) 
 
 
 __all__ = ["Clusters", "FORCE_BRANCH_FREE", "block_rotation", "find_clusters", "joined_neighbours",
-           "take_degenerate_path"]
+           "run_degenerate_path", "take_degenerate_path"]

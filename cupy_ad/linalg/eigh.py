@@ -35,7 +35,8 @@ from typing import Any
 from ..core import Primitive, bind, strip
 from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multiply, real, subtract, sum, where
 from ..namespace._rules import is_complex_dtype, xp_of
-from ._clusters import block_rotation, find_clusters, joined_neighbours, resolution, take_degenerate_path
+from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
+                        take_degenerate_path)
 from ._matrix import as_inexact, backend_of_matrix, mH, require_square
 from ._results import EighResult
 from .triangular_product import triangular_product
@@ -91,12 +92,18 @@ def _degenerate(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[Any, A
     """(V', dw', dV') at clustered eigenvalues, or None when nothing is clustered (host check).
 
     ``p`` = V^H dA_s V (Hermitian), ``dw``/``dv`` the ordinary tangents, kept for size-1 clusters.
-    With ``dv`` None only the eigenvalue tangents are computed (eigvalsh).
+    With ``dv`` None only the eigenvalue tangents are computed (eigvalsh). Host batches run the
+    path on the matrices with clusters only.
     """
-    tol = _tolerance(w)
-    if not take_degenerate_path(w, joined_neighbours(w, tol)):
-        return None
-    cl = find_clusters(w, tol)
+    def path(pick: Any) -> tuple:
+        return _degenerate_path(pick(w), pick(v), pick(p), pick(dw), None if dv is None else pick(dv))
+
+    return run_degenerate_path(w, joined_neighbours(w, _tolerance(w)), path, (v, dw, dv))
+
+
+def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[Any, Any, Any]:
+    """The degenerate path of :func:`_degenerate` on every matrix given."""
+    cl = find_clusters(w, _tolerance(w))
     xp = xp_of(w)
     n = w.shape[-1]
     single_col = xp.expand_dims(cl.single, axis=-2)

@@ -65,7 +65,7 @@ from ..namespace import (
 )
 from ..namespace import max as amax
 from ..namespace._rules import is_complex_dtype, xp_of
-from ._clusters import block_rotation, find_clusters, joined_neighbours, resolution, take_degenerate_path
+from ._clusters import block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path
 from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
 
@@ -170,16 +170,35 @@ def _svd_jvp(primals: list, tangents: list, *, full_matrices: bool):
     del omega_v, dahu
     degenerate = _degenerate(a, u, s, vh, da, full_matrices, (du, ds, dv))
     if degenerate is not None:
-        (u, vh), (du, ds, dv) = degenerate
+        u, vh, du, ds, dv = degenerate
         outs = (u, s, vh)
     return outs, (du, ds, mH(dv))
 
 
 def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple) -> Any:
-    """((U', Vh'), (dU, dS, dV)) at repeated or zero singular values; None if there are none (host).
+    """(U', Vh', dU, dS, dV) at repeated or zero singular values; None if there are none (host).
+
+    ``ordinary`` = (dU, dS, dV), kept for regular columns (dU and dV may be Zero when only dS is
+    wanted). Host batches run the path on the matrices with such values only.
+    """
+    m, n = a.shape[-2], a.shape[-1]
+    raw = strip(s)
+    xp = xp_of(raw)
+    tol = xp.max(raw, axis=-1, keepdims=True) * resolution(max(m, n), float(xp.finfo(raw.dtype).eps))
+    flags = xp.concat([joined_neighbours(raw, tol), raw <= tol], axis=-1)  # clustered, or zero
+
+    def path(pick: Any) -> tuple:
+        return _degenerate_path(pick(a), pick(u), pick(s), pick(vh), pick(da), full_matrices,
+                                tuple(map(pick, ordinary)))
+
+    return run_degenerate_path(a, flags, path, (u, vh, *ordinary))
+
+
+def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple) -> tuple:
+    """The degenerate path of :func:`_degenerate` on every matrix given.
 
     Written for the long side X (U when m >= n, else V; dAx = dA or dA^H) and the square short
-    side Y, so that P = X^H dAx Y is (k, k). ``ordinary`` = (dU, dS, dV), kept for regular columns.
+    side Y, so that P = X^H dAx Y is (k, k).
     """
     m, n = a.shape[-2], a.shape[-1]
     k = min(m, n)
@@ -188,8 +207,6 @@ def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, o
     eps = float(xp.finfo(raw.dtype).eps)
     s_max = xp.max(raw, axis=-1, keepdims=True)
     tol = s_max * resolution(max(m, n), eps)  # what the SVD resolves (zero, and coinciding values)
-    if not take_degenerate_path(a, xp.concat([joined_neighbours(raw, tol), raw <= tol], axis=-1)):
-        return None  # every value is alone in its cluster and nonzero
     cl = find_clusters(raw, tol)
     zero = xp.any(cl.same & xp.expand_dims(raw <= tol, axis=-2), axis=-1)  # a cluster holding a 0
     regular = cl.single & ~zero
@@ -300,7 +317,7 @@ def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, o
     def pick(mask: Any, old: Any, new: Any) -> Any:
         return new if type(old) is Zero else where(mask, old, new)
 
-    return (u_out, vh_out), (pick(reg_u, du0, du), where(regular, ds0, ds), pick(reg_v, dv0, dv))
+    return u_out, vh_out, pick(reg_u, du0, du), where(regular, ds0, ds), pick(reg_v, dv0, dv)
 
 
 @svdvals_p.def_jvp
@@ -314,7 +331,7 @@ def _svdvals_jvp(primals: list, tangents: list):
     cu = conj(u) if is_complex_dtype(u) else u
     ds = real(sum(multiply(cu, matmul(da, mH(vh))), axis=-2))
     degenerate = _degenerate(a, u, s_uv, vh, da, False, (Zero.like(u), ds, Zero.like(vh)))
-    return s, ds if degenerate is None else degenerate[1][1]
+    return s, ds if degenerate is None else degenerate[3]
 
 
 def _validate(name: str, a: Any) -> Any:

@@ -7,6 +7,8 @@ the in-cluster rotation of eigenvectors of A + h dA is resolved only to eps / (h
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -379,3 +381,59 @@ def test_svd_zero_block_issue_reproducer(backend):
     ref = [np.linalg.svd(a + i * h * da, full_matrices=False)[0] for i in (1, 2)]
     u1, u2 = (r * np.sign(np.sum(u * r, axis=0)) for r in ref)
     np.testing.assert_allclose(du, (-3 * u + 4 * u1 - u2) / (2 * h), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- batches mixing regular and degenerate
+
+
+def _mixed_batch(kind: str, dtype, shape=(4, 4)):
+    """A batch of 4: regular, degenerate, regular, degenerate (exact in float64)."""
+    m, n = shape
+    regular = lambda seed: direction((m, n), dtype, seed)  # noqa: E731 - random: distinct values
+    if kind == "eigh":
+        degenerate = [hermitian_with([1.0, 1.0, 2.0, 3.0], dtype, seed=41), hermitian_with([0.0, 0.0, 0.0, 5.0], dtype, seed=42)]
+        regular = lambda seed: herm(direction((n, n), dtype, seed))  # noqa: E731
+    else:
+        k = min(m, n)
+        degenerate = [with_singular_values([2.0] * 2 + [1.0] * (k - 2), m, n, dtype, seed=41),
+                      with_singular_values([3.0] + [0.0] * (k - 1), m, n, dtype, seed=42)]
+    return np.stack([regular(43), degenerate[0], regular(44), degenerate[1]])
+
+
+BATCH_CASES = [
+    ("eigh", (4, 4), lambda x: tuple(ad.linalg.eigh(x))),
+    ("eigh", (4, 4), ad.linalg.eigvalsh),
+    ("svd", (4, 4), lambda x: tuple(ad.linalg.svd(x, full_matrices=False))),
+    ("svd", (5, 3), lambda x: tuple(ad.linalg.svd(x, full_matrices=True))),
+    ("svd", (3, 5), lambda x: tuple(ad.linalg.svd(x, full_matrices=True))),
+    ("svd", (5, 3), ad.linalg.svdvals),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("kind, shape, f", BATCH_CASES)
+def test_batch_runs_degenerate_path_per_matrix(backend, monkeypatch, kind, shape, f, dtype):
+    """Host backends run the degenerate path on the degenerate matrices of a batch only: the
+    batch's results equal each matrix's own jvp, and those of the path run on the whole batch."""
+    a = _mixed_batch(kind, dtype, shape)
+    t = direction(a.shape, dtype, seed=45)
+    calls = []  # the number of matrices the path ran on, per run
+    path = _clusters.run_degenerate_path
+
+    def counting(a_, flags, path_, ordinary):
+        return path(a_, flags, lambda pick: (calls.append(pick(a_).shape[0]), path_(pick))[1], ordinary)
+
+    for module in ("eigh", "svd"):
+        monkeypatch.setattr(sys.modules[f"cupy_ad.linalg.{module}"], "run_degenerate_path", counting)
+    outs, tans = run(backend, f, a, t, dtype)
+    assert calls == [2]  # the path ran once, on the two degenerate matrices alone
+    monkeypatch.setattr(_clusters, "FORCE_BRANCH_FREE", True)
+    whole = run(backend, f, a, t, dtype)
+    monkeypatch.setattr(_clusters, "FORCE_BRANCH_FREE", False)
+    flat = lambda r: list(r) if isinstance(r, tuple) else [r]  # noqa: E731
+    for i in range(a.shape[0]):
+        alone = run(backend, f, a[i], t[i], dtype)
+        for x, y in zip(flat(outs) + flat(tans), flat(alone[0]) + flat(alone[1])):
+            np.testing.assert_allclose(x[i], y, rtol=1e-10, atol=1e-12)
+    for x, y in zip(flat(outs) + flat(tans), flat(whole[0]) + flat(whole[1])):
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12)
