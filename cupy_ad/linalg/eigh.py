@@ -77,15 +77,15 @@ def _tolerance(w: Any) -> Any:
     return resolution(raw.shape[-1], float(xp.finfo(raw.dtype).eps)) * xp.max(xp.abs(raw), axis=-1, keepdims=True)
 
 
-def _gap_inverse(w: Any) -> Any:
-    """F_ij = 1 / (w_j - w_i), 0 on the diagonal and wherever the two eigenvalues coincide."""
+def _over_gaps(x: Any, w: Any) -> Any:
+    """F o x with F_ij = 1 / (w_j - w_i): x_ij / (w_j - w_i), and 0 on the diagonal and wherever the two
+    eigenvalues coincide (a division, not a product with F: one k x k array fewer at the peak)."""
     xp = xp_of(w)
-    diff = subtract(expand_dims(w, axis=-2), expand_dims(w, axis=-1))  # diff[..., i, j] = w_j - w_i
-    raw = strip(diff)
-    tol = xp.expand_dims(_tolerance(w), axis=-1)
-    distinct = xp.abs(raw) > tol  # a constant mask: no tangent flows through it
-    safe = where(distinct, diff, xp.asarray(1.0, dtype=w.dtype))
-    return where(distinct, divide(xp.asarray(1.0, dtype=w.dtype), safe), xp.asarray(0.0, dtype=w.dtype))
+    gaps = subtract(expand_dims(w, axis=-2), expand_dims(w, axis=-1))  # [i, j] = w_j - w_i
+    distinct = xp.abs(strip(gaps)) > xp.expand_dims(_tolerance(w), axis=-1)  # constant: no tangent
+    safe = where(distinct, gaps, xp.asarray(1.0, dtype=w.dtype))
+    del gaps
+    return where(distinct, divide(x, safe), xp.asarray(0.0, dtype=x.dtype))
 
 
 def _degenerate(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[Any, Any, Any] | None:
@@ -115,7 +115,7 @@ def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[A
     if dv is None:
         return None, dw, None
     v2 = where(single_col, v, matmul(v, rot))
-    c_off = multiply(where(cl.same, 0.0, _gap_inverse(w)), p2)  # F o P' across clusters
+    c_off = where(cl.same, 0.0, _over_gaps(p2, w))  # F o P' across clusters
     x = matmul(p2, c_off)  # sum_l P'_il P'_lj / (w_j - w_l), l outside j's cluster
     x = multiply(add(x, mH(x)), 0.5)
     mu_raw = strip(mu)
@@ -135,9 +135,10 @@ def _eigh_jvp(primals: list, tangents: list, *, lower: bool):
         return (w, v), (multiply(w, 0.0), multiply(v, 0.0))
     y = matmul(mH(v), _triangle_times(da, v, lower))
     p = add(y, mH(y))  # P = V^H dA_s V, Hermitian by construction, so F o P is skew-Hermitian
+    del y
     dp = diagonal(p)
     dw = real(dp) if is_complex_dtype(p) else dp
-    dv = matmul(v, multiply(_gap_inverse(w), p))
+    dv = matmul(v, _over_gaps(p, w))
     degenerate = _degenerate(w, v, p, dw, dv)
     if degenerate is not None:
         v, dw, dv = degenerate
