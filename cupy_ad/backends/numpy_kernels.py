@@ -32,6 +32,11 @@ _PREFIX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d", np.dtype(np.com
            np.dtype(np.complex128): "z"}
 
 
+#: LAPACK routines looked up beside the BLAS ones (used by :mod:`numpy_lapack`).
+LAPACK_ROUTINES = ("sgetrf", "dgetrf", "cgetrf", "zgetrf", "sgelqf", "dgelqf", "cgelqf", "zgelqf",
+                   "sorglq", "dorglq", "cunglq", "zunglq")
+
+
 class _Library:
     def __init__(self) -> None:
         self.functions: dict[str, Any] | None = None
@@ -55,17 +60,25 @@ class _Library:
                  if c.user_api == "blas" and "numpy" in c.filepath.replace("\\", "/").split("/")[-2]]
         for path in paths:
             lib = ctypes.CDLL(path)
-            for pattern, int_type in (("scipy_cblas_{}64_", ctypes.c_int64), ("cblas_{}64_", ctypes.c_int64),
-                                      ("cblas_{}", ctypes.c_int)):
+            for pattern, lapack_pattern, int_type in (("scipy_cblas_{}64_", "scipy_{}_64_", ctypes.c_int64),
+                                                      ("cblas_{}64_", "{}_64_", ctypes.c_int64),
+                                                      ("cblas_{}", "{}_", ctypes.c_int)):
                 try:
                     found = {p + op: getattr(lib, pattern.format(p + op)) for p in "sdcz" for op in ("trmm", "trsm")}
                 except AttributeError:
                     continue
                 for name, function in found.items():
-                    alpha = {"s": ctypes.c_float, "d": ctypes.c_double}.get(name[0], ctypes.c_void_p)  # complex: by pointer
+                    # alpha by value for real types, by pointer for complex ones
+                    alpha = {"s": ctypes.c_float, "d": ctypes.c_double}.get(name[0], ctypes.c_void_p)
                     function.argtypes = [ctypes.c_int] * 5 + [int_type, int_type, alpha, ctypes.c_void_p,
                                                               int_type, ctypes.c_void_p, int_type]
                     function.restype = None
+                for name in LAPACK_ROUTINES:  # Fortran LAPACK of the same library: every argument by reference
+                    function = getattr(lib, lapack_pattern.format(name), None)
+                    if function is not None:
+                        function.restype = None
+                        found[name] = function
+                found["lapack_int"] = int_type
                 return found
         return {}
 
@@ -81,6 +94,13 @@ _library = _Library()
 
 def available() -> bool:
     return bool(_library.load())
+
+
+def lapack(name: str) -> tuple[Any, Any] | None:
+    """(function, Fortran integer type) of LAPACK routine ``name`` (e.g. "dgetrf") in NumPy's own
+    library, or None where that library or routine is not available."""
+    functions = _library.load()
+    return (functions[name], functions["lapack_int"]) if name in functions else None
 
 
 def _row_major_view(a: Any, lower: bool, trans: int) -> tuple[Any, int, bool, int] | None:
