@@ -58,6 +58,11 @@ def _nan_where_not_finite(a: Any, decompose: Any) -> Any:
     return out
 
 
+#: From this size on one matrix's eigh / SVD runs syevd / gesdd on the transposed view (numpy_lapack):
+#: no copies into and out of Fortran order; below it the ctypes calls cost more than the copies.
+LAPACK_ON_VIEW_MIN = 64
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     xp = compat_numpy
@@ -123,13 +128,27 @@ class NumpyBackend(Backend):
         return np.linalg.qr(a, mode=mode)
 
     def svd(self, a: Any, full_matrices: bool) -> tuple[Any, Any, Any]:
-        return _nan_where_not_finite(a, lambda x: tuple(np.linalg.svd(x, full_matrices=full_matrices)))
+        def decompose(x: Any) -> tuple:
+            if x.ndim == 2 and min(x.shape) >= LAPACK_ON_VIEW_MIN:
+                out = numpy_lapack.svd(x, full_matrices)
+                if out is not None:
+                    return out
+            return tuple(np.linalg.svd(x, full_matrices=full_matrices))
+
+        return _nan_where_not_finite(a, decompose)
 
     def svdvals(self, a: Any) -> Any:
         return _nan_where_not_finite(a, lambda x: np.linalg.svd(x, compute_uv=False))
 
     def eigh(self, a: Any, lower: bool) -> tuple[Any, Any]:
-        return _nan_where_not_finite(a, lambda x: tuple(np.linalg.eigh(x, UPLO="L" if lower else "U")))
+        def decompose(x: Any) -> tuple:
+            if x.ndim == 2 and x.shape[-1] >= LAPACK_ON_VIEW_MIN:
+                out = numpy_lapack.eigh(x, lower)
+                if out is not None:
+                    return out
+            return tuple(np.linalg.eigh(x, UPLO="L" if lower else "U"))
+
+        return _nan_where_not_finite(a, decompose)
 
     def eigvalsh(self, a: Any, lower: bool) -> Any:
         return _nan_where_not_finite(a, lambda x: np.linalg.eigvalsh(x, UPLO="L" if lower else "U"))

@@ -34,7 +34,8 @@ _PREFIX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d", np.dtype(np.com
 
 #: LAPACK routines looked up beside the BLAS ones (used by :mod:`numpy_lapack`).
 LAPACK_ROUTINES = ("sgetrf", "dgetrf", "cgetrf", "zgetrf", "sgelqf", "dgelqf", "cgelqf", "zgelqf",
-                   "sorglq", "dorglq", "cunglq", "zunglq")
+                   "sorglq", "dorglq", "cunglq", "zunglq", "ssyevd", "dsyevd", "cheevd", "zheevd",
+                   "sgesdd", "dgesdd", "cgesdd", "zgesdd")
 
 
 class _Library:

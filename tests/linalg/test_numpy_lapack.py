@@ -98,3 +98,75 @@ def test_backend_falls_back_without_lapack(monkeypatch):
     for x, y in zip(fast, slow):
         for u, v in zip(x, y):
             np.testing.assert_allclose(u, v, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("full_matrices", [False, True])
+def test_svd_on_the_view_is_an_svd(shape, dtype, full_matrices):
+    """U S Vh = A, U and Vh unitary, S equal to NumPy's (the vectors' signs are LAPACK's choice)."""
+    a = _random(shape, dtype, seed=5)
+    a0 = a.copy()
+    if full_matrices and shape[0] != shape[1]:  # NumPy's own completion is kept (see numpy_lapack.svd)
+        assert numpy_lapack.svd(a, full_matrices) is None
+        return
+    u, s, vh = numpy_lapack.svd(a, full_matrices)
+    u_ref, s_ref, vh_ref = np.linalg.svd(a, full_matrices=full_matrices)
+    assert (u.shape, s.shape, vh.shape) == (u_ref.shape, s_ref.shape, vh_ref.shape)
+    assert (u.dtype, s.dtype, vh.dtype) == (u_ref.dtype, s_ref.dtype, vh_ref.dtype)
+    k = min(shape)
+    tol = 30 * _eps(dtype) * max(1.0, s_ref[0])
+    assert np.max(np.abs((u[:, :k] * s) @ vh[:k] - a)) <= tol
+    assert np.max(np.abs(s - s_ref)) <= tol
+    for x in (u.conj().T @ u, vh @ vh.conj().T):
+        assert np.max(np.abs(x - np.eye(x.shape[0]))) <= 30 * _eps(dtype)
+    np.testing.assert_array_equal(a, a0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 4, 17])
+@pytest.mark.parametrize("lower", [True, False])
+def test_eigh_on_the_view_reads_the_right_triangle(n, dtype, lower):
+    a = _random((n, n), dtype, seed=6)  # not Hermitian: only the chosen triangle (real diagonal) counts
+    a0 = a.copy()
+    w, v = numpy_lapack.eigh(a, lower)
+    w_ref, v_ref = np.linalg.eigh(a, UPLO="L" if lower else "U")
+    assert w.dtype == w_ref.dtype and v.dtype == v_ref.dtype
+    t = np.tril(a, -1) if lower else np.triu(a, 1)
+    h = t + t.conj().T + np.diag(np.diag(a).real)
+    tol = 30 * _eps(dtype) * max(1.0, np.max(np.abs(w_ref)))
+    assert np.max(np.abs(w - w_ref)) <= tol
+    assert np.max(np.abs(h @ v - v * w)) <= tol
+    assert np.max(np.abs(v.conj().T @ v - np.eye(n))) <= 30 * _eps(dtype)
+    np.testing.assert_array_equal(a, a0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_backend_eigh_and_svd_on_the_view_path(dtype):
+    """n >= LAPACK_ON_VIEW_MIN: the backend takes syevd/gesdd on the view; JVPs and NaN handling hold.
+    Complex vectors carry a free phase that finite differences of the primal do not follow (on either
+    path): their check uses phase-free functions (|v|^2, the rank-one terms)."""
+    from cupy_ad.backends.numpy_backend import LAPACK_ON_VIEW_MIN
+
+    n = LAPACK_ON_VIEW_MIN + 3
+    a = _random((n, n), dtype, seed=7)
+    if dtype == np.float64:
+        ad.check_jvp(lambda x: tuple(ad.linalg.eigh(x)), (a,))
+        for full_matrices in (False, True):
+            ad.check_jvp(lambda x, fm=full_matrices: tuple(ad.linalg.svd(x, full_matrices=fm)), (a,))
+    else:
+        xp = ad.namespace("numpy")
+
+        def eigh_phase_free(x):
+            w, v = ad.linalg.eigh(x)
+            return w, xp.real(v * xp.conj(v)), xp.matmul(v[:, :3] * w[:3], xp.conj(xp.matrix_transpose(v[:, :3])))
+
+        def svd_phase_free(x):
+            u, s, vh = ad.linalg.svd(x, full_matrices=False)
+            return s, xp.real(u * xp.conj(u)), xp.matmul(u[:, :3] * s[:3], vh[:3])
+
+        ad.check_jvp(eigh_phase_free, (a,))
+        ad.check_jvp(svd_phase_free, (a,))
+    bad = a.copy()
+    bad[3, 4] = np.nan
+    assert np.isnan(ad.linalg.svd(bad)[1]).all() and np.isnan(ad.linalg.eigh(bad)[0]).all()
