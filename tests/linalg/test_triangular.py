@@ -21,7 +21,7 @@ def _tolerances(dtype):
     return dict(rtol=5e-3, atol=5e-3) if dtype in (np.float32, np.complex64) else {}
 
 
-@pytest.mark.parametrize("lower, trans, unit", itertools.product([True, False], [0, 1, 2, "T"], [False, True]))
+@pytest.mark.parametrize("lower, trans, unit", list(itertools.product([True, False], [0, 1, 2, "T"], [False, True])))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matches_scipy_and_finite_differences(backend, lower, trans, unit, dtype):
     a = _triangular(backend, (4, 4), dtype, lower)
