@@ -316,6 +316,12 @@ def run(args: argparse.Namespace) -> list[dict]:
                      [backend.to_numpy(v) for v in _as_tuple(tangents)]))
         if backend.name == "numpy":
             row["extra_memory_inputs"] = _extra_memory(lambda: ad.jvp(op.ours, (a,), (t,)), a_np.nbytes)
+        if args.breakdown:
+            from breakdown import format_breakdown, primitive_breakdown
+
+            label = f"{name} {row['shape']} {dtype}"
+            row["breakdown"] = format_breakdown(label, *primitive_breakdown(lambda: ad.jvp(op.ours, (a,), (t,)),
+                                                                            backend.synchronize))
         rows.append(row)
     for system in (("jax", "torch") if args.peers else ()):
         peer = _run_peer(system, [[c[0], list(c[1]), c[2]] for c in cases], args.case_timeout)
@@ -365,8 +371,12 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     ops = sorted({r["op"] for r in rows})
-    fig, axes = plt.subplots(1, len(ops), figsize=(4 * len(ops), 3.6), squeeze=False)
-    for ax, op in zip(axes[0], ops):
+    columns = min(3, len(ops))
+    lines = -(-len(ops) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.4 * lines), squeeze=False)
+    for ax in axes.flat[len(ops):]:
+        ax.set_visible(False)
+    for ax, op in zip(axes.flat, ops):
         square = [r for r in rows if r["op"] == op and r["shape"].count("x") == 1 and r["dtype"] == "float64"]
         n = [int(r["shape"].split("x")[0]) for r in square]
         for key, label in (("primal_ms", "primal"), ("ours_ms", "cupy_ad jvp"), ("jax_ms", "JAX jvp (jit)"),
@@ -378,10 +388,21 @@ def plot(rows: list[dict], path: str, title: str) -> None:
         ax.set_xlabel("n")
         ax.set_ylabel("ms")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    axes.flat[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _machine(backend: Any) -> str:
+    """The machine in a few words, for the figure's title."""
+    import platform
+
+    if backend.name == "cupy":
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
+    return f"{os.cpu_count()} CPUs ({platform.machine()}), {time.strftime('%Y-%m-%d')}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -395,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                       "bench.csv"))
     parser.add_argument("--plot", help="write a figure of time vs n per op")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also print, per case, the time of each primitive's kernels inside our jvp")
     parser.add_argument("--case-timeout", type=float, default=90.0,
                         help="seconds a peer may take on one case before it is skipped (default 90)")
     parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
@@ -411,13 +434,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"backend {backend.name}; dispatch: {per_bind:.1f} us per bind on a dual, "
           f"{per_call:.1f} us per jvp call of one primitive")
     print(format_table(rows))
+    for row in rows:
+        if "breakdown" in row:
+            print(row["breakdown"])
     os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
     with open(args.csv, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     if args.plot:
-        plot(rows, args.plot, f"cupy_ad vs peers on {backend.name}")
+        plot(rows, args.plot, f"cupy_ad vs peers, {backend.name} backend, {_machine(backend)}")
     disagree = [r for r in rows if r.get("jax_agrees") is False or r.get("torch_agrees") is False]
     for r in disagree:
         print(f"JVP disagrees with a peer: {r['op']} {r['shape']} {r['dtype']}", file=sys.stderr)
