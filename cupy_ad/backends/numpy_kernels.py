@@ -160,12 +160,17 @@ SUBSTITUTION_MAX = 32
 SUBSTITUTION_MIN_BATCH = 16
 
 
+def _triangle_parts(mod: Any, n: int, lower: bool, unit_diagonal: bool, dtype: Any) -> tuple[Any, Any]:
+    """(mask of the triangle read, what fills the rest) for numpy or cupy."""
+    keep = mod.tri(n, k=-1 if unit_diagonal else 0, dtype=bool)
+    fill = mod.eye(n, dtype=dtype) if unit_diagonal else mod.zeros((), dtype=dtype)
+    return (keep if lower else keep.T), fill
+
+
 @functools.lru_cache(maxsize=64)
 def _numpy_triangle(n: int, lower: bool, unit_diagonal: bool, dtype: Any) -> tuple[Any, Any]:
-    """(mask of the triangle read, what fills the rest) for NumPy, made once per case (read-only)."""
-    keep = np.tri(n, k=-1 if unit_diagonal else 0, dtype=bool)
-    fill = np.eye(n, dtype=dtype) if unit_diagonal else np.zeros((), dtype=dtype)
-    keep = keep if lower else keep.T
+    """:func:`_triangle_parts` for NumPy, made once per case (read-only)."""
+    keep, fill = _triangle_parts(np, n, lower, unit_diagonal, dtype)
     keep.flags.writeable = fill.flags.writeable = False
     return keep, fill
 
@@ -173,12 +178,10 @@ def _numpy_triangle(n: int, lower: bool, unit_diagonal: bool, dtype: Any) -> tup
 def _masked_operand(mod: Any, a: Any, lower: bool, trans: int, unit_diagonal: bool) -> Any:
     """op(T) as a full array: T the lower (upper) triangle of ``a``, unit diagonal if asked."""
     n = a.shape[-1]
-    if mod is np:
+    if mod is np and n <= 256:  # small cases are cached (large masks cost little next to the product)
         keep, fill = _numpy_triangle(n, lower, unit_diagonal, a.dtype)
     else:
-        keep = mod.tri(n, k=-1 if unit_diagonal else 0, dtype=bool)
-        keep = keep if lower else keep.T
-        fill = mod.eye(n, dtype=a.dtype) if unit_diagonal else mod.zeros((), dtype=a.dtype)
+        keep, fill = _triangle_parts(mod, n, lower, unit_diagonal, a.dtype)
     t = mod.where(keep, a, fill)
     if trans:
         t = mod.swapaxes(t, -1, -2)

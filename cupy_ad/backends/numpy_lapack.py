@@ -1,4 +1,5 @@
-"""LAPACK factorisations from NumPy's own library, for large single matrices on the NumPy backend.
+"""LAPACK factorisations from NumPy's own library, for large matrices on the NumPy backend (batches go
+matrix by matrix).
 
 Two reasons to call NumPy's bundled LAPACK through ctypes (symbols found by ``numpy_kernels``):
 
@@ -61,7 +62,15 @@ def _lapack_call(function: Any, integer: Any, build: Any, work_kinds: tuple, str
     function(*build([(q, -1) for q in queries]), ctypes.byref(info), *lengths)
     works = [np.zeros(max(int(q[0].real), 1), dtype=q.dtype) for q in queries]
     function(*build([(w, w.size) for w in works]), ctypes.byref(info), *lengths)
-    return info.value
+    return _checked(info.value)
+
+
+def _checked(info: int) -> int:
+    """INFO, after raising on a negative one (an argument LAPACK rejected: NaN input makes gesdd's
+    scaling report one; the backend replaces non-finite matrices before calling)."""
+    if info < 0:
+        raise ValueError(f"LAPACK rejected argument {-info} (non-finite input?)")
+    return info
 
 
 def _sized(integer: Any, works: list) -> list:
@@ -82,7 +91,7 @@ def getrf(a: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     info = integer(0)
     function(ctypes.byref(integer(m)), ctypes.byref(integer(n)), _pointer(lu), ctypes.byref(integer(max(m, 1))),
              _pointer(piv), ctypes.byref(info))
-    if info.value > 0:
+    if _checked(info.value) > 0:
         from scipy.linalg import LinAlgWarning
 
         warnings.warn(f"Diagonal number {info.value} is exactly zero. Singular matrix.", LinAlgWarning, stacklevel=3)
@@ -122,7 +131,7 @@ def eigh(a: np.ndarray, lower: bool) -> tuple[np.ndarray, np.ndarray] | None:
     """
     complex_ = np.dtype(a.dtype).kind == "c"
     found = _routine(a.dtype, "heevd" if complex_ else "syevd")
-    if found is None or a.ndim != 2 or a.shape[0] == 0:
+    if found is None or a.ndim != 2 or a.shape[0] == 0 or a.shape[0] != a.shape[1]:
         return None
     function, integer = found
     n = a.shape[0]

@@ -349,8 +349,10 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
 
     Derivative conventions (the singular vectors are defined only up to a gauge):
 
-    * each pair (u_i, v_i) may turn by a common sign (real) or phase (complex); the tangent is the
-      one with ``Im diag(U^H dU) = 0`` (real: automatically). ``U^H dU`` and ``V^H dV`` are
+    * each pair (u_i, v_i) may turn by a common sign (real) or phase (complex), fixed by the
+      backend's kernel (on NumPy from min(m, n) = 128 on, gesdd on the transposed buffer: signs may
+      differ from numpy.linalg.svd's); the tangent is the one with ``Im diag(U^H dU) = 0`` (real:
+      automatically). ``U^H dU`` and ``V^H dV`` are
       skew-Hermitian.
     * ``full_matrices`` with m != n: the completion U2 = U[..., k:] (or V2) follows the minimal
       rotation, ``U2^H dU2 = 0``: dU2 = -U1 S^-1 V^H dA^H U2 (mirror for m < n, dV2).

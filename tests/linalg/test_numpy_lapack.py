@@ -170,3 +170,30 @@ def test_backend_eigh_and_svd_on_the_view_path(dtype):
     bad = a.copy()
     bad[3, 4] = np.nan
     assert np.isnan(ad.linalg.svd(bad)[1]).all() and np.isnan(ad.linalg.eigh(bad)[0]).all()
+
+
+def test_view_path_is_the_same_alone_and_in_a_batch():
+    """A matrix gets the same eigen/singular vectors (signs included) alone and inside a batch."""
+    from cupy_ad.backends.numpy_backend import LAPACK_ON_VIEW_MIN
+
+    n = LAPACK_ON_VIEW_MIN
+    a = _random((3, n, n), np.float64, seed=8)
+    backend = ad.namespace("numpy").backend
+    batched_eigh, batched_svd = backend.eigh(a, True), backend.svd(a, False)
+    for i in range(3):
+        for alone, batched in ((backend.eigh(a[i], True), batched_eigh), (backend.svd(a[i], False), batched_svd)):
+            for x, y in zip(alone, batched):
+                np.testing.assert_array_equal(x, y[i])
+
+
+def test_guards():
+    assert numpy_lapack.eigh(np.ones((5, 4)), True) is None  # not square: left to NumPy's error
+    bad = _random((6, 5), np.float64, seed=9)
+    bad[2, 3] = np.nan
+    with pytest.raises(ValueError, match="LAPACK rejected argument"):
+        numpy_lapack.svd(bad, False)  # the backend replaces non-finite matrices before calling
+    a = np.array([[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [3.0, 4.0, 1.0]])  # rank 2: the last pivot is 0
+    with pytest.warns(scipy.linalg.LinAlgWarning, match="Diagonal number 3 is exactly zero"):
+        numpy_lapack.getrf(a)
+    with pytest.warns(scipy.linalg.LinAlgWarning, match="Diagonal number 3 is exactly zero"):
+        scipy.linalg.lu_factor(a)  # (the message is SciPy's)
