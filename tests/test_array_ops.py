@@ -39,6 +39,32 @@ def test_prod_with_zeros_is_exact(backend):
     ad.check_jvp(lambda a: backend.ns.prod(a, axis=1), (x,))
 
 
+def test_prod_tangent_cases_and_large_axes(backend):
+    """No zero: p / x_i; one zero: the product of the others at it, 0 elsewhere; two zeros: 0. The
+    rule needs O(K) memory (a K x K table of "all but one" would need 8e10 bytes here)."""
+    x = backend.asarray([[2.0, 4.0, 0.5], [2.0, 0.0, 3.0], [0.0, 7.0, 0.0]])
+    _, dp = ad.jvp(lambda a: backend.ns.prod(a, axis=1), (x,), (backend.asarray(np.eye(3)),))
+    np.testing.assert_array_equal(backend.to_numpy(dp), [4.0 * 0.5, 2.0 * 3.0, 0.0])
+    k = 100_000
+    big = backend.asarray(np.linspace(0.99999, 1.00001, k))
+    _, dp = ad.jvp(lambda a: backend.ns.prod(a), (big,), (backend.asarray(np.ones(k)),))
+    values = backend.to_numpy(big)
+    np.testing.assert_allclose(backend.to_numpy(dp), np.sum(np.prod(values) / values), rtol=1e-12)
+
+
+def test_prod_second_derivative_with_a_zero(backend):
+    """d2/dh2 prod(x + h e_0 + h e_1) at x_0 = 0 is 2 prod(x_2..): the nested rule stays exact."""
+    x = backend.asarray([0.0, 3.0, 5.0])
+    e = backend.asarray([1.0, 1.0, 0.0])
+    ns = backend.ns
+
+    def first(a):
+        return ad.jvp(lambda b: ns.prod(b), (a,), (e,))[1]
+
+    _, second = ad.jvp(first, (x,), (e,))
+    assert float(backend.to_numpy(second)) == 2.0 * 5.0
+
+
 def test_var_std(backend, dtype):
     x = backend.random((3, 5), dtype)
     ns = backend.ns

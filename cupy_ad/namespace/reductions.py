@@ -4,10 +4,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..core import Primitive, bind
+from ..core import Primitive, bind, strip
 from ._rules import is_complex_dtype, linear, nondifferentiable, xp_of
 from .elementwise import conj, divide, equal, multiply, real, sqrt, subtract, where
-from .manipulation import astype, expand_dims, permute_dims, reshape
+from .manipulation import astype, concat, flip, permute_dims, reshape
 
 sum = linear("sum")  # noqa: A001 - the standard's name
 mean = linear("mean")
@@ -51,10 +51,24 @@ _prod = Primitive("prod", lambda x, /, *, axis=None, dtype=None, keepdims=False:
     x, axis=axis, dtype=dtype, keepdims=keepdims))
 
 
+def _exclusive_cumulative_product(v: Any) -> Any:
+    """[1, v_0, v_0 v_1, ..., v_0 ... v_(K-2)] along the last axis of v (..., K), K >= 1: a
+    Hillis-Steele scan, ceil(log2 K) products of shifted copies. Namespace operations only (no
+    division), so it nests and is exact where entries are zero; O(K) memory."""
+    size = v.shape[-1]
+    raw = strip(v)
+    c = concat([xp_of(raw).ones((*raw.shape[:-1], 1), dtype=raw.dtype), v[..., :-1]], axis=-1)
+    shift = 1
+    while shift < size:
+        c = concat([c[..., :shift], multiply(c[..., shift:], c[..., :-shift])], axis=-1)
+        shift *= 2
+    return c
+
+
 @_prod.def_jvp
 def _prod_jvp(primals: list, tangents: list, *, axis: Any = None, dtype: Any = None, keepdims: bool = False):
-    # d prod(x) = sum_i dx_i prod_{j != i} x_j. The products of "all but one" come from a K x K
-    # table with ones on the diagonal, so zeros in x are handled exactly (no division by x).
+    # d prod(x) = sum_i dx_i prod_{j != i} x_j, the products of "all but one" as the product of the
+    # exclusive prefix and suffix products: no division (exact at zeros, to every order) and O(K) memory.
     (x,), (t,) = primals, tangents
     ans = bind(_prod, x, axis=axis, dtype=dtype, keepdims=keepdims)
     axes = _axes(axis, x.ndim)
@@ -63,10 +77,13 @@ def _prod_jvp(primals: list, tangents: list, *, axis: Any = None, dtype: Any = N
     lead = tuple(x.shape[a] for a in kept)
     xs = reshape(permute_dims(x, kept + axes), lead + (size,))
     ts = reshape(permute_dims(t, kept + axes), lead + (size,))
-    xp = xp_of(x)
-    table = where(xp.eye(size, dtype=xp.bool), 1.0, expand_dims(xs, axis=-2))
-    others = bind(_prod, table, axis=-1, dtype=dtype)
-    tangent = sum(multiply(ts, others), axis=-1)
+    if size == 0:  # the empty product is 1: no tangent
+        return ans, reshape(sum(ts, axis=-1, dtype=dtype), ans.shape)
+    if dtype is not None:
+        xs = astype(xs, dtype)
+    prefix = _exclusive_cumulative_product(xs)
+    suffix = flip(_exclusive_cumulative_product(flip(xs, axis=-1)), axis=-1)
+    tangent = sum(multiply(ts, multiply(prefix, suffix)), axis=-1, dtype=dtype)
     return ans, reshape(tangent, ans.shape)
 
 
