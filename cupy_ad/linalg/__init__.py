@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from ._results import EighResult, QRResult, SlogdetResult, SVDResult
 from .cholesky import cholesky
+from .cross import cross
 from .det import det, slogdet
 from .eigh import eigh, eigvalsh
 from .lu import lu, lu_factor
+from .matrix_functions import matrix_power, matrix_rank, pinv
 from .norms import matrix_norm, vector_norm
 from .qr import qr
 from .solve import inv, solve
@@ -17,6 +19,6 @@ from .svd import svd, svdvals
 from .triangular import solve_triangular
 from .triangular_product import triangular_product
 
-__all__ = ["EighResult", "QRResult", "SVDResult", "SlogdetResult", "cholesky", "det", "eigh", "eigvalsh", "inv",
-           "lu", "lu_factor", "matrix_norm", "qr", "slogdet", "solve", "solve_triangular", "svd", "svdvals",
-           "triangular_product", "vector_norm"]
+__all__ = ["EighResult", "QRResult", "SVDResult", "SlogdetResult", "cholesky", "cross", "det", "eigh", "eigvalsh",
+           "inv", "lu", "lu_factor", "matrix_norm", "matrix_power", "matrix_rank", "pinv", "qr", "slogdet", "solve",
+           "solve_triangular", "svd", "svdvals", "triangular_product", "vector_norm"]

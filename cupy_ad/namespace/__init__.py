@@ -12,16 +12,17 @@ from typing import Any
 
 from ..backends import Backend, backend_named, backend_of, default_backend
 from ..core import Dual, strip
-from . import elementwise, indexing, manipulation, products, reductions
+from . import elementwise, indexing, manipulation, products, reductions, sets
 from .creation import creation_functions
 from .elementwise import *  # noqa: F403
 from .indexing import *  # noqa: F403
 from .manipulation import *  # noqa: F403
 from .products import *  # noqa: F403
 from .reductions import *  # noqa: F403
+from .sets import *  # noqa: F403
 
 _GENERIC = {name: getattr(module, name)
-            for module in (elementwise, indexing, manipulation, products, reductions) for name in module.__all__}
+            for module in (elementwise, indexing, manipulation, products, reductions, sets) for name in module.__all__}
 _LINALG_GENERIC = ("matmul", "matrix_transpose", "diagonal", "outer", "tensordot", "trace", "vecdot")
 _NAMESPACES: dict[str, types.ModuleType] = {}
 

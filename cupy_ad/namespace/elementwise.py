@@ -58,6 +58,10 @@ log2 = elementwise("log2", lambda g, ans, x: divide(g, multiply(x, math.log(2.0)
 log10 = elementwise("log10", lambda g, ans, x: divide(g, multiply(x, math.log(10.0))))
 logaddexp = elementwise("logaddexp", lambda g, ans, x, y: multiply(g, exp(subtract(x, ans))),
                         lambda g, ans, x, y: multiply(g, exp(subtract(y, ans))))
+reciprocal = elementwise("reciprocal", lambda g, ans, x: negative(multiply(g, square(ans))))
+# |x1| with the sign of x2: +-g as the signs of x1 and the result agree; piecewise constant in x2.
+copysign = elementwise("copysign", lambda g, ans, x, y: where(equal(signbit(x), signbit(ans)), g, negative(g)), None)
+nextafter = elementwise("nextafter", lambda g, ans, x, y: g, None)  # x1 moved by one ulp: slope 1 in x1
 hypot = elementwise("hypot", lambda g, ans, x, y: multiply(g, _safe_div(x, ans)),
                     lambda g, ans, x, y: multiply(g, _safe_div(y, ans)))
 
@@ -211,8 +215,8 @@ power, absolute, conjugate = pow, abs, conj
 
 __all__ = [
     "abs", "absolute", "acos", "acosh", "add", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2",
-    "arctanh", "asin", "asinh", "atan", "atan2", "atanh", "clip", "conj", "conjugate", "cos", "cosh", "divide",
-    "exp", "expm1", "hypot", "imag", "log", "log10", "log1p", "log2", "logaddexp", "maximum", "minimum",
-    "multiply", "negative", "positive", "pow", "power", "real", "remainder", "sign", "sin", "sinh", "sqrt",
-    "square", "subtract", "tan", "tanh", "where", *_NONDIFFERENTIABLE,
+    "arctanh", "asin", "asinh", "atan", "atan2", "atanh", "clip", "conj", "conjugate", "copysign", "cos", "cosh",
+    "divide", "exp", "expm1", "hypot", "imag", "log", "log10", "log1p", "log2", "logaddexp", "maximum", "minimum",
+    "multiply", "negative", "nextafter", "positive", "pow", "power", "real", "reciprocal", "remainder", "sign",
+    "sin", "sinh", "sqrt", "square", "subtract", "tan", "tanh", "where", *_NONDIFFERENTIABLE,
 ]

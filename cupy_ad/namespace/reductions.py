@@ -1,4 +1,4 @@
-"""Reductions and scans: sum, mean, prod, max, min, cumulative_sum, var, std."""
+"""Reductions and scans: sum, mean, prod, max, min, cumulative_sum, cumulative_prod, diff, var, std."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,8 @@ from typing import Any
 
 from ..core import Primitive, bind, strip
 from ._rules import is_complex_dtype, linear, nondifferentiable, xp_of
-from .elementwise import conj, divide, equal, multiply, real, sqrt, subtract, where
-from .manipulation import astype, concat, flip, permute_dims, reshape
+from .elementwise import add, conj, divide, equal, multiply, real, sqrt, subtract, where
+from .manipulation import astype, concat, flip, moveaxis, permute_dims, reshape
 
 sum = linear("sum")  # noqa: A001 - the standard's name
 mean = linear("mean")
@@ -91,6 +91,53 @@ def prod(x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = Fal
     return _prod(x, axis=axis, dtype=dtype, keepdims=keepdims)
 
 
+_cumulative_prod = Primitive("cumulative_prod", lambda x, /, *, axis=None, dtype=None, include_initial=False:
+                             xp_of(x).cumulative_prod(x, axis=axis, dtype=dtype, include_initial=include_initial))
+
+
+@_cumulative_prod.def_jvp
+def _cumulative_prod_jvp(primals: list, tangents: list, *, axis: Any = None, dtype: Any = None,
+                         include_initial: bool = False):
+    # The product rule is an associative operation on (value, tangent) pairs,
+    # (c1, d1) o (c2, d2) = (c1 c2, d1 c2 + c1 d2), so the running pairs come from a Hillis-Steele scan
+    # of namespace operations: no division (exact at zeros), nests, O(K) memory, log2(K) steps.
+    (x,), (t,) = primals, tangents
+    ans = bind(_cumulative_prod, x, axis=axis, dtype=dtype, include_initial=include_initial)
+    axis = 0 if axis is None else axis % x.ndim
+    c, d = moveaxis(x, axis, -1), moveaxis(t, axis, -1)
+    if dtype is not None:
+        c, d = astype(c, dtype), astype(d, dtype)
+    size, shift = c.shape[-1], 1
+    while shift < size:
+        left_c, left_d, right_c, right_d = c[..., :-shift], d[..., :-shift], c[..., shift:], d[..., shift:]
+        d = concat([d[..., :shift], add(multiply(left_d, right_c), multiply(left_c, right_d))], axis=-1)
+        c = concat([c[..., :shift], multiply(left_c, right_c)], axis=-1)
+        shift *= 2
+    if include_initial:  # the initial 1 is a constant
+        raw = strip(d)
+        d = concat([xp_of(raw).zeros((*raw.shape[:-1], 1), dtype=raw.dtype), d], axis=-1)
+    return ans, moveaxis(d, -1, axis)
+
+
+def cumulative_prod(x: Any, /, *, axis: int | None = None, dtype: Any = None, include_initial: bool = False) -> Any:
+    return _cumulative_prod(x, axis=axis, dtype=dtype, include_initial=include_initial)
+
+
+def diff(x: Any, /, *, axis: int = -1, n: int = 1, prepend: Any = None, append: Any = None) -> Any:
+    """n-th forward differences along ``axis`` (after joining ``prepend`` and ``append``): linear,
+    composed of slices and subtractions."""
+    if n < 0:
+        raise ValueError(f"diff: n must be non-negative, got {n}")
+    if n == 0:  # as NumPy: the input itself, prepend and append ignored
+        return x
+    parts = [p for p in (prepend, x, append) if p is not None]
+    y = concat(parts, axis=axis) if len(parts) > 1 else x
+    before = (slice(None),) * (axis % y.ndim)
+    for _ in range(n):
+        y = subtract(y[before + (slice(1, None), ...)], y[before + (slice(None, -1), ...)])
+    return y
+
+
 def var(x: Any, /, *, axis: Any = None, correction: float = 0.0, keepdims: bool = False) -> Any:
     centred = subtract(x, mean(x, axis=axis, keepdims=True))
     n = math.prod(x.shape[a] for a in _axes(axis, x.ndim))
@@ -102,5 +149,5 @@ def std(x: Any, /, *, axis: Any = None, correction: float = 0.0, keepdims: bool 
     return sqrt(var(x, axis=axis, correction=correction, keepdims=keepdims))
 
 
-__all__ = ["all", "any", "argmax", "argmin", "count_nonzero", "cumulative_sum", "max", "mean", "min",
-           "prod", "std", "sum", "var"]
+__all__ = ["all", "any", "argmax", "argmin", "count_nonzero", "cumulative_prod", "cumulative_sum", "diff", "max",
+           "mean", "min", "prod", "std", "sum", "var"]
