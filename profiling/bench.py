@@ -4,7 +4,7 @@
 [--batch 4096] [--csv FILE] [--plot FILE.png]`` prints a table (op, n, dtype, primal, ours, jax,
 torch, ours/primal, ours/best peer, extra memory), writes a CSV and optionally a plot. Each time is
 the median of repeated runs after warm-up; each peer runs in a process of its own (so that no
-thread pool of one system slows another); every JVP timed is checked against the peers' (signs of
+thread pool of one system slows another), the systems taking turns case by case; every JVP timed is checked against the peers' (signs of
 singular/eigen vectors aligned), so a fast wrong answer cannot win. On NumPy the extra memory of a
 jvp beyond its primal outputs is measured with tracemalloc, in units of the input's size.
 """
@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -131,9 +132,17 @@ def _torch_function(name: str) -> Callable:
 
 
 def _median_seconds(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2,
-                    max_repeat: int = 15) -> float:
+                    max_repeat: int = 2000) -> float:
+    """Median of repeated timings of ``fn`` after a warm-up of min_time / 4 seconds (at least one
+    call): a jitted JAX function takes a few dozen calls to settle (16 x 16 lu: about 50 us for its
+    first 15 calls, 21 us after), so a single warm-up call would flatter us. Then calls until
+    ``min_time`` seconds are measured (at least 3, at most ``max_repeat``)."""
+    start = time.perf_counter()
     fn()
     sync()
+    while time.perf_counter() - start < min_time / 4:
+        fn()
+        sync()
     times: list[float] = []
     while len(times) < 3 or (sum(times) < min_time and len(times) < max_repeat):
         start = time.perf_counter()
@@ -212,87 +221,102 @@ def _progress(items: list, label: str) -> Any:
         return items
 
 
-def peer_worker(system: str, cases: list, out_dir: str) -> int:
-    """Time ``system``'s jvp for each (index, case) in this process alone; after each case write
-    ``{index}.npz`` (outputs and tangents) and ``{index}.json`` (milliseconds) to out_dir."""
+def peer_worker(system: str, out_dir: str, min_time: float) -> int:
+    """Serve ``system``'s jvp timings: for each line ``[index, [name, shape, dtype]]`` on stdin, time the
+    case, write ``{index}.npz`` (outputs and tangents) and ``{index}.json`` (milliseconds) to out_dir
+    and answer ``done``; an empty line ends. Answers ``missing`` when the system is not installed."""
     ops = _ops()
-    if system == "jax":
-        try:
+    try:
+        if system == "jax":
             import jax
-        except ImportError:
-            return 3
-        jax.config.update("jax_enable_x64", True)
-    else:
-        try:
+
+            jax.config.update("jax_enable_x64", True)
+        else:
             import torch
-        except ImportError:
-            return 3
-    for index, (name, shape, dtype) in _progress(cases, system):
+    except ImportError:
+        print("missing", flush=True)
+        return 0
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        index, (name, shape, dtype) = json.loads(line)
         a_np, t_np = _inputs(ops[name], tuple(shape), dtype)
         if system == "jax":
             f = _jax_function(name)
             jitted = jax.jit(lambda x, dx, f=f: jax.jvp(f, (x,), (dx,)))
             x, dx = jax.numpy.asarray(a_np), jax.numpy.asarray(t_np)
-            ms = 1e3 * _median_seconds(lambda: jax.block_until_ready(jitted(x, dx)), lambda: None)
+            ms = 1e3 * _median_seconds(lambda: jax.block_until_ready(jitted(x, dx)), lambda: None, min_time)
             values, tangents = jitted(x, dx)
         else:
             f = _torch_function(name)
             x, dx = torch.from_numpy(a_np), torch.from_numpy(t_np)
-            ms = 1e3 * _median_seconds(lambda: torch.func.jvp(f, (x,), (dx,)), lambda: None)
+            ms = 1e3 * _median_seconds(lambda: torch.func.jvp(f, (x,), (dx,)), lambda: None, min_time)
             values, tangents = torch.func.jvp(f, (x,), (dx,))
         np.savez(os.path.join(out_dir, f"{index}.npz"), *[np.asarray(v) for v in _as_tuple(values)],
                  *[np.asarray(v) for v in _as_tuple(tangents)])
         with open(os.path.join(out_dir, f"{index}.json"), "w") as fh:
             json.dump(ms, fh)
+        print("done", flush=True)
     return 0
 
 
-def _run_peer(system: str, cases: list, case_timeout: float) -> list[tuple[float, list, list] | None] | None:
-    """Run ``peer_worker`` in a fresh process, so no thread pool of one system slows another.
+class _Peer:
+    """A peer system (JAX or PyTorch) in a process of its own, so that no thread pool of one system
+    slows another, timing one case at a time when asked: the cases of all systems interleave, and a
+    drift of the machine's speed during the run does not favour whichever system ran first.
 
-    A case that makes no progress for ``case_timeout`` seconds (JAX 0.10.2 deadlocks on the jvp of a
-    batched QR on the CPU) is recorded as None and the worker restarts after it. Returns one
-    (ms, outputs, tangents) or None per case; None for all when the system is not installed.
+    A case with no answer after ``timeout`` seconds (JAX 0.10.2 deadlocks on the jvp of a batched QR
+    on the CPU) is recorded as None and the worker is restarted for the next case.
     """
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(ad.__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-    results: list = [None] * len(cases)
-    with tempfile.TemporaryDirectory() as out_dir:
-        todo = list(range(len(cases)))
-        while todo:
-            worker = subprocess.Popen([sys.executable, __file__, "--worker", system, "--cases",
-                                       json.dumps([(i, cases[i]) for i in todo]), "--out", out_dir], env=env)
-            last_progress = time.monotonic()
-            while worker.poll() is None:
-                time.sleep(0.2)
-                finished = [i for i in todo if os.path.exists(os.path.join(out_dir, f"{i}.json"))]
-                if finished:
-                    todo = [i for i in todo if i not in finished]
-                    last_progress = time.monotonic()
-                if time.monotonic() - last_progress > case_timeout:
-                    worker.kill()
-                    worker.wait()
-                    print(f"\n{system}: no result for {cases[todo[0]]} after {case_timeout:.0f} s: skipped",
-                          file=sys.stderr)
-                    todo = todo[1:]
-                    break
-            else:
-                if worker.returncode == 3:
-                    print(f"{system} not installed: no {system} column", file=sys.stderr)
-                    return None
-                if worker.returncode != 0:
-                    raise RuntimeError(f"the {system} worker failed with exit status {worker.returncode}")
-                todo = []
-        for i in range(len(cases)):
-            if not os.path.exists(os.path.join(out_dir, f"{i}.json")):
-                continue
-            with open(os.path.join(out_dir, f"{i}.json")) as fh:
-                ms = json.load(fh)
-            with np.load(os.path.join(out_dir, f"{i}.npz")) as data:
-                arrays = [data[f"arr_{k}"] for k in range(len(data.files))]
-            half = len(arrays) // 2
-            results[i] = (ms, arrays[:half], arrays[half:])
-    return results
+
+    def __init__(self, system: str, out_dir: str, timeout: float, min_time: float):
+        self.system, self.out_dir, self.timeout, self.min_time = system, out_dir, timeout, min_time
+        self.process: subprocess.Popen | None = None
+        self.installed = True
+
+    def _start(self) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(ad.__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        command = [sys.executable, __file__, "--worker", self.system, "--out", self.out_dir,
+                   "--min-time", str(self.min_time)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def time(self, index: int, case: tuple) -> tuple[float, list, list] | None:
+        """(ms, outputs, tangents) of one case, or None (no answer in time, or not installed)."""
+        if not self.installed:
+            return None
+        if self.process is None:
+            self._start()
+        self.process.stdin.write(json.dumps([index, [case[0], list(case[1]), case[2]]]) + "\n")
+        self.process.stdin.flush()
+        answered = select.select([self.process.stdout], [], [], self.timeout)[0]
+        answer = self.process.stdout.readline().strip() if answered else ""
+        if answer == "missing":
+            print(f"{self.system} not installed: no {self.system} column", file=sys.stderr)
+            self.installed = False
+            self.close()
+            return None
+        if answer != "done":
+            print(f"\n{self.system}: no result for {case} after {self.timeout:.0f} s: skipped", file=sys.stderr)
+            self.close()
+            return None
+        with open(os.path.join(self.out_dir, f"{index}.json")) as fh:
+            ms = json.load(fh)
+        with np.load(os.path.join(self.out_dir, f"{index}.npz")) as data:
+            arrays = [data[f"arr_{k}"] for k in range(len(data.files))]
+        half = len(arrays) // 2
+        return ms, arrays[:half], arrays[half:]
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+#: Seconds of rest before each system's turn: OpenMP and OpenBLAS workers spin for a while after
+#: their last task (MKL's OpenMP up to 200 ms), and must be idle when another system is timed.
+SETTLE_SECONDS = 0.3
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -302,45 +326,57 @@ def run(args: argparse.Namespace) -> list[dict]:
     cases = [(name, (n, n), dtype) for name in names for dtype in args.dtypes for n in args.sizes]
     if args.batch:
         cases += [(name, (args.batch, 16, 16), dtype) for name in names for dtype in args.dtypes]
-    rows, ours = [], []
-    for name, shape, dtype in _progress(cases, "cupy_ad"):
-        op = ops[name]
-        a_np, t_np = _inputs(op, shape, dtype)
-        a, t = backend.from_numpy(a_np), backend.from_numpy(t_np)
-        row: dict[str, Any] = {"op": name, "shape": "x".join(map(str, shape)), "dtype": dtype}
-        row["primal_ms"] = 1e3 * _median_seconds(lambda: op.primal(backend, a), backend.synchronize)
-        row["ours_ms"] = 1e3 * _median_seconds(lambda: ad.jvp(op.ours, (a,), (t,)), backend.synchronize)
-        row["ours_over_primal"] = row["ours_ms"] / row["primal_ms"]
-        values, tangents = ad.jvp(op.ours, (a,), (t,))
-        ours.append(([backend.to_numpy(v) for v in _as_tuple(values)],
-                     [backend.to_numpy(v) for v in _as_tuple(tangents)]))
-        if backend.name == "numpy":
-            row["extra_memory_inputs"] = _extra_memory(lambda: ad.jvp(op.ours, (a,), (t,)), a_np.nbytes)
-        if args.breakdown:
-            from breakdown import format_breakdown, primitive_breakdown
-
-            label = f"{name} {row['shape']} {dtype}"
-            row["breakdown"] = format_breakdown(label, *primitive_breakdown(lambda: ad.jvp(op.ours, (a,), (t,)),
-                                                                            backend.synchronize))
-        rows.append(row)
-    for system in (("jax", "torch") if args.peers else ()):
-        peer = _run_peer(system, [[c[0], list(c[1]), c[2]] for c in cases], args.case_timeout)
-        if peer is None:
-            continue
-        for row, (our_values, our_tangents), (name, _, dtype), result in zip(rows, ours, cases, peer):
-            if result is None:
-                row[f"{system}_ms"] = "hung"
-                continue
-            ms, values, tangents = result
-            row[f"{system}_ms"] = ms
-            theirs = _aligned(our_values, values, tangents, ops[name].align)
-            tolerance = 1e-6 if dtype == "float64" else 5e-2
-            row[f"{system}_agrees"] = _max_relative_difference(our_tangents, theirs) < tolerance
+    rows = []
+    with tempfile.TemporaryDirectory() as out_dir:
+        peers = [_Peer(system, out_dir, args.case_timeout, args.min_time)
+                 for system in (("jax", "torch") if args.peers else ())]
+        try:
+            for index, (name, shape, dtype) in enumerate(_progress(cases, "cases")):
+                rows.append(_time_case(args, backend, ops[name], name, shape, dtype, index, peers))
+        finally:
+            for peer in peers:
+                peer.close()
     for row in rows:
         peer_times = [row[k] for k in ("jax_ms", "torch_ms") if isinstance(row.get(k), float)]
         if peer_times:
             row["ours_over_best_peer"] = row["ours_ms"] / min(peer_times)
     return rows
+
+
+def _time_case(args: argparse.Namespace, backend: Any, op: Op, name: str, shape: tuple, dtype: str, index: int,
+               peers: list) -> dict:
+    """One row: our primal and jvp, then each peer's jvp (checked against ours)."""
+    a_np, t_np = _inputs(op, shape, dtype)
+    a, t = backend.from_numpy(a_np), backend.from_numpy(t_np)
+    row: dict[str, Any] = {"op": name, "shape": "x".join(map(str, shape)), "dtype": dtype}
+    time.sleep(SETTLE_SECONDS if peers else 0.0)
+    row["primal_ms"] = 1e3 * _median_seconds(lambda: op.primal(backend, a), backend.synchronize, args.min_time)
+    row["ours_ms"] = 1e3 * _median_seconds(lambda: ad.jvp(op.ours, (a,), (t,)), backend.synchronize, args.min_time)
+    row["ours_over_primal"] = row["ours_ms"] / row["primal_ms"]
+    values, tangents = ad.jvp(op.ours, (a,), (t,))
+    our_values = [backend.to_numpy(v) for v in _as_tuple(values)]
+    our_tangents = [backend.to_numpy(v) for v in _as_tuple(tangents)]
+    if backend.name == "numpy":
+        row["extra_memory_inputs"] = _extra_memory(lambda: ad.jvp(op.ours, (a,), (t,)), a_np.nbytes)
+    if args.breakdown:
+        from breakdown import format_breakdown, primitive_breakdown
+
+        label = f"{name} {row['shape']} {dtype}"
+        row["breakdown"] = format_breakdown(label, *primitive_breakdown(lambda: ad.jvp(op.ours, (a,), (t,)),
+                                                                        backend.synchronize))
+    for peer in peers:
+        time.sleep(SETTLE_SECONDS)
+        result = peer.time(index, (name, shape, dtype))
+        if result is None:
+            if peer.installed:
+                row[f"{peer.system}_ms"] = "hung"
+            continue
+        ms, values, tangents = result
+        row[f"{peer.system}_ms"] = ms
+        theirs = _aligned(our_values, values, tangents, op.align)
+        tolerance = 1e-6 if dtype == "float64" else 5e-2
+        row[f"{peer.system}_agrees"] = _max_relative_difference(our_tangents, theirs) < tolerance
+    return row
 
 
 COLUMNS = ["op", "shape", "dtype", "primal_ms", "ours_ms", "jax_ms", "torch_ms", "ours_over_primal",
@@ -416,16 +452,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                       "bench.csv"))
     parser.add_argument("--plot", help="write a figure of time vs n per op")
+    parser.add_argument("--min-time", type=float, default=0.2,
+                        help="seconds of timed calls per case and system (the median is reported; default 0.2)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also print, per case, the time of each primitive's kernels inside our jvp")
     parser.add_argument("--case-timeout", type=float, default=90.0,
                         help="seconds a peer may take on one case before it is skipped (default 90)")
     parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
-    parser.add_argument("--cases", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        return peer_worker(args.worker, json.loads(args.cases), args.out)
+        return peer_worker(args.worker, args.out, args.min_time)
     if args.backend:
         ad.set_backend(args.backend)
     backend = ad.default_backend()
