@@ -1,12 +1,13 @@
 """Benchmark: primal vs ``ad.jvp`` per decomposition and size, optionally against JAX and PyTorch.
 
 ``python -m cupy_ad bench [--peers] [--sizes 16 128 512 1024] [--dtypes float64 float32]
-[--batch 4096] [--csv FILE] [--plot FILE.png]`` prints a table (op, n, dtype, primal, ours, jax,
-torch, ours/primal, ours/best peer, extra memory), writes a CSV and optionally a plot. Each time is
-the median of repeated runs after warm-up; each peer runs in a process of its own (so that no
-thread pool of one system slows another), the systems taking turns case by case; every JVP timed is checked against the peers' (signs of
-singular/eigen vectors aligned), so a fast wrong answer cannot win. On NumPy the extra memory of a
-jvp beyond its primal outputs is measured with tracemalloc, in units of the input's size.
+[--batch 4096] [--repeat N] [--csv FILE] [--plot FILE.png] [--breakdown]`` prints a table (op, n,
+dtype, primal, ours, jax, torch, ours/primal, ours/best peer, extra memory), writes a CSV and
+optionally a plot. Each time is the median of repeated calls after warm-up (and, with --repeat, the
+median over sweeps); each peer runs in a process of its own (so that no thread pool of one system
+slows another) and the systems take turns case by case; every JVP timed is checked against the
+peers' (signs of singular/eigen vectors aligned), so a fast wrong answer cannot win. On NumPy the
+extra memory of a jvp beyond its outputs is measured with tracemalloc, in units of the input's size.
 """
 from __future__ import annotations
 
@@ -319,24 +320,41 @@ class _Peer:
 SETTLE_SECONDS = 0.3
 
 
+_TIMES = ("primal_ms", "ours_ms", "jax_ms", "torch_ms")
+
+
 def run(args: argparse.Namespace) -> list[dict]:
+    """Time every case; with ``--repeat N`` the whole sweep runs N times and each time reported is the
+    median over the sweeps (the checks, memory and breakdown come from the first)."""
     backend = ad.default_backend()
     ops = _ops()
     names = args.ops or list(ops)
     cases = [(name, (n, n), dtype) for name in names for dtype in args.dtypes for n in args.sizes]
     if args.batch:
         cases += [(name, (args.batch, 16, 16), dtype) for name in names for dtype in args.dtypes]
-    rows = []
+    rows: list[dict] = []
+    samples: list[dict[str, list[float]]] = [{} for _ in cases]
     with tempfile.TemporaryDirectory() as out_dir:
         peers = [_Peer(system, out_dir, args.case_timeout, args.min_time)
                  for system in (("jax", "torch") if args.peers else ())]
         try:
-            for index, (name, shape, dtype) in enumerate(_progress(cases, "cases")):
-                rows.append(_time_case(args, backend, ops[name], name, shape, dtype, index, peers))
+            for sweep in range(args.repeat):
+                for index, (name, shape, dtype) in enumerate(_progress(cases, f"sweep {sweep + 1}/{args.repeat}")):
+                    first = sweep == 0
+                    hung = set() if first else {p.system for p in peers if rows[index].get(f"{p.system}_ms") == "hung"}
+                    row = _time_case(args, backend, ops[name], name, shape, dtype, index,
+                                     [p for p in peers if p.system not in hung], first)
+                    if first:
+                        rows.append(row)
+                    for key in _TIMES:
+                        if isinstance(row.get(key), float):
+                            samples[index].setdefault(key, []).append(row[key])
         finally:
             for peer in peers:
                 peer.close()
-    for row in rows:
+    for row, timed in zip(rows, samples):
+        row.update({key: float(np.median(values)) for key, values in timed.items()})
+        row["ours_over_primal"] = row["ours_ms"] / row["primal_ms"]
         peer_times = [row[k] for k in ("jax_ms", "torch_ms") if isinstance(row.get(k), float)]
         if peer_times:
             row["ours_over_best_peer"] = row["ours_ms"] / min(peer_times)
@@ -344,26 +362,27 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 def _time_case(args: argparse.Namespace, backend: Any, op: Op, name: str, shape: tuple, dtype: str, index: int,
-               peers: list) -> dict:
-    """One row: our primal and jvp, then each peer's jvp (checked against ours)."""
+               peers: list, first: bool) -> dict:
+    """One row: our primal and jvp, then each peer's jvp; on the ``first`` sweep also the checks
+    against the peers, the memory and the breakdown."""
     a_np, t_np = _inputs(op, shape, dtype)
     a, t = backend.from_numpy(a_np), backend.from_numpy(t_np)
     row: dict[str, Any] = {"op": name, "shape": "x".join(map(str, shape)), "dtype": dtype}
     time.sleep(SETTLE_SECONDS if peers else 0.0)
     row["primal_ms"] = 1e3 * _median_seconds(lambda: op.primal(backend, a), backend.synchronize, args.min_time)
     row["ours_ms"] = 1e3 * _median_seconds(lambda: ad.jvp(op.ours, (a,), (t,)), backend.synchronize, args.min_time)
-    row["ours_over_primal"] = row["ours_ms"] / row["primal_ms"]
-    values, tangents = ad.jvp(op.ours, (a,), (t,))
-    our_values = [backend.to_numpy(v) for v in _as_tuple(values)]
-    our_tangents = [backend.to_numpy(v) for v in _as_tuple(tangents)]
-    if backend.name == "numpy":
-        row["extra_memory_inputs"] = _extra_memory(lambda: ad.jvp(op.ours, (a,), (t,)), a_np.nbytes)
-    if args.breakdown:
-        from breakdown import format_breakdown, primitive_breakdown
+    if first:
+        values, tangents = ad.jvp(op.ours, (a,), (t,))
+        our_values = [backend.to_numpy(v) for v in _as_tuple(values)]
+        our_tangents = [backend.to_numpy(v) for v in _as_tuple(tangents)]
+        if backend.name == "numpy":
+            row["extra_memory_inputs"] = _extra_memory(lambda: ad.jvp(op.ours, (a,), (t,)), a_np.nbytes)
+        if args.breakdown:
+            from breakdown import format_breakdown, primitive_breakdown
 
-        label = f"{name} {row['shape']} {dtype}"
-        row["breakdown"] = format_breakdown(label, *primitive_breakdown(lambda: ad.jvp(op.ours, (a,), (t,)),
-                                                                        backend.synchronize))
+            label = f"{name} {row['shape']} {dtype}"
+            row["breakdown"] = format_breakdown(label, *primitive_breakdown(lambda: ad.jvp(op.ours, (a,), (t,)),
+                                                                            backend.synchronize))
     for peer in peers:
         time.sleep(SETTLE_SECONDS)
         result = peer.time(index, (name, shape, dtype))
@@ -373,9 +392,10 @@ def _time_case(args: argparse.Namespace, backend: Any, op: Op, name: str, shape:
             continue
         ms, values, tangents = result
         row[f"{peer.system}_ms"] = ms
-        theirs = _aligned(our_values, values, tangents, op.align)
-        tolerance = 1e-6 if dtype == "float64" else 5e-2
-        row[f"{peer.system}_agrees"] = _max_relative_difference(our_tangents, theirs) < tolerance
+        if first:
+            theirs = _aligned(our_values, values, tangents, op.align)
+            tolerance = 1e-6 if dtype == "float64" else 5e-2
+            row[f"{peer.system}_agrees"] = _max_relative_difference(our_tangents, theirs) < tolerance
     return row
 
 
@@ -452,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                       "bench.csv"))
     parser.add_argument("--plot", help="write a figure of time vs n per op")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="sweeps over all cases; each time reported is the median over the sweeps (default 1)")
     parser.add_argument("--min-time", type=float, default=0.2,
                         help="seconds of timed calls per case and system (the median is reported; default 0.2)")
     parser.add_argument("--breakdown", action="store_true",
