@@ -51,24 +51,11 @@ _prod = Primitive("prod", lambda x, /, *, axis=None, dtype=None, keepdims=False:
     x, axis=axis, dtype=dtype, keepdims=keepdims))
 
 
-def _exclusive_cumulative_product(v: Any) -> Any:
-    """[1, v_0, v_0 v_1, ..., v_0 ... v_(K-2)] along the last axis of v (..., K), K >= 1: a
-    Hillis-Steele scan, ceil(log2 K) products of shifted copies. Namespace operations only (no
-    division), so it nests and is exact where entries are zero; O(K) memory."""
-    size = v.shape[-1]
-    raw = strip(v)
-    c = concat([xp_of(raw).ones((*raw.shape[:-1], 1), dtype=raw.dtype), v[..., :-1]], axis=-1)
-    shift = 1
-    while shift < size:
-        c = concat([c[..., :shift], multiply(c[..., shift:], c[..., :-shift])], axis=-1)
-        shift *= 2
-    return c
-
-
 @_prod.def_jvp
 def _prod_jvp(primals: list, tangents: list, *, axis: Any = None, dtype: Any = None, keepdims: bool = False):
     # d prod(x) = sum_i dx_i prod_{j != i} x_j, the products of "all but one" as the product of the
-    # exclusive prefix and suffix products: no division (exact at zeros, to every order) and O(K) memory.
+    # exclusive prefix and suffix products (cumulative_prod, whose own rule nests): no division (exact
+    # at zeros, to every order) and O(K) memory.
     (x,), (t,) = primals, tangents
     ans = bind(_prod, x, axis=axis, dtype=dtype, keepdims=keepdims)
     axes = _axes(axis, x.ndim)
@@ -81,8 +68,8 @@ def _prod_jvp(primals: list, tangents: list, *, axis: Any = None, dtype: Any = N
         return ans, reshape(sum(ts, axis=-1, dtype=dtype), ans.shape)
     if dtype is not None:
         xs = astype(xs, dtype)
-    prefix = _exclusive_cumulative_product(xs)
-    suffix = flip(_exclusive_cumulative_product(flip(xs, axis=-1)), axis=-1)
+    prefix = cumulative_prod(xs[..., :-1], axis=-1, include_initial=True)  # [1, x_0, x_0 x_1, ...]
+    suffix = flip(cumulative_prod(flip(xs, axis=-1)[..., :-1], axis=-1, include_initial=True), axis=-1)
     tangent = sum(multiply(ts, multiply(prefix, suffix)), axis=-1, dtype=dtype)
     return ans, reshape(tangent, ans.shape)
 
