@@ -145,11 +145,13 @@ def _median_seconds(fn: Callable[[], Any], sync: Callable[[], None], min_time: f
         fn()
         sync()
     times: list[float] = []
-    while len(times) < 3 or (sum(times) < min_time and len(times) < max_repeat):
+    total = 0.0  # a running total: re-summing the list each call would put a growing gap between
+    while len(times) < 3 or (total < min_time and len(times) < max_repeat):  # calls (JAX slows then)
         start = time.perf_counter()
         fn()
         sync()
         times.append(time.perf_counter() - start)
+        total += times[-1]
     return float(np.median(times))
 
 
@@ -288,8 +290,13 @@ class _Peer:
             return None
         if self.process is None:
             self._start()
-        self.process.stdin.write(json.dumps([index, [case[0], list(case[1]), case[2]]]) + "\n")
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write(json.dumps([index, [case[0], list(case[1]), case[2]]]) + "\n")
+            self.process.stdin.flush()
+        except OSError:  # the worker died after its last case: a fresh one takes the next
+            print(f"\n{self.system}: the worker had exited before {case}: skipped", file=sys.stderr)
+            self.close()
+            return None
         answered = select.select([self.process.stdout], [], [], self.timeout)[0]
         answer = self.process.stdout.readline().strip() if answered else ""
         if answer == "missing":
@@ -298,7 +305,8 @@ class _Peer:
             self.close()
             return None
         if answer != "done":
-            print(f"\n{self.system}: no result for {case} after {self.timeout:.0f} s: skipped", file=sys.stderr)
+            why = f"no result after {self.timeout:.0f} s" if not answered else f"the worker answered {answer!r}"
+            print(f"\n{self.system}: {why} for {case}: skipped", file=sys.stderr)
             self.close()
             return None
         with open(os.path.join(self.out_dir, f"{index}.json")) as fh:
@@ -383,7 +391,7 @@ def _time_case(args: argparse.Namespace, backend: Any, op: Op, name: str, shape:
             label = f"{name} {row['shape']} {dtype}"
             row["breakdown"] = format_breakdown(label, *primitive_breakdown(lambda: ad.jvp(op.ours, (a,), (t,)),
                                                                             backend.synchronize))
-    for peer in peers:
+    for peer in (p for p in peers if p.installed):
         time.sleep(SETTLE_SECONDS)
         result = peer.time(index, (name, shape, dtype))
         if result is None:
