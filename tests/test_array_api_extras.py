@@ -153,3 +153,47 @@ def test_pinv_rank_deficient_and_matrix_rank(backend):
     np.testing.assert_allclose(_np(backend, dp), fd, rtol=1e-5, atol=1e-7)
     out, tan = ad.jvp(ns.linalg.matrix_rank, (a,), (direction,))
     assert type(tan) is ad.Zero
+
+
+def test_edge_cases_of_the_scans_and_diff(backend):
+    """dtype= keeps primal and tangent dtypes equal; 3-D axes; 0-d input; empty reductions; diff's
+    bad axes and more steps than entries behave as the backend."""
+    ns, xp = backend.ns, backend.xp
+    x32 = backend.random((2, 3, 4), np.float32, seed=13)
+    t32 = backend.random((2, 3, 4), np.float32, seed=14)
+    for f in (lambda a: ns.cumulative_prod(a, axis=1, dtype=ns.float64), lambda a: ns.prod(a, axis=1, dtype=ns.float64)):
+        out, tan = ad.jvp(f, (x32,), (t32,))
+        assert out.dtype == tan.dtype == xp.float64
+    x = backend.random((2, 3, 4), seed=15)
+    ad.check_jvp(lambda a: ns.cumulative_prod(a, axis=1), (x,))
+    ad.check_jvp(lambda a: ns.cumulative_prod(a, axis=-3, include_initial=True), (x,))
+    out, tan = ad.jvp(lambda a: ns.prod(a, axis=1), (x[:, :0, :],), (x[:, :0, :],))  # empty products
+    np.testing.assert_array_equal(_np(backend, out), 1.0)
+    np.testing.assert_array_equal(_np(backend, tan), 0.0)
+    if backend.name == "numpy":  # NumPy takes a 0-d array as one entry (the standard does not say)
+        s = backend.asarray(3.0)
+        out, tan = ad.jvp(ns.cumulative_prod, (s,), (backend.asarray(2.0),))
+        assert out.shape == tan.shape == xp.cumulative_prod(s).shape and float(_np(backend, tan).ravel()[0]) == 2.0
+    with pytest.raises(IndexError):
+        ns.diff(x, axis=3)
+    with pytest.raises(ValueError):
+        ns.diff(backend.asarray(1.0))
+    short = backend.random((2, 3), seed=16)
+    np.testing.assert_array_equal(_np(backend, ns.diff(short, n=5)).shape, (2, 0))
+
+
+def test_reciprocal_complex_and_pinv_options(backend):
+    ns, xp = backend.ns, backend.xp
+    z = backend.random((5,), np.complex128, seed=17)
+    ad.check_jvp(ns.reciprocal, (z,))
+    a = backend.random((3, 4, 3), seed=18)
+    rtol = backend.asarray([1e-3, 0.5, 0.9])  # per matrix: the second and third drop singular values
+    np.testing.assert_allclose(_np(backend, ns.linalg.pinv(a, rtol=rtol)),
+                               np.linalg.pinv(_np(backend, a), rtol=_np(backend, rtol)), atol=1e-12)
+    ad.check_jvp(lambda m: ns.linalg.pinv(m, rtol=rtol), (a,))
+    empty = backend.asarray(np.zeros((0, 3)))
+    assert ns.linalg.pinv(empty).shape == (3, 0)
+    rank = ns.linalg.matrix_rank(a, rtol=rtol)
+    reference = xp.linalg.matrix_rank(a, rtol=rtol)
+    assert rank.dtype == reference.dtype
+    np.testing.assert_array_equal(_np(backend, rank), _np(backend, reference))

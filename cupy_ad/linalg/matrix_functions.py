@@ -1,8 +1,9 @@
 """matrix_power, pinv and matrix_rank (array API linalg), composed of differentiable primitives.
 
 No rules of their own: matrix_power is repeated squaring with matmul (and inv for negative powers);
-pinv is V diag(1/s) U^H from the thin SVD with the singular values below rtol * s_max dropped (as
-NumPy and the standard define it), whose derivative comes from the SVD's rule and holds where the
+pinv is V diag(1/s) U^H from the thin SVD with the singular values <= rtol * s_max dropped, rtol by
+default max(m, n) eps as the array API standard says (numpy.linalg.pinv's own default, rcond=1e-15,
+keeps more of them in float32), whose derivative comes from the SVD's rule and holds where the
 rank is locally constant (pinv is discontinuous where it changes); matrix_rank is an integer.
 """
 from __future__ import annotations

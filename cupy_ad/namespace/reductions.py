@@ -90,6 +90,8 @@ def _cumulative_prod_jvp(primals: list, tangents: list, *, axis: Any = None, dty
     # of namespace operations: no division (exact at zeros), nests, O(K) memory, log2(K) steps.
     (x,), (t,) = primals, tangents
     ans = bind(_cumulative_prod, x, axis=axis, dtype=dtype, include_initial=include_initial)
+    if x.ndim == 0:  # (NumPy takes a scalar as one entry)
+        x, t = reshape(x, (1,)), reshape(t, (1,))
     axis = 0 if axis is None else axis % x.ndim
     c, d = moveaxis(x, axis, -1), moveaxis(t, axis, -1)
     if dtype is not None:
@@ -103,7 +105,7 @@ def _cumulative_prod_jvp(primals: list, tangents: list, *, axis: Any = None, dty
     if include_initial:  # the initial 1 is a constant
         raw = strip(d)
         d = concat([xp_of(raw).zeros((*raw.shape[:-1], 1), dtype=raw.dtype), d], axis=-1)
-    return ans, moveaxis(d, -1, axis)
+    return ans, reshape(moveaxis(d, -1, axis), ans.shape)
 
 
 def cumulative_prod(x: Any, /, *, axis: int | None = None, dtype: Any = None, include_initial: bool = False) -> Any:
@@ -115,12 +117,18 @@ def diff(x: Any, /, *, axis: int = -1, n: int = 1, prepend: Any = None, append: 
     composed of slices and subtractions."""
     if n < 0:
         raise ValueError(f"diff: n must be non-negative, got {n}")
+    if x.ndim == 0:
+        raise ValueError("diff needs an array of at least one dimension")
+    if not -x.ndim <= axis < x.ndim:
+        raise IndexError(f"diff: axis {axis} is out of bounds for an array of dimension {x.ndim}")
     if n == 0:  # as NumPy: the input itself, prepend and append ignored
         return x
     parts = [p for p in (prepend, x, append) if p is not None]
     y = concat(parts, axis=axis) if len(parts) > 1 else x
     before = (slice(None),) * (axis % y.ndim)
     for _ in range(n):
+        if y.shape[axis] == 0:  # nothing left to difference (more steps than entries)
+            break
         y = subtract(y[before + (slice(1, None), ...)], y[before + (slice(None, -1), ...)])
     return y
 
