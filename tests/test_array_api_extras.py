@@ -161,7 +161,8 @@ def test_edge_cases_of_the_scans_and_diff(backend):
     ns, xp = backend.ns, backend.xp
     x32 = backend.random((2, 3, 4), np.float32, seed=13)
     t32 = backend.random((2, 3, 4), np.float32, seed=14)
-    for f in (lambda a: ns.cumulative_prod(a, axis=1, dtype=ns.float64), lambda a: ns.prod(a, axis=1, dtype=ns.float64)):
+    for f in (lambda a: ns.cumulative_prod(a, axis=1, dtype=ns.float64),
+              lambda a: ns.prod(a, axis=1, dtype=ns.float64)):
         out, tan = ad.jvp(f, (x32,), (t32,))
         assert out.dtype == tan.dtype == xp.float64
     x = backend.random((2, 3, 4), seed=15)
