@@ -31,6 +31,7 @@ from ..core import Primitive, Zero, bind, strip
 from ..namespace import add, concat, diagonal, matmul, matrix_transpose, multiply, negative, subtract, \
     triu, where
 from ..namespace._rules import xp_of
+from ._clusters import take_degenerate_path
 from ._matrix import backend_of_matrix, mH, require_matrix
 from ._results import QRResult
 from .triangular import solve_triangular_p
@@ -53,11 +54,14 @@ qr_r_p = Primitive("qr_r", _qr_r_impl)  # mode "r": R alone
 
 def _guarded(r: Any) -> Any:
     """``r`` with exact zeros on its diagonal replaced by NaN, so that the triangular solves of the
-    rule give NaN tangents where R is singular instead of raising (no host synchronisation)."""
+    rule give NaN tangents where R is singular instead of raising (CuPy: always, branch-free, no host
+    synchronisation; host backends skip the pass when no diagonal entry is zero)."""
     raw = strip(r)
     xp = xp_of(raw)
-    n = raw.shape[-1]
-    bad = xp.logical_and(xp.expand_dims(diagonal(raw) == 0, axis=-1), xp.eye(n, dtype=xp.bool))
+    zero = diagonal(raw) == 0
+    if not take_degenerate_path(raw, zero):
+        return r
+    bad = xp.logical_and(xp.expand_dims(zero, axis=-1), xp.eye(raw.shape[-1], dtype=xp.bool))
     return where(bad, xp.asarray(float("nan"), dtype=raw.dtype), r)
 
 
