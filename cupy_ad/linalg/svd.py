@@ -63,7 +63,6 @@ from ..namespace import (
     sum,
     where,
 )
-from ..namespace import max as amax
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path
 from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
@@ -87,6 +86,14 @@ def _safe_inverse(x: Any, zero_mask: Any) -> Any:
     return where(zero_mask, 0.0, divide(1.0, where(zero_mask, 1.0, x)))
 
 
+def _tolerance(s: Any, m: int, n: int) -> Any:
+    """resolution(max(m, n)) s_max, raw (..., 1): what the SVD resolves (see ``_clusters.resolution``);
+    a singular value at or below it counts as zero, two closer than it coincide."""
+    raw = strip(s)
+    xp = xp_of(raw)
+    return xp.max(raw, axis=-1, keepdims=True) * resolution(max(m, n), float(xp.finfo(raw.dtype).eps))
+
+
 def _inverse_and_gaps(s: Any, m: int, n: int) -> tuple[Any, Any]:
     """(S^-1, F) with F_ij = 1 / (s_j^2 - s_i^2), both 0 where ill-defined.
 
@@ -95,8 +102,7 @@ def _inverse_and_gaps(s: Any, m: int, n: int) -> tuple[Any, Any]:
     gap is rounding noise); the diagonal of F is 0.
     """
     raw = strip(s)  # the masks are constants: computed on the raw values
-    s_max = amax(raw, axis=-1, keepdims=True)
-    tol = multiply(s_max, resolution(max(m, n), float(xp_of(raw).finfo(raw.dtype).eps)))
+    tol = _tolerance(raw, m, n)
     s_inv = _safe_inverse(s, less_equal(raw, tol))
     s2 = square(s)
     gaps = subtract(expand_dims(s2, axis=-2), expand_dims(s2, axis=-1))  # [i, j] = s_j^2 - s_i^2
@@ -184,7 +190,7 @@ def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, o
     m, n = a.shape[-2], a.shape[-1]
     raw = strip(s)
     xp = xp_of(raw)
-    tol = xp.max(raw, axis=-1, keepdims=True) * resolution(max(m, n), float(xp.finfo(raw.dtype).eps))
+    tol = _tolerance(raw, m, n)
     flags = xp.concat([joined_neighbours(raw, tol), raw <= tol], axis=-1)  # clustered, or zero
 
     def path(pick: Any) -> tuple:
@@ -205,8 +211,7 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     raw = strip(s)
     xp = xp_of(raw)
     eps = float(xp.finfo(raw.dtype).eps)
-    s_max = xp.max(raw, axis=-1, keepdims=True)
-    tol = s_max * resolution(max(m, n), eps)  # what the SVD resolves (zero, and coinciding values)
+    tol = _tolerance(raw, m, n)
     cl = find_clusters(raw, tol)
     zero = xp.any(cl.same & xp.expand_dims(raw <= tol, axis=-2), axis=-1)  # a cluster holding a 0
     regular = cl.single & ~zero
