@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, Zero, bind
+from ..namespace._batching import along_axis
 from ..namespace._rules import add_tangents, xp_of
 
 
@@ -16,6 +17,7 @@ def _impl(x1: Any, x2: Any, *, axis: int) -> Any:
 
 
 cross_p = Primitive("cross", _impl)
+cross_p.def_batch(along_axis(cross_p))
 
 
 @cross_p.def_jvp

@@ -1,17 +1,17 @@
-"""Helpers for writing JVP rules: symbolic-zero arithmetic and rule factories."""
+"""Helpers for writing JVP rules: symbolic-zero arithmetic and rule factories (with their batching rules)."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from ..backends import backend_of
-from ..core import Dual, Primitive, Zero, bind, strip
+from ..core import Dual, Primitive, Zero, base_array, bind, strip
 
 
 def backend_of_args(args: Any) -> Any:
-    """The backend of the first array among ``args`` (duals looked through)."""
+    """The backend of the first array among ``args`` (duals, batches and recordings looked through)."""
     for a in args:
-        if type(a) is Dual or hasattr(a, "dtype"):  # arrays and NumPy scalars, not Python scalars
-            return backend_of(strip(a))
+        if hasattr(a, "dtype"):  # arrays, traced values and NumPy scalars, not Python scalars
+            return backend_of(base_array(a))
     raise TypeError("expected at least one array argument")
 
 
@@ -58,7 +58,7 @@ def instantiate(t: Any, like: Any) -> Any:
     if type(t) is not Zero:
         return t
     raw = strip(like)
-    xp = backend_of(raw).xp
+    xp = backend_of(base_array(raw)).xp
     return xp.zeros(raw.shape, dtype=raw.dtype, device=raw.device) if hasattr(raw, "device") \
         else xp.zeros(raw.shape, dtype=raw.dtype)
 
@@ -87,6 +87,7 @@ def elementwise(name: str, *derivatives: Callable | None, impl: Callable | None 
     contributions are broadcast to the output and summed, skipping symbolic zeros.
     """
     prim = Primitive(name, impl or backend_function(name))
+    prim.batch = _batching.broadcasting(prim)
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, **params: Any):
@@ -100,9 +101,12 @@ def elementwise(name: str, *derivatives: Callable | None, impl: Callable | None 
     return prim
 
 
-def linear(name: str, impl: Callable | None = None, *, module: str | None = None) -> Primitive:
-    """A primitive linear in its array arguments: its JVP applies it to the tangents."""
-    prim = Primitive(name, impl or backend_function(name, module))
+def linear(name: str, impl: Callable | None = None, *, module: str | None = None, batch: Callable,
+           array_params: tuple = ()) -> Primitive:
+    """A primitive linear in its array arguments: its JVP applies it to the tangents. ``batch(prim)``
+    makes its batching rule (see :mod:`._batching`)."""
+    prim = Primitive(name, impl or backend_function(name, module), array_params=array_params)
+    prim.batch = batch(prim)
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, **params: Any):
@@ -117,9 +121,11 @@ def linear(name: str, impl: Callable | None = None, *, module: str | None = None
 
 
 def nondifferentiable(name: str, impl: Callable | None = None, *, module: str | None = None,
-                      multiple_results: bool = False) -> Primitive:
-    """A primitive whose outputs carry zero tangents (comparisons, rounding, indices)."""
+                      multiple_results: bool = False, batch: Callable | None = None) -> Primitive:
+    """A primitive whose outputs carry zero tangents (comparisons, rounding, indices); batched as an
+    elementwise function unless ``batch(prim)`` makes its batching rule."""
     prim = Primitive(name, impl or backend_function(name, module), multiple_results=multiple_results)
+    prim.batch = (batch or _batching.broadcasting)(prim)
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, **params: Any):
@@ -133,6 +139,7 @@ def nondifferentiable(name: str, impl: Callable | None = None, *, module: str | 
 
 # Bound at the end: these modules import this one (by then it is complete), and a module-level name
 # costs nothing per rule call, unlike an import inside the function.
+from . import _batching  # noqa: E402
 from . import elementwise as _elementwise  # noqa: E402
 from . import manipulation as _manipulation  # noqa: E402
 

@@ -5,9 +5,33 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..core import Primitive, Zero, bind, strip
+from ._batching import aligned, all_front, broadcasting, every_axis, pad_rank, rank, reducing, shift, to_front
 from ._rules import is_inexact_dtype, linear, xp_of
 
-reshape = linear("reshape")
+
+# Batching rules: the batch axis goes first and the shape and axis parameters follow it. Parameters
+# may come positionally (``reshape(x, shape)``): they are read and passed back where they came.
+def _positional(values: list, params: dict, names: tuple[str, ...], default: Any = None) -> list:
+    """The parameters ``names`` after x, from ``values`` or ``params`` (those are removed from it)."""
+    return [values[1 + k] if 1 + k < len(values) else params.pop(name, default) for k, name in enumerate(names)]
+
+
+def _passed_back(values: list, params: dict, names: tuple[str, ...], new: list) -> tuple[list, dict]:
+    """The new parameters ``new`` for ``names``, positional where they came positionally."""
+    count = len(values) - 1
+    return new[:count], {**params, **dict(zip(names[count:], new[count:]))}
+
+
+def _reshape_batch(prim: Primitive):
+    def rule(values: list, axes: list, **params: Any):
+        (shape,) = _positional(values, params, ("shape",))
+        x = to_front(values[0], axes[0])
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        return bind(prim, x, (x.shape[0], *shape), **params), 0
+    return rule
+
+
+reshape = linear("reshape", batch=_reshape_batch)
 
 
 def _expand_dims_impl(x: Any, /, *, axis: int = 0) -> Any:
@@ -22,22 +46,87 @@ def _expand_dims_impl(x: Any, /, *, axis: int = 0) -> Any:
     return x.reshape(shape) if hasattr(x, "reshape") else xp.reshape(x, shape)  # NumPy/CuPy: the method
 
 
-expand_dims = linear("expand_dims", _expand_dims_impl)
-squeeze = linear("squeeze")
-permute_dims = linear("permute_dims")
-broadcast_to = linear("broadcast_to")
-flip = linear("flip")
-roll = linear("roll")
-moveaxis = linear("moveaxis")
-tile = linear("tile")
-_repeat = linear("repeat", lambda x, *, repeats, axis: xp_of(x).repeat(x, repeats, axis=axis))
+def _axis_batch(names: tuple[str, ...], default_all: bool = False, default: Any = None):
+    """Rules for primitives whose parameters ``names`` are axes of x (None: every axis with
+    ``default_all``; ``default``: the value of an absent parameter)."""
+    def make(prim: Primitive):
+        def rule(values: list, axes: list, **params: Any):
+            found = _positional(values, params, names, default)
+            x_rank = rank(values[0], axes[0])
+            x = to_front(values[0], axes[0])
+            moved = [every_axis(x_rank) if a is None and default_all else None if a is None else shift(a)
+                     for a in found]
+            positional, params = _passed_back(values, params, names, moved)
+            return bind(prim, x, *positional, **params), 0
+        return rule
+    return make
+
+
+def _flattening_batch(prim: Primitive):
+    """Rule for primitives that flatten x when ``axis`` is None (roll, repeat): flatten each example."""
+    def rule(values: list, axes: list, *, axis: Any = None, **params: Any):
+        x = to_front(values[0], axes[0])
+        if axis is None:
+            shape = x.shape
+            out = bind(prim, reshape(x, (shape[0], -1)), *values[1:], axis=1, **params)
+            return (reshape(out, shape) if prim is roll else out), 0
+        return bind(prim, x, *values[1:], axis=shift(axis), **params), 0
+    return rule
+
+
+def _broadcast_to_batch(prim: Primitive):
+    def rule(values: list, axes: list, **params: Any):
+        (shape,) = _positional(values, params, ("shape",))
+        shape = tuple(shape)
+        x = pad_rank(to_front(values[0], axes[0]), len(shape) - rank(values[0], axes[0]))
+        return bind(prim, x, (x.shape[0], *shape), **params), 0
+    return rule
+
+
+def _permute_dims_batch(prim: Primitive):
+    def rule(values: list, axes: list, **params: Any):
+        (order,) = _positional(values, params, ("axes",))
+        x_rank = rank(values[0], axes[0])
+        x = to_front(values[0], axes[0])
+        return bind(prim, x, (0, *(a % x_rank + 1 for a in order)), **params), 0
+    return rule
+
+
+def _tile_batch(prim: Primitive):
+    def rule(values: list, axes: list, **params: Any):
+        (reps,) = _positional(values, params, ("repetitions",))
+        reps = tuple(reps)
+        x_rank = rank(values[0], axes[0])
+        x = pad_rank(to_front(values[0], axes[0]), len(reps) - x_rank)
+        return bind(prim, x, (1,) * (x.ndim - len(reps)) + reps, **params), 0
+    return rule
+
+
+expand_dims = linear("expand_dims", _expand_dims_impl, batch=_axis_batch(("axis",), default=0))
+squeeze = linear("squeeze", batch=_axis_batch(("axis",)))
+permute_dims = linear("permute_dims", batch=_permute_dims_batch)
+broadcast_to = linear("broadcast_to", batch=_broadcast_to_batch)
+flip = linear("flip", batch=_axis_batch(("axis",), default_all=True))
+roll = linear("roll", batch=_flattening_batch)
+moveaxis = linear("moveaxis", batch=_axis_batch(("source", "destination")))
+tile = linear("tile", batch=_tile_batch)
+_repeat = linear("repeat", lambda x, *, repeats, axis: xp_of(x).repeat(x, repeats, axis=axis), batch=_flattening_batch)
 
 
 def repeat(x: Any, repeats: Any, /, *, axis: int | None = None) -> Any:
     return _repeat(x, repeats=strip(repeats), axis=axis)
 
-_concat = linear("concat", lambda *arrays, axis: xp_of(*arrays).concat(arrays, axis=axis))
-_stack = linear("stack", lambda *arrays, axis: xp_of(*arrays).stack(arrays, axis=axis))
+def _concat_batch(prim: Primitive):
+    def rule(values: list, axes: list, *, axis: Any = 0):
+        arrays = all_front(values, axes)
+        if axis is None:  # each example flattened
+            arrays = [reshape(a, (a.shape[0], -1)) for a in arrays]
+        return bind(prim, *arrays, axis=1 if axis is None else shift(axis)), 0
+    return rule
+
+
+_concat = linear("concat", lambda *arrays, axis: xp_of(*arrays).concat(arrays, axis=axis), batch=_concat_batch)
+_stack = linear("stack", lambda *arrays, axis: xp_of(*arrays).stack(arrays, axis=axis), batch=_concat_batch)
 
 
 def concat(arrays: Sequence[Any], /, *, axis: int | None = 0) -> Any:
@@ -112,10 +201,11 @@ def _triu_impl(x: Any, /, *, k: int = 0) -> Any:
 
 
 # Extensions the rules need (the standard has no tril/triu); written with standard functions.
-tril = linear("tril", _tril_impl)
-triu = linear("triu", _triu_impl)
+tril = linear("tril", _tril_impl, batch=_axis_batch(()))
+triu = linear("triu", _triu_impl, batch=_axis_batch(()))
 
 _astype = Primitive("astype", lambda x, dtype, copy=True: xp_of(x).astype(x, dtype, copy=copy))
+_astype.batch = broadcasting(_astype)
 
 
 @_astype.def_jvp

@@ -7,11 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, Zero, bind
+from ._batching import aligned, along_axis, batch_size, rank, to_front
 from ._rules import add_tangents, backend_function, linear
+from .manipulation import expand_dims, moveaxis, permute_dims, reshape, squeeze
 
 
-def _bilinear(name: str, impl: Any = None) -> Primitive:
+def _bilinear(name: str, impl: Any = None, *, batch: Any = None) -> Primitive:
     prim = Primitive(name, impl or backend_function(name))
+    prim.batch = batch
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, **params: Any):
@@ -27,11 +30,85 @@ def _bilinear(name: str, impl: Any = None) -> Primitive:
     return prim
 
 
-matmul = _bilinear("matmul", lambda x, y: x @ y)
-tensordot = _bilinear("tensordot")
+def _matmul_batch(values: list, axes: list):
+    """Vectors become matrices (x: a row, y: a column, squeezed out after), batch ranks are aligned.
+    A matrix shared by every example multiplies the whole stack at once: its examples are folded
+    into one large product (rows of x, or columns of y)."""
+    (x, y), (x_axis, y_axis) = values, axes
+    x_vector, y_vector = rank(x, x_axis) == 1, rank(y, y_axis) == 1
+    x, y = to_front(x, x_axis), to_front(y, y_axis)
+    if x_vector:
+        x = expand_dims(x, axis=-2)
+    if y_vector:
+        y = expand_dims(y, axis=-1)
+    if y_axis is None and y.ndim == 2:  # (B, ..., m, k) @ (k, n): one GEMM
+        out = reshape(matmul(reshape(x, (-1, x.shape[-1])), y), (*x.shape[:-1], y.shape[-1]))
+    elif x_axis is None and x.ndim == 2 and y.ndim == 3:  # (m, k) @ (B, k, n): one GEMM
+        b, k, n = y.shape
+        y = reshape(moveaxis(y, 0, -2), (k, b * n))
+        out = moveaxis(reshape(matmul(x, y), (x.shape[0], b, n)), 1, 0)
+    else:
+        out = matmul(*aligned([x, y], [None if x_axis is None else 0, None if y_axis is None else 0], (2, 2)))
+    if y_vector:
+        out = squeeze(out, axis=-1)
+    if x_vector:
+        out = squeeze(out, axis=-2 if not y_vector else -1)
+    return out, 0
+
+
+def _contraction(x: Any, y: Any, x_axes: tuple, y_axes: tuple) -> Any:
+    """Batch-first x and y contracted over x_axes with y_axes, example by example (a batched matmul)."""
+    size = x.shape[0]
+    x_free = [a for a in range(1, x.ndim) if a not in x_axes]
+    y_free = [a for a in range(1, y.ndim) if a not in y_axes]
+    k = 1
+    for a in x_axes:
+        k *= x.shape[a]
+    xm = reshape(permute_dims(x, (0, *x_free, *x_axes)), (size, -1, k))
+    ym = reshape(permute_dims(y, (0, *y_axes, *y_free)), (size, k, -1))
+    return reshape(matmul(xm, ym), (size, *(x.shape[a] for a in x_free), *(y.shape[a] for a in y_free)))
+
+
+def _tensordot_rule(values: list, axes: list, **params: Any):
+    (x, y), (x_axis, y_axis) = values, axes
+    contracted = params.get("axes", 2)
+    x_rank, y_rank = rank(x, x_axis), rank(y, y_axis)
+    if isinstance(contracted, int):
+        x_axes, y_axes = tuple(range(x_rank - contracted, x_rank)), tuple(range(contracted))
+    else:
+        x_axes, y_axes = (tuple(a % x_rank for a in contracted[0]), tuple(a % y_rank for a in contracted[1]))
+    if y_axis is None:  # the batch stays with x's free axes, in front
+        return tensordot(to_front(x, x_axis), y, axes=(tuple(a + 1 for a in x_axes), y_axes)), 0
+    if x_axis is None:  # the batch comes after x's free axes
+        out = tensordot(x, to_front(y, y_axis), axes=(x_axes, tuple(a + 1 for a in y_axes)))
+        return out, x_rank - len(x_axes)
+    return _contraction(to_front(x, x_axis), to_front(y, y_axis), tuple(a + 1 for a in x_axes),
+                        tuple(a + 1 for a in y_axes)), 0
+
+
+def _outer_batch(values: list, axes: list):
+    (x, y), (x_axis, y_axis) = values, axes
+    size = batch_size(values, axes)
+    x = expand_dims(x, axis=-1) if x_axis is None else reshape(to_front(x, x_axis), (size, -1, 1))
+    y = expand_dims(y, axis=-2) if y_axis is None else reshape(to_front(y, y_axis), (size, 1, -1))
+    from .elementwise import multiply
+
+    return multiply(x, y), 0
+
+
+def _matrix_batch(prim: Primitive):
+    """diagonal and trace read the last two axes: the batch goes in front."""
+    def rule(values: list, axes: list, **params: Any):
+        return bind(prim, to_front(values[0], axes[0]), **params), 0
+    return rule
+
+
+matmul = _bilinear("matmul", lambda x, y: x @ y, batch=_matmul_batch)
+tensordot = _bilinear("tensordot", batch=_tensordot_rule)
 vecdot = _bilinear("vecdot")
-outer = _bilinear("outer", backend_function("outer", "linalg"))
-diagonal = linear("diagonal", module="linalg")
-trace = linear("trace", module="linalg")
+vecdot.batch = along_axis(vecdot)
+outer = _bilinear("outer", backend_function("outer", "linalg"), batch=_outer_batch)
+diagonal = linear("diagonal", module="linalg", batch=_matrix_batch)
+trace = linear("trace", module="linalg", batch=_matrix_batch)
 
 __all__ = ["diagonal", "matmul", "outer", "tensordot", "trace", "vecdot"]
