@@ -368,7 +368,10 @@ def _batch(prim: Primitive, level: int, args: tuple, params: dict) -> Any:
             values.append(a)
             axes.append(None)
     if all(axis is None for axis in axes):  # nothing mapped (constants of this level): the plain call
-        return bind(prim, *values[:len(args)], **params)
+        out = bind(prim, *values[:len(args)], **params)
+        if prim.multiple_results:
+            return tuple(Batched(level, o, None) for o in out)
+        return Batched(level, out, None)
     if prim.batch is None:
         raise NotImplementedError(
             f"vmap: the primitive {prim.name} has no batching rule; call it outside vmap (a Python loop "

@@ -11,8 +11,19 @@ from .manipulation import broadcast_to, reshape
 
 def _strip_key(key: Any) -> Any:
     if isinstance(key, tuple):
-        return tuple(strip(k) for k in key)
-    return strip(key)
+        return tuple(_strip_index(k) for k in key)
+    return _strip_index(key)
+
+
+def _strip_index(k: Any) -> Any:
+    """An index as a raw array: duals dropped, a constant of a vmap unwrapped; a batched index refused."""
+    k = strip(k)
+    while type(k) is Batched:
+        if k.axis is not None:
+            raise NotImplementedError("vmap: x[index] with an index array that differs from example to "
+                                      "example; use xp.take or xp.take_along_axis")
+        k = strip(k.value)
+    return k
 
 
 def _is_index_array(k: Any) -> bool:
@@ -30,6 +41,8 @@ def _batched_key(key: Any) -> tuple[tuple, int]:
     adjacent to each other (the batch slice then separates them too): the batch axis follows them.
     """
     key = key if isinstance(key, tuple) else (key,)
+    if not any(k is Ellipsis for k in key):  # (array_api_strict wants every axis covered)
+        key = (*key, Ellipsis)
     advanced = [k for k, item in enumerate(key) if _is_index_array(item) or (
         type(item) is int and any(_is_index_array(i) for i in key))]
     if advanced and advanced[-1] - advanced[0] + 1 != len(advanced):
@@ -42,6 +55,9 @@ def _batched_key(key: Any) -> tuple[tuple, int]:
 def _getitem_batch(prim: Primitive):
     def rule(values: list, axes: list, *, key: Any):
         x = to_front(values[0], axes[0])
+        lone = key[0] if isinstance(key, tuple) and key[1:] in ((), (Ellipsis,)) else key
+        if _is_index_array(lone) and not _is_bool(lone) and lone.ndim == 1:  # x[indices]: a take (the
+            return bind(_take, x, indices=lone, axis=1), 0  # standard allows no slice beside an index array)
         key, out_axis = _batched_key(key)
         return bind(prim, x, key=key), out_axis
     return rule

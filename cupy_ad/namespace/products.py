@@ -69,8 +69,8 @@ def _contraction(x: Any, y: Any, x_axes: tuple, y_axes: tuple) -> Any:
     return reshape(matmul(xm, ym), (size, *(x.shape[a] for a in x_free), *(y.shape[a] for a in y_free)))
 
 
-def _tensordot_rule(values: list, axes: list, **params: Any):
-    (x, y), (x_axis, y_axis) = values, axes
+def _tensordot_rule(values: list, dims: list, **params: Any):  # (tensordot has a parameter called axes)
+    (x, y), (x_axis, y_axis) = values, dims
     contracted = params.get("axes", 2)
     x_rank, y_rank = rank(x, x_axis), rank(y, y_axis)
     if isinstance(contracted, int):

@@ -132,7 +132,10 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0, axis_size: 
         names = [_path_name("args", p) for p in paths]
         size = _size_of(names, leaves, axes, axis_size)
         with new_level("vmap") as level:
-            inputs = [leaf if axis is None else Batched(level, leaf, axis % len(leaf.shape))
+            # Unmapped arrays join the level too (shared by all examples), as jvp's inputs get zero tangents:
+            # operators between them and mapped values then dispatch on every backend.
+            inputs = [Batched(level, leaf, None if axis is None else axis % len(leaf.shape))
+                      if axis is not None or isinstance(leaf, Dual) or is_array(leaf) else leaf
                       for leaf, axis in zip(leaves, axes)]
             out = f(*optree.tree_unflatten(spec, inputs))
             out_paths, out_leaves, out_spec = optree.tree_flatten_with_path(out)
