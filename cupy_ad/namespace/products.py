@@ -30,6 +30,9 @@ def _bilinear(name: str, impl: Any = None, *, batch: Any = None) -> Primitive:
     return prim
 
 
+_FOLD_MIN = 1024  # matrices from about 32 x 32 on are multiplied as one folded GEMM under vmap
+
+
 def _matmul_batch(values: list, axes: list):
     """Vectors become matrices (x: a row, y: a column, squeezed out after), batch ranks are aligned.
     A matrix shared by every example multiplies the whole stack at once: its examples are folded
@@ -41,9 +44,10 @@ def _matmul_batch(values: list, axes: list):
         x = expand_dims(x, axis=-2)
     if y_vector:
         y = expand_dims(y, axis=-1)
-    if y_axis is None and y.ndim == 2:  # (B, ..., m, k) @ (k, n): one GEMM
+    large = x.shape[-1] * max(x.shape[-2], y.shape[-1]) >= _FOLD_MIN  # (small ones: the broadcast is cheaper)
+    if large and y_axis is None and y.ndim == 2:  # (B, ..., m, k) @ (k, n): one GEMM
         out = reshape(matmul(reshape(x, (-1, x.shape[-1])), y), (*x.shape[:-1], y.shape[-1]))
-    elif x_axis is None and x.ndim == 2 and y.ndim == 3:  # (m, k) @ (B, k, n): one GEMM
+    elif large and x_axis is None and x.ndim == 2 and y.ndim == 3:  # (m, k) @ (B, k, n): one GEMM
         b, k, n = y.shape
         y = reshape(moveaxis(y, 0, -2), (k, b * n))
         out = moveaxis(reshape(matmul(x, y), (x.shape[0], b, n)), 1, 0)
