@@ -351,10 +351,12 @@ def _batch(prim: Primitive, level: int, args: tuple, params: dict) -> Any:
     """The batching rule of ``prim`` at vmap level ``level``."""
     values = []
     axes = []
+    mapped = False
     for a in args:
         if type(a) is Batched and a.level == level:
             values.append(a.value)
             axes.append(a.axis)
+            mapped = mapped or a.axis is not None
         else:
             values.append(a)
             axes.append(None)
@@ -364,10 +366,11 @@ def _batch(prim: Primitive, level: int, args: tuple, params: dict) -> Any:
             params = {**params, name: a.value}
             values.append(a.value)
             axes.append(a.axis)
+            mapped = mapped or a.axis is not None
         else:
             values.append(a)
             axes.append(None)
-    if all(axis is None for axis in axes):  # nothing mapped (constants of this level): the plain call
+    if not mapped:  # nothing mapped (constants of this level): the plain call
         out = bind(prim, *values[:len(args)], **params)
         if prim.multiple_results:
             return tuple(Batched(level, o, None) for o in out)
