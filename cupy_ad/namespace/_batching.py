@@ -78,6 +78,12 @@ def broadcasting(prim: Primitive) -> Callable:
     def rule(values: list, axes: list, **params: Any) -> tuple[Any, int]:
         if len(values) == 1:  # unary: the batch axis stays where it is
             return bind(prim, *values, **params), axes[0]
+        if len(values) == 2:  # binary, batch-first operands that broadcast as they are (the common case)
+            (x, y), (x_axis, y_axis) = values, axes
+            x_ndim, y_ndim = getattr(x, "ndim", 0), getattr(y, "ndim", 0)
+            if (x_axis == 0 and (y_axis is None and y_ndim < x_ndim or y_axis == 0 and y_ndim == x_ndim)
+                    or y_axis == 0 and x_axis is None and x_ndim < y_ndim):
+                return bind(prim, x, y, **params), 0
         ranks = [getattr(v, "ndim", 0) - (axis is not None) for v, axis in zip(values, axes)]
         widest = max(ranks)
         if all(axis is None or axis == 0 and r == widest for axis, r in zip(axes, ranks)):
