@@ -61,6 +61,12 @@ def aligned(values: Sequence[Any], axes: Sequence[int | None], core: Sequence[in
             for v, axis, c in zip(values, axes, core)]
 
 
+def batch_first_copy(x: Any) -> Any:
+    """A strided batch-first view (the examples of a folded product) copied into batch-first order, so
+    that what follows reads memory in order (a flat reshape copies; the second is a view)."""
+    return _manipulation.reshape(_manipulation.reshape(x, (-1,)), x.shape)
+
+
 def shift(axis: Any) -> Any:
     """An axis parameter (int or tuple) of one example, for the batch-first stack."""
     if isinstance(axis, (tuple, list)):
@@ -142,7 +148,7 @@ def solver(prim: Primitive) -> Callable:
             size, n, k = b.shape
             columns = _manipulation.reshape(_manipulation.moveaxis(b, 0, -2), (n, size * k))
             out = _manipulation.reshape(bind(prim, a, columns, **params), (n, size, k))
-            out = _manipulation.moveaxis(out, 1, 0)
+            out = batch_first_copy(_manipulation.moveaxis(out, 1, 0))
         else:
             a = a if a_axis is None else to_front(a, a_axis)
             core = (2, 1 if vector and b_axis is None else 2)

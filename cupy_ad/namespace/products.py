@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from ..core import Primitive, Zero, bind
-from ._batching import aligned, along_axis, batch_size, rank, to_front
+from ._batching import aligned, along_axis, batch_first_copy, batch_size, rank, to_front
 from ._rules import add_tangents, backend_function, linear
 from .manipulation import expand_dims, matrix_transpose, moveaxis, permute_dims, reshape, squeeze
 
@@ -59,7 +59,7 @@ def _matmul_batch(values: list, axes: list):
     elif large and x_axis is None and x.ndim == 2 and y.ndim == 3:  # (m, k) @ (B, k, n): one GEMM
         b, k, n = y.shape
         y = reshape(moveaxis(y, 0, -2), (k, b * n))
-        out = moveaxis(reshape(matmul(x, y), (x.shape[0], b, n)), 1, 0)
+        out = batch_first_copy(moveaxis(reshape(matmul(x, y), (x.shape[0], b, n)), 1, 0))
     else:
         out = matmul(*aligned([x, y], [None if x_axis is None else 0, None if y_axis is None else 0], (2, 2)))
     if y_vector:
