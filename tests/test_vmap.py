@@ -161,8 +161,10 @@ def test_vmap_of_jvp_and_jvp_of_vmap(backend):
     out, tan = ad.jvp(ad.vmap(f), (x,), (t,))
     np.testing.assert_allclose(backend.to_numpy(out), want_out, rtol=1e-10)
     np.testing.assert_allclose(backend.to_numpy(tan), want_tan, rtol=1e-9)
-    # many directions at one point: the factorisations once
+    # many directions at one point: the factorisations once (the point closed over, or passed unmapped)
     out, tan = ad.vmap(lambda b: ad.jvp(f, (x[0, ...],), (b,)))(t)
+    np.testing.assert_allclose(backend.to_numpy(tan)[0], want_tan[0], rtol=1e-9)
+    tan = ad.vmap(lambda b, a: ad.jvp(f, (a,), (b,))[1], in_axes=(0, None))(t, x[0, ...])
     np.testing.assert_allclose(backend.to_numpy(tan)[0], want_tan[0], rtol=1e-9)
 
 
