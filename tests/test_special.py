@@ -31,6 +31,7 @@ def _uniform(backend, low, high, dtype=np.float64, shape=(2, 5), seed=0):
 def test_unary_finite_differences(backend, name, dtype):
     x = _uniform(backend, *UNARY[name], dtype=dtype)
     ad.check_jvp(getattr(backend.ns.special, name), (x,))
+    assert getattr(backend.ns.special, name)(x).dtype == x.dtype
 
 
 @pytest.mark.parametrize("name", sorted(WITH_PARAMETERS))
@@ -41,7 +42,9 @@ def test_variable_finite_differences(backend, name):
     ad.check_jvp(lambda x: f(*parameters, x), (x,))
     arrays = [backend.asarray(np.full((5,), p, dtype=np.float64)) for p in parameters]  # parameters as arrays
     ad.check_jvp(lambda x, *p: f(*p, x), (x, *arrays), (None, *[None] * len(arrays)))
-    ad.check_jvp(lambda x: f(*parameters, x), (_uniform(backend, low, high, np.float32),))
+    single = _uniform(backend, low, high, np.float32)
+    ad.check_jvp(lambda x: f(*parameters, x), (single,))
+    assert f(*parameters, single).dtype == single.dtype
 
 
 @pytest.mark.parametrize("name", sorted(BINARY))

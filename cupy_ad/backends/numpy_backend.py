@@ -183,4 +183,8 @@ class NumpyBackend(Backend):
         return numpy_kernels.triangular_product(a, b, left=left, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
 
     def special(self, name: str, *args: Any) -> Any:
-        return np.asarray(getattr(scipy.special, name)(*args))
+        out = np.asarray(getattr(scipy.special, name)(*args))
+        # in the precision of the floating arguments: some of SciPy's ufuncs (gammainc, polygamma) give
+        # float64 for float32 input and a Python number
+        floating = [a.dtype for a in args if isinstance(a, (np.ndarray, np.generic)) and a.dtype.kind in "fc"]
+        return out.astype(np.result_type(*floating), copy=False) if floating else out
