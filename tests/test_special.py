@@ -53,6 +53,16 @@ def test_binary_finite_differences(backend, name):
     ad.check_jvp(getattr(backend.ns.special, name), (x, y))
 
 
+@pytest.mark.parametrize("name", ["i1", "i1e", "sinc", "erf", "i0"])
+def test_at_zero(backend, name):
+    """At x = 0, where the rules replace a 0/0 by its limit (I1(x)/x -> 1/2, (cos(pi x) - sinc x)/x -> 0)."""
+    x = backend.asarray([0.0, 0.0, 1e-3, -0.5])
+    ad.check_jvp(getattr(backend.ns.special, name), (x,))
+    # eps 1e-4: the first derivative's own formula near 0 cancels digits, and a smaller FD step magnifies that
+    ad.check_jvp(lambda x: ad.jvp(getattr(backend.ns.special, name), (x,), (backend.asarray(np.ones(4)),))[1], (x,),
+                 eps=1e-4)
+
+
 def test_xlogy_at_zero_x(backend):
     """xlogy(0, y) = 0 for every y: no tangent in y, and log(y) in x (finite for y > 0)."""
     xlogy = backend.ns.special.xlogy

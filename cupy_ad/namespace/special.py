@@ -23,7 +23,7 @@ import numbers
 import types
 from typing import Any, Callable
 
-from ._rules import backend_of_args, elementwise
+from ._rules import backend_of_args, elementwise, xp_of
 from .elementwise import (add, cos, divide, equal, exp, log, log1p, multiply, negative, sign, square,
                           subtract, where)
 
@@ -37,6 +37,12 @@ def _special(name: str, *derivatives: Callable | None) -> Any:
 
     impl.__name__ = name
     return elementwise(name, *derivatives, impl=impl)
+
+
+def _softplus(x: Any) -> Any:
+    """log(1 + e^x) = logaddexp(0, x) in the backend's namespace (SciPy has softplus only from 1.15)."""
+    xp = xp_of(x)
+    return xp.logaddexp(xp.zeros_like(x), x)
 
 
 def _constant_parameter(function: str, parameter: str) -> Callable:
@@ -65,8 +71,8 @@ def _betaln(a: Any, b: Any) -> Any:
     return subtract(add(_lgamma(a), _lgamma(b)), _lgamma(add(a, b)))  # add/subtract take Python numbers too
 
 
-def _divide_where_nonzero(num: Any, den: Any, at_zero: float) -> Any:
-    """num / den, and ``at_zero`` where den == 0."""
+def _divide_where_nonzero(num: Any, den: Any, at_zero: Any) -> Any:
+    """num / den, and ``at_zero`` (the limit, to first order where second derivatives need it) where den == 0."""
     zero = equal(den, 0)
     return where(zero, at_zero, divide(num, where(zero, 1.0, den)))
 
@@ -121,12 +127,12 @@ def _distribution(name: str, parameters: tuple[str, ...], density: Callable, *, 
 
 
 def _bessel_i1_derivative(g: Any, ans: Any, x: Any) -> Any:
-    return multiply(g, subtract(i0(x), _divide_where_nonzero(ans, x, 0.0)))  # I1(x)/x -> 1/2 at 0
+    return multiply(g, subtract(i0(x), _divide_where_nonzero(ans, x, 0.5)))  # I1(x)/x -> 1/2 at 0
 
 
 def _bessel_i1e_derivative(g: Any, ans: Any, x: Any) -> Any:
-    # i1e = e^{-|x|} I1: i1e' = i0e - i1e / x - sign(x) i1e, and 1/2 at 0
-    return multiply(g, subtract(subtract(i0e(x), _divide_where_nonzero(ans, x, 0.0)), multiply(sign(x), ans)))
+    # i1e = e^{-|x|} I1: i1e' = i0e - i1e / x - sign(x) i1e (i1e / x -> 1/2 at 0; I1(0) = 0 smooths the kink)
+    return multiply(g, subtract(subtract(i0e(x), _divide_where_nonzero(ans, x, 0.5)), multiply(sign(x), ans)))
 
 
 erf = _special("erf", lambda g, ans, x: multiply(g, multiply(exp(negative(square(x))), 2.0 / _SQRT_PI)))
@@ -135,7 +141,7 @@ erfinv = _special("erfinv", lambda g, ans, x: multiply(g, multiply(exp(square(an
 erfcinv = _special("erfcinv", lambda g, ans, x: multiply(g, multiply(exp(square(ans)), -_SQRT_PI / 2.0)))
 expit = _special("expit", lambda g, ans, x: multiply(g, multiply(ans, subtract(1.0, ans))))
 logit = _special("logit", lambda g, ans, x: divide(g, multiply(x, subtract(1.0, x))))
-softplus = _special("softplus", lambda g, ans, x: multiply(g, expit(x)))
+softplus = elementwise("softplus", lambda g, ans, x: multiply(g, expit(x)), impl=_softplus)  # log(1 + e^x)
 gammaln = _special("gammaln", lambda g, ans, x: multiply(g, psi(x)))
 psi = _special("psi", lambda g, ans, x: multiply(g, polygamma(1, x)))
 polygamma = _special("polygamma", None, lambda g, ans, n, x: multiply(g, polygamma(add(n, 1), x)))
@@ -151,8 +157,8 @@ xlogy = _special("xlogy", lambda g, ans, x, y: xlogy(g, y),  # x log y, 0 where 
                  lambda g, ans, x, y: multiply(g, _x_over(x, y)))
 xlog1py = _special("xlog1py", lambda g, ans, x, y: xlog1py(g, y),  # x log(1 + y), 0 where x == 0
                    lambda g, ans, x, y: multiply(g, _x_over(x, add(y, 1.0))))
-sinc = _special("sinc", lambda g, ans, x: multiply(  # sin(pi x) / (pi x)
-    g, _divide_where_nonzero(subtract(cos(multiply(x, math.pi)), ans), x, 0.0)))
+sinc = _special("sinc", lambda g, ans, x: multiply(  # sin(pi x) / (pi x); at 0: -pi^2 x / 3 (its Taylor slope)
+    g, _divide_where_nonzero(subtract(cos(multiply(x, math.pi)), ans), x, multiply(x, -math.pi ** 2 / 3.0))))
 i0 = _special("i0", lambda g, ans, x: multiply(g, i1(x)))
 i1 = _special("i1", _bessel_i1_derivative)
 i0e = _special("i0e", lambda g, ans, x: multiply(g, subtract(i1e(x), multiply(sign(x), ans))))
