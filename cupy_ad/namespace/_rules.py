@@ -101,12 +101,12 @@ def elementwise(name: str, *derivatives: Callable | None, impl: Callable | None 
     return prim
 
 
-def linear(name: str, impl: Callable | None = None, *, module: str | None = None, batch: Callable,
+def linear(name: str, impl: Callable | None = None, *, module: str | None = None, batch: Callable | None = None,
            array_params: tuple = ()) -> Primitive:
     """A primitive linear in its array arguments: its JVP applies it to the tangents. ``batch(prim)``
-    makes its batching rule (see :mod:`._batching`)."""
+    makes its batching rule (see :mod:`._batching`; without one, vmap refuses the primitive)."""
     prim = Primitive(name, impl or backend_function(name, module), array_params=array_params)
-    prim.batch = batch(prim)
+    prim.batch = batch(prim) if batch else None
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, **params: Any):
