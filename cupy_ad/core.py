@@ -472,9 +472,9 @@ def _lift(x: Any, level: int, size: int) -> Any:
 def _push_down(x: Any, level: int) -> Any:
     """Undo ``_lift`` on a result: vmap level ``level``'s batch (a ``Batched`` on top) pushed under the
     duals and batches of higher levels."""
-    if type(x) is not Batched or x.level != level or x.axis is None:
+    if type(x) is not Batched or x.level != level:
         return x
-    return _unlift(x.value, level, x.axis)
+    return x.value if x.axis is None else _unlift(x.value, level, x.axis)
 
 
 def _unlift(x: Any, level: int, axis: int) -> Any:

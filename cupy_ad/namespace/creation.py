@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backends import Backend, backend_of
-from ..core import Batched, Dual, constant, strip
+from ..core import Batched, Dual, Recorded, constant, strip
 from .manipulation import astype, broadcast_to, stack
 
 
@@ -35,9 +35,10 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
         return constant(xp.full(shape, fill_value, dtype=dtype, device=device))
 
     def example(x: Any) -> Any:
-        """A raw array shaped like one example of ``x`` (``x`` itself when plain or dual)."""
+        """A raw array with the shape and dtype ``x`` shows (one example of a batched value; the raw array
+        itself under duals)."""
         raw = strip(x)
-        return xp.empty(raw.shape, dtype=raw.dtype) if type(raw) is Batched else raw
+        return xp.empty(raw.shape, dtype=raw.dtype) if type(raw) in (Batched, Recorded) else raw
 
     def like(name: str) -> Any:
         def make(x: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -47,8 +48,8 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
         return make
 
     def stripped(fn: Any) -> Any:
-        return lambda *args, **kwargs: fn(*(a.dtype if type(strip(a)) is Batched else strip(a) for a in args),
-                                          **kwargs)
+        return lambda *args, **kwargs: fn(*(a.dtype if type(strip(a)) in (Batched, Recorded) else strip(a)
+                                            for a in args), **kwargs)
 
     def constants_from(fn: Any) -> Any:
         def make(*args: Any, **kwargs: Any) -> Any:
