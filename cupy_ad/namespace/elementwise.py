@@ -1,4 +1,5 @@
-"""Elementwise functions of the array API and their derivatives, one line per function.
+"""Elementwise functions of the array API and their derivatives, one line per function, and the
+factory ``elementwise`` that makes them (with ``add_tangents`` and ``fit``, which its rules use).
 
 Each derivative maps the tangent ``g`` of one argument (and the output ``ans`` and the arguments)
 to its contribution to the output tangent. Complex functions use the holomorphic derivative
@@ -10,10 +11,49 @@ import cmath
 import math
 import numbers
 import operator
-from typing import Any
+from typing import Any, Callable
 
-from ..core import Zero
-from ._rules import elementwise, is_complex_dtype, nondifferentiable
+from ..core import Primitive, Zero, bind
+from ._rules import backend_function, is_complex_dtype, nondifferentiable, xp_of
+from .manipulation import astype, broadcast_to
+
+
+def fit(term: Any, ans: Any) -> Any:
+    """Broadcast and cast a tangent term to the output's shape and dtype."""
+    if term.shape != ans.shape:
+        term = broadcast_to(term, ans.shape)
+    if term.dtype != ans.dtype:
+        term = astype(term, ans.dtype)
+    return term
+
+
+def add_tangents(a: Any, b: Any) -> Any:
+    """The sum of two tangents, either of which may be a symbolic zero."""
+    if type(a) is Zero:
+        return b
+    if type(b) is Zero:
+        return a
+    return add(a, b)
+
+
+def elementwise(name: str, *derivatives: Callable | None, impl: Callable | None = None) -> Primitive:
+    """An elementwise primitive from one derivative per argument (``None``: not differentiable).
+
+    ``derivative(g, ans, *args)`` is the tangent contribution of that argument's tangent ``g``;
+    contributions are broadcast to the output and summed, skipping symbolic zeros.
+    """
+    prim = Primitive(name, impl or backend_function(name))
+
+    @prim.def_jvp
+    def rule(primals: list, tangents: list, **params: Any):
+        ans = bind(prim, *primals, **params)
+        out: Any = Zero.like(ans)
+        for derivative, g in zip(derivatives, tangents):
+            if derivative is not None and type(g) is not Zero:
+                out = add_tangents(out, fit(derivative(g, ans, *primals), ans))
+        return ans, out
+
+    return prim
 
 
 # Arithmetic (operators keep Python-scalar promotion exactly as the backend does it).
@@ -128,8 +168,6 @@ minimum = _extremum("minimum", lambda a, b: less(a, b))
 
 
 def _clip_impl(x: Any, lo: Any, hi: Any) -> Any:
-    from ._rules import xp_of
-
     return xp_of(x).clip(x, lo, hi)
 
 
@@ -165,8 +203,6 @@ def clip(x: Any, /, min: Any = None, max: Any = None) -> Any:  # noqa: A002 - th
 
 
 def _where_impl(condition: Any, x1: Any, x2: Any) -> Any:
-    from ._rules import xp_of
-
     return xp_of(condition, x1, x2).where(condition, x1, x2)
 
 
