@@ -12,7 +12,7 @@ from typing import Any
 
 from ..backends import Backend, backend_named, backend_of, default_backend
 from ..core import Dual, strip
-from . import elementwise, indexing, manipulation, products, reductions, sets
+from . import elementwise, indexing, manipulation, numpy_protocols, products, reductions, sets
 from .creation import creation_functions
 from .elementwise import *  # noqa: F403
 from .indexing import *  # noqa: F403
@@ -84,6 +84,7 @@ def _install_dual_methods() -> None:
     Dual.mT = property(lambda self: manipulation.matrix_transpose(self))
     Dual.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(strip(self)))
     Dual.to_device = lambda self, device, /, *, stream=None: self
+    numpy_protocols.install(Dual, {*_GENERIC, *_LINALG_GENERIC})
 
 
 _install_dual_methods()
