@@ -203,13 +203,16 @@ FUNCTIONS: dict[str, Callable] = {
     "linalg.trace": lambda xp, x, offset=0, dtype=None: xp.linalg.trace(x, offset=offset, dtype=dtype),
 }
 
-# NumPy-only array methods and attributes whose namespace spelling differs (for __getattr__'s message).
-_METHOD_HINTS = {
+# NumPy names (functions, array methods) whose namespace spelling differs, for the error messages.
+_SPELLINGS = {
     "astype": "xp.astype(x, dtype)", "reshape": "xp.reshape(x, shape)", "transpose": "xp.permute_dims(x, axes)",
     "flatten": "xp.reshape(x, (-1,))", "ravel": "xp.reshape(x, (-1,))", "swapaxes": "xp.moveaxis(x, ...)",
+    "concatenate": "xp.concat", "amax": "xp.max", "amin": "xp.min", "around": "xp.round",
     "cumsum": "xp.cumulative_sum(x, axis=...)", "cumprod": "xp.cumulative_prod(x, axis=...)",
-    "dot": "x @ y or xp.tensordot(x, y, axes=...)", "copy": "xp.asarray(x, copy=True)",
-    "diagonal": "xp.linalg.diagonal(x)", "trace": "xp.linalg.trace(x)",
+    "dot": "x @ y or xp.tensordot(x, y, axes=...)", "vdot": "xp.vecdot", "inner": "xp.tensordot",
+    "outer": "xp.linalg.outer", "copy": "xp.asarray(x, copy=True)", "diagonal": "xp.linalg.diagonal(x)",
+    "trace": "xp.linalg.trace(x)", "linalg.norm": "xp.linalg.vector_norm or xp.linalg.matrix_norm",
+    "linalg.multi_dot": "xp.matmul",
 }
 
 
@@ -219,11 +222,11 @@ def _numpy_name(func: Any) -> str:
     return f"{prefix}.{func.__name__}" if prefix else func.__name__
 
 
-def _namespace_over_numpy(x: Dual, what: str, equivalent: str) -> Any:
+def _namespace_over_numpy(x: Dual, what: Callable[[], str], equivalent: str) -> Any:
     """The namespace of the dual ``x`` if it holds NumPy arrays; a TypeError naming ``equivalent`` otherwise."""
     backend = backend_of(strip(x))
     if backend.name != "numpy":
-        raise TypeError(f"{what} takes dual values over NumPy arrays only, this one holds {backend.name} arrays: "
+        raise TypeError(f"{what()} takes dual values over NumPy arrays only, this one holds {backend.name} arrays: "
                         f"use {equivalent} of the array namespace, {_USE_NAMESPACE}")
     return x.__array_namespace__()
 
@@ -244,20 +247,25 @@ _UFUNC_KEYWORDS = {"__call__": {"axis"}, "reduce": {"axis", "dtype", "keepdims"}
 
 def _array_ufunc(self: Dual, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
     name = ufunc.__name__
-    call = f"np.{name}" if method == "__call__" else f"np.{name}.{method}"
     target = _ufunc_equivalent(name, method)
-    xp = _namespace_over_numpy(self, call, f"xp.{target or name}")
-    if any(o is not None for o in kwargs.pop("out", ())):
-        raise _refuse(f"{call}(..., out=...)", "cannot write into an array (the tangent would be lost)",
-                      f"the value returned by xp.{target or name}")
-    if kwargs.pop("where", True) is not True:
-        raise _refuse(f"{call}(..., where=...)", "is not supported", f"xp.where(mask, xp.{target or name}(x), y)")
+    equivalent = f"xp.{target or name}"
+
+    def call() -> str:
+        return f"np.{name}" if method == "__call__" else f"np.{name}.{method}"
+
+    xp = _namespace_over_numpy(self, call, equivalent)
     function = getattr(xp, target, None) if target else None
     if not callable(function):
-        raise _refuse(call, "has no equivalent", "the functions")
-    unsupported = sorted(set(kwargs) - _UFUNC_KEYWORDS[method])
-    if unsupported:
-        raise _refuse(f"{call}(..., {unsupported[0]}=...)", "is not supported", f"xp.{target}")
+        raise _refuse(call(), "has no equivalent", "the functions")
+    if kwargs:
+        if any(o is not None for o in kwargs.pop("out", ())):
+            raise _refuse(f"{call()}(..., out=...)", "cannot write into an array (the tangent would be lost)",
+                          f"the value returned by {equivalent}")
+        if kwargs.pop("where", True) is not True:
+            raise _refuse(f"{call()}(..., where=...)", "is not supported", f"xp.where(mask, {equivalent}(x), y)")
+        unsupported = sorted(set(kwargs) - _UFUNC_KEYWORDS[method])
+        if unsupported:
+            raise _refuse(f"{call()}(..., {unsupported[0]}=...)", "is not supported", equivalent)
     if method in ("reduce", "accumulate"):  # NumPy's default axis is 0, the namespace's all axes
         return function(inputs[0], **{**kwargs, "axis": _axis(kwargs.get("axis", 0))})
     if method == "outer":
@@ -291,9 +299,10 @@ def _is_default(value: Any, default: Any) -> bool:
 def _array_function(self: Dual, func: Callable, types: Any, args: tuple, kwargs: dict) -> Any:
     name = _numpy_name(func)
     adapter = FUNCTIONS.get(name)
-    xp = _namespace_over_numpy(self, f"np.{name}", f"xp.{name}" if adapter else "the functions")
+    equivalent = _SPELLINGS.get(name, f"xp.{name}") if adapter else "the functions"
+    xp = _namespace_over_numpy(self, lambda: f"np.{name}", equivalent)
     if adapter is None:
-        raise _refuse(f"np.{name}", "has no equivalent", "the namespace's functions")
+        raise _refuse(f"np.{name}", "has no equivalent", equivalent)
     signature = _parameters(func)
     bound = signature.bind(*args, **kwargs)
     given = {}
@@ -306,7 +315,7 @@ def _array_function(self: Dual, func: Callable, types: Any, args: tuple, kwargs:
     honoured = _parameters(adapter).parameters
     unsupported = [key for key in given if key not in honoured]
     if unsupported:
-        raise _refuse(f"np.{name}(..., {unsupported[0]}=...)", "is not supported", f"xp.{name}")
+        raise _refuse(f"np.{name}(..., {unsupported[0]}=...)", "is not supported", equivalent)
     return adapter(xp, **given)
 
 
@@ -321,7 +330,7 @@ def install(dual: type, namespace_names: set[str]) -> None:
     def missing_attribute(self: Dual, name: str) -> Any:
         if name.startswith("_"):  # protocol probes (__array_interface__, __deepcopy__, ...): quietly
             raise AttributeError(name)
-        hint = _METHOD_HINTS.get(name) or (f"xp.{name}(x)" if name in namespace_names else None)
+        hint = _SPELLINGS.get(name) or (f"xp.{name}(x)" if name in namespace_names else None)
         raise NoArrayMethodError(f"array-API arrays have no method or attribute {name!r}: " +
                                  (f"use {hint}, {_USE_NAMESPACE}" if hint else f"use the array namespace, {_USE_NAMESPACE}"))
 
