@@ -49,13 +49,14 @@ class Dual:
     :mod:`cupy_ad.namespace.numpy_protocols`.
     """
 
-    __slots__ = ("primal", "tangent", "level")
+    __slots__ = ("primal", "tangent", "level", "weak")
     __array_priority__ = 1000
 
-    def __init__(self, level: int, primal: Any, tangent: Any):
+    def __init__(self, level: int, primal: Any, tangent: Any, weak: bool = False):
         self.level = level
         self.primal = primal
         self.tangent = tangent
+        self.weak = weak  # a Python scalar's: takes the dtype of the arrays it meets (namespace.weak)
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -13,9 +13,10 @@ import numbers
 import operator
 from typing import Any, Callable
 
-from ..core import Primitive, Zero, bind
+from ..core import Dual, Primitive, Zero, bind
 from ._rules import backend_function, is_complex_dtype, nondifferentiable, xp_of
 from .manipulation import astype, broadcast_to
+from .weak import bind_elementwise
 
 
 def fit(term: Any, ans: Any) -> Any:
@@ -36,13 +37,26 @@ def add_tangents(a: Any, b: Any) -> Any:
     return add(a, b)
 
 
+class ElementwisePrimitive(Primitive):
+    """A primitive applied elementwise: weakly typed (Python-scalar) operands take the dtype of the
+    others before dispatch (see :mod:`.weak`)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        for a in args:
+            if type(a) is Dual and a.weak:
+                return bind_elementwise(self, args, params)
+        return bind(self, *args, **params)
+
+
 def elementwise(name: str, *derivatives: Callable | None, impl: Callable | None = None) -> Primitive:
     """An elementwise primitive from one derivative per argument (``None``: not differentiable).
 
     ``derivative(g, ans, *args)`` is the tangent contribution of that argument's tangent ``g``;
     contributions are broadcast to the output and summed, skipping symbolic zeros.
     """
-    prim = Primitive(name, impl or backend_function(name))
+    prim = ElementwisePrimitive(name, impl or backend_function(name))
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, **params: Any):

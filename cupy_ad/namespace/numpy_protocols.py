@@ -288,12 +288,26 @@ class _NumpyOnly:
 
 
 @functools.lru_cache(maxsize=None)
-def _parameters(func: Any) -> inspect.Signature:
-    return inspect.signature(func)
+def _parameters(func: Callable) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The names of ``func``'s positional parameters, in order, and the defaults of all."""
+    parameters = inspect.signature(func).parameters.values()
+    positional = tuple(p.name for p in parameters
+                       if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    return positional, {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 
 
 def _is_default(value: Any, default: Any) -> bool:
     return value is default or (type(value) in (str, bool, int) and type(value) is type(default) and value == default)
+
+
+def _given(func: Callable, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The arguments of a call of ``func`` by parameter name, those equal to their defaults left out."""
+    positional, defaults = _parameters(func)
+    if len(args) > len(positional):
+        raise TypeError(f"{func.__name__}() takes {len(positional)} positional arguments, {len(args)} given")
+    given = dict(zip(positional, args))
+    given.update(kwargs)
+    return {k: v for k, v in given.items() if k not in defaults or not _is_default(v, defaults[k])}
 
 
 def _array_function(self: Dual, func: Callable, types: Any, args: tuple, kwargs: dict) -> Any:
@@ -303,16 +317,8 @@ def _array_function(self: Dual, func: Callable, types: Any, args: tuple, kwargs:
     xp = _namespace_over_numpy(self, lambda: f"np.{name}", equivalent)
     if adapter is None:
         raise _refuse(f"np.{name}", "has no equivalent", equivalent)
-    signature = _parameters(func)
-    bound = signature.bind(*args, **kwargs)
-    given = {}
-    for key, value in bound.arguments.items():
-        kind = signature.parameters[key].kind
-        if kind is inspect.Parameter.VAR_KEYWORD:
-            given.update(value)
-        elif not _is_default(value, signature.parameters[key].default):
-            given[key] = value
-    honoured = _parameters(adapter).parameters
+    given = _given(func, args, kwargs)
+    honoured = _parameters(adapter)[0]
     unsupported = [key for key in given if key not in honoured]
     if unsupported:
         raise _refuse(f"np.{name}(..., {unsupported[0]}=...)", "is not supported", equivalent)
