@@ -166,3 +166,11 @@ def test_missing_attributes_stay_attribute_errors():
     assert not hasattr(x, "sum") and not hasattr(x, "__array_interface__") and getattr(x, "flags", None) is None
     for twin in (copy.copy(x), copy.deepcopy(x), pickle.loads(pickle.dumps(x))):
         assert type(twin) is ad.Dual and twin.level == 1 and np.array_equal(twin.tangent, x.tangent)
+
+
+def test_scipy_code_calling_numpy_ufuncs():
+    special = pytest.importorskip("scipy.special")
+    x = np.linspace(-3.0, 3.0, 7)
+    ad.check_jvp(special.softplus, (x,))  # np.logaddexp(0, x)
+    _, slope = ad.jvp(special.softplus, (x,), (np.ones_like(x),))
+    np.testing.assert_allclose(slope, 1 / (1 + np.exp(-x)), rtol=1e-14)  # softplus' = the logistic sigmoid

@@ -334,11 +334,10 @@ def install(dual: type, namespace_names: set[str]) -> None:
     """NumPy's protocols on the dual class, and a ``__getattr__`` raising :class:`NoArrayMethodError`
     with the namespace function (among ``namespace_names``) to use."""
     def missing_attribute(self: Dual, name: str) -> Any:
-        if name.startswith("_"):  # protocol probes (__array_interface__, __deepcopy__, ...): quietly
+        if name.startswith("_") or name in dual.__slots__:  # protocol probes, unset slots: quietly
             raise AttributeError(name)
-        hint = _SPELLINGS.get(name) or (f"xp.{name}(x)" if name in namespace_names else None)
-        raise NoArrayMethodError(f"array-API arrays have no method or attribute {name!r}: " +
-                                 (f"use {hint}, {_USE_NAMESPACE}" if hint else f"use the array namespace, {_USE_NAMESPACE}"))
+        hint = _SPELLINGS.get(name) or (f"xp.{name}(x)" if name in namespace_names else "the array namespace")
+        raise NoArrayMethodError(f"array-API arrays have no method or attribute {name!r}: use {hint}, {_USE_NAMESPACE}")
 
     dual.__array_ufunc__ = _NumpyOnly(_array_ufunc)
     dual.__array_function__ = _array_function
