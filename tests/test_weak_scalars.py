@@ -78,3 +78,11 @@ def test_scan_python_scalar_init_takes_the_body_dtype(backend):
     (carry, ys), (dcarry, dys) = ad.jvp(lambda xs: run(0.5, xs), (xs,), (xs,))
     assert carry.dtype == xs.dtype and dcarry.dtype == xs.dtype and dys.dtype == xs.dtype
     ad.check_jvp(lambda xs: run(0.5, xs), (backend.asarray(backend.to_numpy(xs), dtype=np.float64),))
+
+
+def test_comparisons_and_rounding_with_a_python_scalar(backend):
+    x = backend.asarray(np.float32([0.1, 0.2, 0.35]))
+    (greater, quotient), _ = ad.jvp(lambda s, x: (x > s, x // s), (0.1, x), (1.0, None))
+    # 0.1 compared in float32, as ``x > 0.1`` does (in float64, float32(0.1) > 0.1)
+    np.testing.assert_array_equal(backend.to_numpy(greater), [False, True, True])
+    assert quotient.dtype == x.dtype

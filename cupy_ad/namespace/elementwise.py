@@ -14,7 +14,7 @@ import operator
 from typing import Any, Callable
 
 from ..core import Dual, Primitive, Zero, bind
-from ._rules import backend_function, is_complex_dtype, nondifferentiable, xp_of
+from ._rules import backend_function, is_complex_dtype, xp_of
 from .manipulation import astype, broadcast_to
 from .weak import bind_elementwise
 
@@ -227,31 +227,36 @@ remainder = elementwise("remainder", lambda g, ans, x, y: g,  # x - floor(x/y) y
                         lambda g, ans, x, y: negative(multiply(g, floor_divide(x, y))), impl=operator.mod)
 
 # Functions whose outputs carry no tangent (piecewise constant or not floating point).
-equal = nondifferentiable("equal", operator.eq)
-not_equal = nondifferentiable("not_equal", operator.ne)
-less = nondifferentiable("less", operator.lt)
-less_equal = nondifferentiable("less_equal", operator.le)
-greater = nondifferentiable("greater", operator.gt)
-greater_equal = nondifferentiable("greater_equal", operator.ge)
-floor_divide = nondifferentiable("floor_divide", operator.floordiv)
-isnan = nondifferentiable("isnan")
-isinf = nondifferentiable("isinf")
-isfinite = nondifferentiable("isfinite")
-signbit = nondifferentiable("signbit")
-logical_and = nondifferentiable("logical_and")
-logical_or = nondifferentiable("logical_or")
-logical_xor = nondifferentiable("logical_xor")
-logical_not = nondifferentiable("logical_not")
-floor = nondifferentiable("floor")
-ceil = nondifferentiable("ceil")
-trunc = nondifferentiable("trunc")
-round = nondifferentiable("round")  # noqa: A001 - the standard's name
-bitwise_and = nondifferentiable("bitwise_and")
-bitwise_or = nondifferentiable("bitwise_or")
-bitwise_xor = nondifferentiable("bitwise_xor")
-bitwise_invert = nondifferentiable("bitwise_invert")
-bitwise_left_shift = nondifferentiable("bitwise_left_shift")
-bitwise_right_shift = nondifferentiable("bitwise_right_shift")
+def piecewise_constant(name: str, impl: Callable | None = None) -> Primitive:
+    """An elementwise primitive whose outputs carry zero tangents (weak operands typed as by ``elementwise``)."""
+    return elementwise(name, impl=impl)
+
+
+equal = piecewise_constant("equal", operator.eq)
+not_equal = piecewise_constant("not_equal", operator.ne)
+less = piecewise_constant("less", operator.lt)
+less_equal = piecewise_constant("less_equal", operator.le)
+greater = piecewise_constant("greater", operator.gt)
+greater_equal = piecewise_constant("greater_equal", operator.ge)
+floor_divide = piecewise_constant("floor_divide", operator.floordiv)
+isnan = piecewise_constant("isnan")
+isinf = piecewise_constant("isinf")
+isfinite = piecewise_constant("isfinite")
+signbit = piecewise_constant("signbit")
+logical_and = piecewise_constant("logical_and")
+logical_or = piecewise_constant("logical_or")
+logical_xor = piecewise_constant("logical_xor")
+logical_not = piecewise_constant("logical_not")
+floor = piecewise_constant("floor")
+ceil = piecewise_constant("ceil")
+trunc = piecewise_constant("trunc")
+round = piecewise_constant("round")  # noqa: A001 - the standard's name
+bitwise_and = piecewise_constant("bitwise_and")
+bitwise_or = piecewise_constant("bitwise_or")
+bitwise_xor = piecewise_constant("bitwise_xor")
+bitwise_invert = piecewise_constant("bitwise_invert")
+bitwise_left_shift = piecewise_constant("bitwise_left_shift")
+bitwise_right_shift = piecewise_constant("bitwise_right_shift")
 _NONDIFFERENTIABLE = [
     "equal", "not_equal", "less", "less_equal", "greater", "greater_equal", "floor_divide", "isnan", "isinf",
     "isfinite", "signbit", "logical_and", "logical_or", "logical_xor", "logical_not", "floor", "ceil", "trunc",
