@@ -99,3 +99,10 @@ def test_the_graph_sees_relative_imports():
 def test_no_import_cycles():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_helpers_that_moved_still_import_from_rules():
+    from cupy_ad.namespace import elementwise
+    from cupy_ad.namespace._rules import add_tangents, elementwise as factory, fit
+
+    assert (factory, fit, add_tangents) == (elementwise.elementwise, elementwise.fit, elementwise.add_tangents)

@@ -99,5 +99,18 @@ def nondifferentiable(name: str, impl: Callable | None = None, *, module: str | 
     return prim
 
 
+_MOVED = ("add_tangents", "elementwise", "fit")  # to .elementwise, next to ``add``, which they use
+
+
+def __getattr__(name: str) -> Any:
+    """``from ._rules import elementwise`` (and fit, add_tangents) as before they moved; imported on
+    first use, so that this module still imports nothing above it."""
+    if name in _MOVED:
+        from . import elementwise
+
+        return getattr(elementwise, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["Dual", "Zero", "backend_function", "backend_of_args", "instantiate", "is_complex_dtype", "is_inexact_dtype",
            "linear", "nondifferentiable", "xp_of"]
