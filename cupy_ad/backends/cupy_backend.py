@@ -85,6 +85,16 @@ class CupyBackend(Backend):
     def from_numpy(self, a: Any) -> Any:
         return self.cp.asarray(a)
 
+    def special(self, name: str, *args: Any) -> Any:
+        """cupyx.scipy.special's kernel where CuPy has one; else SciPy's through the host (a copy each way)."""
+        if self.cp is not np:
+            import cupyx.scipy.special
+
+            native = getattr(cupyx.scipy.special, name, None)
+            if native is not None:
+                return native(*args)
+        return super().special(name, *args)
+
     def synchronize(self) -> None:
         if hasattr(self.cp, "cuda"):
             self.cp.cuda.get_current_stream().synchronize()
