@@ -174,3 +174,19 @@ def test_scipy_code_calling_numpy_ufuncs():
     ad.check_jvp(special.softplus, (x,))  # np.logaddexp(0, x)
     _, slope = ad.jvp(special.softplus, (x,), (np.ones_like(x),))
     np.testing.assert_allclose(slope, 1 / (1 + np.exp(-x)), rtol=1e-14)  # softplus' = the logistic sigmoid
+
+
+def test_scipy_special_ufuncs_run_the_namespace_special_functions():
+    special = pytest.importorskip("scipy.special")
+    x = np.linspace(0.2, 2.0, 6)
+
+    def scipy_code(x):
+        return special.erf(x) * special.xlogy(x, x + 1.0) + special.gammaln(x)
+
+    def namespace_code(x):
+        xp = x.__array_namespace__()
+        return xp.special.erf(x) * xp.special.xlogy(x, x + 1.0) + xp.special.gammaln(x)
+
+    _same_jvp(scipy_code, namespace_code, (x,))
+    with pytest.raises(TypeError, match=r"scipy.special.erf\(..., out=...\).*xp.special.erf"):
+        ad.jvp(lambda x: special.erf(x, out=np.empty(6)), (x,), (x,))

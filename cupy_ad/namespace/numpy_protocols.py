@@ -1,7 +1,7 @@
 """NumPy's protocols on dual values: plain NumPy code is differentiated.
 
-NumPy hands a ufunc call with a dual argument (``np.sin(x)``, ``ndarray + x``, ``np.add.reduce``)
-to ``Dual.__array_ufunc__`` (NEP 13) and any other dispatched function (``np.sum``,
+NumPy hands a ufunc call with a dual argument (``np.sin(x)``, ``ndarray + x``, ``np.add.reduce``,
+SciPy's special functions such as ``scipy.special.erf(x)``) to ``Dual.__array_ufunc__`` (NEP 13) and any other dispatched function (``np.sum``,
 ``np.linalg.solve``) to ``Dual.__array_function__`` (NEP 18). Both look the NumPy function up by
 name in the tables below and call its equivalent in the array namespace of the dual values, ``xp``.
 Arguments are matched by NumPy's own signature; each adapter takes, under NumPy's names, the
@@ -248,13 +248,16 @@ _UFUNC_KEYWORDS = {"__call__": {"axis"}, "reduce": {"axis", "dtype", "keepdims"}
 def _array_ufunc(self: Dual, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
     name = ufunc.__name__
     target = _ufunc_equivalent(name, method)
-    equivalent = f"xp.{target or name}"
+    equivalent, module = f"xp.{target or name}", "np"
 
     def call() -> str:
-        return f"np.{name}" if method == "__call__" else f"np.{name}.{method}"
+        return f"{module}.{name}" if method == "__call__" else f"{module}.{name}.{method}"
 
     xp = _namespace_over_numpy(self, call, equivalent)
     function = getattr(xp, target, None) if target else None
+    if function is None and method == "__call__" and hasattr(xp.special, name):
+        # SciPy's special functions are NumPy ufuncs too
+        function, equivalent, module = getattr(xp.special, name), f"xp.special.{name}", "scipy.special"
     if not callable(function):
         raise _refuse(call(), "has no equivalent", "the functions")
     if kwargs:
