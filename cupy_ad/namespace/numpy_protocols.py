@@ -1,17 +1,18 @@
 """NumPy's protocols on dual values: plain NumPy code is differentiated.
 
 NumPy hands a ufunc call with a dual argument (``np.sin(x)``, ``ndarray + x``, ``np.add.reduce``,
-SciPy's special functions such as ``scipy.special.erf(x)``) to ``Dual.__array_ufunc__`` (NEP 13) and any other dispatched function (``np.sum``,
-``np.linalg.solve``) to ``Dual.__array_function__`` (NEP 18). Both look the NumPy function up by
-name in the tables below and call its equivalent in the array namespace of the dual values, ``xp``.
-Arguments are matched by NumPy's own signature; each adapter takes, under NumPy's names, the
-arguments it can honour. Anything else raises a TypeError naming the way out: a NumPy argument the
-equivalent cannot honour (``out=``, ``where=``, ``order="F"``), a function without equivalent, or a
-dual over another backend (NumPy functions never took those arrays).
+SciPy's special functions such as ``scipy.special.erf(x)``) to ``Dual.__array_ufunc__`` (NEP 13)
+and any other dispatched function (``np.sum``, ``np.linalg.solve``) to ``Dual.__array_function__``
+(NEP 18). Both look the NumPy function up by name in the tables below and call its equivalent in
+the array namespace of the dual values, ``xp``, whatever their backend (NumPy's functions take
+CuPy and array_api_strict arrays too, through their own protocols or by conversion). Arguments
+are matched by NumPy's own signature; each adapter takes, under NumPy's names, the arguments it
+can honour. Anything else raises a TypeError naming the way out: a NumPy argument the equivalent
+cannot honour (``out=``, ``where=``, ``order="F"``) or a function without equivalent.
 
 ``__array_ufunc__`` is a descriptor: NumPy looks it up on the type and gets the handler; on an
-instance over another backend it reads ``None``, so that CuPy (which reads it on the instance)
-keeps deferring its operators (``cupy_array @ x``) to the dual's reflected ones.
+instance over another backend than NumPy it reads ``None``, so that CuPy (which reads it on the
+instance) keeps deferring its operators (``cupy_array @ x``) to the dual's reflected ones.
 
 ``Dual.__getattr__`` turns NumPy-only methods (``x.sum()``, ``x.reshape(...)``) into an
 AttributeError naming the namespace function.
@@ -30,7 +31,7 @@ _USE_NAMESPACE = "xp = x.__array_namespace__()"
 # Ufuncs: NumPy's name -> the namespace's where they differ (the namespace also has NumPy's
 # spellings arcsin, power, absolute, conjugate, ...); the others share the name.
 _UFUNC_RENAMES = {"invert": "bitwise_invert", "left_shift": "bitwise_left_shift",
-                  "right_shift": "bitwise_right_shift", "rint": "round"}
+                  "right_shift": "bitwise_right_shift", "rint": "round", "fabs": "abs"}
 _REDUCE = {"add": "sum", "multiply": "prod", "maximum": "max", "minimum": "min", "logical_and": "all",
            "logical_or": "any"}
 _ACCUMULATE = {"add": "cumulative_sum", "multiply": "cumulative_prod"}
@@ -222,15 +223,6 @@ def _numpy_name(func: Any) -> str:
     return f"{prefix}.{func.__name__}" if prefix else func.__name__
 
 
-def _namespace_over_numpy(x: Dual, what: Callable[[], str], equivalent: str) -> Any:
-    """The namespace of the dual ``x`` if it holds NumPy arrays; a TypeError naming ``equivalent`` otherwise."""
-    backend = backend_of(strip(x))
-    if backend.name != "numpy":
-        raise TypeError(f"{what()} takes dual values over NumPy arrays only, this one holds {backend.name} arrays: "
-                        f"use {equivalent} of the array namespace, {_USE_NAMESPACE}")
-    return x.__array_namespace__()
-
-
 def _refuse(what: str, reason: str, equivalent: str) -> TypeError:
     return TypeError(f"{what} {reason} on dual values: use {equivalent} of the array namespace, {_USE_NAMESPACE}")
 
@@ -248,27 +240,24 @@ _UFUNC_KEYWORDS = {"__call__": {"axis"}, "reduce": {"axis", "dtype", "keepdims"}
 def _array_ufunc(self: Dual, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
     name = ufunc.__name__
     target = _ufunc_equivalent(name, method)
-    equivalent, module = f"xp.{target or name}", "np"
-
-    def call() -> str:
-        return f"{module}.{name}" if method == "__call__" else f"{module}.{name}.{method}"
-
-    xp = _namespace_over_numpy(self, call, equivalent)
-    function = getattr(xp, target, None) if target else None
+    xp = self.__array_namespace__()
+    function, equivalent, call = getattr(xp, target, None) if target else None, f"xp.{target}", f"np.{name}"
     if function is None and method == "__call__" and hasattr(xp.special, name):
         # SciPy's special functions are NumPy ufuncs too
-        function, equivalent, module = getattr(xp.special, name), f"xp.special.{name}", "scipy.special"
+        function, equivalent, call = getattr(xp.special, name), f"xp.special.{name}", f"scipy.special.{name}"
+    if method != "__call__":
+        call += f".{method}"
     if not callable(function):
-        raise _refuse(call(), "has no equivalent", "the functions")
+        raise _refuse(call, "has no equivalent", "the functions")
     if kwargs:
         if any(o is not None for o in kwargs.pop("out", ())):
-            raise _refuse(f"{call()}(..., out=...)", "cannot write into an array (the tangent would be lost)",
+            raise _refuse(f"{call}(..., out=...)", "cannot write into an array (the tangent would be lost)",
                           f"the value returned by {equivalent}")
         if kwargs.pop("where", True) is not True:
-            raise _refuse(f"{call()}(..., where=...)", "is not supported", f"xp.where(mask, {equivalent}(x), y)")
+            raise _refuse(f"{call}(..., where=...)", "is not supported", f"xp.where(mask, {equivalent}(x), y)")
         unsupported = sorted(set(kwargs) - _UFUNC_KEYWORDS[method])
         if unsupported:
-            raise _refuse(f"{call()}(..., {unsupported[0]}=...)", "is not supported", equivalent)
+            raise _refuse(f"{call}(..., {unsupported[0]}=...)", "is not supported", equivalent)
     if method in ("reduce", "accumulate"):  # NumPy's default axis is 0, the namespace's all axes
         return function(inputs[0], **{**kwargs, "axis": _axis(kwargs.get("axis", 0))})
     if method == "outer":
@@ -279,7 +268,8 @@ def _array_ufunc(self: Dual, ufunc: Any, method: str, *inputs: Any, **kwargs: An
 
 class _NumpyOnly:
     """``Dual.__array_ufunc__``: the handler when looked up on the type (as NumPy does) or on a dual over
-    NumPy arrays; ``None`` on a dual over another backend (CuPy then defers its operators to the dual)."""
+    NumPy arrays; ``None`` on a dual over another backend (CuPy reads it there: it then defers its
+    operators to the dual's)."""
 
     def __init__(self, handler: Callable) -> None:
         self.handler = handler
@@ -317,7 +307,7 @@ def _array_function(self: Dual, func: Callable, types: Any, args: tuple, kwargs:
     name = _numpy_name(func)
     adapter = FUNCTIONS.get(name)
     equivalent = _SPELLINGS.get(name, f"xp.{name}") if adapter else "the functions"
-    xp = _namespace_over_numpy(self, lambda: f"np.{name}", equivalent)
+    xp = self.__array_namespace__()
     if adapter is None:
         raise _refuse(f"np.{name}", "has no equivalent", equivalent)
     given = _given(func, args, kwargs)
