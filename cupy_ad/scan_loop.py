@@ -194,10 +194,14 @@ def _as_leaf(v: Any, backend: Any, name: str) -> Any:
 def _type_weak_leaves(f: Callable, init_leaves: list, weak: list, carry_spec: Any, x0: Any, backend: Any) -> list:
     """Init leaves given as Python scalars (weakly typed) take the dtype of their kind that the body
     returns for them (``0.0`` next to float32 work: float32), as in JAX: one call of ``f`` at a level
-    of its own, with those leaves handed to it as weak duals."""
+    of its own, with those leaves handed to it as weak duals. A body that refuses duals there
+    (array_api_strict arrays refuse a dual right operand: ``W * c``) keeps NumPy's default dtypes."""
     with new_level() as level:
         probe = [Dual(level, v, Zero.like(v), weak=True) if w else v for v, w in zip(init_leaves, weak)]
-        carry, _ = f(optree.tree_unflatten(carry_spec, probe), x0)
+        try:
+            carry, _ = f(optree.tree_unflatten(carry_spec, probe), x0)
+        except TypeError:  # a genuine error is raised again by the first step
+            return init_leaves
     returned = optree.tree_leaves(carry)
     if len(returned) != len(init_leaves):  # the first step reports the mismatch
         return init_leaves

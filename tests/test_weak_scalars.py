@@ -86,3 +86,12 @@ def test_comparisons_and_rounding_with_a_python_scalar(backend):
     # 0.1 compared in float32, as ``x > 0.1`` does (in float64, float32(0.1) > 0.1)
     np.testing.assert_array_equal(backend.to_numpy(greater), [False, True, True])
     assert quotient.dtype == x.dtype
+
+
+def test_scan_body_refusing_duals_keeps_the_default_dtype(backend):
+    # array_api_strict arrays refuse a dual right operand; the probe for the carry's dtype gives way
+    w, xs = backend.asarray(2.0, dtype=np.float32), _xs(backend)[0, ...]  # 0.5, 0.7, 0.9
+    carry, ys = ad.scan(lambda c, x: (w * c + x, c), 0.0, xs)
+    expected = backend.ns.float32 if backend.name != "array_api_strict" else backend.ns.float64
+    assert carry.dtype == expected and ys.dtype == expected
+    np.testing.assert_allclose(backend.to_numpy(carry), (0.5 * 2 + 0.7) * 2 + 0.9, rtol=1e-6)
