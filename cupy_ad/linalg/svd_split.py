@@ -31,8 +31,10 @@ depends on U_k only through E-weighted, rotation-invariant products there), so t
 svd's rule picks inside a repeated kept value drops out of every gauge-invariant output, to every
 order in which svd's off-multiplet tangents are exact.
 Not differentiable: a multiplet straddling the cut (s_k = s_(k+1); the gap 1/(s_k^2 - s_(k+1)^2)
-diverges: ``whole_multiplets=True`` drops it) and an exactly zero kept singular value (X ~ sqrt(s):
-its columns' tangents are NaN).
+diverges: ``whole_multiplets=True`` drops it) and a kept singular value 0 (X ~ sqrt(s)): kept values
+at or below the SVD's resolution tol = max(16, sqrt(max(m, n))) eps s_max are taken as the exact
+zeros of a rank-deficient matrix, their columns are 0 with zero tangents (the derivative along
+perturbations that keep the rank, as the structural rank deficiency of a tensor network does).
 """
 from __future__ import annotations
 
@@ -49,15 +51,16 @@ from .svd import svd_p
 
 
 def _kept(s: Any, k: int, m: int, n: int, whole_multiplets: bool) -> Any:
-    """Raw bool (..., k): the kept columns. All k, or with ``whole_multiplets`` the columns before
-    the multiplet holding s_k and s_(k+1) (values chained by gaps <= resolution(max(m, n)) s_max)."""
+    """Raw bool (..., k): the kept columns, those of s_1..s_k above the rank tolerance
+    tol = resolution(max(m, n)) s_max (rounding noise of a rank-deficient matrix); with
+    ``whole_multiplets`` also not in the multiplet holding s_k and s_(k+1) (gaps chained <= tol)."""
     xp = xp_of(s)
-    keep = xp.ones(s[..., :k].shape, dtype=xp.bool)
+    tol = xp.max(s, axis=-1, keepdims=True) * resolution(max(m, n), float(xp.finfo(s.dtype).eps)) if k else 0.0
+    keep = ~(s[..., :k] <= tol)  # NaN stays (NaN in, NaN out)
     if not whole_multiplets or k == s.shape[-1] or k == 0:
         return keep
-    tol = xp.max(s, axis=-1, keepdims=True) * resolution(max(m, n), float(xp.finfo(s.dtype).eps))
     labels = find_clusters(s, tol).labels
-    return labels[..., :k] != labels[..., k:k + 1]
+    return keep & (labels[..., :k] != labels[..., k:k + 1])
 
 
 def _factors(u: Any, s: Any, vh: Any, k: int, keep: Any) -> tuple[Any, Any, Any]:
@@ -146,9 +149,12 @@ def svd_split(a: Any, k: int, /, *, whole_multiplets: bool = False) -> SplitResu
     jumps; the tangent grows as 1 / (s_k - s_(k+1)) as that gap closes. With
     ``whole_multiplets=True`` such a multiplet (values chained by gaps <= max(16, sqrt(max(m, n)))
     eps s_max) is dropped whole: its columns of X and Y are 0 (shapes stay (.., k)), X Y^H is
-    the truncation below it and the gap that appears is the one under the last kept multiplet. An
-    exactly zero kept singular value (k above the rank) has no derivative (X ~ sqrt(s)): those
-    columns' tangents are NaN. NaN input gives NaN output.
+    the truncation below it and the gap that appears is the one under the last kept multiplet.
+    Rank: kept singular values <= tol = max(16, sqrt(max(m, n))) eps s_max are the rounding noise
+    of zeros (k above the numerical rank, as in the first steps of a tensor-network
+    coarse-graining): their columns of X and Y are 0, with zero tangents. That is the derivative
+    along perturbations that keep the rank; along others the split has none (X ~ sqrt(s)).
+    NaN input gives NaN output.
     """
     require_matrix("svd_split", a)
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):

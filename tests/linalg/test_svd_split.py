@@ -104,15 +104,22 @@ def test_nan_input_and_inputs_not_modified(backend):
     np.testing.assert_array_equal(backend.to_numpy(da_dev), da)
 
 
-def test_zero_kept_value_has_nan_tangent_and_k0_zero(backend):
-    a = backend.asarray(np.diag([2.0, 1.0, 0.0, 0.0])[:, :3])  # an exactly zero singular value
-    da = backend.asarray(direction((4, 3), np.float64, 5))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        _, (dx, _) = ad.jvp(lambda m: tuple(ad.linalg.svd_split(m, 3)), (a,), (da,))
-    dx = backend.to_numpy(dx)
-    assert np.isfinite(dx[:, :2]).all() and np.isnan(dx[:, 2]).all()
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_rank_deficient_keeps_the_rank(backend, dtype):
+    """k above the rank: the noise columns are 0 with zero tangents, and along rank-keeping
+    perturbations (A = B C, dA = dB C + B dC) the invariants are exact."""
+    b, c = direction((2, 6, 2), dtype, 20), direction((2, 2, 5), dtype, 21)
+    db, dc = direction((2, 6, 2), dtype, 22), direction((2, 2, 5), dtype, 23)
+    a, da = backend.asarray(b @ c), backend.asarray(db @ c + b @ dc)
+    (x, y), (dx, dy) = ad.jvp(lambda m: tuple(ad.linalg.svd_split(m, 4)), (a,), (da,))
+    for z in (x, y, dx, dy):
+        assert np.all(backend.to_numpy(z)[..., 2:] == 0)
+    ad.check_jvp(invariants(backend, 4), (a,), (da,), rtol=1e-7)
+    exact_zero = backend.asarray(np.diag([2.0, 1.0, 0.0, 0.0])[:, :3].astype(dtype))
+    (x, _), (dx, _) = ad.jvp(lambda m: tuple(ad.linalg.svd_split(m, 3)), (exact_zero,), (da[0, :4, :3],))
+    assert np.isfinite(backend.to_numpy(dx)).all() and np.all(backend.to_numpy(x)[:, 2] == 0)
     (x, _), (dx, dy) = ad.jvp(lambda m: tuple(ad.linalg.svd_split(m, 0)), (a,), (da,))
-    assert x.shape == (4, 0) and backend.to_numpy(dx).shape == (4, 0) and backend.to_numpy(dy).shape == (3, 0)
+    assert x.shape == (2, 6, 0) and backend.to_numpy(dx).shape == (2, 6, 0) and backend.to_numpy(dy).shape == (2, 5, 0)
 
 
 # --------------------------------------------------------------------------- first order
