@@ -25,11 +25,11 @@ Differentiate and split dX = U_k a + U_d b + (I - U U^H) dX, dY = V_k c + V_d d 
 - The complement of the thin U (m > n; mirror for V when m < n) is the case s_l = 0:
   (I - U U^H) dX = (I - U U^H) dA Y S_k^-1, written dA V_k / sigma - U P_{:,k} / sigma.
 Check: U_k^H d(X Y^H) V_k = a sigma + sigma c^H = P_kk, and the cross blocks are those of dA_k.
-Nested jvp: the rule is written with the namespace over svd's outputs, so inner levels
-differentiate it; it is covariant under rotations within the multiplets of the kept block (it
-depends on U_k only through E-weighted, rotation-invariant products there), so the rotation that
-svd's rule picks inside a repeated kept value drops out of every gauge-invariant output, to every
-order in which svd's off-multiplet tangents are exact.
+Nested jvp: the tangent is the solution of a linear system E(X, Y, A) [dX, dY] = (dA Y, dA^H X)
+(``_balanced_solve``), a primitive whose own JVP is implicit differentiation: the same system with
+a new right-hand side. So every level works in the one SVD basis of the undifferentiated A and no
+level differentiates singular vectors: second and higher derivatives of gauge-invariant outputs
+are exact through repeated kept values too.
 Not differentiable: a multiplet straddling the cut (s_k = s_(k+1); the gap 1/(s_k^2 - s_(k+1)^2)
 diverges: ``whole_multiplets=True`` drops it) and a kept singular value 0 (X ~ sqrt(s)): kept values
 at or below the SVD's resolution tol = max(16, sqrt(max(m, n))) eps s_max are taken as the exact
@@ -42,12 +42,12 @@ import numbers
 from typing import Any
 
 from ..core import Primitive, Zero, bind, strip
-from ..namespace import add, divide, expand_dims, matmul, multiply, sqrt, square, subtract, where
+from ..namespace import matmul
 from ..namespace._rules import xp_of
+from ._balanced_solve import solve
 from ._clusters import find_clusters, resolution
 from ._matrix import as_inexact, backend_of_matrix, mH, require_matrix
 from ._results import SplitResult
-from .svd import svd_p
 
 
 def _kept(s: Any, k: int, m: int, n: int, whole_multiplets: bool) -> Any:
@@ -63,67 +63,33 @@ def _kept(s: Any, k: int, m: int, n: int, whole_multiplets: bool) -> Any:
     return keep & (labels[..., :k] != labels[..., k:k + 1])
 
 
-def _factors(u: Any, s: Any, vh: Any, k: int, keep: Any) -> tuple[Any, Any, Any]:
-    """(X, Y, sigma) from the thin SVD: X = U_k sigma, Y = V_k sigma, sigma = S_k^(1/2) (0 where
-    not ``keep``)."""
-    sigma = where(keep, sqrt(s[..., :k]), 0.0)
-    row = expand_dims(sigma, axis=-2)
-    return multiply(u[..., :, :k], row), multiply(mH(vh[..., :k, :]), row), sigma
+def _basis(a: Any, k: int, whole_multiplets: bool) -> tuple:
+    """The raw thin SVD (U, s, Vh) of ``a`` and the kept mask: what every level's rule shares."""
+    raw = strip(a)
+    u, s, vh = backend_of_matrix(raw).svd(raw, full_matrices=False)
+    return u, s, vh, _kept(s, k, raw.shape[-2], raw.shape[-1], whole_multiplets)
 
 
-def _split_impl(a: Any, *, k: int, whole_multiplets: bool) -> tuple[Any, Any]:
-    u, s, vh = backend_of_matrix(a).svd(a, full_matrices=False)
-    keep = _kept(s, k, a.shape[-2], a.shape[-1], whole_multiplets)
-    x, y, _ = _factors(u, s, vh, k, keep)
-    return x, y
+def _split_impl(a: Any, *, k: int, whole_multiplets: bool, basis: tuple | None = None) -> tuple[Any, Any]:
+    u, s, vh, keep = _basis(a, k, whole_multiplets) if basis is None else basis
+    xp = xp_of(s)
+    sigma = xp.where(keep, xp.sqrt(s[..., :k]), xp.zeros((), dtype=s.dtype))[..., None, :]
+    return u[..., :, :k] * sigma, mH(vh[..., :k, :]) * sigma
 
 
 svd_split_p = Primitive("svd_split", _split_impl, multiple_results=True)
 
 
 @svd_split_p.def_jvp
-def _svd_split_jvp(primals: list, tangents: list, *, k: int, whole_multiplets: bool):
+def _svd_split_jvp(primals: list, tangents: list, *, k: int, whole_multiplets: bool, basis: tuple | None = None):
     (a,), (da,) = primals, tangents
-    m, n = a.shape[-2], a.shape[-1]
-    u, s, vh = bind(svd_p, a, full_matrices=False)
-    keep = _kept(strip(s), k, m, n, whole_multiplets)
-    x, y, sigma = _factors(u, s, vh, k, keep)
+    basis = _basis(a, k, whole_multiplets) if basis is None else basis
+    x, y = outs = bind(svd_split_p, a, k=k, whole_multiplets=whole_multiplets, basis=basis)
     if k == 0:
-        return (x, y), (Zero.like(x), Zero.like(y))
-    xp = xp_of(keep)
-    big = s.shape[-1]
-    v = mH(vh)
-    if m >= n:
-        dav = matmul(da, v)
-        p = matmul(mH(u), dav)
-    else:
-        dahu = matmul(mH(da), u)
-        p = mH(matmul(vh, dahu))
-    # rows i (all K values), columns j (kept): kept rows weigh by 1 / (s_i + s_j), the others by
-    # the truncation gap: A1 = s_j / (s_j^2 - s_i^2), A2 = s_i / (s_j^2 - s_i^2).
-    kept_rows = xp.concat([keep, xp.zeros(s[..., k:].shape, dtype=xp.bool)], axis=-1)
-    kept_rows = expand_dims(kept_rows, axis=-1)
-    col_keep = expand_dims(keep, axis=-2)
-    s_i, s_j = expand_dims(s, axis=-1), expand_dims(s[..., :k], axis=-2)
-    den = where(kept_rows, add(s_i, s_j), subtract(square(s_j), square(s_i)))
-    den = where(col_keep, den, 1.0)
-    a1 = divide(where(kept_rows, 1.0, s_j), den)
-    a2 = divide(where(kept_rows, 0.0, s_i), den)
-    sig_j = expand_dims(sigma, axis=-2)
-    p_k, q_k = p[..., :, :k], mH(p[..., :k, :])  # P_ij and conj(P_ji), (K, k)
-    cx = multiply(add(multiply(p_k, a1), multiply(q_k, a2)), sig_j)
-    cy = multiply(add(multiply(q_k, a1), multiply(p_k, a2)), sig_j)
-    if m > big:  # the complement of U: (dA V_k - U P_{:,k}) / sigma
-        inv = divide(1.0, where(col_keep, sig_j, 1.0))
-        dx = add(matmul(u, subtract(cx, multiply(p_k, inv))), multiply(dav[..., :, :k], inv))
-    else:
-        dx = matmul(u, cx)
-    if n > big:  # the complement of V: (dA^H U_k - V P_{k,:}^H) / sigma
-        inv = divide(1.0, where(col_keep, sig_j, 1.0))
-        dy = add(matmul(v, subtract(cy, multiply(q_k, inv))), multiply(dahu[..., :, :k], inv))
-    else:
-        dy = matmul(v, cy)
-    return (x, y), (where(col_keep, dx, 0.0), where(col_keep, dy, 0.0))
+        return outs, (Zero.like(x), Zero.like(y))
+    xp = xp_of(basis[1])
+    zero = xp.zeros((*x.shape[:-2], k, k), dtype=x.dtype)
+    return outs, solve(x, y, a, matmul(da, y), matmul(mH(da), x), zero, zero, basis)
 
 
 def svd_split(a: Any, k: int, /, *, whole_multiplets: bool = False) -> SplitResult:
@@ -141,9 +107,9 @@ def svd_split(a: Any, k: int, /, *, whole_multiplets: bool = False) -> SplitResu
     s_j^2 - s_l^2 (j kept, l discarded), no tolerance: every output invariant under Q (X Y^H,
     X X^H, Y Y^H, any contraction of X's and Y's over the kept index) has an exact tangent whether
     or not the kept singular values repeat (exactly, nearly or by a symmetry). The raw tangents
-    are those of the SVD gauge at distinct kept values and of the lift in general. Nested jvp
-    differentiates the rule through :func:`svd`; invariant outputs are exact at second order
-    wherever the kept block is separated from the discarded one.
+    are those of the SVD gauge at distinct kept values and of the lift in general. Nested jvp is
+    exact too (the rule is a linear solve whose JVP is the same solve, in the SVD basis of the
+    undifferentiated ``a``): higher derivatives never differentiate singular vectors.
 
     Not differentiable: a multiplet across the cut (s_k = s_(k+1)), where the truncation itself
     jumps; the tangent grows as 1 / (s_k - s_(k+1)) as that gap closes. With
@@ -163,7 +129,7 @@ def svd_split(a: Any, k: int, /, *, whole_multiplets: bool = False) -> SplitResu
         raise ValueError(f"svd_split: k must be in 0..min(m, n) = {min(a.shape[-2], a.shape[-1])}, got {k}")
     if not isinstance(whole_multiplets, bool):
         raise TypeError(f"svd_split: whole_multiplets must be a bool, got {type(whole_multiplets).__name__}")
-    return SplitResult(*svd_split_p(as_inexact(a), k=int(k), whole_multiplets=whole_multiplets))
+    return SplitResult(*svd_split_p(as_inexact(a), k=int(k), whole_multiplets=whole_multiplets, basis=None))
 
 
 __all__ = ["svd_split"]
