@@ -34,7 +34,11 @@ c = T / (mu_j - mu_i) (mu = +-sigma, 0) and reading u, v off the dilation's vect
     Omega_X0 = -Herm(M) o G- - Skew(M) o G+,   Omega_Y0 = -Herm(M) o G- + Skew(M) o G+,
 G-_ij = 1 / (sigma_j - sigma_i) (0 on the diagonal), G+_ij = 1 / (sigma_j + sigma_i), plus the part
 along the complement of X, -(I - X X^H) dAx Y S^-1 P e_j / sigma_j (the full completion gets the
-matching -X (X_c^H .)^H, keeping U^H dU skew). Entries whose mu coincide (sigma_i = sigma_j,
+matching -X (X_c^H .)^H, keeping U^H dU skew). In a positive cluster c is 0 where mu_i, mu_j coincide
+within their rounding (``_clusters.splitting_resolution``: the cluster's basis is resolved to an
+angle eps s_max / gap, so mu to that times max|P|): that rotation is fixed at a higher order or, for a
+symmetry-protected multiplet, never, and as U and V turn by the same c it cancels in U_k S_k V_k^H.
+In the zero block, entries whose mu coincide (sigma_i = sigma_j,
 sigma_i + sigma_j = 0, sigma_j = 0 for the complement part; within tol) are 0, as in eigh. A common
 phase per pair moves the imaginary diagonal to the side that is not U (Im diag(U^H dU) = 0).
 """
@@ -64,7 +68,8 @@ from ..namespace import (
     where,
 )
 from ..namespace._rules import is_complex_dtype, xp_of
-from ._clusters import block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path
+from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
+                        splitting_resolution)
 from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
 
@@ -269,7 +274,7 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
         t = add(t, multiply(subtract(matmul(mH(dy), dy), matmul(ph, p)), multiply(row(s_inv), 0.5)))
     t = multiply(add(t, mH(t)), 0.5)
     mu = strip(ds)
-    tol_mu = resolution(max(m, n), float(xp.finfo(raw.dtype).eps)) * scale
+    tol_mu = splitting_resolution(raw, cl, p, scale, max(m, n))
     mixing = inpos & (xp.abs(row(mu) - col(mu)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, subtract(row(ds), col(ds)), 1.0)), 0.0)
     c = multiply(g, t)
@@ -374,7 +379,13 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       vectors may come from the complement, and the full factor's completion is rebuilt by QR),
       and ``U' S V'^H`` still equals ``a``. Vector tangents: the ordinary off-block terms plus,
       inside a positive cluster, the first-order skew term and the second-order mixing of
-      degenerate perturbation theory (0 where the cluster's dS repeat); inside the zero block
+      degenerate perturbation theory (0 where the cluster's dS coincide within their rounding,
+      eps (max|P| s_max / gap + the block eigensolver's scale), gap = the distance to the
+      nearest value outside the cluster: there, e.g. for multiplets protected by a symmetry,
+      the rotation is undetermined and cancels in every output invariant under rotations within
+      a multiplet, U_k S_k V_k^H at a gap and the projectors U_k U_k^H, V_k V_k^H, which are
+      exact; near-degenerate values outside a cluster get the ordinary formula, whose 1 / gap
+      terms cancel in those outputs to about eps s_max / gap); inside the zero block
       the same second-order mixing through the nonzero singular values (via the Hermitian
       dilation, see the module docstring) plus, on the long side, the part along the complement,
       so these vector tangents are the one-sided derivative of the limit basis too (entries are 0
