@@ -107,7 +107,8 @@ def svd_split(a: Any, k: int, /, *, whole_multiplets: bool = False) -> SplitResu
     s_j^2 - s_l^2 (j kept, l discarded), no tolerance: every output invariant under Q (X Y^H,
     X X^H, Y Y^H, any contraction of X's and Y's over the kept index) has an exact tangent whether
     or not the kept singular values repeat (exactly, nearly or by a symmetry). The raw tangents
-    are those of the SVD gauge at distinct kept values and of the lift in general. Nested jvp is
+    are the lift's, not d(U_k S_k^(1/2)) of the SVD's gauge (which divides by s_i - s_j and keeps
+    X^H X diagonal): compare gauge-invariant outputs. Nested jvp is
     exact too (the rule is a linear solve whose JVP is the same solve, in the SVD basis of the
     undifferentiated ``a``): higher derivatives never differentiate singular vectors.
 
