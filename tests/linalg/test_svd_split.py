@@ -231,12 +231,16 @@ def richardson(first, a, da, h=1e-3):
     return (4 * fd(h / 2) - fd(h)) / 3
 
 
-@pytest.mark.parametrize("case", ["random", "repeated", "symmetric"])
+@pytest.mark.parametrize("case", ["random", "repeated", "symmetric", "batched"])
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
 def test_second_derivative(backend, dtype, case):
     if case == "symmetric":
         a, da = z2_symmetric(dtype, 17)
         k = 4
+    elif case == "batched":  # one wide matrix with a repeated kept value, one random
+        a = with_singular_values([1.0, 1.0, 0.5, 0.2], 4, 6, dtype, seed=18, batch=(2,))
+        a[1] = direction((4, 6), dtype, 24)
+        da, k = direction((2, 4, 6), dtype, 25), 2
     else:
         spectrum = [1.0, 0.8, 0.7, 0.5, 0.3, 0.2] if case == "random" else [1.0, 1.0, 1.0, 0.5, 0.5, 0.2]
         a, da = with_singular_values(spectrum, 7, 6, dtype, seed=18), direction((7, 6), dtype, 19)
@@ -251,3 +255,8 @@ def test_second_derivative(backend, dtype, case):
     got = np.concatenate([backend.to_numpy(t).ravel() for t in second])
     ref = richardson(first, a, da)
     assert np.abs(got - ref).max() <= 1e-7 * np.abs(ref).max()
+
+
+def test_exported_in_the_namespace(backend):
+    assert backend.ns.linalg.svd_split is ad.linalg.svd_split
+    assert ad.linalg.SplitResult._fields == ("X", "Y")
