@@ -92,7 +92,8 @@ def _solve_jvp(primals: list, tangents: list, *, basis: tuple):
     d_lam = add(matmul(mH(x), dx), matmul(mH(dx), x))
     cross = matmul(mH(tx), dx)
     cross = add(cross, mH(cross))
-    nb1 = add(subtract(subtract(subtract(tb1, matmul(dx, lam_dot)), matmul(tx, d_lam)), matmul(x, cross)), matmul(ta, dy))
+    nb1 = add(subtract(subtract(subtract(tb1, matmul(dx, lam_dot)), matmul(tx, d_lam)), matmul(x, cross)),
+              matmul(ta, dy))
     nb2 = add(subtract(subtract(subtract(tb2, matmul(dy, lam_dot)), matmul(ty, d_lam)), matmul(y, cross)),
               matmul(mH(ta), dx))
     xdx, ydy = matmul(mH(tx), dx), matmul(mH(ty), dy)

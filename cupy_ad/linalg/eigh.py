@@ -206,7 +206,8 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     order: its basis is arbitrary and its mixing is 0. Exact in every case: eigenvalue tangents and
     every output invariant under rotations within a multiplet (spectral projectors, V f(w) V^H).
     Near-degenerate eigenvalues outside a cluster (gap above the tolerance) get the ordinary formula,
-    whose 1 / gap terms cancel in those outputs only to about eps max|w| / gap. Size-1 clusters get the ordinary formula bit for bit.
+    whose 1 / gap terms cancel in those outputs only to about eps max|w| / gap. Size-1 clusters get
+    the ordinary formula bit for bit.
     Tangents are finite everywhere (multiples of the identity, the zero matrix).
     Cost: NumPy/array_api_strict detect clusters on the host and run the extra work (a batched
     eigh of the block-diagonal n x n matrix) only when some exist; CuPy never synchronises and
