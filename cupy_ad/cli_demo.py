@@ -1,12 +1,12 @@
 """The demo: ``jvp`` of composite functions on the default backend, checked against finite differences."""
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import numpy as np
 
 import cupy_ad as ad
+from cupy_ad.bench.timing import median_seconds
 from cupy_ad.testing import max_relative_error, random_tangents
 
 
@@ -72,16 +72,10 @@ def _cases(backend: Any) -> list[tuple[str, Callable, tuple]]:
     ]
 
 
-def _median_time(fn: Callable[[], Any], backend: Any, repeat: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        backend.synchronize()
-        start = time.perf_counter()
-        fn()
-        backend.synchronize()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def _median_ms(fn: Callable[[], Any], backend: Any) -> float:
+    """Median milliseconds of repeated calls (at least 15, and 0.2 s) after 5 warm-up calls: the first
+    calls pay for imports and caches, and single calls on a shared machine vary by tens of percent."""
+    return 1e3 * median_seconds(fn, backend.synchronize, 0.2, warmup_calls=5, min_calls=15)
 
 
 def run_demo(backend_name: str | None = None) -> int:
@@ -96,8 +90,8 @@ def run_demo(backend_name: str | None = None) -> int:
     for name, fn, primals in _cases(backend):
         tangents = random_tangents(primals, seed=1)
         error = max_relative_error(fn, primals, tangents)
-        primal_ms = 1e3 * _median_time(lambda: fn(*primals), backend)
-        jvp_ms = 1e3 * _median_time(lambda: ad.jvp(fn, primals, tangents), backend)
+        primal_ms = _median_ms(lambda: fn(*primals), backend)
+        jvp_ms = _median_ms(lambda: ad.jvp(fn, primals, tangents), backend)
         ok = error < 1e-6
         failures += not ok
         shape = "x".join(map(str, primals[0].shape))
