@@ -17,8 +17,6 @@ class Op:
     make_input: Callable[[np.random.Generator, tuple, Any], np.ndarray]
     ours: Callable[[Any], Any]
     primal: Callable[[Any, Any], Any]          # (backend, x) -> the backend kernel alone
-    jax: Callable[[Any], Any] | None = None     # built lazily from jax.numpy
-    torch: Callable[[Any], Any] | None = None
     align: str = "none"                          # how to align peers' gauges: "none" | "columns"
 
 
@@ -114,7 +112,6 @@ def inputs(op: Op, shape: tuple, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     """The primal and tangent of one case, the same in every process (seeded by the case)."""
     rng = np.random.default_rng(zlib.crc32(f"{op.name} {shape} {dtype}".encode()))
     return op.make_input(rng, shape, np.dtype(dtype)), op.make_input(rng, shape, np.dtype(dtype))
-
 
 
 def as_tuple(x: Any) -> tuple:

@@ -12,7 +12,7 @@ import numpy as np
 
 import cupy_ad as ad
 
-from .cases import as_tuple, inputs, jax_function, OPS, torch_function
+from .cases import OPS, as_tuple, inputs, jax_function, torch_function
 from .timing import median_seconds
 
 
@@ -38,7 +38,6 @@ def max_relative_difference(ours: list[np.ndarray], theirs: list[np.ndarray]) ->
         scale = max(float(np.max(np.abs(b), initial=0.0)), 1e-300)
         worst = max(worst, float(np.max(np.abs(a - b), initial=0.0)) / scale)
     return worst
-
 
 
 def peer_worker(system: str, out_dir: str, min_time: float) -> int:
