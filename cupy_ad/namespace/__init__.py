@@ -12,7 +12,7 @@ from typing import Any
 
 from ..backends import Backend, backend_named, backend_of, default_backend
 from ..core import Batched, Dual, Recorded, base_array
-from . import elementwise, indexing, manipulation, products, reductions, sets
+from . import elementwise, indexing, manipulation, numpy_protocols, products, reductions, sets
 from .creation import creation_functions
 from .fft import fft_namespace
 from .special import special_namespace
@@ -91,6 +91,7 @@ def _install_dual_methods() -> None:
         cls.to_device = lambda self, device, /, *, stream=None: self
     Dual.__setitem__ = indexing.dual_setitem
     Batched.__setitem__ = indexing.batched_setitem
+    numpy_protocols.install(Dual, {*_GENERIC, *_LINALG_GENERIC})
 
 
 _install_dual_methods()

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from ..backends import Backend
 from ..core import Primitive, bind, constant
-from ._batching import every_axis, rank, shift, to_front
+from .manipulation import every_axis, rank, shift, to_front
 from ._rules import linear
 
 Norm = Literal["backward", "ortho", "forward"]
