@@ -377,8 +377,8 @@ def _batch(prim: Primitive, level: int, args: tuple, params: dict) -> Any:
         else:
             values.append(a)
             axes.append(None)
-    if not mapped:  # nothing mapped (constants of this level): the plain call
-        out = bind(prim, *values[:len(args)], **params)
+    if not mapped:  # nothing mapped (constants of this level): the plain call (prim's own: it may type weak values)
+        out = prim(*values[:len(args)], **params)
         if prim.multiple_results:
             return tuple(Batched(level, o, None) for o in out)
         return Batched(level, out, None)
@@ -416,7 +416,7 @@ def _drop_shared(x: Any) -> Any:
     """``x`` without the wrappers of vmap constants under its duals."""
     if type(x) is Dual:
         p = _drop_shared(x.primal)
-        return x if p is x.primal else Dual(x.level, p, x.tangent)
+        return x if p is x.primal else Dual(x.level, p, x.tangent, x.weak)
     if type(x) is Batched and x.axis is None:
         return _drop_shared(x.value)
     return x
@@ -464,7 +464,7 @@ def _lift(x: Any, level: int, size: int) -> Any:
     if cls is Dual and x.level > level:
         t = x.tangent
         t = Zero((size, *t.shape), t.dtype) if type(t) is Zero else _lift(t, level, size)
-        return Dual(x.level, _lift(x.primal, level, size), t)
+        return Dual(x.level, _lift(x.primal, level, size), t, x.weak)
     if cls is Batched and x.level > level:
         return Batched(x.level, _lift(x.value, level, size), None if x.axis is None else x.axis + 1)
     if cls is Batched and x.level == level and x.axis is not None:
@@ -487,7 +487,7 @@ def _unlift(x: Any, level: int, axis: int) -> Any:
     if cls is Dual and x.level > level:
         t = x.tangent
         t = Zero(t.shape[:axis] + t.shape[axis + 1:], t.dtype) if type(t) is Zero else _unlift(t, level, axis)
-        return Dual(x.level, _unlift(x.primal, level, axis), t)
+        return Dual(x.level, _unlift(x.primal, level, axis), t, x.weak)
     if cls is Batched and x.level > level and x.axis is not None:
         inner = axis if axis < x.axis else axis + 1
         return Batched(x.level, _unlift(x.value, level, inner), x.axis if x.axis < inner else x.axis - 1)

@@ -91,7 +91,8 @@ def _install_dual_methods() -> None:
         cls.to_device = lambda self, device, /, *, stream=None: self
     Dual.__setitem__ = indexing.dual_setitem
     Batched.__setitem__ = indexing.batched_setitem
-    numpy_protocols.install(Dual, {*_GENERIC, *_LINALG_GENERIC})
+    for cls in (Dual, Batched):  # the values user code sees (a recording's are tangents, under duals)
+        numpy_protocols.install(cls, {*_GENERIC, *_LINALG_GENERIC})  # np.sin(x), and errors for x.sum()
 
 
 _install_dual_methods()

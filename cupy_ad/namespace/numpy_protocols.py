@@ -16,6 +16,9 @@ instance) keeps deferring its operators (``cupy_array @ x``) to the dual's refle
 
 ``Dual.__getattr__`` turns NumPy-only methods (``x.sum()``, ``x.reshape(...)``) into an
 AttributeError naming the namespace function.
+
+The values of ``vmap`` (``Batched``) get the same protocols: ``np.sin(x)`` inside a mapped function
+is ``xp.sin(x)`` of one example, batched like it.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import inspect
 from typing import Any, Callable
 
 from ..backends import backend_of
-from ..core import Dual, strip
+from ..core import Dual, base_array
 
 _USE_NAMESPACE = "xp = x.__array_namespace__()"
 
@@ -224,7 +227,8 @@ def _numpy_name(func: Any) -> str:
 
 
 def _refuse(what: str, reason: str, equivalent: str) -> TypeError:
-    return TypeError(f"{what} {reason} on dual values: use {equivalent} of the array namespace, {_USE_NAMESPACE}")
+    return TypeError(f"{what} {reason} on the values of jvp and vmap: use {equivalent} of the array namespace, "
+                     f"{_USE_NAMESPACE}")
 
 
 def _ufunc_equivalent(name: str, method: str) -> str | None:
@@ -277,7 +281,7 @@ class _NumpyOnly:
     def __get__(self, instance: Any, owner: type) -> Any:
         if instance is None:
             return self.handler
-        return self.handler.__get__(instance, owner) if backend_of(strip(instance)).name == "numpy" else None
+        return self.handler.__get__(instance, owner) if backend_of(base_array(instance)).name == "numpy" else None
 
 
 @functools.lru_cache(maxsize=None)
