@@ -125,7 +125,7 @@ def base_array(x: Any) -> Any:
             x = x.primal
         elif cls is Batched or cls is Recorded:
             x = x.value
-        else:
+        else:  # (a jit recording's JitTraced value stands for its backend: its calls are recorded)
             return x
 
 
@@ -228,6 +228,21 @@ class Recorded(_Traced):
         return f"Recorded(level={self.level}, var={self.var.index})"
 
 
+class JitTraced(Recorded):
+    """A value of a running ``jit`` recording (level ``level``): ``value`` is the concrete array of the
+    recording call and ``var`` its slot in the recorded program. Primitives run their implementation on
+    it, and every backend call it reaches is recorded (see :mod:`cupy_ad.transforms.jit`)."""
+
+    __slots__ = ()
+    _transform = "jit"
+
+    def __bool__(self) -> bool:  # a guard: the program is valid for this outcome only
+        return _levels.programs[self.level].guard(self)
+
+    def __repr__(self) -> str:
+        return f"JitTraced(level={self.level}, slot={self.var}, value={self.value!r})"
+
+
 class Var:
     """A variable of a recorded program (see :class:`Program`)."""
 
@@ -252,7 +267,7 @@ class Program:
         return Var(self.n_vars - 1)
 
 
-_LEVELLED = frozenset((Dual, Batched, Recorded))
+_LEVELLED = frozenset((Dual, Batched, Recorded, JitTraced))
 
 
 class Primitive:
@@ -312,6 +327,8 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
             return prim.impl(*args, **params)
     if level not in _levels.alive:
         check_alive(top)
+    if type(top) is JitTraced:  # a jit recording: the implementation records the backend calls it makes
+        return prim.impl(*args, **params)
     if type(top) is Batched:
         return _batch(prim, level, args, params)
     if type(top) is Recorded:
@@ -542,11 +559,13 @@ def constant(x: Any) -> Any:
     level, kind = _levels.stack[-1]
     if kind == "jvp":
         return Dual(level, x, Zero.like(x))
+    if kind == "jit":
+        return _levels.programs[level].constant(x)
     return Batched(level, x, None) if kind == "vmap" else x
 
 
 class new_level:
-    """Context manager giving each transform call (``jvp``, ``vmap``, a ``linearize`` recording) a
+    """Context manager giving each transform call (``jvp``, ``vmap``, a ``linearize`` or ``jit`` recording) a
     level of its own.
 
     Levels are never reused: a nested call's level is above its caller's, and a value that escaped
@@ -554,8 +573,9 @@ class new_level:
     with the values of a later call.
     """
 
-    def __init__(self, kind: str = "jvp"):
+    def __init__(self, kind: str = "jvp", program: Any = None):
         self.kind = kind
+        self.program = program  # kind "jit": the recording (see cupy_ad.transforms.jit)
 
     def __enter__(self) -> int:
         level = self.level = next(_next_level)
@@ -563,6 +583,8 @@ class new_level:
             _levels.active.append(level)
         elif self.kind == "record":
             _levels.programs[level] = Program()
+        elif self.kind == "jit":
+            _levels.programs[level] = self.program
         _levels.stack.append((level, self.kind))
         _levels.alive.add(level)
         return level
@@ -584,7 +606,7 @@ def check_alive(x: Any) -> None:
     """Raise if ``x`` holds a value of a transform call (``jvp``, ``vmap``, ``linearize``) that has finished."""
     while type(x) in _LEVELLED:
         if x.level not in _levels.alive:
-            kind = {Dual: "jvp", Batched: "vmap", Recorded: "linearize"}[type(x)]
+            kind = {Dual: "jvp", Batched: "vmap", Recorded: "linearize", JitTraced: "jit"}[type(x)]
             raise ValueError(
                 f"a value from a finished {kind} call was used (it escaped, e.g. through a closure or a "
                 f"global); pass it as an input of the {kind} instead")
