@@ -328,7 +328,13 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     if level not in _levels.alive:
         check_alive(top)
     if type(top) is JitTraced:  # a jit recording: the implementation records the backend calls it makes
-        return prim.impl(*args, **params)
+        if any(type(a) in _LEVELLED and type(a) is not JitTraced for a in args):
+            raise TypeError("jit: f uses a value of a running jvp, vmap or linearize that is not among its "
+                            "arguments (a closure or a global over a dual or batched value); pass it as an "
+                            "argument of the jitted function")
+        program = _levels.programs[level]  # raw arrays become its constants: operators between them record
+        return prim.impl(*[a if type(a) is JitTraced or not hasattr(a, "dtype") else program.constant(a)
+                           for a in args], **params)
     if type(top) is Batched:
         return _batch(prim, level, args, params)
     if type(top) is Recorded:

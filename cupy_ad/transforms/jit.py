@@ -125,6 +125,8 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
         values[k] = leaves[k].value
     call_args, call_kwargs = optree.tree_unflatten(spec, values)
     result = fn(*call_args, **call_kwargs)
+    if all(leaves[k].var in recording.constant_slots for k in traced):  # constant folding: computed once, here
+        return optree.tree_map(lambda v: recording.constant(v) if _is_array(v) else v, result, none_is_leaf=True)
     if len(traced) == sum(type(a) is JitTraced for a in args):  # every traced value is a positional argument
         slots = [a.var if type(a) is JitTraced else recording.constant(a).var for a in args]
         step = functools.partial(fn, **kwargs) if kwargs else fn
