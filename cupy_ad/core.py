@@ -353,9 +353,11 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     if nonzero:
         if prim.jvp is None:
             raise NotImplementedError(f"no JVP rule for {prim.name}")
-        batch_level = _batched_primals(primals, level)
+        batch_level, shared = _batched_primals(primals)
         if batch_level:  # JVP rules read primals as arrays: run the rule once on all examples instead
             return _swap(prim, batch_level, args, params)
+        if shared:  # a vmap's constants (shared by all examples) are plain values to a rule
+            primals = [_drop_shared(p) for p in primals]
         with prim._jvp_range:
             out, out_tangent = prim.jvp(primals, tangents, **params)
     else:
@@ -374,10 +376,12 @@ def _batch(prim: Primitive, level: int, args: tuple, params: dict) -> Any:
     """The batching rule of ``prim`` at vmap level ``level``."""
     values = []
     axes = []
+    mapped = False
     for a in args:
         if type(a) is Batched and a.level == level:
             values.append(a.value)
             axes.append(a.axis)
+            mapped = mapped or a.axis is not None
         else:
             values.append(a)
             axes.append(None)
@@ -387,10 +391,11 @@ def _batch(prim: Primitive, level: int, args: tuple, params: dict) -> Any:
             params = {**params, name: a.value}
             values.append(a.value)
             axes.append(a.axis)
+            mapped = mapped or a.axis is not None
         else:
             values.append(a)
             axes.append(None)
-    if all(axis is None for axis in axes):  # nothing mapped (constants of this level): the plain call
+    if not mapped:  # nothing mapped (constants of this level): the plain call
         out = bind(prim, *values[:len(args)], **params)
         if prim.multiple_results:
             return tuple(Batched(level, o, None) for o in out)
@@ -409,15 +414,30 @@ def _top_level(x: Any) -> int:
     return x.level if type(x) in _LEVELLED else 0
 
 
-def _batched_primals(primals: list, level: int) -> int:
-    """The highest vmap level found under the duals of ``primals`` (0: none)."""
+def _batched_primals(primals: list) -> tuple[int, bool]:
+    """The highest vmap level mapping a value under the duals of ``primals`` (0: none), and whether a
+    vmap's shared constant (``Batched`` with axis None) is there."""
     found = 0
+    shared = False
     for p in primals:
         while type(p) is Dual:
             p = p.primal
-        if type(p) is Batched and p.axis is not None and p.level > found:
-            found = p.level
-    return found
+        if type(p) is Batched:
+            if p.axis is None:
+                shared = True
+            elif p.level > found:
+                found = p.level
+    return found, shared
+
+
+def _drop_shared(x: Any) -> Any:
+    """``x`` without the wrappers of vmap constants under its duals."""
+    if type(x) is Dual:
+        p = _drop_shared(x.primal)
+        return x if p is x.primal else Dual(x.level, p, x.tangent)
+    if type(x) is Batched and x.axis is None:
+        return _drop_shared(x.value)
+    return x
 
 
 def _swap(prim: Primitive, batch_level: int, args: tuple, params: dict) -> Any:

@@ -143,3 +143,21 @@ def test_one_factorisation_for_any_number_of_directions(backend, monkeypatch, ke
     calls.clear()
     ad.hessian(g)(a)
     assert len(calls) == per_pair, calls
+
+
+def test_vmap_of_jacfwd_and_jacfwd_of_vmap(backend):
+    """Jacobians at many points (the points batched under the directions: the swap of levels) and the
+    Jacobian of a mapped function, against loops; the inputs are left as they were."""
+    ns = backend.ns
+    f = lambda a: ad.linalg.eigvalsh(_sym(ns, a)) * ns.sum(a)  # noqa: E731
+    points = backend.random((3, 3, 3), seed=4)
+    copy = backend.to_numpy(points).copy()
+    jacobians = ad.vmap(ad.jacfwd(f))(points)
+    for k in range(3):
+        one = ad.jacfwd(f)(backend.asarray(backend.to_numpy(points)[k]))
+        np.testing.assert_allclose(backend.to_numpy(jacobians)[k], backend.to_numpy(one), rtol=1e-9, atol=1e-12)
+    mapped = ad.jacfwd(ad.vmap(f))(points)  # (3, 3) outputs by (3, 3, 3) inputs: block diagonal in the batch
+    for k in range(3):
+        np.testing.assert_allclose(backend.to_numpy(mapped)[k, :, k], backend.to_numpy(jacobians)[k], rtol=1e-9,
+                                   atol=1e-12)
+    np.testing.assert_array_equal(backend.to_numpy(points), copy)

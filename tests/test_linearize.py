@@ -85,3 +85,13 @@ def test_pytrees_zero_tangents_and_bad_tangents(backend):
         f_jvp({"x": backend.random((2,)), "y": None}, None)
     with pytest.raises(ValueError, match="takes 2 tangents"):
         f_jvp({"x": x, "y": y})
+
+
+def test_linearize_of_a_mapped_function_and_refusal_inside_vmap(backend):
+    ns = backend.ns
+    f = lambda a: ad.linalg.eigvalsh(_sym(a)) * ns.sum(a)  # noqa: E731
+    xs, ts = backend.random((3, 4, 4)), backend.random((3, 4, 4), seed=1)
+    _, f_jvp = ad.linearize(ad.vmap(f), xs)
+    np.testing.assert_array_equal(backend.to_numpy(f_jvp(ts)), backend.to_numpy(ad.jvp(ad.vmap(f), (xs,), (ts,))[1]))
+    with pytest.raises(NotImplementedError, match=r"ad.linearize\(ad.vmap\(f\), xs\)"):
+        ad.vmap(lambda x, t: ad.linearize(f, x)[1](t))(xs, ts)

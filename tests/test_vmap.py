@@ -161,8 +161,10 @@ def test_vmap_of_jvp_and_jvp_of_vmap(backend):
     out, tan = ad.jvp(ad.vmap(f), (x,), (t,))
     np.testing.assert_allclose(backend.to_numpy(out), want_out, rtol=1e-10)
     np.testing.assert_allclose(backend.to_numpy(tan), want_tan, rtol=1e-9)
-    # many directions at one point: the factorisations once
+    # many directions at one point: the factorisations once (the point closed over, or passed unmapped)
     out, tan = ad.vmap(lambda b: ad.jvp(f, (x[0, ...],), (b,)))(t)
+    np.testing.assert_allclose(backend.to_numpy(tan)[0], want_tan[0], rtol=1e-9)
+    tan = ad.vmap(lambda b, a: ad.jvp(f, (a,), (b,))[1], in_axes=(0, None))(t, x[0, ...])
     np.testing.assert_allclose(backend.to_numpy(tan)[0], want_tan[0], rtol=1e-9)
 
 
@@ -226,3 +228,26 @@ def test_stacked_tangents_to_jvp_point_to_vmap(backend):
     x = backend.random((2, 2))
     with pytest.raises(ValueError, match=r"stack of 4 tangents.*ad.vmap.*ad.jacfwd"):
         ad.jvp(lambda a: a * 2.0, (x,), (backend.random((4, 2, 2)),))
+
+
+@pytest.mark.parametrize("left, lower, trans, unit", [(True, True, 0, False), (True, False, 2, True),
+                                                      (False, True, 1, True), (False, False, 0, False)])
+def test_large_shared_operands_fold_into_one_product(backend, left, lower, trans, unit):
+    """From 32 columns on a batch of triangles (or of right-hand sides) times one shared matrix runs as
+    one GEMM (or one triangular call): the same numbers as the loop."""
+    ns = backend.ns
+    n = 32
+    t, shared = backend.random((B, n, n)), backend.random((n, n), seed=1)
+    triangular = lambda a, b: ad.linalg.triangular_product(a, b, left=left, lower=lower, trans=trans,  # noqa: E731
+                                                           unit_diagonal=unit)
+    _leaves_close(backend, ad.vmap(triangular, in_axes=(0, None))(t, shared),
+                  _loop(backend, triangular, [t, shared], [0, None]), rtol=1e-9, atol=1e-10)
+    _leaves_close(backend, ad.vmap(triangular, in_axes=(None, 0))(shared, t),
+                  _loop(backend, triangular, [shared, t], [None, 0]), rtol=1e-9, atol=1e-10)
+    solve = lambda a, b: ad.linalg.solve_triangular(a + 8.0 * ns.eye(n), b, lower=lower, trans=trans)  # noqa: E731
+    _leaves_close(backend, ad.vmap(solve, in_axes=(None, 0))(shared, t),
+                  _loop(backend, solve, [shared, t], [None, 0]), rtol=1e-9, atol=1e-10)
+    product = lambda a, b: a @ b  # noqa: E731
+    for args, in_axes in (([t, shared], [0, None]), ([shared, t], [None, 0])):
+        _leaves_close(backend, ad.vmap(product, in_axes=tuple(in_axes))(*args), _loop(backend, product, args, in_axes),
+                      rtol=1e-9, atol=1e-10)

@@ -61,6 +61,12 @@ def aligned(values: Sequence[Any], axes: Sequence[int | None], core: Sequence[in
             for v, axis, c in zip(values, axes, core)]
 
 
+def batch_first_copy(x: Any) -> Any:
+    """A strided batch-first view (the examples of a folded product) copied into batch-first order, so
+    that what follows reads memory in order (a flat reshape copies; the second is a view)."""
+    return _manipulation.reshape(_manipulation.reshape(x, (-1,)), x.shape)
+
+
 def shift(axis: Any) -> Any:
     """An axis parameter (int or tuple) of one example, for the batch-first stack."""
     if isinstance(axis, (tuple, list)):
@@ -78,6 +84,16 @@ def broadcasting(prim: Primitive) -> Callable:
     def rule(values: list, axes: list, **params: Any) -> tuple[Any, int]:
         if len(values) == 1:  # unary: the batch axis stays where it is
             return bind(prim, *values, **params), axes[0]
+        if len(values) == 2:  # binary, batch-first operands that broadcast as they are (the common case)
+            (x, y), (x_axis, y_axis) = values, axes
+            x_ndim, y_ndim = getattr(x, "ndim", 0), getattr(y, "ndim", 0)
+            if (x_axis == 0 and (y_axis is None and y_ndim < x_ndim or y_axis == 0 and y_ndim == x_ndim)
+                    or y_axis == 0 and x_axis is None and x_ndim < y_ndim):
+                return bind(prim, x, y, **params), 0
+        ranks = [getattr(v, "ndim", 0) - (axis is not None) for v, axis in zip(values, axes)]
+        widest = max(ranks)
+        if all(axis is None or axis == 0 and r == widest for axis, r in zip(axes, ranks)):
+            return bind(prim, *values, **params), 0  # batch-first and of full rank: broadcasts as it is
         return bind(prim, *aligned(values, axes), **params), 0
     return rule
 
@@ -122,7 +138,9 @@ def solver(prim: Primitive) -> Callable:
             b = to_front(b, b_axis)
             if vector:
                 b = _manipulation.expand_dims(b, axis=-1)
-        if a_axis is None and a.ndim == 2 and b_axis is not None and b.ndim == 3 and not params.get("left", True):
+        if a_axis is not None and b_axis is None and b.ndim == 2 and "left" in params and b.shape[-1] >= _FOLD_COLUMNS:
+            out = _triangles_times_shared(to_front(a, a_axis), b, **params)  # each example's triangle times B
+        elif a_axis is None and a.ndim == 2 and b_axis is not None and b.ndim == 3 and not params.get("left", True):
             size, m, n = b.shape  # B op(T): the examples' rows stack
             out = bind(prim, a, _manipulation.reshape(b, (size * m, n)), **params)
             out = _manipulation.reshape(out, (size, m, out.shape[-1]))
@@ -130,7 +148,7 @@ def solver(prim: Primitive) -> Callable:
             size, n, k = b.shape
             columns = _manipulation.reshape(_manipulation.moveaxis(b, 0, -2), (n, size * k))
             out = _manipulation.reshape(bind(prim, a, columns, **params), (n, size, k))
-            out = _manipulation.moveaxis(out, 1, 0)
+            out = batch_first_copy(_manipulation.moveaxis(out, 1, 0))
         else:
             a = a if a_axis is None else to_front(a, a_axis)
             core = (2, 1 if vector and b_axis is None else 2)
@@ -138,6 +156,30 @@ def solver(prim: Primitive) -> Callable:
                        **params)
         return (_manipulation.squeeze(out, axis=-1) if vector and b_axis is not None else out), 0
     return rule
+
+
+_FOLD_COLUMNS = 32  # from about this many columns on, one GEMM beats a triangular product per example
+
+
+def _triangles_times_shared(a: Any, b: Any, *, left: bool, lower: bool, trans: int, unit_diagonal: bool) -> Any:
+    """op(T_i) B (or B op(T_i)) for every example's triangle T_i of ``a`` (batch-first) and one B: the
+    masked triangles stacked into one GEMM (2 n^3 flops each where trmm does n^3, but one call)."""
+    m = _manipulation
+    t = m.tril(a, k=-1 if unit_diagonal else 0) if lower else m.triu(a, k=1 if unit_diagonal else 0)
+    if unit_diagonal:
+        t = _elementwise.add(t, _creation_eye(a))
+    if trans:
+        t = m.matrix_transpose(_elementwise.conj(t) if trans == 2 else t)
+    if not left:
+        return _products.matmul(b, t)
+    size, n = t.shape[0], t.shape[-1]
+    return m.reshape(_products.matmul(m.reshape(t, (size * n, n)), b), (size, n, b.shape[-1]))
+
+
+def _creation_eye(a: Any) -> Any:
+    from ._rules import xp_of
+
+    return xp_of(a).eye(a.shape[-1], dtype=a.dtype)
 
 
 def looped(prim: Primitive) -> Callable:
@@ -153,4 +195,6 @@ def looped(prim: Primitive) -> Callable:
 
 install_axis_ops(to_front, broadcast_front)
 
-from . import manipulation as _manipulation  # noqa: E402  (it imports this module's users)
+from . import elementwise as _elementwise  # noqa: E402  (they import this module's users)
+from . import manipulation as _manipulation  # noqa: E402
+from . import products as _products  # noqa: E402

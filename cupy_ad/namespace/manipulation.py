@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..core import Primitive, Zero, bind, strip
-from ._batching import aligned, all_front, broadcasting, every_axis, pad_rank, rank, reducing, shift, to_front
+from ._batching import all_front, broadcasting, every_axis, pad_rank, rank, shift, to_front
 from ._rules import is_inexact_dtype, linear, xp_of
 
 

@@ -4,12 +4,13 @@ Bilinear maps B(x, y) have d B = B(dx, y) + B(x, dy).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..core import Primitive, Zero, bind
-from ._batching import aligned, along_axis, batch_size, rank, to_front
+from ._batching import aligned, along_axis, batch_first_copy, batch_size, rank, to_front
 from ._rules import add_tangents, backend_function, linear
-from .manipulation import expand_dims, moveaxis, permute_dims, reshape, squeeze
+from .manipulation import expand_dims, matrix_transpose, moveaxis, permute_dims, reshape, squeeze
 
 
 def _bilinear(name: str, impl: Any = None, *, batch: Any = None) -> Primitive:
@@ -30,23 +31,35 @@ def _bilinear(name: str, impl: Any = None, *, batch: Any = None) -> Primitive:
     return prim
 
 
+_FOLD_MIN = 1024  # matrices from about 32 x 32 on are multiplied as one folded GEMM under vmap
+
+
 def _matmul_batch(values: list, axes: list):
     """Vectors become matrices (x: a row, y: a column, squeezed out after), batch ranks are aligned.
     A matrix shared by every example multiplies the whole stack at once: its examples are folded
     into one large product (rows of x, or columns of y)."""
     (x, y), (x_axis, y_axis) = values, axes
-    x_vector, y_vector = rank(x, x_axis) == 1, rank(y, y_axis) == 1
+    x_rank, y_rank = rank(x, x_axis), rank(y, y_axis)
     x, y = to_front(x, x_axis), to_front(y, y_axis)
+    if max(math.prod(x.shape[-2:]), math.prod(y.shape[-2:])) < _FOLD_MIN:  # small: plain broadcasting
+        if y_axis is None and (x_rank >= max(y_rank, 2) or x_rank == 1 and y_rank == 2):
+            return matmul(x, y), 0  # (B, ..., m, k) @ (..., k, n) or (k,); a stack of rows (B, k) @ (k, n)
+        if x_axis is None and y_rank >= max(x_rank, 2):
+            return matmul(x, y), 0
+        if x_axis is None and y_rank == 1 and x_rank == 2:  # A y_i for a stack of vectors: the rows y_i A^T
+            return matmul(y, matrix_transpose(x)), 0
+    x_vector, y_vector = x_rank == 1, y_rank == 1
     if x_vector:
         x = expand_dims(x, axis=-2)
     if y_vector:
         y = expand_dims(y, axis=-1)
-    if y_axis is None and y.ndim == 2:  # (B, ..., m, k) @ (k, n): one GEMM
+    large = x.shape[-1] * max(x.shape[-2], y.shape[-1]) >= _FOLD_MIN  # (small ones: the broadcast is cheaper)
+    if large and y_axis is None and y.ndim == 2:  # (B, ..., m, k) @ (k, n): one GEMM
         out = reshape(matmul(reshape(x, (-1, x.shape[-1])), y), (*x.shape[:-1], y.shape[-1]))
-    elif x_axis is None and x.ndim == 2 and y.ndim == 3:  # (m, k) @ (B, k, n): one GEMM
+    elif large and x_axis is None and x.ndim == 2 and y.ndim == 3:  # (m, k) @ (B, k, n): one GEMM
         b, k, n = y.shape
         y = reshape(moveaxis(y, 0, -2), (k, b * n))
-        out = moveaxis(reshape(matmul(x, y), (x.shape[0], b, n)), 1, 0)
+        out = batch_first_copy(moveaxis(reshape(matmul(x, y), (x.shape[0], b, n)), 1, 0))
     else:
         out = matmul(*aligned([x, y], [None if x_axis is None else 0, None if y_axis is None else 0], (2, 2)))
     if y_vector:

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import optree
 
-from ..core import Recorded, Var, Zero, bind, new_level, program_of, strip
+from ..core import Batched, Recorded, Var, Zero, bind, new_level, program_of, strip
 from ..namespace._rules import instantiate, is_inexact_dtype
 from .jvp import jvp
 
@@ -39,6 +39,9 @@ def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable]:
     tangents through ``vmap`` (``vmap(f_jvp)(stacked)``: many directions, one pass each primitive).
     """
     paths, leaves, spec = optree.tree_flatten_with_path(primals, none_is_leaf=True)
+    if any(type(strip(leaf)) is Batched for leaf in leaves):
+        raise NotImplementedError("linearize of primals mapped by an enclosing vmap is not supported; linearize "
+                                  "the mapped function instead: ad.linearize(ad.vmap(f), xs)")
     with new_level("record") as level:
         program = program_of(level)
         inputs = []

@@ -31,8 +31,10 @@ def _path_name(root: str, path: tuple) -> str:
     return root + "".join(f"[{p!r}]" for p in path)
 
 
-def _axes_for(axes: Any, tree: Any, what: str, tree_name: str) -> list:
+def _axes_for(axes: Any, tree: Any, what: str, tree_name: str, n_leaves: int) -> list:
     """The axis of every leaf of ``tree`` from the prefix ``axes`` (``None``: not mapped)."""
+    if axes is None or type(axes) is int:  # the common case, without pytree work
+        return [axes] * n_leaves
     prefix = optree.tree_map(lambda a: _NOT_MAPPED if a is None else a, axes, none_is_leaf=True)
     try:
         full = optree.tree_broadcast_prefix(prefix, tree, none_is_leaf=True)
@@ -48,9 +50,14 @@ def _axes_for(axes: Any, tree: Any, what: str, tree_name: str) -> list:
     return [None if axis is _NOT_MAPPED else int(axis) for axis in leaves]
 
 
-def _size_of(names: list[str], leaves: list, axes: list, axis_size: int | None) -> int:
+def _size_of(names: Callable[[], list[str]], leaves: list, axes: list, axis_size: int | None) -> int:
+    if axis_size is None and all(axis is not None and type(leaf) is not Dual and is_array(leaf)
+                                 and 0 <= axis < leaf.ndim for leaf, axis in zip(leaves, axes)):
+        size = leaves[0].shape[axes[0]] if leaves else None  # (every leaf a mapped array: the common case)
+        if leaves and all(leaf.shape[axis] == size for leaf, axis in zip(leaves, axes)):
+            return size
     sizes = {}
-    for name, leaf, axis in zip(names, leaves, axes):
+    for name, leaf, axis in zip(names(), leaves, axes):
         if axis is None:
             continue
         if not (isinstance(leaf, Dual) or is_array(leaf)):
@@ -74,8 +81,9 @@ def _size_of(names: list[str], leaves: list, axes: list, axis_size: int | None) 
     return found.pop() if found else int(axis_size)
 
 
-def _output(leaf: Any, axis: int | None, level: int, size: int, name: str) -> Any:
+def _output(leaf: Any, axis: int | None, level: int, size: int, path: tuple) -> Any:
     """An output leaf with its examples along ``axis`` (None: one value, which must not vary)."""
+    name = _path_name("output", path)
     if isinstance(leaf, Batched) and leaf.level == level:
         value, batch_axis = leaf.value, leaf.axis
     elif isinstance(leaf, Dual) or is_array(leaf):
@@ -126,10 +134,9 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0, axis_size: 
         if isinstance(in_axes, tuple) and len(in_axes) != len(args):
             raise ValueError(f"vmap: in_axes has {len(in_axes)} entries but the function got {len(args)} positional "
                              f"arguments; give one entry per argument (or one int for all)")
-        paths, leaves, spec = optree.tree_flatten_with_path(args, none_is_leaf=True)
-        axes = _axes_for(in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args), args, "in_axes",
-                         "the arguments")
-        names = [_path_name("args", p) for p in paths]
+        leaves, spec = optree.tree_flatten(args, none_is_leaf=True)
+        axes = _axes_for(in_axes, args, "in_axes", "the arguments", len(leaves))
+        names = lambda: [_path_name("args", p) for p in optree.tree_paths(args, none_is_leaf=True)]  # noqa: E731
         size = _size_of(names, leaves, axes, axis_size)
         with new_level("vmap") as level:
             # Unmapped arrays join the level too (shared by all examples), as jvp's inputs get zero tangents:
@@ -138,10 +145,11 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0, axis_size: 
                       if axis is not None or isinstance(leaf, Dual) or is_array(leaf) else leaf
                       for leaf, axis in zip(leaves, axes)]
             out = f(*optree.tree_unflatten(spec, inputs))
-            out_paths, out_leaves, out_spec = optree.tree_flatten_with_path(out)
-            out_axes_leaves = _axes_for(out_axes, out, "out_axes", "the outputs")
-            results = [_output(leaf, axis, level, size, _path_name("output", path))
-                       for path, leaf, axis in zip(out_paths, out_leaves, out_axes_leaves)]
+            out_leaves, out_spec = optree.tree_flatten(out)
+            out_axes_leaves = _axes_for(out_axes, out, "out_axes", "the outputs", len(out_leaves))
+            paths = optree.tree_paths(out) if len(out_leaves) > 1 else [()] * len(out_leaves)
+            results = [_output(leaf, axis, level, size, path)
+                       for path, leaf, axis in zip(paths, out_leaves, out_axes_leaves)]
         return optree.tree_unflatten(out_spec, results)
 
     return mapped
