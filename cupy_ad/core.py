@@ -239,6 +239,12 @@ class JitTraced(Recorded):
     def __bool__(self) -> bool:  # a guard: the program is valid for this outcome only
         return _levels.programs[self.level].guard(self)
 
+    def _refuse(self, what: str) -> Any:
+        raise TypeError(
+            f"{what} of a traced value inside jit: a number read from an array cannot be replayed (bool() "
+            f"can: it records a guard). Keep it an array (xp.where in place of Python arithmetic on it), pass "
+            f"it through static_argnums, or call the function without jit")
+
     def __repr__(self) -> str:
         return f"JitTraced(level={self.level}, slot={self.var}, value={self.value!r})"
 

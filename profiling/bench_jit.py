@@ -3,7 +3,8 @@
 ``python profiling/bench_jit.py [--rounds 7] [--min-time 0.05] [--cases n16 batch scan dispatch n128]``
 prints one row per case: the median over interleaved rounds (the systems take turns within each
 round, so a machine whose speed drifts favours no one) of each system's mean time per call, and
-the ratios. float64, CPU; JAX runs in this process (``jax_enable_x64``).
+the ratios. float64, CPU; JAX (``jax_enable_x64``) runs in a worker process of its own (in one
+process its thread pools and ours deadlocked here), taking its turn case by case.
 Every timed result is first checked against eager ``ad.jvp`` (the jitted one bit for bit).
 """
 from __future__ import annotations
@@ -67,35 +68,45 @@ def _check_same(got: Any, want: Any) -> None:
         np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
 
 
-def _decomposition_cases(n: int, batch: tuple) -> dict:
-    import jax
-
+def _decomposition_cases(n: int, batch: tuple, system: str) -> dict:
     cases = {}
     rng = np.random.default_rng(0)
     for name in DECOMPOSITIONS:
         a, t = _input(name, (*batch, n, n), rng), rng.standard_normal((*batch, n, n))
         if name in ("eigh", "cholesky"):
             t = t + np.swapaxes(t, -1, -2)
-        f = _ours(name)
-        eager = lambda a, t, f=f: ad.jvp(f, (a,), (t,))  # noqa: E731
+        case = f"{name} n={n}" + (f" batch={batch[0]}" if batch else "")
+        if system == "jax":
+            import jax
+
+            jf = jax.jit(lambda a, t, g=_jax(name): jax.jvp(g, (a,), (t,)))
+            ja, jt = jax.numpy.asarray(a), jax.numpy.asarray(t)
+            cases[case] = {"jax": lambda j=jf, a=ja, t=jt: jax.block_until_ready(j(a, t))}
+            continue
+        eager = lambda a, t, f=_ours(name): ad.jvp(f, (a,), (t,))  # noqa: E731
         compiled = ad.jit(eager)
         _check_same(compiled(a, t), eager(a, t))
-        jf = jax.jit(lambda a, t, g=_jax(name): jax.jvp(g, (a,), (t,)))
-        ja, jt = jax.numpy.asarray(a), jax.numpy.asarray(t)
-        cases[f"{name} n={n}" + (f" batch={batch[0]}" if batch else "")] = {
-            "jit": lambda c=compiled, a=a, t=t: c(a, t),
-            "eager": lambda e=eager, a=a, t=t: e(a, t),
-            "jax": lambda j=jf, a=ja, t=jt: jax.block_until_ready(j(a, t)),
-        }
+        cases[case] = {"jit": lambda c=compiled, a=a, t=t: c(a, t), "eager": lambda e=eager, a=a, t=t: e(a, t)}
     return cases
 
 
-def _scan_cases(n: int = 16, steps: int = 32) -> dict:
-    import jax
-
+def _scan_cases(system: str, n: int = 16, steps: int = 32) -> dict:
     rng = np.random.default_rng(1)
     w, xs = rng.standard_normal((n, n)) / np.sqrt(n), rng.standard_normal((steps, n))
     c0, dc = rng.standard_normal(n), rng.standard_normal(n)
+    case = f"scan tanh-RNN n={n} steps={steps}"
+    if system == "jax":
+        import jax
+
+        jw, jxs = jax.numpy.asarray(w), jax.numpy.asarray(xs)
+
+        def jbody(c, x):
+            c = jax.numpy.tanh(jw @ c + x)
+            return c, c
+
+        jf = jax.jit(lambda c, dc: jax.jvp(lambda c: jax.lax.scan(jbody, c, jxs), (c,), (dc,)))
+        jc, jdc = jax.numpy.asarray(c0), jax.numpy.asarray(dc)
+        return {case: {"jax": lambda: jax.block_until_ready(jf(jc, jdc))}}
     xp = ad.namespace("numpy")
 
     def body(c, x):
@@ -108,21 +119,13 @@ def _scan_cases(n: int = 16, steps: int = 32) -> dict:
     whole = ad.jit(eager)
     _check_same(whole(c0, dc), eager(c0, dc))
     _check_same(per_step(c0, dc), eager(c0, dc))
-    jw, jxs = jax.numpy.asarray(w), jax.numpy.asarray(xs)
-
-    def jbody(c, x):
-        c = jax.numpy.tanh(jw @ c + x)
-        return c, c
-
-    jf = jax.jit(lambda c, dc: jax.jvp(lambda c: jax.lax.scan(jbody, c, jxs), (c,), (dc,)))
-    jc, jdc = jax.numpy.asarray(c0), jax.numpy.asarray(dc)
-    return {f"scan tanh-RNN n={n} steps={steps}": {
-        "jit": lambda: whole(c0, dc), "jit body": lambda: per_step(c0, dc), "eager": lambda: eager(c0, dc),
-        "jax": lambda: jax.block_until_ready(jf(jc, jdc))}}
+    return {case: {"jit": lambda: whole(c0, dc), "jit body": lambda: per_step(c0, dc), "eager": lambda: eager(c0, dc)}}
 
 
-def _dispatch_cases(k: int = 400) -> dict:
+def _dispatch_cases(system: str, k: int = 400) -> dict:
     """A chain of k tiny additions: the replay against the same NumPy calls in a plain Python loop."""
+    if system == "jax":
+        return {}
     x = np.ones(1)
 
     def chain(x):
@@ -132,41 +135,66 @@ def _dispatch_cases(k: int = 400) -> dict:
 
     compiled = ad.jit(chain)
     _check_same(compiled(x), chain(x))
-    return {f"dispatch: {k} additions (per call, /{k} below)": {"jit": lambda: compiled(x), "numpy loop": lambda: chain(x)}}
+    return {f"dispatch: {k} additions": {"jit": lambda: compiled(x), "numpy loop": lambda: chain(x)}}
+
+
+def _cases(names: list[str], system: str) -> dict:
+    cases: dict = {}
+    if "n16" in names:
+        cases.update(_decomposition_cases(16, (), system))
+    if "batch" in names:
+        cases.update(_decomposition_cases(16, (4096,), system))
+    if "scan" in names:
+        cases.update(_scan_cases(system))
+    if "dispatch" in names:
+        cases.update(_dispatch_cases(system))
+    if "n128" in names:
+        cases.update(_decomposition_cases(128, (), system))
+    return cases
+
+
+def _jax_worker(connection: Any, names: list[str], min_time: float) -> None:
+    """JAX in a process of its own (its thread pools and ours do not meet), timing the cases it is sent."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    cases = _cases(names, "jax")
+    connection.send(sorted(cases))
+    while (case := connection.recv()) is not None:
+        connection.send(_time(cases[case]["jax"], min_time))
 
 
 def main(argv: list[str] | None = None) -> None:
+    import multiprocessing
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--min-time", type=float, default=0.05)
     parser.add_argument("--cases", nargs="+", default=["n16", "batch", "scan", "dispatch", "n128"])
     args = parser.parse_args(argv)
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    cases: dict = {}
-    if "n16" in args.cases:
-        cases.update(_decomposition_cases(16, ()))
-    if "batch" in args.cases:
-        cases.update(_decomposition_cases(16, (4096,)))
-    if "scan" in args.cases:
-        cases.update(_scan_cases())
-    if "dispatch" in args.cases:
-        cases.update(_dispatch_cases())
-    if "n128" in args.cases:
-        cases.update(_decomposition_cases(128, ()))
-    times: dict = {case: {system: [] for system in systems} for case, systems in cases.items()}
+    ours, peer = multiprocessing.get_context("spawn").Pipe()
+    worker = multiprocessing.get_context("spawn").Process(target=_jax_worker, args=(peer, args.cases, args.min_time))
+    worker.start()
+    cases = _cases(args.cases, "ours")
+    with_jax = set(ours.recv())
+    times: dict = {case: {system: [] for system in [*systems, *(["jax"] if case in with_jax else [])]}
+                   for case, systems in cases.items()}
     for _ in range(args.rounds):
         for case, systems in cases.items():
             for system, fn in systems.items():
                 times[case][system].append(_time(fn, args.min_time))
+            if case in with_jax:
+                ours.send(case)
+                times[case]["jax"].append(ours.recv())
+    ours.send(None)
+    worker.join()
     for case, systems in times.items():
         medians = {system: statistics.median(ts) for system, ts in systems.items()}
         cells = "  ".join(f"{system} {1e6 * t:9.1f} us" for system, t in medians.items())
         ratios = "  ".join(f"{system}/{base} {medians[system] / medians[base]:.2f}x"
                            for system in medians for base in ("jax", "eager", "numpy loop")
                            if system in ("jit", "jit body") and base in medians)
-        print(f"{case:40s} {cells}  {ratios}")
+        print(f"{case:34s} {cells}  {ratios}", flush=True)
 
 
 if __name__ == "__main__":
