@@ -50,6 +50,10 @@ from ..core import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_
 from ..namespace import namespace
 
 MAX_VARIANTS = 8
+# Elementwise results from this size on are written into a dead temporary of the program (None: never).
+# Measured on NumPy (a chain of 6 ufuncs, 2-core VM): 0.96x the time at 16 x 16, 0.93x at 128 x 128,
+# 0.49x at 512 x 512 (no page faults on fresh buffers).
+REUSE_MIN_BYTES: int | None = 1 << 17
 
 
 class _Diverged(Exception):
@@ -358,6 +362,11 @@ class _Program:
                 kept.append((fn, ins, outs))
                 needed.update(ins)
         kept.reverse()
+        if REUSE_MIN_BYTES is not None:
+            output_slots: set = set()
+            for d in outputs:
+                _slots_of(d, output_slots)
+            kept = _reuse_buffers(kept, recording.values, output_slots)
         n_slots = len(recording.values)
         self.template = [recording.values[k] if k in recording.constant_slots else None for k in range(n_slots + 1)]
         self.steps = [(fn, operator.itemgetter(*ins) if len(ins) > 1 else operator.itemgetter(slice(ins[0], ins[0] + 1)),
@@ -374,6 +383,42 @@ class _Program:
                 for k, v in zip(out, result):
                     env[k] = v
         return optree.tree_unflatten(self.out_spec, [_build(d, env, levels) for d in self.outputs])
+
+
+def _reuse_buffers(steps: list, values: list, output_slots: set) -> list:
+    """Elementwise steps write into a temporary the program owns instead of a new array, where that is
+    the temporary's last use: a fresh elementwise result (never an input, a constant or memory of
+    theirs) of the same shape and dtype, no view of which exists, not an output. Decided on the
+    recording's values; the same signature gives the same shapes, dtypes and aliasing."""
+    last_use: dict = {}
+    for k, (_, ins, _) in enumerate(steps):
+        for slot in ins:
+            last_use[slot] = k
+    views: dict = {}  # id of an owning array -> how many slots' values live in its memory
+    for value in values:
+        owner = backend_of(value).owner_of(value) if _is_array(value) else None
+        if owner is not None:
+            views[id(owner)] = views.get(id(owner), 0) + 1
+    fresh: set = set()  # slots holding a new elementwise result
+    reused = []
+    for k, (fn, ins, out) in enumerate(steps):
+        result = values[out] if type(out) is int else None
+        form = backend_of(result).in_place_form(fn) if _is_array(result) else None
+        if form is not None:
+            for position, slot in enumerate(ins):
+                v = values[slot]
+                if (slot in fresh and slot not in output_slots and last_use[slot] == k and type(v) is type(result)
+                        and v.shape == result.shape and v.dtype == result.dtype and result.nbytes >= REUSE_MIN_BYTES
+                        and views.get(id(v)) == 1):
+                    fn = functools.partial(_into, form, position)
+                    break
+            fresh.add(out)
+        reused.append((fn, ins, out))
+    return reused
+
+
+def _into(form: Callable, position: int, *args: Any) -> Any:
+    return form(*args, out=args[position])
 
 
 def _slots_of(d: Any, found: set) -> None:
