@@ -91,8 +91,6 @@ def test_one_recording_per_signature(backend):
 
 
 def test_static_argnums(backend):
-    ns = backend.ns
-
     def power(x, n):
         y = x
         for _ in range(n - 1):  # Python control flow on a static argument
@@ -106,7 +104,6 @@ def test_static_argnums(backend):
     assert len(compiled.cache) == 2
     with pytest.raises(TypeError, match="hashable"):
         ad.jit(lambda x, d: x, static_argnums=1)(x, {})
-    del ns
 
 
 def test_compositions(backend):
