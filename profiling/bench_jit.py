@@ -4,12 +4,15 @@
 prints one row per case: the median over interleaved rounds (the systems take turns within each
 round, so a machine whose speed drifts favours no one) of each system's mean time per call, and
 the ratios. float64, CPU; JAX (``jax_enable_x64``) runs in a worker process of its own (in one
-process its thread pools and ours deadlocked here), taking its turn case by case.
+process its thread pools and ours deadlocked here), taking its turn case by case. On a loaded
+machine run both single-threaded (``OPENBLAS_NUM_THREADS=1`` and ``--jax-single-thread``): threaded
+BLAS calls stall for tens of milliseconds when other processes hold the cores.
 Every timed result is first checked against eager ``ad.jvp`` (the jitted one bit for bit).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from typing import Any, Callable
@@ -153,8 +156,10 @@ def _cases(names: list[str], system: str) -> dict:
     return cases
 
 
-def _jax_worker(connection: Any, names: list[str], min_time: float) -> None:
+def _jax_worker(connection: Any, names: list[str], min_time: float, single_thread: bool) -> None:
     """JAX in a process of its own (its thread pools and ours do not meet), timing the cases it is sent."""
+    if single_thread:  # (batched LAPACK calls of jax 0.10 deadlocked in their thread pool on this VM)
+        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -171,9 +176,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--min-time", type=float, default=0.05)
     parser.add_argument("--cases", nargs="+", default=["n16", "batch", "scan", "dispatch", "n128"])
+    parser.add_argument("--jax-single-thread", action="store_true", help="JAX with one intra-op thread")
     args = parser.parse_args(argv)
     ours, peer = multiprocessing.get_context("spawn").Pipe()
-    worker = multiprocessing.get_context("spawn").Process(target=_jax_worker, args=(peer, args.cases, args.min_time))
+    worker = multiprocessing.get_context("spawn").Process(target=_jax_worker,
+                                                          args=(peer, args.cases, args.min_time, args.jax_single_thread))
     worker.start()
     cases = _cases(args.cases, "ours")
     with_jax = set(ours.recv())
