@@ -13,11 +13,6 @@ from typing import Any
 
 import numpy as np
 
-try:
-    import numba
-except ImportError:  # the extra is not installed
-    numba = None
-
 _DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 
 
@@ -38,18 +33,31 @@ def _substitute(a: Any, b: Any, x: Any, lower: bool, unit_diagonal: bool) -> Non
                 x[p, i, j] = s if unit_diagonal else s / a[p, i, i]
 
 
-_compiled = numba.njit(cache=True, nogil=True)(_substitute) if numba is not None else None
+_compiled: Any = False  # not looked for yet (importing Numba costs ~0.5 s: only when a batch needs it)
+
+
+def _kernel() -> Any:
+    global _compiled
+    if _compiled is False:
+        try:
+            import numba
+        except ImportError:  # the extra is not installed
+            _compiled = None
+        else:
+            _compiled = numba.njit(cache=True, nogil=True)(_substitute)
+    return _compiled
 
 
 def available() -> bool:
-    return _compiled is not None
+    return _kernel() is not None
 
 
 def solve_triangular_batched(a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: bool) -> Any:
     """op(tri(a))^-1 b for a (..., n, n) and b (..., n, k) of one batch shape (no broadcasting), compiled;
     None without Numba or for other shapes and dtypes."""
     dtype = np.result_type(a.dtype, b.dtype)
-    if _compiled is None or dtype.type not in _DTYPES or a.shape[:-2] != b.shape[:-2] or b.ndim < 3:
+    kernel = _kernel()
+    if kernel is None or dtype.type not in _DTYPES or a.shape[:-2] != b.shape[:-2] or b.ndim < 3:
         return None
     n, k = b.shape[-2:]
     m = a.astype(dtype, copy=False).reshape(-1, n, n)
@@ -59,5 +67,7 @@ def solve_triangular_batched(a: Any, b: Any, *, lower: bool, trans: int, unit_di
             m = m.conj()
         lower = not lower
     x = np.empty(b.shape, dtype=dtype)
-    _compiled(m, b.astype(dtype, copy=False).reshape(-1, n, k), x.reshape(-1, n, k), bool(lower), bool(unit_diagonal))
+    # C-contiguous operands: one compiled specialisation per dtype
+    kernel(np.ascontiguousarray(m), np.ascontiguousarray(b.astype(dtype, copy=False).reshape(-1, n, k)),
+           x.reshape(-1, n, k), bool(lower), bool(unit_diagonal))
     return x
