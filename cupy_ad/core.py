@@ -47,17 +47,20 @@ class Dual:
     """A primal value and its tangent at one level of nested differentiation.
 
     Python operators, ``shape``, ``dtype`` and ``__array_namespace__`` behave as on the backend
-    array; they are installed by :mod:`cupy_ad.namespace`.
+    array; they are installed by :mod:`cupy_ad.namespace`, and so are NumPy's protocols
+    (``__array_ufunc__``, ``__array_function__``: ``np.sin(x)`` differentiates) and a ``__getattr__``
+    naming the namespace function for NumPy-only methods (``x.sum()``), from
+    :mod:`cupy_ad.namespace.numpy_protocols`.
     """
 
-    __slots__ = ("primal", "tangent", "level")
-    __array_ufunc__ = None  # NumPy defers to our reflected operators
+    __slots__ = ("primal", "tangent", "level", "weak")
     __array_priority__ = 1000
 
-    def __init__(self, level: int, primal: Any, tangent: Any):
+    def __init__(self, level: int, primal: Any, tangent: Any, weak: bool = False):
         self.level = level
         self.primal = primal
         self.tangent = tangent
+        self.weak = weak  # a Python scalar's: takes the dtype of the arrays it meets (namespace.weak)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -182,7 +185,9 @@ class _Traced:
         return self._refuse("use as an index")
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._refuse("conversion to a NumPy array")
+        return self._refuse("conversion to a NumPy array (in a rule of cupy_ad: eigh and svd read tangents on "
+                            "the host at repeated eigen/singular values, where the one-sided derivative is not "
+                            "linear in the tangent and there is no Jacobian)")
 
 
 class Batched(_Traced):
@@ -501,9 +506,9 @@ def _lift(x: Any, level: int, size: int) -> Any:
 def _push_down(x: Any, level: int) -> Any:
     """Undo ``_lift`` on a result: vmap level ``level``'s batch (a ``Batched`` on top) pushed under the
     duals and batches of higher levels."""
-    if type(x) is not Batched or x.level != level or x.axis is None:
+    if type(x) is not Batched or x.level != level:
         return x
-    return _unlift(x.value, level, x.axis)
+    return x.value if x.axis is None else _unlift(x.value, level, x.axis)
 
 
 def _unlift(x: Any, level: int, axis: int) -> Any:

@@ -161,3 +161,10 @@ def test_vmap_of_jacfwd_and_jacfwd_of_vmap(backend):
         np.testing.assert_allclose(backend.to_numpy(mapped)[k, :, k], backend.to_numpy(jacobians)[k], rtol=1e-9,
                                    atol=1e-12)
     np.testing.assert_array_equal(backend.to_numpy(points), copy)
+
+
+def test_repeated_eigenvalues_have_no_jacobian(backend):
+    """At repeated eigenvalues eigh's derivative is one-sided and not linear: jacfwd refuses (on NumPy
+    the message says why; array_api_strict refuses the batched value in its own words)."""
+    with pytest.raises(TypeError, match="repeated eigen/singular values" if backend.name == "numpy" else None):
+        ad.jacfwd(ad.linalg.eigvalsh)(backend.asarray(np.eye(3)))

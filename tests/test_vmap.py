@@ -44,6 +44,11 @@ CASES = {
     "tensordot_vecdot": (lambda ns, x, y: ns.tensordot(x, y, axes=1) + ns.vecdot(x, x)[:, None], [(2, 3), (3, 2)]),
     "outer_trace_diagonal": (lambda ns, x, y: ns.linalg.outer(x, y) * ns.linalg.trace(ns.linalg.outer(x, y))
                              + ns.linalg.diagonal(ns.linalg.outer(y, x))[:, None], [(3,), (3,)]),
+    "fft": (lambda ns, x: (ns.fft.fft(ns.astype(x, ns.complex128)), ns.fft.rfftn(x, axes=(0,)),
+                           ns.fft.ifftn(ns.astype(x, ns.complex128), s=(4,), axes=(-1,)), ns.fft.fftshift(x, axes=1),
+                           ns.fft.irfft(ns.fft.rfft(x, axis=0), n=3, axis=0)), [(3, 4)]),
+    "special": (lambda ns, x, y: ns.special.erf(x) * ns.special.expit(y) + ns.special.polygamma(1, ns.exp(x)),
+                [(2, 3), (3,)]),
     "cholesky": (lambda ns, a: ad.linalg.cholesky(_spd(ns, a)), [(3, 3)]),
     "cross": (lambda ns, x, y: ad.linalg.cross(x, y), [(2, 3), (3,)]),
     "det_slogdet": (lambda ns, a: (ad.linalg.det(a), *ad.linalg.slogdet(a)), [(3, 3)]),

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, Zero, bind
-from ..namespace._batching import along_axis
-from ..namespace._rules import add_tangents, xp_of
+from ..namespace._rules import xp_of
+from ..namespace.elementwise import add_tangents
+from ..namespace.products import along_axis
 
 
 def _impl(x1: Any, x2: Any, *, axis: int) -> Any:

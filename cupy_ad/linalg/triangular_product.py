@@ -13,7 +13,7 @@ from typing import Any
 
 from ..core import Primitive, Zero, bind
 from ..namespace._batching import solver
-from ..namespace._rules import add_tangents
+from ..namespace.elementwise import add_tangents
 from ._matrix import backend_of_matrix, require_square, triangle
 
 

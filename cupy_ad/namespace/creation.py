@@ -38,9 +38,10 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
         return constant(xp.full(shape, fill_value, dtype=dtype, device=device))
 
     def example(x: Any) -> Any:
-        """A raw array shaped like one example of ``x`` (``x`` itself when plain or dual)."""
+        """A raw array with the shape and dtype ``x`` shows (one example of a batched value; the raw array
+        itself under duals)."""
         raw = strip(x)
-        return xp.empty(raw.shape, dtype=raw.dtype) if type(raw) is Batched else raw
+        return xp.empty(raw.shape, dtype=raw.dtype) if type(raw) in (Batched, Recorded) else raw
 
     def like(name: str) -> Any:
         def make(x: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -50,8 +51,8 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
         return make
 
     def stripped(fn: Any) -> Any:
-        return lambda *args, **kwargs: fn(*(a.dtype if type(strip(a)) is Batched else strip(a) for a in args),
-                                          **kwargs)
+        return lambda *args, **kwargs: fn(*(a.dtype if type(strip(a)) in (Batched, Recorded) else strip(a)
+                                            for a in args), **kwargs)
 
     def constants_from(fn: Any) -> Any:
         def make(*args: Any, **kwargs: Any) -> Any:

@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Batched, Dual, Primitive, Zero, bind, strip
-from ._batching import all_front, broadcast_front, looped, pad_rank, rank, shift, to_front
-from ._rules import fit, instantiate, linear, nondifferentiable, xp_of
-from .manipulation import broadcast_to, reshape
+from ._rules import instantiate, linear, nondifferentiable, xp_of
+from .elementwise import fit
+from .manipulation import all_front, broadcast_front, broadcast_to, looped, pad_rank, rank, reshape, shift, to_front
 
 
 def _strip_key(key: Any) -> Any:
@@ -165,7 +165,7 @@ def _argsort_batch(prim: Primitive):
 
 
 argsort = nondifferentiable("argsort", batch=_argsort_batch)
-nonzero = nondifferentiable("nonzero", multiple_results=True, batch=lambda prim: None)  # data-dependent shape
+nonzero = nondifferentiable("nonzero", multiple_results=True)  # no batching rule: data-dependent shape
 searchsorted = nondifferentiable("searchsorted", batch=looped)
 
 

@@ -2,11 +2,95 @@
 operation to the tangent."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from ..core import Primitive, Zero, bind, strip
-from ._batching import all_front, broadcasting, every_axis, pad_rank, rank, shift, to_front
+from ..core import Primitive, Zero, bind, install_axis_ops, strip
 from ._rules import is_inexact_dtype, linear, xp_of
+
+
+# ------------------------------------------------------------------------------------ batch axes
+# Helpers of the batching rules (vmap), here because they are axis manipulations. A rule gets
+# ``values`` and ``axes``: argument i stacks its examples along axis ``axes[i]`` of ``values[i]``
+# (``None``: one value shared by every example), and returns the outputs with their batch axes. Most
+# rules move the batch axis to the front; leading dimensions are batch dimensions throughout the
+# library, so what is left is bookkeeping: negative axis parameters keep their meaning, non-negative
+# ones move up by one, and operands of smaller rank get singleton axes after the batch axis so that
+# they broadcast example by example (after JAX's ``batching.py``).
+
+def batch_size(values: Sequence[Any], axes: Sequence[int | None]) -> int:
+    for v, axis in zip(values, axes):
+        if axis is not None:
+            return v.shape[axis]
+    raise ValueError("no mapped argument")
+
+
+def rank(x: Any, axis: int | None) -> int:
+    """The number of dimensions of one example (Python scalars and None: 0)."""
+    return getattr(x, "ndim", 0) - (axis is not None)
+
+
+def to_front(x: Any, axis: int | None) -> Any:
+    """``x`` with its batch axis first (unmapped values unchanged)."""
+    if axis is None or axis == 0:
+        return x
+    return moveaxis(x, axis, 0)
+
+
+def broadcast_front(x: Any, size: int) -> Any:
+    """A value shared by all examples as ``size`` stacked copies (a broadcast view where possible)."""
+    shape = tuple(x.shape)
+    return broadcast_to(expand_dims(x, axis=0), (size, *shape))
+
+
+def all_front(values: Sequence[Any], axes: Sequence[int | None]) -> list[Any]:
+    """Every value with its batch axis first, unmapped ones broadcast to the batch."""
+    size = batch_size(values, axes)
+    return [broadcast_front(v, size) if axis is None else to_front(v, axis) for v, axis in zip(values, axes)]
+
+
+def pad_rank(x: Any, missing: int) -> Any:
+    """A batch-first ``x`` with ``missing`` singleton axes after the batch axis."""
+    if missing <= 0:
+        return x
+    return reshape(x, (x.shape[0], *(1,) * missing, *x.shape[1:]))
+
+
+def aligned(values: Sequence[Any], axes: Sequence[int | None], core: Sequence[int] | None = None) -> list[Any]:
+    """Mapped values batch-first with as many (broadcasting) batch dimensions as the widest operand;
+    ``core[i]`` trailing dimensions of operand i are its own (0: elementwise broadcasting)."""
+    core = core or (0,) * len(values)
+    widest = max(rank(v, axis) - c for v, axis, c in zip(values, axes, core))
+    return [v if axis is None else pad_rank(to_front(v, axis), widest - (rank(v, axis) - c))
+            for v, axis, c in zip(values, axes, core)]
+
+
+def batch_first_copy(x: Any) -> Any:
+    """A strided batch-first view (the examples of a folded product) copied into batch-first order, so
+    that what follows reads memory in order (a flat reshape copies; the second is a view)."""
+    return reshape(reshape(x, (-1,)), x.shape)
+
+
+def shift(axis: Any) -> Any:
+    """An axis parameter (int or tuple) of one example, for the batch-first stack."""
+    if isinstance(axis, (tuple, list)):
+        return tuple(a + 1 if a >= 0 else a for a in axis)
+    return axis + 1 if axis >= 0 else axis
+
+
+def every_axis(x_rank: int) -> tuple[int, ...]:
+    """``axis=None`` (all axes of one example) for the batch-first stack."""
+    return tuple(range(1, x_rank + 1))
+
+
+def looped(prim: Primitive) -> Callable:
+    """The batching rule of a primitive without a batched form: one call per example, stacked."""
+    def rule(values: list, axes: list, **params: Any) -> tuple[Any, int]:
+        size = batch_size(values, axes)
+        first = [to_front(v, axis) for v, axis in zip(values, axes)]
+        results = [bind(prim, *[v if axis is None else v[i, ...] for v, axis in zip(first, axes)], **params)
+                   for i in range(size)]
+        return stack(results, axis=0), 0
+    return rule
 
 
 # Batching rules: the batch axis goes first and the shape and axis parameters follow it. Parameters
@@ -205,7 +289,7 @@ tril = linear("tril", _tril_impl, batch=_axis_batch(()))
 triu = linear("triu", _triu_impl, batch=_axis_batch(()))
 
 _astype = Primitive("astype", lambda x, dtype, copy=True: xp_of(x).astype(x, dtype, copy=copy))
-_astype.batch = broadcasting(_astype)
+_astype.batch = lambda values, axes, **params: (bind(_astype, *values, **params), axes[0])  # elementwise
 
 
 @_astype.def_jvp
@@ -225,6 +309,8 @@ def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> A
     """Cast ``x``; a complex-to-real cast keeps the real part of the tangent too."""
     return _astype(x, dtype=dtype, copy=copy)
 
+
+install_axis_ops(to_front, broadcast_front)
 
 __all__ = ["astype", "broadcast_arrays", "broadcast_to", "meshgrid", "concat", "expand_dims", "flip", "matrix_transpose",
            "moveaxis", "permute_dims", "repeat", "reshape", "roll", "squeeze", "stack", "tile", "tril", "triu",

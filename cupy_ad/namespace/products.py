@@ -5,12 +5,13 @@ Bilinear maps B(x, y) have d B = B(dx, y) + B(x, dy).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from ..core import Primitive, Zero, bind
-from ._batching import aligned, along_axis, batch_first_copy, batch_size, rank, to_front
-from ._rules import add_tangents, backend_function, linear
-from .manipulation import expand_dims, matrix_transpose, moveaxis, permute_dims, reshape, squeeze
+from ._rules import backend_function, linear
+from .elementwise import add_tangents, multiply
+from .manipulation import (aligned, batch_first_copy, batch_size, expand_dims, matrix_transpose, moveaxis,
+                           permute_dims, rank, reshape, squeeze, to_front)
 
 
 def _bilinear(name: str, impl: Any = None, *, batch: Any = None) -> Primitive:
@@ -29,6 +30,15 @@ def _bilinear(name: str, impl: Any = None, *, batch: Any = None) -> Primitive:
         return ans, out
 
     return prim
+
+
+def along_axis(prim: Primitive) -> Callable:
+    """The batching rule of a broadcasting primitive that works along ``axis`` (vecdot, cross): the axis
+    counted from the end of the broadcast example."""
+    def rule(values: list, axes: list, *, axis: int = -1) -> tuple[Any, int]:
+        widest = max(rank(v, a) for v, a in zip(values, axes))
+        return bind(prim, *aligned(values, axes), axis=axis - widest if axis >= 0 else axis), 0
+    return rule
 
 
 _FOLD_MIN = 1024  # matrices from about 32 x 32 on are multiplied as one folded GEMM under vmap
@@ -104,8 +114,6 @@ def _outer_batch(values: list, axes: list):
     size = batch_size(values, axes)
     x = expand_dims(x, axis=-1) if x_axis is None else reshape(to_front(x, x_axis), (size, -1, 1))
     y = expand_dims(y, axis=-2) if y_axis is None else reshape(to_front(y, y_axis), (size, 1, -1))
-    from .elementwise import multiply
-
     return multiply(x, y), 0
 
 

@@ -5,10 +5,19 @@ import math
 from typing import Any
 
 from ..core import Primitive, bind, strip
-from ._batching import rank, reducing, shift, to_front
 from ._rules import is_complex_dtype, linear, nondifferentiable, xp_of
 from .elementwise import add, conj, divide, equal, multiply, real, sqrt, subtract, where
-from .manipulation import astype, concat, flip, moveaxis, permute_dims, reshape
+from .manipulation import astype, concat, every_axis, flip, moveaxis, permute_dims, rank, reshape, shift, to_front
+
+def reducing(prim: Primitive) -> Callable:
+    """The batching rule of a reduction or scan over ``axis`` (None: every axis of an example)."""
+    def rule(values: list, axes: list, *, axis: Any = None, **params: Any) -> tuple[Any, int]:
+        (x,), (x_axis,) = values, axes
+        x_rank = rank(x, x_axis)
+        x = to_front(x, x_axis)
+        return bind(prim, x, axis=every_axis(x_rank) if axis is None else shift(axis), **params), 0
+    return rule
+
 
 def _cumulative_batch(prim: Primitive):
     """cumulative_sum / cumulative_prod: axis None means the only axis of a 1-D example."""

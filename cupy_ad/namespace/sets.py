@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ..core import strip
-from ._batching import looped
+from .manipulation import looped
 from ._rules import nondifferentiable, xp_of
 from .indexing import take
 from .manipulation import reshape

@@ -12,7 +12,7 @@ import optree
 
 from ..backends import backend_of, default_backend, is_array
 from ..core import Dual, Zero, base_array
-from ..namespace import reshape
+from ..namespace import permute_dims, reshape
 from ..namespace._rules import is_inexact_dtype
 from .jvp import jvp
 from .vmap import vmap
@@ -73,13 +73,17 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
                 return out[0], dout[0], out[1]
             return out, dout, None
 
-        out, dout, aux = vmap(pushforward, out_axes=(None, -1, None))(*basis)
+        out, dout, aux = vmap(pushforward, out_axes=(None, 0, None))(*basis)
         sizes = [math.prod(leaf.shape) for leaf in leaves]
 
         def split(t: Any) -> Any:
+            # t stacks the directions first: each input's block, reshaped and permuted (views, no copy)
             columns, offset = [], 0
+            out_ndim = t.ndim - 1
             for leaf, size in zip(leaves, sizes):
-                columns.append(reshape(t[..., offset:offset + size], (*t.shape[:-1], *leaf.shape)))
+                block = reshape(t[offset:offset + size, ...], (*leaf.shape, *t.shape[1:]))
+                k = len(leaf.shape)
+                columns.append(permute_dims(block, (*range(k, k + out_ndim), *range(k))))
                 offset += size
             tree = optree.tree_unflatten(spec, columns)
             return tree[0] if isinstance(argnums, int) else tree
