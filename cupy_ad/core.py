@@ -128,7 +128,7 @@ def base_array(x: Any) -> Any:
             x = x.primal
         elif cls is Batched or cls is Recorded:
             x = x.value
-        else:
+        else:  # (a jit recording's JitTraced value stands for its backend: its calls are recorded)
             return x
 
 
@@ -233,6 +233,27 @@ class Recorded(_Traced):
         return f"Recorded(level={self.level}, var={self.var.index})"
 
 
+class JitTraced(Recorded):
+    """A value of a running ``jit`` recording (level ``level``): ``value`` is the concrete array of the
+    recording call and ``var`` its slot in the recorded program. Primitives run their implementation on
+    it, and every backend call it reaches is recorded (see :mod:`cupy_ad.transforms.jit`)."""
+
+    __slots__ = ()
+    _transform = "jit"
+
+    def __bool__(self) -> bool:  # a guard: the program is valid for this outcome only
+        return _levels.programs[self.level].guard(self)
+
+    def _refuse(self, what: str) -> Any:
+        raise TypeError(
+            f"{what} of a traced value inside jit: a number read from an array cannot be replayed (bool() "
+            f"can: it records a guard). Keep it an array (xp.where in place of Python arithmetic on it), pass "
+            f"it through static_argnums, or call the function without jit")
+
+    def __repr__(self) -> str:
+        return f"JitTraced(level={self.level}, slot={self.var}, value={self.value!r})"
+
+
 class Var:
     """A variable of a recorded program (see :class:`Program`)."""
 
@@ -257,7 +278,7 @@ class Program:
         return Var(self.n_vars - 1)
 
 
-_LEVELLED = frozenset((Dual, Batched, Recorded))
+_LEVELLED = frozenset((Dual, Batched, Recorded, JitTraced))
 
 
 class Primitive:
@@ -317,6 +338,14 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
             return prim.impl(*args, **params)
     if level not in _levels.alive:
         check_alive(top)
+    if type(top) is JitTraced:  # a jit recording: the implementation records the backend calls it makes
+        if any(type(a) in _LEVELLED and type(a) is not JitTraced for a in args):
+            raise TypeError("jit: f uses a value of a running jvp, vmap or linearize that is not among its "
+                            "arguments (a closure or a global over a dual or batched value); pass it as an "
+                            "argument of the jitted function")
+        program = _levels.programs[level]  # raw arrays become its constants: operators between them record
+        return prim.impl(*[a if type(a) is JitTraced or not hasattr(a, "dtype") else program.constant(a)
+                           for a in args], **params)
     if type(top) is Batched:
         return _batch(prim, level, args, params)
     if type(top) is Recorded:
@@ -567,11 +596,13 @@ def constant(x: Any) -> Any:
     level, kind = _levels.stack[-1]
     if kind == "jvp":
         return Dual(level, x, Zero.like(x))
+    if kind == "jit":
+        return _levels.programs[level].constant(x)
     return Batched(level, x, None) if kind == "vmap" else x
 
 
 class new_level:
-    """Context manager giving each transform call (``jvp``, ``vmap``, a ``linearize`` recording) a
+    """Context manager giving each transform call (``jvp``, ``vmap``, a ``linearize`` or ``jit`` recording) a
     level of its own.
 
     Levels are never reused: a nested call's level is above its caller's, and a value that escaped
@@ -579,8 +610,9 @@ class new_level:
     with the values of a later call.
     """
 
-    def __init__(self, kind: str = "jvp"):
+    def __init__(self, kind: str = "jvp", program: Any = None):
         self.kind = kind
+        self.program = program  # kind "jit": the recording (see cupy_ad.transforms.jit)
 
     def __enter__(self) -> int:
         level = self.level = next(_next_level)
@@ -588,6 +620,8 @@ class new_level:
             _levels.active.append(level)
         elif self.kind == "record":
             _levels.programs[level] = Program()
+        elif self.kind == "jit":
+            _levels.programs[level] = self.program
         _levels.stack.append((level, self.kind))
         _levels.alive.add(level)
         return level
@@ -609,7 +643,7 @@ def check_alive(x: Any) -> None:
     """Raise if ``x`` holds a value of a transform call (``jvp``, ``vmap``, ``linearize``) that has finished."""
     while type(x) in _LEVELLED:
         if x.level not in _levels.alive:
-            kind = {Dual: "jvp", Batched: "vmap", Recorded: "linearize"}[type(x)]
+            kind = {Dual: "jvp", Batched: "vmap", Recorded: "linearize", JitTraced: "jit"}[type(x)]
             raise ValueError(
                 f"a value from a finished {kind} call was used (it escaped, e.g. through a closure or a "
                 f"global); pass it as an input of the {kind} instead")

@@ -95,7 +95,7 @@ def _traced(v: Any) -> bool:
     """Whether ``v`` holds batched (vmap) or recorded (linearize) values anywhere under its duals."""
     if type(v) is Dual:
         return _traced(v.primal) or (type(v.tangent) is not Zero and _traced(v.tangent))
-    return type(v) is Batched or type(v) is Recorded
+    return type(v) is Batched or isinstance(v, Recorded)  # (jit's JitTraced values too)
 
 
 def _levels_in(p: Any) -> set[int]:

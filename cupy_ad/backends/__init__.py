@@ -57,6 +57,9 @@ def backend_of(x: Any) -> Backend:
         return _BY_TYPE[cls]
     except KeyError:
         pass
+    recording = getattr(x, "recording_backend", None)  # a jit recording's value: its backend, recorded
+    if recording is not None:
+        return recording()
     module = cls.__module__.split(".")[0]
     if module == "numpy":
         backend = _load("numpy")

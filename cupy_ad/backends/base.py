@@ -36,6 +36,15 @@ class Backend:
             return tuple(self.from_numpy(o) for o in out)
         return self.from_numpy(out)
 
+    def in_place_form(self, fn: Any) -> Any:
+        """For a compiled program's buffer reuse: a function ``g(*args, out=buffer)`` computing ``fn(*args)``
+        into ``buffer`` (an elementwise function with one output), or None."""
+        return None
+
+    def owner_of(self, x: Any) -> Any:
+        """The array owning ``x``'s memory (``x`` itself when it owns it), or None when unknown."""
+        return None
+
     # Kernels (LAPACK names in brackets).
     def lu_factor(self, a: Any) -> tuple[Any, Any]:
         """(lu, piv) of a (..., m, n) matrix as ``scipy.linalg.lu_factor``: 0-based int32 pivots [getrf]."""

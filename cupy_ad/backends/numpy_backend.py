@@ -1,6 +1,7 @@
 """NumPy backend: array_api_compat's NumPy namespace; kernels from NumPy's and SciPy's LAPACK calls."""
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import array_api_compat.numpy as compat_numpy
@@ -78,6 +79,10 @@ def _per_matrix(a: Any, one: Any) -> Any:
     return tuple(np.stack(parts).reshape(*batch, *parts[0].shape) for parts in zip(*results))
 
 
+_OPERATOR_UFUNCS = {operator.add: np.add, operator.sub: np.subtract, operator.mul: np.multiply,
+                    operator.truediv: np.true_divide, operator.neg: np.negative}
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     xp = compat_numpy
@@ -87,6 +92,17 @@ class NumpyBackend(Backend):
 
     def from_numpy(self, a: Any) -> np.ndarray:
         return np.asarray(a)
+
+    def in_place_form(self, fn: Any) -> Any:
+        fn = _OPERATOR_UFUNCS.get(fn, fn)  # (operators call the same ufuncs: the same kernels)
+        return fn if isinstance(fn, np.ufunc) and fn.nout == 1 and fn.signature is None else None  # (not matmul)
+
+    def owner_of(self, x: Any) -> Any:
+        if type(x) is not np.ndarray:
+            return None
+        while isinstance(x.base, np.ndarray):
+            x = x.base
+        return x if x.base is None and x.flags.writeable else None
 
     def lu_factor(self, a: Any) -> tuple[Any, Any]:
         if a.size == 0:  # SciPy refuses empty batches; the factors of nothing are empty

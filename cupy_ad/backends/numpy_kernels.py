@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from . import numpy_compiled
+
 _ROW_MAJOR, _LEFT, _RIGHT, _UPPER, _LOWER = 101, 141, 142, 121, 122
 _TRANS = {0: 111, 1: 112, 2: 113}
 _NON_UNIT, _UNIT = 131, 132
@@ -275,7 +277,9 @@ def solve_triangular(a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: 
     out = None
     if count >= SUBSTITUTION_MIN_BATCH and a.shape[-1] <= SUBSTITUTION_MAX:
         _check_diagonal(a, unit_diagonal)
-        out = _substitution(a, bm, out_shape, dtype, lower, trans, unit_diagonal)
+        out = numpy_compiled.solve_triangular_batched(a, bm, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
+        if out is None:
+            out = _substitution(a, bm, out_shape, dtype, lower, trans, unit_diagonal)
     elif available():
         _check_diagonal(a, unit_diagonal)
         if count == 1:

@@ -34,6 +34,8 @@ def _backend_for(xp: Any) -> Backend:
         return default_backend()
     if isinstance(xp, Backend):
         return xp
+    if hasattr(xp, "recorded_backend"):  # a jit recording's proxy of a backend
+        return xp.recorded_backend
     if isinstance(xp, str):
         return backend_named(xp)
     name = getattr(xp, "__name__", "")

@@ -9,15 +9,21 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..backends import backend_of
-from ..core import Dual, Primitive, Zero, base_array, bind, strip
+from ..core import Dual, JitTraced, Primitive, Zero, base_array, bind, strip
 
 
 def backend_of_args(args: Any) -> Any:
-    """The backend of the first array among ``args`` (duals, batches and recordings looked through)."""
+    """The backend of the first array among ``args`` (duals, batches and recordings looked through), or
+    the recording backend of a ``jit`` recording's value among them (its calls are recorded)."""
+    first = None
     for a in args:
-        if hasattr(a, "dtype"):  # arrays, traced values and NumPy scalars, not Python scalars
-            return backend_of(base_array(a))
-    raise TypeError("expected at least one array argument")
+        if type(a) is JitTraced:
+            return backend_of(a)
+        if first is None and hasattr(a, "dtype"):  # arrays, traced values and NumPy scalars, not Python scalars
+            first = a
+    if first is None:
+        raise TypeError("expected at least one array argument")
+    return backend_of(base_array(first))
 
 
 def xp_of(*args: Any) -> Any:

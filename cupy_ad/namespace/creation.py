@@ -16,14 +16,17 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
     xp = backend.xp
 
     def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None) -> Any:
-        if isinstance(obj, (Dual, Batched)):
+        if isinstance(obj, (Dual, Batched, Recorded)):
             if dtype is not None and dtype != obj.dtype:
                 return astype(obj, dtype)
             # a new shell: ``x[k] = v`` on the result must not rebind ``obj`` (arrays are never written)
             if not copy:
                 return obj
-            return Dual(obj.level, obj.primal, obj.tangent) if type(obj) is Dual else Batched(
-                obj.level, obj.value, obj.axis)
+            if type(obj) is Dual:
+                return Dual(obj.level, obj.primal, obj.tangent)
+            if type(obj) is Batched:
+                return Batched(obj.level, obj.value, obj.axis)
+            return type(obj)(obj.level, obj.value, obj.var)
         if isinstance(obj, (list, tuple)) and any(hasattr(v, "shape") for v in obj):  # duals, 0-d arrays
             return stack([asarray(v, dtype=dtype) for v in obj])
         return constant(xp.asarray(obj, dtype=dtype, device=device, copy=copy))

@@ -1,0 +1,233 @@
+"""jit: replays bit-identical to eager calls (the same kernels run), one recording per signature, static
+arguments, compositions with jvp / vmap / jacfwd / scan, guards on bool(), refusals, inputs never written."""
+import importlib
+
+import numpy as np
+import optree
+import pytest
+
+import cupy_ad as ad
+
+lu_module = importlib.import_module("cupy_ad.linalg.lu")
+
+
+def _flat(backend, tree):
+    leaves = optree.tree_leaves(tree, is_leaf=lambda v: type(v) is ad.Zero)
+    return [(v.shape, v.dtype) if type(v) is ad.Zero else backend.to_numpy(v) for v in leaves]
+
+
+def _assert_identical(backend, got, want):
+    got, want = _flat(backend, got), _flat(backend, want)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        if isinstance(w, tuple):
+            assert g == w
+        else:
+            assert g.dtype == w.dtype and g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+
+
+def _sym(a):
+    return a + a.mT
+
+
+DECOMPOSITIONS = {
+    "lu_factor": lambda ns, a: ad.linalg.lu_factor(a),
+    "qr": lambda ns, a: ad.linalg.qr(a),
+    "eigh": lambda ns, a: ad.linalg.eigh(_sym(a)),
+    "svd": lambda ns, a: ad.linalg.svd(a, full_matrices=False),
+    "cholesky_solve_det": lambda ns, a: (ad.linalg.cholesky(a @ a.mT + ns.eye(4)), ad.linalg.solve(a, a[:, :1]),
+                                         ad.linalg.det(a)),
+    "elementwise": lambda ns, a: ns.sum(ns.tanh(a) * 2.0 - a ** 3, axis=0) / (1.0 + ns.exp(a[0, ...])),
+}
+
+
+@pytest.mark.parametrize("name", list(DECOMPOSITIONS))
+def test_jit_of_jvp_is_eager_jvp_bit_for_bit(backend, name):
+    ns = backend.ns
+    f = lambda a: DECOMPOSITIONS[name](ns, a)  # noqa: E731
+    compiled = ad.jit(lambda a, t: ad.jvp(f, (a,), (t,)))
+    a = backend.random((4, 4)) + backend.asarray(3.0 * np.eye(4))
+    for seed in (1, 2, 3):  # the first call records, the others replay
+        t = backend.random((4, 4), seed=seed)
+        _assert_identical(backend, compiled(a, t), ad.jvp(f, (a,), (t,)))
+        _assert_identical(backend, ad.jvp(ad.jit(f), (a,), (t,)), ad.jvp(f, (a,), (t,)))
+    assert len(compiled.cache) == 1
+
+
+def test_replay_runs_no_rule(backend, monkeypatch):
+    """The replay is the recorded backend calls: a JVP rule that now fails is not called again."""
+    compiled = ad.jit(lambda a, t: ad.jvp(ad.linalg.lu_factor, (a,), (t,)))
+    a, t = backend.random((5, 5)), backend.random((5, 5), seed=1)
+    want = compiled(a, t)
+
+    def broken(*args, **kwargs):
+        raise AssertionError("a rule ran during a replay")
+
+    monkeypatch.setattr(lu_module.lu_factor_p, "jvp", broken)
+    _assert_identical(backend, compiled(a, t), want)
+    with pytest.raises(AssertionError, match="rule ran"):
+        ad.jvp(ad.linalg.lu_factor, (a,), (t,))
+
+
+def test_one_recording_per_signature(backend):
+    ns = backend.ns
+    calls = []
+
+    def f(x, scale):
+        calls.append(1)  # Python side effects happen only while recording
+        return ns.sin(x) * scale
+
+    compiled = ad.jit(f)
+    x = backend.random((3,))
+    for _ in range(3):
+        _assert_identical(backend, compiled(x, 2.0), f(x, 2.0))
+    assert len(calls) == 1 + 3
+    compiled(backend.random((4,)), 2.0)  # new shape
+    compiled(backend.asarray(np.ones(3, np.float32)), 2.0)  # new dtype
+    compiled(x, 3.0)  # a Python scalar is part of the signature
+    _assert_identical(backend, compiled(x, 3.0), f(x, 3.0))
+    assert len(compiled.cache) == 4
+
+
+def test_static_argnums(backend):
+    def power(x, n):
+        y = x
+        for _ in range(n - 1):  # Python control flow on a static argument
+            y = y * x
+        return y
+
+    compiled = ad.jit(power, static_argnums=1)
+    x = backend.random((3,))
+    for n in (2, 3, 2):
+        _assert_identical(backend, compiled(x, n), power(x, n))
+    assert len(compiled.cache) == 2
+    with pytest.raises(TypeError, match="hashable"):
+        ad.jit(lambda x, d: x, static_argnums=1)(x, {})
+
+
+def test_compositions(backend):
+    ns = backend.ns
+
+    def f(x):
+        q, r = ad.linalg.qr(ns.sin(x) @ x)
+        return ns.sum(q * r, axis=0) + ad.linalg.eigh(_sym(x))[0]
+
+    compiled = ad.jit(f)
+    a, t = backend.random((4, 4)), backend.random((4, 4), seed=1)
+    stack = backend.random((3, 4, 4), seed=2)
+    for _ in range(2):
+        _assert_identical(backend, ad.vmap(compiled)(stack), ad.vmap(f)(stack))
+        _assert_identical(backend, ad.jit(ad.vmap(f))(stack), ad.vmap(f)(stack))
+        _assert_identical(backend, ad.jacfwd(compiled)(a), ad.jacfwd(f)(a))
+        second = lambda g: ad.jvp(lambda x: ad.jvp(g, (x,), (t,))[1], (a,), (t,))  # noqa: E731
+        _assert_identical(backend, second(compiled), second(f))
+
+
+def test_scan_with_a_jitted_body_and_jit_of_scan(backend):
+    ns = backend.ns
+    w = backend.random((4, 4)) / 4
+    xs = backend.random((6, 4), seed=1)
+
+    def body(c, x):
+        c = ns.tanh(ns.matmul(w, c) + x)
+        return c, ns.sum(c * c)
+
+    def loop(body_fn, c):
+        return ad.scan(body_fn, c, xs)
+
+    c0, dc = backend.random((4,), seed=2), backend.random((4,), seed=3)
+    want = ad.jvp(lambda c: loop(body, c), (c0,), (dc,))
+    jitted_body = ad.jit(body)
+    _assert_identical(backend, ad.jvp(lambda c: loop(jitted_body, c), (c0,), (dc,)), want)
+    _assert_identical(backend, loop(jitted_body, c0), loop(body, c0))
+    assert len(jitted_body.cache) == 2  # dual carries (one step's structure) and plain ones
+    whole = ad.jit(lambda c, dc: ad.jvp(lambda c: loop(body, c), (c,), (dc,)))
+    for _ in range(2):
+        _assert_identical(backend, whole(c0, dc), want)
+
+
+def test_bool_records_a_guard_per_outcome(backend):
+    ns = backend.ns
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        if ns.sum(x) > 0:  # value-dependent Python control flow
+            return x * 2.0
+        return -x
+
+    compiled = ad.jit(f)
+    x = backend.random((5,))
+    for sign in (1.0, -1.0, 1.0, -1.0):
+        _assert_identical(backend, compiled(sign * ns.abs(x)), f(sign * ns.abs(x)))
+    assert len(calls) == 2 + 4  # one recording per outcome, then replays
+    assert len(compiled.cache) == 1
+
+
+def test_refusals(backend):
+    ns = backend.ns
+    x = backend.random((3,))
+    with pytest.raises(TypeError, match="float.*jit"):
+        ad.jit(lambda x: x * float(ns.sum(x)))(x)
+    with pytest.raises(TypeError, match="not among its arguments"):
+        ad.jvp(lambda d: ad.jit(lambda y: d * y)(x), (x,), (x,))  # closes over an outer dual
+
+
+def test_inputs_are_never_written(backend):
+    ns = backend.ns
+
+    def f(x):
+        y = ns.asarray(x, copy=True)
+        y[0] = 5.0  # a functional update on the program's own value
+        return y * x, ad.jvp(lambda z: ns.exp(z) + z[1], (x,), (y,))[1]
+
+    compiled = ad.jit(f)
+    x = backend.random((3,))
+    keep = backend.to_numpy(x).copy()
+    want = f(x)
+    for _ in range(3):
+        _assert_identical(backend, compiled(x), want)
+    np.testing.assert_array_equal(backend.to_numpy(x), keep)
+    out = compiled(x)[0]
+    assert out is not compiled(x)[0]
+
+
+def test_dead_code_and_constants_leave_no_steps(backend):
+    ns = backend.ns
+
+    def f(x):
+        ns.sin(x)  # unused
+        c = ns.linspace(0.0, 1.0, 3, dtype=x.dtype) ** 2 + 1.0  # independent of x: computed once
+        return x + c
+
+    compiled = ad.jit(f)
+    x = backend.random((3,))
+    _assert_identical(backend, compiled(x), f(x))
+    (program,) = next(iter(compiled.cache.values()))
+    assert len(program.steps) == 1
+
+
+def test_buffer_reuse_is_bit_identical_and_spares_inputs(backend, monkeypatch):
+    """Large elementwise chains write into the program's own temporaries (NumPy), never into an input or
+    a view of one; the results do not change."""
+    jit_module = importlib.import_module("cupy_ad.transforms.jit")
+    ns = backend.ns
+
+    def f(x, y):
+        t = ns.sin(x.mT) * 2.0 + y  # x.mT: a view of an input (never written)
+        u = ns.tanh(t) - y
+        return u * u + 1.0, t
+
+    x, y = backend.random((64, 64)), backend.random((64, 64), seed=1)
+    keep = backend.to_numpy(x).copy(), backend.to_numpy(y).copy()
+    monkeypatch.setattr(jit_module, "REUSE_MIN_BYTES", 1024)
+    compiled = ad.jit(f)
+    for _ in range(3):
+        _assert_identical(backend, compiled(x, y), f(x, y))
+    np.testing.assert_array_equal(backend.to_numpy(x), keep[0])
+    np.testing.assert_array_equal(backend.to_numpy(y), keep[1])
+    (program,) = next(iter(compiled.cache.values()))
+    reused = sum(getattr(fn, "func", None) is jit_module._into for fn, _, _ in program.steps)
+    assert reused == (5 if backend.name == "numpy" else 0)  # * 2.0, + y, - y, u * u, + 1.0 (not sin: its input
+    # is a view of x; not tanh: t is an output)
