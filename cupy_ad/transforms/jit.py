@@ -280,7 +280,8 @@ def _describe(v: Any, levels: dict, raws: list) -> Any:
         levels[v.level] = "jvp"
         t = v.tangent
         primal = _describe(v.primal, levels, raws)
-        return ("D", v.level, primal, ("Z", tuple(t.shape), t.dtype) if type(t) is Zero else _describe(t, levels, raws))
+        return ("D", v.level, primal, ("Z", tuple(t.shape), t.dtype) if type(t) is Zero else _describe(t, levels, raws),
+                v.weak)  # (a Python scalar's weak type: namespace.weak)
     if cls is Batched:
         levels[v.level] = "vmap"
         return ("B", v.level, v.axis, _describe(v.value, levels, raws))
@@ -294,7 +295,7 @@ def _describe(v: Any, levels: dict, raws: list) -> Any:
 
 def _ranked(d: Any, rank: dict) -> Any:
     if d[0] == "D":
-        return ("D", rank[d[1]], _ranked(d[2], rank), d[3] if d[3][0] == "Z" else _ranked(d[3], rank))
+        return ("D", rank[d[1]], _ranked(d[2], rank), d[3] if d[3][0] == "Z" else _ranked(d[3], rank), d[4])
     if d[0] == "B":
         return ("B", rank[d[1]], d[2], _ranked(d[3], rank))
     return d
@@ -305,7 +306,8 @@ def _rebuild(d: Any, raws: Any, levels: list) -> Any:
     tag = d[0]
     if tag == "D":
         primal = _rebuild(d[2], raws, levels)
-        return Dual(levels[d[1]], primal, Zero(d[3][1], d[3][2]) if d[3][0] == "Z" else _rebuild(d[3], raws, levels))
+        return Dual(levels[d[1]], primal, Zero(d[3][1], d[3][2]) if d[3][0] == "Z" else _rebuild(d[3], raws, levels),
+                    d[4])
     if tag == "B":
         return Batched(levels[d[1]], _rebuild(d[3], raws, levels), d[2])
     if tag == "S":
@@ -326,7 +328,7 @@ def _output(v: Any, recording: _Recording, rank: dict) -> Any:
             return ("B", rank[v.level], v.axis, _output(v.value, recording, rank))
         t = v.tangent
         return ("D", rank[v.level], _output(v.primal, recording, rank),
-                ("Z", tuple(t.shape), t.dtype) if type(t) is Zero else _output(t, recording, rank))
+                ("Z", tuple(t.shape), t.dtype) if type(t) is Zero else _output(t, recording, rank), v.weak)
     if cls is Recorded:
         raise _leak_error()
     return ("C", v) if _is_array(v) and cls is not Zero else ("S", None, v)
@@ -339,7 +341,8 @@ def _build(d: Any, env: list, levels: list) -> Any:
         return env[d[1]]
     if tag == "D":
         primal = _build(d[2], env, levels)
-        return Dual(levels[d[1]], primal, Zero(d[3][1], d[3][2]) if d[3][0] == "Z" else _build(d[3], env, levels))
+        return Dual(levels[d[1]], primal, Zero(d[3][1], d[3][2]) if d[3][0] == "Z" else _build(d[3], env, levels),
+                    d[4])
     if tag == "B":
         return Batched(levels[d[1]], _build(d[3], env, levels), d[2])
     if tag == "C":

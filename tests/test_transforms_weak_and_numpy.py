@@ -1,5 +1,5 @@
-"""vmap with weakly typed Python scalars (namespace.weak) and with NumPy's protocols (np.sin(x) on a
-mapped value): each against a Python loop over the examples."""
+"""vmap and jit with weakly typed Python scalars (namespace.weak), and vmap with NumPy's protocols
+(np.sin(x) on a mapped value): each against a Python loop over the examples or eager jvp."""
 from __future__ import annotations
 
 import numpy as np
@@ -42,6 +42,20 @@ def test_weak_scalars_keep_float32_under_vmap(backend):
         np.testing.assert_allclose(backend.to_numpy(tangent), want[1], rtol=1e-5, err_msg=name)
     mapped = ad.vmap(lambda x, t: t * x, in_axes=(0, None))(xs, 2.0)  # a Python scalar unmapped
     assert mapped.dtype == xs.dtype
+
+
+def test_weak_scalars_keep_float32_through_jit(backend):
+    xs = _xs(backend)
+    body = lambda t, x: _body(t, x[0, ...])  # noqa: E731
+    want = ad.jvp(body, (1.25, xs), (1.0, None))
+    jitted = ad.jit(body)
+    for _ in range(2):  # the recording call and a replay
+        value, tangent = ad.jvp(jitted, (1.25, xs), (1.0, None))
+        assert value.dtype == xs.dtype and tangent.dtype == xs.dtype
+        np.testing.assert_array_equal(backend.to_numpy(value), backend.to_numpy(want[0]))
+        np.testing.assert_array_equal(backend.to_numpy(tangent), backend.to_numpy(want[1]))
+    value, tangent = ad.jit(lambda x: ad.jvp(body, (1.25, x), (1.0, None)))(xs)  # jvp inside jit
+    assert value.dtype == xs.dtype and tangent.dtype == xs.dtype
 
 
 def test_numpy_functions_on_mapped_values_match_the_namespace(backend):
