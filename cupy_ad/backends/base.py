@@ -15,6 +15,9 @@ class Backend:
 
     name: str
     xp: Any
+    #: Whether rules may read array values on the host to pick a cheaper path (NumPy: yes; CuPy never
+    #: synchronises, Dask keeps its graph lazy: both run the branch-free paths).
+    host_branching = True
 
     def to_numpy(self, x: Any) -> Any:
         raise NotImplementedError
@@ -34,6 +37,10 @@ class Backend:
         if isinstance(out, tuple):
             return tuple(self.from_numpy(o) for o in out)
         return self.from_numpy(out)
+
+    def matrix_rule(self, name: str, rule: Any, primals: list, tangents: list, params: dict) -> tuple:
+        """Run the JVP ``rule`` of decomposition ``name`` (one matrix argument); Dask runs it per block."""
+        return rule(primals, tangents, **params)
 
     # Kernels (LAPACK names in brackets).
     def lu_factor(self, a: Any) -> tuple[Any, Any]:

@@ -43,6 +43,7 @@ def _real(dtype: Any) -> Any:
 
 class CupyBackend(Backend):
     name = "cupy"
+    host_branching = False
 
     def __init__(self, cp: Any = None, kernels: Any = None, xp: Any = None):
         if cp is None:
