@@ -53,8 +53,11 @@ def backend_of(x: Any) -> Backend:
         backend = _load("numpy")
     elif module in ("cupy", "cupy_backends"):
         backend = _load("cupy")
-    elif module == "dask":
-        backend = _load("dask")
+    elif module == "dask":  # not cached: each Dask array's chunk type is checked
+        from .dask_backend import chunk_backend
+
+        chunk_backend(x)
+        return _load("dask")
     elif hasattr(x, "__array_namespace__"):
         backend = _load(x.__array_namespace__().__name__.split(".")[0])
     else:

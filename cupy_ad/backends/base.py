@@ -38,6 +38,11 @@ class Backend:
             return tuple(self.from_numpy(o) for o in out)
         return self.from_numpy(out)
 
+    def tall_skinny(self, a: Any) -> bool:
+        """Whether ``a`` is one tall matrix with its rows spread out (Dask chunks), so that rules factor it
+        with QR first and decompose only the small R."""
+        return False
+
     def matrix_rule(self, name: str, rule: Any, primals: list, tangents: list, params: dict) -> tuple:
         """Run the JVP ``rule`` of decomposition ``name`` (one matrix argument); Dask runs it per block."""
         return rule(primals, tangents, **params)

@@ -65,10 +65,11 @@ def _whole(x: Any, axes: tuple[int, ...], what: str) -> Any:
         return x
     piece = math.prod(x.shape[ax] for ax in axes) * x.dtype.itemsize
     limit = dask.utils.parse_bytes(dask.config.get("array.chunk-size"))
-    if any(math.isnan(c) for ax in axes for c in x.chunks[ax]) or piece > limit:
-        raise ValueError(
-            f"{what} needs axes {axes} of the Dask array (shape {x.shape}, chunks {x.chunks}) in one chunk, and "
-            f"cannot rechunk them ({'unknown chunk sizes' if piece <= limit else f'one piece is {piece} bytes, over array.chunk-size = {limit}'}); {SUPPORTED}")
+    why = "unknown chunk sizes" if math.isnan(piece) else \
+        f"one piece is {piece} bytes, over array.chunk-size = {limit}" if piece > limit else None
+    if why:
+        raise ValueError(f"{what} needs axes {axes} of the Dask array (shape {x.shape}, chunks {x.chunks}) in one "
+                         f"chunk, and cannot rechunk them ({why}); {SUPPORTED}")
     batch_sizes = {ax: "auto" for ax in range(x.ndim - 2) if ax not in axes}  # Dask keeps blocks moderate
     return x.rechunk({**batch_sizes, **{ax: -1 for ax in axes}})
 
@@ -78,11 +79,15 @@ def _empty_batch(x: Any, core: int) -> np.ndarray:
     return np.empty((0, *x.shape[x.ndim - core:]), dtype=x.dtype)
 
 
-def _per_matrix(func: Callable, arrays: list[Any], cores: list[int], outputs: list[Any], what: str) -> tuple:
+def _whole_cores(arrays: list[Any], cores: list[int], what: str) -> list[Any]:
+    """``arrays`` with their last ``cores[i]`` axes each in one chunk (see :func:`_whole`)."""
+    return [_whole(x, tuple(range(-core, 0)), what) for x, core in zip(arrays, cores)]
+
+
+def _per_matrix(func: Callable, arrays: list[Any], cores: list[int], outputs: list[Any]) -> tuple:
     """``func`` on each block of ``arrays`` (their last ``cores[i]`` axes whole, leading batch axes
     chunked and broadcast); ``outputs`` are NumPy examples of ``func``'s outputs for an empty batch
     (a leading 0 axis), giving each output's core shape and dtype. Returns Dask arrays."""
-    arrays = [_whole(x, tuple(range(-core, 0)), what) if core else x for x, core in zip(arrays, cores)]
     nbatch = max(x.ndim - core for x, core in zip(arrays, cores))
     batch = tuple(f"b{i}" for i in range(nbatch))
     pairs = []
@@ -143,6 +148,7 @@ class DaskBackend(Backend):
     def _kernel(self, kernel: str, arrays: list[Any], cores: list[int], **params: Any) -> Any:
         """The chunk backend's ``kernel`` per block (see :func:`_per_matrix`); a tuple when it returns one."""
         backend = chunk_backend(arrays[0])
+        arrays = _whole_cores(arrays, cores, kernel)
         examples = getattr(_numpy_backend(), kernel)(*(_empty_batch(x, c) for x, c in zip(arrays, cores)), **params)
         single = not isinstance(examples, tuple)
 
@@ -150,8 +156,11 @@ class DaskBackend(Backend):
             out = getattr(backend, kernel)(*blocks, **params)
             return (out,) if single else tuple(out)
 
-        out = _per_matrix(run, arrays, cores, [examples] if single else list(examples), kernel)
+        out = _per_matrix(run, arrays, cores, [examples] if single else list(examples))
         return out[0] if single else out
+
+    def tall_skinny(self, a: Any) -> bool:
+        return isinstance(a, da.Array) and is_tall_skinny(a)
 
     def matrix_rule(self, name: str, rule: Callable, primals: list, tangents: list, params: dict) -> tuple:
         """The JVP rule of decomposition ``name`` (one matrix argument), run per block on the chunk backend
@@ -159,6 +168,7 @@ class DaskBackend(Backend):
         (a,), (da_,) = primals, tangents
         if not (isinstance(a, da.Array) and isinstance(da_, da.Array)) or name in TALL_SKINNY and is_tall_skinny(a):
             return rule(primals, tangents, **params)
+        a, da_ = _whole_cores([a, da_], [2, 2], rule.__module__.rsplit(".", 1)[-1])
         numpy_a = _empty_batch(a, 2)
         out, dout = rule([numpy_a], [numpy_a], **params)
         single = not isinstance(out, tuple)
@@ -177,7 +187,7 @@ class DaskBackend(Backend):
             return (*values, *filled)
 
         examples = [*outs, *(np.empty(t.shape, t.dtype) for t, keep in zip(douts, carried) if keep)]
-        results = iter(_per_matrix(run, [a, da_], [2, 2], examples, rule.__name__))
+        results = iter(_per_matrix(run, [a, da_], [2, 2], examples))
         values = [next(results) for _ in outs]
         derivatives = [next(results) if keep else Zero.like(v) for v, keep in zip(values, carried)]
         return (values[0], derivatives[0]) if single else (tuple(values), tuple(derivatives))
