@@ -8,6 +8,7 @@ import pytest
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
+import array_api_compat.dask.array  # noqa: E402
 import dask  # noqa: E402
 from dask.callbacks import Callback  # noqa: E402
 
@@ -212,6 +213,7 @@ def test_scan_carries_dask_arrays(compute):
 def test_namespace_and_default_backend():
     ns = ad.namespace("dask")
     assert ns.backend is backend_of(da.ones(3))
+    assert ad.namespace(da) is ns and ad.namespace(array_api_compat.dask.array) is ns
     assert ns.backend.name == "dask" and not ns.backend.host_branching
     ad.set_backend("dask")
     try:
@@ -280,3 +282,17 @@ def test_kernels_run_on_the_chunk_backend(monkeypatch):
     w, v = ad.linalg.eigh(x)
     np.testing.assert_allclose(w.compute(scheduler="sync"), np.linalg.eigvalsh(a), rtol=1e-12, atol=1e-12)
     assert len(CALLS) == 3  # one call per block, through the chunk type's backend
+
+
+def test_example_runs(client, capsys):
+    """examples/dask_batch.py with tiny sizes, on this module's cluster."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "dask_batch.py"
+    spec = importlib.util.spec_from_file_location("dask_batch", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with client.as_current():  # the progress bar uses the current client
+        seconds = example.run(client, batch=40, n=4, chunk=10, show_progress=True)
+    assert seconds > 0 and "largest |dw|" in capsys.readouterr().out

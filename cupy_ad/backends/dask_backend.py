@@ -108,6 +108,17 @@ def _item(block: tuple, i: int) -> Any:
     return block[i]
 
 
+def _has_data(t: Any) -> bool:
+    return hasattr(t, "__array_namespace__")
+
+
+def _namespace_of(block: Any) -> Any:
+    """The raw namespace of one block (on a worker)."""
+    from . import backend_of
+
+    return backend_of(block).xp
+
+
 def _numpy_backend() -> Backend:
     from . import backend_named
 
@@ -173,23 +184,23 @@ class DaskBackend(Backend):
         out, dout = rule([numpy_a], [numpy_a], **params)
         single = not isinstance(out, tuple)
         outs, douts = ((out,), (dout,)) if single else (tuple(out), tuple(dout))
-        from ..core import Zero
-
-        carried = [not isinstance(t, Zero) or t.dtype.kind in "fc" for t in douts]  # tangents with data
+        # A tangent without data is the rules' symbolic zero (shape and dtype): kept for integer outputs,
+        # made concrete per block for inexact ones.
+        carried = [_has_data(t) or np.dtype(t.dtype).kind in "fc" for t in douts]
 
         def run(block: Any, tangent: Any) -> tuple:
             values, derivatives = rule([block], [tangent], **params)
             if single:
                 values, derivatives = (values,), (derivatives,)
-            xp = chunk_backend_of_block(block)
-            filled = [xp.zeros(t.shape, dtype=t.dtype) if isinstance(t, Zero) else t
+            xp = _namespace_of(block)
+            filled = [t if _has_data(t) else xp.zeros(t.shape, dtype=t.dtype)
                       for t, keep in zip(derivatives, carried) if keep]
             return (*values, *filled)
 
         examples = [*outs, *(np.empty(t.shape, t.dtype) for t, keep in zip(douts, carried) if keep)]
         results = iter(_per_matrix(run, [a, da_], [2, 2], examples))
         values = [next(results) for _ in outs]
-        derivatives = [next(results) if keep else Zero.like(v) for v, keep in zip(values, carried)]
+        derivatives = [next(results) if keep else type(t).like(v) for v, t, keep in zip(values, douts, carried)]
         return (values[0], derivatives[0]) if single else (tuple(values), tuple(derivatives))
 
     # Kernels.
@@ -258,9 +269,3 @@ class DaskBackend(Backend):
                             b, batch[nbatch - (b.ndim - 2):] + core_b, concatenate=True,
                             meta=meta_from_array(a._meta, nbatch + 2, dtype=example.dtype))
 
-
-def chunk_backend_of_block(block: Any) -> Any:
-    """The raw namespace of a block (on a worker)."""
-    from . import backend_of
-
-    return backend_of(block).xp
