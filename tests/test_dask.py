@@ -110,6 +110,17 @@ def test_batched_decompositions(name):
     _same_as_numpy(f, a, t, a_dask, t_dask, lambda values: dask.compute(*values, scheduler="threads"))
 
 
+@pytest.mark.parametrize("name", SQUARE)
+def test_batched_primals(name):
+    """Without jvp every kernel runs per block through the chunk backend, lazily."""
+    f, symmetric = SQUARE[name]
+    a, _, a_dask, _ = _pair((7, 4, 4), 1, symmetric, chunks=(3, 2, 4))
+    out = _leaves(f(a_dask))
+    assert all(isinstance(x, da.Array) for x in out)
+    for got, want in zip(dask.compute(*out, scheduler="threads"), _leaves(f(a))):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", ON_CLUSTER)
 def test_batched_decompositions_on_a_cluster(name, client):
     f, symmetric = SQUARE[name]

@@ -6,9 +6,9 @@ The kernels run per block through the chunk's own backend (NumPy or CuPy):
 
 - batched matrices (leading batch axes chunked, each matrix whole in one chunk; matrix axes that
   are chunked are rechunked if one matrix fits in ``array.chunk-size``): one task per block;
-- tall-skinny 2-D matrices (m >= n, rows chunked, columns in one chunk): ``qr`` and ``svd`` through
-  Dask's TSQR (``dask.array.linalg.qr`` / ``svd``); the triangular kernels keep the tall operand's
-  rows (or columns, for a left product) chunked, so the JVP rules only ever gather n x n pieces.
+- tall-skinny 2-D matrices (m >= n, rows chunked; the columns are put in one chunk): ``qr`` and ``svd``
+  through Dask's TSQR (``dask.array.linalg.qr`` / ``svd``); the triangular kernels keep the tall
+  operand's rows (or columns, for a left product) chunked, so the JVP rules only gather n x n pieces.
 
 Anything else (one large matrix chunked along both axes) raises a ValueError saying what is
 supported. ``host_branching`` is False: rules never read values on the host to choose a path,
