@@ -117,7 +117,8 @@ def batched(args) -> None:
         dask_s = {w: _on_cluster(w, lambda c: _jvp_time(c, OPERATIONS[name], *_inputs(shape, chunks, name == "eigh"),
                                                         args.repeat)) for w in (1, 2)}
         print(f"  {name:9s} wall (CPU) s: numpy {_pair(numpy_s)} | dask 1 worker {_pair(dask_s[1])}, "
-              f"{dask_s[1][0] / numpy_s[0]:.2f}x ({dask_s[1][1] / numpy_s[1]:.2f}x) numpy | 2 workers {_pair(dask_s[2])}, "
+              f"{dask_s[1][0] / numpy_s[0]:.2f}x ({dask_s[1][1] / numpy_s[1]:.2f}x) numpy | "
+              f"2 workers {_pair(dask_s[2])}, "
               f"speed-up {dask_s[1][0] / dask_s[2][0]:.2f}x")
 
 

@@ -20,14 +20,15 @@ from cupy_ad.core import strip  # noqa: E402
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster, \
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, \
             distributed.Client(cluster, set_as_default=False) as c:
         yield c
 
 
 @pytest.fixture(params=["threads", "distributed"])
 def compute(request):
-    """Compute a list of Dask arrays (other values pass through) on the scheduler under test."""
+    """Compute a list of Dask arrays on the scheduler under test."""
     if request.param == "threads":
         return lambda values: dask.compute(*values, scheduler="threads")
     c = request.getfixturevalue("client")
@@ -49,8 +50,8 @@ def _leaves(tree):
 
 
 def _same_as_numpy(f, a, t, a_dask, t_dask, compute, fix=None):
-    """jvp on Dask arrays is lazy and equals jvp on NumPy arrays (after ``fix`` (dask, numpy) -> pairs,
-    for gauges the two computations may choose differently)."""
+    """jvp on Dask arrays is lazy and equals jvp on NumPy arrays; ``fix(got, want)`` first aligns a gauge
+    the two computations may choose differently (signs of TSQR's factors)."""
     out, dout = ad.jvp(f, (a_dask,), (t_dask,))
     ref, dref = ad.jvp(f, (a,), (t,))
     lazy = [x for x in _leaves(out) + _leaves(dout) if not isinstance(x, ad.Zero)]

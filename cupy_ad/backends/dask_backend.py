@@ -99,7 +99,8 @@ def _per_matrix(func: Callable, arrays: list[Any], cores: list[int], outputs: li
     for i, example in enumerate(outputs):
         core = example.shape[1:]
         results.append(blocks.map_blocks(
-            _item, i, new_axis=list(range(nbatch, nbatch + len(core))), chunks=blocks.chunks + tuple((c,) for c in core),
+            _item, i, new_axis=list(range(nbatch, nbatch + len(core))),
+            chunks=blocks.chunks + tuple((c,) for c in core),
             meta=meta_from_array(meta, nbatch + len(core), dtype=example.dtype)))
     return tuple(results)
 
