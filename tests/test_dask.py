@@ -31,8 +31,12 @@ def compute(request):
     """Compute a list of Dask arrays on the scheduler under test."""
     if request.param == "threads":
         return lambda values: dask.compute(*values, scheduler="threads")
-    c = request.getfixturevalue("client")
-    return lambda values: tuple(c.gather(c.compute(list(values))))
+    return _on_cluster(request.getfixturevalue("client"))
+
+
+def _on_cluster(client):
+    """Compute on the cluster; a stuck cluster (e.g. a worker that died) fails instead of hanging."""
+    return lambda values: tuple(future.result(timeout=120) for future in client.compute(list(values)))
 
 
 def _pair(shape, seed, symmetric=False, chunks=None):
@@ -126,7 +130,7 @@ def test_batched_primals(name):
 def test_batched_decompositions_on_a_cluster(name, client):
     f, symmetric = SQUARE[name]
     a, t, a_dask, t_dask = _pair((9, 4, 4), 1, symmetric)
-    _same_as_numpy(f, a, t, a_dask, t_dask, lambda values: tuple(client.gather(client.compute(list(values)))))
+    _same_as_numpy(f, a, t, a_dask, t_dask, _on_cluster(client))
 
 
 def test_batched_jvp_is_one_task_per_block():
