@@ -12,8 +12,10 @@ from typing import Any
 
 from ..backends import Backend, backend_named, backend_of, default_backend
 from ..core import Dual, strip
-from . import elementwise, indexing, manipulation, products, reductions, sets
+from . import elementwise, indexing, manipulation, numpy_protocols, products, reductions, sets
 from .creation import creation_functions
+from .fft import fft_namespace
+from .special import special_namespace
 from .elementwise import *  # noqa: F403
 from .indexing import *  # noqa: F403
 from .manipulation import *  # noqa: F403
@@ -56,6 +58,8 @@ def namespace(xp: Any = None) -> types.ModuleType:
 
         linalg.__dict__.update({name: getattr(decompositions, name) for name in decompositions.__all__})
         ns.linalg = linalg
+        ns.fft = fft_namespace(backend, f"{ns.__name__}.fft")
+        ns.special = special_namespace(f"{ns.__name__}.special")
         _NAMESPACES[backend.name] = ns
     return _NAMESPACES[backend.name]
 
@@ -84,6 +88,7 @@ def _install_dual_methods() -> None:
     Dual.mT = property(lambda self: manipulation.matrix_transpose(self))
     Dual.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(strip(self)))
     Dual.to_device = lambda self, device, /, *, stream=None: self
+    numpy_protocols.install(Dual, {*_GENERIC, *_LINALG_GENERIC})
 
 
 _install_dual_methods()
