@@ -32,7 +32,7 @@ def _load(name: str) -> Backend:
     return _BY_NAME[name]
 
 
-KNOWN_BACKENDS = ("numpy", "cupy", "dask", "array_api_strict")
+KNOWN_BACKENDS = ("numpy", "cupy", "array_api_strict", "dask")
 
 
 def backend_named(name: str) -> Backend:
