@@ -11,7 +11,7 @@ import types
 from typing import Any
 
 from ..backends import Backend, backend_named, backend_of, default_backend
-from ..core import Dual, strip
+from ..core import Batched, Dual, Recorded, base_array
 from . import elementwise, indexing, manipulation, numpy_protocols, products, reductions, sets
 from .creation import creation_functions
 from .fft import fft_namespace
@@ -65,29 +65,32 @@ def namespace(xp: Any = None) -> types.ModuleType:
 
 
 def _install_dual_methods() -> None:
-    """Python operators and array attributes of ``Dual``, as on the backend array."""
+    """Python operators and array attributes of ``Dual`` (and of batched and recorded values), as on
+    the backend array."""
     binary = {"add": elementwise.add, "sub": elementwise.subtract, "mul": elementwise.multiply,
               "truediv": elementwise.divide, "pow": elementwise.pow, "matmul": products.matmul,
               "mod": elementwise.remainder, "floordiv": elementwise.floor_divide,
               "and": elementwise.bitwise_and, "or": elementwise.bitwise_or, "xor": elementwise.bitwise_xor}
-    for name, fn in binary.items():
-        setattr(Dual, f"__{name}__", lambda self, other, fn=fn: fn(self, other))
-        setattr(Dual, f"__r{name}__", lambda self, other, fn=fn: fn(other, self))
     compare = {"lt": elementwise.less, "le": elementwise.less_equal, "gt": elementwise.greater,
                "ge": elementwise.greater_equal, "eq": elementwise.equal, "ne": elementwise.not_equal}
-    for name, fn in compare.items():
-        setattr(Dual, f"__{name}__", lambda self, other, fn=fn: fn(self, other))
-    Dual.__hash__ = None  # type: ignore[assignment]
-    Dual.__neg__ = lambda self: elementwise.negative(self)
-    Dual.__pos__ = lambda self: elementwise.positive(self)
-    Dual.__abs__ = lambda self: elementwise.abs(self)
-    Dual.__invert__ = lambda self: elementwise.bitwise_invert(self)
-    Dual.__getitem__ = indexing.dual_getitem
+    for cls in (Dual, Batched, Recorded):
+        for name, fn in binary.items():
+            setattr(cls, f"__{name}__", lambda self, other, fn=fn: fn(self, other))
+            setattr(cls, f"__r{name}__", lambda self, other, fn=fn: fn(other, self))
+        for name, fn in compare.items():
+            setattr(cls, f"__{name}__", lambda self, other, fn=fn: fn(self, other))
+        cls.__hash__ = None  # type: ignore[assignment]
+        cls.__neg__ = lambda self: elementwise.negative(self)
+        cls.__pos__ = lambda self: elementwise.positive(self)
+        cls.__abs__ = lambda self: elementwise.abs(self)
+        cls.__invert__ = lambda self: elementwise.bitwise_invert(self)
+        cls.__getitem__ = indexing.dual_getitem
+        cls.T = property(lambda self: manipulation.permute_dims(self, tuple(reversed(range(self.ndim)))))
+        cls.mT = property(lambda self: manipulation.matrix_transpose(self))
+        cls.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(base_array(self)))
+        cls.to_device = lambda self, device, /, *, stream=None: self
     Dual.__setitem__ = indexing.dual_setitem
-    Dual.T = property(lambda self: manipulation.permute_dims(self, tuple(reversed(range(self.ndim)))))
-    Dual.mT = property(lambda self: manipulation.matrix_transpose(self))
-    Dual.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(strip(self)))
-    Dual.to_device = lambda self, device, /, *, stream=None: self
+    Batched.__setitem__ = indexing.batched_setitem
     numpy_protocols.install(Dual, {*_GENERIC, *_LINALG_GENERIC})
 
 

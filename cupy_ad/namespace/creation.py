@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backends import Backend, backend_of
-from ..core import Dual, constant, strip
+from ..core import Batched, Dual, Recorded, constant, strip
 from .manipulation import astype, broadcast_to, stack
 
 
@@ -16,11 +16,14 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
     xp = backend.xp
 
     def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None) -> Any:
-        if isinstance(obj, Dual):
+        if isinstance(obj, (Dual, Batched)):
             if dtype is not None and dtype != obj.dtype:
                 return astype(obj, dtype)
             # a new shell: ``x[k] = v`` on the result must not rebind ``obj`` (arrays are never written)
-            return Dual(obj.level, obj.primal, obj.tangent) if copy else obj
+            if not copy:
+                return obj
+            return Dual(obj.level, obj.primal, obj.tangent) if type(obj) is Dual else Batched(
+                obj.level, obj.value, obj.axis)
         if isinstance(obj, (list, tuple)) and any(hasattr(v, "shape") for v in obj):  # duals, 0-d arrays
             return stack([asarray(v, dtype=dtype) for v in obj])
         return constant(xp.asarray(obj, dtype=dtype, device=device, copy=copy))
@@ -31,15 +34,22 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
             return broadcast_to(value, tuple(shape) if not isinstance(shape, int) else (shape,))
         return constant(xp.full(shape, fill_value, dtype=dtype, device=device))
 
+    def example(x: Any) -> Any:
+        """A raw array with the shape and dtype ``x`` shows (one example of a batched value; the raw array
+        itself under duals)."""
+        raw = strip(x)
+        return xp.empty(raw.shape, dtype=raw.dtype) if type(raw) in (Batched, Recorded) else raw
+
     def like(name: str) -> Any:
         def make(x: Any, /, *args: Any, **kwargs: Any) -> Any:
-            raw = strip(x)
+            raw = example(x)
             return constant(getattr(backend_of(raw).xp, name)(raw, *args, **kwargs))
         make.__name__ = name
         return make
 
     def stripped(fn: Any) -> Any:
-        return lambda *args, **kwargs: fn(*(strip(a) for a in args), **kwargs)
+        return lambda *args, **kwargs: fn(*(a.dtype if type(strip(a)) in (Batched, Recorded) else strip(a)
+                                            for a in args), **kwargs)
 
     def constants_from(fn: Any) -> Any:
         def make(*args: Any, **kwargs: Any) -> Any:
@@ -53,7 +63,7 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
     def full_like(x: Any, /, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
         if isinstance(fill_value, Dual) or hasattr(fill_value, "shape"):
             return full(x.shape, fill_value, dtype=x.dtype if dtype is None else dtype)
-        raw = strip(x)
+        raw = example(x)
         return constant(backend_of(raw).xp.full_like(raw, fill_value, dtype=dtype, device=device))
 
     functions.update({name: like(name) for name in ("zeros_like", "ones_like", "empty_like")})
