@@ -21,6 +21,8 @@ def _load(name: str) -> Backend:
             from .numpy_backend import NumpyBackend as cls
         elif name == "cupy":
             from .cupy_backend import CupyBackend as cls
+        elif name == "dask":
+            from .dask_backend import DaskBackend as cls
         else:
             from .generic import GenericBackend
 
@@ -30,11 +32,11 @@ def _load(name: str) -> Backend:
     return _BY_NAME[name]
 
 
-KNOWN_BACKENDS = ("numpy", "cupy", "array_api_strict")
+KNOWN_BACKENDS = ("numpy", "cupy", "array_api_strict", "dask")
 
 
 def backend_named(name: str) -> Backend:
-    """The backend called ``name`` ("numpy", "cupy", "array_api_strict", or any importable
+    """The backend called ``name`` ("numpy", "cupy", "dask", "array_api_strict", or any importable
     array-API module name).
 
     ValueError for an unknown or uninstalled library (naming the valid names, or the install
@@ -51,7 +53,8 @@ def backend_named(name: str) -> Backend:
 
 
 def backend_of(x: Any) -> Backend:
-    """The backend of a raw (non-dual) array; cached per array type."""
+    """The backend of a raw (non-dual) array; cached per array type (Dask arrays: their chunk type is
+    checked each time)."""
     cls = type(x)
     try:
         return _BY_TYPE[cls]
@@ -65,6 +68,11 @@ def backend_of(x: Any) -> Backend:
         backend = _load("numpy")
     elif module in ("cupy", "cupy_backends"):
         backend = _load("cupy")
+    elif module == "dask":  # not cached: each Dask array's chunk type is checked
+        from .dask_backend import chunk_backend
+
+        chunk_backend(x)
+        return _load("dask")
     elif hasattr(x, "__array_namespace__"):
         backend = _load(x.__array_namespace__().__name__.split(".")[0])
     else:
@@ -74,8 +82,9 @@ def backend_of(x: Any) -> Backend:
 
 
 def is_array(x: Any) -> bool:
-    """True for raw arrays of any supported library (NumPy scalars included)."""
-    return hasattr(x, "__array_namespace__") or type(x).__module__.split(".")[0] == "numpy" and hasattr(x, "dtype")
+    """True for raw arrays of any supported library (NumPy scalars and Dask arrays included)."""
+    return hasattr(x, "__array_namespace__") or type(x).__module__.split(".")[0] in ("numpy", "dask") \
+        and hasattr(x, "dtype")
 
 
 _default: list[str] = [os.environ.get("CUPY_AD_BACKEND", "")]

@@ -16,6 +16,9 @@ class Backend:
 
     name: str
     xp: Any
+    #: Whether rules may read array values on the host to pick a cheaper path (NumPy: yes; CuPy never
+    #: synchronises, Dask keeps its graph lazy: both run the branch-free paths).
+    host_branching = True
 
     def to_numpy(self, x: Any) -> Any:
         raise NotImplementedError
@@ -44,6 +47,15 @@ class Backend:
     def owner_of(self, x: Any) -> Any:
         """The array owning ``x``'s memory (``x`` itself when it owns it), or None when unknown."""
         return None
+
+    def tall_skinny(self, a: Any) -> bool:
+        """Whether ``a`` is one tall matrix with its rows spread out (Dask chunks), so that rules factor it
+        with QR first and decompose only the small R."""
+        return False
+
+    def matrix_rule(self, name: str, rule: Any, primals: list, tangents: list, params: dict) -> tuple:
+        """Run the JVP ``rule`` of decomposition ``name`` (one matrix argument); Dask runs it per block."""
+        return rule(primals, tangents, **params)
 
     # Kernels (LAPACK names in brackets).
     def lu_factor(self, a: Any) -> tuple[Any, Any]:

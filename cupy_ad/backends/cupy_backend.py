@@ -66,6 +66,7 @@ def import_cupy() -> Any:
 
 class CupyBackend(Backend):
     name = "cupy"
+    host_branching = False
 
     def __init__(self, cp: Any = None, kernels: Any = None, xp: Any = None):
         if cp is None:

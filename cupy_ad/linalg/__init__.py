@@ -19,6 +19,16 @@ from .svd import svd, svdvals
 from .svd_split import svd_split
 from .triangular import solve_triangular
 from .triangular_product import triangular_product
+from ._matrix import route_rules_through_backend
+from .cholesky import cholesky_p
+from .det import det_p, slogdet_p
+from .eigh import eigh_p, eigvalsh_p
+from .lu import lu_factor_p
+from .qr import qr_p, qr_r_p
+from .svd import svd_p, svdvals_p
+
+route_rules_through_backend(cholesky_p, det_p, eigh_p, eigvalsh_p, lu_factor_p, qr_p, qr_r_p, slogdet_p, svd_p,
+                            svdvals_p)
 
 __all__ = ["EighResult", "QRResult", "SVDResult", "SlogdetResult", "SplitResult", "cholesky", "cross", "det", "eigh",
            "eigvalsh", "inv", "lu", "lu_factor", "matrix_norm", "matrix_power", "matrix_rank", "pinv", "qr", "slogdet",

@@ -11,7 +11,7 @@ then lies in [k s - s/2, k s + s/2], so the ascending eigenvalues come out clust
 the clusters' own order and the eigenvectors are block diagonal (rounding leakage outside a
 block, about eps * n * s, is masked to 0). Everything is computed on raw arrays with masks: no
 branch depends on the data. Only :func:`take_degenerate_path` and :func:`run_degenerate_path` read
-values on the host (never on CuPy).
+values on the host (never on CuPy or Dask: see ``Backend.host_branching``).
 """
 from __future__ import annotations
 
@@ -82,10 +82,10 @@ def take_degenerate_path(a: Any, clustered: Any) -> bool:
 
     Host backends (NumPy, array_api_strict and other generic ones) look at the data: the ordinary
     rule runs unchanged when nothing is clustered, so the distinct case costs only the O(n^2)
-    cluster detection. CuPy never synchronises: it always runs the branch-free degenerate path,
-    whose singleton entries are selected (``where``) from the ordinary formula, bit for bit.
+    cluster detection. CuPy never synchronises (nor does Dask compute): it always runs the branch-free
+    degenerate path, whose singleton entries are selected (``where``) from the ordinary formula, bit for bit.
     """
-    if FORCE_BRANCH_FREE or backend_of_matrix(a).name == "cupy":
+    if FORCE_BRANCH_FREE or not backend_of_matrix(a).host_branching:
         return True
     return bool(xp_of(clustered).any(clustered))
 
@@ -101,7 +101,7 @@ def run_degenerate_path(a: Any, flags: Any, path: Callable[[Callable], tuple], o
     near-degenerate matrix does not make a whole batch pay for the path. An entry of ``ordinary``
     that is a ``Zero`` marks a result the caller does not use: it comes back as that Zero.
     """
-    if FORCE_BRANCH_FREE or backend_of_matrix(a).name == "cupy":
+    if FORCE_BRANCH_FREE or not backend_of_matrix(a).host_branching:
         return path(lambda x: x)
     xp = xp_of(flags)
     needs = xp.any(flags, axis=-1)

@@ -29,6 +29,16 @@ def backend_of_matrix(a: Any) -> Any:
     return backend_of(strip(a))
 
 
+def route_rules_through_backend(*prims: Any) -> None:
+    """Send each primitive's JVP rule (one matrix argument) through its backend's ``matrix_rule``, which
+    runs it as it is, or (Dask) per block of a batch on the workers."""
+    for prim in prims:
+        def routed(primals: list, tangents: list, name: str = prim.name, rule: Any = prim.jvp, **params: Any) -> tuple:
+            return backend_of(strip(primals[0])).matrix_rule(name, rule, primals, tangents, params)
+
+        prim.jvp = routed
+
+
 def as_inexact(a: Any) -> Any:
     """``a`` itself when floating point, else promoted to float64 (as NumPy's linalg does)."""
     return a if is_inexact_dtype(a) else astype(a, xp_of(a).float64)

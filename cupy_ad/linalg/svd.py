@@ -73,6 +73,7 @@ from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolu
                         splitting_resolution, take_degenerate_path)
 from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
+from .qr import qr_p, qr_r_p
 
 
 def _svd_impl(a: Any, *, full_matrices: bool) -> tuple[Any, Any, Any]:
@@ -123,9 +124,20 @@ def _zero_tangents(outs: tuple) -> tuple:
     return tuple(Zero.like(o) for o in outs)
 
 
+def _through_qr(a: Any, da: Any) -> tuple:
+    """The thin SVD's JVP of a tall matrix whose rows are spread out (``Backend.tall_skinny``): A = Q R,
+    R = U_R S V^H, so U = Q U_R and dU = dQ U_R + Q dU_R (Dask's TSQR SVD computes U the same way);
+    only R (n x n) is decomposed, and the tall work is QR's rule (matmuls and n x n solves)."""
+    (q, r), (dq, dr) = qr_p.jvp([a], [da], mode="reduced")
+    (u_r, s, vh), (du_r, ds, dvh) = svd_p.jvp([r], [dr], full_matrices=False)
+    return (matmul(q, u_r), s, vh), (add(matmul(dq, u_r), matmul(q, du_r)), ds, dvh)
+
+
 @svd_p.def_jvp
 def _svd_jvp(primals: list, tangents: list, *, full_matrices: bool):
     (a,), (da,) = primals, tangents
+    if backend_of_matrix(a).tall_skinny(a):  # full_matrices=True is refused by such a backend's svd
+        return _through_qr(a, da)
     u, s, vh = outs = bind(svd_p, a, full_matrices=full_matrices)
     m, n = a.shape[-2], a.shape[-1]
     k = min(m, n)
@@ -347,6 +359,9 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
 @svdvals_p.def_jvp
 def _svdvals_jvp(primals: list, tangents: list):
     (a,), (da,) = primals, tangents
+    if backend_of_matrix(a).tall_skinny(a):  # the singular values of R in A = Q R (see _through_qr)
+        r, dr = qr_r_p.jvp([a], [da])
+        return svdvals_p.jvp([r], [dr])
     s = bind(svdvals_p, a)
     if a.shape[-2] == 0 or a.shape[-1] == 0:
         return s, Zero.like(s)

@@ -39,8 +39,8 @@ def _backend_for(xp: Any) -> Backend:
     if isinstance(xp, str):
         return backend_named(xp)
     name = getattr(xp, "__name__", "")
-    for known in ("numpy", "cupy"):
-        if name in (known, f"array_api_compat.{known}"):
+    for known, module in (("numpy", "numpy"), ("cupy", "cupy"), ("dask", "dask.array")):
+        if name in (module, f"array_api_compat.{module}"):
             return backend_named(known)
     return backend_named(name)
 

@@ -60,8 +60,8 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
         make.__name__ = fn.__name__
         return make
 
-    functions = {name: constants_from(getattr(xp, name))
-                 for name in ("zeros", "ones", "empty", "eye", "arange", "linspace", "from_dlpack")}
+    functions = {name: constants_from(getattr(xp, name))  # Dask has no from_dlpack
+                 for name in ("zeros", "ones", "empty", "eye", "arange", "linspace", "from_dlpack") if hasattr(xp, name)}
     functions.update({name: getattr(xp, name) for name in ("can_cast", "finfo", "iinfo")})
     def full_like(x: Any, /, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
         if isinstance(fill_value, Dual) or hasattr(fill_value, "shape"):

@@ -263,13 +263,14 @@ def _triangle_mask(x: Any, k: int, lower: bool) -> Any:
     ``where`` reads it)."""
     xp = xp_of(x)
     rows, cols = x.shape[-2:]
-    key = (xp.__name__, str(x.device), rows, cols, k, lower)
+    device = getattr(x, "device", None)  # Dask arrays have none
+    key = (xp.__name__, str(device), rows, cols, k, lower)
     mask = _MASKS.get(key)
     if mask is None:
         if len(_MASKS) >= 64:
             _MASKS.clear()
-        i = xp.reshape(xp.arange(rows, device=x.device), (rows, 1))
-        j = xp.reshape(xp.arange(cols, device=x.device), (1, cols))
+        i = xp.reshape(xp.arange(rows, device=device), (rows, 1))
+        j = xp.reshape(xp.arange(cols, device=device), (1, cols))
         mask = _MASKS[key] = (j - i <= k) if lower else (j - i >= k)
     return mask
 

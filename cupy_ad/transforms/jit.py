@@ -171,6 +171,12 @@ def _flattening(fn: Callable) -> Callable:
     return lambda *args: optree.tree_leaves(fn(*args), none_is_leaf=True)
 
 
+# Backend methods that are not kernels: ``matrix_rule`` runs the JVP rule it is given (Dask: per block) and
+# ``tall_skinny`` answers about an array's layout. A recording calls them as they are; the rule's own calls
+# are recorded.
+_NOT_KERNELS = frozenset(("matrix_rule", "tall_skinny"))
+
+
 class _RecordingProxy:
     """A backend (or its namespace) whose functions record their calls on traced values."""
 
@@ -183,6 +189,8 @@ class _RecordingProxy:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
+        if name in _NOT_KERNELS:
+            return attr
         if isinstance(attr, types.ModuleType):
             wrapped = _RecordingProxy(attr)
         elif callable(attr) and not isinstance(attr, type):

@@ -1,0 +1,272 @@
+"""Dask backend: lazy task graphs over chunks of NumPy or CuPy arrays.
+
+The namespace is array_api_compat's ``dask.array``: elementwise functions, reductions and
+manipulation build Dask's own graph nodes, and nothing is computed until the user asks.
+The kernels run per block through the chunk's own backend (NumPy or CuPy):
+
+- batched matrices (leading batch axes chunked, each matrix whole in one chunk; matrix axes that
+  are chunked are rechunked if one matrix fits in ``array.chunk-size``): one task per block;
+- tall-skinny 2-D matrices (m >= n, rows chunked; the columns are put in one chunk): ``qr`` and ``svd``
+  through Dask's TSQR (``dask.array.linalg.qr`` / ``svd``); the triangular kernels keep the tall
+  operand's rows (or columns, for a left product) chunked, so the JVP rules only gather n x n pieces.
+
+Anything else (one large matrix chunked along both axes) raises a ValueError saying what is
+supported. ``host_branching`` is False: rules never read values on the host to choose a path,
+so a ``jvp`` stays one lazy graph. The decompositions' rules run per block instead
+(:meth:`DaskBackend.matrix_rule`): on a worker the values are there, and each block takes the
+cheap path where its matrices allow (as the NumPy backend does in one process).
+"""
+from __future__ import annotations
+
+import math
+import types
+from typing import Any, Callable
+
+import array_api_compat.dask.array as compat_dask
+import dask
+import dask.array as da
+import numpy as np
+from dask.array.utils import meta_from_array
+
+from .base import Backend
+
+_CHUNK_LIBRARIES = ("numpy", "cupy")
+
+SUPPORTED = ("supported: batches of matrices (chunk the leading batch axes, each matrix in one chunk) and "
+             "tall-skinny qr / svd / svdvals of one 2-D matrix (m >= n, rows chunked, columns in one chunk)")
+
+
+def chunk_backend(x: Any) -> Backend:
+    """The backend of the chunks of the Dask array ``x`` (NumPy or CuPy); TypeError for any other."""
+    meta = x._meta
+    library = type(meta).__module__.split(".")[0]
+    if library not in _CHUNK_LIBRARIES:
+        raise TypeError(f"the dask backend runs Dask arrays of NumPy or CuPy chunks; this one has chunks of type "
+                        f"{type(meta).__module__}.{type(meta).__name__}")
+    from . import backend_of
+
+    return backend_of(meta)
+
+
+#: The primitives whose primal and JVP rule run on a tall-skinny matrix without gathering it.
+TALL_SKINNY = ("qr", "qr_r", "svd", "svdvals")
+
+
+def is_tall_skinny(a: Any) -> bool:
+    """One 2-D matrix, m >= n, rows in several chunks: Dask's TSQR case (columns are put in one chunk)."""
+    return a.ndim == 2 and a.shape[0] >= a.shape[1] and a.numblocks[0] > 1
+
+
+def _whole(x: Any, axes: tuple[int, ...], what: str) -> Any:
+    """``x`` with each of ``axes`` in one chunk (rechunked if needed: then Dask resizes the batch axes'
+    chunks, and other matrix axes keep theirs)."""
+    axes = tuple(ax % x.ndim for ax in axes)
+    if all(len(x.chunks[ax]) == 1 for ax in axes):
+        return x
+    piece = math.prod(x.shape[ax] for ax in axes) * x.dtype.itemsize
+    limit = dask.utils.parse_bytes(dask.config.get("array.chunk-size"))
+    why = "unknown chunk sizes" if math.isnan(piece) else \
+        f"one piece is {piece} bytes, over array.chunk-size = {limit}" if piece > limit else None
+    if why:
+        raise ValueError(f"{what} needs axes {axes} of the Dask array (shape {x.shape}, chunks {x.chunks}) in one "
+                         f"chunk, and cannot rechunk them ({why}); {SUPPORTED}")
+    batch_sizes = {ax: "auto" for ax in range(x.ndim - 2) if ax not in axes}  # Dask keeps blocks moderate
+    return x.rechunk({**batch_sizes, **{ax: -1 for ax in axes}})
+
+
+def _empty_batch(x: Any, core: int) -> np.ndarray:
+    """A NumPy stand-in for ``x`` with an empty batch: (0, *core shape), to read outputs' shapes and dtypes."""
+    return np.empty((0, *x.shape[x.ndim - core:]), dtype=x.dtype)
+
+
+def _whole_cores(arrays: list[Any], cores: list[int], what: str) -> list[Any]:
+    """``arrays`` with their last ``cores[i]`` axes each in one chunk (see :func:`_whole`)."""
+    return [_whole(x, tuple(range(-core, 0)), what) for x, core in zip(arrays, cores)]
+
+
+def _per_matrix(func: Callable, arrays: list[Any], cores: list[int], outputs: list[Any]) -> tuple:
+    """``func`` on each block of ``arrays`` (their last ``cores[i]`` axes whole, leading batch axes
+    chunked and broadcast); ``outputs`` are NumPy examples of ``func``'s outputs for an empty batch
+    (a leading 0 axis), giving each output's core shape and dtype. Returns Dask arrays."""
+    nbatch = max(x.ndim - core for x, core in zip(arrays, cores))
+    batch = tuple(f"b{i}" for i in range(nbatch))
+    pairs = []
+    for i, (x, core) in enumerate(zip(arrays, cores)):
+        pairs += [x, batch[nbatch - (x.ndim - core):] + tuple(f"c{i}_{j}" for j in range(core))]
+    meta = arrays[0]._meta
+    blocks = da.blockwise(func, batch, *pairs, concatenate=True, meta=np.empty((0,) * nbatch, dtype=object))
+    results = []
+    for i, example in enumerate(outputs):
+        core = example.shape[1:]
+        results.append(blocks.map_blocks(
+            _item, i, new_axis=list(range(nbatch, nbatch + len(core))),
+            chunks=blocks.chunks + tuple((c,) for c in core),
+            meta=meta_from_array(meta, nbatch + len(core), dtype=example.dtype)))
+    return tuple(results)
+
+
+def _item(block: tuple, i: int) -> Any:
+    return block[i]
+
+
+def _has_data(t: Any) -> bool:
+    return hasattr(t, "__array_namespace__")
+
+
+def _namespace_of(block: Any) -> Any:
+    """The raw namespace of one block (on a worker)."""
+    from . import backend_of
+
+    return backend_of(block).xp
+
+
+def _numpy_backend() -> Backend:
+    from . import backend_named
+
+    return backend_named("numpy")
+
+
+def _take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
+    """The array API's take_along_axis (array_api_compat's Dask namespace lacks it): per block, with
+    ``axis`` whole in both arrays and the other axes broadcast."""
+    axis %= x.ndim
+    backend = chunk_backend(x)
+    x = _whole(x, (axis,), "take_along_axis")
+    indices = _whole(indices, (axis,), "take_along_axis")
+    index = [f"d{i}" for i in range(x.ndim)]
+    index_x, index_i = tuple(index[:axis] + ["taken"] + index[axis + 1:]), tuple(index)
+    return da.blockwise(lambda values, where: backend.xp.take_along_axis(values, where, axis=axis), index_i,
+                        x, index_x, indices, index_i, concatenate=True, meta=x._meta)
+
+
+#: array_api_compat's Dask namespace, completed with what the array API has and it lacks.
+namespace = types.ModuleType("cupy_ad.backends.dask_backend.namespace")
+namespace.__dict__.update({k: v for k, v in vars(compat_dask).items() if not k.startswith("__")})
+namespace.__name__ = "array_api_compat.dask.array"
+namespace.take_along_axis = _take_along_axis
+
+
+class DaskBackend(Backend):
+    name = "dask"
+    xp = namespace
+    host_branching = False
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return chunk_backend(x).to_numpy(x.compute()) if isinstance(x, da.Array) else np.asarray(x)
+
+    def from_numpy(self, a: Any) -> Any:
+        return da.from_array(np.asarray(a))
+
+    def _kernel(self, kernel: str, arrays: list[Any], cores: list[int], **params: Any) -> Any:
+        """The chunk backend's ``kernel`` per block (see :func:`_per_matrix`); a tuple when it returns one."""
+        backend = chunk_backend(arrays[0])
+        arrays = _whole_cores(arrays, cores, kernel)
+        examples = getattr(_numpy_backend(), kernel)(*(_empty_batch(x, c) for x, c in zip(arrays, cores)), **params)
+        single = not isinstance(examples, tuple)
+
+        def run(*blocks: Any) -> tuple:
+            out = getattr(backend, kernel)(*blocks, **params)
+            return (out,) if single else tuple(out)
+
+        out = _per_matrix(run, arrays, cores, [examples] if single else list(examples))
+        return out[0] if single else out
+
+    def tall_skinny(self, a: Any) -> bool:
+        return isinstance(a, da.Array) and is_tall_skinny(a)
+
+    def matrix_rule(self, name: str, rule: Callable, primals: list, tangents: list, params: dict) -> tuple:
+        """The JVP rule of decomposition ``name`` (one matrix argument), run per block on the chunk backend
+        (batched matrices, raw Dask arrays); on the graph otherwise (tall-skinny TSQR, nested jvp)."""
+        (a,), (da_,) = primals, tangents
+        if not (isinstance(a, da.Array) and isinstance(da_, da.Array)) or name in TALL_SKINNY and is_tall_skinny(a):
+            return rule(primals, tangents, **params)
+        a, da_ = _whole_cores([a, da_], [2, 2], rule.__module__.rsplit(".", 1)[-1])
+        numpy_a = _empty_batch(a, 2)
+        out, dout = rule([numpy_a], [numpy_a], **params)
+        single = not isinstance(out, tuple)
+        outs, douts = ((out,), (dout,)) if single else (tuple(out), tuple(dout))
+        # A tangent without data is the rules' symbolic zero (shape and dtype): kept for integer outputs,
+        # made concrete per block for inexact ones.
+        carried = [_has_data(t) or np.dtype(t.dtype).kind in "fc" for t in douts]
+
+        def run(block: Any, tangent: Any) -> tuple:
+            values, derivatives = rule([block], [tangent], **params)
+            if single:
+                values, derivatives = (values,), (derivatives,)
+            xp = _namespace_of(block)
+            filled = [t if _has_data(t) else xp.zeros(t.shape, dtype=t.dtype)
+                      for t, keep in zip(derivatives, carried) if keep]
+            return (*values, *filled)
+
+        examples = [*outs, *(np.empty(t.shape, t.dtype) for t, keep in zip(douts, carried) if keep)]
+        results = iter(_per_matrix(run, [a, da_], [2, 2], examples))
+        values = [next(results) for _ in outs]
+        derivatives = [next(results) if keep else type(t).like(v) for v, t, keep in zip(values, douts, carried)]
+        return (values[0], derivatives[0]) if single else (tuple(values), tuple(derivatives))
+
+    # Kernels.
+    def lu_factor(self, a: Any) -> tuple[Any, Any]:
+        return self._kernel("lu_factor", [a], [2])
+
+    def lu_pivots_to_permutation(self, piv: Any, m: int) -> Any:
+        return self._kernel("lu_pivots_to_permutation", [piv], [1], m=m)
+
+    def qr(self, a: Any, mode: str) -> Any:
+        if is_tall_skinny(a):
+            if mode == "complete":
+                raise ValueError(f"qr mode 'complete' of a tall-skinny Dask array would build an m x m Q; {SUPPORTED} "
+                                 "(modes 'reduced' and 'r')")
+            q, r = da.linalg.qr(_whole(a, (1,), "qr"))  # mode "r": Q's tasks are culled when only R is computed
+            return r if mode == "r" else (q, r)
+        return self._kernel("qr", [a], [2], mode=mode)
+
+    def svd(self, a: Any, full_matrices: bool) -> tuple[Any, Any, Any]:
+        if is_tall_skinny(a):
+            if full_matrices:
+                raise ValueError(f"svd with full_matrices=True of a tall-skinny Dask array would build an m x m U; "
+                                 f"{SUPPORTED} (full_matrices=False)")
+            return tuple(da.linalg.svd(_whole(a, (1,), "svd"), coerce_signs=False))
+        return self._kernel("svd", [a], [2], full_matrices=full_matrices)
+
+    def svdvals(self, a: Any) -> Any:
+        if is_tall_skinny(a):  # the singular values of R (n x n)
+            return self._kernel("svdvals", [da.linalg.qr(_whole(a, (1,), "svdvals"))[1]], [2])
+        return self._kernel("svdvals", [a], [2])
+
+    def eigh(self, a: Any, lower: bool) -> tuple[Any, Any]:
+        return self._kernel("eigh", [a], [2], lower=lower)
+
+    def eigvalsh(self, a: Any, lower: bool) -> Any:
+        return self._kernel("eigvalsh", [a], [2], lower=lower)
+
+    def cholesky(self, a: Any, upper: bool) -> Any:
+        return self._kernel("cholesky", [a], [2], upper=upper)
+
+    def solve_triangular(self, a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: bool) -> Any:
+        return self._triangular("solve_triangular", a, b, left=True, lower=lower, trans=trans,
+                                unit_diagonal=unit_diagonal)
+
+    def triangular_product(self, a: Any, b: Any, *, left: bool, lower: bool, trans: int, unit_diagonal: bool) -> Any:
+        return self._triangular("triangular_product", a, b, left=left, lower=lower, trans=trans,
+                                unit_diagonal=unit_diagonal)
+
+    def _triangular(self, kernel: str, a: Any, b: Any, *, left: bool, **params: Any) -> Any:
+        """A triangular kernel of an (..., n, n) triangle ``a`` and ``b`` (..., n, k) for a left operation
+        or (..., k, n) for a right one: b's k axis keeps its chunks (the columns, or rows, of b are
+        independent), so a tall operand is never gathered; the other axes are taken whole."""
+        if b.ndim == 1:  # a vector right-hand side: one column
+            return self._triangular(kernel, a, b[:, None], left=left, **params)[..., 0]
+        if kernel == "triangular_product":
+            params["left"] = left
+        backend = chunk_backend(a)
+        a = _whole(a, (-2, -1), kernel)
+        b = _whole(b, (-2 if left else -1,), kernel)
+        example = getattr(_numpy_backend(), kernel)(_empty_batch(a, 2), _empty_batch(b, 2), **params)
+        nbatch = max(a.ndim, b.ndim) - 2
+        batch = tuple(f"b{i}" for i in range(nbatch))
+        core_b = ("j", "k") if left else ("k", "j")
+        return da.blockwise(lambda x, y: getattr(backend, kernel)(x, y, **params),
+                            batch + (("i", "k") if left else ("k", "i")), a, batch[nbatch - (a.ndim - 2):] + ("i", "j"),
+                            b, batch[nbatch - (b.ndim - 2):] + core_b, concatenate=True,
+                            meta=meta_from_array(a._meta, nbatch + 2, dtype=example.dtype))
+

@@ -1,0 +1,314 @@
+"""The dask backend: jvp of Dask arrays gives lazy Dask arrays equal to the NumPy backend's results on
+the same data, on the threaded scheduler and on a 2-process LocalCluster."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+import array_api_compat.dask.array  # noqa: E402
+import dask  # noqa: E402
+from dask.callbacks import Callback  # noqa: E402
+
+import cupy_ad as ad  # noqa: E402
+from cupy_ad.backends import _BY_TYPE, backend_of, dask_backend  # noqa: E402
+from cupy_ad.backends.numpy_backend import NumpyBackend  # noqa: E402
+from cupy_ad.core import strip  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+@pytest.fixture(params=["threads", "distributed"])
+def compute(request):
+    """Compute a list of Dask arrays on the scheduler under test."""
+    if request.param == "threads":
+        return lambda values: dask.compute(*values, scheduler="threads")
+    return _on_cluster(request.getfixturevalue("client"))
+
+
+def _on_cluster(client):
+    """Compute on the cluster; a stuck cluster (e.g. a worker that died) fails instead of hanging."""
+    return lambda values: tuple(future.result(timeout=120) for future in client.compute(list(values)))
+
+
+def _pair(shape, seed, symmetric=False, chunks=None):
+    """A NumPy primal and tangent, and the same data as Dask arrays."""
+    rng = np.random.default_rng(seed)
+    a, t = rng.standard_normal(shape), rng.standard_normal(shape)
+    if symmetric:
+        a, t = a + np.swapaxes(a, -1, -2), t + np.swapaxes(t, -1, -2)
+    chunks = chunks or (max(1, shape[0] // 3), *shape[1:])
+    return a, t, da.from_array(a, chunks=chunks), da.from_array(t, chunks=chunks)
+
+
+def _leaves(tree):
+    return list(tree) if isinstance(tree, tuple) else [tree]
+
+
+def _same_as_numpy(f, a, t, a_dask, t_dask, compute, fix=None):
+    """jvp on Dask arrays is lazy and equals jvp on NumPy arrays; ``fix(got, want)`` first aligns a gauge
+    the two computations may choose differently (signs of TSQR's factors)."""
+    out, dout = ad.jvp(f, (a_dask,), (t_dask,))
+    ref, dref = ad.jvp(f, (a,), (t,))
+    lazy = [x for x in _leaves(out) + _leaves(dout) if not isinstance(x, ad.Zero)]
+    assert all(isinstance(x, da.Array) for x in lazy)
+    values = iter(compute(lazy))
+    got = [x if isinstance(x, ad.Zero) else next(values) for x in _leaves(out) + _leaves(dout)]
+    want = _leaves(ref) + _leaves(dref)
+    if fix is not None:
+        got, want = fix(got, want)
+    for g, w in zip(got, want):
+        if isinstance(w, ad.Zero):
+            assert isinstance(g, ad.Zero)
+            continue
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9)
+
+
+def _ns(x):
+    """Our namespace of x's backend: for duals inside jvp and for raw arrays (finite differences)."""
+    return ad.namespace(backend_of(strip(x)))
+
+
+def test_elementwise_and_reductions(compute):
+    a, t, a_dask, t_dask = _pair((12, 5), 0)
+
+    def f(x):
+        xp = _ns(x)
+        y = xp.exp(xp.sin(x)) * x + xp.mean(x ** 2, axis=0) - xp.cumulative_sum(x, axis=1)
+        return xp.stack([xp.max(y, axis=1), xp.sum(xp.tanh(y), axis=1), xp.linalg.vector_norm(x, axis=1)])
+
+    _same_as_numpy(f, a, t, a_dask, t_dask, compute)
+
+
+SQUARE = {
+    "eigh": (lambda x: tuple(_ns(x).linalg.eigh(x)), True),
+    "eigvalsh": (lambda x: _ns(x).linalg.eigvalsh(x), True),
+    "svd": (lambda x: tuple(_ns(x).linalg.svd(x)), False),
+    "svdvals": (lambda x: _ns(x).linalg.svdvals(x), False),
+    "qr": (lambda x: tuple(_ns(x).linalg.qr(x)), False),
+    "qr_r": (lambda x: _ns(x).linalg.qr(x, mode="r"), False),
+    "lu_factor": (lambda x: tuple(_ns(x).linalg.lu_factor(x)), False),
+    "lu": (lambda x: tuple(_ns(x).linalg.lu(x)), False),
+    "cholesky": (lambda x: _ns(x).linalg.cholesky(x @ _ns(x).matrix_transpose(x) + 4 * _ns(x).eye(4)), False),
+    "slogdet": (lambda x: tuple(_ns(x).linalg.slogdet(x)), False),
+    "solve_triangular": (lambda x: _ns(x).linalg.solve_triangular(x + 4 * _ns(x).eye(4), x, lower=True), False),
+    "triangular_product": (lambda x: _ns(x).linalg.triangular_product(x, x, left=False, lower=False), False),
+    "solve": (lambda x: _ns(x).linalg.solve(x, x[..., :2]), False),
+}
+
+ON_CLUSTER = ("eigh", "svd", "lu_factor")  # the threaded scheduler runs them all; the cluster the same graphs
+
+
+@pytest.mark.parametrize("name", SQUARE)
+def test_batched_decompositions(name):
+    f, symmetric = SQUARE[name]
+    # matrix axes split in two: the backend rechunks them (each matrix must be whole)
+    a, t, a_dask, t_dask = _pair((2, 7, 4, 4), 1, symmetric, chunks=(1, 3, 2, 4))
+    _same_as_numpy(f, a, t, a_dask, t_dask, lambda values: dask.compute(*values, scheduler="threads"))
+
+
+@pytest.mark.parametrize("name", SQUARE)
+def test_batched_primals(name):
+    """Without jvp every kernel runs per block through the chunk backend, lazily."""
+    f, symmetric = SQUARE[name]
+    a, _, a_dask, _ = _pair((7, 4, 4), 1, symmetric, chunks=(3, 2, 4))
+    out = _leaves(f(a_dask))
+    assert all(isinstance(x, da.Array) for x in out)
+    for got, want in zip(dask.compute(*out, scheduler="threads"), _leaves(f(a))):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ON_CLUSTER)
+def test_batched_decompositions_on_a_cluster(name, client):
+    f, symmetric = SQUARE[name]
+    a, t, a_dask, t_dask = _pair((9, 4, 4), 1, symmetric)
+    _same_as_numpy(f, a, t, a_dask, t_dask, _on_cluster(client))
+
+
+def test_batched_jvp_is_one_task_per_block():
+    """The decompositions' rules run per block: one task per block runs eigh's whole jvp."""
+    a, t, a_dask, t_dask = _pair((40, 3, 3), 2, True, chunks=(10, 3, 3))
+    (w, v), (dw, dv) = ad.jvp(lambda x: tuple(_ns(x).linalg.eigh(x)), (a_dask,), (t_dask,))
+    graph = dict(dv.__dask_graph__())
+    assert len(graph) == 4 * 4  # primal and tangent blocks, the per-block jvp, its picked output
+
+
+def _column_signs(got, want):
+    """Dask's TSQR picks its own signs of R's diagonal (or U's columns): flip to NumPy's."""
+    return np.sign(np.sum(got * want, axis=0))
+
+
+def _fix_qr(got, want):
+    q, r, dq, dr = got
+    sign = _column_signs(q, want[0])
+    return [q * sign, sign[:, None] * r, dq * sign, sign[:, None] * dr], want
+
+
+def _fix_svd(got, want):
+    u, s, vh, du, ds, dvh = got
+    sign = _column_signs(u, want[0])
+    return [u * sign, s, sign[:, None] * vh, du * sign, ds, sign[:, None] * dvh], want
+
+
+class _TaskSizes(Callback):
+    """The largest result of any task but the final gathering of the outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        if (key[0] if isinstance(key, tuple) else key).startswith("finalize"):
+            return
+        parts = result if isinstance(result, tuple) else (result,)
+        self.largest = max(self.largest, sum(getattr(p, "nbytes", 0) for p in parts))
+
+
+TALL = {
+    "qr": (lambda x: tuple(_ns(x).linalg.qr(x)), _fix_qr),
+    "svd": (lambda x: tuple(_ns(x).linalg.svd(x, full_matrices=False)), _fix_svd),
+    "svdvals": (lambda x: _ns(x).linalg.svdvals(x), None),
+}
+
+
+@pytest.mark.parametrize("name", TALL)
+def test_tall_skinny(name, compute):
+    f, fix = TALL[name]
+    a, t, a_dask, t_dask = _pair((600, 5), 3, chunks=(100, 5))
+    _same_as_numpy(f, a, t, a_dask, t_dask, compute, fix)
+
+
+@pytest.mark.parametrize("name", TALL)
+def test_tall_skinny_is_never_gathered(name):
+    """No task holds more than about one row chunk (the final gathering of the outputs aside)."""
+    a, t, a_dask, t_dask = _pair((1200, 5), 3, chunks=(100, 5))
+    _, dout = ad.jvp(TALL[name][0], (a_dask,), (t_dask,))
+    sizes = _TaskSizes()
+    with sizes:
+        dask.compute(_leaves(dout), scheduler="sync")
+    assert sizes.largest <= 2 * 100 * 5 * 8 < a.nbytes
+
+
+def test_finite_differences():
+    def f(x):
+        xp = _ns(x)
+        w, v = xp.linalg.eigh(x + xp.matrix_transpose(x))
+        return xp.sum(v[..., :, :1] * w[..., None, :], axis=-1), xp.linalg.svdvals(x)
+
+    rng = np.random.default_rng(4)
+    x = da.from_array(rng.standard_normal((6, 4, 4)), chunks=(2, 4, 4))
+    ad.check_jvp(f, (x,))
+    tall = da.from_array(rng.standard_normal((300, 4)), chunks=(60, 4))
+    # |R|: finite differences run on one chunk (LAPACK's signs), the jvp on TSQR (its own signs)
+    ad.check_jvp(lambda y: _ns(y).abs(_ns(y).linalg.qr(y, mode="r")), (tall,))
+
+
+def test_scan_carries_dask_arrays(compute):
+    a, t, a_dask, t_dask = _pair((5, 4), 5)
+
+    def f(xs):
+        xp = _ns(xs)
+
+        def step(c, x):
+            c = xp.sin(c) * x + c
+            return c, xp.sum(c ** 2)
+
+        return ad.scan(step, xp.ones_like(xs[0]), xs)
+
+    _same_as_numpy(f, a, t, a_dask, t_dask, compute)
+
+
+def test_namespace_and_default_backend():
+    ns = ad.namespace("dask")
+    assert ns.backend is backend_of(da.ones(3))
+    assert ad.namespace(da) is ns and ad.namespace(array_api_compat.dask.array) is ns
+    assert ns.backend.name == "dask" and not ns.backend.host_branching
+    ad.set_backend("dask")
+    try:
+        assert ad.namespace().backend is ns.backend
+        out, dout = ad.jvp(lambda x: ns.sum(ns.exp(x)), (1.5,), (1.0,))
+        assert isinstance(dout, da.Array) and np.isclose(dout.compute(), np.exp(1.5))
+    finally:
+        ad.set_backend("numpy")
+
+
+def test_nested_jvp():
+    a, t, a_dask, t_dask = _pair((6, 3, 3), 6, True)
+    inner = lambda x: ad.jvp(lambda y: _ns(y).linalg.eigvalsh(y), (x,), (x,))[1]  # noqa: E731
+    _same_as_numpy(inner, a, t, a_dask, t_dask, lambda values: dask.compute(*values))
+
+
+def test_inputs_are_not_mutated():
+    a, t, a_dask, t_dask = _pair((6, 3, 3), 7, True)
+    keys, chunks = set(a_dask.__dask_graph__()), a_dask.chunks
+    ad.jvp(lambda x: tuple(_ns(x).linalg.eigh(x)), (a_dask,), (t_dask,))
+    assert set(a_dask.__dask_graph__()) == keys and a_dask.chunks == chunks
+    np.testing.assert_array_equal(a_dask.compute(), a)
+
+
+def test_errors():
+    a, t, a_dask, t_dask = _pair((6, 3, 3), 8, chunks=(2, 2, 3))
+    with pytest.raises(TypeError, match=r"primals\[0\] is dask, primals\[1\] is numpy"):
+        ad.jvp(lambda x, y: x @ y, (a_dask, a), (t_dask, t))
+    with pytest.raises(ValueError, match="cannot rechunk.*over array.chunk-size.*supported: batches"):
+        with dask.config.set({"array.chunk-size": "64B"}):
+            ad.jvp(lambda x: tuple(_ns(x).linalg.eigh(x)), (a_dask,), (t_dask,))
+    tall = da.from_array(a.reshape(18, 3), chunks=(6, 3))
+    with pytest.raises(ValueError, match="'complete'.*supported"):
+        ad.linalg.qr(tall, mode="complete")
+    with pytest.raises(ValueError, match="full_matrices=True.*supported"):
+        ad.linalg.svd(tall)
+    unknown = tall[tall[:, 0] > -10]  # a Dask mask: rows of unknown number
+    with pytest.raises(ValueError, match="unknown chunk sizes.*supported"):
+        ad.linalg.qr(unknown)
+    odd = da.from_array(a.view(FakeChunk), chunks=(2, 3, 3), asarray=False)  # chunks of an unknown library
+    with pytest.raises(TypeError, match="NumPy or CuPy chunks.*test_dask.FakeChunk"):
+        ad.jvp(lambda x: x * 2, (odd,), (odd,))
+
+
+class FakeChunk(np.ndarray):
+    """A chunk type standing in for CuPy's (Dask itself dispatches on the module name ``cupy``)."""
+
+
+CALLS = []  # module level: Dask may pickle the backend into its graph
+
+
+class RecordingBackend(NumpyBackend):
+    def eigh(self, a, lower):
+        CALLS.append(type(a))
+        return super().eigh(np.asarray(a), lower)
+
+
+def test_kernels_run_on_the_chunk_backend(monkeypatch):
+    """Each block goes to the backend of the chunk type (CuPy's for CuPy chunks), here a recording one."""
+    monkeypatch.setattr(dask_backend, "_CHUNK_LIBRARIES", (*dask_backend._CHUNK_LIBRARIES, __name__))
+    monkeypatch.setitem(_BY_TYPE, FakeChunk, RecordingBackend())
+    a, t, _, _ = _pair((6, 3, 3), 9, True)
+    x = da.from_array(a.view(FakeChunk), chunks=(2, 3, 3), asarray=False)
+    assert type(x._meta) is FakeChunk
+    CALLS.clear()
+    w, v = ad.linalg.eigh(x)
+    np.testing.assert_allclose(w.compute(scheduler="sync"), np.linalg.eigvalsh(a), rtol=1e-12, atol=1e-12)
+    assert len(CALLS) == 3  # one call per block, through the chunk type's backend
+
+
+def test_example_runs(client, capsys):
+    """examples/dask_batch.py with tiny sizes, on this module's cluster."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "dask_batch.py"
+    spec = importlib.util.spec_from_file_location("dask_batch", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with client.as_current():  # the progress bar uses the current client
+        seconds = example.run(client, batch=40, n=4, chunk=10, show_progress=True)
+    assert seconds > 0 and "largest |dw|" in capsys.readouterr().out
