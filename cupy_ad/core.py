@@ -100,8 +100,9 @@ class Dual:
     def __index__(self) -> int:
         return concrete(self, "__index__").__index__()
 
-    def __array__(self, *args: Any, **kwargs: Any) -> Any:
-        return concrete(self, "NumPy conversion (__array__)").__array__(*args, **kwargs)
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
+        raw = concrete(self, "NumPy conversion (__array__)")
+        return raw.__array__(dtype) if copy is None else raw.__array__(dtype, copy=copy)
 
     def __dlpack__(self, /, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
                    copy: bool | None = None) -> Any:

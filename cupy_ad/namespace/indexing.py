@@ -37,11 +37,13 @@ def _setitem_jvp(primals: list, tangents: list, *, key: Any):
     return ans, bind(setitem, instantiate(dx, x), dvalue, key=key)
 
 
+_BASIC = (int, slice, type(None), type(Ellipsis))
+
+
 def _is_basic(key: Any) -> bool:
     """Whether ``key`` is basic indexing (integers, slices, ``...``, ``None``): NumPy returns a view."""
-    for k in key if isinstance(key, tuple) else (key,):
-        if not (k is None or k is Ellipsis or type(k) is slice
-                or (isinstance(k, numbers.Integral) and type(k) is not bool)):
+    for k in key if type(key) is tuple else (key,):
+        if type(k) not in _BASIC and (type(k) is bool or not isinstance(k, numbers.Integral)):
             return False
     return True
 
@@ -55,8 +57,8 @@ def dual_getitem(x: Dual, key: Any) -> Any:
         views = getattr(x, "_views", None)
         if views is None:
             views = x._views = []
-        elif len(views) % 64 == 63:  # forget the views that have died (amortised O(1))
-            views[:] = [ref for ref in views if ref() is not None]
+        elif len(views) >= 64 and len(views) & (len(views) - 1) == 0:  # at powers of two: amortised O(1)
+            views[:] = [ref for ref in views if ref() is not None]  # forget the views that have died
         views.append(weakref.ref(out))
     return out
 
