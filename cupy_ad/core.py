@@ -44,19 +44,23 @@ class Dual:
     """A primal value and its tangent at one level of nested differentiation.
 
     Python operators, ``shape``, ``dtype`` and ``__array_namespace__`` behave as on the backend
-    array; they are installed by :mod:`cupy_ad.namespace`.
+    array; they are installed by :mod:`cupy_ad.namespace`, and so are NumPy's protocols
+    (``__array_ufunc__``, ``__array_function__``: ``np.sin(x)`` differentiates) and a ``__getattr__``
+    naming the namespace function for NumPy-only methods (``x.sum()``), from
+    :mod:`cupy_ad.namespace.numpy_protocols`.
     """
 
-    # _view: (base, key) when this value is a basic-indexing view of the dual ``base``; _views: weak
-    # references to this value's own views (set by indexing, which keeps writes NumPy-consistent).
-    __slots__ = ("primal", "tangent", "level", "_view", "_views", "__weakref__")
-    __array_ufunc__ = None  # NumPy defers to our reflected operators
+    # weak: a Python scalar's (takes the dtype of the arrays it meets, namespace.weak). _view: (base, key)
+    # when this value is a basic-indexing view of the dual ``base``; _views: weak references to this
+    # value's own views (set by indexing, which keeps writes NumPy-consistent).
+    __slots__ = ("primal", "tangent", "level", "weak", "_view", "_views", "__weakref__")
     __array_priority__ = 1000
 
-    def __init__(self, level: int, primal: Any, tangent: Any):
+    def __init__(self, level: int, primal: Any, tangent: Any, weak: bool = False):
         self.level = level
         self.primal = primal
         self.tangent = tangent
+        self.weak = weak  # a Python scalar's: takes the dtype of the arrays it meets (namespace.weak)
 
     @property
     def shape(self) -> tuple[int, ...]:

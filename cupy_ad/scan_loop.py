@@ -48,7 +48,9 @@ from typing import Any, Callable
 import optree
 
 from .backends import backend_of, default_backend, is_array
-from .core import Dual, Zero, active_levels, current_level, strip
+from .core import Dual, Zero, active_levels, current_level, new_level, strip
+from .namespace.manipulation import astype
+from .namespace.weak import dtype_kind, weakly_typed
 from .profiling_ranges import nvtx_range
 
 __all__ = ["FixedPointError", "scan"]
@@ -189,6 +191,25 @@ def _as_leaf(v: Any, backend: Any, name: str) -> Any:
     raise TypeError(f"scan: {name} must be an array or a Python scalar, got {type(v).__name__}")
 
 
+def _type_weak_leaves(f: Callable, init_leaves: list, weak: list, carry_spec: Any, x0: Any, backend: Any) -> list:
+    """Init leaves given as Python scalars (weakly typed) take the dtype of their kind that the body
+    returns for them (``0.0`` next to float32 work: float32), as in JAX: one call of ``f`` at a level
+    of its own, with those leaves handed to it as weak duals. A body that refuses duals there
+    (array_api_strict arrays refuse a dual right operand: ``W * c``) keeps NumPy's default dtypes."""
+    with new_level() as level:
+        probe = [Dual(level, v, Zero.like(v), weak=True) if w else v for v, w in zip(init_leaves, weak)]
+        try:
+            carry, _ = f(optree.tree_unflatten(carry_spec, probe), x0)
+        except TypeError:  # a genuine error is raised again by the first step
+            return init_leaves
+    returned = optree.tree_leaves(carry)
+    if len(returned) != len(init_leaves):  # the first step reports the mismatch
+        return init_leaves
+    xp = backend.xp
+    return [astype(v, r.dtype) if w and r.dtype != v.dtype and dtype_kind(xp, r.dtype) == dtype_kind(xp, v.dtype)
+            else v for v, r, w in zip(init_leaves, returned, weak)]
+
+
 def _backend_of_leaves(*leaf_lists: list) -> Any:
     for leaves in leaf_lists:
         for v in leaves:
@@ -316,7 +337,9 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     leaf of ``xs`` otherwise. ``reverse=True`` walks ``xs`` from the end and writes ``ys`` in the
     original order (``ys[i]`` comes from ``xs[i]``). ``length=0`` returns ``init`` and empty ``ys``
     of the right shapes (the body is called once on zeros to learn them, as JAX traces it).
-    Python scalars in ``init`` become arrays of the backend of the other leaves.
+    Python scalars in ``init`` become arrays of the backend of the other leaves, of the dtype of
+    their kind the body returns for them (``0.0`` as a float32 carry where the body computes in
+    float32, as in JAX; found by one extra call of ``f``).
 
     Differentiation: under ``jvp`` (nested too) the carry tangents start from those of ``init``
     and of anything ``f`` closes over. The nonzero pattern of the carry tangents is found before the
@@ -344,6 +367,7 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     carry_paths, init_leaves, carry_spec = optree.tree_flatten_with_path(init)
     xs_paths, xs_leaves, xs_spec = optree.tree_flatten_with_path(xs)
     backend = _backend_of_leaves(init_leaves, xs_leaves)
+    weak = [weakly_typed(v) for v in init_leaves]
     init_leaves = [_as_leaf(v, backend, _name("init", p)) for p, v in zip(carry_paths, init_leaves)]
     # The carries are scan's own: a body writing into its carry (``c[k] = v`` on a plain array) must
     # not write into the caller's init. One copy per leaf; duals get fresh shells per step instead.
@@ -352,6 +376,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
         if type(v) is not Dual and not is_array(v):
             raise TypeError(f"scan: {_name('xs', p)} must be an array, got {type(v).__name__}")
     length = _check_length(xs_paths, xs_leaves, length)
+    if any(weak) and length:
+        first = length - 1 if reverse else 0
+        x0 = None if xs is None else optree.tree_unflatten(xs_spec, [v[first, ...] for v in xs_leaves])
+        init_leaves = _type_weak_leaves(f, init_leaves, weak, carry_spec, x0, backend)
     if step_ranges is None:
         step_ranges = os.environ.get("CUPY_AD_SCAN_STEP_RANGES", "") not in ("", "0")
     with _SCAN_RANGE:

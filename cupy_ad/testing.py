@@ -93,8 +93,32 @@ def _max_abs(x: np.ndarray) -> float:
     return float(np.max(np.abs(x), initial=0.0))
 
 
+def _align(y: np.ndarray, like: np.ndarray, how: str | None) -> np.ndarray:
+    """``y`` with each column (``how="columns"``) or row (``"rows"``) of its matrices multiplied by the
+    sign (real) or unit phase (complex) that makes its inner product with that of ``like`` real and
+    non-negative; unchanged for ``how=None`` and for arrays of fewer than 2 dimensions."""
+    if how is None or y.ndim < 2:
+        return y
+    if how not in ("columns", "rows"):
+        raise ValueError(f"align must be None, 'columns' or 'rows', got {how!r}")
+    axis = -2 if how == "columns" else -1
+    inner = np.sum(np.conj(like) * y, axis=axis, keepdims=True)
+    magnitude = np.abs(inner)
+    return y * np.conj(np.where(magnitude == 0, 1, inner / np.where(magnitude == 0, 1, magnitude)))
+
+
+def _alignments(align: Any, out: Any) -> list:
+    """One alignment (None, "columns", "rows") per leaf of ``out``."""
+    if align is None or isinstance(align, str):
+        return [align] * len(optree.tree_leaves(out))
+    if not isinstance(out, (tuple, list)) or len(align) != len(out):
+        raise ValueError(f"align must be a string or have one entry per output of f; got {len(align)} entries")
+    return [how for how, part in zip(align, out) for _ in optree.tree_leaves(part)]
+
+
 def check_jvp(f: Callable[..., Any], primals: tuple, tangents: tuple | None = None, *,
-              rtol: float | None = None, atol: float | None = None, eps: float | None = None) -> None:
+              rtol: float | None = None, atol: float | None = None, eps: float | None = None,
+              align: str | tuple | None = None) -> None:
     """Check ``jvp(f, primals, tangents)`` against central finite differences.
 
     Finite differences are taken in float64/complex128 (primals promoted) with step ``eps``
@@ -103,6 +127,17 @@ def check_jvp(f: Callable[..., Any], primals: tuple, tangents: tuple | None = No
     precision (rtol 1e-6 for double, 2e-3 for single; atol scaled by the output's size). Also
     checks that the jvp's primal outputs equal ``f(*primals)`` and that each tangent has its
     output's shape and dtype. Raises ``AssertionError`` with a report of every leaf.
+
+    ``align`` compares outputs defined only up to the sign or phase of each vector, such as
+    eigenvectors and singular vectors: a decomposition may return a vector's sign flipped at
+    x + eps t and not at x - eps t, which ruins the difference although the rule is exact. With
+    ``align="columns"`` (or ``"rows"``, for ``Vh`` of an SVD) each column (row) of every output
+    matrix, at x + eps t, at x - eps t and at x, is first multiplied by the sign (real) or unit
+    phase (complex) that makes its inner product with the jvp's primal column real and
+    non-negative. The finite difference then follows the gauge in which that inner product stays
+    real, the gauge of ``eigh`` (diag(V^H dV) = 0) and of the left vectors of ``svd``. A tuple
+    gives one choice per output of ``f`` (e.g. ``align=(None, "columns")`` for ``eigh``); arrays of
+    fewer than 2 dimensions are never aligned.
     """
     primals, tangents = _normalised(primals, tangents)
     eps = 1e-6 if eps is None else eps
@@ -111,15 +146,22 @@ def check_jvp(f: Callable[..., Any], primals: tuple, tangents: tuple | None = No
     plus = f(*_promoted(primals, tangents, eps))
     minus = f(*_promoted(primals, tangents, -eps))
     paths, leaves, spec = optree.tree_flatten_with_path(out)
-    treespec_ref = optree.tree_structure(reference)
-    if treespec_ref != spec:
-        raise AssertionError(f"jvp's outputs have structure {spec}, f's have {treespec_ref}")
+
+    def leaves_like_out(tree: Any) -> list:
+        # f on raw arrays may return other namedtuple classes than on duals (numpy.linalg's
+        # EighResult and ours, say): the leaves' paths must agree, not the classes.
+        tree_paths, tree_leaves, tree_spec = optree.tree_flatten_with_path(tree)
+        if tree_paths != paths:
+            raise AssertionError(f"jvp's outputs have structure {spec}, f's have {tree_spec}")
+        return tree_leaves
+
     lines, failed = [], False
-    for path, value, tangent, ref, hi, lo in zip(paths, leaves, spec.flatten_up_to(out_dot),
-                                                 treespec_ref.flatten_up_to(reference),
-                                                 spec.flatten_up_to(plus), spec.flatten_up_to(minus)):
+    for path, value, tangent, ref, hi, lo, how in zip(paths, leaves, spec.flatten_up_to(out_dot),
+                                                      leaves_like_out(reference), leaves_like_out(plus),
+                                                      leaves_like_out(minus), _alignments(align, out)):
         where = "out" + "".join(f"[{p!r}]" for p in path)
-        value_np, ref_np = _to_numpy(value), _to_numpy(ref)
+        value_np = _to_numpy(value)
+        ref_np = _align(_to_numpy(ref), value_np, how)
         single = value_np.dtype in (np.float32, np.complex64)
         if not np.allclose(value_np, ref_np, rtol=1e-5 if single else 1e-12, atol=0, equal_nan=True):
             failed = True
@@ -134,7 +176,7 @@ def check_jvp(f: Callable[..., Any], primals: tuple, tangents: tuple | None = No
             lines.append(f"{where}: tangent {getattr(tangent, 'shape', None)} {getattr(tangent, 'dtype', None)} "
                          f"does not match output {tuple(value.shape)} {value.dtype}")
             continue
-        fd = (_to_numpy(hi) - _to_numpy(lo)) / (2 * eps)
+        fd = (_align(_to_numpy(hi), value_np, how) - _align(_to_numpy(lo), value_np, how)) / (2 * eps)
         got = _to_numpy(tangent).astype(fd.dtype if fd.dtype.kind == "c" else np.result_type(fd.dtype, np.float64))
         scale_f = float(np.max(np.abs(ref_np), initial=0.0)) if ref_np.size else 0.0
         leaf_rtol = rtol if rtol is not None else (2e-3 if single else 1e-6)

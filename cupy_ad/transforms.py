@@ -9,6 +9,7 @@ import optree
 from .backends import backend_of, default_backend, is_array
 from .core import Dual, Zero, check_alive, new_level, strip
 from .namespace._rules import instantiate, is_inexact_dtype
+from .namespace.weak import weakly_typed
 
 
 def _path_name(root: str, path: tuple) -> str:
@@ -90,9 +91,10 @@ def jvp(f: Callable[..., Any], primals: tuple | list, tangents: tuple | list) ->
                     raise ValueError(f"{name} is None but its tangent is not")
                 duals.append(None)
                 continue
+            weak = weakly_typed(p)  # a Python scalar keeps the dtype the code computes in (namespace.weak)
             p = _as_array(p, backend, name)
             t = t if _is_no_tangent(t) else _as_array(t, backend, name.replace("primals", "tangents", 1))
-            duals.append(Dual(level, p, _check_tangent(name, p, t)))
+            duals.append(Dual(level, p, _check_tangent(name, p, t), weak))
         out = f(*optree.tree_unflatten(spec, duals))
         out_paths, out_leaves, out_spec = optree.tree_flatten_with_path(out)
         values, derivatives = [], []

@@ -30,13 +30,24 @@ def _load(name: str) -> Backend:
     return _BY_NAME[name]
 
 
+KNOWN_BACKENDS = ("numpy", "cupy", "array_api_strict")
+
+
 def backend_named(name: str) -> Backend:
     """The backend called ``name`` ("numpy", "cupy", "array_api_strict", or any importable
-    array-API module name)."""
+    array-API module name).
+
+    ValueError for an unknown or uninstalled library (naming the valid names, or the install
+    command for CuPy); RuntimeError for "cupy" when CuPy is installed but no CUDA device is usable.
+    """
     try:
         return _load(name)
     except ImportError as exc:
-        raise ValueError(f"backend {name!r} is not available: {exc}") from None
+        if name in KNOWN_BACKENDS:
+            raise ValueError(f"backend {name!r} is not available: {exc}") from None
+        raise ValueError(f"unknown backend {name!r} ({exc}): the backends are "
+                         f"{', '.join(map(repr, KNOWN_BACKENDS))}, or the name of an installed "
+                         "module with an array-API namespace") from None
 
 
 def backend_of(x: Any) -> Backend:
@@ -69,15 +80,17 @@ _default: list[str] = [os.environ.get("CUPY_AD_BACKEND", "")]
 
 def _gpu_works() -> bool:
     try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - any failure means "no usable GPU"
+        _load("cupy")
+    except (ImportError, RuntimeError):  # no CuPy, or no usable CUDA device
         return False
+    return True
 
 
 def set_backend(name: str) -> None:
-    """Set the default backend used by ``namespace()`` without arguments and by the demo."""
+    """Set the default backend used by ``namespace()`` without arguments and by the demo.
+
+    Checks at once that the backend works (see :func:`backend_named` for the errors).
+    """
     backend_named(name)
     _default[0] = name
 

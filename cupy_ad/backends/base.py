@@ -1,6 +1,7 @@
 """The interface every backend offers."""
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 
@@ -78,6 +79,13 @@ class Backend:
         ``solve_triangular``; batch dimensions broadcast [trmm]."""
         return self.via_numpy("triangular_product", a, b, left=left, lower=lower, trans=trans,
                               unit_diagonal=unit_diagonal)
+
+    def special(self, name: str, *args: Any) -> Any:
+        """``scipy.special.<name>`` elementwise on arrays and Python scalars (here: through NumPy)."""
+        from . import backend_named
+
+        host = [a if isinstance(a, numbers.Number) else self.to_numpy(a) for a in args]
+        return self.from_numpy(backend_named("numpy").special(name, *host))
 
     def __repr__(self) -> str:
         return f"<cupy_ad backend {self.name}>"

@@ -41,13 +41,36 @@ def _real(dtype: Any) -> Any:
     return np.dtype(dtype).char.lower()
 
 
+INSTALL_HINT = 'pip install "cupy-ad[cuda12]" (CUDA 12) or "cupy-ad[cuda13]" (CUDA 13)'
+
+
+def import_cupy() -> Any:
+    """CuPy, once a CUDA device is known to be usable: ImportError (with the install command) without
+    CuPy, RuntimeError when CuPy is installed but the CUDA runtime finds no usable device."""
+    try:
+        import cupy
+    except ImportError as exc:
+        raise ImportError(f"the cupy backend needs CuPy, which could not be imported ({exc}): {INSTALL_HINT}") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - CUDA's errors (no driver, driver too old) have no common base
+        raise RuntimeError(
+            f"CuPy is installed but no CUDA device is usable ({type(exc).__name__}: {exc}). Check the NVIDIA "
+            "driver (nvidia-smi) and that the CuPy package matches its CUDA version (cupy-ad[cuda12] or "
+            "cupy-ad[cuda13]), or use the numpy backend") from None
+    if count < 1:
+        raise RuntimeError("CuPy is installed but no CUDA device is usable: the CUDA runtime sees no GPU. "
+                           "Use the numpy backend on this machine")
+    return cupy
+
+
 class CupyBackend(Backend):
     name = "cupy"
 
     def __init__(self, cp: Any = None, kernels: Any = None, xp: Any = None):
         if cp is None:
+            cupy = import_cupy()
             import array_api_compat.cupy as compat_cupy
-            import cupy
 
             from . import cusolver
 
@@ -61,6 +84,16 @@ class CupyBackend(Backend):
 
     def from_numpy(self, a: Any) -> Any:
         return self.cp.asarray(a)
+
+    def special(self, name: str, *args: Any) -> Any:
+        """cupyx.scipy.special's kernel where CuPy has one; else SciPy's through the host (a copy each way)."""
+        if self.cp is not np:
+            import cupyx.scipy.special
+
+            native = getattr(cupyx.scipy.special, name, None)
+            if native is not None:
+                return native(*args)
+        return super().special(name, *args)
 
     def synchronize(self) -> None:
         if hasattr(self.cp, "cuda"):

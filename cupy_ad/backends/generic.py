@@ -17,7 +17,12 @@ class GenericBackend(Backend):
     @classmethod
     def from_module_name(cls, name: str) -> "GenericBackend":
         module = importlib.import_module(name)
-        xp = module if hasattr(module, "asarray") else module.__array_namespace__()
+        if hasattr(module, "asarray"):
+            xp = module
+        elif hasattr(module, "__array_namespace__"):
+            xp = module.__array_namespace__()
+        else:
+            raise ImportError(f"module {name!r} is not an array library")
         return cls(name, xp)
 
     def to_numpy(self, x: Any) -> np.ndarray:

@@ -6,6 +6,7 @@ from typing import Any
 import array_api_compat.numpy as compat_numpy
 import numpy as np
 import scipy.linalg
+import scipy.special
 
 from . import numpy_kernels, numpy_lapack
 from .base import Backend
@@ -180,3 +181,10 @@ class NumpyBackend(Backend):
 
     def triangular_product(self, a: Any, b: Any, *, left: bool, lower: bool, trans: int, unit_diagonal: bool) -> Any:
         return numpy_kernels.triangular_product(a, b, left=left, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
+
+    def special(self, name: str, *args: Any) -> Any:
+        out = np.asarray(getattr(scipy.special, name)(*args))
+        # in the precision of the floating arguments: some of SciPy's ufuncs (gammainc, polygamma) give
+        # float64 for float32 input and a Python number
+        floating = [a.dtype for a in args if isinstance(a, (np.ndarray, np.generic)) and a.dtype.kind in "fc"]
+        return out.astype(np.result_type(*floating), copy=False) if floating else out

@@ -133,6 +133,31 @@ def run_degenerate_path(a: Any, flags: Any, path: Callable[[Callable], tuple], o
     return tuple(merged)
 
 
+def splitting_resolution(values: Any, cl: Clusters, p: Any, scale: Any, n: int) -> Any:
+    """Raw (..., n, n): below this, the first-order splittings mu_i, mu_j of two values of one cluster
+    are not resolved, so their mixing c = T / (mu_j - mu_i) is not determined by the data.
+
+    mu are the eigenvalues of the cluster block of P = V^H dA V (or its SVD analogue). Their rounding
+    has two sources: the block eigensolver, about eps ``scale`` (``block_rotation``'s bound), and
+    the cluster's basis, which the decomposition fixes only up to an angle eps max|v| / gap (Davis-Kahan /
+    Wedin: gap = the distance from the value to the nearest value outside its cluster), so the block
+    of P is off by that angle times max|P|. Symmetry-protected multiplets have mu equal in exact
+    arithmetic and computed apart by exactly this rounding. Both terms are in the unit of mu (of dA).
+    """
+    v = strip(values)
+    xp = xp_of(v)
+    eps = float(xp.finfo(v.dtype).eps)
+    big = xp.max(xp.abs(v), axis=-1, keepdims=True)
+    dist = xp.abs(xp.expand_dims(v, axis=-1) - xp.expand_dims(v, axis=-2))
+    dist = xp.where(cl.same, xp.full_like(dist, xp.inf), dist)
+    gap = xp.min(xp.concat([dist, xp.expand_dims(xp.abs(v), axis=-2)], axis=-2), axis=-2)  # (..., n)
+    p_max = xp.max(xp.abs(strip(p)), axis=(-2, -1))[..., None]
+    safe = xp.where(gap > 0, gap, xp.ones_like(gap))
+    basis = xp.where(gap > 0, big / safe, xp.full_like(gap, 1 / eps))  # no gap: anything is noise
+    per_value = resolution(n, eps) * (p_max * basis + xp.reshape(scale, scale.shape[:-1]))
+    return xp.maximum(xp.expand_dims(per_value, axis=-1), xp.expand_dims(per_value, axis=-2))
+
+
 def block_rotation(m: Any, cl: Clusters, active: Any, descending: bool = False) -> tuple[Any, Any]:
     """Block-diagonal unitary R diagonalising the cluster blocks of Hermitian ``m`` (raw).
 
@@ -161,4 +186,4 @@ def block_rotation(m: Any, cl: Clusters, active: Any, descending: bool = False) 
 
 
 __all__ = ["Clusters", "FORCE_BRANCH_FREE", "block_rotation", "find_clusters", "joined_neighbours",
-           "run_degenerate_path", "take_degenerate_path"]
+           "run_degenerate_path", "splitting_resolution", "take_degenerate_path"]

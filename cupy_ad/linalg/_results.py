@@ -15,6 +15,11 @@ class SVDResult(NamedTuple):
     Vh: Any
 
 
+class SplitResult(NamedTuple):
+    X: Any
+    Y: Any
+
+
 class EighResult(NamedTuple):
     eigenvalues: Any
     eigenvectors: Any

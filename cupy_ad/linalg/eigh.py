@@ -25,7 +25,14 @@ R = blockdiag(Q_k), as the primal, and with P' = R^H P R: dw = diag(P') (= mu in
 dV' = V' C with C_ij = P'_ij / (w_j - w_i) across clusters and, inside a cluster (second order
 in h: (A - lambda) v'' = mu v' + nu v - dA v' projected on v_i),
     C_ij = sum_{l outside} P'_il P'_lj / ((lambda - w_l)(mu_j - mu_i)) = (P' (F o P'))_ij / (mu_j - mu_i),
-0 where mu_i, mu_j coincide (that rotation is not fixed at first order) and on the diagonal.
+0 on the diagonal and where mu_i, mu_j coincide within their resolution (``splitting_resolution``:
+eps (max|P| max|w| / gap + the block eigensolver's scale), gap = distance to the nearest eigenvalue
+outside the cluster, which bounds the rounding of the cluster's basis and so of mu). There the
+rotation is fixed only at a higher order, or never (a symmetry-protected multiplet keeps
+mu_i = mu_j exactly): any rotation inside the mu-degenerate sub-block is as good, and as it moves
+the eigenvectors of one eigenvalue among themselves, it cancels in every output invariant under
+rotations within a multiplet (spectral projectors, V f(w) V^H), which are exact whatever the mu.
+Dividing by mu_j - mu_i there instead would scale rounding by 1/eps (the issue-13 blow-up).
 Size-1 clusters keep the ordinary formulas bit for bit (selected with ``where``).
 """
 from __future__ import annotations
@@ -36,7 +43,7 @@ from ..core import Primitive, bind, strip
 from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multiply, real, subtract, sum, where
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
-                        take_degenerate_path)
+                        splitting_resolution, take_degenerate_path)
 from ._matrix import as_inexact, backend_of_matrix, mH, require_square
 from ._results import EighResult
 from .triangular_product import triangular_product
@@ -120,7 +127,7 @@ def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[A
     x = multiply(add(x, mH(x)), 0.5)
     mu_raw = strip(mu)
     mu_gap = subtract(expand_dims(mu, axis=-2), expand_dims(mu, axis=-1))  # [i, j] = mu_j - mu_i
-    tol_mu = resolution(n, float(xp.finfo(mu_raw.dtype).eps)) * scale
+    tol_mu = splitting_resolution(w, cl, p2, scale, n)
     mixing = cl.same & (xp.abs(xp.expand_dims(mu_raw, -2) - xp.expand_dims(mu_raw, -1)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, mu_gap, 1.0)), 0.0)
     dv2 = matmul(v2, add(c_off, multiply(g, x)))
@@ -194,8 +201,13 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     are rotated within each cluster to the basis diagonalising V_k^H dA_s V_k (the limit of the
     eigenvectors of A + h dA; still an eigendecomposition of A, but not the plain call's V), and
     their tangents add the in-cluster mixing of second-order perturbation theory. Where mu itself
-    repeats, the rotation inside that sub-block is not fixed at first order: its basis is
-    arbitrary and its mixing is 0. Size-1 clusters get the ordinary formula bit for bit.
+    repeats (within its rounding, which grows as eps max|w| / the gap to the other clusters; e.g.
+    multiplets protected by a symmetry), the rotation inside that sub-block is not fixed at first
+    order: its basis is arbitrary and its mixing is 0. Exact in every case: eigenvalue tangents and
+    every output invariant under rotations within a multiplet (spectral projectors, V f(w) V^H).
+    Near-degenerate eigenvalues outside a cluster (gap above the tolerance) get the ordinary formula,
+    whose 1 / gap terms cancel in those outputs only to about eps max|w| / gap. Size-1 clusters get
+    the ordinary formula bit for bit.
     Tangents are finite everywhere (multiples of the identity, the zero matrix).
     Cost: NumPy/array_api_strict detect clusters on the host and run the extra work (a batched
     eigh of the block-diagonal n x n matrix) only when some exist; CuPy never synchronises and

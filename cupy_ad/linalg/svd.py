@@ -34,7 +34,11 @@ c = T / (mu_j - mu_i) (mu = +-sigma, 0) and reading u, v off the dilation's vect
     Omega_X0 = -Herm(M) o G- - Skew(M) o G+,   Omega_Y0 = -Herm(M) o G- + Skew(M) o G+,
 G-_ij = 1 / (sigma_j - sigma_i) (0 on the diagonal), G+_ij = 1 / (sigma_j + sigma_i), plus the part
 along the complement of X, -(I - X X^H) dAx Y S^-1 P e_j / sigma_j (the full completion gets the
-matching -X (X_c^H .)^H, keeping U^H dU skew). Entries whose mu coincide (sigma_i = sigma_j,
+matching -X (X_c^H .)^H, keeping U^H dU skew). In a positive cluster c is 0 where mu_i, mu_j coincide
+within their rounding (``_clusters.splitting_resolution``: the cluster's basis is resolved to an
+angle eps s_max / gap, so mu to that times max|P|): that rotation is fixed at a higher order or, for a
+symmetry-protected multiplet, never, and as U and V turn by the same c it cancels in U_k S_k V_k^H.
+In the zero block, entries whose mu coincide (sigma_i = sigma_j,
 sigma_i + sigma_j = 0, sigma_j = 0 for the complement part; within tol) are 0, as in eigh. A common
 phase per pair moves the imaginary diagonal to the side that is not U (Im diag(U^H dU) = 0).
 """
@@ -64,7 +68,8 @@ from ..namespace import (
     where,
 )
 from ..namespace._rules import is_complex_dtype, xp_of
-from ._clusters import block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path
+from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
+                        splitting_resolution, take_degenerate_path)
 from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
 
@@ -226,26 +231,33 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     # 1. rotations: positive clusters diagonalise Herm(P) (descending); the zero cluster
     #    diagonalises W^H W, W = (I - X_nz X_nz^H) dAx Y_0, and takes left vectors W y / |W y|.
     positive = ~cl.single & ~zero
-    p = matmul(mH(x), matmul(dax, y))
-    r_pos, scale = block_rotation(multiply(add(p, mH(p)), 0.5), cl, positive, descending=True)
     dy = matmul(dax, y)
-    x_nz = where(row(zero), 0.0, x)
-    w_mat = strip(subtract(dy, matmul(x_nz, matmul(mH(x_nz), dy))))
-    r_zero, _ = block_rotation(matmul(mH(w_mat), w_mat), cl, zero, descending=True)
-    both_zero = col(zero) & row(zero)
-    rot = xp.where(both_zero, r_zero, r_pos)
+    p = matmul(mH(x), dy)
+    r_pos, scale = block_rotation(multiply(add(p, mH(p)), 0.5), cl, positive, descending=True)
+    # host backends skip the zero block's work where no matrix has one (CuPy: always, branch-free)
+    with_zero = take_degenerate_path(raw, zero)
+    if with_zero:
+        x_nz = where(row(zero), 0.0, x)
+        w_mat = strip(subtract(dy, matmul(x_nz, matmul(mH(x_nz), dy))))
+        r_zero, _ = block_rotation(matmul(mH(w_mat), w_mat), cl, zero, descending=True)
+        rot = xp.where(col(zero) & row(zero), r_zero, r_pos)
+    else:
+        rot = r_pos
     y2 = where(row(regular), y, matmul(y, rot))
-    x_rot = strip(matmul(x, rot))
-    wy = w_mat @ rot
-    beta = xp.sqrt(xp.sum(xp.real(wy * xp.conj(wy)), axis=-2))  # (..., k)
-    beta_tol = resolution(max(m, n), float(xp.finfo(raw.dtype).eps)) * xp.max(beta, axis=-1, keepdims=True)
-    keep = zero & (beta > beta_tol)
-    cand = xp.where(row(keep), wy / xp.where(row(keep), row(beta), xp.ones_like(row(beta))), x_rot)
-    q, rq = backend_of_matrix(raw).qr(xp.astype(cand, x_rot.dtype), "reduced")  # orthonormal completion
-    d = xp.linalg.diagonal(rq)
-    phase = xp.where(xp.abs(d) > 0, d / xp.where(xp.abs(d) > 0, xp.abs(d), xp.ones_like(xp.abs(d))), xp.ones_like(d))
-    x2 = where(row(regular), x, where(row(zero), q * row(phase), matmul(x, rot)))
-    has_zero = xp.expand_dims(xp.any(zero, axis=-1, keepdims=True), axis=-1)
+    if with_zero:
+        x_rot = strip(matmul(x, rot))
+        wy = w_mat @ rot
+        beta = xp.sqrt(xp.sum(xp.real(wy * xp.conj(wy)), axis=-2))  # (..., k)
+        beta_tol = resolution(max(m, n), float(xp.finfo(raw.dtype).eps)) * xp.max(beta, axis=-1, keepdims=True)
+        keep = zero & (beta > beta_tol)
+        cand = xp.where(row(keep), wy / xp.where(row(keep), row(beta), xp.ones_like(row(beta))), x_rot)
+        q, rq = backend_of_matrix(raw).qr(xp.astype(cand, x_rot.dtype), "reduced")  # orthonormal completion
+        d = xp.linalg.diagonal(rq)
+        phase = xp.where(xp.abs(d) > 0, d / xp.where(xp.abs(d) > 0, xp.abs(d), xp.ones_like(xp.abs(d))),
+                         xp.ones_like(d))
+        x2 = where(row(regular), x, where(row(zero), q * row(phase), matmul(x, rot)))
+    else:
+        x2 = where(row(regular), x, matmul(x, rot))
     # 2. tangents in the rotated basis: the ordinary formulas, then the in-cluster terms.
     dy = matmul(dax, y2)
     p = matmul(mH(x2), dy)
@@ -269,7 +281,7 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
         t = add(t, multiply(subtract(matmul(mH(dy), dy), matmul(ph, p)), multiply(row(s_inv), 0.5)))
     t = multiply(add(t, mH(t)), 0.5)
     mu = strip(ds)
-    tol_mu = resolution(max(m, n), float(xp.finfo(raw.dtype).eps)) * scale
+    tol_mu = splitting_resolution(raw, cl, p, scale, max(m, n))
     mixing = inpos & (xp.abs(row(mu) - col(mu)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, subtract(row(ds), col(ds)), 1.0)), 0.0)
     c = multiply(g, t)
@@ -277,37 +289,41 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     omega_y = add(omega_y, subtract(c, multiply(e, skew)))
     # 3. inside the zero block (second order through the nonzero s_l, via the dilation; see the
     #    module docstring): M = P S^-1 P over l with s_l > 0, sigma = dS of the block.
-    zb = col(zero) & row(zero)
     tol_z = resolution(max(m, n), eps) * xp.max(xp.abs(strip(p)), axis=(-2, -1), keepdims=True)
     sig = strip(ds)
-    diff_ok = zb & ~xp.eye(k, dtype=xp.bool) & (xp.abs(row(sig) - col(sig)) > tol_z)
-    sum_ok = zb & ((row(sig) + col(sig)) > tol_z)
-    g_minus = where(diff_ok, divide(1.0, where(diff_ok, subtract(row(ds), col(ds)), 1.0)), 0.0)  # 1/(sig_j - sig_i)
-    g_plus = where(sum_ok, divide(1.0, where(sum_ok, add(row(ds), col(ds)), 1.0)), 0.0)  # 1/(sig_j + sig_i)
-    mm = matmul(p, multiply(col(s_inv), p))
-    mm_h = multiply(multiply(add(mm, mH(mm)), 0.5), g_minus)
-    mm_k = multiply(multiply(subtract(mm, mH(mm)), 0.5), g_plus)
-    zx, zy = negative(add(mm_h, mm_k)), subtract(mm_k, mm_h)
-    gauge = diag_embed(diagonal(zx if tall else zy))  # common phase: Im diag(U^H dU) = 0 (0 if real)
-    omega_x, omega_y = add(omega_x, subtract(zx, gauge)), add(omega_y, subtract(zy, gauge))
+    if with_zero:
+        zb = col(zero) & row(zero)
+        diff_ok = zb & ~xp.eye(k, dtype=xp.bool) & (xp.abs(row(sig) - col(sig)) > tol_z)
+        sum_ok = zb & ((row(sig) + col(sig)) > tol_z)
+        g_minus = where(diff_ok, divide(1.0, where(diff_ok, subtract(row(ds), col(ds)), 1.0)), 0.0)  # 1/(sig_j - sig_i)
+        g_plus = where(sum_ok, divide(1.0, where(sum_ok, add(row(ds), col(ds)), 1.0)), 0.0)  # 1/(sig_j + sig_i)
+        mm = matmul(p, multiply(col(s_inv), p))
+        mm_h = multiply(multiply(add(mm, mH(mm)), 0.5), g_minus)
+        mm_k = multiply(multiply(subtract(mm, mH(mm)), 0.5), g_plus)
+        zx, zy = negative(add(mm_h, mm_k)), subtract(mm_k, mm_h)
+        gauge = diag_embed(diagonal(zx if tall else zy))  # common phase: Im diag(U^H dU) = 0 (0 if real)
+        omega_x, omega_y = add(omega_x, subtract(zx, gauge)), add(omega_y, subtract(zy, gauge))
     if is_complex_dtype(a):  # the phase gauge of the ordinary rule: Im diag(U^H dU) = 0
         phase_term = diag_embed(multiply(multiply(imag(diagonal(p)), s_inv), 1j))
         omega_x, omega_y = (omega_x, subtract(omega_y, phase_term)) if tall else (add(omega_x, phase_term), omega_y)
     if big:
         dx = add(matmul(x2, subtract(omega_x, multiply(p, row(s_inv)))), multiply(dy, row(s_inv)))
-        # zero block: the part along the complement of X, -(I - X X^H) dAx Y S^-1 P e_j / sig_j
-        sig_ok = zero & (sig > xp.squeeze(tol_z, axis=-1))
-        g_sig = where(sig_ok, divide(1.0, where(sig_ok, ds, 1.0)), 0.0)
-        dx_c = negative(multiply(matmul(subtract(dy, matmul(x2, p)), multiply(col(s_inv), p)), row(g_sig)))
-        dx = add(dx, dx_c)
+        if with_zero:  # zero block: the part along the complement of X, -(I - X X^H) dAx Y S^-1 P e_j / sig_j
+            sig_ok = zero & (sig > xp.squeeze(tol_z, axis=-1))
+            g_sig = where(sig_ok, divide(1.0, where(sig_ok, ds, 1.0)), 0.0)
+            dx_c = negative(multiply(matmul(subtract(dy, matmul(x2, p)), multiply(col(s_inv), p)), row(g_sig)))
+            dx = add(dx, dx_c)
     else:
         dx = matmul(x2, omega_x)
     dy_out = matmul(y2, omega_y)
     if big and full_matrices:  # completion: orthonormal complement of the new X (QR), then min. rotation
-        xc = backend_of_matrix(raw).qr(strip(x2), "complete")[0][..., :, k:]
-        x_c = where(has_zero, xc, long_full[..., :, k:])
+        x_c = long_full[..., :, k:]
+        if with_zero:
+            has_zero = xp.expand_dims(xp.any(zero, axis=-1, keepdims=True), axis=-1)
+            x_c = where(has_zero, backend_of_matrix(raw).qr(strip(x2), "complete")[0][..., :, k:], x_c)
         dxc = negative(matmul(x2, multiply(col(s_inv), mH(matmul(mH(x_c), dy)))))
-        dxc = subtract(dxc, matmul(x2, mH(matmul(mH(x_c), dx_c))))  # keeps U^H dU skew-Hermitian
+        if with_zero:
+            dxc = subtract(dxc, matmul(x2, mH(matmul(mH(x_c), dx_c))))  # keeps U^H dU skew-Hermitian
         x2, dx = concat([x2, x_c], axis=-1), concat([dx, dxc], axis=-1)
     du0, ds0, dv0 = ordinary
     if x2.shape[-1] > k:  # the completion: the ordinary one unless this matrix has a cluster
@@ -374,14 +390,20 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       vectors may come from the complement, and the full factor's completion is rebuilt by QR),
       and ``U' S V'^H`` still equals ``a``. Vector tangents: the ordinary off-block terms plus,
       inside a positive cluster, the first-order skew term and the second-order mixing of
-      degenerate perturbation theory (0 where the cluster's dS repeat); inside the zero block
+      degenerate perturbation theory (0 where the cluster's dS coincide within their rounding,
+      eps (max|P| s_max / gap + the block eigensolver's scale), gap = the distance to the
+      nearest value outside the cluster: there, e.g. for multiplets protected by a symmetry,
+      the rotation is undetermined and cancels in every output invariant under rotations within
+      a multiplet, U_k S_k V_k^H at a gap and the projectors U_k U_k^H, V_k V_k^H, which are
+      exact; near-degenerate values outside a cluster get the ordinary formula, whose 1 / gap
+      terms cancel in those outputs to about eps s_max / gap); inside the zero block
       the same second-order mixing through the nonzero singular values (via the Hermitian
       dilation, see the module docstring) plus, on the long side, the part along the complement,
       so these vector tangents are the one-sided derivative of the limit basis too (entries are 0
       where the block's dS coincide, or are 0, which leaves the basis undetermined). Regular
       (distinct, nonzero) columns get the ordinary formula bit for bit; tangents are finite
-      everywhere. Host backends run the extra work only when a block exists; CuPy runs it
-      always (never synchronises). Nested jvp there is finite, with the block rotations
+      everywhere. Host backends run the extra work only when a block exists (the zero block's only
+      when there is one); CuPy runs it always (never synchronises). Nested jvp there is finite, with the block rotations
       constant for the inner levels.
     """
     a = _validate("svd", a)

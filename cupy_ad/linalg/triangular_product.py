@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, Zero, bind
-from ..namespace._rules import add_tangents
+from ..namespace.elementwise import add_tangents
 from ._matrix import backend_of_matrix, require_square, triangle
 
 

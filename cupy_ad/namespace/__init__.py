@@ -12,9 +12,11 @@ from typing import Any
 
 from ..backends import Backend, backend_named, backend_of, default_backend
 from ..core import Dual, strip
-from . import elementwise, indexing, manipulation, products, reductions, sets
+from . import elementwise, indexing, manipulation, numpy_protocols, products, reductions, sets
 from .creation import creation_functions
+from .fft import fft_namespace
 from .signatures import sign_primitives
+from .special import special_namespace
 from .elementwise import *  # noqa: F403
 from .indexing import *  # noqa: F403
 from .manipulation import *  # noqa: F403
@@ -58,6 +60,8 @@ def namespace(xp: Any = None) -> types.ModuleType:
 
         linalg.__dict__.update({name: getattr(decompositions, name) for name in decompositions.__all__})
         ns.linalg = linalg
+        ns.fft = fft_namespace(backend, f"{ns.__name__}.fft")
+        ns.special = special_namespace(f"{ns.__name__}.special")
         _NAMESPACES[backend.name] = ns
     return _NAMESPACES[backend.name]
 
@@ -112,6 +116,7 @@ def _install_dual_methods() -> None:
     Dual.mT = property(lambda self: manipulation.matrix_transpose(self))
     Dual.__array_namespace__ = _array_namespace
     Dual.to_device = lambda self, device, /, *, stream=None: manipulation.to_device(self, device, stream=stream)
+    numpy_protocols.install(Dual, {*_GENERIC, *_LINALG_GENERIC})
 
 
 _install_dual_methods()

@@ -1,4 +1,9 @@
-"""Helpers for writing JVP rules: symbolic-zero arithmetic and rule factories."""
+"""Helpers for writing JVP rules: backends and dtypes of arguments, symbolic zeros, and the factories
+of linear and non-differentiable primitives.
+
+This module sits below every module of primitives; the elementwise factory, which sums tangents with
+the ``add`` primitive, lives with ``add`` in :mod:`.elementwise`.
+"""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -63,43 +68,6 @@ def instantiate(t: Any, like: Any) -> Any:
         else xp.zeros(raw.shape, dtype=raw.dtype)
 
 
-def fit(term: Any, ans: Any) -> Any:
-    """Broadcast and cast a tangent term to the output's shape and dtype."""
-    if term.shape != ans.shape:
-        term = _manipulation.broadcast_to(term, ans.shape)
-    if term.dtype != ans.dtype:
-        term = _manipulation.astype(term, ans.dtype)
-    return term
-
-
-def add_tangents(a: Any, b: Any) -> Any:
-    if type(a) is Zero:
-        return b
-    if type(b) is Zero:
-        return a
-    return _elementwise.add(a, b)
-
-
-def elementwise(name: str, *derivatives: Callable | None, impl: Callable | None = None) -> Primitive:
-    """An elementwise primitive from one derivative per argument (``None``: not differentiable).
-
-    ``derivative(g, ans, *args)`` is the tangent contribution of that argument's tangent ``g``;
-    contributions are broadcast to the output and summed, skipping symbolic zeros.
-    """
-    prim = Primitive(name, impl or backend_function(name))
-
-    @prim.def_jvp
-    def rule(primals: list, tangents: list, **params: Any):
-        ans = bind(prim, *primals, **params)
-        out: Any = Zero.like(ans)
-        for derivative, g in zip(derivatives, tangents):
-            if derivative is not None and type(g) is not Zero:
-                out = add_tangents(out, fit(derivative(g, ans, *primals), ans))
-        return ans, out
-
-    return prim
-
-
 def linear(name: str, impl: Callable | None = None, *, module: str | None = None) -> Primitive:
     """A primitive linear in its array arguments: its JVP applies it to the tangents."""
     prim = Primitive(name, impl or backend_function(name, module))
@@ -131,10 +99,18 @@ def nondifferentiable(name: str, impl: Callable | None = None, *, module: str | 
     return prim
 
 
-# Bound at the end: these modules import this one (by then it is complete), and a module-level name
-# costs nothing per rule call, unlike an import inside the function.
-from . import elementwise as _elementwise  # noqa: E402
-from . import manipulation as _manipulation  # noqa: E402
+_MOVED = ("add_tangents", "elementwise", "fit")  # to .elementwise, next to ``add``, which they use
 
-__all__ = ["Dual", "Zero", "add_tangents", "backend_function", "elementwise", "fit", "instantiate",
-           "is_complex_dtype", "is_inexact_dtype", "linear", "nondifferentiable", "xp_of"]
+
+def __getattr__(name: str) -> Any:
+    """``from ._rules import elementwise`` (and fit, add_tangents) as before they moved; imported on
+    first use, so that this module still imports nothing above it."""
+    if name in _MOVED:
+        from . import elementwise
+
+        return getattr(elementwise, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Dual", "Zero", "backend_function", "backend_of_args", "instantiate", "is_complex_dtype", "is_inexact_dtype",
+           "linear", "nondifferentiable", "xp_of"]

@@ -1,4 +1,5 @@
-"""Elementwise functions of the array API and their derivatives, one line per function.
+"""Elementwise functions of the array API and their derivatives, one line per function, and the
+factory ``elementwise`` that makes them (with ``add_tangents`` and ``fit``, which its rules use).
 
 Each derivative maps the tangent ``g`` of one argument (and the output ``ans`` and the arguments)
 to its contribution to the output tangent. Complex functions use the holomorphic derivative
@@ -10,10 +11,63 @@ import cmath
 import math
 import numbers
 import operator
-from typing import Any
+from typing import Any, Callable
 
-from ..core import Zero
-from ._rules import elementwise, is_complex_dtype, nondifferentiable
+from ..core import Dual, Primitive, Zero, bind
+from ._rules import backend_function, is_complex_dtype, xp_of
+from .manipulation import astype, broadcast_to
+from .weak import bind_elementwise
+
+
+def fit(term: Any, ans: Any) -> Any:
+    """Broadcast and cast a tangent term to the output's shape and dtype."""
+    if term.shape != ans.shape:
+        term = broadcast_to(term, ans.shape)
+    if term.dtype != ans.dtype:
+        term = astype(term, ans.dtype)
+    return term
+
+
+def add_tangents(a: Any, b: Any) -> Any:
+    """The sum of two tangents, either of which may be a symbolic zero."""
+    if type(a) is Zero:
+        return b
+    if type(b) is Zero:
+        return a
+    return add(a, b)
+
+
+class ElementwisePrimitive(Primitive):
+    """A primitive applied elementwise: weakly typed (Python-scalar) operands take the dtype of the
+    others before dispatch (see :mod:`.weak`)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        for a in args:
+            if type(a) is Dual and a.weak:
+                return bind_elementwise(self, args, params)
+        return bind(self, *args, **params)
+
+
+def elementwise(name: str, *derivatives: Callable | None, impl: Callable | None = None) -> Primitive:
+    """An elementwise primitive from one derivative per argument (``None``: not differentiable).
+
+    ``derivative(g, ans, *args)`` is the tangent contribution of that argument's tangent ``g``;
+    contributions are broadcast to the output and summed, skipping symbolic zeros.
+    """
+    prim = ElementwisePrimitive(name, impl or backend_function(name))
+
+    @prim.def_jvp
+    def rule(primals: list, tangents: list, **params: Any):
+        ans = bind(prim, *primals, **params)
+        out: Any = Zero.like(ans)
+        for derivative, g in zip(derivatives, tangents):
+            if derivative is not None and type(g) is not Zero:
+                out = add_tangents(out, fit(derivative(g, ans, *primals), ans))
+        return ans, out
+
+    return prim
 
 
 # Arithmetic (operators keep Python-scalar promotion exactly as the backend does it).
@@ -128,8 +182,6 @@ minimum = _extremum("minimum", lambda a, b: less(a, b))
 
 
 def _clip_impl(x: Any, lo: Any, hi: Any) -> Any:
-    from ._rules import xp_of
-
     return xp_of(x).clip(x, lo, hi)
 
 
@@ -165,8 +217,6 @@ def clip(x: Any, /, min: Any = None, max: Any = None) -> Any:  # noqa: A002 - th
 
 
 def _where_impl(condition: Any, x1: Any, x2: Any) -> Any:
-    from ._rules import xp_of
-
     return xp_of(condition, x1, x2).where(condition, x1, x2)
 
 
@@ -177,31 +227,36 @@ remainder = elementwise("remainder", lambda g, ans, x, y: g,  # x - floor(x/y) y
                         lambda g, ans, x, y: negative(multiply(g, floor_divide(x, y))), impl=operator.mod)
 
 # Functions whose outputs carry no tangent (piecewise constant or not floating point).
-equal = nondifferentiable("equal", operator.eq)
-not_equal = nondifferentiable("not_equal", operator.ne)
-less = nondifferentiable("less", operator.lt)
-less_equal = nondifferentiable("less_equal", operator.le)
-greater = nondifferentiable("greater", operator.gt)
-greater_equal = nondifferentiable("greater_equal", operator.ge)
-floor_divide = nondifferentiable("floor_divide", operator.floordiv)
-isnan = nondifferentiable("isnan")
-isinf = nondifferentiable("isinf")
-isfinite = nondifferentiable("isfinite")
-signbit = nondifferentiable("signbit")
-logical_and = nondifferentiable("logical_and")
-logical_or = nondifferentiable("logical_or")
-logical_xor = nondifferentiable("logical_xor")
-logical_not = nondifferentiable("logical_not")
-floor = nondifferentiable("floor")
-ceil = nondifferentiable("ceil")
-trunc = nondifferentiable("trunc")
-round = nondifferentiable("round")  # noqa: A001 - the standard's name
-bitwise_and = nondifferentiable("bitwise_and")
-bitwise_or = nondifferentiable("bitwise_or")
-bitwise_xor = nondifferentiable("bitwise_xor")
-bitwise_invert = nondifferentiable("bitwise_invert")
-bitwise_left_shift = nondifferentiable("bitwise_left_shift")
-bitwise_right_shift = nondifferentiable("bitwise_right_shift")
+def piecewise_constant(name: str, impl: Callable | None = None) -> Primitive:
+    """An elementwise primitive whose outputs carry zero tangents (weak operands typed as by ``elementwise``)."""
+    return elementwise(name, impl=impl)
+
+
+equal = piecewise_constant("equal", operator.eq)
+not_equal = piecewise_constant("not_equal", operator.ne)
+less = piecewise_constant("less", operator.lt)
+less_equal = piecewise_constant("less_equal", operator.le)
+greater = piecewise_constant("greater", operator.gt)
+greater_equal = piecewise_constant("greater_equal", operator.ge)
+floor_divide = piecewise_constant("floor_divide", operator.floordiv)
+isnan = piecewise_constant("isnan")
+isinf = piecewise_constant("isinf")
+isfinite = piecewise_constant("isfinite")
+signbit = piecewise_constant("signbit")
+logical_and = piecewise_constant("logical_and")
+logical_or = piecewise_constant("logical_or")
+logical_xor = piecewise_constant("logical_xor")
+logical_not = piecewise_constant("logical_not")
+floor = piecewise_constant("floor")
+ceil = piecewise_constant("ceil")
+trunc = piecewise_constant("trunc")
+round = piecewise_constant("round")  # noqa: A001 - the standard's name
+bitwise_and = piecewise_constant("bitwise_and")
+bitwise_or = piecewise_constant("bitwise_or")
+bitwise_xor = piecewise_constant("bitwise_xor")
+bitwise_invert = piecewise_constant("bitwise_invert")
+bitwise_left_shift = piecewise_constant("bitwise_left_shift")
+bitwise_right_shift = piecewise_constant("bitwise_right_shift")
 _NONDIFFERENTIABLE = [
     "equal", "not_equal", "less", "less_equal", "greater", "greater_equal", "floor_divide", "isnan", "isinf",
     "isfinite", "signbit", "logical_and", "logical_or", "logical_xor", "logical_not", "floor", "ceil", "trunc",

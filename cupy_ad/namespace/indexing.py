@@ -6,7 +6,8 @@ import weakref
 from typing import Any
 
 from ..core import Dual, Primitive, Zero, bind, strip
-from ._rules import fit, instantiate, linear, nondifferentiable, xp_of
+from ._rules import instantiate, linear, nondifferentiable, xp_of
+from .elementwise import fit
 
 
 def _strip_key(key: Any) -> Any:
@@ -77,7 +78,7 @@ def assign(x: Dual, new: Any) -> None:
 
 def _rebind(x: Dual, new: Dual) -> None:
     """Rebind ``x`` to ``new``, then each live view of ``x`` to its fresh region of it."""
-    x.level, x.primal, x.tangent = new.level, new.primal, new.tangent
+    x.level, x.primal, x.tangent, x.weak = new.level, new.primal, new.tangent, new.weak
     for ref in getattr(x, "_views", ()):
         view = ref()
         if view is not None:

@@ -1,0 +1,65 @@
+"""Weak typing of Python scalars (as JAX's weak types, and as NumPy and the array API promote a
+Python scalar operand): a Python-scalar primal must not change the dtype the code computes in.
+
+``jvp`` turns a Python-scalar primal into a 0-d dual (float64, complex128, int64 or bool) marked
+``weak``; so do Python scalars in ``scan``'s init, until one call of the body tells the dtype it
+returns for them. An elementwise function given weak and other ("strong") operands first casts each weak
+operand to the dtype a Python scalar of its kind takes next to the strong ones (``2.0 * x32`` is
+float32, ``2.0 * x_int`` float64, ``2j * x32`` complex64); the cast is differentiable, so the
+tangent follows. An elementwise function of weak operands only (``xp.sin(s)``, ``s * 2.0``) returns a
+weak value. Everything else (reductions, products, shapes) returns strong values.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from ..core import Dual, Primitive, bind
+from ._rules import xp_of
+from .manipulation import astype
+
+
+def weakly_typed(x: Any) -> bool:
+    """A Python scalar (not a NumPy scalar), or a weak dual."""
+    if type(x) is Dual:
+        return x.weak
+    return isinstance(x, numbers.Number) and not hasattr(x, "dtype")
+
+
+def _is_strong(a: Any) -> bool:
+    return (not a.weak) if type(a) is Dual else hasattr(a, "dtype")
+
+
+_KINDS = ("bool", "integral", "real floating", "complex floating")
+
+
+def dtype_kind(xp: Any, dtype: Any) -> str:
+    """"bool", "integral", "real floating" or "complex floating"."""
+    return next(k for k in _KINDS if xp.isdtype(dtype, k))
+
+
+def _cast_next_to(weak: Any, target: Any, xp: Any) -> Any:
+    """``weak`` cast to the dtype a Python scalar of its kind takes next to arrays of dtype ``target``."""
+    mine, theirs = dtype_kind(xp, weak.dtype), dtype_kind(xp, target)
+    if _KINDS.index(mine) > _KINDS.index(theirs) and theirs in ("bool", "integral"):
+        return weak  # a float next to integers: the default float (NumPy's promotion)
+    if mine == "complex floating" and theirs == "real floating":
+        target = xp.complex64 if target == xp.float32 else xp.complex128
+    return weak if weak.dtype == target else astype(weak, target)
+
+
+def bind_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
+    """``bind(prim, *args, **params)`` for an elementwise ``prim`` with at least one weak argument."""
+    strong = [a for a in args if _is_strong(a)]
+    if not strong:
+        out = bind(prim, *args, **params)
+        if type(out) is Dual:
+            out.weak = True
+        return out
+    xp = xp_of(*strong)
+    dtypes = [a.dtype for a in strong]  # a boolean condition (where's) does not type the values
+    target = xp.result_type(*([d for d in dtypes if not xp.isdtype(d, "bool")] or dtypes))
+    return bind(prim, *(_cast_next_to(a, target, xp) if type(a) is Dual and a.weak else a for a in args), **params)
+
+
+__all__ = ["bind_elementwise", "dtype_kind", "weakly_typed"]

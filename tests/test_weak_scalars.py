@@ -1,0 +1,97 @@
+"""Python-scalar primals are weakly typed: they do not change the dtype float32 code computes in."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cupy_ad as ad
+
+
+def _xs(backend):
+    return backend.asarray(np.linspace(0.5, 1.5, 6).reshape(2, 3), dtype=np.float32)
+
+
+CASES = {
+    "s * x": lambda s, x: s * x,
+    "s + x": lambda s, x: s + x,
+    "x - s, x / s": lambda s, x: (x - s) / s,
+    "sin(s) * x": lambda s, x: x.__array_namespace__().sin(s) * x,
+    "x ** s": lambda s, x: x ** s,
+    "where(x > 1, s, x)": lambda s, x: x.__array_namespace__().where(x > 1, s, x),
+    "s * s * x": lambda s, x: s * s * x,
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_python_scalar_keeps_float32(backend, name):
+    f, x = CASES[name], _xs(backend)
+    value, tangent = ad.jvp(f, (1.25, x), (1.0, None))
+    assert value.dtype == x.dtype and tangent.dtype == x.dtype
+    # the derivative in s against float64 finite differences of the same code
+    f64 = lambda s: f(backend.asarray(s), backend.asarray(backend.to_numpy(x), dtype=np.float64))  # noqa: E731
+    h = 1e-6
+    fd = (backend.to_numpy(f64(1.25 + h)) - backend.to_numpy(f64(1.25 - h))) / (2 * h)
+    np.testing.assert_allclose(backend.to_numpy(tangent), fd, rtol=1e-5, atol=1e-6)
+    if backend.name == "numpy" and name != "sin(s) * x":  # plain NumPy code: same dtype (np.sin(1.25) is strong)
+        assert f(1.25, x).dtype == value.dtype
+
+
+def test_complex_and_integer_scalars_promote_as_python_scalars(backend):
+    x = _xs(backend)
+    value, _ = ad.jvp(lambda s, x: s * x, (2j, x), (1j, None))
+    assert value.dtype == backend.ns.complex64
+    value, _ = ad.jvp(lambda n, x: n * x, (3, x), (None, None))
+    assert value.dtype == x.dtype
+
+
+def test_a_python_float_next_to_integers_gives_the_default_float():
+    # (array_api_strict refuses a Python float next to an integer array, with or without jvp)
+    value, tangent = ad.jvp(lambda s, k: s * k, (2.0, np.arange(3, dtype=np.int32)), (1.0, None))
+    assert value.dtype == np.float64 and tangent.dtype == np.float64
+    np.testing.assert_array_equal(tangent, np.arange(3))
+
+
+def test_a_lone_python_scalar_stays_float64(backend):
+    value, tangent = ad.jvp(lambda s: s * 2.0, (2.0,), (1.0,))
+    assert value.dtype == np.float64 and tangent.dtype == np.float64 and float(tangent) == 2.0
+
+
+def test_nested_jvp_of_a_python_scalar(backend):
+    x = _xs(backend)
+
+    def slope(s, x):
+        return ad.jvp(lambda t: t * t * x, (s,), (1.0,))[1]  # 2 s x
+
+    value, curvature = ad.jvp(slope, (1.5, x), (1.0, None))
+    assert value.dtype == x.dtype and curvature.dtype == x.dtype
+    np.testing.assert_allclose(backend.to_numpy(curvature), 2 * backend.to_numpy(x), rtol=1e-6)
+
+
+def test_scan_python_scalar_init_takes_the_body_dtype(backend):
+    xs = _xs(backend)
+
+    def run(w, xs):
+        return ad.scan(lambda c, x: (c * w + x[0] * x[1], c * x[2]), 0.0, xs)
+
+    carry, ys = run(np.float32(0.5) if backend.name == "numpy" else backend.asarray(0.5, dtype=np.float32), xs)
+    assert carry.dtype == xs.dtype and ys.dtype == xs.dtype
+    (carry, ys), (dcarry, dys) = ad.jvp(lambda xs: run(0.5, xs), (xs,), (xs,))
+    assert carry.dtype == xs.dtype and dcarry.dtype == xs.dtype and dys.dtype == xs.dtype
+    ad.check_jvp(lambda xs: run(0.5, xs), (backend.asarray(backend.to_numpy(xs), dtype=np.float64),))
+
+
+def test_comparisons_and_rounding_with_a_python_scalar(backend):
+    x = backend.asarray(np.float32([0.1, 0.2, 0.35]))
+    (greater, quotient), _ = ad.jvp(lambda s, x: (x > s, x // s), (0.1, x), (1.0, None))
+    # 0.1 compared in float32, as ``x > 0.1`` does (in float64, float32(0.1) > 0.1)
+    np.testing.assert_array_equal(backend.to_numpy(greater), [False, True, True])
+    assert quotient.dtype == x.dtype
+
+
+def test_scan_body_refusing_duals_keeps_the_default_dtype(backend):
+    # array_api_strict arrays refuse a dual right operand; the probe for the carry's dtype gives way
+    w, xs = backend.asarray(2.0, dtype=np.float32), _xs(backend)[0, ...]  # 0.5, 0.7, 0.9
+    carry, ys = ad.scan(lambda c, x: (w * c + x, c), 0.0, xs)
+    expected = backend.ns.float32 if backend.name != "array_api_strict" else backend.ns.float64
+    assert carry.dtype == expected and ys.dtype == expected
+    np.testing.assert_allclose(backend.to_numpy(carry), (0.5 * 2 + 0.7) * 2 + 0.9, rtol=1e-6)
