@@ -68,7 +68,6 @@ def test_advanced_indexing_copies(backend):
 
 
 def test_in_place_operators(backend):
-    ns = backend.ns
     x32 = backend.asarray(np.array([1.0, 2.0], dtype=np.float32))
     x64 = backend.asarray([1.0, 2.0])
 
