@@ -16,8 +16,8 @@
 #   4. runs profiling/bench_gpu.py (bench_gpu.log, bench_gpu.csv, bench_gpu_crossover.csv): primal
 #      and jvp times at n = 256/1024/4096 and a batch of 10000 x 16 x 16, float32/float64, ours vs
 #      CuPy's routines, and the batched-vs-loop crossover;
-#   5. if `python3 -m cupy_ad bench --help` works, the peers benchmark vs JAX and PyTorch
-#      (bench_peers.log, bench_peers.csv).
+#   5. the peers benchmark vs JAX and PyTorch, `python3 -m cupy_ad bench --peers` (the package's
+#      cupy_ad/bench/; bench_peers.log, bench_peers.csv).
 # Exit status: nonzero if any step failed (each step still runs).
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -45,12 +45,8 @@ echo "== bench_gpu"
 timeout 100 python3 profiling/bench_gpu.py --csv "$OUT/bench_gpu.csv" --budget 55 --max-duration 0.3 \
     --crossover-sizes 8 16 32 64 128 2>&1 | tee "$OUT/bench_gpu.log" || status=1
 
-if python3 -m cupy_ad bench --help >/dev/null 2>&1; then
-    echo "== peers bench (JAX, PyTorch)"
-    timeout 45 python3 -m cupy_ad bench --peers --backend cupy --sizes 1024 4096 --dtypes float32 --batch 10000 \
-        --csv "$OUT/bench_peers.csv" 2>&1 | tee "$OUT/bench_peers.log" || status=1
-else
-    echo "== no 'python3 -m cupy_ad bench' here: peers bench skipped"
-fi
+echo "== peers bench (JAX, PyTorch)"
+timeout 45 python3 -m cupy_ad bench --peers --backend cupy --sizes 1024 4096 --dtypes float32 --batch 10000 \
+    --csv "$OUT/bench_peers.csv" 2>&1 | tee "$OUT/bench_peers.log" || status=1
 echo "== ci/gpu.sh exit status $status"
 exit $status

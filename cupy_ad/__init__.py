@@ -8,9 +8,9 @@ from .core import Dual, Zero
 from .namespace import namespace
 from .scan_loop import FixedPointError, scan
 from .testing import check_jvp
-from .transforms import jvp
+from .transforms import hessian, jacfwd, jvp, linearize, vmap
 
 __version__ = "0.1.0"
 
-__all__ = ["ConcretizationError", "Dual", "FixedPointError", "Zero", "check_jvp", "default_backend", "jvp", "linalg",
-           "namespace", "primal_value", "scan", "set_backend", "stop_gradient"]
+__all__ = ["ConcretizationError", "Dual", "FixedPointError", "Zero", "check_jvp", "default_backend", "hessian", "jacfwd",
+           "jvp", "linalg", "linearize", "namespace", "primal_value", "scan", "set_backend", "stop_gradient", "vmap"]

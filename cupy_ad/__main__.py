@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,7 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="time primal and jvp per decomposition (options: bench --help)", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
-        return _bench(rest)
+        from .bench.cli import main as bench_main
+
+        return bench_main(rest)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     if args.command in (None, "demo"):
@@ -23,18 +24,6 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(getattr(args, "backend", None))
     parser.error(f"unknown command {args.command}")
     return 2
-
-
-def _bench(argv: list[str]) -> int:
-    """The benchmark lives in the source tree's profiling/ folder (it is not installed)."""
-    profiling = Path(__file__).resolve().parent.parent / "profiling"
-    if not (profiling / "bench.py").exists():
-        print("python -m cupy_ad bench needs a source checkout (profiling/bench.py)", file=sys.stderr)
-        return 2
-    sys.path.insert(0, str(profiling))
-    import bench
-
-    return bench.main(argv)
 
 
 if __name__ == "__main__":

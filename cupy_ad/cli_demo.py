@@ -1,12 +1,12 @@
 """The demo: ``jvp`` of composite functions on the default backend, checked against finite differences."""
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import numpy as np
 
 import cupy_ad as ad
+from cupy_ad.bench.timing import median_seconds
 from cupy_ad.testing import max_relative_error, random_tangents
 
 
@@ -52,6 +52,10 @@ def _rnn(w: Any, h0: Any, xs: Any) -> Any:
     return xp.sum(ys) + xp.sum(h)
 
 
+def _solve_inv_slogdet(a: Any, b: Any) -> Any:
+    return ad.linalg.slogdet(a).logabsdet + (ad.linalg.inv(a) @ ad.linalg.solve(a, b))[0, 0]
+
+
 def _cases(backend: Any) -> list[tuple[str, Callable, tuple]]:
     rng = np.random.default_rng(0)
 
@@ -61,27 +65,21 @@ def _cases(backend: Any) -> list[tuple[str, Callable, tuple]]:
     spd = rng.standard_normal((64, 64))
     return [
         ("mlp softplus(W2 tanh(W1 x))", _mlp, (arr(64, 32), arr(16, 64), arr(32, 8))),
-        ("GP log-likelihood (cholesky)", _gp_log_likelihood, (arr(48, 2), arr(48), backend.from_numpy(np.asarray(1.3)))),
+        ("GP log-likelihood (cholesky)", _gp_log_likelihood,
+         (arr(48, 2), arr(48), backend.from_numpy(np.asarray(1.3)))),
         ("top eigenvalue (eigh)", _top_eigenvalue, (arr(8, 32, 32),)),
         ("nuclear norm (svd)", _nuclear_norm, (arr(48, 32),)),
         ("log volume (qr)", _qr_log_volume, (arr(64, 48),)),
         ("log|det| (lu_factor)", _lu_log_det, (backend.from_numpy(spd + 8 * np.eye(64)),)),
         ("tanh RNN, 50 steps (scan)", _rnn, (arr(16, 16) / 4, arr(16), arr(50, 16))),
-        ("solve + inv + slogdet", lambda a, b: ad.linalg.slogdet(a).logabsdet + (ad.linalg.inv(a) @ ad.linalg.solve(a, b))[0, 0],
-         (backend.from_numpy(spd + 8 * np.eye(64)), arr(64, 3))),
+        ("solve + inv + slogdet", _solve_inv_slogdet, (backend.from_numpy(spd + 8 * np.eye(64)), arr(64, 3))),
     ]
 
 
-def _median_time(fn: Callable[[], Any], backend: Any, repeat: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        backend.synchronize()
-        start = time.perf_counter()
-        fn()
-        backend.synchronize()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def _median_ms(fn: Callable[[], Any], backend: Any) -> float:
+    """Median milliseconds of repeated calls (at least 15, and 0.2 s) after 5 warm-up calls: the first
+    calls pay for imports and caches, and single calls on a shared machine vary by tens of percent."""
+    return 1e3 * median_seconds(fn, backend.synchronize, 0.2, warmup_calls=5, min_calls=15)
 
 
 def run_demo(backend_name: str | None = None) -> int:
@@ -96,8 +94,8 @@ def run_demo(backend_name: str | None = None) -> int:
     for name, fn, primals in _cases(backend):
         tangents = random_tangents(primals, seed=1)
         error = max_relative_error(fn, primals, tangents)
-        primal_ms = 1e3 * _median_time(lambda: fn(*primals), backend)
-        jvp_ms = 1e3 * _median_time(lambda: ad.jvp(fn, primals, tangents), backend)
+        primal_ms = _median_ms(lambda: fn(*primals), backend)
+        jvp_ms = _median_ms(lambda: ad.jvp(fn, primals, tangents), backend)
         ok = error < 1e-6
         failures += not ok
         shape = "x".join(map(str, primals[0].shape))

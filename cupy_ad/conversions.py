@@ -10,8 +10,9 @@ from typing import Any
 
 from .core import ConcretizationError, strip
 from .namespace._rules import nondifferentiable
+from .namespace.elementwise import broadcasting
 
-_stop_gradient = nondifferentiable("stop_gradient", lambda x: x)
+_stop_gradient = nondifferentiable("stop_gradient", lambda x: x, batch=broadcasting)
 
 
 def stop_gradient(x: Any, /) -> Any:

@@ -48,8 +48,8 @@ from typing import Any, Callable
 import optree
 
 from .backends import backend_of, default_backend, is_array
-from .core import Dual, Zero, active_levels, current_level, new_level, strip
-from .namespace.manipulation import astype
+from .core import Batched, Dual, Recorded, Zero, active_levels, base_array, current_level, new_level, strip
+from .namespace.manipulation import astype, stack
 from .namespace.weak import dtype_kind, weakly_typed
 from .profiling_ranges import nvtx_range
 
@@ -89,6 +89,13 @@ def _join(p: Any, q: Any) -> Any:
     if p[0] > q[0]:
         return (p[0], _join(p[1], q), p[2])
     return (q[0], _join(p, q[1]), q[2])
+
+
+def _traced(v: Any) -> bool:
+    """Whether ``v`` holds batched (vmap) or recorded (linearize) values anywhere under its duals."""
+    if type(v) is Dual:
+        return _traced(v.primal) or (type(v.tangent) is not Zero and _traced(v.tangent))
+    return type(v) is Batched or type(v) is Recorded
 
 
 def _levels_in(p: Any) -> set[int]:
@@ -214,7 +221,7 @@ def _backend_of_leaves(*leaf_lists: list) -> Any:
     for leaves in leaf_lists:
         for v in leaves:
             if type(v) is Dual or is_array(v):
-                return backend_of(strip(v))
+                return backend_of(base_array(v))
     return default_backend()
 
 
@@ -371,7 +378,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     init_leaves = [_as_leaf(v, backend, _name("init", p)) for p, v in zip(carry_paths, init_leaves)]
     # The carries are scan's own: a body writing into its carry (``c[k] = v`` on a plain array) must
     # not write into the caller's init. One copy per leaf; duals get fresh shells per step instead.
-    init_leaves = [v if type(v) is Dual else backend.xp.asarray(v, copy=True) for v in init_leaves]
+    init_leaves = [v if type(v) in (Dual, Batched, Recorded) else backend.xp.asarray(v, copy=True)
+                   for v in init_leaves]
     for p, v in zip(xs_paths, xs_leaves):
         if type(v) is not Dual and not is_array(v):
             raise TypeError(f"scan: {_name('xs', p)} must be an array, got {type(v).__name__}")
@@ -397,7 +405,7 @@ def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs
     def present(v: Any) -> Any:
         # Inside a jvp a plain value is handed to f as a dual with a Zero tangent at the current level,
         # as jvp hands its inputs, so operators between it and duals dispatch on every backend.
-        return Dual(depth, v, Zero.like(v)) if depth and type(v) is not Dual else v
+        return Dual(depth, v, Zero.like(v)) if depth and type(v) not in (Dual, Batched, Recorded) else v
 
     carry_is_leaf = carry_spec.is_leaf()
     plain_xs = not depth and all(type(v) is not Dual for v in xs_leaves)
@@ -423,6 +431,23 @@ def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs
         carry_leaves = [Dual(v.level, v.primal, v.tangent) if type(v) is Dual else present(v) for v in carry_leaves]
         return body(carry_leaves[0] if carry_is_leaf else carry_spec.unflatten(carry_leaves), x)
 
+    def traced_loop() -> tuple[Any, Any]:
+        # Batched or recorded values (vmap, linearize) in the carries: a plain loop over the steps, the
+        # ys stacked at the end (the pattern machinery below is for duals over plain arrays).
+        if length == 0:
+            raise NotImplementedError("scan of length 0 on batched (vmap) or recorded (linearize) values")
+        carry, ys = init_leaves, []
+        for i in range(length):
+            carry, y = call(carry, x_at(length - 1 - i if reverse else i))
+            ys.append(y)
+        if reverse:
+            ys.reverse()
+        stacked = [stack([y[k] for y in ys], axis=0) for k in range(len(ys[0]))]
+        return optree.tree_unflatten(carry_spec, carry), optree.tree_unflatten(body.y_spec, stacked)
+
+    if any(_traced(v) for v in init_leaves + xs_leaves):
+        return traced_loop()
+
     # 1. The fixed point of the carry pattern, on the first x. The last pass ran on init lifted to
     #    the settled pattern, which is step 0 exactly: its result is kept.
     nodes = [_pattern(v) for v in init_leaves]
@@ -435,6 +460,8 @@ def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs
         passes += 1
         with step_range:  # each pass runs step 0 (again)
             out_leaves, y_leaves = call([_conform(v, n, True) for v, n in zip(init_leaves, nodes)], x0)
+        if any(_traced(v) for v in out_leaves + y_leaves):  # the body closes over batched values
+            return traced_loop()
         out_nodes = [_pattern(v) for v in out_leaves]
         joined = [_join(n, m) for n, m in zip(nodes, out_nodes)]
         if joined == nodes:

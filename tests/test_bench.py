@@ -1,18 +1,28 @@
-"""The benchmark's command line runs: every op, the scan row, the CSV, --breakdown, and --peers (the
-peer columns appear when JAX / PyTorch are installed and are left out, with a message, when not)."""
+"""The command line: the benchmark runs every op, the scan row, the CSV, --breakdown and --peers (the
+peer columns appear when JAX / PyTorch are installed and are left out, with a message, when not);
+its --help shows the defaults; --plot without matplotlib stops before the run and names the extra;
+the demo passes its checks and times medians after a warm-up."""
 from __future__ import annotations
 
 import csv
 import importlib.util
+import sys
+import time
+
+import pytest
 
 import cupy_ad.__main__ as cli
+from cupy_ad import cli_demo
+from cupy_ad.bench.timing import median_seconds
 
 
 def test_bench_runs_every_op_and_writes_csv(tmp_path, capsys):
-    out = tmp_path / "bench.csv"
+    out, figure = tmp_path / "bench.csv", tmp_path / "bench.png"
+    plot = ["--plot", str(figure)] if importlib.util.find_spec("matplotlib") else []  # matplotlib: the bench extra
     status = cli.main(["bench", "--sizes", "4", "--dtypes", "float64", "--batch", "3", "--breakdown",
-                       "--min-time", "0.001", "--csv", str(out)])
+                       "--min-time", "0.001", "--csv", str(out), *plot])
     assert status == 0
+    assert not plot or figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader(open(out)))
     assert {r["op"] for r in rows} == {"lu_factor", "qr", "svd", "eigh", "cholesky", "scan"}
     assert {r["shape"] for r in rows} == {"4x4", "3x16x16"}
@@ -22,15 +32,59 @@ def test_bench_runs_every_op_and_writes_csv(tmp_path, capsys):
     assert "scan 4x4 float64:" in printed and "kernels" in printed and "us per bind" in printed
 
 
-def test_bench_with_peers(tmp_path, capsys):
-    out = tmp_path / "bench.csv"
+def test_bench_with_peers(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default CSV goes to the working directory, the peers run from anywhere
     status = cli.main(["bench", "--ops", "svd", "--sizes", "4", "--dtypes", "float64", "--batch", "0", "--peers",
-                       "--repeat", "2", "--min-time", "0.001", "--case-timeout", "120", "--csv", str(out)])
+                       "--repeat", "2", "--min-time", "0.001", "--case-timeout", "120"])
     assert status == 0  # (1 would mean a JVP disagreeing with a peer's)
-    row, = list(csv.DictReader(open(out)))
+    row, = list(csv.DictReader(open(tmp_path / "bench.csv")))
     errors = capsys.readouterr().err
     for system, module in (("jax", "jax"), ("torch", "torch")):
         if importlib.util.find_spec(module) is None:
             assert f"{system} not installed" in errors and not row[f"{system}_ms"]
         else:
             assert float(row[f"{system}_ms"]) > 0 and row[f"{system}_agrees"] == "True"
+
+
+def test_bench_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for shown in ("--sizes N [N ...] n of the n x n matrices (default: 16 128 512 1024)",
+                  "(default: float64 float32)", "(0: none) (default: 4096)", "(default: bench.csv)",
+                  "(default: lu_factor qr svd eigh cholesky scan)", "(default: 0.2)", "(default: 90.0)"):
+        assert shown in text
+
+
+def test_bench_plot_without_matplotlib_stops_before_the_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench", "--plot", str(tmp_path / "b.png"), "--csv", str(tmp_path / "b.csv")])
+    assert exit_.value.code == 2
+    assert 'pip install "cupy-ad[bench]"' in capsys.readouterr().err
+    assert not (tmp_path / "b.csv").exists()  # nothing was timed
+
+
+def test_median_seconds_warms_up_then_takes_the_median():
+    """The slow first calls (warm-up) do not reach the median; the minimum counts of calls hold."""
+    durations = iter([0.05] * 5 + [0.0] * 1000)
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(next(durations))
+
+    seconds = median_seconds(fn, lambda: None, 0.0, warmup_calls=5, min_calls=15)
+    assert len(calls) == 20 and seconds < 0.01
+    calls.clear()
+    median_seconds(lambda: calls.append(1), lambda: None, 0.02, warmup_calls=5, min_calls=15)
+    assert len(calls) > 20  # 0.02 s of calls taking microseconds: more than the minimum
+
+
+def test_demo_passes_its_checks(capsys, monkeypatch):
+    fast = lambda fn, backend: 1e3 * median_seconds(fn, backend.synchronize, 0.0, min_calls=1)  # noqa: E731
+    monkeypatch.setattr(cli_demo, "_median_ms", fast)
+    assert cli.main(["demo"]) == 0
+    printed = capsys.readouterr().out
+    assert "all checks passed" in printed and "tanh RNN, 50 steps (scan)" in printed and "jvp ms" in printed

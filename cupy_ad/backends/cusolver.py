@@ -25,8 +25,8 @@ paths so that they can be re-tuned per GPU):
   otherwise a loop of ``gesvd`` (which needs rows >= cols: the backend passes A or A^T accordingly).
 * QR (geqrf + orgqr/ungqr): a loop (cuSOLVER has no batched QR).
 * Triangular solves (trsm): one cuBLAS ``trsm`` when the matrix is shared by the whole batch (the
-  batch is folded into the right-hand sides), ``trsmBatched`` for batches with n <= TRSM_BATCHED_MAX_N,
-  otherwise a loop of ``trsm``.
+  batch is folded into the right-hand sides), ``trsmBatched`` for batches with n <= TRSM_BATCHED_MAX_N
+  where CuPy wraps it (from CuPy 14 on; CuPy 13 has no ``?trsmBatched``), otherwise a loop of ``trsm``.
 A loop issues one library call per matrix from Python with pointer arithmetic only: it never
 synchronises with the host.
 """
@@ -53,6 +53,12 @@ def _libs() -> tuple[Any, Any]:
     from cupy_backends.cuda.libs import cublas, cusolver
 
     return cublas, cusolver
+
+
+@functools.lru_cache(maxsize=None)
+def _wraps_trsm_batched(cublas: Any) -> bool:
+    """Whether CuPy's cuBLAS wrapper module has ``?trsmBatched`` (CuPy >= 14), looked up once."""
+    return all(hasattr(cublas, prefix + "trsmBatched") for prefix in "sdcz")
 
 
 def _routine(lib: Any, dtype: Any, real_name: str, complex_name: str | None = None) -> Any:
@@ -290,7 +296,7 @@ def trsm(a: Any, b: Any, lower: bool, trans: int, unit_diagonal: bool) -> None:
         if batch_a == 1:
             _routine(cublas, a.dtype, "trsm")(handle, side, uplo, op, diag, n, batch * k, one.ctypes.data,
                                               a.data.ptr, n, b.data.ptr, n)
-        elif n <= TRSM_BATCHED_MAX_N:
+        elif n <= TRSM_BATCHED_MAX_N and _wraps_trsm_batched(cublas):
             a_pointers, b_pointers = _pointers(a), _pointers(b)
             _routine(cublas, a.dtype, "trsmBatched")(handle, side, uplo, op, diag, n, k, one.ctypes.data,
                                                      a_pointers.data.ptr, n, b_pointers.data.ptr, n, batch)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, bind
+from ..namespace._batching import leading
 from ..namespace import add, astype, diagonal, matrix_transpose, multiply, real, tril, triu, where
 from ..namespace._rules import is_complex_dtype, is_inexact_dtype, xp_of
 from ._matrix import backend_of_matrix, diag_embed, mH, require_square
@@ -27,6 +28,7 @@ def _impl(a: Any, *, upper: bool) -> Any:
 
 
 cholesky_p = Primitive("cholesky", _impl)
+cholesky_p.def_batch(leading(cholesky_p))
 
 
 def _real_diagonal(x: Any) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 from ..core import Primitive, Zero, bind
 from ..namespace._rules import xp_of
 from ..namespace.elementwise import add_tangents
+from ..namespace.products import along_axis
 
 
 def _impl(x1: Any, x2: Any, *, axis: int) -> Any:
@@ -17,6 +18,7 @@ def _impl(x1: Any, x2: Any, *, axis: int) -> Any:
 
 
 cross_p = Primitive("cross", _impl)
+cross_p.def_batch(along_axis(cross_p))
 
 
 @cross_p.def_jvp

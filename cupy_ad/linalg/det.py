@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Dual, Primitive, Zero, bind, strip
+from ..namespace._batching import leading
 from ..namespace import abs, astype, diagonal, imag, log, matmul, matrix_transpose, multiply, prod, real, reshape, \
     sign, sum, take_along_axis, trace, where
 from ..namespace._rules import is_complex_dtype, xp_of
@@ -64,6 +65,8 @@ def _slogdet_impl(a: Any) -> tuple[Any, Any]:
 
 det_p = Primitive("det", _det_impl)
 slogdet_p = Primitive("slogdet", _slogdet_impl, multiple_results=True)
+det_p.def_batch(leading(det_p))
+slogdet_p.def_batch(leading(slogdet_p))
 
 
 def _batched(x: Any, shape: tuple[int, ...]) -> Any:

@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, bind, strip
+from ..namespace._batching import leading
 from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multiply, real, subtract, sum, where
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
@@ -60,6 +61,8 @@ def _eigvalsh_impl(a: Any, *, lower: bool) -> Any:
 
 eigh_p = Primitive("eigh", _eigh_impl, multiple_results=True)
 eigvalsh_p = Primitive("eigvalsh", _eigvalsh_impl)
+eigh_p.def_batch(leading(eigh_p))
+eigvalsh_p.def_batch(leading(eigvalsh_p))
 
 
 def _half_triangle(da: Any) -> Any:

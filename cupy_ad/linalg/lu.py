@@ -22,9 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, Zero, bind, strip
-from ..namespace import add, broadcast_to, concat, diagonal, matmul, matrix_transpose, subtract, reshape, \
-    take, take_along_axis, tril, triu, where
-from ..namespace._rules import xp_of
+from ..namespace._batching import leading
+from ..namespace import add, astype, broadcast_to, concat, diagonal, equal, matmul, matrix_transpose, subtract, \
+    reshape, take, take_along_axis, tril, triu, where
+from ..namespace._rules import nondifferentiable, xp_of
 from ._clusters import take_degenerate_path
 from ._matrix import as_inexact, backend_of_matrix, require_matrix
 from .triangular import solve_triangular
@@ -36,12 +37,18 @@ def _impl(a: Any) -> tuple[Any, Any]:
 
 
 lu_factor_p = Primitive("lu_factor", _impl, multiple_results=True)
+lu_factor_p.def_batch(leading(lu_factor_p))
+
+
+_pivots_p = nondifferentiable("lu_pivots_to_permutation",
+                              lambda piv, *, m: backend_of_matrix(piv).lu_pivots_to_permutation(piv, m),
+                              batch=lambda prim: leading(prim, (1,)))
 
 
 def pivots_to_permutation(piv: Any, m: int) -> Any:
-    """The (raw, int32) row permutation perm with P A = A[..., perm, :] from getrf's pivots."""
-    piv = strip(piv)
-    return backend_of_matrix(piv).lu_pivots_to_permutation(piv, m)
+    """The (int32) row permutation perm with P A = A[..., perm, :] from getrf's pivots (raw for a
+    raw or dual ``piv``)."""
+    return _pivots_p(strip(piv), m=m)
 
 
 def permute_rows(x: Any, perm: Any) -> Any:
@@ -186,7 +193,7 @@ def lu(a: Any, /) -> tuple[Any, Any, Any]:
     # p[j, i] = 1 where j == perm[i]: (p^T A)[i] = A[perm[i]] = (L U)[i].
     rows = xp.reshape(xp.arange(m, dtype=perm.dtype), (m, 1))
     real_dtype = xp.real(xp.zeros((), dtype=packed.dtype)).dtype  # SciPy's p is real, also for complex input
-    p = xp.astype(rows == xp.reshape(perm, (*perm.shape[:-1], 1, m)), real_dtype)
+    p = astype(equal(rows, reshape(perm, (*perm.shape[:-1], 1, m))), real_dtype)
     l_ = add(tril(packed[..., :, :k], k=-1), xp.eye(m, k, dtype=packed.dtype))
     u = triu(packed[..., :k, :])
     return p, l_, u

@@ -12,11 +12,13 @@ import operator
 from typing import Any
 
 from ..core import strip
-from ..namespace import divide, expand_dims, matmul, multiply, where
+from ..namespace import astype, divide, expand_dims, greater, matmul, multiply, where
+from ..namespace import max as array_max
+from ..namespace import sum as array_sum
 from ..namespace._rules import xp_of
 from ._matrix import as_inexact, mH, require_matrix, require_square
 from .solve import inv
-from .svd import svd
+from .svd import svd, svdvals
 
 
 def matrix_power(x: Any, n: int, /) -> Any:
@@ -40,14 +42,14 @@ def matrix_power(x: Any, n: int, /) -> Any:
 
 
 def _cutoff(s: Any, rtol: Any, m: int, n: int) -> Any:
-    """rtol * s_max per matrix, (..., 1); rtol defaults to max(m, n) eps (the standard's default)."""
+    """rtol * s_max per matrix, (..., 1), without tangent; rtol defaults to max(m, n) eps (the
+    standard's default). Namespace functions: ``s`` may be batched (vmap)."""
     raw = strip(s)
-    xp = xp_of(raw)
     if rtol is None:
-        rtol = max(m, n) * float(xp.finfo(raw.dtype).eps)
+        rtol = max(m, n) * float(xp_of(raw).finfo(raw.dtype).eps)
     elif not isinstance(rtol, (int, float)):
-        rtol = xp.expand_dims(strip(rtol), axis=-1)
-    return rtol * xp.max(raw, axis=-1, keepdims=True) if raw.shape[-1] else raw
+        rtol = expand_dims(strip(rtol), axis=-1)
+    return multiply(rtol, array_max(raw, axis=-1, keepdims=True)) if raw.shape[-1] else raw
 
 
 def pinv(x: Any, /, *, rtol: Any = None) -> Any:
@@ -56,7 +58,7 @@ def pinv(x: Any, /, *, rtol: Any = None) -> Any:
     x = as_inexact(x)
     m, n = x.shape[-2:]
     u, s, vh = svd(x, full_matrices=False)
-    keep = strip(s) > _cutoff(s, rtol, m, n)  # a constant mask
+    keep = greater(strip(s), _cutoff(s, rtol, m, n))  # a constant mask
     s_inv = where(keep, divide(1.0, where(keep, s, 1.0)), 0.0)
     return matmul(multiply(mH(vh), expand_dims(s_inv, axis=-2)), mH(u))
 
@@ -65,9 +67,8 @@ def matrix_rank(x: Any, /, *, rtol: Any = None) -> Any:
     """The number of singular values > rtol * s_max per matrix (an integer array, no tangent)."""
     require_matrix("matrix_rank", x)
     raw = strip(as_inexact(x))
-    xp = xp_of(raw)
-    s = xp.linalg.svdvals(raw)
-    return xp.sum(xp.astype(s > _cutoff(s, rtol, *raw.shape[-2:]), xp.int64), axis=-1)
+    s = svdvals(raw)
+    return array_sum(astype(greater(s, _cutoff(s, rtol, *raw.shape[-2:])), xp_of(raw).int64), axis=-1)
 
 
 __all__ = ["matrix_power", "matrix_rank", "pinv"]

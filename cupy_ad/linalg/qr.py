@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, Zero, bind, strip
+from ..namespace._batching import leading
 from ..namespace import add, concat, diagonal, matmul, matrix_transpose, multiply, negative, subtract, \
     triu, where
 from ..namespace._rules import xp_of
@@ -50,6 +51,8 @@ def _qr_r_impl(a: Any) -> Any:
 
 qr_p = Primitive("qr", _qr_impl, multiple_results=True)  # modes "reduced" and "complete": (Q, R)
 qr_r_p = Primitive("qr_r", _qr_r_impl)  # mode "r": R alone
+qr_p.def_batch(leading(qr_p))
+qr_r_p.def_batch(leading(qr_r_p))
 
 
 def _guarded(r: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Dual, Primitive, Zero, bind
+from ..namespace._batching import leading
 from ..namespace import astype, broadcast_to, matmul, negative, squeeze, subtract
 from ..namespace._rules import xp_of
 from ._matrix import as_inexact, require_square
@@ -29,6 +30,7 @@ def _solve_impl(a: Any, b: Any) -> Any:
 
 
 solve_p = Primitive("solve", _solve_impl)
+solve_p.def_batch(leading(solve_p, (2, 2)))
 
 
 @solve_p.def_jvp
@@ -59,6 +61,7 @@ def _inv_impl(a: Any) -> Any:
 
 
 inv_p = Primitive("inv", _inv_impl)
+inv_p.def_batch(leading(inv_p))
 
 
 @inv_p.def_jvp

@@ -47,6 +47,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, Zero, bind, strip
+from ..namespace._batching import leading
 from ..namespace import (
     abs,
     add,
@@ -84,6 +85,8 @@ def _svdvals_impl(a: Any) -> Any:
 
 svd_p = Primitive("svd", _svd_impl, multiple_results=True)
 svdvals_p = Primitive("svdvals", _svdvals_impl)
+svd_p.def_batch(leading(svd_p))
+svdvals_p.def_batch(leading(svdvals_p))
 
 
 def _safe_inverse(x: Any, zero_mask: Any) -> Any:

@@ -42,6 +42,7 @@ import numbers
 from typing import Any
 
 from ..core import Primitive, Zero, bind, strip
+from ..namespace._batching import leading
 from ..namespace import matmul
 from ..namespace._rules import xp_of
 from ._balanced_solve import solve
@@ -78,6 +79,7 @@ def _split_impl(a: Any, *, k: int, whole_multiplets: bool, basis: tuple | None =
 
 
 svd_split_p = Primitive("svd_split", _split_impl, multiple_results=True)
+svd_split_p.def_batch(leading(svd_split_p))
 
 
 @svd_split_p.def_jvp

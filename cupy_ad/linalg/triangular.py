@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, Zero, bind
+from ..namespace._batching import solver
 from ..namespace import conj, expand_dims, matmul, matrix_transpose, negative, squeeze, subtract
 from ._matrix import backend_of_matrix, require_square, triangle
 
@@ -19,6 +20,7 @@ def _impl(a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: bool) -> An
 
 
 solve_triangular_p = Primitive("solve_triangular", _impl)
+solve_triangular_p.def_batch(solver(solve_triangular_p))
 
 
 def _op(a: Any, trans: int) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, Zero, bind
+from ..namespace._batching import solver
 from ..namespace.elementwise import add_tangents
 from ._matrix import backend_of_matrix, require_square, triangle
 
@@ -22,6 +23,7 @@ def _impl(a: Any, b: Any, *, left: bool, lower: bool, trans: int, unit_diagonal:
 
 
 triangular_product_p = Primitive("triangular_product", _impl)
+triangular_product_p.def_batch(solver(triangular_product_p))
 
 
 @triangular_product_p.def_jvp

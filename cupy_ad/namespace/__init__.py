@@ -11,7 +11,7 @@ import types
 from typing import Any
 
 from ..backends import Backend, backend_named, backend_of, default_backend
-from ..core import Dual, strip
+from ..core import Batched, Dual, Recorded, base_array
 from . import elementwise, indexing, manipulation, numpy_protocols, products, reductions, sets
 from .creation import creation_functions
 from .fft import fft_namespace
@@ -72,7 +72,7 @@ _API_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
 def _array_namespace(self: Dual, /, *, api_version: str | None = None) -> types.ModuleType:
     if api_version is not None and api_version not in _API_VERSIONS:
         raise ValueError(f"unsupported array API version {api_version!r}; cupy_ad implements {_API_VERSIONS[-1]}")
-    return namespace(backend_of(strip(self)))
+    return namespace(backend_of(base_array(self)))
 
 
 def _in_place(fn: Any) -> Any:
@@ -90,32 +90,35 @@ def _in_place(fn: Any) -> Any:
 
 
 def _install_dual_methods() -> None:
-    """Python operators and array attributes of ``Dual``, as on the backend array."""
+    """Python operators and array attributes of ``Dual`` (and of batched and recorded values), as on
+    the backend array."""
     binary = {"add": elementwise.add, "sub": elementwise.subtract, "mul": elementwise.multiply,
               "truediv": elementwise.divide, "pow": elementwise.pow, "matmul": products.matmul,
               "mod": elementwise.remainder, "floordiv": elementwise.floor_divide,
               "and": elementwise.bitwise_and, "or": elementwise.bitwise_or, "xor": elementwise.bitwise_xor,
               "lshift": elementwise.bitwise_left_shift, "rshift": elementwise.bitwise_right_shift}
-    for name, fn in binary.items():
-        forward = (lambda fn: lambda self, other, /: fn(self, other))(fn)
-        setattr(Dual, f"__{name}__", forward)
-        setattr(Dual, f"__r{name}__", (lambda fn: lambda self, other, /: fn(other, self))(fn))
-        setattr(Dual, f"__i{name}__", _in_place(forward))
     compare = {"lt": elementwise.less, "le": elementwise.less_equal, "gt": elementwise.greater,
                "ge": elementwise.greater_equal, "eq": elementwise.equal, "ne": elementwise.not_equal}
-    for name, fn in compare.items():
-        setattr(Dual, f"__{name}__", (lambda fn: lambda self, other, /: fn(self, other))(fn))
-    Dual.__hash__ = None  # type: ignore[assignment]
-    Dual.__neg__ = lambda self, /: elementwise.negative(self)
-    Dual.__pos__ = lambda self, /: elementwise.positive(self)
-    Dual.__abs__ = lambda self, /: elementwise.abs(self)
-    Dual.__invert__ = lambda self, /: elementwise.bitwise_invert(self)
-    Dual.__getitem__ = indexing.dual_getitem
+    for cls in (Dual, Batched, Recorded):
+        for name, fn in binary.items():
+            setattr(cls, f"__{name}__", (lambda fn: lambda self, other, /: fn(self, other))(fn))
+            setattr(cls, f"__r{name}__", (lambda fn: lambda self, other, /: fn(other, self))(fn))
+        for name, fn in compare.items():
+            setattr(cls, f"__{name}__", (lambda fn: lambda self, other, /: fn(self, other))(fn))
+        cls.__hash__ = None  # type: ignore[assignment]
+        cls.__neg__ = lambda self, /: elementwise.negative(self)
+        cls.__pos__ = lambda self, /: elementwise.positive(self)
+        cls.__abs__ = lambda self, /: elementwise.abs(self)
+        cls.__invert__ = lambda self, /: elementwise.bitwise_invert(self)
+        cls.__getitem__ = indexing.dual_getitem
+        cls.T = property(lambda self: manipulation.permute_dims(self, tuple(reversed(range(self.ndim)))))
+        cls.mT = property(lambda self: manipulation.matrix_transpose(self))
+        cls.__array_namespace__ = _array_namespace
+        cls.to_device = lambda self, device, /, *, stream=None: manipulation.to_device(self, device, stream=stream)
+    for name, fn in binary.items():  # in place: NumPy's semantics through the dual's views
+        setattr(Dual, f"__i{name}__", _in_place(getattr(Dual, f"__{name}__")))
     Dual.__setitem__ = indexing.dual_setitem
-    Dual.T = property(lambda self: manipulation.permute_dims(self, tuple(reversed(range(self.ndim)))))
-    Dual.mT = property(lambda self: manipulation.matrix_transpose(self))
-    Dual.__array_namespace__ = _array_namespace
-    Dual.to_device = lambda self, device, /, *, stream=None: manipulation.to_device(self, device, stream=stream)
+    Batched.__setitem__ = indexing.batched_setitem
     numpy_protocols.install(Dual, {*_GENERIC, *_LINALG_GENERIC})
 
 

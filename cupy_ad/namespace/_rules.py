@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..backends import backend_of
-from ..core import Dual, Primitive, Zero, bind, strip
+from ..core import Dual, Primitive, Zero, base_array, bind, strip
 
 
 def backend_of_args(args: Any) -> Any:
-    """The backend of the first array among ``args`` (duals looked through)."""
+    """The backend of the first array among ``args`` (duals, batches and recordings looked through)."""
     for a in args:
-        if type(a) is Dual or hasattr(a, "dtype"):  # arrays and NumPy scalars, not Python scalars
-            return backend_of(strip(a))
+        if hasattr(a, "dtype"):  # arrays, traced values and NumPy scalars, not Python scalars
+            return backend_of(base_array(a))
     raise TypeError("expected at least one array argument")
 
 
@@ -63,14 +63,17 @@ def instantiate(t: Any, like: Any) -> Any:
     if type(t) is not Zero:
         return t
     raw = strip(like)
-    xp = backend_of(raw).xp
+    xp = backend_of(base_array(raw)).xp
     return xp.zeros(raw.shape, dtype=raw.dtype, device=raw.device) if hasattr(raw, "device") \
         else xp.zeros(raw.shape, dtype=raw.dtype)
 
 
-def linear(name: str, impl: Callable | None = None, *, module: str | None = None) -> Primitive:
-    """A primitive linear in its array arguments: its JVP applies it to the tangents."""
-    prim = Primitive(name, impl or backend_function(name, module))
+def linear(name: str, impl: Callable | None = None, *, module: str | None = None, batch: Callable | None = None,
+           array_params: tuple = ()) -> Primitive:
+    """A primitive linear in its array arguments: its JVP applies it to the tangents. ``batch(prim)``
+    makes its batching rule (without one, vmap refuses the primitive)."""
+    prim = Primitive(name, impl or backend_function(name, module), array_params=array_params)
+    prim.batch = batch(prim) if batch else None
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, **params: Any):
@@ -85,9 +88,11 @@ def linear(name: str, impl: Callable | None = None, *, module: str | None = None
 
 
 def nondifferentiable(name: str, impl: Callable | None = None, *, module: str | None = None,
-                      multiple_results: bool = False) -> Primitive:
-    """A primitive whose outputs carry zero tangents (comparisons, rounding, indices)."""
+                      multiple_results: bool = False, batch: Callable | None = None) -> Primitive:
+    """A primitive whose outputs carry zero tangents (comparisons, rounding, indices); ``batch(prim)``
+    makes its batching rule (without one, vmap refuses the primitive)."""
     prim = Primitive(name, impl or backend_function(name, module), multiple_results=multiple_results)
+    prim.batch = batch(prim) if batch else None
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, **params: Any):

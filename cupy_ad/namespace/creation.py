@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..backends import Backend, backend_of
-from ..core import Dual, constant, strip
+from ..core import Batched, Dual, Recorded, constant, strip
 from .indexing import dual_getitem
 from .manipulation import astype, broadcast_to, stack, to_device
 
 
 def _dtype_of(x: Any) -> Any:
-    return x.dtype if type(x) is Dual else x
+    return x.dtype if type(x) in (Dual, Batched, Recorded) else x
 
 
 def _holds_arrays(obj: Any) -> bool:
@@ -37,19 +37,26 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
         make.__name__ = make.__qualname__ = name
         return make
 
+    def example(x: Any) -> Any:
+        """A raw array with the shape and dtype ``x`` shows (one example of a batched value; the raw array
+        itself under duals)."""
+        raw = strip(x)
+        return xp.empty(raw.shape, dtype=raw.dtype) if type(raw) in (Batched, Recorded) else raw
+
     def filled_like(name: str) -> Any:
         def make(x: Any, /, *, dtype: Any = None, device: Any = None) -> Any:
-            raw = strip(x)
+            raw = example(x)
             return constant(getattr(backend_of(raw).xp, name)(raw, **_given(dtype=dtype, device=device)))
         make.__name__ = make.__qualname__ = name
         return make
 
     def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None) -> Any:
-        if isinstance(obj, Dual):
+        if isinstance(obj, (Dual, Batched)):
             if dtype is not None and dtype != obj.dtype:
                 obj = astype(obj, dtype)
             elif copy:  # a new shell: ``x[k] = v`` on the result must not rebind ``obj``
-                obj = Dual(obj.level, obj.primal, obj.tangent)
+                obj = Dual(obj.level, obj.primal, obj.tangent) if type(obj) is Dual else Batched(
+                    obj.level, obj.value, obj.axis)
             return obj if device is None else to_device(obj, device)
         if _holds_arrays(obj):  # (nested) sequences of duals or 0-d arrays: stacked, tangents too
             return stack([asarray(v, dtype=dtype, device=device) for v in obj])
@@ -80,7 +87,7 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
     def full_like(x: Any, /, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
         if isinstance(fill_value, Dual) or hasattr(fill_value, "shape"):
             return full(x.shape, fill_value, dtype=x.dtype if dtype is None else dtype)
-        raw = strip(x)
+        raw = example(x)
         return constant(backend_of(raw).xp.full_like(raw, fill_value, **_given(dtype=dtype, device=device)))
 
     def finfo(type: Any, /) -> Any:  # noqa: A002 - the standard's name

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ..core import Dual, Primitive, Zero, bind
 from ._rules import backend_function, is_complex_dtype, xp_of
-from .manipulation import astype, broadcast_to
+from .manipulation import aligned, astype, broadcast_to
 from .weak import bind_elementwise
 
 
@@ -35,6 +35,25 @@ def add_tangents(a: Any, b: Any) -> Any:
     if type(b) is Zero:
         return a
     return add(a, b)
+
+
+def broadcasting(prim: Primitive) -> Callable:
+    """The batching rule of an elementwise primitive (any number of broadcasting operands)."""
+    def rule(values: list, axes: list, **params: Any) -> tuple[Any, int]:
+        if len(values) == 1:  # unary: the batch axis stays where it is
+            return bind(prim, *values, **params), axes[0]
+        if len(values) == 2:  # binary, batch-first operands that broadcast as they are (the common case)
+            (x, y), (x_axis, y_axis) = values, axes
+            x_ndim, y_ndim = getattr(x, "ndim", 0), getattr(y, "ndim", 0)
+            if (x_axis == 0 and (y_axis is None and y_ndim < x_ndim or y_axis == 0 and y_ndim == x_ndim)
+                    or y_axis == 0 and x_axis is None and x_ndim < y_ndim):
+                return bind(prim, x, y, **params), 0
+        ranks = [getattr(v, "ndim", 0) - (axis is not None) for v, axis in zip(values, axes)]
+        widest = max(ranks)
+        if all(axis is None or axis == 0 and r == widest for axis, r in zip(axes, ranks)):
+            return bind(prim, *values, **params), 0  # batch-first and of full rank: broadcasts as it is
+        return bind(prim, *aligned(values, axes), **params), 0
+    return rule
 
 
 class ElementwisePrimitive(Primitive):
@@ -57,6 +76,7 @@ def elementwise(name: str, *derivatives: Callable | None, impl: Callable | None 
     contributions are broadcast to the output and summed, skipping symbolic zeros.
     """
     prim = ElementwisePrimitive(name, impl or backend_function(name))
+    prim.batch = broadcasting(prim)
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, **params: Any):

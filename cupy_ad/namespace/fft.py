@@ -16,23 +16,46 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..backends import Backend
-from ..core import constant
+from ..core import Primitive, bind, constant
+from .manipulation import every_axis, rank, shift, to_front
 from ._rules import linear
 
 Norm = Literal["backward", "ortho", "forward"]
 
-_fft = linear("fft", module="fft")
-_ifft = linear("ifft", module="fft")
-_fftn = linear("fftn", module="fft")
-_ifftn = linear("ifftn", module="fft")
-_rfft = linear("rfft", module="fft")
-_irfft = linear("irfft", module="fft")
-_rfftn = linear("rfftn", module="fft")
-_irfftn = linear("irfftn", module="fft")
-_hfft = linear("hfft", module="fft")
-_ihfft = linear("ihfft", module="fft")
-_fftshift = linear("fftshift", module="fft")
-_ifftshift = linear("ifftshift", module="fft")
+
+def _transform_batch(prim: Primitive):
+    """Batching: the examples first, ``axis`` / ``axes`` shifted with them (axes None: the last len(s)
+    axes of an example, or all of them)."""
+    def rule(values: list, dims: list, **params: Any):
+        x_rank = rank(values[0], dims[0])
+        x = to_front(values[0], dims[0])
+        if "axis" in params:
+            params["axis"] = shift(params["axis"])
+        elif params.get("axes") is None:
+            s = params.get("s")
+            params["axes"] = every_axis(x_rank)[x_rank - len(s):] if s is not None else every_axis(x_rank)
+        else:
+            params["axes"] = shift(params["axes"])
+        return bind(prim, x, **params), 0
+    return rule
+
+
+def _transform(name: str) -> Primitive:
+    return linear(name, module="fft", batch=_transform_batch)
+
+
+_fft = _transform("fft")
+_ifft = _transform("ifft")
+_fftn = _transform("fftn")
+_ifftn = _transform("ifftn")
+_rfft = _transform("rfft")
+_irfft = _transform("irfft")
+_rfftn = _transform("rfftn")
+_irfftn = _transform("irfftn")
+_hfft = _transform("hfft")
+_ihfft = _transform("ihfft")
+_fftshift = _transform("fftshift")
+_ifftshift = _transform("ifftshift")
 
 
 def fft(x: Any, /, *, n: int | None = None, axis: int = -1, norm: Norm = "backward") -> Any:

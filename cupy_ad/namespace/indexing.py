@@ -5,18 +5,67 @@ import numbers
 import weakref
 from typing import Any
 
-from ..core import Dual, Primitive, Zero, bind, strip
+from ..core import Batched, Dual, Primitive, Zero, bind, strip
 from ._rules import instantiate, linear, nondifferentiable, xp_of
 from .elementwise import fit
+from .manipulation import all_front, broadcast_front, broadcast_to, looped, pad_rank, rank, reshape, shift, to_front
 
 
 def _strip_key(key: Any) -> Any:
     if isinstance(key, tuple):
-        return tuple(strip(k) for k in key)
-    return strip(key)
+        return tuple(_strip_index(k) for k in key)
+    return _strip_index(key)
 
 
-getitem = linear("getitem", lambda x, *, key: x[key])
+def _strip_index(k: Any) -> Any:
+    """An index as a raw array: duals dropped, a constant of a vmap unwrapped; a batched index refused."""
+    k = strip(k)
+    while type(k) is Batched:
+        if k.axis is not None:
+            raise NotImplementedError("vmap: x[index] with an index array that differs from example to "
+                                      "example; use xp.take or xp.take_along_axis")
+        k = strip(k.value)
+    return k
+
+
+def _is_index_array(k: Any) -> bool:
+    return hasattr(k, "shape") and not (k.ndim == 0 and not _is_bool(k))
+
+
+def _is_bool(k: Any) -> bool:
+    return xp_of(k).isdtype(k.dtype, "bool")
+
+
+def _batched_key(key: Any) -> tuple[tuple, int]:
+    """(key for the batch-first stack, axis of the batch in the result).
+
+    A full slice goes in front. NumPy puts the dimensions of index arrays first when they are not
+    adjacent to each other (the batch slice then separates them too): the batch axis follows them.
+    """
+    key = key if isinstance(key, tuple) else (key,)
+    if not any(k is Ellipsis for k in key):  # (array_api_strict wants every axis covered)
+        key = (*key, Ellipsis)
+    advanced = [k for k, item in enumerate(key) if _is_index_array(item) or (
+        type(item) is int and any(_is_index_array(i) for i in key))]
+    if advanced and advanced[-1] - advanced[0] + 1 != len(advanced):
+        arrays = [key[k] for k in advanced if hasattr(key[k], "shape")]
+        ndim = max(1 if _is_bool(a) else a.ndim for a in arrays)
+        return (slice(None), *key), ndim
+    return (slice(None), *key), 0
+
+
+def _getitem_batch(prim: Primitive):
+    def rule(values: list, axes: list, *, key: Any):
+        x = to_front(values[0], axes[0])
+        lone = key[0] if isinstance(key, tuple) and key[1:] in ((), (Ellipsis,)) else key
+        if _is_index_array(lone) and not _is_bool(lone) and lone.ndim == 1:  # x[indices]: a take (the
+            return bind(_take, x, indices=lone, axis=1), 0  # standard allows no slice beside an index array)
+        key, out_axis = _batched_key(key)
+        return bind(prim, x, key=key), out_axis
+    return rule
+
+
+getitem = linear("getitem", lambda x, *, key: x[key], batch=_getitem_batch)
 
 
 def _setitem_impl(x: Any, value: Any, *, key: Any) -> Any:
@@ -26,6 +75,19 @@ def _setitem_impl(x: Any, value: Any, *, key: Any) -> Any:
 
 
 setitem = Primitive("setitem", _setitem_impl)
+
+
+@setitem.def_batch
+def _setitem_batch(values: list, axes: list, *, key: Any):
+    (x, value), (x_axis, value_axis) = values, axes
+    x = to_front(x, x_axis) if x_axis is not None else broadcast_front(x, value.shape[value_axis])
+    key, out_axis = _batched_key(key)
+    if out_axis:
+        raise NotImplementedError("vmap of x[key] = value with index arrays that are not adjacent")
+    if value_axis is not None:  # its examples line up with the examples of x[key]
+        target = bind(getitem, x, key=key)
+        value = pad_rank(to_front(value, value_axis), target.ndim - 1 - rank(value, value_axis))
+    return bind(setitem, x, value, key=key), 0
 
 
 @setitem.def_jvp
@@ -53,7 +115,7 @@ def dual_getitem(x: Dual, key: Any) -> Any:
     """``x[key]``; with basic indexing the result is a view of ``x``: writes into it reach ``x``."""
     key = _strip_key(key)
     out = getitem(x, key=key)
-    if _is_basic(key):
+    if type(out) is Dual and type(x) is Dual and _is_basic(key):
         out._view = (x, key)
         views = getattr(x, "_views", None)
         if views is None:
@@ -91,9 +153,46 @@ def dual_setitem(x: Dual, key: Any, value: Any) -> None:
     assign(x, setitem(x, value, key=_strip_key(key)))
 
 
-_take = linear("take", lambda x, *, indices, axis: xp_of(x).take(x, indices, axis=axis))
+def batched_setitem(x: Batched, key: Any, value: Any) -> None:
+    """``x[key] = value`` on a batched value: rebinds ``x`` (a value of a higher level cannot be stored)."""
+    new = setitem(x, value, key=_strip_key(key))
+    if type(new) is not Batched:
+        raise TypeError("x[key] = value inside vmap: value belongs to a transform nested inside the vmap "
+                        "(e.g. a jvp); build the result with xp.where or concat instead")
+    x.level, x.value, x.axis = new.level, new.value, new.axis
+
+
+def _gather_batch(prim: Primitive):
+    """take / take_along_axis: indices (a parameter) may be batched too; then each example gathers
+    with its own indices, a take_along_axis of the batch-first stacks."""
+    def rule(values: list, axes: list, *, indices: Any, axis: Any):
+        (x, _), (x_axis, index_axis) = values, axes
+        x_rank = rank(x, x_axis)
+        if index_axis is None:
+            x = to_front(x, x_axis)
+        else:
+            x, indices = all_front([x, indices], [x_axis, index_axis])
+        if axis is None:  # take from each example flattened
+            x, axis, x_rank = reshape(x, (x.shape[0], -1)), 0, 1
+        axis = axis % x_rank + 1
+        if index_axis is None and prim is _take:
+            return bind(prim, x, indices=indices, axis=axis), 0
+        if index_axis is None:  # the same indices for every example (take_along_axis wants equal ranks)
+            indices = broadcast_front(indices, x.shape[0])
+        elif prim is _take:  # one example's indices are 1-D: laid along axis, broadcast elsewhere
+            shape = [1] * x.ndim
+            shape[0], shape[axis] = indices.shape[0], indices.shape[1]
+            full = list(x.shape)
+            full[axis] = indices.shape[1]
+            indices = broadcast_to(reshape(indices, tuple(shape)), tuple(full))
+        return bind(_take_along_axis, x, indices=indices, axis=axis), 0
+    return rule
+
+
+_take = linear("take", lambda x, *, indices, axis: xp_of(x).take(x, indices, axis=axis), batch=_gather_batch,
+               array_params=("indices",))
 _take_along_axis = linear("take_along_axis", lambda x, *, indices, axis: xp_of(x).take_along_axis(
-    x, indices, axis=axis))
+    x, indices, axis=axis), batch=_gather_batch, array_params=("indices",))
 
 
 def take(x: Any, indices: Any, /, *, axis: int | None = None) -> Any:
@@ -104,10 +203,16 @@ def take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
     return _take_along_axis(x, indices=strip(indices), axis=axis)
 
 
-argsort = nondifferentiable("argsort")
-nonzero = nondifferentiable("nonzero", multiple_results=True)
+def _argsort_batch(prim: Primitive):
+    def rule(values: list, axes: list, *, axis: int = -1, **params: Any):
+        return bind(prim, to_front(values[0], axes[0]), axis=shift(axis), **params), 0
+    return rule
+
+
+argsort = nondifferentiable("argsort", batch=_argsort_batch)
+nonzero = nondifferentiable("nonzero", multiple_results=True)  # no batching rule: data-dependent shape
 _searchsorted = nondifferentiable("searchsorted", lambda x1, x2, *, side, sorter: xp_of(x1, x2).searchsorted(
-    x1, x2, side=side, sorter=sorter))
+    x1, x2, side=side, sorter=sorter), batch=looped)
 
 
 def searchsorted(x1: Any, x2: Any, /, *, side: str = "left", sorter: Any = None) -> Any:

@@ -7,22 +7,53 @@ from typing import Any
 from ..core import Primitive, bind, strip
 from ._rules import is_complex_dtype, linear, nondifferentiable, xp_of
 from .elementwise import add, conj, divide, equal, multiply, real, sqrt, subtract, where
-from .manipulation import astype, concat, flip, moveaxis, permute_dims, reshape
+from .manipulation import astype, concat, every_axis, flip, moveaxis, permute_dims, rank, reshape, shift, to_front
 
-sum = linear("sum")  # noqa: A001 - the standard's name
-mean = linear("mean")
-cumulative_sum = linear("cumulative_sum")
+def reducing(prim: Primitive) -> Callable:
+    """The batching rule of a reduction or scan over ``axis`` (None: every axis of an example)."""
+    def rule(values: list, axes: list, *, axis: Any = None, **params: Any) -> tuple[Any, int]:
+        (x,), (x_axis,) = values, axes
+        x_rank = rank(x, x_axis)
+        x = to_front(x, x_axis)
+        return bind(prim, x, axis=every_axis(x_rank) if axis is None else shift(axis), **params), 0
+    return rule
 
-argmax = nondifferentiable("argmax")
-argmin = nondifferentiable("argmin")
-any = nondifferentiable("any")  # noqa: A001
-all = nondifferentiable("all")  # noqa: A001
-count_nonzero = nondifferentiable("count_nonzero")
+
+def _cumulative_batch(prim: Primitive):
+    """cumulative_sum / cumulative_prod: axis None means the only axis of a 1-D example."""
+    def rule(values: list, axes: list, *, axis: Any = None, **params: Any):
+        x = to_front(values[0], axes[0])
+        return bind(prim, x, axis=1 if axis is None else shift(axis), **params), 0
+    return rule
+
+
+def _arg_batch(prim: Primitive):
+    """argmax / argmin: axis None indexes each example flattened."""
+    def rule(values: list, axes: list, *, axis: Any = None, keepdims: bool = False):
+        x_rank = rank(values[0], axes[0])
+        x = to_front(values[0], axes[0])
+        if axis is not None:
+            return bind(prim, x, axis=shift(axis), keepdims=keepdims), 0
+        out = bind(prim, reshape(x, (x.shape[0], -1)), axis=1, keepdims=False)
+        return (reshape(out, (x.shape[0], *(1,) * x_rank)) if keepdims else out), 0
+    return rule
+
+
+sum = linear("sum", batch=reducing)  # noqa: A001 - the standard's name
+mean = linear("mean", batch=reducing)
+cumulative_sum = linear("cumulative_sum", batch=_cumulative_batch)
+
+argmax = nondifferentiable("argmax", batch=_arg_batch)
+argmin = nondifferentiable("argmin", batch=_arg_batch)
+any = nondifferentiable("any", batch=reducing)  # noqa: A001
+all = nondifferentiable("all", batch=reducing)  # noqa: A001
+count_nonzero = nondifferentiable("count_nonzero", batch=reducing)
 
 
 def _extremum(name: str) -> Primitive:
     prim = Primitive(name, lambda x, /, *, axis=None, keepdims=False: getattr(xp_of(x), name)(
         x, axis=axis, keepdims=keepdims))
+    prim.batch = reducing(prim)
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, *, axis: Any = None, keepdims: bool = False):
@@ -49,6 +80,7 @@ def _axes(axis: Any, ndim: int) -> tuple[int, ...]:
 
 _prod = Primitive("prod", lambda x, /, *, axis=None, dtype=None, keepdims=False: xp_of(x).prod(
     x, axis=axis, dtype=dtype, keepdims=keepdims))
+_prod.batch = reducing(_prod)
 
 
 @_prod.def_jvp
@@ -80,6 +112,7 @@ def prod(x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = Fal
 
 _cumulative_prod = Primitive("cumulative_prod", lambda x, /, *, axis=None, dtype=None, include_initial=False:
                              xp_of(x).cumulative_prod(x, axis=axis, dtype=dtype, include_initial=include_initial))
+_cumulative_prod.batch = _cumulative_batch(_cumulative_prod)
 
 
 @_cumulative_prod.def_jvp

@@ -11,11 +11,12 @@ import math
 from typing import Any, NamedTuple
 
 from ..core import Dual
+from .manipulation import looped
 from ._rules import nondifferentiable, xp_of
 from .indexing import take
 from .manipulation import reshape
 
-isin = nondifferentiable("isin")
+isin = nondifferentiable("isin", batch=looped)  # x2 is a set, not broadcast
 
 
 class UniqueAllResult(NamedTuple):

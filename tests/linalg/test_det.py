@@ -31,12 +31,14 @@ def _adjugate(a: np.ndarray) -> np.ndarray:
     return out
 
 
+# Pivots and multipliers are powers of two and every entry a small integer, so each elimination step
+# is exact whatever order or fused multiply-adds a BLAS kernel uses: the zero pivots are exactly zero.
 SINGULAR = {
     "zero_first_column": [[0.0, 1.0, 2.0], [0.0, 3.0, 4.0], [0.0, 5.0, 7.0]],  # zero pivot first
     "zero_middle_pivot": [[2.0, 1.0, 1.0], [4.0, 2.0, 3.0], [2.0, 1.0, 5.0]],  # zero pivot in the middle
-    "zero_last_pivot": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],  # rank 2
+    "zero_last_pivot": [[4.0, 4.0, 8.0], [2.0, 4.0, 6.0], [1.0, 2.0, 3.0]],  # rank 2
     "two_zero_pivots_rank_n_minus_1": [[0.0, 1.0], [0.0, 0.0]],  # two zero pivots, adj != 0
-    "rank_n_minus_2": [[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [3.0, 6.0, 9.0]],  # adj = 0
+    "rank_n_minus_2": [[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [4.0, 8.0, 12.0]],  # adj = 0
     "zero": [[0.0, 0.0], [0.0, 0.0]],
 }
 

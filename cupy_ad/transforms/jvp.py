@@ -6,10 +6,10 @@ from typing import Any, Callable
 
 import optree
 
-from .backends import backend_of, default_backend, is_array
-from .core import Dual, Zero, check_alive, new_level, strip
-from .namespace._rules import instantiate, is_inexact_dtype
-from .namespace.weak import weakly_typed
+from ..backends import backend_of, default_backend, is_array
+from ..core import Dual, Zero, base_array, check_alive, new_level
+from ..namespace._rules import instantiate, is_inexact_dtype
+from ..namespace.weak import weakly_typed
 
 
 def _path_name(root: str, path: tuple) -> str:
@@ -26,7 +26,7 @@ def _common_backend(named_leaves: list[tuple[str, Any]]):
     for name, leaf in named_leaves:
         if not (isinstance(leaf, Dual) or is_array(leaf)):
             continue
-        backend = backend_of(strip(leaf))
+        backend = backend_of(base_array(leaf))
         if found is None:
             found = (name, backend)
         elif backend is not found[1]:
@@ -50,6 +50,11 @@ def _check_tangent(name: str, primal: Any, tangent: Any) -> Any:
     if not is_inexact_dtype(primal):
         raise ValueError(
             f"{name} has integer or boolean dtype {primal.dtype}: it has no tangent; pass None or ad.Zero")
+    if tuple(tangent.shape[1:]) == tuple(primal.shape) and len(tangent.shape) == len(primal.shape) + 1:
+        raise ValueError(
+            f"tangent for {name} has shape {tuple(tangent.shape)}: a stack of {tangent.shape[0]} tangents of the "
+            f"primal's shape {tuple(primal.shape)}? jvp takes one direction; for many at once use "
+            f"ad.vmap(lambda t: ad.jvp(f, primals, (t,)))(stacked), or ad.jacfwd(f) for the whole Jacobian")
     if tuple(tangent.shape) != tuple(primal.shape) or tangent.dtype != primal.dtype:
         raise ValueError(
             f"tangent for {name} has shape {tuple(tangent.shape)} and dtype {tangent.dtype}, but the primal has "

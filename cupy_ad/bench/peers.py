@@ -1,0 +1,141 @@
+"""JAX and PyTorch as peers: each in a process of its own, timing one case at a time when asked, and
+the comparison of their tangents with ours (singular/eigen-vector signs aligned)."""
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+
+import numpy as np
+
+import cupy_ad as ad
+
+from .cases import OPS, as_tuple, inputs, jax_function, torch_function
+from .timing import median_seconds
+
+
+def aligned(reference: list[np.ndarray], values: list[np.ndarray], tangents: list[np.ndarray],
+             align: str) -> list[np.ndarray]:
+    """Peer tangents with each singular/eigen-vector column's sign matched to ours."""
+    if align != "columns":
+        return tangents
+    out = list(tangents)
+    vectors = [i for i, v in enumerate(values) if v.ndim >= 2]
+    for i in vectors:
+        signs = np.sign(np.sum(reference[i] * values[i], axis=-2, keepdims=True))
+        out[i] = tangents[i] * signs
+        if i == 2:  # svd's Vh: rows pair with U's columns
+            signs_u = np.sign(np.sum(reference[0] * values[0], axis=-2, keepdims=True))
+            out[i] = tangents[i] * np.swapaxes(signs_u, -1, -2)
+    return out
+
+
+def max_relative_difference(ours: list[np.ndarray], theirs: list[np.ndarray]) -> float:
+    worst = 0.0
+    for a, b in zip(ours, theirs):
+        scale = max(float(np.max(np.abs(b), initial=0.0)), 1e-300)
+        worst = max(worst, float(np.max(np.abs(a - b), initial=0.0)) / scale)
+    return worst
+
+
+def peer_worker(system: str, out_dir: str, min_time: float) -> int:
+    """Serve ``system``'s jvp timings: for each line ``[index, [name, shape, dtype]]`` on stdin, time the
+    case, write ``{index}.npz`` (outputs and tangents) and ``{index}.json`` (milliseconds) to out_dir
+    and answer ``done``; an empty line ends. Answers ``missing`` when the system is not installed."""
+    try:
+        if system == "jax":
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
+        else:
+            import torch
+    except ImportError:
+        print("missing", flush=True)
+        return 0
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        index, (name, shape, dtype) = json.loads(line)
+        a_np, t_np = inputs(OPS[name], tuple(shape), dtype)
+        if system == "jax":
+            f = jax_function(name)
+            jitted = jax.jit(lambda x, dx, f=f: jax.jvp(f, (x,), (dx,)))
+            x, dx = jax.numpy.asarray(a_np), jax.numpy.asarray(t_np)
+            ms = 1e3 * median_seconds(lambda: jax.block_until_ready(jitted(x, dx)), lambda: None, min_time)
+            values, tangents = jitted(x, dx)
+        else:
+            f = torch_function(name)
+            x, dx = torch.from_numpy(a_np), torch.from_numpy(t_np)
+            ms = 1e3 * median_seconds(lambda: torch.func.jvp(f, (x,), (dx,)), lambda: None, min_time)
+            values, tangents = torch.func.jvp(f, (x,), (dx,))
+        np.savez(os.path.join(out_dir, f"{index}.npz"), *[np.asarray(v) for v in as_tuple(values)],
+                 *[np.asarray(v) for v in as_tuple(tangents)])
+        with open(os.path.join(out_dir, f"{index}.json"), "w") as fh:
+            json.dump(ms, fh)
+        print("done", flush=True)
+    return 0
+
+
+class Peer:
+    """A peer system (JAX or PyTorch) in a process of its own, so that no thread pool of one system
+    slows another, timing one case at a time when asked: the cases of all systems interleave, and a
+    drift of the machine's speed during the run does not favour whichever system ran first.
+
+    A case with no answer after ``timeout`` seconds (JAX 0.10.2 deadlocks on the jvp of a batched QR
+    on the CPU) is recorded as None and the worker is restarted for the next case.
+    """
+
+    def __init__(self, system: str, out_dir: str, timeout: float, min_time: float):
+        self.system, self.out_dir, self.timeout, self.min_time = system, out_dir, timeout, min_time
+        self.process: subprocess.Popen | None = None
+        self.installed = True
+
+    def _start(self) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(ad.__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        command = [sys.executable, "-m", "cupy_ad", "bench", "--worker", self.system, "--out", self.out_dir,
+                   "--min-time", str(self.min_time)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def time(self, index: int, case: tuple) -> tuple[float, list, list] | None:
+        """(ms, outputs, tangents) of one case, or None (no answer in time, or not installed)."""
+        if not self.installed:
+            return None
+        if self.process is None:
+            self._start()
+        try:
+            self.process.stdin.write(json.dumps([index, [case[0], list(case[1]), case[2]]]) + "\n")
+            self.process.stdin.flush()
+        except OSError:  # the worker died after its last case: a fresh one takes the next
+            print(f"\n{self.system}: the worker had exited before {case}: skipped", file=sys.stderr)
+            self.close()
+            return None
+        answered = select.select([self.process.stdout], [], [], self.timeout)[0]
+        answer = self.process.stdout.readline().strip() if answered else ""
+        if answer == "missing":
+            print(f"{self.system} not installed: no {self.system} column", file=sys.stderr)
+            self.installed = False
+            self.close()
+            return None
+        if answer != "done":
+            why = f"no result after {self.timeout:.0f} s" if not answered else f"the worker answered {answer!r}"
+            print(f"\n{self.system}: {why} for {case}: skipped", file=sys.stderr)
+            self.close()
+            return None
+        with open(os.path.join(self.out_dir, f"{index}.json")) as fh:
+            ms = json.load(fh)
+        with np.load(os.path.join(self.out_dir, f"{index}.npz")) as data:
+            arrays = [data[f"arr_{k}"] for k in range(len(data.files))]
+        half = len(arrays) // 2
+        return ms, arrays[:half], arrays[half:]
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+#: Seconds of rest before each system's turn: OpenMP and OpenBLAS workers spin for a while after

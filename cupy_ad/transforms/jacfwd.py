@@ -1,0 +1,103 @@
+"""``jacfwd`` and ``hessian``: Jacobians as ``vmap`` of ``jvp`` over the standard basis.
+
+All directions run at once: the tangents are one batched value, so each primitive's JVP rule runs
+once with its primal work (a factorisation) done once and its tangent work batched.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import optree
+
+from ..backends import backend_of, default_backend, is_array
+from ..core import Dual, Zero, base_array
+from ..namespace import permute_dims, reshape
+from ..namespace._rules import is_inexact_dtype
+from .jvp import jvp
+from .vmap import vmap
+
+
+def _argnums(argnums: Any, n_args: int) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for k in nums:
+        if not isinstance(k, int) or not -n_args <= k < n_args:
+            raise ValueError(f"jacfwd: argnums {argnums!r} does not fit a call with {n_args} positional arguments")
+    return tuple(k % n_args for k in nums)
+
+
+def _basis(leaves: list, names: list[str]) -> tuple[list, int]:
+    """The standard basis of the inputs: for each leaf, N stacked tangents of its shape (N = all entries)."""
+    for name, leaf in zip(names, leaves):
+        if not (isinstance(leaf, Dual) or is_array(leaf)) or not is_inexact_dtype(leaf):
+            raise TypeError(f"jacfwd: {name} must be a floating-point array (differentiated inputs are; pass "
+                            f"others through argnums' complement), got {getattr(leaf, 'dtype', type(leaf).__name__)}")
+    sizes = [math.prod(leaf.shape) for leaf in leaves]
+    total = sum(sizes)
+    backend = backend_of(base_array(leaves[0])) if leaves else default_backend()
+    xp = backend.xp
+    basis, offset = [], 0
+    for leaf, size in zip(leaves, sizes):
+        rows = xp.eye(total, size, k=-offset, dtype=leaf.dtype)  # (N, size): ones where row = offset + column
+        basis.append(xp.reshape(rows, (total, *leaf.shape)))
+        offset += size
+    return basis, total
+
+
+def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: bool = False) -> Callable:
+    """The Jacobian of ``f`` by forward mode, as ``jax.jacfwd``.
+
+    Returns a function of ``f``'s arguments giving, for every output leaf, an array of shape
+    ``output.shape + input.shape`` for every input leaf of the arguments ``argnums`` (an int: the
+    structure of that argument; a tuple: a tuple of them). With ``has_aux`` ``f`` returns ``(output,
+    aux)`` and the result is ``(jacobian, aux)``. All directions are pushed through one ``jvp`` under
+    ``vmap``: a factorisation in ``f`` is computed once, whatever the number of inputs.
+    """
+    if not callable(f):
+        raise TypeError(f"jacfwd: f must be callable, got {type(f).__name__}")
+
+    def jacobian(*args: Any) -> Any:
+        nums = _argnums(argnums, len(args))
+        dynamic = tuple(args[k] for k in nums)
+        paths, leaves, spec = optree.tree_flatten_with_path(dynamic)
+        basis, total = _basis(leaves, [f"args[{nums[p[0]]}]" + "".join(f"[{q!r}]" for q in p[1:]) for p in paths])
+
+        def pushforward(*tangent_leaves: Any) -> Any:
+            tangents = [None] * len(args)
+            for k, t in zip(nums, optree.tree_unflatten(spec, list(tangent_leaves))):
+                tangents[k] = t
+            out, dout = jvp(f, args, tuple(tangents))
+            if any(type(t) is Zero for t in optree.tree_leaves(dout, is_leaf=lambda t: type(t) is Zero)):
+                raise TypeError("jacfwd: f has an integer or boolean output, which has no derivative")
+            if has_aux:
+                return out[0], dout[0], out[1]
+            return out, dout, None
+
+        out, dout, aux = vmap(pushforward, out_axes=(None, 0, None))(*basis)
+        sizes = [math.prod(leaf.shape) for leaf in leaves]
+
+        def split(t: Any) -> Any:
+            # t stacks the directions first: each input's block, reshaped and permuted (views, no copy)
+            columns, offset = [], 0
+            out_ndim = t.ndim - 1
+            for leaf, size in zip(leaves, sizes):
+                block = reshape(t[offset:offset + size, ...], (*leaf.shape, *t.shape[1:]))
+                k = len(leaf.shape)
+                columns.append(permute_dims(block, (*range(k, k + out_ndim), *range(k))))
+                offset += size
+            tree = optree.tree_unflatten(spec, columns)
+            return tree[0] if isinstance(argnums, int) else tree
+
+        jac = optree.tree_map(split, dout)
+        return (jac, aux) if has_aux else jac
+
+    return jacobian
+
+
+def hessian(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable:
+    """The Hessian of scalar-valued ``f``: ``jacfwd(jacfwd(f, argnums), argnums)``, shape
+    ``input.shape + input.shape`` per pair of inputs (as ``jax.hessian``)."""
+    return jacfwd(jacfwd(f, argnums), argnums)
+
+
+__all__ = ["hessian", "jacfwd"]
