@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import linalg
 from .backends import default_backend, set_backend
+from .conversions import ConcretizationError, primal_value, stop_gradient
 from .core import Dual, Zero
 from .namespace import namespace
 from .scan_loop import FixedPointError, scan
@@ -11,5 +12,6 @@ from .transforms import hessian, jacfwd, jit, jvp, linearize, vmap
 
 __version__ = "0.1.0"
 
-__all__ = ["Dual", "FixedPointError", "Zero", "check_jvp", "default_backend", "hessian", "jacfwd", "jit", "jvp", "linalg",
-           "linearize", "namespace", "scan", "set_backend", "vmap"]
+__all__ = ["ConcretizationError", "Dual", "FixedPointError", "Zero", "check_jvp", "default_backend", "hessian", "jacfwd",
+           "jit", "jvp", "linalg", "linearize", "namespace", "primal_value", "scan", "set_backend", "stop_gradient",
+           "vmap"]

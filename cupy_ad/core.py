@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import threading
 from typing import Any, Callable
 
@@ -53,7 +54,10 @@ class Dual:
     :mod:`cupy_ad.namespace.numpy_protocols`.
     """
 
-    __slots__ = ("primal", "tangent", "level", "weak")
+    # weak: a Python scalar's (takes the dtype of the arrays it meets, namespace.weak). _view: (base, key)
+    # when this value is a basic-indexing view of the dual ``base``; _views: weak references to this
+    # value's own views (set by indexing, which keeps writes NumPy-consistent).
+    __slots__ = ("primal", "tangent", "level", "weak", "_view", "_views", "__weakref__")
     __array_priority__ = 1000
 
     def __init__(self, level: int, primal: Any, tangent: Any, weak: bool = False):
@@ -88,32 +92,76 @@ class Dual:
     def __repr__(self) -> str:
         return f"Dual(level={self.level}, primal={self.primal!r}, tangent={self.tangent!r})"
 
-    # Conversions read the value only: they end differentiation, as they would in JAX.
+    # Conversions leave the differentiated world: allowed only where no tangent would be lost.
     def __bool__(self) -> bool:
-        return bool(strip(self))
+        return bool(concrete(self, "bool()"))
 
     def __float__(self) -> float:
-        return float(strip(self))
+        return float(concrete(self, "float()"))
 
     def __int__(self) -> int:
-        return int(strip(self))
+        return int(concrete(self, "int()"))
 
     def __complex__(self) -> complex:
-        return complex(strip(self))
+        return complex(concrete(self, "complex()"))
 
     def __index__(self) -> int:
-        return strip(self).__index__()
+        return concrete(self, "__index__").__index__()
 
-    def __array__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            "a cupy_ad dual value cannot be converted to a NumPy array inside a differentiated "
-            "function: that would drop its tangent. Use the array namespace of the value instead."
-        )
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
+        raw = concrete(self, "NumPy conversion (__array__)")
+        return raw.__array__(dtype) if copy is None else raw.__array__(dtype, copy=copy)
+
+    def __dlpack__(self, /, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
+                   copy: bool | None = None) -> Any:
+        if has_tangent(self) and not _converts_primal():
+            raise BufferError(_concretization_message(self, "DLPack export (__dlpack__)"))
+        given = {"stream": stream, "max_version": max_version, "dl_device": dl_device, "copy": copy}
+        return strip(self).__dlpack__(**{k: v for k, v in given.items() if v is not None})
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return strip(self).__dlpack_device__()
+
+
+class ConcretizationError(TypeError):
+    """A dual value with a nonzero tangent was converted to a Python number, a NumPy array or a
+    DLPack capsule: the conversion would silently drop its derivative."""
+
+
+def has_tangent(x: Any) -> bool:
+    """Whether ``x`` carries a tangent that is not symbolically zero at any of its levels."""
+    while type(x) is Dual:
+        if type(x.tangent) is not Zero:
+            return True
+        x = x.primal
+    return False
+
+
+def _concretization_message(x: Dual, what: str) -> str:
+    return (f"{what} of a cupy_ad dual value with a nonzero tangent (shape {tuple(x.shape)}, dtype {x.dtype}) "
+            "would drop its derivative. Compute with the array namespace instead (xp = array_namespace(x); "
+            "e.g. xp.log(x) rather than math.log(x)), or drop the derivative explicitly: "
+            "ad.stop_gradient(x) (a value with zero tangents, converts freely) or ad.primal_value(x) (the raw array).")
+
+
+def _converts_primal() -> bool:
+    """``CUPY_AD_CONVERT_PRIMAL=1``: conversions return the primal and drop the tangent, for harnesses
+    that read values back from dual values (a conformance suite run inside a jvp), never for
+    differentiated code."""
+    return os.environ.get("CUPY_AD_CONVERT_PRIMAL") == "1"
+
+
+def concrete(x: Dual, what: str) -> Any:
+    """The raw array of a dual value whose tangents are all symbolic zeros; else ConcretizationError
+    (unless ``CUPY_AD_CONVERT_PRIMAL=1``)."""
+    if has_tangent(x) and not _converts_primal():
+        raise ConcretizationError(_concretization_message(x, what))
+    return strip(x)
 
 
 def strip(x: Any) -> Any:
-    """The raw array under all levels of duals (batched and recorded values are kept: their data is
-    not one example's)."""
+    """The raw array under all levels of duals (``ad.primal_value``: the tangents are dropped; batched
+    and recorded values are kept: their data is not one example's)."""
     while type(x) is Dual:
         x = x.primal
     return x
@@ -293,8 +341,9 @@ class Primitive:
     values and axes follow the positional ones in ``values`` and ``axes``.
     """
 
+    # __signature__: the public signature (``inspect.signature``, ``help``) where the namespace sets one
     __slots__ = ("name", "impl", "jvp", "batch", "multiple_results", "array_params", "_primal_range",
-                 "_jvp_range")
+                 "_jvp_range", "__signature__")
 
     def __init__(self, name: str, impl: Callable, jvp: Callable | None = None, *,
                  multiple_results: bool = False, batch: Callable | None = None, array_params: tuple = ()):

@@ -15,6 +15,7 @@ from ..core import Batched, Dual, Recorded, base_array
 from . import elementwise, indexing, manipulation, numpy_protocols, products, reductions, sets
 from .creation import creation_functions
 from .fft import fft_namespace
+from .signatures import sign_primitives
 from .special import special_namespace
 from .elementwise import *  # noqa: F403
 from .indexing import *  # noqa: F403
@@ -27,6 +28,7 @@ _GENERIC = {name: getattr(module, name)
             for module in (elementwise, indexing, manipulation, products, reductions, sets) for name in module.__all__}
 _LINALG_GENERIC = ("matmul", "matrix_transpose", "diagonal", "outer", "tensordot", "trace", "vecdot")
 _NAMESPACES: dict[str, types.ModuleType] = {}
+sign_primitives(_GENERIC)
 
 
 def _backend_for(xp: Any) -> Backend:
@@ -66,31 +68,57 @@ def namespace(xp: Any = None) -> types.ModuleType:
     return _NAMESPACES[backend.name]
 
 
+_API_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
+
+
+def _array_namespace(self: Dual, /, *, api_version: str | None = None) -> types.ModuleType:
+    if api_version is not None and api_version not in _API_VERSIONS:
+        raise ValueError(f"unsupported array API version {api_version!r}; cupy_ad implements {_API_VERSIONS[-1]}")
+    return namespace(backend_of(base_array(self)))
+
+
+def _in_place(fn: Any) -> Any:
+    """``x op= y``: the result keeps x's shape and dtype (else an error, as the standard requires) and
+    is written into x as NumPy would (a view's base sees it)."""
+    def operator(self: Dual, other: Any, /) -> Dual:
+        result = fn(self, other)
+        if tuple(result.shape) != tuple(self.shape):
+            raise ValueError(f"in-place operation would change the shape {tuple(self.shape)} to {tuple(result.shape)}")
+        if result.dtype != self.dtype:
+            raise TypeError(f"in-place operation would change the dtype {self.dtype} to {result.dtype}")
+        indexing.assign(self, result)
+        return self
+    return operator
+
+
 def _install_dual_methods() -> None:
     """Python operators and array attributes of ``Dual`` (and of batched and recorded values), as on
     the backend array."""
     binary = {"add": elementwise.add, "sub": elementwise.subtract, "mul": elementwise.multiply,
               "truediv": elementwise.divide, "pow": elementwise.pow, "matmul": products.matmul,
               "mod": elementwise.remainder, "floordiv": elementwise.floor_divide,
-              "and": elementwise.bitwise_and, "or": elementwise.bitwise_or, "xor": elementwise.bitwise_xor}
+              "and": elementwise.bitwise_and, "or": elementwise.bitwise_or, "xor": elementwise.bitwise_xor,
+              "lshift": elementwise.bitwise_left_shift, "rshift": elementwise.bitwise_right_shift}
     compare = {"lt": elementwise.less, "le": elementwise.less_equal, "gt": elementwise.greater,
                "ge": elementwise.greater_equal, "eq": elementwise.equal, "ne": elementwise.not_equal}
     for cls in (Dual, Batched, Recorded):
         for name, fn in binary.items():
-            setattr(cls, f"__{name}__", lambda self, other, fn=fn: fn(self, other))
-            setattr(cls, f"__r{name}__", lambda self, other, fn=fn: fn(other, self))
+            setattr(cls, f"__{name}__", (lambda fn: lambda self, other, /: fn(self, other))(fn))
+            setattr(cls, f"__r{name}__", (lambda fn: lambda self, other, /: fn(other, self))(fn))
         for name, fn in compare.items():
-            setattr(cls, f"__{name}__", lambda self, other, fn=fn: fn(self, other))
+            setattr(cls, f"__{name}__", (lambda fn: lambda self, other, /: fn(self, other))(fn))
         cls.__hash__ = None  # type: ignore[assignment]
-        cls.__neg__ = lambda self: elementwise.negative(self)
-        cls.__pos__ = lambda self: elementwise.positive(self)
-        cls.__abs__ = lambda self: elementwise.abs(self)
-        cls.__invert__ = lambda self: elementwise.bitwise_invert(self)
+        cls.__neg__ = lambda self, /: elementwise.negative(self)
+        cls.__pos__ = lambda self, /: elementwise.positive(self)
+        cls.__abs__ = lambda self, /: elementwise.abs(self)
+        cls.__invert__ = lambda self, /: elementwise.bitwise_invert(self)
         cls.__getitem__ = indexing.dual_getitem
         cls.T = property(lambda self: manipulation.permute_dims(self, tuple(reversed(range(self.ndim)))))
         cls.mT = property(lambda self: manipulation.matrix_transpose(self))
-        cls.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(base_array(self)))
-        cls.to_device = lambda self, device, /, *, stream=None: self
+        cls.__array_namespace__ = _array_namespace
+        cls.to_device = lambda self, device, /, *, stream=None: manipulation.to_device(self, device, stream=stream)
+    for name, fn in binary.items():  # in place: NumPy's semantics through the dual's views
+        setattr(Dual, f"__i{name}__", _in_place(getattr(Dual, f"__{name}__")))
     Dual.__setitem__ = indexing.dual_setitem
     Batched.__setitem__ = indexing.batched_setitem
     for cls in (Dual, Batched):  # the values user code sees (a recording's are tangents, under duals)

@@ -1,7 +1,8 @@
-"""Creation functions and dtype helpers, bound to a backend.
+"""Creation functions and dtype helpers, bound to a backend, with the standard's signatures.
 
 Inside a ``jvp`` the arrays they make are dual values with a zero tangent (see ``core.constant``),
-so ``xp.ones_like(x) * x`` works on every backend, array_api_strict included.
+so ``xp.ones_like(x) * x`` works on every backend, array_api_strict included. Dtype helpers
+(``finfo``, ``can_cast``, ``result_type`` ...) read the dtype of a dual value.
 """
 from __future__ import annotations
 
@@ -9,33 +10,41 @@ from typing import Any
 
 from ..backends import Backend, backend_of
 from ..core import Batched, Dual, Recorded, constant, strip
-from .manipulation import astype, broadcast_to, stack
+from .indexing import dual_getitem
+from .manipulation import astype, broadcast_to, stack, to_device
+
+
+def _dtype_of(x: Any) -> Any:
+    return x.dtype if type(x) in (Dual, Batched, Recorded) else x
+
+
+def _holds_arrays(obj: Any) -> bool:
+    """Whether a (nested) list or tuple holds arrays (dual values, 0-d arrays) anywhere."""
+    return isinstance(obj, (list, tuple)) and any(hasattr(v, "shape") or _holds_arrays(v) for v in obj)
+
+
+def _new_shell(x: Any) -> Any:
+    """A traced value of the same data in a new object (writing into one does not rebind the other)."""
+    if type(x) is Dual:
+        return Dual(x.level, x.primal, x.tangent, x.weak)
+    if type(x) is Batched:
+        return Batched(x.level, x.value, x.axis)
+    return type(x)(x.level, x.value, x.var)  # a recording's (linearize, jit)
+
+
+def _given(**kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments that were given (older backends may lack ``device=`` or ``copy=``)."""
+    return {k: v for k, v in kwargs.items() if v is not None}
 
 
 def creation_functions(backend: Backend) -> dict[str, Any]:
     xp = backend.xp
 
-    def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None) -> Any:
-        if isinstance(obj, (Dual, Batched, Recorded)):
-            if dtype is not None and dtype != obj.dtype:
-                return astype(obj, dtype)
-            # a new shell: ``x[k] = v`` on the result must not rebind ``obj`` (arrays are never written)
-            if not copy:
-                return obj
-            if type(obj) is Dual:
-                return Dual(obj.level, obj.primal, obj.tangent)
-            if type(obj) is Batched:
-                return Batched(obj.level, obj.value, obj.axis)
-            return type(obj)(obj.level, obj.value, obj.var)
-        if isinstance(obj, (list, tuple)) and any(hasattr(v, "shape") for v in obj):  # duals, 0-d arrays
-            return stack([asarray(v, dtype=dtype) for v in obj])
-        return constant(xp.asarray(obj, dtype=dtype, device=device, copy=copy))
-
-    def full(shape: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
-        if isinstance(fill_value, Dual) or hasattr(fill_value, "shape"):  # a 0-d array (a dual: its tangent too)
-            value = fill_value if dtype is None else astype(fill_value, dtype)
-            return broadcast_to(value, tuple(shape) if not isinstance(shape, int) else (shape,))
-        return constant(xp.full(shape, fill_value, dtype=dtype, device=device))
+    def filled(name: str) -> Any:
+        def make(shape: Any, *, dtype: Any = None, device: Any = None) -> Any:
+            return constant(getattr(xp, name)(shape, **_given(dtype=dtype, device=device)))
+        make.__name__ = make.__qualname__ = name
+        return make
 
     def example(x: Any) -> Any:
         """A raw array with the shape and dtype ``x`` shows (one example of a batched value; the raw array
@@ -43,35 +52,72 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
         raw = strip(x)
         return xp.empty(raw.shape, dtype=raw.dtype) if type(raw) in (Batched, Recorded) else raw
 
-    def like(name: str) -> Any:
-        def make(x: Any, /, *args: Any, **kwargs: Any) -> Any:
+    def filled_like(name: str) -> Any:
+        def make(x: Any, /, *, dtype: Any = None, device: Any = None) -> Any:
             raw = example(x)
-            return constant(getattr(backend_of(raw).xp, name)(raw, *args, **kwargs))
-        make.__name__ = name
+            return constant(getattr(backend_of(raw).xp, name)(raw, **_given(dtype=dtype, device=device)))
+        make.__name__ = make.__qualname__ = name
         return make
 
-    def stripped(fn: Any) -> Any:
-        return lambda *args, **kwargs: fn(*(a.dtype if type(strip(a)) in (Batched, Recorded) else strip(a)
-                                            for a in args), **kwargs)
+    def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None) -> Any:
+        if isinstance(obj, (Dual, Batched, Recorded)):
+            if dtype is not None and dtype != obj.dtype:
+                obj = astype(obj, dtype)
+            elif copy:  # a new shell: ``x[k] = v`` on the result must not rebind ``obj``
+                obj = _new_shell(obj)
+            return obj if device is None else to_device(obj, device)
+        if _holds_arrays(obj):  # (nested) sequences of duals or 0-d arrays: stacked, tangents too
+            return stack([asarray(v, dtype=dtype, device=device) for v in obj])
+        return constant(xp.asarray(obj, **_given(dtype=dtype, device=device, copy=copy)))
 
-    def constants_from(fn: Any) -> Any:
-        def make(*args: Any, **kwargs: Any) -> Any:
-            return constant(fn(*args, **kwargs))
-        make.__name__ = fn.__name__
-        return make
+    def from_dlpack(x: Any, /, *, device: Any = None, copy: bool | None = None) -> Any:
+        if isinstance(x, Dual):  # the same values and tangent; without a copy, a view (writes are shared)
+            out = Dual(x.level, x.primal, x.tangent) if copy else dual_getitem(x, ...)
+            return out if device is None else to_device(out, device)
+        return constant(xp.from_dlpack(x, **_given(device=device, copy=copy)))
 
-    functions = {name: constants_from(getattr(xp, name))  # Dask has no from_dlpack
-                 for name in ("zeros", "ones", "empty", "eye", "arange", "linspace", "from_dlpack") if hasattr(xp, name)}
-    functions.update({name: getattr(xp, name) for name in ("can_cast", "finfo", "iinfo")})
+    def eye(n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None, device: Any = None) -> Any:
+        return constant(xp.eye(n_rows, n_cols, k=k, **_given(dtype=dtype, device=device)))
+
+    def arange(start: Any, /, stop: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None) -> Any:
+        return constant(xp.arange(start, stop, step, **_given(dtype=dtype, device=device)))
+
+    def linspace(start: Any, stop: Any, /, num: int, *, dtype: Any = None, device: Any = None,
+                 endpoint: bool = True) -> Any:
+        return constant(xp.linspace(start, stop, num, endpoint=endpoint, **_given(dtype=dtype, device=device)))
+
+    def full(shape: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
+        if isinstance(fill_value, Dual) or hasattr(fill_value, "shape"):  # a 0-d array (a dual: its tangent too)
+            value = fill_value if dtype is None else astype(fill_value, dtype)
+            return broadcast_to(value, tuple(shape) if not isinstance(shape, int) else (shape,))
+        return constant(xp.full(shape, fill_value, **_given(dtype=dtype, device=device)))
+
     def full_like(x: Any, /, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
         if isinstance(fill_value, Dual) or hasattr(fill_value, "shape"):
             return full(x.shape, fill_value, dtype=x.dtype if dtype is None else dtype)
         raw = example(x)
-        return constant(backend_of(raw).xp.full_like(raw, fill_value, dtype=dtype, device=device))
+        return constant(backend_of(raw).xp.full_like(raw, fill_value, **_given(dtype=dtype, device=device)))
 
-    functions.update({name: like(name) for name in ("zeros_like", "ones_like", "empty_like")})
-    functions["full_like"] = full_like
-    functions.update(asarray=asarray, full=full, isdtype=xp.isdtype, result_type=stripped(xp.result_type))
+    def finfo(type: Any, /) -> Any:  # noqa: A002 - the standard's name
+        return xp.finfo(_dtype_of(type))
+
+    def iinfo(type: Any, /) -> Any:  # noqa: A002 - the standard's name
+        return xp.iinfo(_dtype_of(type))
+
+    def can_cast(from_: Any, to: Any, /) -> bool:
+        return xp.can_cast(_dtype_of(from_), to)
+
+    def result_type(*arrays_and_dtypes: Any) -> Any:
+        return xp.result_type(*map(_dtype_of, arrays_and_dtypes))
+
+    def isdtype(dtype: Any, kind: Any) -> bool:
+        return xp.isdtype(dtype, kind)
+
+    functions = dict(asarray=asarray, from_dlpack=from_dlpack, eye=eye, arange=arange, linspace=linspace, full=full,
+                     full_like=full_like, finfo=finfo, iinfo=iinfo, can_cast=can_cast, result_type=result_type,
+                     isdtype=isdtype)
+    functions.update({name: filled(name) for name in ("zeros", "ones", "empty")})
+    functions.update({name: filled_like(name) for name in ("zeros_like", "ones_like", "empty_like")})
     for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                  "float32", "float64", "complex64", "complex128", "e", "pi", "inf", "nan", "newaxis"):
         functions[name] = getattr(xp, name)

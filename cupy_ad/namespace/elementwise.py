@@ -155,9 +155,9 @@ asinh = elementwise("asinh", lambda g, ans, x: divide(g, sqrt(add(square(x), 1.0
 # sqrt(x - 1) sqrt(x + 1) rather than sqrt(x^2 - 1): the right branch for complex x
 acosh = elementwise("acosh", lambda g, ans, x: divide(g, multiply(sqrt(subtract(x, 1.0)), sqrt(add(x, 1.0)))))
 atanh = elementwise("atanh", lambda g, ans, x: divide(g, subtract(1.0, square(x))))
-atan2 = elementwise("atan2",  # d atan2(y, x) = (x dy - y dx) / (x^2 + y^2)
-                    lambda g, ans, y, x: multiply(g, divide(x, add(square(x), square(y)))),
-                    lambda g, ans, y, x: negative(multiply(g, divide(y, add(square(x), square(y))))))
+# d atan2(y, x) = (x dy - y dx) / (x^2 + y^2); x x rather than square(x): either may be a Python scalar
+atan2 = elementwise("atan2", lambda g, ans, y, x: multiply(g, divide(x, add(multiply(x, x), multiply(y, y)))),
+                    lambda g, ans, y, x: negative(multiply(g, divide(y, add(multiply(x, x), multiply(y, y))))))
 
 
 def _safe_div(num: Any, den: Any) -> Any:

@@ -1,6 +1,8 @@
 """Indexing (``x[key]``, functional ``x[key] = v``), take, take_along_axis, sorting."""
 from __future__ import annotations
 
+import numbers
+import weakref
 from typing import Any
 
 from ..core import Batched, Dual, Primitive, Zero, bind, strip
@@ -98,14 +100,57 @@ def _setitem_jvp(primals: list, tangents: list, *, key: Any):
     return ans, bind(setitem, instantiate(dx, x), dvalue, key=key)
 
 
+_BASIC = (int, slice, type(None), type(Ellipsis))
+
+
+def _is_basic(key: Any) -> bool:
+    """Whether ``key`` is basic indexing (integers, slices, ``...``, ``None``): NumPy returns a view."""
+    for k in key if type(key) is tuple else (key,):
+        if type(k) not in _BASIC and (type(k) is bool or not isinstance(k, numbers.Integral)):
+            return False
+    return True
+
+
 def dual_getitem(x: Dual, key: Any) -> Any:
-    return getitem(x, key=_strip_key(key))
+    """``x[key]``; with basic indexing the result is a view of ``x``: writes into it reach ``x``."""
+    key = _strip_key(key)
+    out = getitem(x, key=key)
+    if type(out) is Dual and type(x) is Dual and _is_basic(key):
+        out._view = (x, key)
+        views = getattr(x, "_views", None)
+        if views is None:
+            views = x._views = []
+        elif len(views) >= 64 and len(views) & (len(views) - 1) == 0:  # at powers of two: amortised O(1)
+            views[:] = [ref for ref in views if ref() is not None]  # forget the views that have died
+        views.append(weakref.ref(out))
+    return out
+
+
+def assign(x: Dual, new: Any) -> None:
+    """Make ``x`` hold ``new`` (same shape and dtype), as a write into its memory would in NumPy: the
+    base of a view is updated too, and the views of ``x`` see the new values. No array is written in
+    place; the duals are rebound."""
+    view = getattr(x, "_view", None)
+    if view is not None:
+        base, key = view
+        assign(base, setitem(base, new, key=key))  # refreshes x among the base's views
+        return
+    _rebind(x, new)
+
+
+def _rebind(x: Dual, new: Dual) -> None:
+    """Rebind ``x`` to ``new``, then each live view of ``x`` to its fresh region of it."""
+    x.level, x.primal, x.tangent, x.weak = new.level, new.primal, new.tangent, new.weak
+    for ref in getattr(x, "_views", ()):
+        view = ref()
+        if view is not None:
+            _rebind(view, getitem(x, key=view._view[1]))
 
 
 def dual_setitem(x: Dual, key: Any, value: Any) -> None:
-    """``x[key] = value`` on a dual: rebinds ``x`` to the updated value; no array is written in place."""
-    new = setitem(x, value, key=_strip_key(key))
-    x.level, x.primal, x.tangent = new.level, new.primal, new.tangent
+    """``x[key] = value`` on a dual: rebinds ``x`` (and its base, if it is a view) to the updated
+    value; no array is written in place."""
+    assign(x, setitem(x, value, key=_strip_key(key)))
 
 
 def batched_setitem(x: Batched, key: Any, value: Any) -> None:
@@ -166,7 +211,13 @@ def _argsort_batch(prim: Primitive):
 
 argsort = nondifferentiable("argsort", batch=_argsort_batch)
 nonzero = nondifferentiable("nonzero", multiple_results=True)  # no batching rule: data-dependent shape
-searchsorted = nondifferentiable("searchsorted", batch=looped)
+_searchsorted = nondifferentiable("searchsorted", lambda x1, x2, *, side, sorter: xp_of(x1, x2).searchsorted(
+    x1, x2, side=side, sorter=sorter), batch=looped)
+
+
+def searchsorted(x1: Any, x2: Any, /, *, side: str = "left", sorter: Any = None) -> Any:
+    """Insertion indices of ``x2`` into sorted ``x1`` (integers: no tangent)."""
+    return _searchsorted(x1, x2, side=side, sorter=None if sorter is None else strip(sorter))
 
 
 def sort(x: Any, /, *, axis: int = -1, descending: bool = False, stable: bool = True) -> Any:

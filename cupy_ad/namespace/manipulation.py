@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import array_api_compat
+
 from ..core import Primitive, Zero, bind, install_axis_ops, strip
 from ._rules import is_inexact_dtype, linear, xp_of
 
@@ -118,7 +120,22 @@ def _reshape_batch(prim: Primitive):
 reshape = linear("reshape", batch=_reshape_batch)
 
 
-def _expand_dims_impl(x: Any, /, *, axis: int = 0) -> Any:
+def _same_axis(prim: Primitive):
+    def rule(values: list, axes: list, **params: Any):  # one example at a time changes nothing per axis
+        return bind(prim, values[0], **params), axes[0]
+    return rule
+
+
+_to_device = linear("to_device", lambda x, *, device, stream: array_api_compat.to_device(x, device, stream=stream),
+                    batch=_same_axis)
+
+
+def to_device(x: Any, device: Any, /, *, stream: Any = None) -> Any:
+    """``x`` on ``device`` (the tangent moves with it); the backend's error for a device it lacks."""
+    return _to_device(x, device=device, stream=stream)
+
+
+def _expand_dims_impl(x: Any, /, axis: int = 0) -> Any:
     """A reshape inserting the axis: a view, like the backend's expand_dims, at a fraction of
     NumPy's cost (its axis normalisation takes microseconds; rules call this often)."""
     xp = xp_of(x)
@@ -228,7 +245,7 @@ def unstack(x: Any, /, *, axis: int = 0) -> tuple[Any, ...]:
     return tuple(getitem(x, key=(*lead, i, ...)) for i in range(x.shape[axis]))
 
 
-def meshgrid(*arrays: Any, indexing: str = "xy") -> tuple[Any, ...]:
+def meshgrid(*arrays: Any, indexing: str = "xy") -> list[Any]:
     """Coordinate grids from 1-D arrays (differentiable: each grid broadcasts one input)."""
     if indexing not in ("xy", "ij"):
         raise ValueError(f"indexing must be 'xy' or 'ij', got {indexing!r}")
@@ -241,11 +258,23 @@ def meshgrid(*arrays: Any, indexing: str = "xy") -> tuple[Any, ...]:
         shape = [1] * len(arrays)
         shape[axis] = a.shape[0]
         grids.append(broadcast_to(reshape(a, tuple(shape)), tuple(sizes)))
-    return tuple(grids)
+    return grids
+
+
+def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape the standard's broadcasting rules give ``shapes`` (ValueError if they do not match)."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for sizes in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes)):
+        distinct = {n for n in sizes if n != 1}
+        if len(distinct) > 1:
+            raise ValueError(f"shapes {', '.join(map(str, shapes))} cannot be broadcast together")
+        out.append(distinct.pop() if distinct else 1)
+    return tuple(out)
 
 
 def broadcast_arrays(*arrays: Any) -> list[Any]:
-    shape = xp_of(*arrays).broadcast_shapes(*(a.shape for a in arrays))
+    shape = broadcast_shapes(*(tuple(a.shape) for a in arrays))
     return [broadcast_to(a, shape) for a in arrays]
 
 

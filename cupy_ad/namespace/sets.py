@@ -1,15 +1,16 @@
 """Set functions of the array API: unique_all, unique_counts, unique_inverse, unique_values, isin.
 
-Indices, counts and isin's booleans carry no tangent. Each unique value is the input at its first
+Indices, counts and isin's booleans are dual values with zero tangents. Each unique value is the input at its first
 occurrence (the ``indices`` of unique_all), and its tangent is that entry's tangent: a gather, so
 it nests. (Where equal entries move apart the set itself changes: the derivative is one-sided, the
 first occurrence's.)
 """
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
-from ..core import strip
+from ..core import Dual
 from .manipulation import looped
 from ._rules import nondifferentiable, xp_of
 from .indexing import take
@@ -35,11 +36,14 @@ class UniqueInverseResult(NamedTuple):
     inverse_indices: Any
 
 
+_unique_all = nondifferentiable("unique_all", lambda x: tuple(xp_of(x).unique_all(x)), multiple_results=True)
+
+
 def unique_all(x: Any, /) -> UniqueAllResult:
-    raw = strip(x)
-    result = xp_of(raw).unique_all(raw)
-    values = result.values if x is raw else take(reshape(x, (raw.size,)), result.indices, axis=0)
-    return UniqueAllResult(values, result.indices, result.inverse_indices, result.counts)
+    values, indices, inverse_indices, counts = _unique_all(x)
+    if type(x) is Dual:  # values: a gather of x at the first occurrences, with their tangents
+        values = take(reshape(x, (math.prod(x.shape),)), indices, axis=0)
+    return UniqueAllResult(values, indices, inverse_indices, counts)
 
 
 def unique_counts(x: Any, /) -> UniqueCountsResult:

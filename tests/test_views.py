@@ -1,0 +1,101 @@
+"""Writes into basic-indexing views reach their base (primal and tangent), and a write into a base
+reaches its views, as in NumPy; in-place operators keep shape and dtype. Each case is run on a
+NumPy array as the reference (tangent: the same code on the tangent, by linearity of writes)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cupy_ad as ad
+
+
+def _writes(c):
+    v = c[0, :, :]
+    v[0, 0] = v[0, 0] + 1.0  # sklearn's pattern: a slice updated through a view
+    w = v[1, :]  # a view of a view
+    w[...] = w * 3.0
+    r = c[1, ...]
+    c[1, 0, 1] = -c[1, 0, 1]  # a write into the base reaches its view r
+    r += 2.0  # in-place on a view reaches c
+    return c, v, r, c[2:, ::-1, ...]
+
+
+def test_view_writes_match_numpy(backend):
+    rng = np.random.default_rng(0)
+    c0, dc0 = rng.standard_normal((3, 2, 2)), rng.standard_normal((3, 2, 2))
+    expected = [np.copy(o) for o in _writes(c0.copy())]
+    outs, tangents = ad.jvp(_writes, (backend.asarray(c0),), (backend.asarray(dc0),))
+    for got, want in zip(outs, expected):
+        np.testing.assert_array_equal(backend.to_numpy(got), want)
+    # the tangent: writes of x + 1, x * 3, -x, x + 2 map the tangent by 1, 3, -1, 1
+    dc = dc0.copy()
+    dc[0, 1] *= 3.0
+    dc[1, 0, 1] *= -1.0
+    np.testing.assert_array_equal(backend.to_numpy(tangents[0]), dc)
+    np.testing.assert_array_equal(backend.to_numpy(tangents[2]), dc[1])
+    ad.check_jvp(lambda c: _writes(c)[0], (backend.asarray(c0),))
+
+
+def test_write_of_a_dual_into_a_view_of_a_constant(backend):
+    """A view of a creation-function constant takes the tangent of the value written into it."""
+    ns = backend.ns
+    x = backend.asarray([1.0, 2.0])
+
+    def f(a):
+        c = ns.zeros((2, 2), dtype=a.dtype)
+        row = c[1, :]
+        row[:] = a * a
+        return c
+
+    value, slope = ad.jvp(f, (x,), (backend.asarray([1.0, 1.0]),))
+    np.testing.assert_array_equal(backend.to_numpy(value), [[0.0, 0.0], [1.0, 4.0]])
+    np.testing.assert_array_equal(backend.to_numpy(slope), [[0.0, 0.0], [2.0, 4.0]])
+
+
+def test_advanced_indexing_copies(backend):
+    ns = backend.ns
+    x = backend.asarray([1.0, 2.0, 3.0])
+
+    def f(a):
+        picked = a[ns.asarray([0, 2])]
+        picked[0] = 10.0  # a copy, as in NumPy: a is unchanged
+        masked = a[a > 1.5]
+        masked[0] = 10.0
+        return a
+
+    value, _ = ad.jvp(f, (x,), (x,))
+    np.testing.assert_array_equal(backend.to_numpy(value), [1.0, 2.0, 3.0])
+
+
+def test_in_place_operators(backend):
+    x32 = backend.asarray(np.array([1.0, 2.0], dtype=np.float32))
+    x64 = backend.asarray([1.0, 2.0])
+
+    def grow(a, b):
+        a += b
+        return a
+
+    with pytest.raises(TypeError, match="dtype"):
+        ad.jvp(grow, (x32, x64), (x32, x64))
+    with pytest.raises(ValueError, match="shape"):
+        ad.jvp(grow, (x64, backend.asarray([[1.0], [2.0]])), (None, None))
+
+    def ops(a):
+        b = a
+        b *= 3.0
+        b -= 1.0
+        b **= 2
+        b /= 2.0
+        return a  # b is a: the same value, updated in place
+
+    value, slope = ad.jvp(ops, (x64,), (backend.asarray([1.0, 1.0]),))
+    np.testing.assert_allclose(backend.to_numpy(value), (3.0 * np.array([1.0, 2.0]) - 1.0) ** 2 / 2.0)
+    np.testing.assert_allclose(backend.to_numpy(slope), 3.0 * (3.0 * np.array([1.0, 2.0]) - 1.0))
+
+    def shifts(k):
+        k <<= 2
+        k >>= 1
+        return k, 1 << k, 256 >> k
+
+    out, _ = ad.jvp(shifts, (backend.asarray([1, 2]),), (None,))
+    assert [backend.to_numpy(o).tolist() for o in out] == [[2, 4], [4, 16], [64, 16]]
