@@ -20,7 +20,7 @@ def _impl(a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: bool) -> An
 
 
 solve_triangular_p = Primitive("solve_triangular", _impl)
-solve_triangular_p.def_batch(solver(solve_triangular_p, inverse_for_many=True))
+solve_triangular_p.def_batch(solver(solve_triangular_p))
 
 
 def _op(a: Any, trans: int) -> Any:

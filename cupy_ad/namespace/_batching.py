@@ -22,14 +22,12 @@ def leading(prim: Primitive, core: Sequence[int] = (2,)) -> Callable:
     return rule
 
 
-def solver(prim: Primitive, inverse_for_many: bool = False) -> Callable:
+def solver(prim: Primitive) -> Callable:
     """The batching rule of op(A) applied to (or solved with) B's columns, for A (..., n, n) and B
     (..., n, k) or a vector (n,) (``left=False``: B op(A), B's rows). With A shared by every example
     the examples of B become columns (rows) of one large right-hand side: one large call in place of
-    many small ones. ``inverse_for_many`` (a solve): with at least ``_INVERSE_COLUMNS`` n columns in
-    all, op(A)^-1 is formed once (the same solve on the identity) and applied as one matrix product:
-    BLAS's triangular solve of a small triangle against tens of thousands of columns runs several
-    times slower than a GEMM of the same size (32 x 32 against 32768 columns: 15 ms vs 3.5 ms)."""
+    many small ones. (A solve is never replaced by a product with an explicit inverse: faster for a
+    small triangle against many columns, but less accurate when the triangle is ill-conditioned.)"""
     def rule(values: list, axes: list, **params: Any) -> tuple[Any, int]:
         (a, b), (a_axis, b_axis) = values, axes
         vector = rank(b, b_axis) == 1
@@ -43,9 +41,6 @@ def solver(prim: Primitive, inverse_for_many: bool = False) -> Callable:
             size, m, n = b.shape  # B op(T): the examples' rows stack
             out = bind(prim, a, _manipulation.reshape(b, (size * m, n)), **params)
             out = _manipulation.reshape(out, (size, m, out.shape[-1]))
-        elif (inverse_for_many and a_axis is None and a.ndim == 2 and b_axis is not None and b.ndim == 3
-              and b.shape[0] * b.shape[-1] >= _INVERSE_COLUMNS * b.shape[1]):
-            out = _products.matmul(bind(prim, a, _creation_eye(a), **params), b)
         elif a_axis is None and a.ndim == 2 and b_axis is not None and b.ndim == 3:
             size, n, k = b.shape
             columns = _manipulation.reshape(_manipulation.moveaxis(b, 0, -2), (n, size * k))
@@ -62,7 +57,6 @@ def solver(prim: Primitive, inverse_for_many: bool = False) -> Callable:
     return rule
 
 
-_INVERSE_COLUMNS = 64  # columns per row of the triangle from which its inverse is formed (see ``solver``)
 _FOLD_COLUMNS = 32  # from about this many columns on, one GEMM beats a triangular product per example
 
 
