@@ -1,7 +1,8 @@
 """The command line: the benchmark runs every op, the scan row, the CSV, --breakdown and --peers (the
 peer columns appear when JAX / PyTorch are installed and are left out, with a message, when not);
 its --help shows the defaults; --plot without matplotlib stops before the run and names the extra;
-the demo passes its checks and times medians after a warm-up."""
+the demo passes its checks and times medians after a warm-up; the directions suite runs every row,
+with the issue's targets, and its peers agree with ours."""
 from __future__ import annotations
 
 import csv
@@ -13,6 +14,7 @@ import pytest
 
 import cupy_ad.__main__ as cli
 from cupy_ad import cli_demo
+from cupy_ad.bench.directions import ROWS
 from cupy_ad.bench.timing import median_seconds
 
 
@@ -88,3 +90,31 @@ def test_demo_passes_its_checks(capsys, monkeypatch):
     assert cli.main(["demo"]) == 0
     printed = capsys.readouterr().out
     assert "all checks passed" in printed and "tanh RNN, 50 steps (scan)" in printed and "jvp ms" in printed
+
+
+def test_bench_directions_suite_runs_every_row(tmp_path, capsys):
+    out = tmp_path / "directions.csv"
+    assert cli.main(["bench", "--suite", "directions", "--quick", "--min-time", "0.001", "--csv", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [r["row"] for r in rows] == list(ROWS)
+    for r in rows:
+        assert float(r["ours_ms"]) > 0 and float(r["memory_over_output"]) > 0 and not r["jax_ms"]
+        assert (r["row"] == "lu_jacobian") == (r["baseline_ms"] == "")  # lu's targets are JAX's time and memory
+        bounds = ROWS[r["row"]].targets
+        assert r["targets"].count(" <= ") == len(bounds) and ("baseline" in bounds) == bool(r["ours_over_baseline"])
+    assert "vmap_small" in capsys.readouterr().out
+
+
+def test_bench_directions_suite_with_peers(tmp_path, capsys):
+    """The peers' answers agree with ours (a Jacobian; linearize's tangents with vector signs aligned)."""
+    out = tmp_path / "directions.csv"
+    assert cli.main(["bench", "--suite", "directions", "--rows", "lu_jacobian", "linearize_svd", "--quick",
+                     "--peers", "--min-time", "0.001", "--csv", str(out), "--case-timeout", "120"]) == 0
+    errors = capsys.readouterr().err
+    for r in csv.DictReader(open(out)):
+        for system, module in (("jax", "jax"), ("torch", "torch")):
+            if importlib.util.find_spec(module) is None:
+                assert f"{system} not installed" in errors and not r[f"{system}_ms"]
+            else:
+                assert float(r[f"{system}_ms"]) > 0 and r[f"{system}_agrees"] == "True"
+        assert bool(r["ours_over_jax"]) == bool(importlib.util.find_spec("jax"))

@@ -8,6 +8,10 @@ median over sweeps); each peer runs in a process of its own (so that no thread p
 slows another) and the systems take turns case by case; every JVP timed is checked against the
 peers' (signs of singular/eigen vectors aligned), so a fast wrong answer cannot win. On NumPy the
 extra memory of a jvp beyond its outputs is measured with tracemalloc, in units of the input's size.
+
+``--suite directions [--rows ...] [--quick]`` times instead the rows of ``directions.py`` (jacfwd,
+linearize and vmap against one direction at a time, a hand-batched function, ``jax.jit(jax.jacfwd)``
+and ``torch.func``), interleaved with the peers in the same way, each with the issue's targets.
 """
 from __future__ import annotations
 
@@ -17,17 +21,18 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 import cupy_ad as ad
 
 from .cases import OPS, Op, as_tuple, inputs
+from .directions import ROWS, our_answer, row_data
 from .peers import Peer, aligned, max_relative_difference, peer_worker
 from .breakdown import format_breakdown, primitive_breakdown
-from .report import COLUMNS, format_table, machine, plot
-from .timing import dispatch_overhead_us, extra_memory, median_seconds
+from .report import COLUMNS, DIRECTION_COLUMNS, format_table, machine, plot
+from .timing import dispatch_overhead_us, extra_memory, median_seconds, peak_memory_over_output
 
 
 def _progress(items: list, label: str) -> Any:
@@ -44,9 +49,6 @@ def _progress(items: list, label: str) -> Any:
 SETTLE_SECONDS = 0.3
 
 
-_TIMES = ("primal_ms", "ours_ms", "jax_ms", "torch_ms")
-
-
 def run(args: argparse.Namespace) -> list[dict]:
     """Time every case; with ``--repeat N`` the whole sweep runs N times and each time reported is the
     median over the sweeps (the checks, memory and breakdown come from the first)."""
@@ -54,6 +56,19 @@ def run(args: argparse.Namespace) -> list[dict]:
     cases = [(name, (n, n), dtype) for name in args.ops for dtype in args.dtypes for n in args.sizes]
     if args.batch:
         cases += [(name, (args.batch, 16, 16), dtype) for name in args.ops for dtype in args.dtypes]
+    rows = _sweeps(args, cases, lambda case, index, peers, first: _time_case(
+        args, backend, OPS[case[0]], *case, index, peers, first))
+    for row in rows:
+        row["ours_over_primal"] = row["ours_ms"] / row["primal_ms"]
+        peer_times = [row[k] for k in ("jax_ms", "torch_ms") if isinstance(row.get(k), float)]
+        if peer_times:
+            row["ours_over_best_peer"] = row["ours_ms"] / min(peer_times)
+    return rows
+
+
+def _sweeps(args: argparse.Namespace, cases: list, time_case: Callable[..., dict]) -> list[dict]:
+    """``time_case(case, index, peers, first)`` for every case, ``args.repeat`` sweeps in turn (a peer
+    that hung on a case is not asked again); each time reported is the median over the sweeps."""
     rows: list[dict] = []
     samples: list[dict[str, list[float]]] = [{} for _ in cases]
     with tempfile.TemporaryDirectory() as out_dir:
@@ -61,26 +76,70 @@ def run(args: argparse.Namespace) -> list[dict]:
                  for system in (("jax", "torch") if args.peers else ())]
         try:
             for sweep in range(args.repeat):
-                for index, (name, shape, dtype) in enumerate(_progress(cases, f"sweep {sweep + 1}/{args.repeat}")):
+                for index, case in enumerate(_progress(cases, f"sweep {sweep + 1}/{args.repeat}")):
                     first = sweep == 0
                     hung = set() if first else {p.system for p in peers if rows[index].get(f"{p.system}_ms") == "hung"}
-                    row = _time_case(args, backend, OPS[name], name, shape, dtype, index,
-                                     [p for p in peers if p.system not in hung], first)
+                    row = time_case(case, index, [p for p in peers if p.system not in hung], first)
                     if first:
                         rows.append(row)
-                    for key in _TIMES:
-                        if isinstance(row.get(key), float):
-                            samples[index].setdefault(key, []).append(row[key])
+                    for key, value in row.items():
+                        if key.endswith("_ms") and isinstance(value, float):
+                            samples[index].setdefault(key, []).append(value)
         finally:
             for peer in peers:
                 peer.close()
     for row, timed in zip(rows, samples):
         row.update({key: float(np.median(values)) for key, values in timed.items()})
-        row["ours_over_primal"] = row["ours_ms"] / row["primal_ms"]
-        peer_times = [row[k] for k in ("jax_ms", "torch_ms") if isinstance(row.get(k), float)]
-        if peer_times:
-            row["ours_over_best_peer"] = row["ours_ms"] / min(peer_times)
     return rows
+
+
+def run_directions(args: argparse.Namespace) -> list[dict]:
+    """The directions suite (``directions.ROWS``): ours, the row's baseline and each peer in turn, per
+    row; the checks against the peers and the peak memory come from the first sweep."""
+    backend = ad.default_backend()
+    xp = ad.namespace(backend.name)
+    built = {}
+    for name in args.rows:
+        d = {key: backend.from_numpy(value) for key, value in row_data(name, args.quick).items()}
+        row = ROWS[name]
+        built[name] = d, row.ours(xp, d), row.baseline and row.baseline(xp, d)
+
+    def time_row(name: str, index: int, peers: list, first: bool) -> dict:
+        d, ours, baseline = built[name]
+        row: dict[str, Any] = {"row": name, "baseline": ROWS[name].baseline_label or "-"}
+        time.sleep(SETTLE_SECONDS if peers else 0.0)
+        row["ours_ms"] = 1e3 * median_seconds(ours, backend.synchronize, args.min_time)
+        if baseline:
+            row["baseline_ms"] = 1e3 * median_seconds(baseline, backend.synchronize, args.min_time)
+        check = None
+        if first:
+            answer = [backend.to_numpy(a) for a in our_answer(name, xp, d, ours)]
+            if backend.name == "numpy":
+                row["memory_over_output"] = peak_memory_over_output(ours)
+            check = (lambda arrays: _difference(ROWS[name].op, answer, arrays), 1e-6)
+        _peer_turns(row, peers, index, ("directions", name, args.quick), check)
+        return row
+
+    rows = _sweeps(args, list(args.rows), time_row)
+    for row in rows:
+        ratios = {"baseline": row["ours_ms"] / row["baseline_ms"] if "baseline_ms" in row else None,
+                  "jax": row["ours_ms"] / row["jax_ms"] if isinstance(row.get("jax_ms"), float) else None,
+                  "memory": row.get("memory_over_output")}
+        row["ours_over_baseline"], row["ours_over_jax"] = ratios["baseline"], ratios["jax"]
+        row["targets"] = "; ".join(
+            f"{what} {'-' if ratios[what] is None else f'{ratios[what]:.3g}'} <= {bound}"
+            f"{'' if ratios[what] is None else ' met' if ratios[what] <= bound else ' MISSED'}"
+            for what, bound in ROWS[row["row"]].targets.items())
+    return rows
+
+
+def _difference(op: str | None, ours: list, theirs: list) -> float:
+    """Largest relative difference of a peer's answer from ours (linearize rows: the tangents, with
+    the peer's vector signs aligned to ours by the primal outputs that precede them)."""
+    if not op:
+        return max_relative_difference(ours, theirs)
+    half = len(ours) // 2
+    return max_relative_difference(ours[half:], aligned(ours[:half], theirs[:half], theirs[half:], OPS[op].align))
 
 
 def _time_case(args: argparse.Namespace, backend: Any, op: Op, name: str, shape: tuple, dtype: str, index: int,
@@ -93,6 +152,7 @@ def _time_case(args: argparse.Namespace, backend: Any, op: Op, name: str, shape:
     time.sleep(SETTLE_SECONDS if peers else 0.0)
     row["primal_ms"] = 1e3 * median_seconds(lambda: op.primal(backend, a), backend.synchronize, args.min_time)
     row["ours_ms"] = 1e3 * median_seconds(lambda: ad.jvp(op.ours, (a,), (t,)), backend.synchronize, args.min_time)
+    check = None
     if first:
         values, tangents = ad.jvp(op.ours, (a,), (t,))
         our_values = [backend.to_numpy(v) for v in as_tuple(values)]
@@ -103,20 +163,27 @@ def _time_case(args: argparse.Namespace, backend: Any, op: Op, name: str, shape:
             label = f"{name} {row['shape']} {dtype}"
             row["breakdown"] = format_breakdown(label, *primitive_breakdown(lambda: ad.jvp(op.ours, (a,), (t,)),
                                                                             backend.synchronize))
+        check = (lambda arrays: max_relative_difference(our_tangents, aligned(
+            our_values, arrays[:len(arrays) // 2], arrays[len(arrays) // 2:], op.align)),
+            1e-6 if dtype == "float64" else 5e-2)
+    _peer_turns(row, peers, index, (name, shape, dtype), check)
+    return row
+
+
+def _peer_turns(row: dict, peers: list, index: int, case: tuple, check: tuple | None) -> None:
+    """Each peer's time of ``case`` into ``row`` (``hung`` when it gave no answer in time) and, with
+    ``check = (compare, tolerance)``, whether ``compare(its answer's arrays)`` is within tolerance."""
     for peer in (p for p in peers if p.installed):
         time.sleep(SETTLE_SECONDS)
-        result = peer.time(index, (name, shape, dtype))
+        result = peer.time(index, case)
         if result is None:
             if peer.installed:
                 row[f"{peer.system}_ms"] = "hung"
             continue
-        ms, values, tangents = result
-        row[f"{peer.system}_ms"] = ms
-        if first:
-            theirs = aligned(our_values, values, tangents, op.align)
-            tolerance = 1e-6 if dtype == "float64" else 5e-2
-            row[f"{peer.system}_agrees"] = max_relative_difference(our_tangents, theirs) < tolerance
-    return row
+        row[f"{peer.system}_ms"], arrays = result
+        if check:
+            compare, tolerance = check
+            row[f"{peer.system}_agrees"] = compare(arrays) < tolerance
 
 
 class _ShowDefaults(argparse.HelpFormatter):
@@ -132,7 +199,14 @@ class _ShowDefaults(argparse.HelpFormatter):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cupy_ad bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=_ShowDefaults)
+    parser.add_argument("--suite", choices=["jvp", "directions"], default="jvp",
+                        help="jvp: primal and jvp per decomposition (--ops, --sizes, --dtypes, --batch); "
+                             "directions: jacfwd, linearize and vmap against one direction at a time (--rows)")
     parser.add_argument("--peers", action="store_true", help="also time JAX (jit) and PyTorch (torch.func)")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW",
+                        help="the directions suite's rows, of: %(choices)s")
+    parser.add_argument("--quick", action="store_true",
+                        help="the directions suite at tiny sizes: a smoke test of the rows, not a measurement")
     parser.add_argument("--ops", nargs="+", choices=list(OPS), default=list(OPS), metavar="OP",
                         help="what to time, of: %(choices)s")
     parser.add_argument("--sizes", nargs="+", type=int, default=[16, 128, 512, 1024], metavar="N",
@@ -170,22 +244,23 @@ def main(argv: list[str] | None = None) -> int:
         ad.set_backend(args.backend)
     backend = ad.default_backend()
     per_bind, per_call = dispatch_overhead_us(backend)
-    rows = run(args)
+    rows = run_directions(args) if args.suite == "directions" else run(args)
     print(f"backend {backend.name}; dispatch: {per_bind:.1f} us per bind on a dual, "
           f"{per_call:.1f} us per jvp call of one primitive")
-    print(format_table(rows))
+    columns = DIRECTION_COLUMNS if args.suite == "directions" else COLUMNS
+    print(format_table(rows, columns))
     for row in rows:
         if "breakdown" in row:
             print(row["breakdown"])
     os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
     with open(args.csv, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    if args.plot:
+    if args.plot and args.suite == "jvp":
         plot(rows, args.plot, f"cupy_ad vs peers, {backend.name} backend, {machine(backend)}")
     disagree = [r for r in rows if r.get("jax_agrees") is False or r.get("torch_agrees") is False]
     for r in disagree:
-        print(f"JVP disagrees with a peer: {r['op']} {r['shape']} {r['dtype']}", file=sys.stderr)
+        print(f"disagrees with a peer: {r.get('row') or (r['op'], r['shape'], r['dtype'])}", file=sys.stderr)
     return 1 if disagree else 0
 

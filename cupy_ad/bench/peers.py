@@ -13,6 +13,7 @@ import numpy as np
 import cupy_ad as ad
 
 from .cases import OPS, as_tuple, inputs, jax_function, torch_function
+from .directions import peer_call
 from .timing import median_seconds
 
 
@@ -41,9 +42,11 @@ def max_relative_difference(ours: list[np.ndarray], theirs: list[np.ndarray]) ->
 
 
 def peer_worker(system: str, out_dir: str, min_time: float) -> int:
-    """Serve ``system``'s jvp timings: for each line ``[index, [name, shape, dtype]]`` on stdin, time the
-    case, write ``{index}.npz`` (outputs and tangents) and ``{index}.json`` (milliseconds) to out_dir
-    and answer ``done``; an empty line ends. Answers ``missing`` when the system is not installed."""
+    """Serve ``system``'s timings: for each line ``[index, case]`` on stdin (a jvp case ``[name, shape,
+    dtype]`` or a row of the directions suite ``["directions", row, quick]``), time the case, write
+    ``{index}.npz`` (its answer: outputs and tangents, or the row's arrays) and ``{index}.json``
+    (milliseconds) to out_dir and answer ``done``; an empty line ends. Answers ``missing`` when the
+    system is not installed."""
     try:
         if system == "jax":
             import jax
@@ -57,25 +60,41 @@ def peer_worker(system: str, out_dir: str, min_time: float) -> int:
     for line in sys.stdin:
         if not line.strip():
             break
-        index, (name, shape, dtype) = json.loads(line)
-        a_np, t_np = inputs(OPS[name], tuple(shape), dtype)
-        if system == "jax":
-            f = jax_function(name)
-            jitted = jax.jit(lambda x, dx, f=f: jax.jvp(f, (x,), (dx,)))
-            x, dx = jax.numpy.asarray(a_np), jax.numpy.asarray(t_np)
-            ms = 1e3 * median_seconds(lambda: jax.block_until_ready(jitted(x, dx)), lambda: None, min_time)
-            values, tangents = jitted(x, dx)
-        else:
-            f = torch_function(name)
-            x, dx = torch.from_numpy(a_np), torch.from_numpy(t_np)
-            ms = 1e3 * median_seconds(lambda: torch.func.jvp(f, (x,), (dx,)), lambda: None, min_time)
-            values, tangents = torch.func.jvp(f, (x,), (dx,))
-        np.savez(os.path.join(out_dir, f"{index}.npz"), *[np.asarray(v) for v in as_tuple(values)],
-                 *[np.asarray(v) for v in as_tuple(tangents)])
+        index, case = json.loads(line)
+        ms, arrays = (_time_direction_row if case[0] == "directions" else _time_jvp)(system, case, min_time)
+        np.savez(os.path.join(out_dir, f"{index}.npz"), *[np.asarray(a) for a in arrays])
         with open(os.path.join(out_dir, f"{index}.json"), "w") as fh:
             json.dump(ms, fh)
         print("done", flush=True)
     return 0
+
+
+def _time_jvp(system: str, case: list, min_time: float) -> tuple[float, list]:
+    """Milliseconds of the peer's jvp of one decomposition case, and its outputs then tangents."""
+    name, shape, dtype = case
+    a_np, t_np = inputs(OPS[name], tuple(shape), dtype)
+    if system == "jax":
+        import jax
+
+        jitted = jax.jit(lambda x, dx, f=jax_function(name): jax.jvp(f, (x,), (dx,)))
+        x, dx = jax.numpy.asarray(a_np), jax.numpy.asarray(t_np)
+        ms = 1e3 * median_seconds(lambda: jax.block_until_ready(jitted(x, dx)), lambda: None, min_time)
+        values, tangents = jitted(x, dx)
+    else:
+        import torch
+
+        f = torch_function(name)
+        x, dx = torch.from_numpy(a_np), torch.from_numpy(t_np)
+        ms = 1e3 * median_seconds(lambda: torch.func.jvp(f, (x,), (dx,)), lambda: None, min_time)
+        values, tangents = torch.func.jvp(f, (x,), (dx,))
+    return ms, [*as_tuple(values), *as_tuple(tangents)]
+
+
+def _time_direction_row(system: str, case: list, min_time: float) -> tuple[float, list]:
+    """Milliseconds of the peer's version of one row of the directions suite, and its answer."""
+    _, name, quick = case
+    timed, answer = peer_call(system, name, quick)
+    return 1e3 * median_seconds(timed, lambda: None, min_time), answer()
 
 
 class Peer:
@@ -99,14 +118,14 @@ class Peer:
                    "--min-time", str(self.min_time)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
-    def time(self, index: int, case: tuple) -> tuple[float, list, list] | None:
-        """(ms, outputs, tangents) of one case, or None (no answer in time, or not installed)."""
+    def time(self, index: int, case: tuple) -> tuple[float, list] | None:
+        """(ms, the answer's arrays) of one case, or None (no answer in time, or not installed)."""
         if not self.installed:
             return None
         if self.process is None:
             self._start()
         try:
-            self.process.stdin.write(json.dumps([index, [case[0], list(case[1]), case[2]]]) + "\n")
+            self.process.stdin.write(json.dumps([index, list(case)]) + "\n")
             self.process.stdin.flush()
         except OSError:  # the worker died after its last case: a fresh one takes the next
             print(f"\n{self.system}: the worker had exited before {case}: skipped", file=sys.stderr)
@@ -127,15 +146,10 @@ class Peer:
         with open(os.path.join(self.out_dir, f"{index}.json")) as fh:
             ms = json.load(fh)
         with np.load(os.path.join(self.out_dir, f"{index}.npz")) as data:
-            arrays = [data[f"arr_{k}"] for k in range(len(data.files))]
-        half = len(arrays) // 2
-        return ms, arrays[:half], arrays[half:]
+            return ms, [data[f"arr_{k}"] for k in range(len(data.files))]
 
     def close(self) -> None:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
             self.process = None
-
-
-#: Seconds of rest before each system's turn: OpenMP and OpenBLAS workers spin for a while after

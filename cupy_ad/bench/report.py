@@ -7,9 +7,11 @@ from typing import Any
 
 COLUMNS = ["op", "shape", "dtype", "primal_ms", "ours_ms", "jax_ms", "torch_ms", "ours_over_primal",
            "ours_over_best_peer", "extra_memory_inputs", "jax_agrees", "torch_agrees"]
+DIRECTION_COLUMNS = ["row", "ours_ms", "baseline", "baseline_ms", "jax_ms", "torch_ms", "ours_over_baseline",
+                     "ours_over_jax", "memory_over_output", "targets", "jax_agrees", "torch_agrees"]
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict], columns: list[str] = COLUMNS) -> str:
     def cell(value: Any) -> str:
         if value is None:
             return "-"
@@ -19,8 +21,8 @@ def format_table(rows: list[dict]) -> str:
             return f"{value:.3f}" if value < 100 else f"{value:.1f}"
         return str(value)
 
-    table = [COLUMNS] + [[cell(row.get(c)) for c in COLUMNS] for row in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
+    table = [columns] + [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     lines = ["| " + " | ".join(v.rjust(w) for v, w in zip(r, widths)) + " |" for r in table]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)

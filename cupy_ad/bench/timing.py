@@ -49,6 +49,16 @@ def extra_memory(fn: Callable[[], Any], input_bytes: int) -> float:
     return (peak - kept) / input_bytes
 
 
+def peak_memory_over_output(fn: Callable[[], Any]) -> float:
+    """Peak traced memory of ``fn`` (its outputs included) over the size of its outputs."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    out = fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / sum(np.asarray(leaf).nbytes for leaf in as_tuple(out))
+
+
 def dispatch_overhead_us(backend: Any) -> tuple[float, float]:
     """Microseconds per primitive bind on a dual (16 elements) and per jvp call of one sin."""
     ns = namespace(backend)

@@ -10,7 +10,7 @@ from ..core import Primitive, bind
 from . import elementwise as _elementwise
 from . import manipulation as _manipulation
 from . import products as _products
-from .manipulation import aligned, batch_first_copy, rank, to_front
+from .manipulation import aligned, rank, to_front
 
 
 def leading(prim: Primitive, core: Sequence[int] = (2,)) -> Callable:
@@ -26,7 +26,8 @@ def solver(prim: Primitive) -> Callable:
     """The batching rule of op(A) applied to (or solved with) B's columns, for A (..., n, n) and B
     (..., n, k) or a vector (n,) (``left=False``: B op(A), B's rows). With A shared by every example
     the examples of B become columns (rows) of one large right-hand side: one large call in place of
-    many small ones."""
+    many small ones. (A solve is never replaced by a product with an explicit inverse: faster for a
+    small triangle against many columns, but less accurate when the triangle is ill-conditioned.)"""
     def rule(values: list, axes: list, **params: Any) -> tuple[Any, int]:
         (a, b), (a_axis, b_axis) = values, axes
         vector = rank(b, b_axis) == 1
@@ -44,7 +45,9 @@ def solver(prim: Primitive) -> Callable:
             size, n, k = b.shape
             columns = _manipulation.reshape(_manipulation.moveaxis(b, 0, -2), (n, size * k))
             out = _manipulation.reshape(bind(prim, a, columns, **params), (n, size, k))
-            out = batch_first_copy(_manipulation.moveaxis(out, 1, 0))
+            # The examples stay along axis 1 (no copy): a following product or solve with a shared
+            # matrix folds them into columns again as a view.
+            return (_manipulation.squeeze(out, axis=-1) if vector else out), 1
         else:
             a = a if a_axis is None else to_front(a, a_axis)
             core = (2, 1 if vector and b_axis is None else 2)

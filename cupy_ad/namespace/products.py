@@ -51,6 +51,8 @@ def _matmul_batch(values: list, axes: list):
     (x, y), (x_axis, y_axis) = values, axes
     x_rank, y_rank = rank(x, x_axis), rank(y, y_axis)
     x, y = to_front(x, x_axis), to_front(y, y_axis)
+    if x_rank == y_rank == 1 and (x_axis is None) != (y_axis is None):  # dot products with one vector
+        return (matmul(x, y) if y_axis is None else matmul(y, x)), 0
     if max(math.prod(x.shape[-2:]), math.prod(y.shape[-2:])) < _FOLD_MIN:  # small: plain broadcasting
         if y_axis is None and (x_rank >= max(y_rank, 2) or x_rank == 1 and y_rank == 2):
             return matmul(x, y), 0  # (B, ..., m, k) @ (..., k, n) or (k,); a stack of rows (B, k) @ (k, n)
