@@ -11,18 +11,7 @@ import pytest
 
 import cupy_ad as ad
 from cupy_ad.linalg._matrix import mH
-
-DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
-SINGLE = (np.float32, np.complex64)
-
-
-def is_complex(dtype) -> bool:
-    return np.issubdtype(dtype, np.complexfloating)
-
-
-def unitary(n: int, complex_: bool, rng) -> np.ndarray:
-    z = rng.standard_normal((n, n)) + (1j * rng.standard_normal((n, n)) if complex_ else 0)
-    return np.linalg.qr(z)[0]
+from test_degenerate import DTYPES, SINGLE, is_complex, unitary
 
 
 def with_singular_values(sv, m, n, dtype, seed=0, batch=()) -> np.ndarray:
