@@ -57,6 +57,11 @@ class Backend:
         """Run the JVP ``rule`` of decomposition ``name`` (one matrix argument); Dask runs it per block."""
         return rule(primals, tangents, **params)
 
+    def unit_rows(self, rows: int, columns: int, offset: int, dtype: Any) -> Any:
+        """``xp.eye(rows, columns, k=-offset)``: ones where row = column + offset (a block of the standard
+        basis, for ``jacfwd``); read-only (a backend may return a view of a smaller buffer)."""
+        return self.xp.eye(rows, columns, k=-offset, dtype=dtype)
+
     # Kernels (LAPACK names in brackets).
     def lu_factor(self, a: Any) -> tuple[Any, Any]:
         """(lu, piv) of a (..., m, n) matrix as ``scipy.linalg.lu_factor``: 0-based int32 pivots [getrf]."""

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.linalg
 import scipy.special
 
-from . import numpy_kernels, numpy_lapack
+from . import numpy_kernels, numpy_lapack, numpy_lu_tangent
 from .base import Backend
 
 
@@ -104,6 +104,17 @@ class NumpyBackend(Backend):
             x = x.base
         return x if x.base is None and x.flags.writeable else None
 
+    def unit_rows(self, rows: int, columns: int, offset: int, dtype: Any) -> Any:
+        # A read-only view of one (rows + columns - 1) vector with a single one: element (i, j) is
+        # ones[rows - 1 - i + j], which is 1 where i = j + offset. (A Jacobian's basis of N directions
+        # costs O(N) memory, not N^2: the output alone is N^2.)
+        ones = np.zeros(rows + columns - 1, dtype)
+        ones[rows - 1 - offset] = 1
+        item = ones.itemsize
+        view = np.lib.stride_tricks.as_strided(ones[rows - 1:], shape=(rows, columns), strides=(-item, item),
+                                               writeable=False)
+        return view
+
     def lu_factor(self, a: Any) -> tuple[Any, Any]:
         if a.size == 0:  # SciPy refuses empty batches; the factors of nothing are empty
             dtype = np.result_type(a.dtype, np.float32)
@@ -116,6 +127,12 @@ class NumpyBackend(Backend):
             return factors
         with _scipy_one_thread:
             return tuple(scipy.linalg.lu_factor(a, check_finite=False))  # SciPy returns a list when batched
+
+    def lu_tangent(self, f: Any, perm: Any, da: Any, axis: int | None = None) -> Any:
+        """dL + dU of the square packed factor ``f`` (n, n) for the tangent ``da`` (n, n), or for a stack
+        of them with the directions along ``axis`` (result (n, n, K), the directions last); see
+        :mod:`.numpy_lu_tangent` (only this backend has the kernel: the rule composes solves elsewhere)."""
+        return numpy_lu_tangent.lu_tangent(f, perm, da, axis)
 
     def lu_pivots_to_permutation(self, piv: Any, m: int) -> Any:
         piv = np.asarray(piv)

@@ -133,21 +133,43 @@ def call(op: str, a: Any, b: Any, *, left: bool, lower: bool, trans: int, unit_d
         out = call(op, a, b.T, left=not left, lower=lower, trans=1 - trans, unit_diagonal=unit_diagonal,
                    functions=functions)
         return None if out is None else out.T
-    a = a.astype(dtype, copy=False)
+    out = np.array(b, dtype=dtype, order="C", copy=True)
+    _invoke(functions, op, a.astype(dtype, copy=False), out, max(out.shape[1], 1), left=left, lower=lower,
+            trans=trans, unit_diagonal=unit_diagonal)
+    return out
+
+
+def call_in_place(op: str, a: Any, b: Any, *, left: bool, lower: bool, trans: int, unit_diagonal: bool) -> bool:
+    """As :func:`call`, writing the result into ``b`` (2-D, rows of unit stride: a buffer the caller
+    owns, e.g. a block of a larger one); False (``b`` untouched) when NumPy's BLAS cannot."""
+    functions = _library.load()
+    item = b.itemsize
+    if (not functions or b.dtype not in _PREFIX or a.dtype != b.dtype or b.ndim != 2 or a.ndim != 2
+            or b.shape[1] > 1 and b.strides[1] != item or b.strides[0] % item or b.strides[0] < 0):
+        return False
+    if b.dtype.kind != "c" and trans == 2:
+        trans = 1
+    _invoke(functions, op, a, b, max(b.strides[0] // item, b.shape[1], 1), left=left, lower=lower, trans=trans,
+            unit_diagonal=unit_diagonal)
+    return True
+
+
+def _invoke(functions: dict, op: str, a: Any, out: Any, ldb: int, *, left: bool, lower: bool, trans: int,
+            unit_diagonal: bool) -> None:
+    """cblas ?trmm / ?trsm of op(tri(a)) on ``out`` in place (row-major, leading dimension ``ldb``)."""
     view = _row_major_view(a, lower, trans)
     if view is None:
         view = (np.ascontiguousarray(a), a.shape[1], lower, trans)
     a, lda, lower, trans = view
-    out = np.array(b, dtype=dtype, order="C", copy=True)
     m, n = out.shape
     if m == 0 or n == 0:
-        return out
+        return
+    dtype = out.dtype
     alpha = np.ones((), dtype=dtype)
-    functions[prefix + op](_ROW_MAJOR, _LEFT if left else _RIGHT, _LOWER if lower else _UPPER, _TRANS[trans],
-                           _UNIT if unit_diagonal else _NON_UNIT, m, n,
-                           alpha.ctypes.data if dtype.kind == "c" else 1.0,
-                           a.ctypes.data, max(lda, 1), out.ctypes.data, max(n, 1))
-    return out
+    functions[_PREFIX[dtype] + op](_ROW_MAJOR, _LEFT if left else _RIGHT, _LOWER if lower else _UPPER, _TRANS[trans],
+                                   _UNIT if unit_diagonal else _NON_UNIT, m, n,
+                                   alpha.ctypes.data if dtype.kind == "c" else 1.0,
+                                   a.ctypes.data, max(lda, 1), out.ctypes.data, ldb)
 
 
 # Thresholds measured on the 2-core CI machine (float64, n x n right-hand sides, ms):

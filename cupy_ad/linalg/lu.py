@@ -29,6 +29,7 @@ from ..namespace._rules import nondifferentiable, xp_of
 from ._clusters import take_degenerate_path
 from ._matrix import as_inexact, backend_of_matrix, require_matrix
 from .triangular import solve_triangular
+from .lu_tangent import lu_tangent
 from .triangular_product import triangular_product
 
 
@@ -112,7 +113,7 @@ def _jvp(primals: list, tangents: list):
     k = min(m, n)
     if k == 0:  # an empty factor has an empty tangent
         return (lu, piv), (Zero.like(lu), Zero.like(piv))
-    pda = permute_rows(da, pivots_to_permutation(piv, m))
+    perm = pivots_to_permutation(piv, m)
     top, u = lu[..., :k, :k], lu[..., :k, :]
     # Upper solves use U1' (zero pivots set to 1): exact before the first zero pivot z. Entries whose
     # derivative does not exist (L below z in columns >= z, U in rows > z) are set to NaN at the end.
@@ -120,6 +121,9 @@ def _jvp(primals: list, tangents: list):
     zero = zero_pivots(top)
     singular = take_degenerate_path(top, zero)  # host backends skip the masks for nonsingular U1
     top_solvable = with_unit_zero_pivots(top, zero) if singular else top
+    if m == n:
+        return (lu, piv), (_undefined_as_nan(lu_tangent(top_solvable, perm, da), zero, singular), Zero.like(piv))
+    pda = permute_rows(da, perm)
     w = solve_triangular(top, pda[..., :k, :], lower=True, unit_diagonal=True)  # L1^-1 (P dA)_1, k x n
     pda_rest = pda[..., k:, :] if m > n else None
     del pda
@@ -143,16 +147,22 @@ def _jvp(primals: list, tangents: list):
         del l2du, pda_rest
         dlu = concat([dlu, dl2], axis=-2)
     del du
+    return (lu, piv), (_undefined_as_nan(dlu, zero, singular), Zero.like(piv))
+
+
+def _undefined_as_nan(dlu: Any, zero: Any, singular: bool) -> Any:
+    """``dlu`` with NaN where the derivative does not exist, after the first zero pivot."""
     if not singular:
-        return (lu, piv), (dlu, Zero.like(piv))
-    xp = xp_of(piv)
+        return dlu
+    m, n = dlu.shape[-2:]
+    k = zero.shape[-1]
+    xp = xp_of(zero)
     z = xp.min(xp.where(zero, xp.arange(k), k), axis=-1)  # first zero pivot; k where there is none
     z = xp.reshape(z, (*z.shape, 1, 1))
     i = xp.reshape(xp.arange(m), (m, 1))
     j = xp.reshape(xp.arange(n), (1, n))
     # Undefined: below the diagonal in columns j >= z, on/above it in rows i > z (boolean arrays only).
-    dlu = where(xp.where(i > j, j >= z, i > z), xp.nan, dlu)
-    return (lu, piv), (dlu, Zero.like(piv))
+    return where(xp.where(i > j, j >= z, i > z), xp.nan, dlu)
 
 
 

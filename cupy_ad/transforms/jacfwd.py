@@ -35,11 +35,10 @@ def _basis(leaves: list, names: list[str]) -> tuple[list, int]:
     sizes = [math.prod(leaf.shape) for leaf in leaves]
     total = sum(sizes)
     backend = backend_of(base_array(leaves[0])) if leaves else default_backend()
-    xp = backend.xp
     basis, offset = [], 0
     for leaf, size in zip(leaves, sizes):
-        rows = xp.eye(total, size, k=-offset, dtype=leaf.dtype)  # (N, size): ones where row = offset + column
-        basis.append(xp.reshape(rows, (total, *leaf.shape)))
+        rows = backend.unit_rows(total, size, offset, leaf.dtype)  # (N, size): ones where row = offset + column
+        basis.append(backend.xp.reshape(rows, (total, *leaf.shape)))
         offset += size
     return basis, total
 
