@@ -16,7 +16,7 @@ import os
 import threading
 from typing import Any, Callable
 
-from .profiling_ranges import nvtx_range
+from .profiling_ranges import NO_RANGE as _NO_RANGE, nvtx_range
 
 
 class Zero:
@@ -383,6 +383,8 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
                 level = a.level
                 top = a
     if level == 0:
+        if prim._primal_range is _NO_RANGE:
+            return prim.impl(*args, **params)
         with prim._primal_range:
             return prim.impl(*args, **params)
     if level not in _levels.alive:
@@ -431,6 +433,51 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
 Primitive.__call__ = bind  # type: ignore[method-assign]  # prim(*args) is bind(prim, *args), one frame less
 
 
+_PYTHON_SCALARS = frozenset((bool, int, float, complex))
+
+
+def bind_batched_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
+    """An elementwise ``prim`` on the common batched case, without the batching machinery: every
+    ``Batched`` argument of one vmap level holds raw examples stacked on axis 0 with one rank, and the
+    other arguments are Python scalars or raw arrays of lower rank (broadcasting alike on the stack
+    and on one example). Returns None for any other case (``bind`` takes it)."""
+    level = 0
+    ndim = -1
+    widest_raw = -1
+    values = []
+    for a in args:
+        cls = type(a)
+        if cls is Batched:
+            value = a.value
+            if a.axis != 0 or type(value) in _LEVELLED or level and a.level != level or 0 <= ndim != value.ndim:
+                return None
+            level = a.level
+            ndim = value.ndim
+            values.append(value)
+        elif cls in _PYTHON_SCALARS:
+            values.append(a)
+        elif cls in _LEVELLED or not hasattr(a, "ndim"):
+            return None
+        else:
+            widest_raw = max(widest_raw, a.ndim)
+            values.append(a)
+    if not level or widest_raw >= ndim or level not in _levels.alive:
+        return None
+    with prim._primal_range:
+        return Batched(level, prim.impl(*values, **params), 0)
+
+
+def bind_below(prim: Primitive, args: list, params: dict) -> Any:
+    """``prim(*args)`` in a batching rule: its implementation at once when every argument is a raw array
+    or a Python scalar (no level below to dispatch to)."""
+    for a in args:
+        if type(a) in _LEVELLED:
+            return prim(*args, **params)
+    if prim._primal_range is _NO_RANGE and not prim.array_params:
+        return prim.impl(*args, **params)
+    return bind(prim, *args, **params)
+
+
 # ------------------------------------------------------------------------------------- batching
 def _batch(prim: Primitive, level: int, args: tuple, params: dict) -> Any:
     """The batching rule of ``prim`` at vmap level ``level``."""
@@ -441,10 +488,16 @@ def _batch(prim: Primitive, level: int, args: tuple, params: dict) -> Any:
         if type(a) is Batched and a.level == level:
             values.append(a.value)
             axes.append(a.axis)
-            mapped = mapped or a.axis is not None
+            if a.axis is not None:
+                mapped = True
         else:
             values.append(a)
             axes.append(None)
+    if mapped and not prim.array_params and prim.batch is not None:  # the common case
+        out, out_axes = prim.batch(values, axes, **params)
+        if prim.multiple_results:
+            return tuple(o if axis is None else Batched(level, o, axis) for o, axis in zip(out, out_axes))
+        return out if out_axes is None else Batched(level, out, out_axes)
     for name in prim.array_params:
         a = params.get(name)
         if type(a) is Batched and a.level == level:

@@ -13,7 +13,7 @@ import numbers
 import operator
 from typing import Any, Callable
 
-from ..core import Dual, Primitive, Zero, bind
+from ..core import Batched, Dual, Primitive, Zero, bind, bind_batched_elementwise, bind_below
 from ._rules import backend_function, is_complex_dtype, xp_of
 from .manipulation import aligned, astype, broadcast_to
 from .weak import bind_elementwise
@@ -39,22 +39,23 @@ def add_tangents(a: Any, b: Any) -> Any:
 
 def broadcasting(prim: Primitive) -> Callable:
     """The batching rule of an elementwise primitive (any number of broadcasting operands). It calls
-    ``prim`` rather than binding it, so that an elementwise primitive types weak operands (Python
-    scalars of an enclosing jvp, :mod:`.weak`) against the others' dtype at the level below too."""
+    ``prim`` rather than binding it (``bind_below``), so that an elementwise primitive types weak
+    operands (Python scalars of an enclosing jvp, :mod:`.weak`) against the others' dtype at the level
+    below too."""
     def rule(values: list, axes: list, **params: Any) -> tuple[Any, int]:
         if len(values) == 1:  # unary: the batch axis stays where it is
-            return prim(*values, **params), axes[0]
+            return bind_below(prim, values, params), axes[0]
         if len(values) == 2:  # binary, batch-first operands that broadcast as they are (the common case)
             (x, y), (x_axis, y_axis) = values, axes
             x_ndim, y_ndim = getattr(x, "ndim", 0), getattr(y, "ndim", 0)
             if (x_axis == 0 and (y_axis is None and y_ndim < x_ndim or y_axis == 0 and y_ndim == x_ndim)
                     or y_axis == 0 and x_axis is None and x_ndim < y_ndim):
-                return prim(x, y, **params), 0
+                return bind_below(prim, values, params), 0
         ranks = [getattr(v, "ndim", 0) - (axis is not None) for v, axis in zip(values, axes)]
         widest = max(ranks)
         if all(axis is None or axis == 0 and r == widest for axis, r in zip(axes, ranks)):
-            return prim(*values, **params), 0  # batch-first and of full rank: broadcasts as it is
-        return prim(*aligned(values, axes), **params), 0
+            return bind_below(prim, values, params), 0  # batch-first and of full rank: broadcasts as it is
+        return bind_below(prim, aligned(values, axes), params), 0
     return rule
 
 
@@ -65,6 +66,10 @@ class ElementwisePrimitive(Primitive):
     __slots__ = ()
 
     def __call__(self, *args: Any, **params: Any) -> Any:
+        if type(args[0]) is Batched or len(args) > 1 and type(args[1]) is Batched:
+            out = bind_batched_elementwise(self, args, params)
+            if out is not None:
+                return out
         for a in args:
             if type(a) is Dual and a.weak:
                 return bind_elementwise(self, args, params)

@@ -109,6 +109,36 @@ def _output(leaf: Any, axis: int | None, level: int, size: int, path: tuple) -> 
     return value if batch_axis == axis else moveaxis(value, batch_axis, axis)
 
 
+def _mapped_arrays(f: Callable, args: tuple, in_axis: int, out_axis: int) -> Any:
+    """``vmap(f, in_axis, out_axis)(*args)`` where every argument is a raw array with that axis, all of one
+    size, and ``f`` returns one array mapped at this level; ``_NOT_MAPPED`` when the arguments are not
+    such (the general path then runs; a function that returns something else is finished by it too)."""
+    size = None
+    for a in args:
+        if not is_array(a) or type(a) is Dual or not -a.ndim <= in_axis < a.ndim or size not in (None, a.shape[in_axis]):
+            return _NOT_MAPPED
+        size = a.shape[in_axis]
+    if size is None:
+        return _NOT_MAPPED
+    with new_level("vmap") as level:
+        out = f(*[Batched(level, a, in_axis % a.ndim) for a in args])
+        if type(out) is not Batched or out.level != level or out.axis is None:
+            return _output_tree(out, out_axis, level, size)
+        ndim = out.value.ndim
+        if not -ndim <= out_axis < ndim:
+            return _output_tree(out, out_axis, level, size)
+        return out.value if out.axis == out_axis % ndim else moveaxis(out.value, out.axis, out_axis % ndim)
+
+
+def _output_tree(out: Any, out_axes: Any, level: int, size: int) -> Any:
+    """The outputs of the mapped function with their examples along ``out_axes``."""
+    out_leaves, out_spec = optree.tree_flatten(out)
+    out_axes_leaves = _axes_for(out_axes, out, "out_axes", "the outputs", len(out_leaves))
+    paths = optree.tree_paths(out) if len(out_leaves) > 1 else [()] * len(out_leaves)
+    results = [_output(leaf, axis, level, size, path) for path, leaf, axis in zip(paths, out_leaves, out_axes_leaves)]
+    return optree.tree_unflatten(out_spec, results)
+
+
 def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0, axis_size: int | None = None) -> Callable:
     """``f`` mapped over an axis of its inputs (``jax.vmap`` semantics).
 
@@ -134,6 +164,10 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0, axis_size: 
         if isinstance(in_axes, tuple) and len(in_axes) != len(args):
             raise ValueError(f"vmap: in_axes has {len(in_axes)} entries but the function got {len(args)} positional "
                              f"arguments; give one entry per argument (or one int for all)")
+        if type(in_axes) is int and type(out_axes) is int and axis_size is None:
+            out = _mapped_arrays(f, args, in_axes, out_axes)  # the common case, without pytree work
+            if out is not _NOT_MAPPED:
+                return out
         leaves, spec = optree.tree_flatten(args, none_is_leaf=True)
         axes = _axes_for(in_axes, args, "in_axes", "the arguments", len(leaves))
         names = lambda: [_path_name("args", p) for p in optree.tree_paths(args, none_is_leaf=True)]  # noqa: E731
@@ -144,12 +178,6 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0, axis_size: 
             inputs = [Batched(level, leaf, None if axis is None else axis % len(leaf.shape))
                       if axis is not None or isinstance(leaf, Dual) or is_array(leaf) else leaf
                       for leaf, axis in zip(leaves, axes)]
-            out = f(*optree.tree_unflatten(spec, inputs))
-            out_leaves, out_spec = optree.tree_flatten(out)
-            out_axes_leaves = _axes_for(out_axes, out, "out_axes", "the outputs", len(out_leaves))
-            paths = optree.tree_paths(out) if len(out_leaves) > 1 else [()] * len(out_leaves)
-            results = [_output(leaf, axis, level, size, path)
-                       for path, leaf, axis in zip(paths, out_leaves, out_axes_leaves)]
-        return optree.tree_unflatten(out_spec, results)
+            return _output_tree(f(*optree.tree_unflatten(spec, inputs)), out_axes, level, size)
 
     return mapped
