@@ -257,6 +257,10 @@ class Batched(_Traced):
         axis = self.axis
         return shape if axis is None else shape[:axis] + shape[axis + 1:]
 
+    @property
+    def ndim(self) -> int:
+        return self.value.ndim - (self.axis is not None)
+
     def __repr__(self) -> str:
         return f"Batched(level={self.level}, axis={self.axis}, value={self.value!r})"
 
@@ -436,33 +440,61 @@ Primitive.__call__ = bind  # type: ignore[method-assign]  # prim(*args) is bind(
 _PYTHON_SCALARS = frozenset((bool, int, float, complex))
 
 
-def bind_batched_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
-    """An elementwise ``prim`` on the common batched case, without the batching machinery: every
-    ``Batched`` argument of one vmap level holds raw examples stacked on axis 0 with one rank, and the
-    other arguments are Python scalars or raw arrays of lower rank (broadcasting alike on the stack
-    and on one example). Returns None for any other case (``bind`` takes it)."""
+def stack_level(*args: Any) -> int:
+    """The vmap level when every levelled argument is a ``Batched`` of that one live level holding raw
+    examples stacked on axis 0 (a stack), else 0. The fast paths of common batched primitives start
+    here, without the batching machinery."""
     level = 0
-    ndim = -1
-    widest_raw = -1
+    for a in args:
+        cls = type(a)
+        if cls is Batched:
+            if a.axis != 0 or type(a.value) in _LEVELLED or level and a.level != level:
+                return 0
+            level = a.level
+        elif cls in _LEVELLED:
+            return 0
+    return level if level in _levels.alive else 0
+
+
+def bind_batched_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
+    """An elementwise ``prim`` on stacks (``stack_level``), Python scalars and raw arrays: stacks of
+    lower rank get singleton axes after the batch axis, so that all broadcast alike on the stack and
+    on one example. Returns None for any other case (``bind`` takes it). (One loop: this is the
+    dispatch of most primitives under vmap.)"""
+    level = 0
+    top = 0  # the rank everything broadcasts to
+    low = 1 << 30  # the lowest rank of a stack
     values = []
     for a in args:
         cls = type(a)
         if cls is Batched:
             value = a.value
-            if a.axis != 0 or type(value) in _LEVELLED or level and a.level != level or 0 <= ndim != value.ndim:
+            if a.axis != 0 or type(value) in _LEVELLED or level and a.level != level:
                 return None
             level = a.level
             ndim = value.ndim
-            values.append(value)
+            low = min(low, ndim)
         elif cls in _PYTHON_SCALARS:
             values.append(a)
+            continue
         elif cls in _LEVELLED or not hasattr(a, "ndim"):
             return None
         else:
-            widest_raw = max(widest_raw, a.ndim)
-            values.append(a)
-    if not level or widest_raw >= ndim or level not in _levels.alive:
+            value = a
+            ndim = a.ndim + 1
+        top = max(top, ndim)
+        values.append(value)
+    if not level or level not in _levels.alive:
         return None
+    if low < top:
+        values = [_axis_ops.pad_raw_rank(v, top - v.ndim) if type(a) is Batched and v.ndim < top else v
+                  for a, v in zip(args, values)]
+    return stacked(prim, level, values, params)
+
+
+def stacked(prim: Primitive, level: int, values: list, params: dict) -> Batched:
+    """``prim``'s implementation on raw ``values`` whose result stacks the examples of vmap level
+    ``level`` on axis 0 (a fast path has checked that it does)."""
     with prim._primal_range:
         return Batched(level, prim.impl(*values, **params), 0)
 
@@ -628,18 +660,22 @@ def _unlift(x: Any, level: int, axis: int) -> Any:
 
 
 class _AxisOps:
-    """The two axis operations the swap needs, installed by the namespace (a layer above)."""
+    """The axis operations the swap and the elementwise fast path need, installed by the namespace (a
+    layer above)."""
 
     to_front: Callable[[Any, int], Any]
     broadcast_front: Callable[[Any, int], Any]
+    pad_raw_rank: Callable[[Any, int], Any]
 
 
 _axis_ops = _AxisOps()
 
 
-def install_axis_ops(to_front: Callable[[Any, int], Any], broadcast_front: Callable[[Any, int], Any]) -> None:
+def install_axis_ops(to_front: Callable[[Any, int], Any], broadcast_front: Callable[[Any, int], Any],
+                     pad_raw_rank: Callable[[Any, int], Any]) -> None:
     _axis_ops.to_front = to_front
     _axis_ops.broadcast_front = broadcast_front
+    _axis_ops.pad_raw_rank = pad_raw_rank
 
 
 # ------------------------------------------------------------------------------------ recording

@@ -6,7 +6,7 @@ from typing import Any, Callable, Sequence
 
 import array_api_compat
 
-from ..core import Primitive, Zero, bind, install_axis_ops, strip
+from ..core import Primitive, Zero, bind, bind_below, install_axis_ops, strip
 from ._rules import is_inexact_dtype, linear, xp_of
 
 
@@ -55,6 +55,12 @@ def pad_rank(x: Any, missing: int) -> Any:
     if missing <= 0:
         return x
     return reshape(x, (x.shape[0], *(1,) * missing, *x.shape[1:]))
+
+
+def pad_raw_rank(x: Any, missing: int) -> Any:
+    """``pad_rank`` of a raw array, as a plain reshape (a view; no dispatch)."""
+    shape = (x.shape[0], *(1,) * missing, *x.shape[1:])
+    return x.reshape(shape) if hasattr(x, "reshape") else xp_of(x).reshape(x, shape)  # NumPy/CuPy: the method
 
 
 def aligned(values: Sequence[Any], axes: Sequence[int | None], core: Sequence[int] | None = None) -> list[Any]:
@@ -189,7 +195,7 @@ def _permute_dims_batch(prim: Primitive):
         (order,) = _positional(values, params, ("axes",))
         x_rank = rank(values[0], axes[0])
         x = to_front(values[0], axes[0])
-        return bind(prim, x, (0, *(a % x_rank + 1 for a in order)), **params), 0
+        return bind_below(prim, [x, (0, *(a % x_rank + 1 for a in order))], params), 0
     return rule
 
 
@@ -340,7 +346,7 @@ def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> A
     return _astype(x, dtype=dtype, copy=copy)
 
 
-install_axis_ops(to_front, broadcast_front)
+install_axis_ops(to_front, broadcast_front, pad_raw_rank)
 
 __all__ = ["astype", "broadcast_arrays", "broadcast_to", "meshgrid", "concat", "expand_dims", "flip", "matrix_transpose",
            "moveaxis", "permute_dims", "repeat", "reshape", "roll", "squeeze", "stack", "tile", "tril", "triu",

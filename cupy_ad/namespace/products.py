@@ -7,15 +7,15 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ..core import Primitive, Zero, bind
+from ..core import Batched, Primitive, Zero, bind, stack_level, stacked
 from ._rules import backend_function, linear
 from .elementwise import add_tangents, multiply
 from .manipulation import (aligned, batch_first_copy, batch_size, expand_dims, matrix_transpose, moveaxis,
                            permute_dims, rank, reshape, squeeze, to_front)
 
 
-def _bilinear(name: str, impl: Any = None, *, batch: Any = None) -> Primitive:
-    prim = Primitive(name, impl or backend_function(name))
+def _bilinear(name: str, impl: Any = None, *, batch: Any = None, cls: type = Primitive) -> Primitive:
+    prim = cls(name, impl or backend_function(name))
     prim.batch = batch
 
     @prim.def_jvp
@@ -24,9 +24,9 @@ def _bilinear(name: str, impl: Any = None, *, batch: Any = None) -> Primitive:
         ans = bind(prim, x, y, **params)
         out: Any = Zero.like(ans)
         if type(dx) is not Zero:
-            out = bind(prim, dx, y, **params)
+            out = prim(dx, y, **params)
         if type(dy) is not Zero:
-            out = add_tangents(out, bind(prim, x, dy, **params))
+            out = add_tangents(out, prim(x, dy, **params))
         return ans, out
 
     return prim
@@ -126,7 +126,43 @@ def _matrix_batch(prim: Primitive):
     return rule
 
 
-matmul = _bilinear("matmul", lambda x, y: x @ y, batch=_matmul_batch)
+def _matmul_stacks(args: tuple, params: dict) -> Any:
+    """matmul of small matrices on stacks (``stack_level``) where NumPy's broadcasting of the stack is
+    the product example by example: a stack of matrices (rank >= 2) against a shared operand of no
+    higher rank, stacked vectors against a shared vector or matrix, or two stacks of matrices of one
+    rank. None otherwise (the batching rule runs)."""
+    x, y = args
+    level = stack_level(x, y)
+    if not level:
+        return None
+    x_mapped, y_mapped = type(x) is Batched, type(y) is Batched
+    x, y = x.value if x_mapped else x, y.value if y_mapped else y
+    x_rank, y_rank = x.ndim - x_mapped, y.ndim - y_mapped
+    if x_mapped and y_mapped:
+        fits = x_rank == y_rank >= 2
+    elif x_mapped:
+        fits = y_rank <= x_rank and x_rank >= 2 or x_rank == 1 and y_rank <= 2
+    else:
+        fits = x_rank <= y_rank and y_rank >= 2
+    if not fits or max(math.prod(x.shape[-2:]), math.prod(y.shape[-2:])) >= _FOLD_MIN:
+        return None
+    return stacked(matmul, level, [x, y], params)
+
+
+class _Matmul(Primitive):
+    """matmul: stacks of small matrices under vmap go straight to the backend (``_matmul_stacks``)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        if len(args) == 2 and (type(args[0]) is Batched or type(args[1]) is Batched):
+            out = _matmul_stacks(args, params)
+            if out is not None:
+                return out
+        return bind(self, *args, **params)
+
+
+matmul = _bilinear("matmul", lambda x, y: x @ y, batch=_matmul_batch, cls=_Matmul)
 tensordot = _bilinear("tensordot", batch=_tensordot_rule)
 vecdot = _bilinear("vecdot")
 vecdot.batch = along_axis(vecdot)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..core import Primitive, bind, strip
+from ..core import Primitive, bind, bind_below, strip
 from ._rules import is_complex_dtype, linear, nondifferentiable, xp_of
 from .elementwise import add, conj, divide, equal, multiply, real, sqrt, subtract, where
 from .manipulation import astype, concat, every_axis, flip, moveaxis, permute_dims, rank, reshape, shift, to_front
@@ -15,7 +15,7 @@ def reducing(prim: Primitive) -> Callable:
         (x,), (x_axis,) = values, axes
         x_rank = rank(x, x_axis)
         x = to_front(x, x_axis)
-        return bind(prim, x, axis=every_axis(x_rank) if axis is None else shift(axis), **params), 0
+        return bind_below(prim, [x], {**params, "axis": every_axis(x_rank) if axis is None else shift(axis)}), 0
     return rule
 
 
