@@ -255,6 +255,8 @@ class Batched(_Traced):
     def shape(self) -> tuple[int, ...]:
         shape = tuple(self.value.shape)
         axis = self.axis
+        if axis == 0:
+            return shape[1:]
         return shape if axis is None else shape[:axis] + shape[axis + 1:]
 
     @property
@@ -331,6 +333,11 @@ class Program:
 
 
 _LEVELLED = frozenset((Dual, Batched, Recorded, JitTraced))
+
+
+def levelled(x: Any) -> bool:
+    """Whether ``x`` is a value of a running transform (not a raw array or a Python scalar)."""
+    return type(x) in _LEVELLED
 
 
 class Primitive:

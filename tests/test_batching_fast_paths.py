@@ -69,3 +69,28 @@ def test_vmap_fast_path_agrees_with_the_general_path(backend):
         ad.vmap(lambda x: x, in_axes=0, out_axes=3)(backend.asarray(a))
     with pytest.raises(ValueError, match="different sizes"):
         ad.vmap(f, in_axes=0)(backend.asarray(a), backend.asarray(b))
+
+
+@pytest.mark.parametrize("x_shape, y_shape, in_axes", [
+    ((5, 3, 4), (4, 2), (0, None)),      # stacked matrices @ a shared matrix
+    ((5, 3, 4), (4,), (0, None)),        # ... @ a shared vector
+    ((5, 4), (4, 2), (0, None)),         # stacked vectors @ a shared matrix
+    ((5, 4), (4,), (0, None)),           # stacked vectors . a shared vector
+    ((4,), (5, 4), (None, 0)),           # a shared vector . stacked vectors
+    ((3, 4), (5, 4, 2), (None, 0)),      # a shared matrix @ stacked matrices
+    ((3, 4), (5, 4), (None, 0)),         # a shared matrix @ stacked vectors (the batching rule)
+    ((5, 3, 4), (5, 4, 2), (0, 0)),      # two stacks of matrices
+    ((5, 4), (5, 4), (0, 0)),            # two stacks of vectors (the batching rule)
+])
+def test_matmul_and_outer_of_stacks_match_a_loop(backend, x_shape, y_shape, in_axes):
+    rng = np.random.default_rng(len(x_shape) + 3 * len(y_shape))
+    x_np, y_np = rng.standard_normal(x_shape) + 1j * rng.standard_normal(x_shape), rng.standard_normal(y_shape)
+    x, y = backend.asarray(x_np), backend.asarray(y_np.astype(complex))
+    got = backend.to_numpy(ad.vmap(lambda a, b: a @ b, in_axes=in_axes)(x, y))
+    pick = lambda a, axis, i: a if axis is None else a[i]  # noqa: E731
+    want = np.stack([pick(x_np, in_axes[0], i) @ pick(y_np, in_axes[1], i) for i in range(5)])
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+    if len(x_shape) - (in_axes[0] is not None) == 1 and len(y_shape) - (in_axes[1] is not None) == 1:
+        got = backend.to_numpy(ad.vmap(lambda a, b: ad.namespace(backend.name).linalg.outer(a, b), in_axes=in_axes)(x, y))
+        want = np.stack([np.outer(pick(x_np, in_axes[0], i), pick(y_np, in_axes[1], i)) for i in range(5)])
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)

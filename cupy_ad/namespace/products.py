@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ..core import Batched, Primitive, Zero, bind, stack_level, stacked
+from ..core import Batched, Primitive, Zero, bind, bind_below, levelled, stack_level, stacked
 from ._rules import backend_function, linear
 from .elementwise import add_tangents, multiply
 from .manipulation import (aligned, batch_first_copy, batch_size, expand_dims, matrix_transpose, moveaxis,
-                           permute_dims, rank, reshape, squeeze, to_front)
+                           pad_raw_rank, permute_dims, rank, reshape, squeeze, to_front)
 
 
 def _bilinear(name: str, impl: Any = None, *, batch: Any = None, cls: type = Primitive) -> Primitive:
@@ -113,6 +113,10 @@ def _tensordot_rule(values: list, dims: list, **params: Any):  # (tensordot has 
 
 def _outer_batch(values: list, axes: list):
     (x, y), (x_axis, y_axis) = values, axes
+    if not (levelled(x) or levelled(y)) and x_axis in (0, None) and y_axis in (0, None):
+        # raw stacks (the common case): x's entries down a new last axis times y's along it, as views
+        x = bind_below(expand_dims, [x], {"axis": -1})
+        return bind_below(multiply, [x, y if y_axis is None else pad_raw_rank(y, 1)], {}), 0
     size = batch_size(values, axes)
     x = expand_dims(x, axis=-1) if x_axis is None else reshape(to_front(x, x_axis), (size, -1, 1))
     y = expand_dims(y, axis=-2) if y_axis is None else reshape(to_front(y, y_axis), (size, 1, -1))
@@ -138,6 +142,8 @@ def _matmul_stacks(args: tuple, params: dict) -> Any:
     x_mapped, y_mapped = type(x) is Batched, type(y) is Batched
     x, y = x.value if x_mapped else x, y.value if y_mapped else y
     x_rank, y_rank = x.ndim - x_mapped, y.ndim - y_mapped
+    if x_rank == y_rank == 1 and x_mapped != y_mapped:  # dot products with one vector (matmul does not conjugate)
+        return stacked(matmul, level, [x, y] if x_mapped else [y, x], params)
     if x_mapped and y_mapped:
         fits = x_rank == y_rank >= 2
     elif x_mapped:
