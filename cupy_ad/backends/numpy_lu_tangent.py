@@ -72,30 +72,43 @@ def _directions_last(f: Any, a: Any) -> None:
 
 
 def _one_direction(f: Any, a: Any) -> None:
-    """The tangent in place of a = P dA (n, n), by blocks of rows (X, dU) and of columns (dL)."""
+    """The tangent in place of a = P dA (n, n), by blocks: X's strict lower part by column blocks
+    (right-looking: a product with the columns already solved, then a solve with U's diagonal
+    block), dU by row blocks, dL by column blocks. A diagonal block's other triangle is kept aside
+    while a step writes it."""
     n = a.shape[0]
     _in_place("trsm", f, a, left=True, lower=True, trans=0, unit_diagonal=True)  # W
-    for r0 in range(0, n, BLOCK):
+    for c0 in range(0, n, BLOCK):  # tril(X, -1) = tril(W U^-1, -1), rows below c0 of each column block
+        c1 = min(c0 + BLOCK, n)
+        block = a[c0:c1, c0:c1]
+        w_block = block.copy()
+        if c0:
+            a[c0:, c0:c1] -= a[c0:, :c0] @ f[:c0, c0:c1]
+        _in_place("trsm", f[c0:c1, c0:c1], a[c0:, c0:c1], left=False, lower=False, trans=0, unit_diagonal=False)
+        np.copyto(block, w_block, where=_upper(c1 - c0))
+    for r0 in range(0, n, BLOCK):  # dU = triu(W - tril(X, -1) U), row block by row block
         r1 = min(r0 + BLOCK, n)
-        upper = np.triu(np.ones((r1 - r0, r1 - r0), dtype=bool))
+        upper = _upper(r1 - r0)
         block = a[r0:r1, r0:r1]
         w_block = block.copy()
-        # X on the block's rows, columns < r1: the leading r1 x r1 block of U; keep the strict lower part
-        _in_place("trsm", f[:r1, :r1], a[r0:r1, :r1], left=False, lower=False, trans=0, unit_diagonal=False)
         np.copyto(block, 0, where=upper)
         x_lower = a[r0:r1, :r1]
         if r1 < n:
             a[r0:r1, r1:] -= x_lower @ f[:r1, r1:]
         # (the packed factor's L entries below the diagonal meet the zeros of x_lower: no contribution)
         np.copyto(block, w_block - x_lower @ f[:r1, r0:r1], where=upper)
-    for c0 in range(0, n - 1, BLOCK):
+    for c0 in range(0, n - 1, BLOCK):  # dL = L tril(X, -1), column block by column block
         c1 = min(c0 + BLOCK, n)
-        upper = np.triu(np.ones((c1 - c0, c1 - c0), dtype=bool))
+        upper = _upper(c1 - c0)
         block = a[c0:c1, c0:c1]
         du_block = block.copy()
         np.copyto(block, 0, where=upper)
         _in_place("trmm", f[c0:, c0:], a[c0:, c0:c1], left=True, lower=True, trans=0, unit_diagonal=True)
         np.copyto(block, du_block, where=upper)
+
+
+def _upper(size: int) -> Any:
+    return np.triu(np.ones((size, size), dtype=bool))
 
 
 def _in_place(op: str, t: Any, b: Any, **params: Any) -> None:
