@@ -103,7 +103,7 @@ def _levels_in(p: Any) -> set[int]:
 
 
 def _zeros(shape: tuple, like: Any) -> Any:
-    raw = strip(like)
+    raw = base_array(like)  # (the backend, device and dtype of like's data, under any transform's values)
     xp = backend_of(raw).xp
     device = getattr(raw, "device", None)
     if device is None:
@@ -434,8 +434,10 @@ def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs
     def traced_loop() -> tuple[Any, Any]:
         # Batched or recorded values (vmap, linearize) in the carries: a plain loop over the steps, the
         # ys stacked at the end (the pattern machinery below is for duals over plain arrays).
-        if length == 0:
-            raise NotImplementedError("scan of length 0 on batched (vmap) or recorded (linearize) values")
+        if length == 0:  # the body once on a stand-in x for the ys' shapes and dtypes, as below
+            _, y_leaves = call(init_leaves, x_zero())
+            empty = [stack([y], axis=0)[:0, ...] for y in y_leaves]
+            return optree.tree_unflatten(carry_spec, init_leaves), optree.tree_unflatten(body.y_spec, empty)
         carry, ys = init_leaves, []
         for i in range(length):
             carry, y = call(carry, x_at(length - 1 - i if reverse else i))

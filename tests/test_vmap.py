@@ -197,6 +197,21 @@ def test_scan_under_vmap_and_jvp(backend):
     _leaves_close(backend, tan[0], want[0], rtol=1e-9)
 
 
+def test_scan_of_length_zero_under_vmap(backend):
+    """init back and empty ys of each example's shape and dtype, as a loop of length-0 scans gives."""
+    ns = backend.ns
+
+    def f(c0, xs, w):
+        return ad.scan(lambda c, x: (ns.tanh(w @ c + x), (ns.sum(c), c * 2.0)), c0, xs)
+
+    c0, xs, w = backend.random((B, 2)), backend.asarray(np.zeros((B, 0, 2))), backend.random((2, 2), seed=2)
+    for in_axes in [(0, 0, None), (0, None, None)]:
+        got = ad.vmap(f, in_axes=in_axes)(c0, xs if in_axes[1] == 0 else xs[0, ...], w)
+        want = _loop(backend, f, [c0, xs, w], [0, 0, None])
+        _leaves_close(backend, got, want)
+        assert [tuple(leaf.shape) for leaf in got[1]] == [(B, 0), (B, 0, 2)]
+
+
 def test_bad_input_names_the_argument_and_the_fix(backend):
     ns = backend.ns
     x, y = backend.random((B, 2)), backend.random((B + 1, 2))
