@@ -78,7 +78,7 @@ def test_vmap_fast_path_agrees_with_the_general_path(backend):
     ((5, 4), (4,), (0, None)),           # stacked vectors . a shared vector
     ((4,), (5, 4), (None, 0)),           # a shared vector . stacked vectors
     ((3, 4), (5, 4, 2), (None, 0)),      # a shared matrix @ stacked matrices
-    ((3, 4), (5, 4), (None, 0)),         # a shared matrix @ stacked vectors (the batching rule)
+    ((3, 4), (5, 4), (None, 0)),         # a shared matrix @ stacked vectors (rows times its transpose)
     ((5, 3, 4), (5, 4, 2), (0, 0)),      # two stacks of matrices
     ((5, 4), (5, 4), (0, 0)),            # two stacks of vectors (the batching rule)
 ])
@@ -94,3 +94,21 @@ def test_matmul_and_outer_of_stacks_match_a_loop(backend, x_shape, y_shape, in_a
         got = backend.to_numpy(ad.vmap(lambda a, b: ad.namespace(backend.name).linalg.outer(a, b), in_axes=in_axes)(x, y))
         want = np.stack([np.outer(pick(x_np, in_axes[0], i), pick(y_np, in_axes[1], i)) for i in range(5)])
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min"])
+@pytest.mark.parametrize("params", [{}, {"axis": 0}, {"axis": -1, "keepdims": True}, {"axis": (0, 2)}])
+def test_reductions_and_transposes_of_stacks_match_a_loop(backend, name, params):
+    """``Primitive.stack_rule`` (a raw stack, the only mapped argument) against a loop, and against the
+    batching rule it bypasses (a stack on axis 1)."""
+    ns = backend.ns
+    x_np = np.random.default_rng(4).standard_normal((5, 2, 3, 4))
+    f = lambda a: getattr(ns, name)(a, **params)  # noqa: E731
+    got = backend.to_numpy(ad.vmap(f)(backend.asarray(x_np)))
+    want = np.stack([backend.to_numpy(f(backend.asarray(x_np[i]))) for i in range(5)])
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+    moved = backend.asarray(np.moveaxis(x_np, 0, 1).copy())
+    np.testing.assert_allclose(backend.to_numpy(ad.vmap(f, in_axes=1)(moved)), want, rtol=1e-14)
+    for t in (lambda a: a.mT, lambda a: ns.permute_dims(a, (2, 0, 1)), lambda a: ns.permute_dims(a, axes=(-1, 1, 0))):
+        got = backend.to_numpy(ad.vmap(t)(backend.asarray(x_np)))
+        np.testing.assert_array_equal(got, np.stack([backend.to_numpy(t(backend.asarray(x_np[i]))) for i in range(5)]))

@@ -212,6 +212,16 @@ def _tile_batch(prim: Primitive):
 expand_dims = linear("expand_dims", _expand_dims_impl, batch=_axis_batch(("axis",), default=0))
 squeeze = linear("squeeze", batch=_axis_batch(("axis",)))
 permute_dims = linear("permute_dims", batch=_permute_dims_batch)
+
+
+def _permute_stack(values: list, params: dict) -> Any:
+    x, *order = values
+    (order,) = order or [params["axes"]]
+    rank = x.ndim - 1
+    return permute_dims.impl(x, (0, *(a % rank + 1 for a in order)), **{k: v for k, v in params.items() if k != "axes"})
+
+
+permute_dims.stack_rule = _permute_stack
 broadcast_to = linear("broadcast_to", batch=_broadcast_to_batch)
 flip = linear("flip", batch=_axis_batch(("axis",), default_all=True))
 roll = linear("roll", batch=_flattening_batch)

@@ -144,6 +144,8 @@ def _matmul_stacks(args: tuple, params: dict) -> Any:
     x_rank, y_rank = x.ndim - x_mapped, y.ndim - y_mapped
     if x_rank == y_rank == 1 and x_mapped != y_mapped:  # dot products with one vector (matmul does not conjugate)
         return stacked(matmul, level, [x, y] if x_mapped else [y, x], params)
+    if y_mapped and not x_mapped and x_rank == 2 and y_rank == 1 and hasattr(x, "mT"):  # A y_i: rows y_i A^T
+        return stacked(matmul, level, [y, x.mT], params)
     if x_mapped and y_mapped:
         fits = x_rank == y_rank >= 2
     elif x_mapped:

@@ -39,8 +39,18 @@ def _arg_batch(prim: Primitive):
     return rule
 
 
+def reducing_stack(prim: Primitive) -> Callable:
+    """``reducing``'s case of a raw stack on axis 0 (``Primitive.stack_rule``): the axes shifted."""
+    def rule(values: list, params: dict) -> Any:
+        (x,) = values
+        axis = params.get("axis")
+        return prim.impl(x, **{**params, "axis": every_axis(x.ndim - 1) if axis is None else shift(axis)})
+    return rule
+
+
 sum = linear("sum", batch=reducing)  # noqa: A001 - the standard's name
 mean = linear("mean", batch=reducing)
+sum.stack_rule, mean.stack_rule = reducing_stack(sum), reducing_stack(mean)
 cumulative_sum = linear("cumulative_sum", batch=_cumulative_batch)
 
 argmax = nondifferentiable("argmax", batch=_arg_batch)
@@ -54,6 +64,7 @@ def _extremum(name: str) -> Primitive:
     prim = Primitive(name, lambda x, /, *, axis=None, keepdims=False: getattr(xp_of(x), name)(
         x, axis=axis, keepdims=keepdims))
     prim.batch = reducing(prim)
+    prim.stack_rule = reducing_stack(prim)
 
     @prim.def_jvp
     def rule(primals: list, tangents: list, *, axis: Any = None, keepdims: bool = False):
