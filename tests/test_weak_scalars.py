@@ -95,3 +95,29 @@ def test_scan_body_refusing_duals_keeps_the_default_dtype(backend):
     expected = backend.ns.float32 if backend.name != "array_api_strict" else backend.ns.float64
     assert carry.dtype == expected and ys.dtype == expected
     np.testing.assert_allclose(backend.to_numpy(carry), (0.5 * 2 + 0.7) * 2 + 0.9, rtol=1e-6)
+
+
+# the dual on the left: a closure's array_api_strict array does not defer to duals on its right
+CLOSURE_CASES = {
+    "s * x": lambda s, x: s * x,
+    "(s - x) / s": lambda s, x: (s - x) / s,
+    "sin(s * x)": lambda s, x: (s * x).__array_namespace__().sin(s * x),
+    "s ** 2 + x": lambda s, x: s ** 2 + x,
+}
+
+
+@pytest.mark.parametrize("name", CLOSURE_CASES)
+def test_scalar_only_primal_meets_arrays_from_a_closure(backend, name):
+    """The only primal is a Python scalar (made on jvp's default backend); the arrays come from the
+    closure, on the test's backend: the scalar is remade there, first and second order."""
+    f, x = CLOSURE_CASES[name], _xs(backend)
+    value, tangent = ad.jvp(lambda s: f(s, x), (1.25,), (1.0,))
+    expected_value, expected_tangent = ad.jvp(f, (1.25, x), (1.0, None))
+    assert value.dtype == x.dtype and tangent.dtype == x.dtype
+    np.testing.assert_array_equal(backend.to_numpy(value), backend.to_numpy(expected_value))
+    np.testing.assert_array_equal(backend.to_numpy(tangent), backend.to_numpy(expected_tangent))
+    second = ad.jvp(lambda s: ad.jvp(lambda t: f(t, x), (s,), (1.0,))[1], (1.25,), (1.0,))[1]
+    h = 1e-3
+    fd = (backend.to_numpy(ad.jvp(lambda t: f(t, x), (1.25 + h,), (1.0,))[1]).astype(np.float64)
+          - backend.to_numpy(ad.jvp(lambda t: f(t, x), (1.25 - h,), (1.0,))[1]).astype(np.float64)) / (2 * h)
+    np.testing.assert_allclose(backend.to_numpy(second), fd, rtol=2e-3, atol=2e-3)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from ..core import Dual, Primitive, bind
+from ..core import Dual, Primitive, Zero, bind
 from ._rules import xp_of
 from .manipulation import astype
 
@@ -48,6 +48,15 @@ def _cast_next_to(weak: Any, target: Any, xp: Any) -> Any:
     return weak if weak.dtype == target else astype(weak, target)
 
 
+def _remade_in(weak: Any, xp: Any) -> Any:
+    """A weak scalar made on another backend (jvp's default, when its only primals are Python
+    scalars and the arrays come from a closure) remade in ``xp``: a 0-d value and its tangents."""
+    if type(weak) is Dual:
+        return Dual(weak.level, _remade_in(weak.primal, xp), _remade_in(weak.tangent, xp), weak.weak)
+    dtype = getattr(xp, str(weak.dtype))
+    return Zero((), dtype) if type(weak) is Zero else xp.asarray(weak.item(), dtype=dtype)
+
+
 def bind_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
     """``bind(prim, *args, **params)`` for an elementwise ``prim`` with at least one weak argument."""
     strong = [a for a in args if _is_strong(a)]
@@ -59,6 +68,7 @@ def bind_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
     xp = xp_of(*strong)
     dtypes = [a.dtype for a in strong]  # a boolean condition (where's) does not type the values
     target = xp.result_type(*([d for d in dtypes if not xp.isdtype(d, "bool")] or dtypes))
+    args = [_remade_in(a, xp) if type(a) is Dual and a.weak and xp_of(a) is not xp else a for a in args]
     return bind(prim, *(_cast_next_to(a, target, xp) if type(a) is Dual and a.weak else a for a in args), **params)
 
 
