@@ -11,7 +11,9 @@ extra memory of a jvp beyond its outputs is measured with tracemalloc, in units 
 
 ``--suite directions [--rows ...] [--quick]`` times instead the rows of ``directions.py`` (jacfwd,
 linearize and vmap against one direction at a time, a hand-batched function, ``jax.jit(jax.jacfwd)``
-and ``torch.func``), interleaved with the peers in the same way, each with the issue's targets.
+and ``torch.func``), interleaved with the peers in the same way (ours and the row's baseline take
+turns call by call, so that their ratio survives a machine whose speed changes), each with the issue's
+targets.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ from .directions import ROWS, our_answer, row_data
 from .peers import Peer, aligned, max_relative_difference, peer_worker
 from .breakdown import format_breakdown, primitive_breakdown
 from .report import COLUMNS, DIRECTION_COLUMNS, format_table, machine, plot
-from .timing import dispatch_overhead_us, extra_memory, median_seconds, peak_memory_over_output
+from .timing import alternating_median_seconds, dispatch_overhead_us, extra_memory, median_seconds, \
+    peak_memory_over_output
 
 
 def _progress(items: list, label: str) -> Any:
@@ -108,9 +111,11 @@ def run_directions(args: argparse.Namespace) -> list[dict]:
         d, ours, baseline = built[name]
         row: dict[str, Any] = {"row": name, "baseline": ROWS[name].baseline_label or "-"}
         time.sleep(SETTLE_SECONDS if peers else 0.0)
-        row["ours_ms"] = 1e3 * median_seconds(ours, backend.synchronize, args.min_time)
-        if baseline:
-            row["baseline_ms"] = 1e3 * median_seconds(baseline, backend.synchronize, args.min_time)
+        if baseline:  # in turns, call by call: their ratio is the target
+            ours_s, baseline_s = alternating_median_seconds([ours, baseline], backend.synchronize, args.min_time)
+            row["ours_ms"], row["baseline_ms"] = 1e3 * ours_s, 1e3 * baseline_s
+        else:
+            row["ours_ms"] = 1e3 * median_seconds(ours, backend.synchronize, args.min_time)
         check = None
         if first:
             answer = [backend.to_numpy(a) for a in our_answer(name, xp, d, ours)]

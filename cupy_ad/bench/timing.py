@@ -20,22 +20,35 @@ def median_seconds(fn: Callable[[], Any], sync: Callable[[], None], min_time: fl
     50 us for its first 15 calls, 21 us after), and our first calls pay for imports and caches, so a
     single warm-up call would mislead. Then calls until ``min_time`` seconds are measured and at least
     ``min_calls`` made (at most ``max_calls``)."""
-    start = time.perf_counter()
-    for _ in range(warmup_calls):
-        fn()
-        sync()
-    while time.perf_counter() - start < min_time / 4:
-        fn()
-        sync()
-    times: list[float] = []
-    total = 0.0  # a running total: re-summing the list each call would put a growing gap between
-    while len(times) < min_calls or (total < min_time and len(times) < max_calls):  # calls (JAX slows then)
+    return alternating_median_seconds([fn], sync, min_time, warmup_calls=warmup_calls, min_calls=min_calls,
+                                      max_calls=max_calls)[0]
+
+
+def alternating_median_seconds(fns: list[Callable[[], Any]], sync: Callable[[], None], min_time: float = 0.2, *,
+                               warmup_calls: int = 1, min_calls: int = 3, max_calls: int = 2000) -> list[float]:
+    """``median_seconds`` of each of ``fns``, their calls taking turns (a b a b ...): a change of the
+    machine's speed while they are measured (other jobs on a shared machine) reaches all of them alike,
+    so their ratio holds where timing one after the other would not. Each gets its own warm-up and
+    ``min_time`` seconds of calls."""
+    for fn in fns:
         start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-        total += times[-1]
-    return float(np.median(times))
+        for _ in range(warmup_calls):
+            fn()
+            sync()
+        while time.perf_counter() - start < min_time / 4:
+            fn()
+            sync()
+    times: list[list[float]] = [[] for _ in fns]
+    totals = [0.0] * len(fns)  # running totals: re-summing the lists each call would put a growing gap between
+    while any(len(t) < min_calls or (total < min_time and len(t) < max_calls)  # calls (JAX slows then)
+              for t, total in zip(times, totals)):
+        for k, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[k].append(time.perf_counter() - start)
+            totals[k] += times[k][-1]
+    return [float(np.median(t)) for t in times]
 
 
 def extra_memory(fn: Callable[[], Any], input_bytes: int) -> float:
