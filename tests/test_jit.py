@@ -165,6 +165,23 @@ def test_bool_records_a_guard_per_outcome(backend):
     assert len(compiled.cache) == 1
 
 
+def test_numpy_protocols_on_traced_values(backend):
+    """np.sin(x), np.sum(x), np.add.reduce(x), np.linalg.norm(x) inside jit: the namespace's functions, as on
+    duals (the results and their backend are the eager jvp's); out= is refused as there."""
+    def f(x):
+        return np.sin(x) * np.sum(x) + np.add.reduce(x, axis=0) / np.linalg.norm(x)
+
+    compiled = ad.jit(lambda x, t: ad.jvp(f, (x,), (t,)))
+    x = backend.random((3, 3))
+    for seed in (1, 2):
+        t = backend.random((3, 3), seed=seed)
+        _assert_identical(backend, compiled(x, t), ad.jvp(f, (x,), (t,)))
+        _assert_identical(backend, ad.jit(f)(x), ad.jvp(f, (x,), (t,))[0])
+    buffer = np.empty((3, 3))
+    with pytest.raises(TypeError, match="out="):
+        ad.jit(lambda x: np.sin(x, out=buffer))(x)
+
+
 def test_refusals(backend):
     ns = backend.ns
     x = backend.random((3,))

@@ -49,7 +49,7 @@ import optree
 
 from ..backends import backend_of
 from ..core import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
-from ..namespace import namespace
+from ..namespace import namespace, numpy_protocols
 
 MAX_VARIANTS = 8
 # Elementwise results from this size on are written into a dead temporary of the program (None: never).
@@ -270,7 +270,8 @@ def _install_operators() -> None:
         setattr(JitTraced, f"__{name}__", lambda self, op=getattr(operator, name): _record_call(op, (self,), {}))
     JitTraced.__getitem__ = lambda self, key: _record_call(operator.getitem, (self, key), {})
     JitTraced.__setitem__ = _traced_setitem
-    JitTraced.__getattr__ = _traced_getattr
+    numpy_protocols.install(JitTraced, set())  # np.sin(x), np.sum(x): the namespace's function, as on duals
+    JitTraced.__getattr__ = _traced_getattr  # (in place of the protocols' refusal: x.sum() is recorded)
     JitTraced.T = property(lambda self: _record_call(operator.attrgetter("T"), (self,), {}))
     JitTraced.mT = property(lambda self: _record_call(operator.attrgetter("mT"), (self,), {}))
     JitTraced.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(self.value))
