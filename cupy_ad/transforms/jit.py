@@ -133,12 +133,12 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
     result = fn(*call_args, **call_kwargs)
     if all(leaves[k].var in recording.constant_slots for k in traced):  # constant folding: computed once, here
         return optree.tree_map(lambda v: recording.constant(v) if _is_array(v) else v, result, none_is_leaf=True)
-    if len(traced) == sum(type(a) is JitTraced for a in args):  # every traced value is a positional argument
+    if not kwargs and len(traced) == sum(type(a) is JitTraced for a in args):  # traced values: positional only
         slots = [a.var if type(a) is JitTraced else recording.constant(a).var for a in args]
-        step = functools.partial(fn, **kwargs) if kwargs else fn
+        step = fn
     else:
         slots = [leaves[k].var for k in traced]
-        step = _unflattening(fn, spec, leaves, traced)
+        step = _Call.of(fn, args, kwargs, len(traced)) or _unflattening(fn, spec, leaves, traced)
     if _is_array(result):
         out = recording.slot(result)
         recording.steps.append((step, slots, out.var))
@@ -150,9 +150,46 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
                             f"from a traced value; a replay could not reproduce it (use array results)")
     outs = [recording.slot(v) for v in out_leaves]
     if not (isinstance(result, tuple) and out_spec == optree.tree_structure(tuple(result), none_is_leaf=True)):
-        step = _flattening(step)
+        step = _Flattening(step)
     recording.steps.append((step, slots, tuple(o.var for o in outs)))
     return optree.tree_unflatten(out_spec, [o if _is_array(o.value) else o.value for o in outs])
+
+
+class _Slot:
+    """A traced argument's place in a recorded call: the program's slot ``var``."""
+
+    __slots__ = ("var",)
+
+    def __init__(self, var: int):
+        self.var = var
+
+
+class _Call:
+    """A recorded call ``fn(*args, **kwargs)`` whose traced arguments (``_Slot``) sit in tuples, lists and
+    dicts with string keys: the replay's source writes the call out as it was made."""
+
+    __slots__ = ("fn", "args", "kwargs")
+
+    def __init__(self, fn: Callable, args: tuple, kwargs: dict):
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+
+    @classmethod
+    def of(cls, fn: Callable, args: tuple, kwargs: dict, n_traced: int) -> "_Call | None":
+        found: list = []
+
+        def mark(v: Any) -> Any:
+            kind = type(v)
+            if kind is JitTraced:
+                found.append(v)
+                return _Slot(v.var)
+            if kind is tuple or kind is list:
+                return kind(mark(item) for item in v)
+            if kind is dict and all(type(k) is str for k in v):
+                return {k: mark(item) for k, item in v.items()}
+            return v  # a constant (a traced value inside another container: counted out below)
+
+        marked = cls(fn, mark(args), mark(kwargs))
+        return marked if len(found) == n_traced else None
 
 
 def _unflattening(fn: Callable, spec: Any, leaves: list, traced: list[int]) -> Callable:
@@ -167,8 +204,17 @@ def _unflattening(fn: Callable, spec: Any, leaves: list, traced: list[int]) -> C
     return step
 
 
-def _flattening(fn: Callable) -> Callable:
-    return lambda *args: optree.tree_leaves(fn(*args), none_is_leaf=True)
+class _Flattening:
+    """A recorded call whose result is a tree (not a tuple of arrays): its leaves are the step's outputs."""
+
+    __slots__ = ("step",)
+
+    def __init__(self, step: Any):
+        self.step = step
+
+
+def _leaves(tree: Any) -> list:
+    return optree.tree_leaves(tree, none_is_leaf=True)
 
 
 # Backend methods that are not kernels: ``matrix_rule`` runs the JVP rule it is given (Dask: per block) and
@@ -218,11 +264,16 @@ _IN_PLACE_METHODS = frozenset(("fill", "sort", "partition", "put", "resize", "it
                                "__setitem__", "__iadd__"))
 
 
-def _method(name: str) -> Callable:
-    def call(value: Any, *args: Any, **kwargs: Any) -> Any:
-        return getattr(value, name)(*args, **kwargs)
-    call.__name__ = name
-    return call
+class _Method:
+    """A recorded method call ``value.name(*args, **kwargs)``."""
+
+    __slots__ = ("__name__",)
+
+    def __init__(self, name: str):
+        self.__name__ = name
+
+    def __call__(self, value: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(value, self.__name__)(*args, **kwargs)
 
 
 def _traced_getattr(self: JitTraced, name: str) -> Any:
@@ -232,7 +283,7 @@ def _traced_getattr(self: JitTraced, name: str) -> Any:
     if name in _IN_PLACE_METHODS:
         raise TypeError(f"jit: x.{name}() writes into an array in place, which a replay cannot repeat safely")
     if callable(attr):
-        return functools.partial(lambda *args, **kwargs: _record_call(_method(name), args, kwargs), self)
+        return functools.partial(lambda *args, **kwargs: _record_call(_Method(name), args, kwargs), self)
     if _is_array(attr):
         return _record_call(operator.attrgetter(name), (self,), {})
     return attr
@@ -282,6 +333,9 @@ _install_operators()
 
 
 # ------------------------------------------------------------------------------------ signatures
+_RAW_TYPES: set = set()  # the types of the plain arrays met among the arguments
+
+
 def _describe(v: Any, levels: dict, raws: list) -> Any:
     """The signature of one input leaf; its raw arrays appended to ``raws`` (primal before tangent)."""
     cls = type(v)
@@ -297,6 +351,8 @@ def _describe(v: Any, levels: dict, raws: list) -> Any:
     if cls is Recorded or cls is JitTraced:
         raise _Inline
     if _is_array(v):
+        if cls is not Zero:
+            _RAW_TYPES.add(cls)
         raws.append(v)
         return (cls, v.shape, v.dtype)
     return ("S", cls, v)  # a Python value: part of the signature (1, 1.0 and True differ)
@@ -361,15 +417,17 @@ def _build(d: Any, env: list, levels: list) -> Any:
 
 # --------------------------------------------------------------------------------------- replay
 class _Program:
-    """A recorded program: steps ``(function, getter, output slots)`` over a list of slots."""
+    """A recorded program: ``steps`` ``(function, input slots, output slots)``, written out as the Python
+    source of one function (``source``): every slot a local variable, every step one line, so that a
+    replay is the backend's calls and nothing else (no loop, no list of slots)."""
 
     def __init__(self, recording: _Recording, n_inputs: int, outputs: list, out_spec: Any):
         self.outputs = outputs
         self.out_spec = out_spec
-        self.n_inputs = n_inputs
         needed = set()
         for d in outputs:
             _slots_of(d, needed)
+        self.output_slots = sorted(needed)
         kept = []
         for fn, ins, outs in reversed(recording.steps):  # dead code: steps no output needs are dropped
             if outs is None or (outs in needed if type(outs) is int else needed.intersection(outs)):
@@ -377,26 +435,76 @@ class _Program:
                 needed.update(ins)
         kept.reverse()
         if REUSE_MIN_BYTES is not None:
-            output_slots: set = set()
-            for d in outputs:
-                _slots_of(d, output_slots)
-            kept = _reuse_buffers(kept, recording.values, output_slots)
-        n_slots = len(recording.values)
-        self.template = [recording.values[k] if k in recording.constant_slots else None for k in range(n_slots + 1)]
-        self.steps = [(fn, operator.itemgetter(*ins) if len(ins) > 1 else operator.itemgetter(slice(ins[0], ins[0] + 1)),
-                       n_slots if outs is None else outs) for fn, ins, outs in kept]
+            kept = _reuse_buffers(kept, recording.values, set(self.output_slots))
+        self.steps = kept
+        # plain outputs (no constants, duals, batches): the replay function returns them in order
+        self.direct = all(d[0] == "V" for d in outputs)
+        returned = [d[1] for d in outputs] if self.direct else self.output_slots
+        self.source, self.run = _compile(kept, n_inputs, returned, recording)
 
     def replay(self, raws: list, levels: list) -> Any:
-        env = self.template.copy()
-        env[:self.n_inputs] = raws
-        for fn, get, out in self.steps:
-            result = fn(*get(env))
-            if type(out) is int:
-                env[out] = result
-            else:
-                for k, v in zip(out, result):
-                    env[k] = v
+        if self.direct:
+            return optree.tree_unflatten(self.out_spec, self.run(*raws))
+        env = dict(zip(self.output_slots, self.run(*raws)))
         return optree.tree_unflatten(self.out_spec, [_build(d, env, levels) for d in self.outputs])
+
+
+def _compile(steps: list, n_inputs: int, returned: list, recording: _Recording) -> tuple[str, Callable]:
+    """The source of the replay function of ``steps`` (inputs: the first ``n_inputs`` slots; result: the
+    tuple of the ``returned`` slots) and the function. Functions and constants are its globals ``g<k>``."""
+    names: dict = {}  # id of an object -> its global's name
+    scope: dict = {}
+
+    def name(obj: Any) -> str:
+        key = names.get(id(obj))
+        if key is None:
+            key = names[id(obj)] = f"g{len(scope)}"
+            scope[key] = obj
+        return key
+
+    def slot(k: int) -> str:
+        return name(recording.values[k]) if k in recording.constant_slots else f"v{k}"
+
+    def literal(v: Any) -> str:
+        kind = type(v)
+        if kind is _Slot:
+            return slot(v.var)
+        if kind is tuple:
+            return f"({''.join(literal(item) + ', ' for item in v)})"
+        if kind is list:
+            return f"[{', '.join(map(literal, v))}]"
+        if kind is dict:
+            return "{" + ", ".join(f"{k!r}: {literal(item)}" for k, item in v.items()) + "}"
+        return name(v)
+
+    def function(fn: Any, ins: list) -> str:
+        values = [recording.values[k] for k in ins]
+        array = next((v for v in values if _is_array(v)), None)
+        return name(fn if array is None else backend_of(array).replay_form(fn, values))
+
+    def call(fn: Any, ins: list) -> str:
+        if type(fn) is _Flattening:
+            return f"{name(_leaves)}({call(fn.step, ins)})"
+        if type(fn) is _Call:
+            if type(fn.fn) is _Method and fn.args and type(fn.args[0]) is _Slot:
+                head, *rest = fn.args
+                return f"{slot(head.var)}.{fn.fn.__name__}(*{literal(tuple(rest))}, **{literal(fn.kwargs)})"
+            return f"{function(fn.fn, ins)}(*{literal(fn.args)}, **{literal(fn.kwargs)})"
+        if type(fn) is functools.partial and fn.func is _into:  # out= into a dead temporary
+            form, position = fn.args
+            return f"{name(form)}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
+        if type(fn) is _Method:
+            return f"{slot(ins[0])}.{fn.__name__}({', '.join(map(slot, ins[1:]))})"
+        return f"{function(fn, ins)}({', '.join(map(slot, ins))})"
+
+    lines = [f"def replay({''.join(f'v{k}, ' for k in range(n_inputs))}):"]
+    for fn, ins, outs in steps:
+        target = "" if outs is None else f"v{outs} = " if type(outs) is int else "".join(f"v{k}, " for k in outs) + "= "
+        lines.append(f"    {target}{call(fn, ins)}")
+    lines.append(f"    return ({''.join(slot(k) + ', ' for k in returned)})")
+    source = "\n".join(lines)
+    exec(compile(source, "<cupy_ad.jit replay>", "exec"), scope)  # noqa: S102 (our own generated source)
+    return source, scope["replay"]
 
 
 def _reuse_buffers(steps: list, values: list, output_slots: set) -> list:
@@ -485,30 +593,51 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         raise TypeError(f"jit: f must be callable, got {type(f).__name__}")
     static_nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
     cache: dict = {}
+    by_arrays: dict = {}  # the same programs by the signature of positional plain arrays
 
     @functools.wraps(f)
     def compiled(*args: Any, **kwargs: Any) -> Any:
         if getattr(_running, "depth", 0):
             return f(*args, **kwargs)  # inside a recording: part of the enclosing program
-        nums = {k % len(args) for k in static_nums} if args else set()
-        static = {k: args[k] for k in nums}
-        dynamic = tuple(a for k, a in enumerate(args) if k not in nums)
-        leaves, spec = optree.tree_flatten((dynamic, kwargs), none_is_leaf=True)
+        plain = None  # positional plain arrays only: their types, shapes and dtypes are the whole signature
+        if not kwargs and not static_nums and all(type(a) in _RAW_TYPES for a in args):
+            plain = tuple([(type(a), a.shape, a.dtype) for a in args])
+            variants = by_arrays.get(plain)
+            if variants:
+                for program in variants:
+                    try:
+                        return program.replay(args, [])
+                    except _Diverged:
+                        continue
+        static: dict = {}
+        if static_nums and args:
+            nums = {k % len(args) for k in static_nums}
+            static = {k: args[k] for k in nums}
+            args_ = tuple(a for k, a in enumerate(args) if k not in nums)
+        else:
+            args_ = args
+        leaves, spec = optree.tree_flatten((args_, kwargs), none_is_leaf=True)
         kinds: dict = {}
-        raws: list = []
-        try:
-            signature = [_describe(v, kinds, raws) for v in leaves]
-        except _Inline:
-            return f(*args, **kwargs)
-        rank = {level: k for k, level in enumerate(sorted(kinds))}
-        ranked = tuple(_ranked(d, rank) for d in signature) if kinds else tuple(signature)
+        if all(type(v) in _RAW_TYPES for v in leaves):  # plain arrays only: the signature in one pass
+            raws = leaves
+            ranked = tuple([(type(v), v.shape, v.dtype) for v in leaves])
+        else:
+            raws = []
+            try:
+                signature = [_describe(v, kinds, raws) for v in leaves]
+            except _Inline:
+                return f(*args, **kwargs)
+            rank = {level: k for k, level in enumerate(sorted(kinds))}
+            ranked = tuple(_ranked(d, rank) for d in signature) if kinds else tuple(signature)
         try:
             key = (spec, tuple(sorted((k, type(v), v) for k, v in static.items())), ranked,
                    tuple(kinds[level] for level in sorted(kinds)))
-            variants = cache.get(key)
+            variants = cache.setdefault(key, [])
         except TypeError:
             raise TypeError("jit: static arguments and Python values among the arguments must be hashable") from None
         levels = sorted(kinds)  # the caller's levels, by rank
+        if plain is not None:
+            by_arrays[plain] = variants
         if variants:
             for program in variants:
                 try:
@@ -520,7 +649,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
                                    f"on traced values (bool() of an array); use xp.where, or call f without jit")
         program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels], raws,
                                levels)
-        cache.setdefault(key, []).append(program)
+        variants.append(program)
         return out
 
     compiled.cache = cache  # type: ignore[attr-defined]
