@@ -497,10 +497,20 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: _Recording) 
             return f"{slot(ins[0])}.{fn.__name__}({', '.join(map(slot, ins[1:]))})"
         return f"{function(fn, ins)}({', '.join(map(slot, ins))})"
 
+    last_use = {}  # slot -> the step after which nothing reads it (it is dropped there, as eagerly)
+    for index, (_, ins, outs) in enumerate(steps):
+        for k in (() if outs is None else (outs,) if type(outs) is int else outs):
+            last_use[k] = index
+        for k in ins:
+            last_use[k] = index
+    dropped: dict = {}
+    for k, index in last_use.items():
+        if k >= n_inputs and k not in recording.constant_slots and k not in returned:
+            dropped.setdefault(index, []).append(f"v{k}")
     lines = [f"def replay({''.join(f'v{k}, ' for k in range(n_inputs))}):"]
-    for fn, ins, outs in steps:
+    for index, (fn, ins, outs) in enumerate(steps):
         target = "" if outs is None else f"v{outs} = " if type(outs) is int else "".join(f"v{k}, " for k in outs) + "= "
-        lines.append(f"    {target}{call(fn, ins)}")
+        lines.append(f"    {target}{call(fn, ins)}" + (f"; del {', '.join(dropped[index])}" if index in dropped else ""))
     lines.append(f"    return ({''.join(slot(k) + ', ' for k in returned)})")
     source = "\n".join(lines)
     exec(compile(source, "<cupy_ad.jit replay>", "exec"), scope)  # noqa: S102 (our own generated source)
