@@ -19,10 +19,16 @@ of a function that calls ``scan`` records the loop unrolled. Inside a running re
 ``linearize``'s recorded values, ``jit(f)`` simply calls ``f``.
 
 Replay. Steps whose outputs no output needs are dropped (dead code); calls that depend on no input
-ran once at recording (constant folding). A call is a loop over ``(function, getter, output slots)``
-on a list of arrays (about 0.5 us of Python per step). Large elementwise steps write into a dead
-temporary the program owns (``out=``, where the backend has that form: NumPy's ufuncs); nothing else
-is ever written, inputs and constants least of all.
+ran once at recording (constant folding). The program is then written out as the Python source of
+one function: a line per step (``v7 = g3(v5, v6)``, calls with lists and keywords written as they
+were made, methods as methods), every slot a local variable dropped after its last use (as eager
+code frees its temporaries), functions and constants its globals; the backend may swap a function
+for one computing the same result with less Python around the kernel (``replay_form``: NumPy drops
+array_api_compat's one-call wrappers). A replay is that function's call: the backend's calls and
+nothing else (about 0.05 us of Python per step). Large elementwise steps write into a dead temporary
+the program owns (``out=``, where the backend has that form: NumPy's ufuncs); nothing else is ever
+written, inputs and constants least of all. Compiling the source costs about 40 us a step, once per
+signature (the recording itself costs more).
 
 Signature: the pytree structure of the arguments, every array's type, shape and dtype, the dual /
 batched structure of every input (levels by rank, batch axes, symbolic-zero tangents), the values of
