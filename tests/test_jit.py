@@ -250,7 +250,7 @@ def test_dead_code_and_constants_leave_no_steps(backend):
 def test_buffer_reuse_is_bit_identical_and_spares_inputs(backend, monkeypatch):
     """Large elementwise chains write into the program's own temporaries (NumPy), never into an input or
     a view of one; the results do not change."""
-    jit_module = importlib.import_module("cupy_ad.transforms.jit")
+    program_module = importlib.import_module("cupy_ad.transforms.jit_program")
     ns = backend.ns
 
     def f(x, y):
@@ -260,13 +260,13 @@ def test_buffer_reuse_is_bit_identical_and_spares_inputs(backend, monkeypatch):
 
     x, y = backend.random((64, 64)), backend.random((64, 64), seed=1)
     keep = backend.to_numpy(x).copy(), backend.to_numpy(y).copy()
-    monkeypatch.setattr(jit_module, "REUSE_MIN_BYTES", 1024)
+    monkeypatch.setattr(program_module, "REUSE_MIN_BYTES", 1024)
     compiled = ad.jit(f)
     for _ in range(3):
         _assert_identical(backend, compiled(x, y), f(x, y))
     np.testing.assert_array_equal(backend.to_numpy(x), keep[0])
     np.testing.assert_array_equal(backend.to_numpy(y), keep[1])
     (program,) = next(iter(compiled.cache.values()))
-    reused = sum(getattr(fn, "func", None) is jit_module._into for fn, _, _ in program.steps)
+    reused = sum(getattr(fn, "func", None) is program_module._into for fn, _, _ in program.steps)
     assert reused == (5 if backend.name == "numpy" else 0)  # * 2.0, + y, - y, u * u, + 1.0 (not sin: its input
     # is a view of x; not tanh: t is an output)

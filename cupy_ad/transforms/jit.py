@@ -56,16 +56,9 @@ import optree
 from ..backends import backend_of
 from ..core import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
 from ..namespace import namespace, numpy_protocols
+from .jit_program import Call, Diverged, Flattening, Method, Program, build, guard
 
 MAX_VARIANTS = 8
-# Elementwise results from this size on are written into a dead temporary of the program (None: never).
-# Measured on NumPy (a chain of 6 ufuncs, 2-core VM): 0.96x the time at 16 x 16, 0.93x at 128 x 128,
-# 0.49x at 512 x 512 (no page faults on fresh buffers).
-REUSE_MIN_BYTES: int | None = 1 << 17
-
-
-class _Diverged(Exception):
-    """A guard of the program saw another outcome than at recording."""
 
 
 class _Inline(Exception):
@@ -109,15 +102,8 @@ class _Recording:
 
     def guard(self, traced: JitTraced) -> bool:
         outcome = bool(traced.value)
-        self.steps.append((_guard(outcome), [traced.var], None))
+        self.steps.append((guard(outcome), [traced.var], None))
         return outcome
-
-
-def _guard(expected: bool) -> Callable:
-    def check(value: Any) -> None:
-        if bool(value) is not expected:
-            raise _Diverged
-    return check
 
 
 def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
@@ -144,7 +130,7 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
         step = fn
     else:
         slots = [leaves[k].var for k in traced]
-        step = _Call.of(fn, args, kwargs, len(traced)) or _unflattening(fn, spec, leaves, traced)
+        step = Call.of(fn, args, kwargs, len(traced)) or _unflattening(fn, spec, leaves, traced)
     if _is_array(result):
         out = recording.slot(result)
         recording.steps.append((step, slots, out.var))
@@ -156,46 +142,9 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
                             f"from a traced value; a replay could not reproduce it (use array results)")
     outs = [recording.slot(v) for v in out_leaves]
     if not (isinstance(result, tuple) and out_spec == optree.tree_structure(tuple(result), none_is_leaf=True)):
-        step = _Flattening(step)
+        step = Flattening(step)
     recording.steps.append((step, slots, tuple(o.var for o in outs)))
     return optree.tree_unflatten(out_spec, [o if _is_array(o.value) else o.value for o in outs])
-
-
-class _Slot:
-    """A traced argument's place in a recorded call: the program's slot ``var``."""
-
-    __slots__ = ("var",)
-
-    def __init__(self, var: int):
-        self.var = var
-
-
-class _Call:
-    """A recorded call ``fn(*args, **kwargs)`` whose traced arguments (``_Slot``) sit in tuples, lists and
-    dicts with string keys: the replay's source writes the call out as it was made."""
-
-    __slots__ = ("fn", "args", "kwargs")
-
-    def __init__(self, fn: Callable, args: tuple, kwargs: dict):
-        self.fn, self.args, self.kwargs = fn, args, kwargs
-
-    @classmethod
-    def of(cls, fn: Callable, args: tuple, kwargs: dict, n_traced: int) -> "_Call | None":
-        found: list = []
-
-        def mark(v: Any) -> Any:
-            kind = type(v)
-            if kind is JitTraced:
-                found.append(v)
-                return _Slot(v.var)
-            if kind is tuple or kind is list:
-                return kind(mark(item) for item in v)
-            if kind is dict and all(type(k) is str for k in v):
-                return {k: mark(item) for k, item in v.items()}
-            return v  # a constant (a traced value inside another container: counted out below)
-
-        marked = cls(fn, mark(args), mark(kwargs))
-        return marked if len(found) == n_traced else None
 
 
 def _unflattening(fn: Callable, spec: Any, leaves: list, traced: list[int]) -> Callable:
@@ -208,19 +157,6 @@ def _unflattening(fn: Callable, spec: Any, leaves: list, traced: list[int]) -> C
         args, kwargs = optree.tree_unflatten(spec, filled)
         return fn(*args, **kwargs)
     return step
-
-
-class _Flattening:
-    """A recorded call whose result is a tree (not a tuple of arrays): its leaves are the step's outputs."""
-
-    __slots__ = ("step",)
-
-    def __init__(self, step: Any):
-        self.step = step
-
-
-def _leaves(tree: Any) -> list:
-    return optree.tree_leaves(tree, none_is_leaf=True)
 
 
 # Backend methods that are not kernels: ``matrix_rule`` runs the JVP rule it is given (Dask: per block) and
@@ -270,18 +206,6 @@ _IN_PLACE_METHODS = frozenset(("fill", "sort", "partition", "put", "resize", "it
                                "__setitem__", "__iadd__"))
 
 
-class _Method:
-    """A recorded method call ``value.name(*args, **kwargs)``."""
-
-    __slots__ = ("__name__",)
-
-    def __init__(self, name: str):
-        self.__name__ = name
-
-    def __call__(self, value: Any, *args: Any, **kwargs: Any) -> Any:
-        return getattr(value, self.__name__)(*args, **kwargs)
-
-
 def _traced_getattr(self: JitTraced, name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
@@ -289,7 +213,7 @@ def _traced_getattr(self: JitTraced, name: str) -> Any:
     if name in _IN_PLACE_METHODS:
         raise TypeError(f"jit: x.{name}() writes into an array in place, which a replay cannot repeat safely")
     if callable(attr):
-        return functools.partial(lambda *args, **kwargs: _record_call(_Method(name), args, kwargs), self)
+        return functools.partial(lambda *args, **kwargs: _record_call(Method(name), args, kwargs), self)
     if _is_array(attr):
         return _record_call(operator.attrgetter(name), (self,), {})
     return attr
@@ -405,173 +329,8 @@ def _output(v: Any, recording: _Recording, rank: dict) -> Any:
     return ("C", v) if _is_array(v) and cls is not Zero else ("S", None, v)
 
 
-def _build(d: Any, env: list, levels: list) -> Any:
-    """An output leaf of a replay (constants copied: the caller may write into what it gets)."""
-    tag = d[0]
-    if tag == "V":
-        return env[d[1]]
-    if tag == "D":
-        primal = _build(d[2], env, levels)
-        return Dual(levels[d[1]], primal, Zero(d[3][1], d[3][2]) if d[3][0] == "Z" else _build(d[3], env, levels),
-                    d[4])
-    if tag == "B":
-        return Batched(levels[d[1]], _build(d[3], env, levels), d[2])
-    if tag == "C":
-        return d[1].__array_namespace__().asarray(d[1], copy=True)
-    return d[2]
-
-
-# --------------------------------------------------------------------------------------- replay
-class _Program:
-    """A recorded program: ``steps`` ``(function, input slots, output slots)``, written out as the Python
-    source of one function (``source``): every slot a local variable, every step one line, so that a
-    replay is the backend's calls and nothing else (no loop, no list of slots)."""
-
-    def __init__(self, recording: _Recording, n_inputs: int, outputs: list, out_spec: Any):
-        self.outputs = outputs
-        self.out_spec = out_spec
-        needed = set()
-        for d in outputs:
-            _slots_of(d, needed)
-        self.output_slots = sorted(needed)
-        kept = []
-        for fn, ins, outs in reversed(recording.steps):  # dead code: steps no output needs are dropped
-            if outs is None or (outs in needed if type(outs) is int else needed.intersection(outs)):
-                kept.append((fn, ins, outs))
-                needed.update(ins)
-        kept.reverse()
-        if REUSE_MIN_BYTES is not None:
-            kept = _reuse_buffers(kept, recording.values, set(self.output_slots))
-        self.steps = kept
-        # plain outputs (no constants, duals, batches): the replay function returns them in order
-        self.direct = all(d[0] == "V" for d in outputs)
-        returned = [d[1] for d in outputs] if self.direct else self.output_slots
-        self.source, self.run = _compile(kept, n_inputs, returned, recording)
-
-    def replay(self, raws: list, levels: list) -> Any:
-        if self.direct:
-            return optree.tree_unflatten(self.out_spec, self.run(*raws))
-        env = dict(zip(self.output_slots, self.run(*raws)))
-        return optree.tree_unflatten(self.out_spec, [_build(d, env, levels) for d in self.outputs])
-
-
-def _compile(steps: list, n_inputs: int, returned: list, recording: _Recording) -> tuple[str, Callable]:
-    """The source of the replay function of ``steps`` (inputs: the first ``n_inputs`` slots; result: the
-    tuple of the ``returned`` slots) and the function. Functions and constants are its globals ``g<k>``."""
-    names: dict = {}  # id of an object -> its global's name
-    scope: dict = {}
-
-    def name(obj: Any) -> str:
-        key = names.get(id(obj))
-        if key is None:
-            key = names[id(obj)] = f"g{len(scope)}"
-            scope[key] = obj
-        return key
-
-    def slot(k: int) -> str:
-        return name(recording.values[k]) if k in recording.constant_slots else f"v{k}"
-
-    def literal(v: Any) -> str:
-        kind = type(v)
-        if kind is _Slot:
-            return slot(v.var)
-        if kind is tuple:
-            return f"({''.join(literal(item) + ', ' for item in v)})"
-        if kind is list:
-            return f"[{', '.join(map(literal, v))}]"
-        if kind is dict:
-            return "{" + ", ".join(f"{k!r}: {literal(item)}" for k, item in v.items()) + "}"
-        return name(v)
-
-    def function(fn: Any, ins: list) -> str:
-        values = [recording.values[k] for k in ins]
-        array = next((v for v in values if _is_array(v)), None)
-        return name(fn if array is None else backend_of(array).replay_form(fn, values))
-
-    def call(fn: Any, ins: list) -> str:
-        if type(fn) is _Flattening:
-            return f"{name(_leaves)}({call(fn.step, ins)})"
-        if type(fn) is _Call:
-            if type(fn.fn) is _Method and fn.args and type(fn.args[0]) is _Slot:
-                head, *rest = fn.args
-                return f"{slot(head.var)}.{fn.fn.__name__}(*{literal(tuple(rest))}, **{literal(fn.kwargs)})"
-            return f"{function(fn.fn, ins)}(*{literal(fn.args)}, **{literal(fn.kwargs)})"
-        if type(fn) is functools.partial and fn.func is _into:  # out= into a dead temporary
-            form, position = fn.args
-            return f"{name(form)}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
-        if type(fn) is _Method:
-            return f"{slot(ins[0])}.{fn.__name__}({', '.join(map(slot, ins[1:]))})"
-        return f"{function(fn, ins)}({', '.join(map(slot, ins))})"
-
-    last_use = {}  # slot -> the step after which nothing reads it (it is dropped there, as eagerly)
-    for index, (_, ins, outs) in enumerate(steps):
-        for k in (() if outs is None else (outs,) if type(outs) is int else outs):
-            last_use[k] = index
-        for k in ins:
-            last_use[k] = index
-    dropped: dict = {}
-    for k, index in last_use.items():
-        if k >= n_inputs and k not in recording.constant_slots and k not in returned:
-            dropped.setdefault(index, []).append(f"v{k}")
-    lines = [f"def replay({''.join(f'v{k}, ' for k in range(n_inputs))}):"]
-    for index, (fn, ins, outs) in enumerate(steps):
-        target = "" if outs is None else f"v{outs} = " if type(outs) is int else "".join(f"v{k}, " for k in outs) + "= "
-        lines.append(f"    {target}{call(fn, ins)}" + (f"; del {', '.join(dropped[index])}" if index in dropped else ""))
-    lines.append(f"    return ({''.join(slot(k) + ', ' for k in returned)})")
-    source = "\n".join(lines)
-    exec(compile(source, "<cupy_ad.jit replay>", "exec"), scope)  # noqa: S102 (our own generated source)
-    return source, scope["replay"]
-
-
-def _reuse_buffers(steps: list, values: list, output_slots: set) -> list:
-    """Elementwise steps write into a temporary the program owns instead of a new array, where that is
-    the temporary's last use: a fresh elementwise result (never an input, a constant or memory of
-    theirs) of the same shape and dtype, no view of which exists, not an output. Decided on the
-    recording's values; the same signature gives the same shapes, dtypes and aliasing."""
-    last_use: dict = {}
-    for k, (_, ins, _) in enumerate(steps):
-        for slot in ins:
-            last_use[slot] = k
-    views: dict = {}  # id of an owning array -> how many slots' values live in its memory
-    for value in values:
-        owner = backend_of(value).owner_of(value) if _is_array(value) else None
-        if owner is not None:
-            views[id(owner)] = views.get(id(owner), 0) + 1
-    fresh: set = set()  # slots holding a new elementwise result
-    reused = []
-    for k, (fn, ins, out) in enumerate(steps):
-        result = values[out] if type(out) is int else None
-        form = backend_of(result).in_place_form(fn) if _is_array(result) else None
-        if form is not None:
-            for position, slot in enumerate(ins):
-                v = values[slot]
-                if (slot in fresh and slot not in output_slots and last_use[slot] == k and type(v) is type(result)
-                        and v.shape == result.shape and v.dtype == result.dtype and result.nbytes >= REUSE_MIN_BYTES
-                        and views.get(id(v)) == 1):
-                    fn = functools.partial(_into, form, position)
-                    break
-            fresh.add(out)
-        reused.append((fn, ins, out))
-    return reused
-
-
-def _into(form: Callable, position: int, *args: Any) -> Any:
-    return form(*args, out=args[position])
-
-
-def _slots_of(d: Any, found: set) -> None:
-    if d[0] == "V":
-        found.add(d[1])
-    elif d[0] == "D":
-        _slots_of(d[2], found)
-        if d[3][0] != "Z":
-            _slots_of(d[3], found)
-    elif d[0] == "B":
-        _slots_of(d[3], found)
-
-
 def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, kinds: list, raws: list,
-            outer: list) -> tuple[_Program, Any]:
+            outer: list) -> tuple[Program, Any]:
     """Record ``f`` on this call; the program and this call's outputs (built with the ``outer`` levels)."""
     recording = _Recording()
     _running.depth = getattr(_running, "depth", 0) + 1
@@ -588,9 +347,9 @@ def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, 
             outputs = [_output(v, recording, rank) for v in out_leaves]
     finally:
         _running.depth -= 1
-    program = _Program(recording, len(raws), outputs, out_spec)
+    program = Program(recording, len(raws), outputs, out_spec)
     env = recording.values + [None]
-    return program, optree.tree_unflatten(out_spec, [_build(d, env, outer) for d in outputs])
+    return program, optree.tree_unflatten(out_spec, [build(d, env, outer) for d in outputs])
 
 
 def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Callable:
@@ -623,7 +382,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
                 for program in variants:
                     try:
                         return program.replay(args, [])
-                    except _Diverged:
+                    except Diverged:
                         continue
         static: dict = {}
         if static_nums and args:
@@ -658,7 +417,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
             for program in variants:
                 try:
                     return program.replay(raws, levels)
-                except _Diverged:
+                except Diverged:
                     continue
             if len(variants) >= MAX_VARIANTS:
                 raise RuntimeError(f"jit: {MAX_VARIANTS} recordings of one signature differ in Python control flow "
