@@ -247,6 +247,24 @@ def test_dead_code_and_constants_leave_no_steps(backend):
     assert len(program.steps) == 1
 
 
+def test_common_subexpressions_run_once(backend):
+    """A call repeated on the same values (and equal constants) runs once; outputs stay distinct arrays."""
+    ns = backend.ns
+
+    def f(x):
+        a = ns.sin(x) * 2.0 + ns.permute_dims(x, (1, 0))
+        b = ns.sin(x) * 2.0 + ns.permute_dims(x, (1, 0))  # the same three calls again
+        return a * b, ns.sin(x) * 2.0, ns.sin(x) * 2.0
+
+    compiled = ad.jit(f)
+    x = backend.random((3, 3))
+    _assert_identical(backend, compiled(x), f(x))
+    (program,) = next(iter(compiled.cache.values()))
+    assert len(program.steps) == 5 + 2  # sin, * 2.0, permute_dims, +, a * b; the outputs' own * 2.0 twice
+    product, first, second = compiled(x)
+    assert first is not second
+
+
 def test_buffer_reuse_is_bit_identical_and_spares_inputs(backend, monkeypatch):
     """Large elementwise chains write into the program's own temporaries (NumPy), never into an input or
     a view of one; the results do not change."""

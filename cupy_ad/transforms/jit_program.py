@@ -122,8 +122,9 @@ class Program:
         for d in outputs:
             _slots_of(d, needed)
         self.output_slots = sorted(needed)
+        steps, self.alias = _common_subexpressions(recording.steps, recording, needed)
         kept = []
-        for fn, ins, outs in reversed(recording.steps):  # dead code: steps no output needs are dropped
+        for fn, ins, outs in reversed(steps):  # dead code: steps no output needs are dropped
             if outs is None or (outs in needed if type(outs) is int else needed.intersection(outs)):
                 kept.append((fn, ins, outs))
                 needed.update(ins)
@@ -134,7 +135,7 @@ class Program:
         # plain outputs (no constants, duals, batches): the replay function returns them in order
         self.direct = all(d[0] == "V" for d in outputs)
         returned = [d[1] for d in outputs] if self.direct else self.output_slots
-        self.source, self.run = _compile(kept, n_inputs, returned, recording)
+        self.source, self.run = _compile(kept, n_inputs, returned, recording, self.alias)
 
     def replay(self, raws: list, levels: list) -> Any:
         if self.direct:
@@ -143,9 +144,61 @@ class Program:
         return optree.tree_unflatten(self.out_spec, [build(d, env, levels) for d in self.outputs])
 
 
-def _compile(steps: list, n_inputs: int, returned: list, recording: Any) -> tuple[str, Callable]:
+_SCALARS = frozenset((int, float, complex, bool, str, type(None), type(Ellipsis), slice))
+
+
+def _common_subexpressions(steps: list, recording: Any, output_slots: set) -> tuple[list, dict]:
+    """The steps without those computing what an earlier step computed (the same function of the same
+    slots and constants; the backend's functions are pure: a recording never writes into an array it
+    did not make), and the slots of the dropped steps' outputs -> the earlier step's. A step making an
+    output of the program is kept (the caller gets distinct arrays, as from ``f``)."""
+    alias: dict = {}
+    seen: dict = {}
+    kept = []
+    values, constants = recording.values, recording.constant_slots
+
+    def slot_key(k: int) -> Any:
+        k = alias.get(k, k)
+        return frozen(values[k]) if k in constants and (type(values[k]) in _SCALARS or type(values[k]) is tuple) else k
+
+    def frozen(v: Any) -> Any:
+        kind = type(v)
+        if kind is Slot:
+            return ("slot", slot_key(v.var))
+        if kind is tuple or kind is list:
+            return kind, tuple(map(frozen, v))
+        if kind is dict:
+            return dict, tuple((k, frozen(item)) for k, item in v.items())
+        return (kind, repr(v)) if kind in _SCALARS else ("id", id(v))  # (repr: -0.0 is not 0.0)
+
+    def function_key(fn: Any) -> Any:
+        kind = type(fn)
+        if kind is Call:
+            return "call", function_key(fn.fn), frozen(fn.args), frozen(fn.kwargs)
+        if kind is Flattening:
+            return "tree", function_key(fn.step)
+        return ("method", fn.__name__) if kind is Method else ("id", id(fn))
+
+    for fn, ins, outs in steps:
+        ins = [alias.get(k, k) for k in ins]
+        if outs is None:
+            kept.append((fn, ins, outs))
+            continue
+        key = (function_key(fn), tuple(map(slot_key, ins)))
+        earlier = seen.get(key)
+        made = (outs,) if type(outs) is int else outs
+        if earlier is not None and output_slots.isdisjoint(made):
+            alias.update(zip(made, (earlier,) if type(earlier) is int else earlier))
+            continue
+        seen.setdefault(key, outs)
+        kept.append((fn, ins, outs))
+    return kept, alias
+
+
+def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: dict) -> tuple[str, Callable]:
     """The source of the replay function of ``steps`` (inputs: the first ``n_inputs`` slots; result: the
-    tuple of the ``returned`` slots) and the function. Functions and constants are its globals ``g<k>``."""
+    tuple of the ``returned`` slots; ``alias``: slots standing for others) and the function. Functions and
+    constants are its globals ``g<k>``."""
     names: dict = {}  # id of an object -> its global's name
     scope: dict = {}
 
@@ -157,6 +210,7 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any) -> tupl
         return key
 
     def slot(k: int) -> str:
+        k = alias.get(k, k)
         return name(recording.values[k]) if k in recording.constant_slots else f"v{k}"
 
     def literal(v: Any) -> str:
@@ -204,7 +258,8 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any) -> tupl
     lines = [f"def replay({''.join(f'v{k}, ' for k in range(n_inputs))}):"]
     for index, (fn, ins, outs) in enumerate(steps):
         target = "" if outs is None else f"v{outs} = " if type(outs) is int else "".join(f"v{k}, " for k in outs) + "= "
-        lines.append(f"    {target}{call(fn, ins)}" + (f"; del {', '.join(dropped[index])}" if index in dropped else ""))
+        drop = f"; del {', '.join(dropped[index])}" if index in dropped else ""
+        lines.append(f"    {target}{call(fn, ins)}{drop}")
     lines.append(f"    return ({''.join(slot(k) + ', ' for k in returned)})")
     source = "\n".join(lines)
     exec(compile(source, "<cupy_ad.jit replay>", "exec"), scope)  # noqa: S102 (our own generated source)
