@@ -159,7 +159,8 @@ def _common_subexpressions(steps: list, recording: Any, output_slots: set) -> tu
 
     def slot_key(k: int) -> Any:
         k = alias.get(k, k)
-        return frozen(values[k]) if k in constants and (type(values[k]) in _SCALARS or type(values[k]) is tuple) else k
+        plain = k in constants and (type(values[k]) in _SCALARS or type(values[k]) is tuple)
+        return frozen(values[k]) if plain else k
 
     def frozen(v: Any) -> Any:
         kind = type(v)
