@@ -2,7 +2,7 @@
 peer columns appear when JAX / PyTorch are installed and are left out, with a message, when not);
 its --help shows the defaults; --plot without matplotlib stops before the run and names the extra;
 the demo passes its checks and times medians after a warm-up; the directions suite runs every row,
-with the issue's targets, and its peers agree with ours."""
+with the issue's targets, and its peers agree with ours; so does the jit suite."""
 from __future__ import annotations
 
 import csv
@@ -14,6 +14,7 @@ import pytest
 
 import cupy_ad.__main__ as cli
 from cupy_ad import cli_demo
+from cupy_ad.bench import jit_rows
 from cupy_ad.bench.directions import ROWS
 from cupy_ad.bench.timing import median_seconds
 
@@ -118,3 +119,24 @@ def test_bench_directions_suite_with_peers(tmp_path, capsys):
             else:
                 assert float(r[f"{system}_ms"]) > 0 and r[f"{system}_agrees"] == "True"
         assert bool(r["ours_over_jax"]) == bool(importlib.util.find_spec("jax"))
+
+
+def test_bench_jit_suite(tmp_path, capsys):
+    """The jit suite's rows with their targets; JAX (when installed) agrees with ours (svd: vector signs
+    aligned); a row of another suite is refused."""
+    out = tmp_path / "jit.csv"
+    names = ["svd_n16", "scan_rnn", "kalman", "dispatch"]
+    assert cli.main(["bench", "--suite", "jit", "--rows", *names, "--quick", "--peers", "--min-time", "0.001",
+                     "--csv", str(out), "--case-timeout", "120"]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [r["row"] for r in rows] == names
+    has_jax = bool(importlib.util.find_spec("jax"))
+    for r in rows:
+        assert float(r["ours_ms"]) > 0 and float(r["baseline_ms"]) > 0 and not r["torch_ms"]
+        bound, = jit_rows.ROWS[r["row"]].targets.values()
+        assert r["targets"].count(f" <= {bound}") == 1
+        if r["row"] != "dispatch":
+            assert (r["jax_agrees"] == "True") == has_jax
+    assert "not installed" in capsys.readouterr().err or has_jax
+    with pytest.raises(SystemExit, match="not a row of the jit suite"):
+        cli.main(["bench", "--suite", "jit", "--rows", "kalman", "vmap_small", "--quick"])

@@ -165,6 +165,45 @@ def test_bool_records_a_guard_per_outcome(backend):
     assert len(compiled.cache) == 1
 
 
+def test_numpy_protocols_on_traced_values(backend):
+    """np.sin(x), np.sum(x), np.add.reduce(x), np.linalg.norm(x) inside jit: the namespace's functions, as on
+    duals (the results and their backend are the eager jvp's); out= is refused as there."""
+    def f(x):
+        return np.sin(x) * np.sum(x) + np.add.reduce(x, axis=0) / np.linalg.norm(x)
+
+    compiled = ad.jit(lambda x, t: ad.jvp(f, (x,), (t,)))
+    x = backend.random((3, 3))
+    for seed in (1, 2):
+        t = backend.random((3, 3), seed=seed)
+        _assert_identical(backend, compiled(x, t), ad.jvp(f, (x,), (t,)))
+        _assert_identical(backend, ad.jit(f)(x), ad.jvp(f, (x,), (t,))[0])
+    buffer = np.empty((3, 3))
+    with pytest.raises(TypeError, match="out="):
+        ad.jit(lambda x: np.sin(x, out=buffer))(x)
+
+
+def test_replay_is_one_generated_function(backend):
+    """The program is one function's source, a line per step (calls with lists and keywords written out);
+    on NumPy array_api_compat's one-call wrappers are replaced by their NumPy call (the same kernels)."""
+    ns = backend.ns
+
+    def f(a, v):
+        w = ns.linalg.outer(v, v) + ns.permute_dims(a, (1, 0)) + ns.linalg.diagonal(a)
+        return ns.stack([w, a], axis=0), ns.concat([v, ns.sum(w, axis=1)])
+
+    compiled = ad.jit(f)
+    a, v = backend.random((3, 3)), backend.random((3,), seed=1)
+    for seed in (2, 3):
+        v = backend.random((3,), seed=seed)
+        _assert_identical(backend, compiled(a, v), f(a, v))
+    (program,) = next(iter(compiled.cache.values()))
+    assert program.source.count("\n") == len(program.steps) + 1
+    called = [value for key, value in program.run.__globals__.items() if key.startswith("g")]
+    assert any("stack" in getattr(fn, "__name__", "") for fn in called)
+    if backend.name == "numpy":
+        assert not any("array_api_compat" in (getattr(fn, "__module__", None) or "") for fn in called)
+
+
 def test_refusals(backend):
     ns = backend.ns
     x = backend.random((3,))
@@ -208,10 +247,28 @@ def test_dead_code_and_constants_leave_no_steps(backend):
     assert len(program.steps) == 1
 
 
+def test_common_subexpressions_run_once(backend):
+    """A call repeated on the same values (and equal constants) runs once; outputs stay distinct arrays."""
+    ns = backend.ns
+
+    def f(x):
+        a = ns.sin(x) * 2.0 + ns.permute_dims(x, (1, 0))
+        b = ns.sin(x) * 2.0 + ns.permute_dims(x, (1, 0))  # the same three calls again
+        return a * b, ns.sin(x) * 2.0, ns.sin(x) * 2.0
+
+    compiled = ad.jit(f)
+    x = backend.random((3, 3))
+    _assert_identical(backend, compiled(x), f(x))
+    (program,) = next(iter(compiled.cache.values()))
+    assert len(program.steps) == 5 + 2  # sin, * 2.0, permute_dims, +, a * b; the outputs' own * 2.0 twice
+    product, first, second = compiled(x)
+    assert first is not second
+
+
 def test_buffer_reuse_is_bit_identical_and_spares_inputs(backend, monkeypatch):
     """Large elementwise chains write into the program's own temporaries (NumPy), never into an input or
     a view of one; the results do not change."""
-    jit_module = importlib.import_module("cupy_ad.transforms.jit")
+    program_module = importlib.import_module("cupy_ad.transforms.jit_program")
     ns = backend.ns
 
     def f(x, y):
@@ -221,13 +278,13 @@ def test_buffer_reuse_is_bit_identical_and_spares_inputs(backend, monkeypatch):
 
     x, y = backend.random((64, 64)), backend.random((64, 64), seed=1)
     keep = backend.to_numpy(x).copy(), backend.to_numpy(y).copy()
-    monkeypatch.setattr(jit_module, "REUSE_MIN_BYTES", 1024)
+    monkeypatch.setattr(program_module, "REUSE_MIN_BYTES", 1024)
     compiled = ad.jit(f)
     for _ in range(3):
         _assert_identical(backend, compiled(x, y), f(x, y))
     np.testing.assert_array_equal(backend.to_numpy(x), keep[0])
     np.testing.assert_array_equal(backend.to_numpy(y), keep[1])
     (program,) = next(iter(compiled.cache.values()))
-    reused = sum(getattr(fn, "func", None) is jit_module._into for fn, _, _ in program.steps)
+    reused = sum(getattr(fn, "func", None) is program_module._into for fn, _, _ in program.steps)
     assert reused == (5 if backend.name == "numpy" else 0)  # * 2.0, + y, - y, u * u, + 1.0 (not sin: its input
     # is a view of x; not tanh: t is an output)

@@ -83,6 +83,18 @@ _OPERATOR_UFUNCS = {operator.add: np.add, operator.sub: np.subtract, operator.mu
                     operator.truediv: np.true_divide, operator.neg: np.negative}
 
 
+
+def _transpose(x: np.ndarray, /, axes: tuple) -> np.ndarray:
+    return x.transpose(axes)
+
+
+def _diagonal(x: np.ndarray, /, *, offset: int = 0) -> np.ndarray:
+    return x.diagonal(offset, -2, -1)
+
+
+# array_api_compat's wrappers whose NumPy call is one ndarray method or ufunc: the same kernel without the
+# wrapper's frames (a replayed program calls them thousands of times on tiny arrays), for ndarray arguments
+_DIRECT = {compat_numpy.permute_dims: _transpose, compat_numpy.linalg.diagonal: _diagonal}
 class NumpyBackend(Backend):
     name = "numpy"
     xp = compat_numpy
@@ -96,6 +108,12 @@ class NumpyBackend(Backend):
     def in_place_form(self, fn: Any) -> Any:
         fn = _OPERATOR_UFUNCS.get(fn, fn)  # (operators call the same ufuncs: the same kernels)
         return fn if isinstance(fn, np.ufunc) and fn.nout == 1 and fn.signature is None else None  # (not matmul)
+
+    def replay_form(self, fn: Any, args: list) -> Any:
+        if fn is compat_numpy.linalg.outer:  # numpy.outer: the same multiply of the raveled vectors
+            vectors = all(type(a) is np.ndarray and a.ndim == 1 for a in args)
+            return np.multiply.outer if vectors else fn
+        return _DIRECT.get(fn, fn) if args and type(args[0]) is np.ndarray else fn
 
     def owner_of(self, x: Any) -> Any:
         if type(x) is not np.ndarray:

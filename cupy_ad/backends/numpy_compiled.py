@@ -4,7 +4,8 @@ optional extra ``compiled``); every function returns None without it, and caller
 Why Numba: a triangular solve of 4096 matrices of 16 x 16 is 4096 tiny trsm calls (a Python or
 ctypes loop: ~5 us each) or a substitution vectorised over the batch (16 NumPy steps, each a batched
 matmul of a row against the solved part); a compiled loop does the same arithmetic in one call with
-no temporaries. Numba is well kept, installs from PyPI with NumPy 2.4, and its compiled functions
+no temporaries. The same holds for the LU factorisation (getf2's elimination, 16 vectorised NumPy
+steps otherwise). Numba is well kept, installs from PyPI with NumPy 2.4, and its compiled functions
 are cached on disk after the first call.
 """
 from __future__ import annotations
@@ -16,27 +17,80 @@ import numpy as np
 _DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 
 
-def _substitute(a: Any, b: Any, x: Any, lower: bool, unit_diagonal: bool) -> None:
-    """x[p] = tri(a[p])^-1 b[p] for every p: forward (lower) or back substitution, column by column."""
+def _substitute(a: Any, b: Any, x: Any, lower: bool, transposed: bool, conjugate: bool,
+                unit_diagonal: bool) -> None:
+    """x[p] = op(tri(a[p]))^-1 b[p] for every p, op(T) = T, T^T (transposed) or T^H (and conjugate):
+    forward substitution where op(T) is lower, back substitution where it is upper, a row of x at a
+    time (its entries in turn minus op(T)[i, m] x[m, :] for the solved rows m, in order; the inner
+    loop runs along the row)."""
     count, n, k = b.shape
     for p in range(count):
-        for j in range(k):
-            for step in range(n):
-                i = step if lower else n - 1 - step
-                s = b[p, i, j]
-                if lower:
-                    for m in range(i):
-                        s -= a[p, i, m] * x[p, m, j]
-                else:
-                    for m in range(i + 1, n):
-                        s -= a[p, i, m] * x[p, m, j]
-                x[p, i, j] = s if unit_diagonal else s / a[p, i, i]
+        for step in range(n):
+            i = step if lower else n - 1 - step
+            for j in range(k):
+                x[p, i, j] = b[p, i, j]
+            start, stop = (0, i) if lower else (i + 1, n)
+            for m in range(start, stop):
+                t = a[p, m, i] if transposed else a[p, i, m]
+                if conjugate:
+                    t = np.conj(t)
+                for j in range(k):
+                    x[p, i, j] -= t * x[p, m, j]
+            if not unit_diagonal:
+                d = np.conj(a[p, i, i]) if conjugate else a[p, i, i]
+                for j in range(k):
+                    x[p, i, j] = x[p, i, j] / d
+
+
+def _triangle_times(a: Any, b: Any, out: Any, lower: bool, transposed: bool, conjugate: bool,
+                    unit_diagonal: bool) -> None:
+    """out[p] = op(tri(a[p])) b[p] for every p (op as in ``_substitute``; ``lower``: op(T) is lower), a
+    row of out at a time, the solved-for order of ``_substitute`` read forwards."""
+    count, n, k = b.shape
+    for p in range(count):
+        for i in range(n):
+            for j in range(k):
+                out[p, i, j] = b[p, i, j] if unit_diagonal else 0
+            start, stop = (0, i if unit_diagonal else i + 1) if lower else (i + 1 if unit_diagonal else i, n)
+            for m in range(start, stop):
+                t = a[p, m, i] if transposed else a[p, i, m]
+                if conjugate:
+                    t = np.conj(t)
+                for j in range(k):
+                    out[p, i, j] += t * b[p, m, j]
+
+
+def _getf2(lu: Any, piv: Any) -> None:
+    """LU with partial pivoting of every lu[p] in place (LAPACK's getf2: pivot = the first entry of
+    largest |re| + |im| in the column, row interchange, the column below divided by the pivot (not
+    at a zero pivot), rank-one update of the rest); piv[p, j] the row swapped with row j."""
+    count, m, n = lu.shape
+    for p in range(count):
+        for j in range(min(m, n)):
+            best, size = j, -1.0
+            for i in range(j, m):
+                v = lu[p, i, j]
+                s = abs(v.real) + abs(v.imag)
+                if s > size:
+                    best, size = i, s
+            piv[p, j] = best
+            if best != j:
+                for c in range(n):
+                    lu[p, j, c], lu[p, best, c] = lu[p, best, c], lu[p, j, c]
+            pivot = lu[p, j, j]
+            if pivot != 0:
+                for i in range(j + 1, m):
+                    lu[p, i, j] = lu[p, i, j] / pivot
+            for i in range(j + 1, m):
+                factor = lu[p, i, j]
+                for c in range(j + 1, n):
+                    lu[p, i, c] -= factor * lu[p, j, c]
 
 
 _compiled: Any = False  # not looked for yet (importing Numba costs ~0.5 s: only when a batch needs it)
 
 
-def _kernel() -> Any:
+def _kernels() -> Any:
     global _compiled
     if _compiled is False:
         try:
@@ -44,30 +98,50 @@ def _kernel() -> Any:
         except ImportError:  # the extra is not installed
             _compiled = None
         else:
-            _compiled = numba.njit(cache=True, nogil=True)(_substitute)
+            jit = numba.njit(cache=True, nogil=True)
+            _compiled = {"substitute": jit(_substitute), "triangle_times": jit(_triangle_times), "getf2": jit(_getf2)}
     return _compiled
 
 
 def available() -> bool:
-    return _kernel() is not None
+    return _kernels() is not None
 
 
 def solve_triangular_batched(a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: bool) -> Any:
     """op(tri(a))^-1 b for a (..., n, n) and b (..., n, k) of one batch shape (no broadcasting), compiled;
     None without Numba or for other shapes and dtypes."""
+    return _triangular("substitute", a, b, lower, trans, unit_diagonal)
+
+
+def triangular_product_batched(a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: bool) -> Any:
+    """op(tri(a)) b for a (..., n, n) and b (..., n, k) of one batch shape, compiled; None without Numba or
+    for other shapes and dtypes."""
+    return _triangular("triangle_times", a, b, lower, trans, unit_diagonal)
+
+
+def _triangular(kernel: str, a: Any, b: Any, lower: bool, trans: int, unit_diagonal: bool) -> Any:
+    """The kernel ``kernel`` (``_substitute`` or ``_triangle_times``) on the batch, into a new array."""
     dtype = np.result_type(a.dtype, b.dtype)
-    kernel = _kernel()
-    if kernel is None or dtype.type not in _DTYPES or a.shape[:-2] != b.shape[:-2] or b.ndim < 3:
+    kernels = _kernels()
+    if kernels is None or dtype.type not in _DTYPES or a.shape[:-2] != b.shape[:-2] or b.ndim < 3:
         return None
     n, k = b.shape[-2:]
-    m = a.astype(dtype, copy=False).reshape(-1, n, n)
-    if trans:
-        m = np.swapaxes(m, -1, -2)
-        if trans == 2 and dtype.kind == "c":
-            m = m.conj()
-        lower = not lower
-    x = np.empty(b.shape, dtype=dtype)
-    # C-contiguous operands: one compiled specialisation per dtype
-    kernel(np.ascontiguousarray(m), np.ascontiguousarray(b.astype(dtype, copy=False).reshape(-1, n, k)),
-           x.reshape(-1, n, k), bool(lower), bool(unit_diagonal))
-    return x
+    out = np.empty(b.shape, dtype=dtype)
+    transposed = bool(trans)
+    kernels[kernel](a.astype(dtype, copy=False).reshape(-1, n, n), b.astype(dtype, copy=False).reshape(-1, n, k),
+                    out.reshape(-1, n, k), bool(lower) != transposed, transposed, trans == 2 and dtype.kind == "c",
+                    bool(unit_diagonal))
+    return out
+
+
+def lu_factor_batched(a: Any) -> tuple[Any, Any] | None:
+    """(lu, piv) of every matrix of a (..., m, n), as LAPACK's getf2 computes them, compiled; None without
+    Numba or for other dtypes."""
+    kernels = _kernels()
+    if kernels is None or a.dtype.type not in _DTYPES:
+        return None
+    *batch, m, n = a.shape
+    lu = np.array(a, order="C", copy=True)
+    piv = np.empty((*batch, min(m, n)), dtype=np.int32)
+    kernels["getf2"](lu.reshape(-1, m, n), piv.reshape(-1, min(m, n)))
+    return lu, piv

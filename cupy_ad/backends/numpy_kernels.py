@@ -248,7 +248,24 @@ def triangular_product(a: Any, b: Any, *, left: bool, lower: bool, trans: int, u
             out = _batch_loop("trmm", a, b, (*batch, *b.shape[-2:]), dtype, **params)
         if out is not None:
             return out
-    return masked_triangular_product(np, a, b, **params)
+    out = _compiled_product(a, b, **params)
+    return masked_triangular_product(np, a, b, **params) if out is None else out
+
+
+def _compiled_product(a: Any, b: Any, *, left: bool, lower: bool, trans: int, unit_diagonal: bool) -> Any:
+    """The product of a batch of small matrices compiled (numpy_compiled), or None: b op(T) as
+    (op(T)^T b^T)^T, op(T)^T = op'(T) for trans 0 and 1 (the conjugate alone has no op)."""
+    if a.ndim < 3 or a.shape[:-2] != b.shape[:-2] or a.shape[-1] > SUBSTITUTION_MAX or b.ndim < 3:
+        return None
+    if math.prod(a.shape[:-2]) < SUBSTITUTION_MIN_BATCH:
+        return None
+    if left:
+        return numpy_compiled.triangular_product_batched(a, b, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
+    if trans == 2 and np.result_type(a.dtype, b.dtype).kind == "c":
+        return None
+    out = numpy_compiled.triangular_product_batched(a, np.swapaxes(b, -1, -2), lower=lower, trans=1 - min(trans, 1),
+                                                    unit_diagonal=unit_diagonal)
+    return None if out is None else np.swapaxes(out, -1, -2)
 
 
 def _check_diagonal(a: Any, unit_diagonal: bool) -> None:
@@ -336,6 +353,10 @@ def lu_factor_batched(a: Any) -> tuple[Any, Any] | None:
     count = int(np.prod(batch))
     if count < CROUT_MIN_BATCH or max(m, n) > CROUT_MAX or a.dtype not in _PREFIX or a.size == 0:
         return None
+    compiled = numpy_compiled.lu_factor_batched(a)  # (Numba: getf2 per matrix)
+    if compiled is not None:
+        _warn_at_zero_pivot(compiled[0])
+        return compiled
     k = min(m, n)
     lu = np.array(a, order="C", copy=True).reshape(count, m, n)
     piv = np.empty((count, k), dtype=np.int32)
@@ -358,11 +379,16 @@ def lu_factor_batched(a: Any) -> tuple[Any, Any] | None:
         if j + 1 < m:
             pivot = lu[:, j, j]
             lu[:, j + 1:, j] /= np.where(pivot != 0, pivot, 1)[:, None]
+    _warn_at_zero_pivot(lu)
+    return lu.reshape(*batch, m, n), piv.reshape(*batch, k)
+
+
+def _warn_at_zero_pivot(lu: Any) -> None:
+    """SciPy's LinAlgWarning at an exactly zero pivot of any matrix of the batch."""
     zero = np.diagonal(lu, axis1=-2, axis2=-1) == 0
     if zero.any():
         from scipy.linalg import LinAlgWarning
         import warnings
 
-        first = int(np.argmax(zero.any(axis=0))) + 1
-        warnings.warn(f"Diagonal number {first} is exactly zero. Singular matrix.", LinAlgWarning, stacklevel=3)
-    return lu.reshape(*batch, m, n), piv.reshape(*batch, k)
+        first = int(np.argmax(zero.reshape(-1, zero.shape[-1]).any(axis=0))) + 1
+        warnings.warn(f"Diagonal number {first} is exactly zero. Singular matrix.", LinAlgWarning, stacklevel=4)

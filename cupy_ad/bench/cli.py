@@ -13,7 +13,8 @@ extra memory of a jvp beyond its outputs is measured with tracemalloc, in units 
 linearize and vmap against one direction at a time, a hand-batched function, ``jax.jit(jax.jacfwd)``
 and ``torch.func``), interleaved with the peers in the same way (ours and the row's baseline take
 turns call by call, so that their ratio survives a machine whose speed changes), each with the issue's
-targets.
+targets; ``--suite jit`` the rows of ``jit_rows.py`` (``ad.jit`` of a jvp against the eager jvp, its
+jitted primal and ``jax.jit(jax.jvp)``).
 """
 from __future__ import annotations
 
@@ -30,8 +31,7 @@ import numpy as np
 import cupy_ad as ad
 
 from .cases import OPS, Op, as_tuple, inputs
-from .directions import ROWS, our_answer, row_data
-from .peers import Peer, aligned, max_relative_difference, peer_worker
+from .peers import SUITES, Peer, aligned, max_relative_difference, peer_worker
 from .breakdown import format_breakdown, primitive_breakdown
 from .report import COLUMNS, DIRECTION_COLUMNS, format_table, machine, plot
 from .timing import alternating_median_seconds, dispatch_overhead_us, extra_memory, median_seconds, \
@@ -69,14 +69,15 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def _sweeps(args: argparse.Namespace, cases: list, time_case: Callable[..., dict]) -> list[dict]:
+def _sweeps(args: argparse.Namespace, cases: list, time_case: Callable[..., dict],
+            systems: tuple = ("jax", "torch")) -> list[dict]:
     """``time_case(case, index, peers, first)`` for every case, ``args.repeat`` sweeps in turn (a peer
     that hung on a case is not asked again); each time reported is the median over the sweeps."""
     rows: list[dict] = []
     samples: list[dict[str, list[float]]] = [{} for _ in cases]
     with tempfile.TemporaryDirectory() as out_dir:
         peers = [Peer(system, out_dir, args.case_timeout, args.min_time)
-                 for system in (("jax", "torch") if args.peers else ())]
+                 for system in (systems if args.peers else ())]
         try:
             for sweep in range(args.repeat):
                 for index, case in enumerate(_progress(cases, f"sweep {sweep + 1}/{args.repeat}")):
@@ -96,20 +97,27 @@ def _sweeps(args: argparse.Namespace, cases: list, time_case: Callable[..., dict
     return rows
 
 
-def run_directions(args: argparse.Namespace) -> list[dict]:
-    """The directions suite (``directions.ROWS``): ours, the row's baseline and each peer in turn, per
-    row; the checks against the peers and the peak memory come from the first sweep."""
+def run_rows(args: argparse.Namespace) -> list[dict]:
+    """A suite of rows (``directions.ROWS``, ``jit_rows.ROWS``): ours, the row's baseline and each peer in
+    turn, per row; the checks against the peers and the peak memory come from the first sweep."""
     backend = ad.default_backend()
     xp = ad.namespace(backend.name)
+    suite = SUITES[args.suite]
+    names = args.rows or list(suite.ROWS)
+    unknown = [name for name in names if name not in suite.ROWS]
+    if unknown:
+        raise SystemExit(f"--rows: {unknown[0]!r} is not a row of the {args.suite} suite: {', '.join(suite.ROWS)}")
     built = {}
-    for name in args.rows:
-        d = {key: backend.from_numpy(value) for key, value in row_data(name, args.quick).items()}
-        row = ROWS[name]
+    for name in names:
+        d = {key: backend.from_numpy(value) if isinstance(value, np.ndarray) else value
+             for key, value in suite.row_data(name, args.quick).items()}
+        row = suite.ROWS[name]
         built[name] = d, row.ours(xp, d), row.baseline and row.baseline(xp, d)
 
     def time_row(name: str, index: int, peers: list, first: bool) -> dict:
         d, ours, baseline = built[name]
-        row: dict[str, Any] = {"row": name, "baseline": ROWS[name].baseline_label or "-"}
+        row: dict[str, Any] = {"row": name, "baseline": suite.ROWS[name].baseline_label or "-"}
+        peers = [] if name in suite.WITHOUT_PEERS else peers
         time.sleep(SETTLE_SECONDS if peers else 0.0)
         if baseline:  # in turns, call by call: their ratio is the target
             ours_s, baseline_s = alternating_median_seconds([ours, baseline], backend.synchronize, args.min_time)
@@ -118,23 +126,26 @@ def run_directions(args: argparse.Namespace) -> list[dict]:
             row["ours_ms"] = 1e3 * median_seconds(ours, backend.synchronize, args.min_time)
         check = None
         if first:
-            answer = [backend.to_numpy(a) for a in our_answer(name, xp, d, ours)]
+            answer = [backend.to_numpy(a) for a in suite.our_answer(name, xp, d, ours)]
             if backend.name == "numpy":
-                row["memory_over_output"] = peak_memory_over_output(ours)
-            check = (lambda arrays: _difference(ROWS[name].op, answer, arrays), 1e-6)
-        _peer_turns(row, peers, index, ("directions", name, args.quick), check)
+                row["memory_over_output"] = peak_memory_over_output(  # (a jvp's outputs: (values, tangents))
+                    lambda: [leaf for part in as_tuple(ours()) for leaf in as_tuple(part)])
+            check = (lambda arrays: _difference(suite.ROWS[name].op, answer, arrays), 1e-6)
+        _peer_turns(row, peers, index, (args.suite, name, args.quick), check)
         return row
 
-    rows = _sweeps(args, list(args.rows), time_row)
+    rows = _sweeps(args, names, time_row, suite.PEERS)
     for row in rows:
-        ratios = {"baseline": row["ours_ms"] / row["baseline_ms"] if "baseline_ms" in row else None,
-                  "jax": row["ours_ms"] / row["jax_ms"] if isinstance(row.get("jax_ms"), float) else None,
-                  "memory": row.get("memory_over_output")}
+        d, ours_ms = built[row["row"]][0], row["ours_ms"]
+        ratios = {"baseline": ours_ms / row["baseline_ms"] if "baseline_ms" in row else None,
+                  "jax": ours_ms / row["jax_ms"] if isinstance(row.get("jax_ms"), float) else None,
+                  "memory": row.get("memory_over_output"),
+                  "step_us": 1e3 * (ours_ms - row["baseline_ms"]) / d["steps"] if "steps" in d else None}
         row["ours_over_baseline"], row["ours_over_jax"] = ratios["baseline"], ratios["jax"]
         row["targets"] = "; ".join(
             f"{what} {'-' if ratios[what] is None else f'{ratios[what]:.3g}'} <= {bound}"
             f"{'' if ratios[what] is None else ' met' if ratios[what] <= bound else ' MISSED'}"
-            for what, bound in ROWS[row["row"]].targets.items())
+            for what, bound in suite.ROWS[row["row"]].targets.items())
     return rows
 
 
@@ -204,14 +215,16 @@ class _ShowDefaults(argparse.HelpFormatter):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cupy_ad bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=_ShowDefaults)
-    parser.add_argument("--suite", choices=["jvp", "directions"], default="jvp",
+    parser.add_argument("--suite", choices=["jvp", *SUITES], default="jvp",
                         help="jvp: primal and jvp per decomposition (--ops, --sizes, --dtypes, --batch); "
-                             "directions: jacfwd, linearize and vmap against one direction at a time (--rows)")
+                             "directions: jacfwd, linearize and vmap against one direction at a time (--rows); "
+                             "jit: ad.jit of a jvp against eager, its jitted primal and jax.jit (--rows)")
     parser.add_argument("--peers", action="store_true", help="also time JAX (jit) and PyTorch (torch.func)")
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW",
-                        help="the directions suite's rows, of: %(choices)s")
+    parser.add_argument("--rows", nargs="+", metavar="ROW",
+                        help="the rows of the directions or jit suite to time (default: all), of: "
+                             + "; ".join(f"{suite}: {' '.join(module.ROWS)}" for suite, module in SUITES.items()))
     parser.add_argument("--quick", action="store_true",
-                        help="the directions suite at tiny sizes: a smoke test of the rows, not a measurement")
+                        help="the directions or jit suite at tiny sizes: a smoke test of the rows, not a measurement")
     parser.add_argument("--ops", nargs="+", choices=list(OPS), default=list(OPS), metavar="OP",
                         help="what to time, of: %(choices)s")
     parser.add_argument("--sizes", nargs="+", type=int, default=[16, 128, 512, 1024], metavar="N",
@@ -249,10 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         ad.set_backend(args.backend)
     backend = ad.default_backend()
     per_bind, per_call = dispatch_overhead_us(backend)
-    rows = run_directions(args) if args.suite == "directions" else run(args)
+    rows = run(args) if args.suite == "jvp" else run_rows(args)
     print(f"backend {backend.name}; dispatch: {per_bind:.1f} us per bind on a dual, "
           f"{per_call:.1f} us per jvp call of one primitive")
-    columns = DIRECTION_COLUMNS if args.suite == "directions" else COLUMNS
+    columns = COLUMNS if args.suite == "jvp" else DIRECTION_COLUMNS
     print(format_table(rows, columns))
     for row in rows:
         if "breakdown" in row:

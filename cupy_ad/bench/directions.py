@@ -31,6 +31,10 @@ import cupy_ad as ad
 from .cases import OPS, as_tuple, inputs, jax_function, torch_function
 
 
+PEERS = ("jax", "torch")
+WITHOUT_PEERS: frozenset = frozenset()
+
+
 @dataclass
 class Row:
     name: str

@@ -13,7 +13,7 @@ import numpy as np
 import cupy_ad as ad
 
 from .cases import OPS, as_tuple, inputs, jax_function, torch_function
-from .directions import peer_call
+from . import directions, jit_rows
 from .timing import median_seconds
 
 
@@ -43,7 +43,7 @@ def max_relative_difference(ours: list[np.ndarray], theirs: list[np.ndarray]) ->
 
 def peer_worker(system: str, out_dir: str, min_time: float) -> int:
     """Serve ``system``'s timings: for each line ``[index, case]`` on stdin (a jvp case ``[name, shape,
-    dtype]`` or a row of the directions suite ``["directions", row, quick]``), time the case, write
+    dtype]`` or a row of the directions or jit suite ``[suite, row, quick]``), time the case, write
     ``{index}.npz`` (its answer: outputs and tangents, or the row's arrays) and ``{index}.json``
     (milliseconds) to out_dir and answer ``done``; an empty line ends. Answers ``missing`` when the
     system is not installed."""
@@ -61,7 +61,7 @@ def peer_worker(system: str, out_dir: str, min_time: float) -> int:
         if not line.strip():
             break
         index, case = json.loads(line)
-        ms, arrays = (_time_direction_row if case[0] == "directions" else _time_jvp)(system, case, min_time)
+        ms, arrays = (_time_row if case[0] in SUITES else _time_jvp)(system, case, min_time)
         np.savez(os.path.join(out_dir, f"{index}.npz"), *[np.asarray(a) for a in arrays])
         with open(os.path.join(out_dir, f"{index}.json"), "w") as fh:
             json.dump(ms, fh)
@@ -90,10 +90,13 @@ def _time_jvp(system: str, case: list, min_time: float) -> tuple[float, list]:
     return ms, [*as_tuple(values), *as_tuple(tangents)]
 
 
-def _time_direction_row(system: str, case: list, min_time: float) -> tuple[float, list]:
-    """Milliseconds of the peer's version of one row of the directions suite, and its answer."""
-    _, name, quick = case
-    timed, answer = peer_call(system, name, quick)
+SUITES = {"directions": directions, "jit": jit_rows}  # the suites of rows: their module
+
+
+def _time_row(system: str, case: list, min_time: float) -> tuple[float, list]:
+    """Milliseconds of the peer's version of one row of a suite of rows, and its answer."""
+    suite, name, quick = case
+    timed, answer = SUITES[suite].peer_call(system, name, quick)
     return 1e3 * median_seconds(timed, lambda: None, min_time), answer()
 
 

@@ -19,10 +19,16 @@ of a function that calls ``scan`` records the loop unrolled. Inside a running re
 ``linearize``'s recorded values, ``jit(f)`` simply calls ``f``.
 
 Replay. Steps whose outputs no output needs are dropped (dead code); calls that depend on no input
-ran once at recording (constant folding). A call is a loop over ``(function, getter, output slots)``
-on a list of arrays (about 0.5 us of Python per step). Large elementwise steps write into a dead
-temporary the program owns (``out=``, where the backend has that form: NumPy's ufuncs); nothing else
-is ever written, inputs and constants least of all.
+ran once at recording (constant folding). The program is then written out as the Python source of
+one function: a line per step (``v7 = g3(v5, v6)``, calls with lists and keywords written as they
+were made, methods as methods), every slot a local variable dropped after its last use (as eager
+code frees its temporaries), functions and constants its globals; the backend may swap a function
+for one computing the same result with less Python around the kernel (``replay_form``: NumPy drops
+array_api_compat's one-call wrappers). A replay is that function's call: the backend's calls and
+nothing else (about 0.05 us of Python per step). Large elementwise steps write into a dead temporary
+the program owns (``out=``, where the backend has that form: NumPy's ufuncs); nothing else is ever
+written, inputs and constants least of all. Compiling the source costs about 40 us a step, once per
+signature (the recording itself costs more).
 
 Signature: the pytree structure of the arguments, every array's type, shape and dtype, the dual /
 batched structure of every input (levels by rank, batch axes, symbolic-zero tangents), the values of
@@ -49,17 +55,10 @@ import optree
 
 from ..backends import backend_of
 from ..core import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
-from ..namespace import namespace
+from ..namespace import namespace, numpy_protocols
+from .jit_program import Call, Diverged, Flattening, Method, Program, build, guard
 
 MAX_VARIANTS = 8
-# Elementwise results from this size on are written into a dead temporary of the program (None: never).
-# Measured on NumPy (a chain of 6 ufuncs, 2-core VM): 0.96x the time at 16 x 16, 0.93x at 128 x 128,
-# 0.49x at 512 x 512 (no page faults on fresh buffers).
-REUSE_MIN_BYTES: int | None = 1 << 17
-
-
-class _Diverged(Exception):
-    """A guard of the program saw another outcome than at recording."""
 
 
 class _Inline(Exception):
@@ -103,15 +102,8 @@ class _Recording:
 
     def guard(self, traced: JitTraced) -> bool:
         outcome = bool(traced.value)
-        self.steps.append((_guard(outcome), [traced.var], None))
+        self.steps.append((guard(outcome), [traced.var], None))
         return outcome
-
-
-def _guard(expected: bool) -> Callable:
-    def check(value: Any) -> None:
-        if bool(value) is not expected:
-            raise _Diverged
-    return check
 
 
 def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
@@ -133,12 +125,12 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
     result = fn(*call_args, **call_kwargs)
     if all(leaves[k].var in recording.constant_slots for k in traced):  # constant folding: computed once, here
         return optree.tree_map(lambda v: recording.constant(v) if _is_array(v) else v, result, none_is_leaf=True)
-    if len(traced) == sum(type(a) is JitTraced for a in args):  # every traced value is a positional argument
+    if not kwargs and len(traced) == sum(type(a) is JitTraced for a in args):  # traced values: positional only
         slots = [a.var if type(a) is JitTraced else recording.constant(a).var for a in args]
-        step = functools.partial(fn, **kwargs) if kwargs else fn
+        step = fn
     else:
         slots = [leaves[k].var for k in traced]
-        step = _unflattening(fn, spec, leaves, traced)
+        step = Call.of(fn, args, kwargs, len(traced)) or _unflattening(fn, spec, leaves, traced)
     if _is_array(result):
         out = recording.slot(result)
         recording.steps.append((step, slots, out.var))
@@ -150,7 +142,7 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
                             f"from a traced value; a replay could not reproduce it (use array results)")
     outs = [recording.slot(v) for v in out_leaves]
     if not (isinstance(result, tuple) and out_spec == optree.tree_structure(tuple(result), none_is_leaf=True)):
-        step = _flattening(step)
+        step = Flattening(step)
     recording.steps.append((step, slots, tuple(o.var for o in outs)))
     return optree.tree_unflatten(out_spec, [o if _is_array(o.value) else o.value for o in outs])
 
@@ -165,10 +157,6 @@ def _unflattening(fn: Callable, spec: Any, leaves: list, traced: list[int]) -> C
         args, kwargs = optree.tree_unflatten(spec, filled)
         return fn(*args, **kwargs)
     return step
-
-
-def _flattening(fn: Callable) -> Callable:
-    return lambda *args: optree.tree_leaves(fn(*args), none_is_leaf=True)
 
 
 # Backend methods that are not kernels: ``matrix_rule`` runs the JVP rule it is given (Dask: per block) and
@@ -218,13 +206,6 @@ _IN_PLACE_METHODS = frozenset(("fill", "sort", "partition", "put", "resize", "it
                                "__setitem__", "__iadd__"))
 
 
-def _method(name: str) -> Callable:
-    def call(value: Any, *args: Any, **kwargs: Any) -> Any:
-        return getattr(value, name)(*args, **kwargs)
-    call.__name__ = name
-    return call
-
-
 def _traced_getattr(self: JitTraced, name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
@@ -232,7 +213,7 @@ def _traced_getattr(self: JitTraced, name: str) -> Any:
     if name in _IN_PLACE_METHODS:
         raise TypeError(f"jit: x.{name}() writes into an array in place, which a replay cannot repeat safely")
     if callable(attr):
-        return functools.partial(lambda *args, **kwargs: _record_call(_method(name), args, kwargs), self)
+        return functools.partial(lambda *args, **kwargs: _record_call(Method(name), args, kwargs), self)
     if _is_array(attr):
         return _record_call(operator.attrgetter(name), (self,), {})
     return attr
@@ -270,7 +251,8 @@ def _install_operators() -> None:
         setattr(JitTraced, f"__{name}__", lambda self, op=getattr(operator, name): _record_call(op, (self,), {}))
     JitTraced.__getitem__ = lambda self, key: _record_call(operator.getitem, (self, key), {})
     JitTraced.__setitem__ = _traced_setitem
-    JitTraced.__getattr__ = _traced_getattr
+    numpy_protocols.install(JitTraced, set())  # np.sin(x), np.sum(x): the namespace's function, as on duals
+    JitTraced.__getattr__ = _traced_getattr  # (in place of the protocols' refusal: x.sum() is recorded)
     JitTraced.T = property(lambda self: _record_call(operator.attrgetter("T"), (self,), {}))
     JitTraced.mT = property(lambda self: _record_call(operator.attrgetter("mT"), (self,), {}))
     JitTraced.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(self.value))
@@ -281,6 +263,9 @@ _install_operators()
 
 
 # ------------------------------------------------------------------------------------ signatures
+_RAW_TYPES: set = set()  # the types of the plain arrays met among the arguments
+
+
 def _describe(v: Any, levels: dict, raws: list) -> Any:
     """The signature of one input leaf; its raw arrays appended to ``raws`` (primal before tangent)."""
     cls = type(v)
@@ -296,6 +281,8 @@ def _describe(v: Any, levels: dict, raws: list) -> Any:
     if cls is Recorded or cls is JitTraced:
         raise _Inline
     if _is_array(v):
+        if cls is not Zero:
+            _RAW_TYPES.add(cls)
         raws.append(v)
         return (cls, v.shape, v.dtype)
     return ("S", cls, v)  # a Python value: part of the signature (1, 1.0 and True differ)
@@ -342,111 +329,8 @@ def _output(v: Any, recording: _Recording, rank: dict) -> Any:
     return ("C", v) if _is_array(v) and cls is not Zero else ("S", None, v)
 
 
-def _build(d: Any, env: list, levels: list) -> Any:
-    """An output leaf of a replay (constants copied: the caller may write into what it gets)."""
-    tag = d[0]
-    if tag == "V":
-        return env[d[1]]
-    if tag == "D":
-        primal = _build(d[2], env, levels)
-        return Dual(levels[d[1]], primal, Zero(d[3][1], d[3][2]) if d[3][0] == "Z" else _build(d[3], env, levels),
-                    d[4])
-    if tag == "B":
-        return Batched(levels[d[1]], _build(d[3], env, levels), d[2])
-    if tag == "C":
-        return d[1].__array_namespace__().asarray(d[1], copy=True)
-    return d[2]
-
-
-# --------------------------------------------------------------------------------------- replay
-class _Program:
-    """A recorded program: steps ``(function, getter, output slots)`` over a list of slots."""
-
-    def __init__(self, recording: _Recording, n_inputs: int, outputs: list, out_spec: Any):
-        self.outputs = outputs
-        self.out_spec = out_spec
-        self.n_inputs = n_inputs
-        needed = set()
-        for d in outputs:
-            _slots_of(d, needed)
-        kept = []
-        for fn, ins, outs in reversed(recording.steps):  # dead code: steps no output needs are dropped
-            if outs is None or (outs in needed if type(outs) is int else needed.intersection(outs)):
-                kept.append((fn, ins, outs))
-                needed.update(ins)
-        kept.reverse()
-        if REUSE_MIN_BYTES is not None:
-            output_slots: set = set()
-            for d in outputs:
-                _slots_of(d, output_slots)
-            kept = _reuse_buffers(kept, recording.values, output_slots)
-        n_slots = len(recording.values)
-        self.template = [recording.values[k] if k in recording.constant_slots else None for k in range(n_slots + 1)]
-        self.steps = [(fn, operator.itemgetter(*ins) if len(ins) > 1 else operator.itemgetter(slice(ins[0], ins[0] + 1)),
-                       n_slots if outs is None else outs) for fn, ins, outs in kept]
-
-    def replay(self, raws: list, levels: list) -> Any:
-        env = self.template.copy()
-        env[:self.n_inputs] = raws
-        for fn, get, out in self.steps:
-            result = fn(*get(env))
-            if type(out) is int:
-                env[out] = result
-            else:
-                for k, v in zip(out, result):
-                    env[k] = v
-        return optree.tree_unflatten(self.out_spec, [_build(d, env, levels) for d in self.outputs])
-
-
-def _reuse_buffers(steps: list, values: list, output_slots: set) -> list:
-    """Elementwise steps write into a temporary the program owns instead of a new array, where that is
-    the temporary's last use: a fresh elementwise result (never an input, a constant or memory of
-    theirs) of the same shape and dtype, no view of which exists, not an output. Decided on the
-    recording's values; the same signature gives the same shapes, dtypes and aliasing."""
-    last_use: dict = {}
-    for k, (_, ins, _) in enumerate(steps):
-        for slot in ins:
-            last_use[slot] = k
-    views: dict = {}  # id of an owning array -> how many slots' values live in its memory
-    for value in values:
-        owner = backend_of(value).owner_of(value) if _is_array(value) else None
-        if owner is not None:
-            views[id(owner)] = views.get(id(owner), 0) + 1
-    fresh: set = set()  # slots holding a new elementwise result
-    reused = []
-    for k, (fn, ins, out) in enumerate(steps):
-        result = values[out] if type(out) is int else None
-        form = backend_of(result).in_place_form(fn) if _is_array(result) else None
-        if form is not None:
-            for position, slot in enumerate(ins):
-                v = values[slot]
-                if (slot in fresh and slot not in output_slots and last_use[slot] == k and type(v) is type(result)
-                        and v.shape == result.shape and v.dtype == result.dtype and result.nbytes >= REUSE_MIN_BYTES
-                        and views.get(id(v)) == 1):
-                    fn = functools.partial(_into, form, position)
-                    break
-            fresh.add(out)
-        reused.append((fn, ins, out))
-    return reused
-
-
-def _into(form: Callable, position: int, *args: Any) -> Any:
-    return form(*args, out=args[position])
-
-
-def _slots_of(d: Any, found: set) -> None:
-    if d[0] == "V":
-        found.add(d[1])
-    elif d[0] == "D":
-        _slots_of(d[2], found)
-        if d[3][0] != "Z":
-            _slots_of(d[3], found)
-    elif d[0] == "B":
-        _slots_of(d[3], found)
-
-
 def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, kinds: list, raws: list,
-            outer: list) -> tuple[_Program, Any]:
+            outer: list) -> tuple[Program, Any]:
     """Record ``f`` on this call; the program and this call's outputs (built with the ``outer`` levels)."""
     recording = _Recording()
     _running.depth = getattr(_running, "depth", 0) + 1
@@ -463,9 +347,9 @@ def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, 
             outputs = [_output(v, recording, rank) for v in out_leaves]
     finally:
         _running.depth -= 1
-    program = _Program(recording, len(raws), outputs, out_spec)
+    program = Program(recording, len(raws), outputs, out_spec)
     env = recording.values + [None]
-    return program, optree.tree_unflatten(out_spec, [_build(d, env, outer) for d in outputs])
+    return program, optree.tree_unflatten(out_spec, [build(d, env, outer) for d in outputs])
 
 
 def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Callable:
@@ -484,42 +368,63 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         raise TypeError(f"jit: f must be callable, got {type(f).__name__}")
     static_nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
     cache: dict = {}
+    by_arrays: dict = {}  # the same programs by the signature of positional plain arrays
 
     @functools.wraps(f)
     def compiled(*args: Any, **kwargs: Any) -> Any:
         if getattr(_running, "depth", 0):
             return f(*args, **kwargs)  # inside a recording: part of the enclosing program
-        nums = {k % len(args) for k in static_nums} if args else set()
-        static = {k: args[k] for k in nums}
-        dynamic = tuple(a for k, a in enumerate(args) if k not in nums)
-        leaves, spec = optree.tree_flatten((dynamic, kwargs), none_is_leaf=True)
+        plain = None  # positional plain arrays only: their types, shapes and dtypes are the whole signature
+        if not kwargs and not static_nums and all(type(a) in _RAW_TYPES for a in args):
+            plain = tuple([(type(a), a.shape, a.dtype) for a in args])
+            variants = by_arrays.get(plain)
+            if variants:
+                for program in variants:
+                    try:
+                        return program.replay(args, [])
+                    except Diverged:
+                        continue
+        static: dict = {}
+        if static_nums and args:
+            nums = {k % len(args) for k in static_nums}
+            static = {k: args[k] for k in nums}
+            args_ = tuple(a for k, a in enumerate(args) if k not in nums)
+        else:
+            args_ = args
+        leaves, spec = optree.tree_flatten((args_, kwargs), none_is_leaf=True)
         kinds: dict = {}
-        raws: list = []
-        try:
-            signature = [_describe(v, kinds, raws) for v in leaves]
-        except _Inline:
-            return f(*args, **kwargs)
-        rank = {level: k for k, level in enumerate(sorted(kinds))}
-        ranked = tuple(_ranked(d, rank) for d in signature) if kinds else tuple(signature)
+        if all(type(v) in _RAW_TYPES for v in leaves):  # plain arrays only: the signature in one pass
+            raws = leaves
+            ranked = tuple([(type(v), v.shape, v.dtype) for v in leaves])
+        else:
+            raws = []
+            try:
+                signature = [_describe(v, kinds, raws) for v in leaves]
+            except _Inline:
+                return f(*args, **kwargs)
+            rank = {level: k for k, level in enumerate(sorted(kinds))}
+            ranked = tuple(_ranked(d, rank) for d in signature) if kinds else tuple(signature)
         try:
             key = (spec, tuple(sorted((k, type(v), v) for k, v in static.items())), ranked,
                    tuple(kinds[level] for level in sorted(kinds)))
-            variants = cache.get(key)
+            variants = cache.setdefault(key, [])
         except TypeError:
             raise TypeError("jit: static arguments and Python values among the arguments must be hashable") from None
         levels = sorted(kinds)  # the caller's levels, by rank
+        if plain is not None:
+            by_arrays[plain] = variants
         if variants:
             for program in variants:
                 try:
                     return program.replay(raws, levels)
-                except _Diverged:
+                except Diverged:
                     continue
             if len(variants) >= MAX_VARIANTS:
                 raise RuntimeError(f"jit: {MAX_VARIANTS} recordings of one signature differ in Python control flow "
                                    f"on traced values (bool() of an array); use xp.where, or call f without jit")
         program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels], raws,
                                levels)
-        cache.setdefault(key, []).append(program)
+        variants.append(program)
         return out
 
     compiled.cache = cache  # type: ignore[attr-defined]

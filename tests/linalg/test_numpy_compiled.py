@@ -41,3 +41,52 @@ def test_backend_falls_back_to_the_substitution_without_numba(monkeypatch):
     without = numpy_kernels.solve_triangular(a, b, lower=True, trans=0, unit_diagonal=False)
     np.testing.assert_allclose(with_compiled, without, rtol=1e-13)
     np.testing.assert_allclose(np.tril(a) @ without, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("shape", [(30, 6, 6), (30, 5, 3), (30, 3, 5), (2, 3, 4, 4)])
+def test_compiled_lu_matches_scipy_and_the_numpy_elimination(dtype, shape, monkeypatch):
+    """getf2 compiled: SciPy's pivots, lu to rounding, the input untouched; the NumPy elimination (no
+    Numba) gives the same pivots."""
+    if not numpy_compiled.available():
+        pytest.skip("numba is not installed (the optional extra 'compiled')")
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if np.dtype(dtype).kind == "c" else 0)
+    a = a.astype(dtype)
+    keep = a.copy()
+    lu, piv = numpy_compiled.lu_factor_batched(a)
+    lu_ref, piv_ref = scipy.linalg.lu_factor(a)
+    np.testing.assert_array_equal(a, keep)
+    np.testing.assert_array_equal(piv, piv_ref)
+    assert lu.dtype == lu_ref.dtype and piv.dtype == piv_ref.dtype and lu.shape == lu_ref.shape
+    assert np.max(np.abs(lu - lu_ref)) <= 64 * np.finfo(dtype).eps * np.max(np.abs(lu_ref))
+    monkeypatch.setattr(numpy_compiled, "_compiled", None)
+    assert numpy_compiled.lu_factor_batched(a) is None
+    flat = a.reshape(-1, *shape[-2:])
+    elimination = numpy_kernels.lu_factor_batched(np.concatenate([flat] * 11))  # (enough matrices for it)
+    np.testing.assert_array_equal(elimination[1][:len(flat)].reshape(piv.shape), piv)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("left", [True, False])
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("trans", [0, 1, 2])
+def test_compiled_triangular_product_matches_the_masked_matmul(dtype, left, lower, trans, monkeypatch):
+    """op(T) b and b op(T) over a batch: the compiled loops (when Numba is there) and the masked matmul
+    (without it) agree to rounding, for both triangles, every op and unit diagonals."""
+    rng = np.random.default_rng(4)
+    shape = (numpy_kernels.SUBSTITUTION_MIN_BATCH, 5, 5)
+    a, b = rng.standard_normal(shape), rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        a, b = a + 1j * rng.standard_normal(shape), b + 1j * rng.standard_normal(shape)
+    for unit in (False, True):
+        params = dict(left=left, lower=lower, trans=trans, unit_diagonal=unit)
+        compiled = numpy_compiled.triangular_product_batched(a, b, lower=lower, trans=trans, unit_diagonal=unit)
+        assert (compiled is not None) == numpy_compiled.available()
+        got = numpy_kernels.triangular_product(a, b, **params)
+        want = numpy_kernels.masked_triangular_product(np, a, b, **params)
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+        monkeypatch.setattr(numpy_compiled, "_compiled", None)
+        assert numpy_compiled.triangular_product_batched(a, b, lower=lower, trans=trans, unit_diagonal=unit) is None
+        np.testing.assert_array_equal(numpy_kernels.triangular_product(a, b, **params), want)
+        monkeypatch.undo()
