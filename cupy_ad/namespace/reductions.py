@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from ..core import Primitive, bind, bind_below, strip
 from ._rules import is_complex_dtype, linear, nondifferentiable, xp_of
