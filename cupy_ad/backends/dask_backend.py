@@ -18,6 +18,7 @@ cheap path where its matrices allow (as the NumPy backend does in one process).
 """
 from __future__ import annotations
 
+import functools
 import math
 import types
 from typing import Any, Callable
@@ -29,6 +30,7 @@ import numpy as np
 from dask.array.utils import meta_from_array
 
 from .base import Backend
+from .dask_tsqr import tsqr, tsqr_jvp
 
 _CHUNK_LIBRARIES = ("numpy", "cupy")
 
@@ -146,6 +148,24 @@ namespace.__name__ = "array_api_compat.dask.array"
 namespace.take_along_axis = _take_along_axis
 
 
+def _tall_skinny_rule(name: str, rule: Callable, a: da.Array, t: da.Array, params: dict) -> tuple:
+    """The JVP of a tall-skinny qr, qr_r, svd or svdvals, streamed (see dask_tsqr): QR's rule on the
+    Dask graph, then the rule ``name`` on R (n x n) for svd (U = Q U_R) and svdvals."""
+    if params.get("mode") == "complete" or params.get("full_matrices"):
+        raise ValueError(f"{name} of a tall-skinny Dask array with {params} would build an m x m factor; {SUPPORTED} "
+                         "(qr modes 'reduced' and 'r', svd with full_matrices=False)")
+    a = _whole(a, (1,), name)
+    small = None if name in ("qr", "qr_r") else functools.partial(_as_tuples, rule, params)
+    outs, douts = tsqr_jvp(a, t.rechunk(a.chunks), need_q=name in ("qr", "svd"), small=small)
+    return (outs, douts) if len(outs) > 1 else (outs[0], douts[0])
+
+
+def _as_tuples(rule: Callable, params: dict, primals: list, tangents: list) -> tuple[tuple, tuple]:
+    """A JVP rule's (outputs, tangents), each a tuple even for one output."""
+    out, dout = rule(primals, tangents, **params)
+    return (out, dout) if isinstance(out, tuple) else ((out,), (dout,))
+
+
 class DaskBackend(Backend):
     name = "dask"
     xp = namespace
@@ -178,8 +198,10 @@ class DaskBackend(Backend):
         """The JVP rule of decomposition ``name`` (one matrix argument), run per block on the chunk backend
         (batched matrices, raw Dask arrays); on the graph otherwise (tall-skinny TSQR, nested jvp)."""
         (a,), (da_,) = primals, tangents
-        if not (isinstance(a, da.Array) and isinstance(da_, da.Array)) or name in TALL_SKINNY and is_tall_skinny(a):
+        if not (isinstance(a, da.Array) and isinstance(da_, da.Array)):
             return rule(primals, tangents, **params)
+        if name in TALL_SKINNY and is_tall_skinny(a):
+            return _tall_skinny_rule(name, rule, a, da_, params)
         a, da_ = _whole_cores([a, da_], [2, 2], rule.__module__.rsplit(".", 1)[-1])
         numpy_a = _empty_batch(a, 2)
         out, dout = rule([numpy_a], [numpy_a], **params)
@@ -216,8 +238,7 @@ class DaskBackend(Backend):
             if mode == "complete":
                 raise ValueError(f"qr mode 'complete' of a tall-skinny Dask array would build an m x m Q; {SUPPORTED} "
                                  "(modes 'reduced' and 'r')")
-            q, r = da.linalg.qr(_whole(a, (1,), "qr"))  # mode "r": Q's tasks are culled when only R is computed
-            return r if mode == "r" else (q, r)
+            return tsqr(_whole(a, (1,), "qr"), need_q=mode != "r")
         return self._kernel("qr", [a], [2], mode=mode)
 
     def svd(self, a: Any, full_matrices: bool) -> tuple[Any, Any, Any]:
@@ -225,12 +246,14 @@ class DaskBackend(Backend):
             if full_matrices:
                 raise ValueError(f"svd with full_matrices=True of a tall-skinny Dask array would build an m x m U; "
                                  f"{SUPPORTED} (full_matrices=False)")
-            return tuple(da.linalg.svd(_whole(a, (1,), "svd"), coerce_signs=False))
+            q, r = tsqr(_whole(a, (1,), "svd"), need_q=True)  # A = Q R, R = U_R S V^H: U = Q U_R
+            u_r, s, vh = self._kernel("svd", [r], [2], full_matrices=False)
+            return q @ u_r, s, vh
         return self._kernel("svd", [a], [2], full_matrices=full_matrices)
 
     def svdvals(self, a: Any) -> Any:
         if is_tall_skinny(a):  # the singular values of R (n x n)
-            return self._kernel("svdvals", [da.linalg.qr(_whole(a, (1,), "svdvals"))[1]], [2])
+            return self._kernel("svdvals", [tsqr(_whole(a, (1,), "svdvals"), need_q=False)], [2])
         return self._kernel("svdvals", [a], [2])
 
     def eigh(self, a: Any, lower: bool) -> tuple[Any, Any]:
