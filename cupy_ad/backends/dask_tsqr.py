@@ -105,8 +105,8 @@ def _local_q_and_tangent(block: Any, tangent: Any, pieces: dict, b: int, factor:
     F the first small output."""
     backend = _backend(block)
     q = _local_q(block, pieces, b)
-    q_u = backend.triangular_product(pieces["source"], q, left=False, lower=False, trans=0, unit_diagonal=False)
-    dq = _right_solve(tangent, pieces["guarded"], backend) - q_u
+    dq = _right_solve(tangent, pieces["guarded"], backend)
+    dq -= backend.triangular_product(pieces["source"], q, left=False, lower=False, trans=0, unit_diagonal=False)
     if not factor:
         return q, dq
     matmul = backend.xp.matmul
