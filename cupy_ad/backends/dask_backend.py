@@ -141,11 +141,55 @@ def _take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
                         x, index_x, indices, index_i, concatenate=True, meta=x._meta)
 
 
-#: array_api_compat's Dask namespace, completed with what the array API has and it lacks.
-namespace = types.ModuleType("cupy_ad.backends.dask_backend.namespace")
-namespace.__dict__.update({k: v for k, v in vars(compat_dask).items() if not k.startswith("__")})
-namespace.__name__ = "array_api_compat.dask.array"
-namespace.take_along_axis = _take_along_axis
+def _creation_functions(chunks: Backend) -> dict[str, Callable]:
+    """The array API's creation functions over Dask arrays whose chunks are ``chunks``' arrays (NumPy's, or
+    CuPy's on a GPU), so that a constant never mixes another array type into a block: Dask's ``meta``
+    (zeros, ones, empty, full: each block is made by the chunk library), ``like`` (arange; eye from two
+    aranges), the chunk namespace's own ``asarray`` (then one chunk), and linspace converted per block.
+    The ``*_like`` functions, tril and triu already follow their input's chunk type."""
+    example = chunks.xp.empty((0,))
+
+    def meta(ndim: int, dtype: Any) -> Any:
+        return meta_from_array(example, ndim, dtype=dtype)
+
+    def filled(name: str) -> Callable:
+        def make(shape: Any, *args: Any, dtype: Any = None, device: Any = None) -> Any:
+            plain = getattr(compat_dask, name)(shape, *args, dtype=dtype, device=device)  # (lazy: the dtype)
+            return getattr(compat_dask, name)(shape, *args, dtype=plain.dtype, meta=meta(plain.ndim, plain.dtype))
+        make.__name__ = name
+        return make
+
+    def arange(start: Any, /, stop: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None) -> Any:
+        return compat_dask.arange(start, stop, step, dtype=dtype, device=device, like=example)
+
+    def eye(n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None, device: Any = None) -> Any:
+        rows = arange(n_rows)[:, None]
+        cols = arange(n_rows if n_cols is None else n_cols)[None, :]
+        return compat_dask.astype(cols - rows == k, compat_dask.float64 if dtype is None else dtype)
+
+    def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None) -> Any:
+        if isinstance(obj, da.Array):
+            return compat_dask.asarray(obj, dtype=dtype, device=device, copy=copy)
+        value = chunks.xp.asarray(obj, dtype=dtype)
+        return da.from_array(value, chunks=value.shape, asarray=False)
+
+    def linspace(*args: Any, **kwargs: Any) -> Any:
+        plain = compat_dask.linspace(*args, **kwargs)
+        return plain.map_blocks(chunks.xp.asarray, meta=meta(plain.ndim, plain.dtype))
+
+    return {"zeros": filled("zeros"), "ones": filled("ones"), "empty": filled("empty"), "full": filled("full"),
+            "arange": arange, "eye": eye, "asarray": asarray, "linspace": linspace}
+
+
+def dask_namespace(chunks: Backend) -> types.ModuleType:
+    """array_api_compat's Dask namespace for chunks of ``chunks``' type, completed with what the array API
+    has and it lacks (take_along_axis), its creation functions making chunks of that type."""
+    namespace = types.ModuleType(f"cupy_ad.backends.dask_backend.namespace[{chunks.name}]")
+    namespace.__dict__.update({k: v for k, v in vars(compat_dask).items() if not k.startswith("__")})
+    namespace.__name__ = "array_api_compat.dask.array"
+    namespace.take_along_axis = _take_along_axis
+    namespace.__dict__.update(_creation_functions(chunks))
+    return namespace
 
 
 def _tall_skinny_rule(name: str, rule: Callable, a: da.Array, t: da.Array, params: dict) -> tuple:
@@ -166,16 +210,33 @@ def _as_tuples(rule: Callable, params: dict, primals: list, tangents: list) -> t
     return (out, dout) if isinstance(out, tuple) else ((out,), (dout,))
 
 
+_BY_CHUNKS: dict[Backend, "DaskBackend"] = {}
+
+
+def for_chunks(chunks: Backend) -> "DaskBackend":
+    """The Dask backend of arrays with chunks of ``chunks``' type (one per chunk backend)."""
+    if chunks not in _BY_CHUNKS:
+        _BY_CHUNKS[chunks] = DaskBackend(chunks)
+    return _BY_CHUNKS[chunks]
+
+
 class DaskBackend(Backend):
-    name = "dask"
-    xp = namespace
+    """Dask arrays whose chunks are arrays of the backend ``chunks``: named "dask" for NumPy chunks,
+    "dask[cupy]" for CuPy's; its namespace creates constants of that chunk type."""
+
     host_branching = False
+
+    def __init__(self, chunks: Backend) -> None:
+        self.chunks = chunks
+        self.name = "dask" if chunks.name == "numpy" else f"dask[{chunks.name}]"
+        self.xp = dask_namespace(chunks)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return chunk_backend(x).to_numpy(x.compute()) if isinstance(x, da.Array) else np.asarray(x)
 
     def from_numpy(self, a: Any) -> Any:
-        return da.from_array(np.asarray(a))
+        value = self.chunks.from_numpy(np.asarray(a))
+        return da.from_array(value, chunks=value.shape, asarray=False)
 
     def _kernel(self, kernel: str, arrays: list[Any], cores: list[int], **params: Any) -> Any:
         """The chunk backend's ``kernel`` per block (see :func:`_per_matrix`); a tuple when it returns one."""
