@@ -1,9 +1,10 @@
 """The dask backend against the NumPy backend: a batch of small matrices and one tall-skinny matrix.
 
-    python profiling/bench_dask.py --quick    # about 2-3 minutes on 2 free cores: 50 000 matrices, 10^6 x 32
+    python profiling/bench_dask.py --quick    # about 2-3 minutes on 2 free cores: 100 000 matrices, 10^6 x 32
     python profiling/bench_dask.py            # the issue's sizes: 200 000 matrices 16 x 16, 10^6 x 32
 
-Batched (eigh and lu_factor jvps of ``--batch`` n x n matrices in blocks of about ``--block-mib``):
+Batched (eigh and lu_factor jvps of ``--batch`` n x n matrices in blocks of about ``--block-mib``, a multiple of 4
+blocks so that the workers get equal shares):
 the NumPy backend on the whole batch in this process, and the same data on two LocalClusters kept
 side by side, of 1 and of 2 worker processes (one thread each, one BLAS thread: distributed's
 default environment for workers; this process is held to one BLAS thread too while NumPy runs).
@@ -54,36 +55,37 @@ def _load() -> str:
 
 
 class Timings:
-    """Wall and CPU seconds of repeated runs, the CPU split into this process and the workers."""
+    """Wall and CPU seconds of repeated runs, the CPU split into this process and each worker."""
 
     def __init__(self) -> None:
-        self.wall, self.here, self.workers = [], [], []
+        self.wall, self.here, self.per_worker = [], [], []
 
     def time(self, run, client: Client | None = None) -> None:
-        workers = (lambda: sum(client.run(_cpu_seconds).values())) if client else (lambda: 0.0)
+        workers = (lambda: client.run(_cpu_seconds)) if client else dict
         start, start_here, start_workers = time.perf_counter(), _cpu_seconds(), workers()
         run()
         self.wall.append(time.perf_counter() - start)
         self.here.append(_cpu_seconds() - start_here)
-        self.workers.append(workers() - start_workers)
+        self.per_worker.append([seconds - start_workers[w] for w, seconds in sorted(workers().items())])
 
     def drop_first(self) -> None:
-        for series in (self.wall, self.here, self.workers):
+        for series in (self.wall, self.here, self.per_worker):
             del series[0]
 
     def median(self, what: str = "wall") -> float:
-        if what == "cpu":
-            return statistics.median(h + w for h, w in zip(self.here, self.workers))
-        return statistics.median(getattr(self, what))
+        series = {"wall": self.wall, "here": self.here, "workers": [sum(w) for w in self.per_worker],
+                  "cpu": [h + sum(w) for h, w in zip(self.here, self.per_worker)]}[what]
+        return statistics.median(series)
 
     def __str__(self) -> str:
         spread = f"{min(self.wall):.2f}-{max(self.wall):.2f}"
+        each = " + ".join(f"{statistics.median(w):.2f}" for w in zip(*self.per_worker))
         return (f"{self.median():.2f} s [{spread}] (CPU {self.median('cpu'):.2f} s: this process "
-                f"{self.median('here'):.2f}, workers {self.median('workers'):.2f})")
+                f"{self.median('here'):.2f}" + (f", workers {each}" if each else "") + ")")
 
 
 def _cluster(workers: int, **kwargs) -> LocalCluster:
-    return LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=None, **kwargs)
+    return LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0", **kwargs)
 
 
 def _blas_threads() -> int:
@@ -113,17 +115,17 @@ def _dask_run(client: Client, f, a, t):
     def run():
         fresh = da.map_blocks(_same, t, name=f"tangent-{next(runs)}-{time.perf_counter_ns()}", meta=t._meta)
         out, dout = ad.jvp(f, (a,), (fresh,))
-        results = client.persist([x for x in (*out, *dout) if isinstance(x, da.Array)])
-        wait(results)
+        with client.as_current():
+            wait(client.persist([x for x in (*out, *dout) if isinstance(x, da.Array)]))
 
     return run
 
 
 def batched(args) -> dict:
     n = args.n
-    rows = max(1, int(args.block_mib * 2**20 // (n * n * 8)))
+    blocks = 4 * max(1, round(args.batch * n * n * 8 / 2**20 / args.block_mib / 4))  # a multiple of 4: even shares
+    rows = -(-args.batch // blocks)
     shape, chunks = (args.batch, n, n), (rows, n, n)
-    blocks = -(-args.batch // rows)
     print(f"batch of {args.batch} matrices {n} x {n} in {blocks} blocks of {rows} ({rows * n * n * 8 / 2**20:.0f} MiB); "
           f"{args.repeat} rounds, numpy / 1 worker / 2 workers taking turns")
     ratios = {}
@@ -138,7 +140,8 @@ def batched(args) -> dict:
             runs = {"numpy": lambda: ad.jvp(f, (a,), (t,))}
             for label, client in clients.items():
                 inputs = client.persist(list(_inputs(shape, chunks, name == "eigh")))  # made on the workers
-                wait(inputs)
+                with client.as_current():
+                    wait(inputs)
                 runs[label] = _dask_run(client, f, *inputs)
             timings = {label: Timings() for label in runs}
             load_before = _load()
@@ -253,10 +256,10 @@ def tall_skinny(args) -> tuple:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="--batch 50000 --repeat 2 (about 2-3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="--batch 100000 --repeat 2 (about 2-3 minutes)")
     parser.add_argument("--batch", type=int, default=200_000)
     parser.add_argument("--n", type=int, default=16)
-    parser.add_argument("--block-mib", type=float, default=16, help="size of a batch block")
+    parser.add_argument("--block-mib", type=float, default=16, help="about the size of a batch block")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--cols", type=int, default=32)
     parser.add_argument("--row-chunks", type=int, default=16)
@@ -265,7 +268,7 @@ def main() -> None:
     parser.add_argument("--skip", choices=("batched", "tall"), help="leave one part out")
     args = parser.parse_args()
     if args.quick:
-        args.batch, args.repeat = 50_000, 2
+        args.batch, args.repeat = 100_000, 2
     print(f"{os.cpu_count()} CPUs; {_load()}")
     ratios = batched(args) if args.skip != "batched" else {}
     tall = tall_skinny(args) if args.skip != "tall" else None

@@ -210,22 +210,25 @@ class _LiveBytes(Callback):
         self.peak = max(self.peak, sum(getattr(part, "nbytes", 0) for part in held))
 
 
+@pytest.mark.parametrize("differentiate", [True, False])
 @pytest.mark.parametrize("name", ["qr", "svd"])
-def test_tall_skinny_streams(name):
+def test_tall_skinny_streams(name, differentiate):
     """Storing Q (U) and dQ (dU) block by block holds a few row blocks at a time, not the matrix: pass 2
     recomputes each input block after the n x n reduction instead of keeping pass 1's."""
     rows, blocks = 100, 12
     rng = da.random.default_rng(10)
     a, t = (rng.standard_normal((rows * blocks, 5), chunks=(rows, 5)) for _ in range(2))
-    out, dout = ad.jvp(TALL[name][0], (a,), (t,))
-    tall = [out[0], dout[0]]
+    f = TALL[name][0]
+    out, dout = ad.jvp(f, (a,), (t,)) if differentiate else (f(a), None)
+    tall = [out[0], dout[0]] if differentiate else [out[0]]
     targets = [np.empty(x.shape) for x in tall]
     live = _LiveBytes()
     with live:
         da.store(tall, targets, scheduler="sync")
     assert live.peak <= 4 * rows * 5 * 8  # (a, dA, Q, dQ blocks of one row chunk)
     a, t = dask.compute(a, t)
-    for got, want in zip(targets, (ad.jvp(TALL[name][0], (a,), (t,))[i][0] for i in (0, 1))):
+    out, dout = ad.jvp(f, (a,), (t,))
+    for got, want in zip(targets, (out[0], dout[0])):
         np.testing.assert_allclose(got * _column_signs(got, want), want, rtol=1e-9, atol=1e-9)
 
 
@@ -297,6 +300,11 @@ def test_inputs_are_not_mutated():
     ad.jvp(lambda x: tuple(_ns(x).linalg.eigh(x)), (a_dask,), (t_dask,))
     assert set(a_dask.__dask_graph__()) == keys and a_dask.chunks == chunks
     np.testing.assert_array_equal(a_dask.compute(), a)
+    tall = da.from_array(a.reshape(18, 3), chunks=(6, 3))  # the tall-skinny path clones the inputs' graphs
+    keys = set(tall.__dask_graph__())
+    ad.jvp(TALL["qr"][0], (tall,), (tall,))
+    assert set(tall.__dask_graph__()) == keys
+    np.testing.assert_array_equal(tall.compute(), a.reshape(18, 3))
 
 
 def test_errors():
@@ -473,6 +481,8 @@ def test_stand_in_chunks_scan_and_check_jvp(stand_in):
         return ad.scan(lambda c, x: (xp.sin(c) * x + c, xp.sum(c ** 2)), xp.ones_like(xs[0]), xs)
 
     _stand_in_same_as_numpy(f, a, t, stand_in, (2, 4))
+    with pytest.raises(TypeError, match=r"primals\[0\] is dask\[stand_in\], tangents\[0\] is dask"):
+        ad.jvp(f, (stand_in(a, (2, 4)),), (da.from_array(t, chunks=(2, 4)),))  # chunk types mixed
     ad.check_jvp(lambda x: _ns(x).linalg.eigvalsh(x + _ns(x).matrix_transpose(x)), (stand_in(a[:4], (2, 4)),))
 
 

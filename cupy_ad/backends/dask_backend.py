@@ -192,12 +192,19 @@ def dask_namespace(chunks: Backend) -> types.ModuleType:
     return namespace
 
 
+def _thin_only(name: str, params: dict) -> None:
+    """ValueError for the complete factors of a tall-skinny matrix (qr mode "complete", svd with
+    full_matrices=True)."""
+    if params.get("mode") == "complete" or params.get("full_matrices"):
+        asked = "qr mode 'complete'" if name.startswith("qr") else "svd with full_matrices=True"
+        raise ValueError(f"{asked} of a tall-skinny Dask array would build an m x m factor; {SUPPORTED} "
+                         "(qr modes 'reduced' and 'r', svd with full_matrices=False)")
+
+
 def _tall_skinny_rule(name: str, rule: Callable, a: da.Array, t: da.Array, params: dict) -> tuple:
     """The JVP of a tall-skinny qr, qr_r, svd or svdvals, streamed (see dask_tsqr): QR's rule on the
     Dask graph, then the rule ``name`` on R (n x n) for svd (U = Q U_R) and svdvals."""
-    if params.get("mode") == "complete" or params.get("full_matrices"):
-        raise ValueError(f"{name} of a tall-skinny Dask array with {params} would build an m x m factor; {SUPPORTED} "
-                         "(qr modes 'reduced' and 'r', svd with full_matrices=False)")
+    _thin_only(name, params)
     a = _whole(a, (1,), name)
     small = None if name in ("qr", "qr_r") else functools.partial(_as_tuples, rule, params)
     outs, douts = tsqr_jvp(a, t.rechunk(a.chunks), need_q=name in ("qr", "svd"), small=small)
@@ -296,25 +303,20 @@ class DaskBackend(Backend):
 
     def qr(self, a: Any, mode: str) -> Any:
         if is_tall_skinny(a):
-            if mode == "complete":
-                raise ValueError(f"qr mode 'complete' of a tall-skinny Dask array would build an m x m Q; {SUPPORTED} "
-                                 "(modes 'reduced' and 'r')")
-            return tsqr(_whole(a, (1,), "qr"), need_q=mode != "r")
+            _thin_only("qr", {"mode": mode})
+            out = tsqr(_whole(a, (1,), "qr"), need_q=mode != "r")
+            return out[0] if mode == "r" else out
         return self._kernel("qr", [a], [2], mode=mode)
 
     def svd(self, a: Any, full_matrices: bool) -> tuple[Any, Any, Any]:
-        if is_tall_skinny(a):
-            if full_matrices:
-                raise ValueError(f"svd with full_matrices=True of a tall-skinny Dask array would build an m x m U; "
-                                 f"{SUPPORTED} (full_matrices=False)")
-            q, r = tsqr(_whole(a, (1,), "svd"), need_q=True)  # A = Q R, R = U_R S V^H: U = Q U_R
-            u_r, s, vh = self._kernel("svd", [r], [2], full_matrices=False)
-            return q @ u_r, s, vh
+        if is_tall_skinny(a):  # A = Q R, R = U_R S V^H: U = Q U_R
+            _thin_only("svd", {"full_matrices": full_matrices})
+            return tsqr(_whole(a, (1,), "svd"), need_q=True, kernel="svd", full_matrices=False)
         return self._kernel("svd", [a], [2], full_matrices=full_matrices)
 
     def svdvals(self, a: Any) -> Any:
         if is_tall_skinny(a):  # the singular values of R (n x n)
-            return self._kernel("svdvals", [tsqr(_whole(a, (1,), "svdvals"), need_q=False)], [2])
+            return tsqr(_whole(a, (1,), "svdvals"), need_q=False, kernel="svdvals")[0]
         return self._kernel("svdvals", [a], [2])
 
     def eigh(self, a: Any, lower: bool) -> tuple[Any, Any]:

@@ -25,12 +25,13 @@ deficient) are made NaN before the solves, as qr.py does: NaN tangents, no error
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import dask
 import dask.array as da
-from dask.array.utils import meta_from_array
 import numpy as np
+from dask.array.utils import meta_from_array
 from dask.graph_manipulation import bind
 
 
@@ -66,9 +67,9 @@ def _local_r_and_projection(block: Any, tangent: Any) -> tuple[Any, Any]:
 
 
 def _reduce(parts: list, small: Callable | None) -> dict:
-    """The n x n pieces from pass 1's blocks: Q2's blocks and R; with tangents, also R with NaN for zero
-    diagonal entries, the source S of U (its upper triangle) and dR, then ``small``'s outputs and
-    tangents on (R, dR) (see :func:`tsqr_jvp`)."""
+    """The n x n pieces from pass 1's blocks: Q2's blocks and the outputs (R, or ``small``'s on R); with
+    tangents, also R with NaN for zero diagonal entries, the source S of U (its upper triangle) and
+    the tangents (dR, or ``small``'s on (R, dR); see :func:`tsqr_jvp`)."""
     with_tangent = isinstance(parts[0], tuple)
     r1s = [part[0] for part in parts] if with_tangent else parts
     backend = _backend(r1s[0])
@@ -77,7 +78,8 @@ def _reduce(parts: list, small: Callable | None) -> dict:
     bounds = [0]
     for r1 in r1s:
         bounds.append(bounds[-1] + r1.shape[0])
-    pieces = {"q2": [q2[start:stop, :] for start, stop in zip(bounds, bounds[1:])], "outs": (r,)}
+    pieces = {"q2": [q2[start:stop, :] for start, stop in zip(bounds, bounds[1:])],
+              "outs": small(r) if small is not None and not with_tangent else (r,)}
     if with_tangent:
         qh_da = sum(xp.matmul(_mh(q2_b, xp), part[1]) for q2_b, part in zip(pieces["q2"], parts))
         n = r.shape[-1]
@@ -94,10 +96,13 @@ def _reduce(parts: list, small: Callable | None) -> dict:
     return pieces
 
 
-def _local_q(block: Any, pieces: dict, b: int) -> Any:
-    """Pass 2 of the primal: Q_b = Q1_b Q2_b."""
+def _local_q(block: Any, pieces: dict, b: int, factor: bool = False) -> Any:
+    """Pass 2 of the primal: Q_b = Q1_b Q2_b, or with ``factor`` Q_b F = Q1_b (Q2_b F) for F the first
+    small output."""
     backend = _backend(block)
-    return backend.xp.matmul(backend.qr(block, "reduced")[0], pieces["q2"][b])
+    matmul = backend.xp.matmul
+    right = matmul(pieces["q2"][b], pieces["outs"][0]) if factor else pieces["q2"][b]
+    return matmul(backend.qr(block, "reduced")[0], right)
 
 
 def _local_q_and_tangent(block: Any, tangent: Any, pieces: dict, b: int, factor: bool) -> tuple[Any, Any]:
@@ -144,16 +149,26 @@ def _second_pass(arrays: tuple, after: Any) -> tuple:
     return bind(arrays, after, seed=dask.base.tokenize(*arrays, after))
 
 
-def tsqr(a: da.Array, *, need_q: bool) -> Any:
-    """(Q, R) of the tall-skinny ``a`` (rows chunked, columns in one chunk), or R alone."""
+def _kernel_on_r(kernel: str, params: dict, r: Any) -> tuple:
+    out = getattr(_backend(r), kernel)(r, **params)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def tsqr(a: da.Array, *, need_q: bool, kernel: str | None = None, **params: Any) -> tuple:
+    """The QR of the tall-skinny ``a`` (rows chunked, columns in one chunk): (Q, R), or (R,) without
+    ``need_q``. With a chunk backend's ``kernel`` ("svd", "svdvals") run on R in the reduction, its
+    outputs replace R, and with ``need_q`` its first output F multiplies Q (the thin SVD: U = Q U_R)."""
     n = a.shape[1]
-    pieces = dask.delayed(_reduce, pure=True)([dask.delayed(_local_r, pure=True)(b) for b in _blocks(a)], None)
-    r = _small(pieces, "outs", 0, a, np.empty((0, n, n), a.dtype))
+    small = functools.partial(_kernel_on_r, kernel, params) if kernel else None
+    pieces = dask.delayed(_reduce, pure=True)([dask.delayed(_local_r, pure=True)(b) for b in _blocks(a)], small)
+    example = np.empty((0, n, n), a.dtype)  # (an empty batch: the shapes and dtypes of the outputs)
+    outs = (example,) if kernel is None else _kernel_on_r(kernel, params, example)  # (on NumPy's backend)
+    outs = [_small(pieces, "outs", i, a, o) for i, o in enumerate(outs)]
     if not need_q:
-        return r
+        return tuple(outs)
     (again,) = _second_pass((a,), pieces)
-    q = [dask.delayed(_local_q, pure=True)(block, pieces, b) for b, block in enumerate(_blocks(again))]
-    return _stack(q, a, n, a.dtype), r
+    q = [dask.delayed(_local_q, pure=True)(block, pieces, b, kernel is not None) for b, block in enumerate(_blocks(again))]
+    return (_stack(q, a, n, outs[0].dtype), *(outs[1:] if kernel else outs))
 
 
 def tsqr_jvp(a: da.Array, da_: da.Array, *, need_q: bool, small: Callable | None = None) -> tuple:
