@@ -167,7 +167,8 @@ def tsqr(a: da.Array, *, need_q: bool, kernel: str | None = None, **params: Any)
     if not need_q:
         return tuple(outs)
     (again,) = _second_pass((a,), pieces)
-    q = [dask.delayed(_local_q, pure=True)(block, pieces, b, kernel is not None) for b, block in enumerate(_blocks(again))]
+    q = [dask.delayed(_local_q, pure=True)(block, pieces, b, kernel is not None)
+         for b, block in enumerate(_blocks(again))]
     return (_stack(q, a, n, outs[0].dtype), *(outs[1:] if kernel else outs))
 
 
