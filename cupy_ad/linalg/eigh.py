@@ -45,6 +45,7 @@ from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multip
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
+from ._nested_guard import guard_nested, magnitude
 from ._matrix import as_inexact, backend_of_matrix, mH, require_square
 from ._results import EighResult
 from .triangular_product import triangular_product
@@ -133,7 +134,10 @@ def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[A
     tol_mu = splitting_resolution(w, cl, p2, scale, n)
     mixing = cl.same & (xp.abs(xp.expand_dims(mu_raw, -2) - xp.expand_dims(mu_raw, -1)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, mu_gap, 1.0)), 0.0)
-    dv2 = matmul(v2, add(c_off, multiply(g, x)))
+    c = multiply(g, x)
+    pairs = cl.same & ~xp.eye(n, dtype=xp.bool)
+    guard_nested(p2, where(mixing, x, 0.0), pairs, magnitude(p2, c, x), "eigh")
+    dv2 = matmul(v2, add(c_off, c))
     return v2, dw, where(single_col, dv, dv2)
 
 

@@ -71,6 +71,7 @@ from ..namespace import (
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
+from ._nested_guard import guard_nested, magnitude
 from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
 from .qr import qr_p, qr_r_p
@@ -300,6 +301,7 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     mixing = inpos & (xp.abs(row(mu) - col(mu)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, subtract(row(ds), col(ds)), 1.0)), 0.0)
     c = multiply(g, t)
+    guard_nested(herm, where(mixing, t, 0.0), inpos, magnitude(herm, c, t), "svd")
     omega_x = add(omega_x, add(multiply(e, skew), c))
     omega_y = add(omega_y, subtract(c, multiply(e, skew)))
     # 3. inside the zero block (second order through the nonzero s_l, via the dilation; see the

@@ -1,0 +1,90 @@
+"""A guard that lets a nested jvp through a degenerate eigh/svd rule go on only where it is exact.
+
+Setting (eigh; svd is the same on its Hermitian dilation). At a cluster of k equal eigenvalues
+lambda the first-order rule rotates V to the limit basis, where P = V^H dA V has P_cc = diag(mu), and
+mixes the cluster's vectors by c_ij = T_ij / (mu_j - mu_i), T_ij = sum_l P_il P_lj / (lambda - w_l)
+(l outside the cluster), 0 where mu_i = mu_j. An outer jvp differentiates this along A + s B with
+dA + s D, where the engine gives the outer tangent of P as P' = [P, C] + V^H D V, C = V^H V'
+(the outer rule's own vector tangent). On the cluster (i != j; P_cc diagonal, C = c there and
+C_lj = P_lj / (lambda - w_l) across, as the outer rule computes when B = dA):
+    P'_ij = 2 T_ij + (mu_i - mu_j) c_ij + D_ij = T_ij + D_ij   (mu_i != mu_j),
+    P'_ij = 2 T_ij + D_ij                                      (mu_i = mu_j).
+Exact cases (derivation: expand (A + t dA + t^2 D / 2) v = lambda v order by order, the cluster
+components of the order-t^2 equation fix c): along that curve, c(t) -> (T + D / 2)_ij / (mu_j - mu_i)
+as t -> 0, while the inner rule's c (a function of A and dA only, as every primal value of forward
+mode is) lacks D / 2. An output invariant under rotations within a multiplet, f(A) = V f(w) V^H,
+meets c in its second derivative only through c (mu_j - mu_i) f'(lambda) (the other in-cluster terms
+multiply f(lambda) I and cancel), so the nested result is exact iff D_ij = 0 there, i.e.
+P'_ij = T_ij; no outer rule can restore D_ij / 2 in the inner tangent (a primal value). Where mu
+repeats, the sub-block's second-order matrix 2 T + D must be diagonal (multiples of the identity
+for a multiplet protected by a symmetry), else the limit basis and the eigenvalues' second
+derivatives come from its eigenvectors, which the first-order rule did not use: P'_ij = 0.
+So the guard is the identity whose JVP checks P'_ij = T_ij (distinct mu) and P'_ij = 0 (repeated
+mu) on the cluster blocks, to rounding, and otherwise raises (host backends) or returns NaN
+(CuPy, Dask: no synchronisation): an outer direction B that splits a cluster other than dA does,
+a curve whose second derivative couples split cluster members, or an accidental repeat of mu.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import Primitive, Zero, bind, strip
+from ..namespace import where
+from ..namespace._rules import xp_of
+from ._clusters import resolution
+from ._matrix import backend_of_matrix
+
+MESSAGE = ("{name}: nested jvp at repeated eigen/singular values whose second derivative is not determined "
+           "by this call: the outer direction splits a repeated value differently from the inner one, or the "
+           "curve's second derivative couples the vectors of a split multiplet, or the first-order splittings "
+           "repeat without a symmetry (max mismatch {bad:.2e}, tolerance {tol:.2e}). Rotation-invariant "
+           "outputs (truncations, projectors, f(A)) have a second derivative there: compute them with "
+           "cupy_ad.linalg.svd_split (nested jvp exact at any degeneracy) or from eigenvalues/singular values "
+           "and whole multiplets; or nest jvp along one direction of a straight line A + t dA")
+
+
+def _identity(block: Any, expected: Any, *, pairs: Any, scale: Any, name: str) -> Any:
+    return block
+
+
+nested_guard_p = Primitive("degenerate_nested_guard", _identity)
+nested_guard_p.def_batch(lambda values, axes, **params: (values[0], axes[0]))
+
+
+@nested_guard_p.def_jvp
+def _guard_jvp(primals: list, tangents: list, *, pairs: Any, scale: Any, name: str):
+    block, expected = primals
+    tangent = tangents[0]
+    raw = strip(block) * 0 if type(tangent) is Zero else strip(tangent)
+    xp = xp_of(raw)
+    n = raw.shape[-1]
+    eps = float(xp.finfo(raw.dtype).eps)
+    size = xp.max(xp.abs(raw), axis=(-2, -1), keepdims=True) + scale
+    tol = 64 * resolution(n, eps) * size
+    mismatch = xp.where(pairs, xp.abs(raw - strip(expected)), xp.zeros((), dtype=tol.dtype))
+    bad = xp.any(mismatch > tol, axis=(-2, -1), keepdims=True)
+    if backend_of_matrix(raw).host_branching:
+        if bool(xp.any(bad)):
+            worst = int(xp.argmax(xp.reshape(mismatch - tol, (-1,))))
+            raise ValueError(MESSAGE.format(name=name, bad=float(xp.reshape(mismatch, (-1,))[worst]),
+                                            tol=float(xp.reshape(xp.broadcast_to(tol, mismatch.shape), (-1,))[worst])))
+        return block, tangent
+    return block, where(bad, xp.asarray(float("nan"), dtype=raw.dtype), tangent)
+
+
+def guard_nested(block: Any, expected: Any, pairs: Any, scale: Any, name: str) -> None:
+    """Check, under an outer jvp, that the outer tangent of the Hermitian cluster ``block`` (the
+    limit-basis P) equals ``expected`` (T where the first-order splittings differ, 0 where they
+    repeat) on ``pairs`` (raw bool, the in-cluster off-diagonal entries), to rounding relative to
+    ``scale`` (raw, (..., 1, 1): the size of the terms that make that tangent); see the docstring."""
+    bind(nested_guard_p, block, expected, pairs=pairs, scale=scale, name=name)
+
+
+def magnitude(p: Any, c: Any, t: Any) -> Any:
+    """Raw (..., 1, 1): max|P| max|c| + max|T|, the size of the terms that make the outer tangent of
+    the cluster block (the rounding scale of :func:`guard_nested`'s check)."""
+    def largest(z: Any) -> Any:
+        raw = strip(z)
+        return xp_of(raw).max(xp_of(raw).abs(raw), axis=(-2, -1), keepdims=True)
+
+    return largest(p) * largest(c) + largest(t)
