@@ -34,6 +34,9 @@ the eigenvectors of one eigenvalue among themselves, it cancels in every output 
 rotations within a multiplet (spectral projectors, V f(w) V^H), which are exact whatever the mu.
 Dividing by mu_j - mu_i there instead would scale rounding by 1/eps (the issue-13 blow-up).
 Size-1 clusters keep the ordinary formulas bit for bit (selected with ``where``).
+Nested jvp through a cluster: exact along a straight line with distinct mu and along curves that
+keep multiplets whole; ``_nested_guard`` checks the outer tangent of P' and refuses the other cases
+(derivation and proof that no outer rule can do better there in that module).
 """
 from __future__ import annotations
 
@@ -218,8 +221,18 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     Tangents are finite everywhere (multiples of the identity, the zero matrix).
     Cost: NumPy/array_api_strict detect clusters on the host and run the extra work (a batched
     eigh of the block-diagonal n x n matrix) only when some exist; CuPy never synchronises and
-    always runs it. Nested jvp at a clustered point: finite, but the cluster's rotation is
-    treated as a constant of the inner levels, so second derivatives there are not exact.
+    always runs it.
+    Nested jvp at a clustered point (see ``_nested_guard``): exact for the eigenvalues and every
+    output invariant under rotations within a multiplet along a straight line A + t dA whose
+    first-order splittings mu are distinct, and along any curve through multiplets it keeps whole
+    (mu and the second-order terms repeating, as a symmetry makes them). Raises ValueError naming
+    the fix (svd_split, or a straight line) where no rule can be exact: an outer direction that
+    splits a cluster other than the inner one, a curve whose second derivative couples split
+    members (the inner tangent, a function of A and dA, cannot hold that term), or mu repeating
+    without such a symmetry; CuPy and Dask return NaN tangents there instead (no synchronisation).
+    The individual eigenvectors' second derivative inside a split cluster depends on the curve's
+    third derivative, which a nested jvp does not see: it is not exact. ``eigvalsh`` is not
+    checked: its nested values are exact where mu are distinct (any curve) or protected.
     """
     lower = _check("eigh", a, UPLO)
     a = as_inexact(a)  # integer input promoted to float64, as NumPy does

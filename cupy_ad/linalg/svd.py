@@ -41,6 +41,8 @@ symmetry-protected multiplet, never, and as U and V turn by the same c it cancel
 In the zero block, entries whose mu coincide (sigma_i = sigma_j,
 sigma_i + sigma_j = 0, sigma_j = 0 for the complement part; within tol) are 0, as in eigh. A common
 phase per pair moves the imaginary diagonal to the side that is not U (Im diag(U^H dU) = 0).
+Nested jvp through a positive cluster: as eigh on the dilation, the outer tangent of Herm(P) is
+checked against T (``_nested_guard``).
 """
 from __future__ import annotations
 
@@ -423,8 +425,16 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       where the block's dS coincide, or are 0, which leaves the basis undetermined). Regular
       (distinct, nonzero) columns get the ordinary formula bit for bit; tangents are finite
       everywhere. Host backends run the extra work only when a block exists (the zero block's only
-      when there is one); CuPy runs it always (never synchronises). Nested jvp there is finite, with the block rotations
-      constant for the inner levels.
+      when there is one); CuPy runs it always (never synchronises).
+    * nested jvp at a positive cluster: as :func:`cupy_ad.linalg.eigh` (``_nested_guard``): exact for
+      the singular values and rotation-invariant outputs (U_k S_k V_k^H cut at a gap, projectors)
+      along a straight line with distinct first-order splittings and along curves that keep the
+      multiplets whole; ValueError (NaN on CuPy/Dask) where no rule can be exact, naming
+      ``svd_split``. Not covered by that check: the zero block (its rotation is a constant of the
+      inner levels) and clusters of values a few resolutions above zero (1e-10..1e-14 s_max: the
+      nested result through the degenerate path can be wrong there, see the README). Near-degenerate
+      values (not a cluster) straddling a truncation make its second derivative ill-conditioned,
+      about eps s_max^2 / gap^2, for every method.
     """
     a = _validate("svd", a)
     if not isinstance(full_matrices, bool):
