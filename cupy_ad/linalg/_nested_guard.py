@@ -43,48 +43,54 @@ MESSAGE = ("{name}: nested jvp at repeated eigen/singular values whose second de
            "and whole multiplets; or nest jvp along one direction of a straight line A + t dA")
 
 
-def _identity(block: Any, expected: Any, *, pairs: Any, scale: Any, name: str) -> Any:
-    return block
+def _identity(values: Any, mixing: Any, block: Any, t: Any, *, pairs: Any, distinct: Any, name: str) -> tuple[Any, Any]:
+    return values, mixing
 
 
-nested_guard_p = Primitive("degenerate_nested_guard", _identity)
-nested_guard_p.def_batch(lambda values, axes, **params: (values[0], axes[0]))
+nested_guard_p = Primitive("degenerate_nested_guard", _identity, multiple_results=True)
+nested_guard_p.def_batch(lambda values, axes, **params: (tuple(values[:2]), tuple(axes[:2])))
+
+
+def _largest(z: Any) -> Any:
+    xp = xp_of(z)
+    return xp.max(xp.abs(z), axis=(-2, -1), keepdims=True)
 
 
 @nested_guard_p.def_jvp
-def _guard_jvp(primals: list, tangents: list, *, pairs: Any, scale: Any, name: str):
-    block, expected = primals
-    tangent = tangents[0]
+def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name: str):
+    values, mixing, block, t = primals
+    tangent = tangents[2]
     raw = strip(block) * 0 if type(tangent) is Zero else strip(tangent)
     xp = xp_of(raw)
-    n = raw.shape[-1]
     eps = float(xp.finfo(raw.dtype).eps)
-    size = xp.max(xp.abs(raw), axis=(-2, -1), keepdims=True) + scale
-    tol = 64 * resolution(n, eps) * size
-    mismatch = xp.where(pairs, xp.abs(raw - strip(expected)), xp.zeros((), dtype=tol.dtype))
+    expected = xp.where(distinct, strip(t), xp.zeros((), dtype=raw.dtype))  # T, or 0 where mu repeat
+    # rounding of P' = [P, C] + D and of T: eps (|P| |c| + |T| + |P'|)
+    size = _largest(raw) + _largest(strip(block)) * _largest(strip(mixing)) + _largest(expected)
+    tol = 64 * resolution(raw.shape[-1], eps) * size
+    mismatch = xp.where(pairs, xp.abs(raw - expected), xp.zeros((), dtype=tol.dtype))
     bad = xp.any(mismatch > tol, axis=(-2, -1), keepdims=True)
+    outs, out_tangents = (values, mixing), tuple(tangents[:2])
     if backend_of_matrix(raw).host_branching:
         if bool(xp.any(bad)):
             worst = int(xp.argmax(xp.reshape(mismatch - tol, (-1,))))
             raise ValueError(MESSAGE.format(name=name, bad=float(xp.reshape(mismatch, (-1,))[worst]),
                                             tol=float(xp.reshape(xp.broadcast_to(tol, mismatch.shape), (-1,))[worst])))
-        return block, tangent
-    return block, where(bad, xp.asarray(float("nan"), dtype=raw.dtype), tangent)
+        return outs, out_tangents
+    nan = xp.asarray(float("nan"), dtype=raw.dtype)
+    poisoned = (where(bad[..., 0], nan, _dense(out_tangents[0], values)), where(bad, nan, _dense(out_tangents[1], mixing)))
+    return outs, poisoned
 
 
-def guard_nested(block: Any, expected: Any, pairs: Any, scale: Any, name: str) -> None:
-    """Check, under an outer jvp, that the outer tangent of the Hermitian cluster ``block`` (the
-    limit-basis P) equals ``expected`` (T where the first-order splittings differ, 0 where they
-    repeat) on ``pairs`` (raw bool, the in-cluster off-diagonal entries), to rounding relative to
-    ``scale`` (raw, (..., 1, 1): the size of the terms that make that tangent); see the docstring."""
-    bind(nested_guard_p, block, expected, pairs=pairs, scale=scale, name=name)
+def _dense(tangent: Any, like: Any) -> Any:
+    return like * 0 if type(tangent) is Zero else tangent
 
 
-def magnitude(p: Any, c: Any, t: Any) -> Any:
-    """Raw (..., 1, 1): max|P| max|c| + max|T|, the size of the terms that make the outer tangent of
-    the cluster block (the rounding scale of :func:`guard_nested`'s check)."""
-    def largest(z: Any) -> Any:
-        raw = strip(z)
-        return xp_of(raw).max(xp_of(raw).abs(raw), axis=(-2, -1), keepdims=True)
-
-    return largest(p) * largest(c) + largest(t)
+def guard_nested(values: Any, mixing: Any, block: Any, t: Any, pairs: Any, distinct: Any,
+                 name: str) -> tuple[Any, Any]:
+    """``(values, mixing)`` unchanged: the cluster tangents (..., n) and in-cluster mixing c (..., n, n).
+    Under an outer jvp, checks that the outer tangent of the Hermitian cluster ``block`` (the
+    limit-basis P) equals ``t`` (T) where the first-order splittings differ (``distinct``) and 0
+    where they repeat, on ``pairs`` (raw bool, the in-cluster off-diagonal entries), to rounding; otherwise
+    raises (host backends) or gives both outputs NaN tangents; see the module docstring. Costs nothing
+    without an outer jvp (the primal is the identity)."""
+    return bind(nested_guard_p, values, mixing, block, t, pairs=pairs, distinct=distinct, name=name)

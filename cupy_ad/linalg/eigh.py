@@ -48,7 +48,7 @@ from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multip
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
-from ._nested_guard import guard_nested, magnitude
+from ._nested_guard import guard_nested
 from ._matrix import as_inexact, backend_of_matrix, mH, require_square
 from ._results import EighResult
 from .triangular_product import triangular_product
@@ -125,9 +125,8 @@ def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[A
     p2 = matmul(mH(rot), matmul(p, rot))
     p2 = multiply(add(p2, mH(p2)), 0.5)
     mu = real(diagonal(p2)) if is_complex_dtype(p2) else diagonal(p2)
-    dw = where(cl.single, dw, mu)
     if dv is None:
-        return None, dw, None
+        return None, where(cl.single, dw, mu), None
     v2 = where(single_col, v, matmul(v, rot))
     c_off = where(cl.same, 0.0, _over_gaps(p2, w))  # F o P' across clusters
     x = matmul(p2, c_off)  # sum_l P'_il P'_lj / (w_j - w_l), l outside j's cluster
@@ -137,11 +136,9 @@ def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[A
     tol_mu = splitting_resolution(w, cl, p2, scale, n)
     mixing = cl.same & (xp.abs(xp.expand_dims(mu_raw, -2) - xp.expand_dims(mu_raw, -1)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, mu_gap, 1.0)), 0.0)
-    c = multiply(g, x)
-    pairs = cl.same & ~xp.eye(n, dtype=xp.bool)
-    guard_nested(p2, where(mixing, x, 0.0), pairs, magnitude(p2, c, x), "eigh")
+    mu, c = guard_nested(mu, multiply(g, x), p2, x, cl.same & ~xp.eye(n, dtype=xp.bool), mixing, "eigh")
     dv2 = matmul(v2, add(c_off, c))
-    return v2, dw, where(single_col, dv, dv2)
+    return v2, where(cl.single, dw, mu), where(single_col, dv, dv2)
 
 
 @eigh_p.def_jvp

@@ -73,7 +73,7 @@ from ..namespace import (
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
-from ._nested_guard import guard_nested, magnitude
+from ._nested_guard import guard_nested
 from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
 from .qr import qr_p, qr_r_p
@@ -302,8 +302,7 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     tol_mu = splitting_resolution(raw, cl, p, scale, max(m, n))
     mixing = inpos & (xp.abs(row(mu) - col(mu)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, subtract(row(ds), col(ds)), 1.0)), 0.0)
-    c = multiply(g, t)
-    guard_nested(herm, where(mixing, t, 0.0), inpos, magnitude(herm, c, t), "svd")
+    ds, c = guard_nested(ds, multiply(g, t), herm, t, inpos, mixing, "svd")
     omega_x = add(omega_x, add(multiply(e, skew), c))
     omega_y = add(omega_y, subtract(c, multiply(e, skew)))
     # 3. inside the zero block (second order through the nonzero s_l, via the dilation; see the
@@ -431,10 +430,10 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       along a straight line with distinct first-order splittings and along curves that keep the
       multiplets whole; ValueError (NaN on CuPy/Dask) where no rule can be exact, naming
       ``svd_split``. Not covered by that check: the zero block (its rotation is a constant of the
-      inner levels) and clusters of values a few resolutions above zero (1e-10..1e-14 s_max: the
-      nested result through the degenerate path can be wrong there, see the README). Near-degenerate
-      values (not a cluster) straddling a truncation make its second derivative ill-conditioned,
-      about eps s_max^2 / gap^2, for every method.
+      inner levels). Floors of the second order for any output built from U and V: a small
+      singular value s, clustered or not, ~eps s_max / s (u and v turn oppositely at rate
+      Skew(P) / 2s; svd_split avoids it); near-degenerate values straddling a truncation make the
+      truncated program itself ill-conditioned, ~eps s_max^2 / gap^2, for every method.
     """
     a = _validate("svd", a)
     if not isinstance(full_matrices, bool):

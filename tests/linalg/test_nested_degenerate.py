@@ -123,3 +123,20 @@ def test_refused_where_no_rule_is_exact(backend, dtype):
     first = lambda x: ad.jvp(eigh_outputs(backend, "function"), (x,), (t_in,))[1]  # noqa: E731
     with pytest.raises(ValueError, match="nested jvp at repeated"):
         ad.jvp(first, (x0,), (t_out,))
+
+
+def test_branch_free_backends_give_nan_instead_of_raising(backend, monkeypatch):
+    # CuPy and Dask never synchronise: the refused case gives NaN second-order tangents
+    from types import SimpleNamespace
+
+    from cupy_ad.linalg import _nested_guard
+    monkeypatch.setattr(_nested_guard, "backend_of_matrix", lambda x: SimpleNamespace(host_branching=False))
+    a0 = hermitian_with([-1.0, 1.0, 1.0, 1.0, 2.0], np.float64, seed=3)
+    a1, a2 = direction((5, 5), np.float64, seed=4), direction((5, 5), np.float64, seed=9)
+    x0, t_in, t_out = (backend.asarray(z + z.T) for z in (a0 / 2, a1, a2))
+    first = lambda x: ad.jvp(eigh_outputs(backend, "function"), (x,), (t_in,))[1]  # noqa: E731
+    value, second = ad.jvp(first, (x0,), (t_out,))
+    assert np.isfinite(backend.to_numpy(value)).all() and np.isnan(backend.to_numpy(second)).all()
+    # and the line, where the rule is exact, stays finite
+    _, second = ad.jvp(first, (x0,), (t_in,))
+    assert np.isfinite(backend.to_numpy(second)).all()
