@@ -13,22 +13,15 @@ import pytest
 
 import cupy_ad as ad
 from test_degenerate import direction, hermitian_with, with_singular_values
+from test_symmetry_protected import relative_error
 
 EPS = float(np.finfo(np.float64).eps)
 GAPS = [0.0, 1e-15, 1e-13, 1e-11, 1e-9, 1e-7, 1e-5, 1e-3, 1e-1]
 
 
-def error(backend, f, a, da, h=1e-3):
-    """jvp against Richardson central differences (the outputs are smooth: the pair is whole)."""
-    _, t = ad.jvp(f, (backend.asarray(a),), (backend.asarray(da),))
-    central = lambda s: (backend.to_numpy(f(backend.asarray(a + s * da)))  # noqa: E731
-                         - backend.to_numpy(f(backend.asarray(a - s * da)))) / (2 * s)
-    fd = (4 * central(h / 2) - central(h)) / 3
-    return np.abs(backend.to_numpy(t) - fd).max() / np.abs(fd).max()
-
-
 def floor(gap):
-    """the bound: Richardson's own error, and 10 eps / gap above the cluster tolerance"""
+    """the bound (errors against Richardson central differences; the outputs are smooth: the pair is
+    whole): Richardson's own error, and 10 eps / gap above the cluster tolerance"""
     return 5e-10 + (10 * EPS / gap if gap > 16 * EPS else 0.0)
 
 
@@ -40,7 +33,7 @@ def test_svd_truncation_error_stays_at_the_floor(backend, gap):
         u, s, vh = ad.linalg.svd(m, full_matrices=False)
         return (u[..., :, :2] * s[..., None, :2]) @ vh[..., :2, :]
 
-    assert error(backend, f, a, direction((5, 4), np.float64, 11)) <= floor(gap)
+    assert relative_error(backend, f, a, direction((5, 4), np.float64, 11), h=1e-3) <= floor(gap)
 
 
 @pytest.mark.parametrize("gap", GAPS)
@@ -52,4 +45,4 @@ def test_eigh_projector_error_stays_at_the_floor(backend, gap):
         _, v = ad.linalg.eigh(m)
         return v[..., :, 2:] @ v[..., :, 2:].mT
 
-    assert error(backend, f, a, da + da.T) <= floor(gap)
+    assert relative_error(backend, f, a, da + da.T, h=1e-3) <= floor(gap)
