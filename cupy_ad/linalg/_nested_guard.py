@@ -23,6 +23,10 @@ So the guard is the identity whose JVP checks P'_ij = T_ij (distinct mu) and P'_
 mu) on the cluster blocks, to rounding, and otherwise raises (host backends) or returns NaN
 (CuPy, Dask: no synchronisation): an outer direction B that splits a cluster other than dA does,
 a curve whose second derivative couples split cluster members, or an accidental repeat of mu.
+The values alone (eigvalsh, svdvals) are exact along any curve where mu differ (D enters them only
+through diag(V^H D V)): there only repeated mu are checked on the block, and ``guard_curve`` checks
+that the outer direction is the inner one (a mixed second derivative of sorted values at a
+degenerate point does not exist, and the block alone cannot tell a curve from another direction).
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from typing import Any
 from ..core import Primitive, Zero, bind, strip
 from ..namespace import where
 from ..namespace._rules import xp_of
-from ._clusters import resolution
+from ._clusters import concrete_tangent, resolution
 from ._matrix import backend_of_matrix
 
 MESSAGE = ("{name}: nested jvp at repeated eigen/singular values whose second derivative is not determined "
@@ -43,7 +47,8 @@ MESSAGE = ("{name}: nested jvp at repeated eigen/singular values whose second de
            "and whole multiplets; or nest jvp along one direction of a straight line A + t dA")
 
 
-def _identity(values: Any, mixing: Any, block: Any, t: Any, *, pairs: Any, distinct: Any, name: str) -> tuple[Any, Any]:
+def _identity(values: Any, mixing: Any, block: Any, t: Any, *, pairs: Any, distinct: Any, name: str,
+              t_from: Any) -> tuple[Any, Any]:
     return values, mixing
 
 
@@ -57,10 +62,12 @@ def _largest(z: Any) -> Any:
 
 
 @nested_guard_p.def_jvp
-def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name: str):
+def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name: str, t_from: Any):
     values, mixing, block, t = primals
+    if t is None:
+        t = t_from(strip(block))
     tangent = tangents[2]
-    raw = strip(block) * 0 if type(tangent) is Zero else strip(tangent)
+    raw = strip(block) * 0 if type(tangent) is Zero else concrete_tangent(tangent)
     xp = xp_of(raw)
     eps = float(xp.finfo(raw.dtype).eps)
     expected = xp.where(distinct, strip(t), xp.zeros((), dtype=raw.dtype))  # T, or 0 where mu repeat
@@ -77,20 +84,59 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
                                             tol=float(xp.reshape(xp.broadcast_to(tol, mismatch.shape), (-1,))[worst])))
         return outs, out_tangents
     nan = xp.asarray(float("nan"), dtype=raw.dtype)
-    poisoned = (where(bad[..., 0], nan, _dense(out_tangents[0], values)), where(bad, nan, _dense(out_tangents[1], mixing)))
-    return outs, poisoned
+    return outs, (where(bad[..., 0], nan, _dense(out_tangents[0], values)),
+                  where(bad, nan, _dense(out_tangents[1], mixing)))
 
 
 def _dense(tangent: Any, like: Any) -> Any:
     return like * 0 if type(tangent) is Zero else tangent
 
 
-def guard_nested(values: Any, mixing: Any, block: Any, t: Any, pairs: Any, distinct: Any,
-                 name: str) -> tuple[Any, Any]:
+def guard_nested(values: Any, mixing: Any, block: Any, t: Any, pairs: Any, distinct: Any, name: str,
+                 t_from: Any = None) -> tuple[Any, Any]:
     """``(values, mixing)`` unchanged: the cluster tangents (..., n) and in-cluster mixing c (..., n, n).
     Under an outer jvp, checks that the outer tangent of the Hermitian cluster ``block`` (the
     limit-basis P) equals ``t`` (T) where the first-order splittings differ (``distinct``) and 0
     where they repeat, on ``pairs`` (raw bool, the in-cluster off-diagonal entries), to rounding; otherwise
     raises (host backends) or gives both outputs NaN tangents; see the module docstring. Costs nothing
-    without an outer jvp (the primal is the identity)."""
-    return bind(nested_guard_p, values, mixing, block, t, pairs=pairs, distinct=distinct, name=name)
+    without an outer jvp (the primal is the identity); ``t`` may be None, computed then as
+    ``t_from(raw block)`` only under an outer jvp."""
+    return bind(nested_guard_p, values, mixing, block, t, pairs=pairs, distinct=distinct, name=name, t_from=t_from)
+
+
+def _pass(values: Any, a: Any, da: Any, *, flagged: Any, name: str) -> Any:
+    return values
+
+
+curve_guard_p = Primitive("degenerate_curve_guard", _pass)
+curve_guard_p.def_batch(lambda values, axes, **params: (values[0], axes[0]))
+
+
+@curve_guard_p.def_jvp
+def _curve_jvp(primals: list, tangents: list, *, flagged: Any, name: str):
+    values, a, da = primals
+    b = strip(a) * 0 if type(tangents[1]) is Zero else concrete_tangent(tangents[1])
+    raw = strip(da)
+    xp = xp_of(raw)
+    tol = 64 * resolution(raw.shape[-1], float(xp.finfo(raw.dtype).eps)) * _largest(raw)
+    bad = (xp.any(xp.abs(b - raw) > tol, axis=(-2, -1)) & flagged)[..., None]
+    if backend_of_matrix(raw).host_branching:
+        if bool(xp.any(bad)):
+            raise ValueError(CURVE_MESSAGE.format(name=name))
+        return values, tangents[0]
+    return values, where(bad, xp.asarray(float("nan"), dtype=values.dtype), _dense(tangents[0], values))
+
+
+CURVE_MESSAGE = ("{name}: nested jvp at repeated eigen/singular values along an outer direction other than the "
+                 "inner one: the sorted values have no mixed second derivative there. Nest jvp along one direction "
+                 "(the same tangent at both levels), or differentiate a symmetric function of each multiplet")
+
+
+def guard_curve(values: Any, a: Any, da: Any, flagged: Any, name: str) -> Any:
+    """``values`` unchanged; under an outer jvp, checks that the outer tangent of ``a`` equals the
+    inner tangent ``da`` (one direction, the curve case) for the matrices ``flagged`` (raw bool, batch
+    shape: those with repeated or zero values) and otherwise raises (NaN on branch-free backends).
+    For eigvalsh and svdvals, whose second derivatives are exact along any curve with distinct
+    first-order splittings: the check on the cluster block alone cannot tell a curve from another
+    direction."""
+    return bind(curve_guard_p, values, a, da, flagged=flagged, name=name)

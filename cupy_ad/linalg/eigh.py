@@ -48,7 +48,7 @@ from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multip
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
-from ._nested_guard import guard_nested
+from ._nested_guard import guard_curve, guard_nested
 from ._matrix import as_inexact, backend_of_matrix, mH, require_square
 from ._results import EighResult
 from .triangular_product import triangular_product
@@ -125,20 +125,31 @@ def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[A
     p2 = matmul(mH(rot), matmul(p, rot))
     p2 = multiply(add(p2, mH(p2)), 0.5)
     mu = real(diagonal(p2)) if is_complex_dtype(p2) else diagonal(p2)
-    if dv is None:
+    mu_raw = strip(mu)
+    tol_mu = splitting_resolution(w, cl, p2, scale, n)
+    mixing = cl.same & (xp.abs(xp.expand_dims(mu_raw, -2) - xp.expand_dims(mu_raw, -1)) > tol_mu)
+    pairs = cl.same & ~xp.eye(n, dtype=xp.bool)
+    if dv is None:  # eigvalsh: where mu repeat, the second-order block must be diagonal (p2 stands in for c)
+        mu, _ = guard_nested(mu, p2, p2, None, pairs & ~mixing, mixing, "eigvalsh",
+                             t_from=lambda block: _second_order(block, strip(w), cl.same))
         return None, where(cl.single, dw, mu), None
     v2 = where(single_col, v, matmul(v, rot))
     c_off = where(cl.same, 0.0, _over_gaps(p2, w))  # F o P' across clusters
-    x = matmul(p2, c_off)  # sum_l P'_il P'_lj / (w_j - w_l), l outside j's cluster
-    x = multiply(add(x, mH(x)), 0.5)
-    mu_raw = strip(mu)
+    x = _second_order(p2, w, cl.same, c_off)
     mu_gap = subtract(expand_dims(mu, axis=-2), expand_dims(mu, axis=-1))  # [i, j] = mu_j - mu_i
-    tol_mu = splitting_resolution(w, cl, p2, scale, n)
-    mixing = cl.same & (xp.abs(xp.expand_dims(mu_raw, -2) - xp.expand_dims(mu_raw, -1)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, mu_gap, 1.0)), 0.0)
-    mu, c = guard_nested(mu, multiply(g, x), p2, x, cl.same & ~xp.eye(n, dtype=xp.bool), mixing, "eigh")
+    mu, c = guard_nested(mu, multiply(g, x), p2, x, pairs, mixing, "eigh")
     dv2 = matmul(v2, add(c_off, c))
     return v2, where(cl.single, dw, mu), where(single_col, dv, dv2)
+
+
+def _second_order(p: Any, w: Any, same: Any, c_off: Any = None) -> Any:
+    """T = Herm(P (F o P)), T_ij = sum_l P_il P_lj / (w_j - w_l) over l outside j's cluster (``c_off``
+    = F o P across clusters, computed here if not given)."""
+    if c_off is None:
+        c_off = where(same, 0.0, _over_gaps(p, w))
+    x = matmul(p, c_off)
+    return multiply(add(x, mH(x)), 0.5)
 
 
 @eigh_p.def_jvp
@@ -173,9 +184,11 @@ def _eigvalsh_jvp(primals: list, tangents: list, *, lower: bool):
     else:
         dw = multiply(sum(multiply(v, x), axis=-2), 2.0)
     # (clusters of the eigenvalues that go with v)
-    if take_degenerate_path(w_v, joined_neighbours(w_v, _tolerance(w_v))):  # they need all of P = V^H dA_s V
+    joined = joined_neighbours(w_v, _tolerance(w_v))
+    if take_degenerate_path(w_v, joined):  # they need all of P = V^H dA_s V
         y = matmul(mH(v), x)
         _, dw, _ = _degenerate(w_v, v, add(y, mH(y)), dw, None)
+        dw = guard_curve(dw, a, da, xp_of(joined).any(joined, axis=-1), "eigvalsh")
     return w, dw
 
 

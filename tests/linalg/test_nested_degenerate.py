@@ -140,3 +140,21 @@ def test_branch_free_backends_give_nan_instead_of_raising(backend, monkeypatch):
     # and the line, where the rule is exact, stays finite
     _, second = ad.jvp(first, (x0,), (t_in,))
     assert np.isfinite(backend.to_numpy(second)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_eigvalsh_and_svdvals_along_a_curve_and_refused_across(backend, dtype):
+    # values alone: exact along any curve where the first-order splittings differ (the curve's
+    # A2 only enters through diag(V^H A2 V)); another outer direction has no mixed derivative
+    a0 = hermitian_with([-1.0, 1.0, 1.0, 1.0, 2.0], dtype, seed=3)
+    a1, a2 = direction((5, 5), dtype, seed=4), direction((5, 5), dtype, seed=9)
+    a1, a2 = a1 + np.conj(a1.T), a2 + np.conj(a2.T)
+    close(*second_derivative(backend, ad.linalg.eigvalsh, a0, a1, a2))
+    m0 = with_singular_values([3.0, 2.0, 2.0, 2.0, 0.5], 5, 6, dtype, seed=5)
+    m1, m2 = direction((5, 6), dtype, seed=6), direction((5, 6), dtype, seed=10)
+    close(*second_derivative(backend, ad.linalg.svdvals, m0, m1, m2))
+    for f, x, t_in, t_out in ((ad.linalg.eigvalsh, a0, a1, a2), (ad.linalg.svdvals, m0, m1, m2)):
+        x, t_in, t_out = (backend.asarray(z) for z in (x, t_in, t_out))
+        first = lambda y: ad.jvp(f, (y,), (t_in,))[1]  # noqa: E731
+        with pytest.raises(ValueError, match="outer direction other than the inner one"):
+            ad.jvp(first, (x,), (t_out,))
