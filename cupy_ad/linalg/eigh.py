@@ -241,8 +241,7 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     members (the inner tangent, a function of A and dA, cannot hold that term), or mu repeating
     without such a symmetry; CuPy and Dask return NaN tangents there instead (no synchronisation).
     The individual eigenvectors' second derivative inside a split cluster depends on the curve's
-    third derivative, which a nested jvp does not see: it is not exact. ``eigvalsh`` is not
-    checked: its nested values are exact where mu are distinct (any curve) or protected.
+    third derivative, which a nested jvp does not see: it is not exact. ``eigvalsh``: see there.
     """
     lower = _check("eigh", a, UPLO)
     a = as_inexact(a)  # integer input promoted to float64, as NumPy does
@@ -257,6 +256,9 @@ def eigvalsh(a: Any, UPLO: str = "L") -> Any:
     ``eigh`` besides the primal eigenvalues. At repeated eigenvalues the tangent is the one-sided
     directional derivative (not linear in dA): the ascending eigenvalues of V_k^H dA_s V_k for each
     cluster (see :func:`eigh`), which pair with the sorted eigenvalues of A + h dA, h -> 0+.
+    Nested jvp there: exact along any curve (one direction at both levels) where mu are distinct or
+    repeat with a diagonal second-order block (a symmetry); ValueError otherwise, and for an outer
+    direction other than the inner one (the sorted eigenvalues have no mixed second derivative).
     """
     lower = _check("eigvalsh", a, UPLO)
     a = as_inexact(a)

@@ -455,6 +455,8 @@ def svdvals(a: Any, /) -> Any:
     repeated or zero singular values it is the one-sided directional derivative described in
     :func:`svd` (eigenvalues of the Hermitian part of each repeated block, singular values of
     the null-space block for zeros, so never negative there), which pairs with the sorted S.
+    Nested jvp there: as :func:`cupy_ad.linalg.eigvalsh` (exact along one direction where the
+    first-order splittings differ; ValueError for another outer direction).
     """
     a = _validate("svdvals", a)
     return svdvals_p(a)
