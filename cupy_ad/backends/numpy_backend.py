@@ -115,13 +115,6 @@ class NumpyBackend(Backend):
             return np.multiply.outer if vectors else fn
         return _DIRECT.get(fn, fn) if args and type(args[0]) is np.ndarray else fn
 
-    def owner_of(self, x: Any) -> Any:
-        if type(x) is not np.ndarray:
-            return None
-        while isinstance(x.base, np.ndarray):
-            x = x.base
-        return x if x.base is None and x.flags.writeable else None
-
     def lu_factor(self, a: Any) -> tuple[Any, Any]:
         if a.size == 0:  # SciPy refuses empty batches; the factors of nothing are empty
             dtype = np.result_type(a.dtype, np.float32)

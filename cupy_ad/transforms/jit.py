@@ -26,14 +26,15 @@ code frees its temporaries), functions and constants its globals; the backend ma
 for one computing the same result with less Python around the kernel (``replay_form``: NumPy drops
 array_api_compat's one-call wrappers). A replay is that function's call: the backend's calls and
 nothing else (about 0.05 us of Python per step). Large elementwise steps write into a dead temporary
-the program owns (``out=``, where the backend has that form: NumPy's ufuncs); nothing else is ever
+the program owns and only elementwise steps read, so no view of it exists whatever the inputs' memory
+order (``out=``, where the backend has that form: NumPy's ufuncs); nothing else is ever
 written, inputs and constants least of all. Compiling the source costs about 40 us a step, once per
 signature (the recording itself costs more).
 
 Signature: the pytree structure of the arguments, every array's type, shape and dtype, the dual /
 batched structure of every input (levels by rank, batch axes, symbolic-zero tangents), the values of
-``static_argnums`` arguments and of Python scalars (they are constants of the program, as in a
-changed static argument: a new recording). As with ``jax.jit``, a global or closed-over value that
+``static_argnums`` arguments and of Python scalars, floats bit for bit (0.0 and -0.0 differ, a NaN
+matches a NaN) (they are constants of the program, as in a changed static argument: a new recording). As with ``jax.jit``, a global or closed-over value that
 changes between calls is not seen: the program keeps the value of the recording call.
 
 Value-dependent Python control flow: ``bool()`` of a traced value (``if``, ``while``, the host checks
@@ -47,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
+import struct
 import threading
 import types
 from typing import Any, Callable
@@ -56,7 +58,7 @@ import optree
 from ..backends import backend_of
 from ..core import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
 from ..namespace import namespace, numpy_protocols
-from .jit_program import Call, Diverged, Flattening, Method, Program, build, guard
+from .jit_program import Call, Diverged, Flattening, Method, Program, _is_array, build, guard
 
 MAX_VARIANTS = 8
 
@@ -66,10 +68,6 @@ class _Inline(Exception):
 
 
 _running = threading.local()
-
-
-def _is_array(v: Any) -> bool:
-    return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, type)
 
 
 def _leak_error() -> TypeError:
@@ -266,6 +264,31 @@ _install_operators()
 _RAW_TYPES: set = set()  # the types of the plain arrays met among the arguments
 
 
+def _bits(v: Any) -> Any:
+    """``v`` as a key equal for equal bits: 0.0 and -0.0 differ (1 / x differs), a NaN equals itself."""
+    kind = type(v)
+    if isinstance(v, (float, complex)):
+        return kind, struct.pack("<2d", v.real, v.imag)
+    if kind is tuple:
+        return kind, tuple(map(_bits, v))
+    return kind, v
+
+
+class _Exact:
+    """A Python value of a signature (argument or static argument), compared and hashed by ``_bits``."""
+
+    __slots__ = ("value", "key")
+
+    def __init__(self, value: Any):
+        self.value, self.key = value, _bits(value)
+
+    def __eq__(self, other: Any) -> bool:
+        return type(other) is _Exact and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
 def _describe(v: Any, levels: dict, raws: list) -> Any:
     """The signature of one input leaf; its raw arrays appended to ``raws`` (primal before tangent)."""
     cls = type(v)
@@ -285,7 +308,7 @@ def _describe(v: Any, levels: dict, raws: list) -> Any:
             _RAW_TYPES.add(cls)
         raws.append(v)
         return (cls, v.shape, v.dtype)
-    return ("S", cls, v)  # a Python value: part of the signature (1, 1.0 and True differ)
+    return ("S", cls, _Exact(v))  # a Python value: part of the signature (1, 1.0 and True differ)
 
 
 def _ranked(d: Any, rank: dict) -> Any:
@@ -306,7 +329,7 @@ def _rebuild(d: Any, raws: Any, levels: list) -> Any:
     if tag == "B":
         return Batched(levels[d[1]], _rebuild(d[3], raws, levels), d[2])
     if tag == "S":
-        return d[2]
+        return d[2].value
     return next(raws)
 
 
@@ -405,7 +428,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
             rank = {level: k for k, level in enumerate(sorted(kinds))}
             ranked = tuple(_ranked(d, rank) for d in signature) if kinds else tuple(signature)
         try:
-            key = (spec, tuple(sorted((k, type(v), v) for k, v in static.items())), ranked,
+            key = (spec, tuple(sorted((k, _Exact(v)) for k, v in static.items())), ranked,
                    tuple(kinds[level] for level in sorted(kinds)))
             variants = cache.setdefault(key, [])
         except TypeError:
