@@ -352,3 +352,31 @@ def test_a_constant_output_keeps_its_type(backend):
         got, want = compiled(x), f(x)
         _assert_identical(backend, got, want)
         assert type(got[1]) is type(want[1])
+
+
+def test_writes_reach_the_views_taken_before(backend):
+    """``y[k] = v`` and ``y += v`` on a traced value reach its basic-indexing views, and a write into a view
+    reaches its base and the base's other views, as in NumPy memory (eagerly) and as on duals (jvp)."""
+    ns = backend.ns
+
+    def f(x):
+        y = x * 1.0
+        v = y[0:3]
+        w = v[1:]
+        y[1] = 100.0  # into the base: v and w see it
+        w[1] = -5.0  # into a view of a view: v and y see it
+        z = y[::2]
+        v[0] = x[4]  # a traced value written
+        y += 1.0  # in-place operators write too
+        w *= x[1:3]
+        return y + 0.0, v + 0.0, w + 0.0, z * 2.0
+
+    x = backend.random((5,))
+    keep = backend.to_numpy(x).copy()
+    compiled = ad.jit(f)
+    for _ in range(2):
+        _assert_identical(backend, compiled(x), f(x))
+    np.testing.assert_array_equal(backend.to_numpy(x), keep)
+    t = backend.random((5,), seed=1)
+    _assert_identical(backend, ad.jvp(compiled, (x,), (t,)), ad.jvp(f, (x,), (t,)))
+    _assert_identical(backend, ad.jit(lambda x, t: ad.jvp(f, (x,), (t,)))(x, t), ad.jvp(f, (x,), (t,)))

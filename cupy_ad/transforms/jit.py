@@ -6,7 +6,9 @@ level below every other: each holds the concrete array of this call and a slot o
 backend calls go through a recording proxy of the backend (``backend_of`` of a traced value): every
 call with a traced argument runs on the concrete arrays and appends a step ``(function, input slots,
 output slots)``; a call without one runs once, here, and its result is a constant of the program
-(constant folding). Operators, indexing and methods on traced values are recorded the same way. So
+(constant folding). Operators, indexing and methods on traced values are recorded the same way
+(``x[key] = v`` and ``x += v`` record an updated copy and rebind ``x``, its base if it is a
+basic-indexing view, and its live views, as writes into shared memory behave eagerly). So
 the steps are the backend's own functions (``numpy.add``, a LAPACK wrapper) on raw arrays: JVP
 rules, symbolic zeros, ``Dual`` objects and ``bind`` leave no trace in them.
 
@@ -51,6 +53,7 @@ import operator
 import struct
 import threading
 import types
+import weakref
 from typing import Any, Callable
 
 import optree
@@ -58,6 +61,7 @@ import optree
 from ..backends import backend_of
 from ..core import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
 from ..namespace import namespace, numpy_protocols
+from ..namespace.indexing import _is_basic
 from .jit_program import Call, Diverged, Flattening, Method, Program, _is_array, build, guard
 
 MAX_VARIANTS = 8
@@ -223,9 +227,38 @@ def _set(value: Any, key: Any, item: Any) -> Any:
     return out
 
 
+def _traced_getitem(self: JitTraced, key: Any) -> Any:
+    """``self[key]``; with basic indexing the result is a view of ``self``: writes into it reach ``self``."""
+    out = _record_call(operator.getitem, (self, key), {})
+    if type(out) is JitTraced and _is_basic(key):
+        out._view = (self, key)
+        if getattr(self, "_views", None) is None:
+            self._views = []
+        self._views.append(weakref.ref(out))
+    return out
+
+
 def _traced_setitem(self: JitTraced, key: Any, item: Any) -> None:
-    new = _record_call(_set, (self, key, item), {})
-    self.value, self.var = new.value, new.var
+    _assign(self, _record_call(_set, (self, key, item), {}))
+
+
+def _assign(x: JitTraced, new: JitTraced) -> None:
+    """Make ``x`` hold ``new`` as a write into its memory would eagerly (as on duals,
+    ``namespace.indexing.assign``): the base of a view and the live views of ``x`` are rebound too."""
+    view = getattr(x, "_view", None)
+    if view is None:
+        _rebind(x, new)
+    else:
+        base, key = view
+        _assign(base, _record_call(_set, (base, key, new), {}))  # refreshes x among the base's views
+
+
+def _rebind(x: JitTraced, new: JitTraced) -> None:
+    x.value, x.var = new.value, new.var
+    for ref in getattr(x, "_views", None) or ():
+        view = ref()
+        if view is not None:
+            _rebind(view, _record_call(operator.getitem, (x, view._view[1]), {}))
 
 
 def _install_operators() -> None:
@@ -238,16 +271,29 @@ def _install_operators() -> None:
             return _record_call(op, (other, self) if reflected else (self, other), {})
         return method
 
+    def in_place(op: Callable) -> Callable:
+        def method(self: JitTraced, other: Any) -> Any:
+            if type(other) in (Dual, Batched, Recorded):
+                return NotImplemented
+            result = _record_call(op, (self, other), {})
+            if tuple(result.shape) != tuple(self.shape) or result.dtype != self.dtype:
+                raise TypeError(f"in-place operation would change the shape {tuple(self.shape)} or dtype {self.dtype}"
+                                f" to {tuple(result.shape)}, {result.dtype}")
+            _assign(self, result)
+            return self
+        return method
+
     for name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor",
                  "lshift", "rshift"):
         op = getattr(operator, name if name not in ("and", "or") else name + "_")
         setattr(JitTraced, f"__{name}__", binary(op, False))
         setattr(JitTraced, f"__r{name}__", binary(op, True))
+        setattr(JitTraced, f"__i{name}__", in_place(op))  # NumPy's semantics through the views, as on duals
     for name in ("lt", "le", "gt", "ge", "eq", "ne"):
         setattr(JitTraced, f"__{name}__", binary(getattr(operator, name), False))
     for name in ("neg", "pos", "abs", "invert"):
         setattr(JitTraced, f"__{name}__", lambda self, op=getattr(operator, name): _record_call(op, (self,), {}))
-    JitTraced.__getitem__ = lambda self, key: _record_call(operator.getitem, (self, key), {})
+    JitTraced.__getitem__ = _traced_getitem
     JitTraced.__setitem__ = _traced_setitem
     numpy_protocols.install(JitTraced, set())  # np.sin(x), np.sum(x): the namespace's function, as on duals
     JitTraced.__getattr__ = _traced_getattr  # (in place of the protocols' refusal: x.sum() is recorded)
