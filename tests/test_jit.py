@@ -288,3 +288,95 @@ def test_buffer_reuse_is_bit_identical_and_spares_inputs(backend, monkeypatch):
     reused = sum(getattr(fn, "func", None) is program_module._into for fn, _, _ in program.steps)
     assert reused == (5 if backend.name == "numpy" else 0)  # * 2.0, + y, - y, u * u, + 1.0 (not sin: its input
     # is a view of x; not tanh: t is an output)
+
+
+@pytest.mark.parametrize("view", ["reshape", "ravel"])
+def test_memory_order_of_the_inputs_never_lets_reuse_overwrite_a_view(backend, view, monkeypatch):
+    """A reshape of a temporary is a copy when the input is Fortran-ordered (the recording here) and a view
+    when it is C-ordered: the temporary is not written into afterwards on any replay."""
+    program_module = importlib.import_module("cupy_ad.transforms.jit_program")
+    monkeypatch.setattr(program_module, "REUSE_MIN_BYTES", 1024)
+    ns = backend.ns
+
+    if view == "ravel" and backend.name != "numpy":
+        pytest.skip("ravel is a NumPy method")
+
+    def f(x):
+        t = x + 1.0
+        return ns.reshape(t, (-1,)) if view == "reshape" else t.ravel(), t * 2.0
+
+    compiled = ad.jit(f)
+    fortran = ns.permute_dims(backend.random((64, 64), seed=1), (1, 0))
+    _assert_identical(backend, compiled(fortran), f(fortran))
+    x = backend.random((64, 64))
+    for _ in range(2):
+        _assert_identical(backend, compiled(x), f(x))
+
+
+def test_signed_zeros_and_nans_in_the_signature(backend):
+    """0.0 and -0.0 (also complex zeros, in tuples, as static arguments) are different constants of the
+    program; a NaN argument is found in the cache again (one recording)."""
+    x = backend.random((3,))
+
+    def assert_same_signs(got, want):
+        np.testing.assert_array_equal(np.signbit(backend.to_numpy(got)), np.signbit(backend.to_numpy(want)))
+
+    compiled = ad.jit(lambda x, s: x / s)
+    static = ad.jit(lambda x, s: x / s[0], static_argnums=1)
+    with np.errstate(divide="ignore"):
+        for s in (0.0, -0.0, 0.0):
+            assert_same_signs(compiled(x, s), x / s)
+            assert_same_signs(static(x, (s,)), x / s)
+    assert len(compiled.cache) == len(static.cache) == 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for s in (0j, complex(0.0, -0.0), -0j, 0j):
+            compiled(x, s)
+            static(x, (s,))
+    assert len(compiled.cache) == len(static.cache) == 2 + 3  # (-0j is complex(-0.0, -0.0))
+    with np.errstate(invalid="ignore"):
+        nan = ad.jit(lambda x, s: x * s)
+        for _ in range(3):
+            assert np.isnan(backend.to_numpy(nan(x, float("nan")))).all()
+    assert len(nan.cache) == 1 and len(next(iter(nan.cache.values()))) == 1
+
+
+def test_a_constant_output_keeps_its_type(backend):
+    ns = backend.ns
+
+    def f(x):
+        return x + 1.0, ns.sum(ns.ones(3, dtype=x.dtype))
+
+    compiled = ad.jit(f)
+    x = backend.random((2,))
+    for _ in range(2):
+        got, want = compiled(x), f(x)
+        _assert_identical(backend, got, want)
+        assert type(got[1]) is type(want[1])
+
+
+def test_writes_reach_the_views_taken_before(backend):
+    """``y[k] = v`` and ``y += v`` on a traced value reach its basic-indexing views, and a write into a view
+    reaches its base and the base's other views, as in NumPy memory (eagerly) and as on duals (jvp)."""
+    ns = backend.ns
+
+    def f(x):
+        y = x * 1.0
+        v = y[0:3]
+        w = v[1:]
+        y[1] = 100.0  # into the base: v and w see it
+        w[1] = -5.0  # into a view of a view: v and y see it
+        z = y[::2]
+        v[0] = x[4]  # a traced value written
+        y += 1.0  # in-place operators write too
+        w *= x[1:3]
+        return y + 0.0, v + 0.0, w + 0.0, z * 2.0
+
+    x = backend.random((5,))
+    keep = backend.to_numpy(x).copy()
+    compiled = ad.jit(f)
+    for _ in range(2):
+        _assert_identical(backend, compiled(x), f(x))
+    np.testing.assert_array_equal(backend.to_numpy(x), keep)
+    t = backend.random((5,), seed=1)
+    _assert_identical(backend, ad.jvp(compiled, (x,), (t,)), ad.jvp(f, (x,), (t,)))
+    _assert_identical(backend, ad.jit(lambda x, t: ad.jvp(f, (x,), (t,)))(x, t), ad.jvp(f, (x,), (t,)))

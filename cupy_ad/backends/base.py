@@ -49,10 +49,6 @@ class Backend:
         ``args`` (the recording's), called the same way, with less Python around the kernel; else ``fn``."""
         return fn
 
-    def owner_of(self, x: Any) -> Any:
-        """The array owning ``x``'s memory (``x`` itself when it owns it), or None when unknown."""
-        return None
-
     def tall_skinny(self, a: Any) -> bool:
         """Whether ``a`` is one tall matrix with its rows spread out (Dask chunks), so that rules factor it
         with QR first and decompose only the small R."""

@@ -115,13 +115,6 @@ class NumpyBackend(Backend):
             return np.multiply.outer if vectors else fn
         return _DIRECT.get(fn, fn) if args and type(args[0]) is np.ndarray else fn
 
-    def owner_of(self, x: Any) -> Any:
-        if type(x) is not np.ndarray:
-            return None
-        while isinstance(x.base, np.ndarray):
-            x = x.base
-        return x if x.base is None and x.flags.writeable else None
-
     def unit_rows(self, rows: int, columns: int, offset: int, dtype: Any) -> Any:
         # A read-only view of one (rows + columns - 1) vector with a single one: element (i, j) is
         # ones[rows - 1 - i + j], which is 1 where i = j + offset. (A Jacobian's basis of N directions

@@ -67,8 +67,8 @@ def _getf2(lu: Any, piv: Any) -> None:
     count, m, n = lu.shape
     for p in range(count):
         for j in range(min(m, n)):
-            best, size = j, -1.0
-            for i in range(j, m):
+            best, size = j, abs(lu[p, j, j].real) + abs(lu[p, j, j].imag)  # (a NaN there stays: idamax)
+            for i in range(j + 1, m):
                 v = lu[p, i, j]
                 s = abs(v.real) + abs(v.imag)
                 if s > size:

@@ -6,7 +6,9 @@ level below every other: each holds the concrete array of this call and a slot o
 backend calls go through a recording proxy of the backend (``backend_of`` of a traced value): every
 call with a traced argument runs on the concrete arrays and appends a step ``(function, input slots,
 output slots)``; a call without one runs once, here, and its result is a constant of the program
-(constant folding). Operators, indexing and methods on traced values are recorded the same way. So
+(constant folding). Operators, indexing and methods on traced values are recorded the same way
+(``x[key] = v`` and ``x += v`` record an updated copy and rebind ``x``, its base if it is a
+basic-indexing view, and its live views, as writes into shared memory behave eagerly). So
 the steps are the backend's own functions (``numpy.add``, a LAPACK wrapper) on raw arrays: JVP
 rules, symbolic zeros, ``Dual`` objects and ``bind`` leave no trace in them.
 
@@ -26,14 +28,15 @@ code frees its temporaries), functions and constants its globals; the backend ma
 for one computing the same result with less Python around the kernel (``replay_form``: NumPy drops
 array_api_compat's one-call wrappers). A replay is that function's call: the backend's calls and
 nothing else (about 0.05 us of Python per step). Large elementwise steps write into a dead temporary
-the program owns (``out=``, where the backend has that form: NumPy's ufuncs); nothing else is ever
+the program owns and only elementwise steps read, so no view of it exists whatever the inputs' memory
+order (``out=``, where the backend has that form: NumPy's ufuncs); nothing else is ever
 written, inputs and constants least of all. Compiling the source costs about 40 us a step, once per
 signature (the recording itself costs more).
 
 Signature: the pytree structure of the arguments, every array's type, shape and dtype, the dual /
 batched structure of every input (levels by rank, batch axes, symbolic-zero tangents), the values of
-``static_argnums`` arguments and of Python scalars (they are constants of the program, as in a
-changed static argument: a new recording). As with ``jax.jit``, a global or closed-over value that
+``static_argnums`` arguments and of Python scalars, floats bit for bit (0.0 and -0.0 differ, a NaN
+matches a NaN) (they are constants of the program, as in a changed static argument: a new recording). As with ``jax.jit``, a global or closed-over value that
 changes between calls is not seen: the program keeps the value of the recording call.
 
 Value-dependent Python control flow: ``bool()`` of a traced value (``if``, ``while``, the host checks
@@ -47,8 +50,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
+import struct
 import threading
 import types
+import weakref
 from typing import Any, Callable
 
 import optree
@@ -56,7 +61,8 @@ import optree
 from ..backends import backend_of
 from ..core import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
 from ..namespace import namespace, numpy_protocols
-from .jit_program import Call, Diverged, Flattening, Method, Program, build, guard
+from ..namespace.indexing import _is_basic
+from .jit_program import Call, Diverged, Flattening, Method, Program, _is_array, build, guard
 
 MAX_VARIANTS = 8
 
@@ -66,10 +72,6 @@ class _Inline(Exception):
 
 
 _running = threading.local()
-
-
-def _is_array(v: Any) -> bool:
-    return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, type)
 
 
 def _leak_error() -> TypeError:
@@ -225,9 +227,38 @@ def _set(value: Any, key: Any, item: Any) -> Any:
     return out
 
 
+def _traced_getitem(self: JitTraced, key: Any) -> Any:
+    """``self[key]``; with basic indexing the result is a view of ``self``: writes into it reach ``self``."""
+    out = _record_call(operator.getitem, (self, key), {})
+    if type(out) is JitTraced and _is_basic(key):
+        out._view = (self, key)
+        if getattr(self, "_views", None) is None:
+            self._views = []
+        self._views.append(weakref.ref(out))
+    return out
+
+
 def _traced_setitem(self: JitTraced, key: Any, item: Any) -> None:
-    new = _record_call(_set, (self, key, item), {})
-    self.value, self.var = new.value, new.var
+    _assign(self, _record_call(_set, (self, key, item), {}))
+
+
+def _assign(x: JitTraced, new: JitTraced) -> None:
+    """Make ``x`` hold ``new`` as a write into its memory would eagerly (as on duals,
+    ``namespace.indexing.assign``): the base of a view and the live views of ``x`` are rebound too."""
+    view = getattr(x, "_view", None)
+    if view is None:
+        _rebind(x, new)
+    else:
+        base, key = view
+        _assign(base, _record_call(_set, (base, key, new), {}))  # refreshes x among the base's views
+
+
+def _rebind(x: JitTraced, new: JitTraced) -> None:
+    x.value, x.var = new.value, new.var
+    for ref in getattr(x, "_views", None) or ():
+        view = ref()
+        if view is not None:
+            _rebind(view, _record_call(operator.getitem, (x, view._view[1]), {}))
 
 
 def _install_operators() -> None:
@@ -240,16 +271,29 @@ def _install_operators() -> None:
             return _record_call(op, (other, self) if reflected else (self, other), {})
         return method
 
+    def in_place(op: Callable) -> Callable:
+        def method(self: JitTraced, other: Any) -> Any:
+            if type(other) in (Dual, Batched, Recorded):
+                return NotImplemented
+            result = _record_call(op, (self, other), {})
+            if tuple(result.shape) != tuple(self.shape) or result.dtype != self.dtype:
+                raise TypeError(f"in-place operation would change the shape {tuple(self.shape)} or dtype {self.dtype}"
+                                f" to {tuple(result.shape)}, {result.dtype}")
+            _assign(self, result)
+            return self
+        return method
+
     for name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor",
                  "lshift", "rshift"):
         op = getattr(operator, name if name not in ("and", "or") else name + "_")
         setattr(JitTraced, f"__{name}__", binary(op, False))
         setattr(JitTraced, f"__r{name}__", binary(op, True))
+        setattr(JitTraced, f"__i{name}__", in_place(op))  # NumPy's semantics through the views, as on duals
     for name in ("lt", "le", "gt", "ge", "eq", "ne"):
         setattr(JitTraced, f"__{name}__", binary(getattr(operator, name), False))
     for name in ("neg", "pos", "abs", "invert"):
         setattr(JitTraced, f"__{name}__", lambda self, op=getattr(operator, name): _record_call(op, (self,), {}))
-    JitTraced.__getitem__ = lambda self, key: _record_call(operator.getitem, (self, key), {})
+    JitTraced.__getitem__ = _traced_getitem
     JitTraced.__setitem__ = _traced_setitem
     numpy_protocols.install(JitTraced, set())  # np.sin(x), np.sum(x): the namespace's function, as on duals
     JitTraced.__getattr__ = _traced_getattr  # (in place of the protocols' refusal: x.sum() is recorded)
@@ -264,6 +308,31 @@ _install_operators()
 
 # ------------------------------------------------------------------------------------ signatures
 _RAW_TYPES: set = set()  # the types of the plain arrays met among the arguments
+
+
+def _bits(v: Any) -> Any:
+    """``v`` as a key equal for equal bits: 0.0 and -0.0 differ (1 / x differs), a NaN equals itself."""
+    kind = type(v)
+    if isinstance(v, (float, complex)):
+        return kind, struct.pack("<2d", v.real, v.imag)
+    if kind is tuple:
+        return kind, tuple(map(_bits, v))
+    return kind, v
+
+
+class _Exact:
+    """A Python value of a signature (argument or static argument), compared and hashed by ``_bits``."""
+
+    __slots__ = ("value", "key")
+
+    def __init__(self, value: Any):
+        self.value, self.key = value, _bits(value)
+
+    def __eq__(self, other: Any) -> bool:
+        return type(other) is _Exact and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
 
 def _describe(v: Any, levels: dict, raws: list) -> Any:
@@ -285,7 +354,7 @@ def _describe(v: Any, levels: dict, raws: list) -> Any:
             _RAW_TYPES.add(cls)
         raws.append(v)
         return (cls, v.shape, v.dtype)
-    return ("S", cls, v)  # a Python value: part of the signature (1, 1.0 and True differ)
+    return ("S", cls, _Exact(v))  # a Python value: part of the signature (1, 1.0 and True differ)
 
 
 def _ranked(d: Any, rank: dict) -> Any:
@@ -306,7 +375,7 @@ def _rebuild(d: Any, raws: Any, levels: list) -> Any:
     if tag == "B":
         return Batched(levels[d[1]], _rebuild(d[3], raws, levels), d[2])
     if tag == "S":
-        return d[2]
+        return d[2].value
     return next(raws)
 
 
@@ -405,7 +474,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
             rank = {level: k for k, level in enumerate(sorted(kinds))}
             ranked = tuple(_ranked(d, rank) for d in signature) if kinds else tuple(signature)
         try:
-            key = (spec, tuple(sorted((k, type(v), v) for k, v in static.items())), ranked,
+            key = (spec, tuple(sorted((k, _Exact(v)) for k, v in static.items())), ranked,
                    tuple(kinds[level] for level in sorted(kinds)))
             variants = cache.setdefault(key, [])
         except TypeError:

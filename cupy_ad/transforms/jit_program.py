@@ -105,8 +105,8 @@ def build(d: Any, env: list, levels: list) -> Any:
                     d[4])
     if tag == "B":
         return Batched(levels[d[1]], build(d[3], env, levels), d[2])
-    if tag == "C":
-        return d[1].__array_namespace__().asarray(d[1], copy=True)
+    if tag == "C":  # (a value that cannot be written, a NumPy scalar, is returned as it is: its type kept)
+        return d[1].__array_namespace__().asarray(d[1], copy=True) if hasattr(type(d[1]), "__setitem__") else d[1]
     return d[2]
 
 
@@ -270,18 +270,19 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
 def _reuse_buffers(steps: list, values: list, output_slots: set) -> list:
     """Elementwise steps write into a temporary the program owns instead of a new array, where that is
     the temporary's last use: a fresh elementwise result (never an input, a constant or memory of
-    theirs) of the same shape and dtype, no view of which exists, not an output. Decided on the
-    recording's values; the same signature gives the same shapes, dtypes and aliasing."""
+    theirs) of the same shape and dtype, not an output, read by elementwise steps (and guards) only.
+    That last condition is what makes the reuse safe on every replay: whether a reshape, ravel or
+    ascontiguousarray returns a view or a copy depends on the memory order of its argument, which
+    follows the inputs' strides, and those are not in the signature (array_api_strict does not even
+    show them). An elementwise step never returns a view, so a temporary only such steps read has no
+    view whatever the layout; one that any other step read may have one (at replay, if not at
+    recording)."""
     last_use: dict = {}
     for k, (_, ins, _) in enumerate(steps):
         for slot in ins:
             last_use[slot] = k
-    views: dict = {}  # id of an owning array -> how many slots' values live in its memory
-    for value in values:
-        owner = backend_of(value).owner_of(value) if _is_array(value) else None
-        if owner is not None:
-            views[id(owner)] = views.get(id(owner), 0) + 1
     fresh: set = set()  # slots holding a new elementwise result
+    viewable: set = set()  # slots read by a step that may return a view of them
     reused = []
     for k, (fn, ins, out) in enumerate(steps):
         result = values[out] if type(out) is int else None
@@ -289,12 +290,14 @@ def _reuse_buffers(steps: list, values: list, output_slots: set) -> list:
         if form is not None:
             for position, slot in enumerate(ins):
                 v = values[slot]
-                if (slot in fresh and slot not in output_slots and last_use[slot] == k and type(v) is type(result)
-                        and v.shape == result.shape and v.dtype == result.dtype and result.nbytes >= REUSE_MIN_BYTES
-                        and views.get(id(v)) == 1):
+                if (slot in fresh and slot not in output_slots and slot not in viewable and last_use[slot] == k
+                        and type(v) is type(result) and v.shape == result.shape and v.dtype == result.dtype
+                        and result.nbytes >= REUSE_MIN_BYTES):
                     fn = functools.partial(_into, form, position)
                     break
             fresh.add(out)
+        elif out is not None:
+            viewable.update(ins)
         reused.append((fn, ins, out))
     return reused
 

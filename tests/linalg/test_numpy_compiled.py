@@ -90,3 +90,31 @@ def test_compiled_triangular_product_matches_the_masked_matmul(dtype, left, lowe
         assert numpy_compiled.triangular_product_batched(a, b, lower=lower, trans=trans, unit_diagonal=unit) is None
         np.testing.assert_array_equal(numpy_kernels.triangular_product(a, b, **params), want)
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("column", [0, 2])
+def test_compiled_lu_keeps_a_nan_diagonal_pivot_as_lapack(dtype, column):
+    """A NaN on the diagonal when its column is searched is the pivot, as the reference LAPACK's i?amax
+    keeps its first entry when it is NaN (no |x| > NaN), and every column after it (all NaN) keeps its
+    diagonal too; the NumPy elimination (argmax: the first NaN) agrees. SciPy's real pivots up to that
+    column are the same; after it, and for complex matrices (zgetrf picked the last row here), OpenBLAS's
+    own i?amax kernels decide by their NaN handling, which is not the reference's."""
+    if not numpy_compiled.available():
+        pytest.skip("numba is not installed (the optional extra 'compiled')")
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((20, 5, 5)) + (1j * rng.standard_normal((20, 5, 5)) if np.dtype(dtype).kind == "c" else 0)
+    a = a.astype(dtype)
+    a[:, :column, :column] += 10 * np.eye(column)  # earlier pivots on the diagonal: the NaN stays there
+    a[:, column, column] = np.nan
+    lu, piv = numpy_compiled.lu_factor_batched(a)
+    with np.errstate(invalid="ignore"):
+        _, piv_ref = scipy.linalg.lu_factor(a, check_finite=False)
+    if np.dtype(dtype).kind == "f":
+        np.testing.assert_array_equal(piv[:, :column + 1], piv_ref[:, :column + 1])
+    np.testing.assert_array_equal(piv[:, :column], piv_ref[:, :column])
+    np.testing.assert_array_equal(piv[:, column:], np.broadcast_to(np.arange(column, 5), (20, 5 - column)))
+    assert np.isnan(lu[:, column, column]).all() and np.isfinite(lu[:, :column, :]).all()
+    with np.errstate(invalid="ignore"):
+        elimination = numpy_kernels.lu_factor_batched(np.concatenate([a] * 11))
+    np.testing.assert_array_equal(elimination[1][:20], piv)
