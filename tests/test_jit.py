@@ -147,6 +147,68 @@ def test_scan_with_a_jitted_body_and_jit_of_scan(backend):
         _assert_identical(backend, whole(c0, dc), want)
 
 
+def _rnn_body(ns):
+    def body(carry, x):  # W travels in the carry: a jitted body takes its duals as arguments
+        w, h = carry
+        h = ns.tanh(ns.matmul(w, h) + x)
+        return (w, h), (ns.sum(h * h), h)
+    return body
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_replays_the_jitted_body_without_signature_checks(backend, monkeypatch, reverse):
+    """scan(jit(body)) under jvp (first order, along the closed-over weights and along xs, and nested):
+    the steps after the first replay the body's program directly (the jit call's signature is taken only
+    in the fixed point and once to find the program), bit for bit the eager loop's results."""
+    ns = backend.ns
+    w, dw = backend.random((4, 4)) / 4, backend.random((4, 4), seed=1)
+    xs, dxs = backend.random((7, 4), seed=2), backend.random((7, 4), seed=3)
+    h0 = backend.random((4,), seed=4)
+    jit_module = importlib.import_module("cupy_ad.transforms.jit")
+    signatures = []
+    original = jit_module._signature
+    monkeypatch.setattr(jit_module, "_signature", lambda leaves: signatures.append(1) or original(leaves))
+    body, jitted = _rnn_body(ns), ad.jit(_rnn_body(ns))
+
+    def along_w(step):
+        return lambda w: ad.scan(step, (w, h0), xs, reverse=reverse)
+
+    def along_xs(step):
+        return lambda xs: ad.scan(step, (w, h0), xs, reverse=reverse)
+
+    def second(step):
+        return lambda w: ad.jvp(along_w(step), (w,), (dw,))[1]
+
+    for loop, point, direction in ((along_w, w, dw), (along_xs, xs, dxs), (second, w, dw)):
+        want = ad.jvp(loop(body), (point,), (direction,))
+        signatures.clear()
+        _assert_identical(backend, ad.jvp(loop(jitted), (point,), (direction,)), want)
+        assert len(signatures) <= 3  # the fixed point's passes (step 0) and the look-up: none per step
+    _assert_identical(backend, ad.scan(jitted, (w, h0), xs, reverse=reverse), ad.scan(body, (w, h0), xs,
+                                                                                       reverse=reverse))
+    batch = ns.stack([w, 2.0 * w])
+    _assert_identical(backend, ad.vmap(lambda w: ad.jvp(along_w(jitted), (w,), (dw,)))(batch),
+                      ad.vmap(lambda w: ad.jvp(along_w(body), (w,), (dw,)))(batch))
+
+
+def test_scan_of_a_jitted_body_whose_guard_flips(backend):
+    """A guard of the body's program that fails in the middle of the loop: the ordinary loop takes over at
+    that step and records the new outcome; the results are the eager loop's."""
+    ns = backend.ns
+
+    def body(c, x):
+        if ns.sum(c) > 3.0:  # true from some step on
+            return c * 0.5 + x, c
+        return c + x, c
+
+    xs = ns.ones((8, 2))
+    c0, dc = ns.zeros((2,)), backend.random((2,))
+    jitted = ad.jit(body)
+    want = ad.jvp(lambda c: ad.scan(body, c, xs), (c0,), (dc,))
+    _assert_identical(backend, ad.jvp(lambda c: ad.scan(jitted, c, xs), (c0,), (dc,)), want)
+    assert sum(len(variants) for variants in jitted.cache.values()) == 2
+
+
 def test_bool_records_a_guard_per_outcome(backend):
     ns = backend.ns
     calls = []

@@ -329,6 +329,28 @@ def _output(v: Any, recording: _Recording, rank: dict) -> Any:
     return ("C", v) if _is_array(v) and cls is not Zero else ("S", None, v)
 
 
+def _signature(leaves: list) -> tuple[list, tuple, dict]:
+    """The raw arrays of the input leaves (primal before tangent), their signature (levels by rank) and
+    the kind of each level met (``_Inline``: linearize's or a recording's values among them)."""
+    kinds: dict = {}
+    if all(type(v) in _RAW_TYPES for v in leaves):  # plain arrays only: the signature in one pass
+        return leaves, tuple([(type(v), v.shape, v.dtype) for v in leaves]), kinds
+    raws: list = []
+    signature = [_describe(v, kinds, raws) for v in leaves]
+    if not kinds:
+        return raws, tuple(signature), kinds
+    rank = {level: k for k, level in enumerate(sorted(kinds))}
+    return raws, tuple(_ranked(d, rank) for d in signature), kinds
+
+
+def _key(spec: Any, static: dict, ranked: tuple, kinds: dict) -> tuple:
+    """The cache key of a call (``TypeError`` if a static or Python value is not hashable)."""
+    key = (spec, tuple(sorted((k, type(v), v) for k, v in static.items())), ranked,
+           tuple(kinds[level] for level in sorted(kinds)))
+    hash(key)
+    return key
+
+
 def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, kinds: list, raws: list,
             outer: list) -> tuple[Program, Any]:
     """Record ``f`` on this call; the program and this call's outputs (built with the ``outer`` levels)."""
@@ -392,22 +414,12 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         else:
             args_ = args
         leaves, spec = optree.tree_flatten((args_, kwargs), none_is_leaf=True)
-        kinds: dict = {}
-        if all(type(v) in _RAW_TYPES for v in leaves):  # plain arrays only: the signature in one pass
-            raws = leaves
-            ranked = tuple([(type(v), v.shape, v.dtype) for v in leaves])
-        else:
-            raws = []
-            try:
-                signature = [_describe(v, kinds, raws) for v in leaves]
-            except _Inline:
-                return f(*args, **kwargs)
-            rank = {level: k for k, level in enumerate(sorted(kinds))}
-            ranked = tuple(_ranked(d, rank) for d in signature) if kinds else tuple(signature)
         try:
-            key = (spec, tuple(sorted((k, type(v), v) for k, v in static.items())), ranked,
-                   tuple(kinds[level] for level in sorted(kinds)))
-            variants = cache.setdefault(key, [])
+            raws, ranked, kinds = _signature(leaves)
+        except _Inline:
+            return f(*args, **kwargs)
+        try:
+            variants = cache.setdefault(_key(spec, static, ranked, kinds), [])
         except TypeError:
             raise TypeError("jit: static arguments and Python values among the arguments must be hashable") from None
         levels = sorted(kinds)  # the caller's levels, by rank
@@ -427,7 +439,22 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         variants.append(program)
         return out
 
+    def program_for(*args: Any) -> tuple[Program, list] | None:
+        """The one program recorded for the signature of ``args`` (positional, no static arguments) and
+        the caller's levels by rank; ``None`` if none or several (guards) were recorded. For ``scan``,
+        which replays it per step (``jit_step``)."""
+        if static_nums or getattr(_running, "depth", 0):
+            return None
+        leaves, spec = optree.tree_flatten((args, {}), none_is_leaf=True)
+        try:
+            _, ranked, kinds = _signature(leaves)
+            variants = cache.get(_key(spec, {}, ranked, kinds), ())
+        except (_Inline, TypeError):
+            return None
+        return (variants[0], sorted(kinds)) if len(variants) == 1 else None
+
     compiled.cache = cache  # type: ignore[attr-defined]
+    compiled.program_for = program_for  # type: ignore[attr-defined]
     return compiled
 
 

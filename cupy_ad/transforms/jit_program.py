@@ -134,8 +134,8 @@ class Program:
         self.steps = kept
         # plain outputs (no constants, duals, batches): the replay function returns them in order
         self.direct = all(d[0] == "V" for d in outputs)
-        returned = [d[1] for d in outputs] if self.direct else self.output_slots
-        self.source, self.run = _compile(kept, n_inputs, returned, recording, self.alias)
+        self.returned = [d[1] for d in outputs] if self.direct else self.output_slots  # the slots run returns
+        self.source, self.run = _compile(kept, n_inputs, self.returned, recording, self.alias)
 
     def replay(self, raws: list, levels: list) -> Any:
         if self.direct:
