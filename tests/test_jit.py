@@ -327,6 +327,28 @@ def test_common_subexpressions_run_once(backend):
     assert first is not second
 
 
+def test_negations_fold_and_operands_commute(backend):
+    """a + (-b), (-b) + a and a - (-b) replay as one subtraction or addition; b * a repeats a * b; a method
+    or a constant used twice is one step: bit for bit the eager results (special values included)."""
+    ns = backend.ns
+    h = backend.random((3,), seed=1)
+
+    def f(a, b):
+        n = -b
+        return (a + n, n + a, a - (-a), a * b + b * a, a.mT @ h + (a.mT @ h) * n[0, ...])
+
+    compiled = ad.jit(f)
+    a = ns.asarray([[0.0, -0.0, 1.5], [float("inf"), -2.0, 1e-300], [3.0, float("nan"), -1e300]])
+    b = ns.asarray([[0.0, 0.0, -1.5], [float("inf"), -0.0, 1e-300], [-3.0, 2.0, 1e300]])
+    with np.errstate(all="ignore"):  # (inf - inf, overflow: the special values are the point)
+        _assert_identical(backend, compiled(a, b), f(a, b))
+        _assert_identical(backend, compiled(b, a), f(b, a))
+    (program,) = next(iter(compiled.cache.values()))
+    names = [getattr(fn, "__name__", "") for fn, _, _ in program.steps]
+    assert names.count("neg") == 1 and names.count("mul") == 2 and names.count("matmul") == 1
+    assert len(program.steps) == 11  # neg, sub, sub, add, mul, add, mT, matmul, getitem, mul, add
+
+
 def test_buffer_reuse_is_bit_identical_and_spares_inputs(backend, monkeypatch):
     """Large elementwise chains write into the program's own temporaries (NumPy), never into an input or
     a view of one; the results do not change."""

@@ -13,9 +13,16 @@ from cupy_ad.namespace import namespace
 from .cases import as_tuple
 
 
-def median_seconds(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2, *,
-                   warmup_calls: int = 1, min_calls: int = 3, max_calls: int = 2000) -> float:
-    """Median of repeated timings of ``fn``, after a warm-up of at least ``warmup_calls`` calls and
+def median_seconds(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2, **calls: int) -> float:
+    """The median of ``median_and_fastest_seconds``."""
+    return median_and_fastest_seconds(fn, sync, min_time, **calls)[0]
+
+
+def median_and_fastest_seconds(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2, *,
+                               warmup_calls: int = 1, min_calls: int = 3,
+                               max_calls: int = 2000) -> tuple[float, float]:
+    """Median and minimum of repeated timings of ``fn`` (on a loaded machine the minimum is the fairer
+    comparison of a long call with a short one: preemption hits the long call more often), after a warm-up of at least ``warmup_calls`` calls and
     min_time / 4 seconds: a jitted JAX function takes a few dozen calls to settle (16 x 16 lu: about
     50 us for its first 15 calls, 21 us after), and our first calls pay for imports and caches, so a
     single warm-up call would mislead. Then calls until ``min_time`` seconds are measured and at least
@@ -35,7 +42,7 @@ def median_seconds(fn: Callable[[], Any], sync: Callable[[], None], min_time: fl
         sync()
         times.append(time.perf_counter() - start)
         total += times[-1]
-    return float(np.median(times))
+    return float(np.median(times)), min(times)
 
 
 def extra_memory(fn: Callable[[], Any], input_bytes: int) -> float:

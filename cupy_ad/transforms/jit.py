@@ -206,6 +206,13 @@ _IN_PLACE_METHODS = frozenset(("fill", "sort", "partition", "put", "resize", "it
                                "__setitem__", "__iadd__"))
 
 
+@functools.lru_cache(maxsize=None)
+def _getter(name: str) -> Callable:
+    """One getter per attribute name: ``x.mT`` read twice is one step of the program (common subexpressions
+    compare functions by identity)."""
+    return operator.attrgetter(name)
+
+
 def _traced_getattr(self: JitTraced, name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
@@ -215,7 +222,7 @@ def _traced_getattr(self: JitTraced, name: str) -> Any:
     if callable(attr):
         return functools.partial(lambda *args, **kwargs: _record_call(Method(name), args, kwargs), self)
     if _is_array(attr):
-        return _record_call(operator.attrgetter(name), (self,), {})
+        return _record_call(_getter(name), (self,), {})
     return attr
 
 
@@ -253,8 +260,8 @@ def _install_operators() -> None:
     JitTraced.__setitem__ = _traced_setitem
     numpy_protocols.install(JitTraced, set())  # np.sin(x), np.sum(x): the namespace's function, as on duals
     JitTraced.__getattr__ = _traced_getattr  # (in place of the protocols' refusal: x.sum() is recorded)
-    JitTraced.T = property(lambda self: _record_call(operator.attrgetter("T"), (self,), {}))
-    JitTraced.mT = property(lambda self: _record_call(operator.attrgetter("mT"), (self,), {}))
+    JitTraced.T = property(lambda self: _record_call(_getter("T"), (self,), {}))
+    JitTraced.mT = property(lambda self: _record_call(_getter("mT"), (self,), {}))
     JitTraced.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(self.value))
     JitTraced.recording_backend = _recording_backend
 
