@@ -23,7 +23,8 @@ The replay is the program's own, so the results are bit for bit those of the eag
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+import functools
+from typing import Any, Callable, Iterable
 
 from ..core import Dual
 from .jit_program import Diverged, Program
@@ -92,14 +93,40 @@ def _copy(raw: Any) -> Any:
     return raw.__array_namespace__().asarray(raw, copy=True)
 
 
-def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_raws: list, buffers: list,
-                 y_nodes: list, indices: Iterable[int]) -> tuple[list, int] | None:
-    """Run the steps ``indices`` of a scan by replaying ``program`` (recorded for the signature of the
-    steps' carries and ``x``, with the caller's ``levels`` by rank): ``carry`` the carry leaves (in
-    their patterns ``nodes``), ``xs_raws`` the raw arrays of the ``xs`` leaves (rows taken per step),
-    ``buffers`` the ``ys`` buffers (patterns ``y_nodes``, rows written per step). The carry leaves after
-    the last step replayed and the number of steps replayed (fewer on a failed guard); ``None`` if the
-    program does not fit."""
+def _loop_source(n_out: int, carry_from: list, n_xs: int, writes: list, n_constant_writes: int) -> str:
+    """The source of the loop over the steps for one layout: ``carry_from`` (a position of the replay's result,
+    or None: the fixed array of that carry), ``writes`` (positions written into the buffers ``b<k>``)."""
+    outs = ", ".join(f"o{k}" for k in range(n_out))
+    carries = [f"c{k}" for k in range(len(carry_from))]
+    lines = [f"def loop(run, indices, {''.join(c + ', ' for c in carries)}{''.join(f'x{k}, ' for k in range(n_xs))}"
+             f"{''.join(f'b{k}, ' for k in range(len(writes) + n_constant_writes))}"
+             f"{''.join(f'f{k}, ' for k in range(len(carry_from)))}{''.join(f'k{k}, ' for k in range(n_constant_writes))}):",
+             "    done = 0",
+             "    for i in indices:",
+             "        try:",
+             f"            {outs}, = run({''.join(c + ', ' for c in carries)}{''.join(f'x{k}[i, ...], ' for k in range(n_xs))})",
+             "        except Diverged:",
+             "            break"]
+    lines += [f"        c{k} = {'f' + str(k) if s is None else 'o' + str(s)}" for k, s in enumerate(carry_from)]
+    lines += [f"        b{k}[i, ...] = o{s}" for k, s in enumerate(writes)]
+    lines += [f"        b{len(writes) + k}[i, ...] = k{k}" for k in range(n_constant_writes)]
+    lines += ["        done += 1", f"    return done, [{', '.join(carries)}]"]
+    return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=256)
+def _loop(n_out: int, carry_from: tuple, n_xs: int, writes: tuple, n_constant_writes: int) -> Callable:
+    scope = {"Diverged": Diverged}
+    exec(compile(_loop_source(n_out, list(carry_from), n_xs, list(writes), n_constant_writes),  # noqa: S102
+                 "<cupy_ad.jit scan steps>", "exec"), scope)
+    return scope["loop"]
+
+
+def _plan(program: Program, levels: list, carry: list, nodes: list, buffers: list, y_nodes: list,
+          n_xs: int) -> tuple | None:
+    """How the replay's results become the next carries and the buffers' rows (see the module docstring):
+    the loop, the fixed carries (zeros allocated once, constants) and which buffers' raw arrays are written
+    with a result or a constant. None if the program does not fit."""
     outputs = program.outputs
     if len(outputs) != len(carry) + len(buffers):
         return None
@@ -115,26 +142,36 @@ def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_ra
             _pair(buffer, _sources(d, node, levels, position), y_pairs)
     except _Unfit:
         return None
-    # next carries: (position, None) or (None, a fixed array: a zero allocated once, or a constant)
-    carry_from = [(s, None) if type(s) is int else (None, raw.__array_namespace__().zeros_like(raw) if s is None
-                                                    else s[1]) for raw, s in carry_pairs]
-    writes = [(buffer, s) for buffer, s in y_pairs if type(s) is int]
-    constant_writes = [(buffer, s[1]) for buffer, s in y_pairs if type(s) is tuple]
-    run = program.run
-    raws = [raw for raw, _ in carry_pairs]
-    done = 0
-    for index in indices:
-        try:
-            out = run(*raws, *[x[index, ...] for x in xs_raws])
-        except Diverged:
-            break
-        raws = [out[k] if k is not None else fixed for k, fixed in carry_from]
-        for buffer, k in writes:
-            buffer[index, ...] = out[k]
-        for buffer, value in constant_writes:
-            buffer[index, ...] = value
-        done += 1
+    carry_from = tuple(s if type(s) is int else None for _, s in carry_pairs)
+    fixed = [None if type(s) is int else raw.__array_namespace__().zeros_like(raw) if s is None else s[1]
+             for raw, s in carry_pairs]  # (never written: the program does not write its inputs)
+    written = [(k, s) for k, (_, s) in enumerate(y_pairs) if type(s) is int]
+    constants = [(k, s[1]) for k, (_, s) in enumerate(y_pairs) if type(s) is tuple]
+    loop = _loop(len(program.returned), carry_from, n_xs, tuple(s for _, s in written), len(constants))
+    return loop, fixed, [k for k, _ in written] + [k for k, _ in constants], [c for _, c in constants]
+
+
+def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_raws: list, buffers: list,
+                 y_nodes: list, indices: Iterable[int]) -> tuple[list, int] | None:
+    """Run the steps ``indices`` of a scan by replaying ``program`` (recorded for the signature of the
+    steps' carries and ``x``, with the caller's ``levels`` by rank): ``carry`` the carry leaves (in
+    their patterns ``nodes``), ``xs_raws`` the raw arrays of the ``xs`` leaves (rows taken per step),
+    ``buffers`` the ``ys`` buffers (patterns ``y_nodes``, rows written per step). The carry leaves after
+    the last step replayed and the number of steps replayed (fewer on a failed guard); ``None`` if the
+    program does not fit. The plan is made once per program and patterns."""
+    key = (tuple(nodes), tuple(y_nodes), tuple(levels), len(xs_raws))
+    plans = program.__dict__.setdefault("scan_plans", {})
+    if key not in plans:
+        plans[key] = _plan(program, levels, carry, nodes, buffers, y_nodes, len(xs_raws))
+    plan = plans[key]
+    if plan is None:
+        return None
+    loop, fixed, targets, constants = plan
+    buffer_raws = [raw for buffer in buffers for raw in raws_of(buffer)]
+    raws = [raw for v in carry for raw in raws_of(v)]
+    done, raws = loop(program.run, indices, *raws, *xs_raws, *[buffer_raws[k] for k in targets],
+                      *fixed, *constants)
     if done:  # the caller may write into the carries it gets: none is shared with the program or other steps
-        raws = [raw if k is not None else _copy(raw) for raw, (k, _) in zip(raws, carry_from)]
+        raws = [raw if f is None else _copy(raw) for raw, f in zip(raws, fixed)]
     raws = iter(raws)
     return [_rebuild(node, raws) for node in nodes], done
