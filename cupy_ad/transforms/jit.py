@@ -14,12 +14,15 @@ Transforms of the inputs. Duals (``jvp``) and batched values (``vmap``) among th
 apart into raw slots: the recording opens a fresh level of the same kind for each of them, above its
 own, and rebuilds the inputs there, so the whole jvp-expanded (or batched) computation is recorded
 on raw arrays; the outputs are rebuilt with the caller's levels. ``jit(jvp(f))``, ``jvp(jit(f))``,
-``vmap(jit(f))``, ``jacfwd(jit(f))`` and ``scan(jit(body), ...)`` (one replay per step) all work; ``jit``
+``vmap(jit(f))``, ``jacfwd(jit(f))`` and ``scan(jit(body), ...)`` all work (``scan`` looks the body's program up
+once and replays it per step with no signature check: ``jit_step``); ``jit``
 of a function that calls ``scan`` records the loop unrolled. Inside a running recording, and on
 ``linearize``'s recorded values, ``jit(f)`` simply calls ``f``.
 
 Replay. Steps whose outputs no output needs are dropped (dead code); calls that depend on no input
-ran once at recording (constant folding). The program is then written out as the Python source of
+ran once at recording (constant folding); a negation is folded into the sum or difference using it
+(``a + (-b)``: ``a - b``, the same IEEE result) and a call repeating an earlier one (``b * a`` after
+``a * b`` included) runs once. The program is then written out as the Python source of
 one function: a line per step (``v7 = g3(v5, v6)``, calls with lists and keywords written as they
 were made, methods as methods), every slot a local variable dropped after its last use (as eager
 code frees its temporaries), functions and constants its globals; the backend may swap a function
