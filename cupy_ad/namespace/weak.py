@@ -68,9 +68,7 @@ def bind_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
     xp = xp_of(*strong)
     dtypes = [a.dtype for a in strong]  # a boolean condition (where's) does not type the values
     target = xp.result_type(*([d for d in dtypes if not xp.isdtype(d, "bool")] or dtypes))
-    namespace_of = lambda v: getattr(v, "recorded_backend", v)  # noqa: E731 (a jit recording's proxy: its target)
-    args = [_remade_in(a, xp) if type(a) is Dual and a.weak and namespace_of(xp_of(a)) is not namespace_of(xp) else a
-            for a in args]
+    args = [_remade_in(a, xp) if type(a) is Dual and a.weak and xp_of(a) is not xp else a for a in args]
     return bind(prim, *(_cast_next_to(a, target, xp) if type(a) is Dual and a.weak else a for a in args), **params)
 
 
