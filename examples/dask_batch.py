@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     times = {}
     for workers in (1, 2):
-        with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=None) as cluster, \
+        with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, \
                 Client(cluster) as client:
             print(f"{workers} worker(s): jvp of eigh, {args.batch} matrices {args.n} x {args.n}")
             times[workers] = run(client, args.batch, args.n, args.chunk, not args.no_progress)

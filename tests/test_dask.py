@@ -9,6 +9,7 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 import array_api_compat.dask.array  # noqa: E402
+import array_api_compat.numpy  # noqa: E402
 import dask  # noqa: E402
 from dask.callbacks import Callback  # noqa: E402
 
@@ -21,7 +22,7 @@ from cupy_ad.core import strip  # noqa: E402
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster, set_as_default=False) as c:
         yield c
 
@@ -143,7 +144,7 @@ def test_batched_jvp_is_one_task_per_block():
 
 def _column_signs(got, want):
     """Dask's TSQR picks its own signs of R's diagonal (or U's columns): flip to NumPy's."""
-    return np.sign(np.sum(got * want, axis=0))
+    return np.sign(np.real(np.sum(np.conj(got) * want, axis=0)))
 
 
 def _fix_qr(got, want):
@@ -195,6 +196,53 @@ def test_tall_skinny_is_never_gathered(name):
     with sizes:
         dask.compute(_leaves(dout), scheduler="sync")
     assert sizes.largest <= 2 * 100 * 5 * 8 < a.nbytes
+
+
+class _LiveBytes(Callback):
+    """The most bytes of task results held at once by the scheduler (its cache)."""
+
+    def __init__(self):
+        super().__init__()
+        self.peak = 0
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        held = [part for value in state["cache"].values() for part in (value if isinstance(value, tuple) else (value,))]
+        self.peak = max(self.peak, sum(getattr(part, "nbytes", 0) for part in held))
+
+
+@pytest.mark.parametrize("differentiate", [True, False])
+@pytest.mark.parametrize("name", ["qr", "svd"])
+def test_tall_skinny_streams(name, differentiate):
+    """Storing Q (U) and dQ (dU) block by block holds a few row blocks at a time, not the matrix: pass 2
+    recomputes each input block after the n x n reduction instead of keeping pass 1's."""
+    rows, blocks = 100, 12
+    rng = da.random.default_rng(10)
+    a, t = (rng.standard_normal((rows * blocks, 5), chunks=(rows, 5)) for _ in range(2))
+    f = TALL[name][0]
+    out, dout = ad.jvp(f, (a,), (t,)) if differentiate else (f(a), None)
+    tall = [out[0], dout[0]] if differentiate else [out[0]]
+    targets = [np.empty(x.shape) for x in tall]
+    live = _LiveBytes()
+    with live:
+        da.store(tall, targets, scheduler="sync")
+    assert live.peak <= 4 * rows * 5 * 8  # (a, dA, Q, dQ blocks of one row chunk)
+    a, t = dask.compute(a, t)
+    out, dout = ad.jvp(f, (a,), (t,))
+    for got, want in zip(targets, (out[0], dout[0])):
+        np.testing.assert_allclose(got * _column_signs(got, want), want, rtol=1e-9, atol=1e-9)
+
+
+def test_tall_skinny_complex_and_rank_deficient():
+    """Complex input (R's real diagonal kept), and an exactly zero column: NaN tangents, as on NumPy."""
+    a, t, a_dask, t_dask = _pair((400, 4), 11, chunks=(100, 4))
+    z = a + 1j * t[::-1]
+    _same_as_numpy(TALL["qr"][0], z, t + 1j * a, da.from_array(z, chunks=(100, 4)),
+                   da.from_array(t + 1j * a, chunks=(100, 4)), lambda v: dask.compute(*v), _fix_qr)
+    a[:, 2] = 0  # Q's columns from the third on are then any completion: compare where the NaNs are
+    _, tangents = ad.jvp(TALL["qr"][0], (da.from_array(a, chunks=(100, 4)),), (t_dask,))
+    for got, want in zip(dask.compute(*tangents), ad.jvp(TALL["qr"][0], (a,), (t,))[1]):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert np.isnan(want).any()
 
 
 def test_finite_differences():
@@ -252,6 +300,11 @@ def test_inputs_are_not_mutated():
     ad.jvp(lambda x: tuple(_ns(x).linalg.eigh(x)), (a_dask,), (t_dask,))
     assert set(a_dask.__dask_graph__()) == keys and a_dask.chunks == chunks
     np.testing.assert_array_equal(a_dask.compute(), a)
+    tall = da.from_array(a.reshape(18, 3), chunks=(6, 3))  # the tall-skinny path clones the inputs' graphs
+    keys = set(tall.__dask_graph__())
+    ad.jvp(TALL["qr"][0], (tall,), (tall,))
+    assert set(tall.__dask_graph__()) == keys
+    np.testing.assert_array_equal(tall.compute(), a.reshape(18, 3))
 
 
 def test_errors():
@@ -269,35 +322,177 @@ def test_errors():
     unknown = tall[tall[:, 0] > -10]  # a Dask mask: rows of unknown number
     with pytest.raises(ValueError, match="unknown chunk sizes.*supported"):
         ad.linalg.qr(unknown)
-    odd = da.from_array(a.view(FakeChunk), chunks=(2, 3, 3), asarray=False)  # chunks of an unknown library
-    with pytest.raises(TypeError, match="NumPy or CuPy chunks.*test_dask.FakeChunk"):
+    odd = da.from_array(a.view(StandInChunk), chunks=(2, 3, 3), asarray=False)  # chunks of an unknown library
+    with pytest.raises(TypeError, match="NumPy or CuPy chunks.*test_dask.StandInChunk"):
         ad.jvp(lambda x: x * 2, (odd,), (odd,))
 
 
-class FakeChunk(np.ndarray):
-    """A chunk type standing in for CuPy's (Dask itself dispatches on the module name ``cupy``)."""
+class StandInChunk(np.ndarray):
+    """A chunk type standing in for CuPy's arrays: operations on it give it back, and, as CuPy does, it
+    refuses to be mixed with NumPy arrays, so a NumPy constant that reaches one of its blocks raises.
+    (Dask dispatches on the module name ``cupy``; this type reaches cupy_ad's own dispatch instead.)"""
+
+    def __getitem__(self, key):  # 0-d arrays, not NumPy scalars, as CuPy gives
+        return _to_stand_in(super().__getitem__(key))
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return _to_stand_in(getattr(ufunc, method)(*_from_stand_in(inputs), **_from_stand_in(kwargs)))
+
+    def __array_function__(self, func, types, args, kwargs):
+        return _to_stand_in(func(*_from_stand_in(args), **_from_stand_in(kwargs)))
 
 
-CALLS = []  # module level: Dask may pickle the backend into its graph
+def _from_stand_in(value):
+    """Plain NumPy arrays for the stand-in's; TypeError for a NumPy array among them (NumPy scalars pass,
+    as CuPy takes them)."""
+    if type(value) is np.ndarray:
+        raise TypeError(f"a NumPy array {value.shape} mixed into a stand-in (CuPy-like) block")
+    if isinstance(value, StandInChunk):
+        return value.view(np.ndarray)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_from_stand_in(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _from_stand_in(v) for k, v in value.items()}
+    return value
 
 
-class RecordingBackend(NumpyBackend):
-    def eigh(self, a, lower):
-        CALLS.append(type(a))
-        return super().eigh(np.asarray(a), lower)
+def _to_stand_in(value):
+    """Stand-in arrays for NumPy's results, NumPy scalars included (CuPy's reductions give 0-d arrays)."""
+    if type(value) is np.ndarray or isinstance(value, np.generic):
+        return np.asarray(value).view(StandInChunk)
+    if isinstance(value, tuple):
+        parts = [_to_stand_in(v) for v in value]
+        return type(value)(*parts) if hasattr(value, "_fields") else tuple(parts)
+    if isinstance(value, list):
+        return [_to_stand_in(v) for v in value]
+    return value
 
 
-def test_kernels_run_on_the_chunk_backend(monkeypatch):
-    """Each block goes to the backend of the chunk type (CuPy's for CuPy chunks), here a recording one."""
-    monkeypatch.setattr(dask_backend, "_CHUNK_LIBRARIES", (*dask_backend._CHUNK_LIBRARIES, __name__))
-    monkeypatch.setitem(_BY_TYPE, FakeChunk, RecordingBackend())
-    a, t, _, _ = _pair((6, 3, 3), 9, True)
-    x = da.from_array(a.view(FakeChunk), chunks=(2, 3, 3), asarray=False)
-    assert type(x._meta) is FakeChunk
-    CALLS.clear()
-    w, v = ad.linalg.eigh(x)
-    np.testing.assert_allclose(w.compute(scheduler="sync"), np.linalg.eigvalsh(a), rtol=1e-12, atol=1e-12)
-    assert len(CALLS) == 3  # one call per block, through the chunk type's backend
+class _StandInNamespace:
+    """The stand-in's array namespace (as CuPy's): array_api_compat's NumPy functions taking and giving
+    stand-in arrays; asarray also converts NumPy arrays (as ``cupy.asarray`` copies them to the device)."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        value = getattr(self._module, name)
+        if name == "linalg":
+            return _StandInNamespace(value)
+        if not callable(value) or isinstance(value, type):
+            return value
+
+        def call(*args, **kwargs):
+            if name == "asarray":  # converts NumPy arrays
+                args = tuple(a.view(StandInChunk) if type(a) is np.ndarray else a for a in args)
+            return _to_stand_in(value(*_from_stand_in(args), **_from_stand_in(kwargs)))
+
+        return call
+
+
+KERNEL_CALLS = []  # module level: Dask may pickle the backend into its graph
+
+
+class StandInBackend(NumpyBackend):
+    """The backend of stand-in chunks: the NumPy backend's kernels on the stand-in's data, refusing NumPy
+    arrays as arguments (as CuPy's kernels would)."""
+
+    name = "stand_in"
+    xp = _StandInNamespace(array_api_compat.numpy)
+
+    def from_numpy(self, a):
+        return np.array(a).view(StandInChunk)
+
+    def to_numpy(self, x):
+        return np.asarray(x.view(np.ndarray))
+
+
+def _stand_in_kernel(name):
+    def kernel(self, *args, **kwargs):
+        KERNEL_CALLS.append(name)
+        return _to_stand_in(getattr(NumpyBackend, name)(self, *_from_stand_in(args), **kwargs))
+
+    return kernel
+
+
+for _name in ("lu_factor", "lu_pivots_to_permutation", "qr", "svd", "svdvals", "eigh", "eigvalsh", "cholesky",
+              "solve_triangular", "triangular_product"):
+    setattr(StandInBackend, _name, _stand_in_kernel(_name))
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    """Register the stand-in chunk type; returns a function making Dask arrays of stand-in chunks."""
+    monkeypatch.setattr(dask_backend, "_CHUNK_LIBRARIES", (*dask_backend._CHUNK_LIBRARIES, __name__.split(".")[0]))
+    monkeypatch.setitem(_BY_TYPE, StandInChunk, StandInBackend())
+    KERNEL_CALLS.clear()
+    return lambda a, chunks: da.from_array(StandInBackend().from_numpy(a), chunks=chunks, asarray=False)
+
+
+def test_stand_in_refuses_numpy(stand_in):
+    """The stand-in can tell: a NumPy-chunked constant (array_api_compat's own eye) mixed into its blocks raises."""
+    x = stand_in(np.ones((4, 4)), (2, 4))
+    with pytest.raises(TypeError, match="mixed into a stand-in"):
+        (x + array_api_compat.dask.array.eye(4)).compute(scheduler="sync")
+    with pytest.raises(TypeError, match="mixed into a stand-in"):
+        StandInChunk.__add__(x.compute(scheduler="sync"), np.ones(4))
+    assert type((x + ad.namespace(backend_of(x)).eye(4)).compute(scheduler="sync")) is StandInChunk
+
+
+def _stand_in_same_as_numpy(f, a, t, stand_in, chunks, fix=None):
+    a_dask, t_dask = stand_in(a, chunks), stand_in(t, chunks)
+    out, dout = ad.jvp(f, (a_dask,), (t_dask,))
+    lazy = [x for x in _leaves(out) + _leaves(dout) if isinstance(x, da.Array)]
+    assert all(type(x._meta) is StandInChunk for x in lazy)
+    computed = dask.compute(*lazy, scheduler="threads")
+    assert all(type(x) is StandInChunk for x in computed)
+    _same_as_numpy(f, a, t, a_dask, t_dask, lambda values: [x.view(np.ndarray) for x in computed], fix)
+
+
+def _creation_and_elementwise(x):
+    xp = _ns(x)
+    n = x.shape[-1]
+    y = xp.exp(xp.sin(x)) * x + xp.eye(n) + xp.ones((n,)) - xp.asarray(0.5) * xp.full((n, n), 2.0)
+    y = xp.where(y > 0, y, xp.zeros_like(y)) + xp.linspace(0, 1, n) * xp.astype(xp.arange(n), x.dtype)
+    return xp.stack([xp.max(y, axis=-1), xp.sum(xp.tanh(y), axis=-1), xp.linalg.vector_norm(xp.tril(y), axis=-1)])
+
+
+@pytest.mark.parametrize("name", ["creation_and_elementwise", *SQUARE])
+def test_stand_in_chunks_batched(name, stand_in):
+    """Every constant on the graph and in the per-block rules is made as a stand-in array: no NumPy array
+    meets a CuPy-like block (a mix would raise), and the results equal the NumPy backend's."""
+    f, symmetric = (_creation_and_elementwise, False) if name not in SQUARE else SQUARE[name]
+    a, t, _, _ = _pair((6, 4, 4), 12, symmetric)
+    _stand_in_same_as_numpy(f, a, t, stand_in, (2, 4, 4))
+
+
+@pytest.mark.parametrize("name", TALL)
+def test_stand_in_chunks_tall_skinny(name, stand_in):
+    f, fix = TALL[name]
+    a, t, _, _ = _pair((300, 4), 13)
+    _stand_in_same_as_numpy(f, a, t, stand_in, (75, 4), fix)
+
+
+def test_stand_in_chunks_scan_and_check_jvp(stand_in):
+    a, t, _, _ = _pair((5, 4), 14)
+
+    def f(xs):
+        xp = _ns(xs)
+        return ad.scan(lambda c, x: (xp.sin(c) * x + c, xp.sum(c ** 2)), xp.ones_like(xs[0]), xs)
+
+    _stand_in_same_as_numpy(f, a, t, stand_in, (2, 4))
+    with pytest.raises(TypeError, match=r"primals\[0\] is dask\[stand_in\], tangents\[0\] is dask"):
+        ad.jvp(f, (stand_in(a, (2, 4)),), (da.from_array(t, chunks=(2, 4)),))  # chunk types mixed
+    ad.check_jvp(lambda x: _ns(x).linalg.eigvalsh(x + _ns(x).matrix_transpose(x)), (stand_in(a[:4], (2, 4)),))
+
+
+def test_kernels_run_on_the_chunk_backend(stand_in):
+    """Each block goes to the backend of the chunk type (CuPy's for CuPy chunks): one eigh per block."""
+    a, _, _, _ = _pair((6, 3, 3), 9, True)
+    w, v = ad.linalg.eigh(stand_in(a, (2, 3, 3)))
+    np.testing.assert_allclose(w.compute(scheduler="sync").view(np.ndarray), np.linalg.eigvalsh(a), rtol=1e-12,
+                               atol=1e-12)
+    assert KERNEL_CALLS == ["eigh"] * 3
 
 
 def test_example_runs(client, capsys):

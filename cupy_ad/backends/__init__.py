@@ -21,8 +21,11 @@ def _load(name: str) -> Backend:
             from .numpy_backend import NumpyBackend as cls
         elif name == "cupy":
             from .cupy_backend import CupyBackend as cls
-        elif name == "dask":
-            from .dask_backend import DaskBackend as cls
+        elif name == "dask":  # Dask arrays of NumPy chunks (backend_of gives other chunk types theirs)
+            from .dask_backend import for_chunks
+
+            _BY_NAME[name] = for_chunks(_load("numpy"))
+            return _BY_NAME[name]
         else:
             from .generic import GenericBackend
 
@@ -68,11 +71,10 @@ def backend_of(x: Any) -> Backend:
         backend = _load("numpy")
     elif module in ("cupy", "cupy_backends"):
         backend = _load("cupy")
-    elif module == "dask":  # not cached: each Dask array's chunk type is checked
-        from .dask_backend import chunk_backend
+    elif module == "dask":  # not cached: the backend of each Dask array's chunk type
+        from .dask_backend import chunk_backend, for_chunks
 
-        chunk_backend(x)
-        return _load("dask")
+        return for_chunks(chunk_backend(x))
     elif hasattr(x, "__array_namespace__"):
         backend = _load(x.__array_namespace__().__name__.split(".")[0])
     else:

@@ -18,6 +18,7 @@ cheap path where its matrices allow (as the NumPy backend does in one process).
 """
 from __future__ import annotations
 
+import functools
 import math
 import types
 from typing import Any, Callable
@@ -29,6 +30,7 @@ import numpy as np
 from dask.array.utils import meta_from_array
 
 from .base import Backend
+from .dask_tsqr import tsqr, tsqr_jvp
 
 _CHUNK_LIBRARIES = ("numpy", "cupy")
 
@@ -139,23 +141,109 @@ def _take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
                         x, index_x, indices, index_i, concatenate=True, meta=x._meta)
 
 
-#: array_api_compat's Dask namespace, completed with what the array API has and it lacks.
-namespace = types.ModuleType("cupy_ad.backends.dask_backend.namespace")
-namespace.__dict__.update({k: v for k, v in vars(compat_dask).items() if not k.startswith("__")})
-namespace.__name__ = "array_api_compat.dask.array"
-namespace.take_along_axis = _take_along_axis
+def _creation_functions(chunks: Backend) -> dict[str, Callable]:
+    """The array API's creation functions over Dask arrays whose chunks are ``chunks``' arrays (NumPy's, or
+    CuPy's on a GPU), so that a constant never mixes another array type into a block: Dask's ``meta``
+    (zeros, ones, empty, full: each block is made by the chunk library), ``like`` (arange; eye from two
+    aranges), the chunk namespace's own ``asarray`` (then one chunk), and linspace converted per block.
+    The ``*_like`` functions, tril and triu already follow their input's chunk type."""
+    example = chunks.xp.empty((0,))
+
+    def meta(ndim: int, dtype: Any) -> Any:
+        return meta_from_array(example, ndim, dtype=dtype)
+
+    def filled(name: str) -> Callable:
+        def make(shape: Any, *args: Any, dtype: Any = None, device: Any = None) -> Any:
+            plain = getattr(compat_dask, name)(shape, *args, dtype=dtype, device=device)  # (lazy: the dtype)
+            return getattr(compat_dask, name)(shape, *args, dtype=plain.dtype, meta=meta(plain.ndim, plain.dtype))
+        make.__name__ = name
+        return make
+
+    def arange(start: Any, /, stop: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None) -> Any:
+        return compat_dask.arange(start, stop, step, dtype=dtype, device=device, like=example)
+
+    def eye(n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None, device: Any = None) -> Any:
+        rows = arange(n_rows)[:, None]
+        cols = arange(n_rows if n_cols is None else n_cols)[None, :]
+        return compat_dask.astype(cols - rows == k, compat_dask.float64 if dtype is None else dtype)
+
+    def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None) -> Any:
+        if isinstance(obj, da.Array):
+            return compat_dask.asarray(obj, dtype=dtype, device=device, copy=copy)
+        value = chunks.xp.asarray(obj, dtype=dtype)
+        return da.from_array(value, chunks=value.shape, asarray=False)
+
+    def linspace(*args: Any, **kwargs: Any) -> Any:
+        plain = compat_dask.linspace(*args, **kwargs)
+        return plain.map_blocks(chunks.xp.asarray, meta=meta(plain.ndim, plain.dtype))
+
+    return {"zeros": filled("zeros"), "ones": filled("ones"), "empty": filled("empty"), "full": filled("full"),
+            "arange": arange, "eye": eye, "asarray": asarray, "linspace": linspace}
+
+
+def dask_namespace(chunks: Backend) -> types.ModuleType:
+    """array_api_compat's Dask namespace for chunks of ``chunks``' type, completed with what the array API
+    has and it lacks (take_along_axis), its creation functions making chunks of that type."""
+    namespace = types.ModuleType(f"cupy_ad.backends.dask_backend.namespace[{chunks.name}]")
+    namespace.__dict__.update({k: v for k, v in vars(compat_dask).items() if not k.startswith("__")})
+    namespace.__name__ = "array_api_compat.dask.array"
+    namespace.take_along_axis = _take_along_axis
+    namespace.__dict__.update(_creation_functions(chunks))
+    return namespace
+
+
+def _thin_only(name: str, params: dict) -> None:
+    """ValueError for the complete factors of a tall-skinny matrix (qr mode "complete", svd with
+    full_matrices=True)."""
+    if params.get("mode") == "complete" or params.get("full_matrices"):
+        asked = "qr mode 'complete'" if name.startswith("qr") else "svd with full_matrices=True"
+        raise ValueError(f"{asked} of a tall-skinny Dask array would build an m x m factor; {SUPPORTED} "
+                         "(qr modes 'reduced' and 'r', svd with full_matrices=False)")
+
+
+def _tall_skinny_rule(name: str, rule: Callable, a: da.Array, t: da.Array, params: dict) -> tuple:
+    """The JVP of a tall-skinny qr, qr_r, svd or svdvals, streamed (see dask_tsqr): QR's rule on the
+    Dask graph, then the rule ``name`` on R (n x n) for svd (U = Q U_R) and svdvals."""
+    _thin_only(name, params)
+    a = _whole(a, (1,), name)
+    small = None if name in ("qr", "qr_r") else functools.partial(_as_tuples, rule, params)
+    outs, douts = tsqr_jvp(a, t.rechunk(a.chunks), need_q=name in ("qr", "svd"), small=small)
+    return (outs, douts) if len(outs) > 1 else (outs[0], douts[0])
+
+
+def _as_tuples(rule: Callable, params: dict, primals: list, tangents: list) -> tuple[tuple, tuple]:
+    """A JVP rule's (outputs, tangents), each a tuple even for one output."""
+    out, dout = rule(primals, tangents, **params)
+    return (out, dout) if isinstance(out, tuple) else ((out,), (dout,))
+
+
+_BY_CHUNKS: dict[Backend, "DaskBackend"] = {}
+
+
+def for_chunks(chunks: Backend) -> "DaskBackend":
+    """The Dask backend of arrays with chunks of ``chunks``' type (one per chunk backend)."""
+    if chunks not in _BY_CHUNKS:
+        _BY_CHUNKS[chunks] = DaskBackend(chunks)
+    return _BY_CHUNKS[chunks]
 
 
 class DaskBackend(Backend):
-    name = "dask"
-    xp = namespace
+    """Dask arrays whose chunks are arrays of the backend ``chunks``: named "dask" for NumPy chunks,
+    "dask[cupy]" for CuPy's; its namespace creates constants of that chunk type."""
+
     host_branching = False
+
+    def __init__(self, chunks: Backend) -> None:
+        self.chunks = chunks
+        self.name = "dask" if chunks.name == "numpy" else f"dask[{chunks.name}]"
+        self.xp = dask_namespace(chunks)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return chunk_backend(x).to_numpy(x.compute()) if isinstance(x, da.Array) else np.asarray(x)
 
     def from_numpy(self, a: Any) -> Any:
-        return da.from_array(np.asarray(a))
+        value = self.chunks.from_numpy(np.asarray(a))
+        return da.from_array(value, chunks=value.shape, asarray=False)
 
     def _kernel(self, kernel: str, arrays: list[Any], cores: list[int], **params: Any) -> Any:
         """The chunk backend's ``kernel`` per block (see :func:`_per_matrix`); a tuple when it returns one."""
@@ -178,8 +266,10 @@ class DaskBackend(Backend):
         """The JVP rule of decomposition ``name`` (one matrix argument), run per block on the chunk backend
         (batched matrices, raw Dask arrays); on the graph otherwise (tall-skinny TSQR, nested jvp)."""
         (a,), (da_,) = primals, tangents
-        if not (isinstance(a, da.Array) and isinstance(da_, da.Array)) or name in TALL_SKINNY and is_tall_skinny(a):
+        if not (isinstance(a, da.Array) and isinstance(da_, da.Array)):
             return rule(primals, tangents, **params)
+        if name in TALL_SKINNY and is_tall_skinny(a):
+            return _tall_skinny_rule(name, rule, a, da_, params)
         a, da_ = _whole_cores([a, da_], [2, 2], rule.__module__.rsplit(".", 1)[-1])
         numpy_a = _empty_batch(a, 2)
         out, dout = rule([numpy_a], [numpy_a], **params)
@@ -213,24 +303,20 @@ class DaskBackend(Backend):
 
     def qr(self, a: Any, mode: str) -> Any:
         if is_tall_skinny(a):
-            if mode == "complete":
-                raise ValueError(f"qr mode 'complete' of a tall-skinny Dask array would build an m x m Q; {SUPPORTED} "
-                                 "(modes 'reduced' and 'r')")
-            q, r = da.linalg.qr(_whole(a, (1,), "qr"))  # mode "r": Q's tasks are culled when only R is computed
-            return r if mode == "r" else (q, r)
+            _thin_only("qr", {"mode": mode})
+            out = tsqr(_whole(a, (1,), "qr"), need_q=mode != "r")
+            return out[0] if mode == "r" else out
         return self._kernel("qr", [a], [2], mode=mode)
 
     def svd(self, a: Any, full_matrices: bool) -> tuple[Any, Any, Any]:
-        if is_tall_skinny(a):
-            if full_matrices:
-                raise ValueError(f"svd with full_matrices=True of a tall-skinny Dask array would build an m x m U; "
-                                 f"{SUPPORTED} (full_matrices=False)")
-            return tuple(da.linalg.svd(_whole(a, (1,), "svd"), coerce_signs=False))
+        if is_tall_skinny(a):  # A = Q R, R = U_R S V^H: U = Q U_R
+            _thin_only("svd", {"full_matrices": full_matrices})
+            return tsqr(_whole(a, (1,), "svd"), need_q=True, kernel="svd", full_matrices=False)
         return self._kernel("svd", [a], [2], full_matrices=full_matrices)
 
     def svdvals(self, a: Any) -> Any:
         if is_tall_skinny(a):  # the singular values of R (n x n)
-            return self._kernel("svdvals", [da.linalg.qr(_whole(a, (1,), "svdvals"))[1]], [2])
+            return tsqr(_whole(a, (1,), "svdvals"), need_q=False, kernel="svdvals")[0]
         return self._kernel("svdvals", [a], [2])
 
     def eigh(self, a: Any, lower: bool) -> tuple[Any, Any]:

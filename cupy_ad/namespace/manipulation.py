@@ -288,12 +288,12 @@ _MASKS: dict[tuple, Any] = {}
 
 
 def _triangle_mask(x: Any, k: int, lower: bool) -> Any:
-    """The (rows, cols) bool mask of a triangle, made once per backend, device, shape and k (only
-    ``where`` reads it)."""
+    """The (rows, cols) bool mask of a triangle, made once per namespace (Dask's: one per chunk type),
+    device, shape and k (only ``where`` reads it)."""
     xp = xp_of(x)
     rows, cols = x.shape[-2:]
     device = getattr(x, "device", None)  # Dask arrays have none
-    key = (xp.__name__, str(device), rows, cols, k, lower)
+    key = (xp, str(device), rows, cols, k, lower)
     mask = _MASKS.get(key)
     if mask is None:
         if len(_MASKS) >= 64:

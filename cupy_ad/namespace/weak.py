@@ -15,7 +15,7 @@ import numbers
 from typing import Any
 
 from ..core import Dual, Primitive, Zero, bind
-from ._rules import xp_of
+from ._rules import backend_of_args, xp_of
 from .manipulation import astype
 
 
@@ -48,13 +48,23 @@ def _cast_next_to(weak: Any, target: Any, xp: Any) -> Any:
     return weak if weak.dtype == target else astype(weak, target)
 
 
-def _remade_in(weak: Any, xp: Any) -> Any:
+_DTYPE_NAMES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                "float32", "float64", "complex64", "complex128")
+
+
+def _remade_in(weak: Any, xp: Any, source_xp: Any) -> Any:
     """A weak scalar made on another backend (jvp's default, when its only primals are Python
     scalars and the arrays come from a closure) remade in ``xp``: a 0-d value and its tangents."""
     if type(weak) is Dual:
-        return Dual(weak.level, _remade_in(weak.primal, xp), _remade_in(weak.tangent, xp), weak.weak)
-    dtype = getattr(xp, str(weak.dtype))
+        return Dual(weak.level, _remade_in(weak.primal, xp, source_xp), _remade_in(weak.tangent, xp, source_xp),
+                    weak.weak)
+    dtype = next(getattr(xp, name) for name in _DTYPE_NAMES if getattr(source_xp, name) == weak.dtype)
     return Zero((), dtype) if type(weak) is Zero else xp.asarray(weak.item(), dtype=dtype)
+
+
+def _on_backend_of(weak: Any, strong: list) -> Any:
+    mine, theirs = backend_of_args((weak,)), backend_of_args(strong)
+    return weak if mine.name == theirs.name else _remade_in(weak, theirs.xp, mine.xp)
 
 
 def bind_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
@@ -68,7 +78,7 @@ def bind_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
     xp = xp_of(*strong)
     dtypes = [a.dtype for a in strong]  # a boolean condition (where's) does not type the values
     target = xp.result_type(*([d for d in dtypes if not xp.isdtype(d, "bool")] or dtypes))
-    args = [_remade_in(a, xp) if type(a) is Dual and a.weak and xp_of(a) is not xp else a for a in args]
+    args = [_on_backend_of(a, strong) if type(a) is Dual and a.weak else a for a in args]
     return bind(prim, *(_cast_next_to(a, target, xp) if type(a) is Dual and a.weak else a for a in args), **params)
 
 

@@ -1,0 +1,197 @@
+"""Tall-skinny QR of a Dask array and its JVP, streamed: two passes over the row blocks, between
+them only n x n pieces.
+
+A (m x n, m >= n) in row blocks A_1 .. A_k, and its tangent dA in the same blocks.
+
+Pass 1, per block (reads A_b and dA_b once): the local Householder QR A_b = Q1_b R1_b, and for the
+JVP P_b = Q1_b^H dA_b (n x n). Q1_b is dropped at once.
+
+Reduction (one task on n x n pieces): [R1_1; ...; R1_k] = Q2 R, so A = Q R with Q_b = Q1_b Q2_b
+(TSQR: Demmel, Grigori, Hoemmen and Langou 2012, one level of the tree, as ``dask.array.linalg.qr``).
+For the tangent, qr.py's derivation (Walter & Lehmann 2018) needs Q and dA only through
+    Q^H dA = sum_b Q2_b^H Q1_b^H dA_b = sum_b Q2_b^H P_b,
+    C = (Q^H dA) R^-1,   U = triu(C + C^H, 1) + Re diag(C),   dR = U R.
+
+Pass 2, per block, after the reduction: Q_b = Q1_b Q2_b and dQ_b = dA_b R^-1 - Q_b U. Q1_b is
+recomputed from A_b, and A_b, dA_b from their own graphs (cloned with
+``dask.graph_manipulation.bind``, so that the scheduler does not keep pass 1's blocks alive until
+the reduction is done): every block of Q and dQ is made from one block of the inputs and the small
+pieces, and no worker ever holds the matrix. The price is reading (or generating) the inputs twice
+and two local QRs per block; inputs that are expensive to compute can be persisted by the caller.
+
+Everything per block runs on the chunk's own backend and namespace (NumPy, or CuPy on a GPU
+worker), so no array of another type is mixed in. R's exactly zero diagonal entries (A rank
+deficient) are made NaN before the solves, as qr.py does: NaN tangents, no error.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.array.utils import meta_from_array
+from dask.graph_manipulation import bind
+
+
+def _backend(block: Any) -> Any:
+    from . import backend_of
+
+    return backend_of(block)
+
+
+def _mh(x: Any, xp: Any) -> Any:
+    """The conjugate transpose of a matrix (a view for real dtypes)."""
+    xt = xp.matrix_transpose(x)
+    return xp.conj(xt) if xp.isdtype(x.dtype, "complex floating") else xt
+
+
+def _right_solve(b: Any, r: Any, backend: Any) -> Any:
+    """b R^-1 for upper triangular R: R^T X^T = b^T."""
+    xp = backend.xp
+    xt = backend.solve_triangular(r, xp.matrix_transpose(b), lower=False, trans=1, unit_diagonal=False)
+    return xp.matrix_transpose(xt)
+
+
+def _local_r(block: Any) -> Any:
+    """Pass 1 of the primal: R1_b."""
+    return _backend(block).qr(block, "r")
+
+
+def _local_r_and_projection(block: Any, tangent: Any) -> tuple[Any, Any]:
+    """Pass 1 of the JVP: (R1_b, Q1_b^H dA_b)."""
+    backend = _backend(block)
+    q1, r1 = backend.qr(block, "reduced")
+    return r1, backend.xp.matmul(_mh(q1, backend.xp), tangent)
+
+
+def _reduce(parts: list, small: Callable | None) -> dict:
+    """The n x n pieces from pass 1's blocks: Q2's blocks and the outputs (R, or ``small``'s on R); with
+    tangents, also R with NaN for zero diagonal entries, the source S of U (its upper triangle) and
+    the tangents (dR, or ``small``'s on (R, dR); see :func:`tsqr_jvp`)."""
+    with_tangent = isinstance(parts[0], tuple)
+    r1s = [part[0] for part in parts] if with_tangent else parts
+    backend = _backend(r1s[0])
+    xp = backend.xp
+    q2, r = backend.qr(xp.concat(r1s, axis=0), "reduced")
+    bounds = [0]
+    for r1 in r1s:
+        bounds.append(bounds[-1] + r1.shape[0])
+    pieces = {"q2": [q2[start:stop, :] for start, stop in zip(bounds, bounds[1:])],
+              "outs": small(r) if small is not None and not with_tangent else (r,)}
+    if with_tangent:
+        qh_da = sum(xp.matmul(_mh(q2_b, xp), part[1]) for q2_b, part in zip(pieces["q2"], parts))
+        n = r.shape[-1]
+        zero_diagonal = xp.logical_and(xp.eye(n, dtype=xp.bool), xp.linalg.diagonal(r)[None, :] == 0)
+        guarded = xp.where(zero_diagonal, xp.asarray(float("nan"), dtype=r.dtype), r)
+        c = _right_solve(qh_da, guarded, backend)
+        source = (c + _mh(c, xp)) * (xp.ones((n, n), dtype=r.dtype) - 0.5 * xp.eye(n, dtype=r.dtype))
+        dr = backend.triangular_product(source, r, left=True, lower=False, trans=0, unit_diagonal=False)
+        pieces.update(guarded=guarded, source=source, douts=(dr,))
+        if small is not None:
+            outs, douts = small([r], [dr])
+            pieces.update(outs=outs, douts=tuple(t if hasattr(t, "__array_namespace__") else
+                                                 xp.zeros(t.shape, dtype=t.dtype) for t in douts))
+    return pieces
+
+
+def _local_q(block: Any, pieces: dict, b: int, factor: bool = False) -> Any:
+    """Pass 2 of the primal: Q_b = Q1_b Q2_b, or with ``factor`` Q_b F = Q1_b (Q2_b F) for F the first
+    small output."""
+    backend = _backend(block)
+    matmul = backend.xp.matmul
+    right = matmul(pieces["q2"][b], pieces["outs"][0]) if factor else pieces["q2"][b]
+    return matmul(backend.qr(block, "reduced")[0], right)
+
+
+def _local_q_and_tangent(block: Any, tangent: Any, pieces: dict, b: int, factor: bool) -> tuple[Any, Any]:
+    """Pass 2 of the JVP: (Q_b, dQ_b = dA_b R^-1 - Q_b U), or with ``factor`` (Q_b F, dQ_b F + Q_b dF) for
+    F the first small output."""
+    backend = _backend(block)
+    q = _local_q(block, pieces, b)
+    dq = _right_solve(tangent, pieces["guarded"], backend)
+    dq -= backend.triangular_product(pieces["source"], q, left=False, lower=False, trans=0, unit_diagonal=False)
+    if not factor:
+        return q, dq
+    matmul = backend.xp.matmul
+    f, df = pieces["outs"][0], pieces["douts"][0]
+    return matmul(q, f), matmul(dq, f) + matmul(q, df)
+
+
+def _item(value: Any, key: str, i: int) -> Any:
+    return value[key][i]
+
+
+def _blocks(x: da.Array) -> list:
+    return list(x.to_delayed().ravel())
+
+
+def _small(pieces: Any, key: str, i: int, like: da.Array, example: Any) -> da.Array:
+    """Output ``i`` of the reduction's ``key`` ("outs", "douts") as a Dask array (one chunk) of ``like``'s
+    chunk type; ``example``, the output for an empty batch (a leading 0 axis), gives its shape and dtype."""
+    value = dask.delayed(_item, pure=True)(pieces, key, i)
+    shape = example.shape[1:]
+    return da.from_delayed(value, shape, dtype=example.dtype,
+                           meta=meta_from_array(like._meta, len(shape), dtype=example.dtype))
+
+
+def _stack(blocks: list, like: da.Array, n: int, dtype: Any) -> da.Array:
+    """Row blocks (Delayed, ``like``'s row chunks, n columns) as one Dask array."""
+    meta = meta_from_array(like._meta, 2, dtype=dtype)
+    return da.concatenate([da.from_delayed(block, (rows, n), dtype=dtype, meta=meta)
+                           for block, rows in zip(blocks, like.chunks[0])])
+
+
+def _second_pass(arrays: tuple, after: Any) -> tuple:
+    """``arrays`` recomputed from their graphs once ``after`` is computed (new keys, seeded by the
+    inputs so that the same call makes the same graph)."""
+    return bind(arrays, after, seed=dask.base.tokenize(*arrays, after))
+
+
+def _kernel_on_r(kernel: str, params: dict, r: Any) -> tuple:
+    out = getattr(_backend(r), kernel)(r, **params)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def tsqr(a: da.Array, *, need_q: bool, kernel: str | None = None, **params: Any) -> tuple:
+    """The QR of the tall-skinny ``a`` (rows chunked, columns in one chunk): (Q, R), or (R,) without
+    ``need_q``. With a chunk backend's ``kernel`` ("svd", "svdvals") run on R in the reduction, its
+    outputs replace R, and with ``need_q`` its first output F multiplies Q (the thin SVD: U = Q U_R)."""
+    n = a.shape[1]
+    small = functools.partial(_kernel_on_r, kernel, params) if kernel else None
+    pieces = dask.delayed(_reduce, pure=True)([dask.delayed(_local_r, pure=True)(b) for b in _blocks(a)], small)
+    example = np.empty((0, n, n), a.dtype)  # (an empty batch: the shapes and dtypes of the outputs)
+    outs = (example,) if kernel is None else _kernel_on_r(kernel, params, example)  # (on NumPy's backend)
+    outs = [_small(pieces, "outs", i, a, o) for i, o in enumerate(outs)]
+    if not need_q:
+        return tuple(outs)
+    (again,) = _second_pass((a,), pieces)
+    q = [dask.delayed(_local_q, pure=True)(block, pieces, b, kernel is not None)
+         for b, block in enumerate(_blocks(again))]
+    return (_stack(q, a, n, outs[0].dtype), *(outs[1:] if kernel else outs))
+
+
+def tsqr_jvp(a: da.Array, da_: da.Array, *, need_q: bool, small: Callable | None = None) -> tuple:
+    """The JVP of the tall-skinny QR of ``a`` along ``da_`` (chunked as ``a``): ((Q, R), (dQ, dR)), or
+    with ``need_q`` False ((R,), (dR,)).
+
+    ``small``, a JVP rule (``small([R], [dR]) -> (outputs, tangents)``, svd's or svdvals'), runs on
+    R in the reduction and its outputs replace R; with ``need_q`` its first output F multiplies Q in
+    pass 2: (Q F, *outputs[1:]), (dQ F + Q dF, *tangents[1:]) (the thin SVD: U = Q U_R)."""
+    n = a.shape[1]
+    parts = [dask.delayed(_local_r_and_projection, pure=True)(x, t) for x, t in zip(_blocks(a), _blocks(da_))]
+    pieces = dask.delayed(_reduce, pure=True)(parts, small)
+    example = np.empty((0, n, n), a.dtype)  # (an empty batch: the shapes and dtypes of small's outputs)
+    outs, douts = ((example,), (example,)) if small is None else small([example], [example])
+    outs = [_small(pieces, "outs", i, a, o) for i, o in enumerate(outs)]
+    douts = [_small(pieces, "douts", i, a, t) for i, t in enumerate(douts)]
+    if not need_q:
+        return tuple(outs), tuple(douts)
+    again, tangent_again = _second_pass((a, da_), pieces)
+    both = [dask.delayed(_local_q_and_tangent, pure=True, nout=2)(x, t, pieces, b, small is not None)
+            for b, (x, t) in enumerate(zip(_blocks(again), _blocks(tangent_again)))]
+    tall = [_stack([q for q, _ in both], a, n, outs[0].dtype), _stack([dq for _, dq in both], a, n, douts[0].dtype)]
+    if small is None:
+        return (tall[0], *outs), (tall[1], *douts)
+    return (tall[0], *outs[1:]), (tall[1], *douts[1:])
