@@ -22,11 +22,11 @@ def median_and_fastest_seconds(fn: Callable[[], Any], sync: Callable[[], None], 
                                warmup_calls: int = 1, min_calls: int = 3,
                                max_calls: int = 2000) -> tuple[float, float]:
     """Median and minimum of repeated timings of ``fn`` (on a loaded machine the minimum is the fairer
-    comparison of a long call with a short one: preemption hits the long call more often), after a warm-up of at least ``warmup_calls`` calls and
-    min_time / 4 seconds: a jitted JAX function takes a few dozen calls to settle (16 x 16 lu: about
-    50 us for its first 15 calls, 21 us after), and our first calls pay for imports and caches, so a
-    single warm-up call would mislead. Then calls until ``min_time`` seconds are measured and at least
-    ``min_calls`` made (at most ``max_calls``)."""
+    comparison of a long call with a short one: preemption hits the long call more often), after a
+    warm-up of at least ``warmup_calls`` calls and min_time / 4 seconds: a jitted JAX function takes a
+    few dozen calls to settle (16 x 16 lu: about 50 us for its first 15 calls, 21 us after), and our
+    first calls pay for imports and caches, so a single warm-up call would mislead. Then calls until
+    ``min_time`` seconds are measured and at least ``min_calls`` made (at most ``max_calls``)."""
     start = time.perf_counter()
     for _ in range(warmup_calls):
         fn()

@@ -73,7 +73,7 @@ def _pair(v: Any, source: Any, out: list) -> None:
     if source is None:
         out.extend((raw, None) for raw in raws_of(v))
     elif type(v) is Dual:
-        if type(source) is not tuple or len(source) != 2:
+        if type(source) is not tuple or len(source) != 2 or source[0] == "C":
             raise _Unfit
         _pair(v.primal, source[0], out)
         _pair(v.tangent, source[1], out)
@@ -95,16 +95,20 @@ def _copy(raw: Any) -> Any:
 
 def _loop_source(n_out: int, carry_from: list, n_xs: int, writes: list, n_constant_writes: int) -> str:
     """The source of the loop over the steps for one layout: ``carry_from`` (a position of the replay's result,
-    or None: the fixed array of that carry), ``writes`` (positions written into the buffers ``b<k>``)."""
-    outs = ", ".join(f"o{k}" for k in range(n_out))
-    carries = [f"c{k}" for k in range(len(carry_from))]
-    lines = [f"def loop(run, indices, {''.join(c + ', ' for c in carries)}{''.join(f'x{k}, ' for k in range(n_xs))}"
-             f"{''.join(f'b{k}, ' for k in range(len(writes) + n_constant_writes))}"
-             f"{''.join(f'f{k}, ' for k in range(len(carry_from)))}{''.join(f'k{k}, ' for k in range(n_constant_writes))}):",
+    or None: the fixed array ``f<k>`` of that carry), ``writes`` (positions written into the buffers ``b<k>``;
+    the constants ``k<j>`` into the buffers after them)."""
+    def names(prefix: str, n: int) -> list:
+        return [f"{prefix}{k}" for k in range(n)]
+
+    carries, xs, outs = names("c", len(carry_from)), names("x", n_xs), names("o", n_out)
+    parameters = ["run", "indices", *carries, *xs, *names("b", len(writes) + n_constant_writes),
+                  *names("f", len(carry_from)), *names("k", n_constant_writes)]
+    arguments = carries + [f"{x}[i, ...]" for x in xs]
+    lines = [f"def loop({', '.join(parameters)}):",
              "    done = 0",
              "    for i in indices:",
              "        try:",
-             f"            {outs}, = run({''.join(c + ', ' for c in carries)}{''.join(f'x{k}[i, ...], ' for k in range(n_xs))})",
+             f"            {''.join(o + ', ' for o in outs)}= run({', '.join(arguments)})",
              "        except Diverged:",
              "            break"]
     lines += [f"        c{k} = {'f' + str(k) if s is None else 'o' + str(s)}" for k, s in enumerate(carry_from)]
