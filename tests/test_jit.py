@@ -191,6 +191,28 @@ def test_scan_replays_the_jitted_body_without_signature_checks(backend, monkeypa
                       ad.vmap(lambda w: ad.jvp(along_w(body), (w,), (dw,)))(batch))
 
 
+def test_scan_of_a_jitted_body_with_constant_and_zero_outputs(backend):
+    """A carry the body sets to a constant, a carry whose tangent stays zero and a y without a tangent: the
+    replayed steps pass constants and zeros on as eager does (the caller gets arrays of its own)."""
+    ns = backend.ns
+
+    def body(c, x):
+        h, k, u = c
+        return (ns.tanh(h) * x, k + 1.0, ns.ones((3,), dtype=u.dtype)), (x * 2.0, h)
+
+    xs = backend.random((5, 3), seed=1)
+    init = (backend.random((3,)), ns.zeros((3,)), ns.zeros((3,)))
+    tangents = (backend.random((3,), seed=2), None, backend.random((3,), seed=3))  # u: a zero tangent from step 1
+    loop = lambda step: lambda h, k, u: ad.scan(step, (h, k, u), xs)  # noqa: E731
+    jitted = ad.jit(body)
+    got = ad.jvp(loop(jitted), init, tangents)
+    _assert_identical(backend, got, ad.jvp(loop(body), init, tangents))
+    (_, _, u), _ = got[0]
+    assert len(jitted.cache) == 1
+    u[0] = 5.0  # the returned constant carry is the caller's own
+    _assert_identical(backend, ad.jvp(loop(jitted), init, tangents), ad.jvp(loop(body), init, tangents))
+
+
 def test_scan_of_a_jitted_body_whose_guard_flips(backend):
     """A guard of the body's program that fails in the middle of the loop: the ordinary loop takes over at
     that step and records the new outcome; the results are the eager loop's."""
