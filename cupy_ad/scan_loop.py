@@ -363,6 +363,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     differs, if ``xs`` leaves have different leading lengths, if ``length`` disagrees with them or is
     negative, and ``FixedPointError`` if the tangent pattern does not settle.
 
+    A body compiled with ``ad.jit`` runs its recorded program: after the first step (and the fixed
+    point) the steps call the program's replay function on raw arrays, with no signature check per
+    step (``transforms/jit_step.py``); the results are the eager loop's bit for bit.
+
     ``f`` gets its own copy of ``init``; on plain arrays the rows of ``xs`` it gets are views, as in a
     Python loop over them (writing into them writes into ``xs``).
 
