@@ -133,7 +133,7 @@ def run_degenerate_path(a: Any, flags: Any, path: Callable[[Callable], tuple], o
     return tuple(merged)
 
 
-def _concrete_tangent(x: Any) -> Any:
+def concrete_tangent(x: Any) -> Any:
     """The raw array of a tangent-dependent matrix (under its duals). A value of vmap or of a linearize
     recording there (jacfwd's stacked directions, say) is refused: the degenerate path computes on the
     tangent's entries, as it must, since there the derivative is not linear in the tangent."""
@@ -163,7 +163,7 @@ def splitting_resolution(values: Any, cl: Clusters, p: Any, scale: Any, n: int) 
     dist = xp.abs(xp.expand_dims(v, axis=-1) - xp.expand_dims(v, axis=-2))
     dist = xp.where(cl.same, xp.full_like(dist, xp.inf), dist)
     gap = xp.min(xp.concat([dist, xp.expand_dims(xp.abs(v), axis=-2)], axis=-2), axis=-2)  # (..., n)
-    p_max = xp.max(xp.abs(_concrete_tangent(p)), axis=(-2, -1))[..., None]
+    p_max = xp.max(xp.abs(concrete_tangent(p)), axis=(-2, -1))[..., None]
     safe = xp.where(gap > 0, gap, xp.ones_like(gap))
     basis = xp.where(gap > 0, big / safe, xp.full_like(gap, 1 / eps))  # no gap: anything is noise
     per_value = resolution(n, eps) * (p_max * basis + xp.reshape(scale, scale.shape[:-1]))
@@ -178,7 +178,7 @@ def block_rotation(m: Any, cl: Clusters, active: Any, descending: bool = False) 
     Returns (R, scale) with scale (..., 1, 1) the largest magnitude in the shifted matrix, which
     bounds the rounding error of the block eigenvalues (about eps * scale).
     """
-    m = _concrete_tangent(m)
+    m = concrete_tangent(m)
     xp = xp_of(m)
     n = m.shape[-1]
     mask = cl.same & xp.expand_dims(active, axis=-1) & xp.expand_dims(active, axis=-2)
@@ -197,5 +197,5 @@ def block_rotation(m: Any, cl: Clusters, active: Any, descending: bool = False) 
     return rot, xp.expand_dims(s, axis=-1) * cl.count
 
 
-__all__ = ["Clusters", "FORCE_BRANCH_FREE", "block_rotation", "find_clusters", "joined_neighbours",
+__all__ = ["Clusters", "FORCE_BRANCH_FREE", "block_rotation", "concrete_tangent", "find_clusters", "joined_neighbours",
            "run_degenerate_path", "splitting_resolution", "take_degenerate_path"]

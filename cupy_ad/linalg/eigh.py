@@ -34,6 +34,9 @@ the eigenvectors of one eigenvalue among themselves, it cancels in every output 
 rotations within a multiplet (spectral projectors, V f(w) V^H), which are exact whatever the mu.
 Dividing by mu_j - mu_i there instead would scale rounding by 1/eps (the issue-13 blow-up).
 Size-1 clusters keep the ordinary formulas bit for bit (selected with ``where``).
+Nested jvp through a cluster: exact along a straight line with distinct mu and along curves that
+keep multiplets whole; ``_nested_guard`` checks the outer tangent of P' and refuses the other cases
+(derivation and proof that no outer rule can do better there in that module).
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multip
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
+from ._nested_guard import guard_curve, guard_nested
 from ._matrix import as_inexact, backend_of_matrix, mH, require_square
 from ._results import EighResult
 from .triangular_product import triangular_product
@@ -121,20 +125,31 @@ def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[A
     p2 = matmul(mH(rot), matmul(p, rot))
     p2 = multiply(add(p2, mH(p2)), 0.5)
     mu = real(diagonal(p2)) if is_complex_dtype(p2) else diagonal(p2)
-    dw = where(cl.single, dw, mu)
-    if dv is None:
-        return None, dw, None
-    v2 = where(single_col, v, matmul(v, rot))
-    c_off = where(cl.same, 0.0, _over_gaps(p2, w))  # F o P' across clusters
-    x = matmul(p2, c_off)  # sum_l P'_il P'_lj / (w_j - w_l), l outside j's cluster
-    x = multiply(add(x, mH(x)), 0.5)
     mu_raw = strip(mu)
-    mu_gap = subtract(expand_dims(mu, axis=-2), expand_dims(mu, axis=-1))  # [i, j] = mu_j - mu_i
     tol_mu = splitting_resolution(w, cl, p2, scale, n)
     mixing = cl.same & (xp.abs(xp.expand_dims(mu_raw, -2) - xp.expand_dims(mu_raw, -1)) > tol_mu)
+    pairs = cl.same & ~xp.eye(n, dtype=xp.bool)
+    if dv is None:  # eigvalsh: where mu repeat, the second-order block must be diagonal (p2 stands in for c)
+        mu, _ = guard_nested(mu, p2, p2, None, pairs & ~mixing, mixing, "eigvalsh",
+                             t_from=lambda block: _second_order(block, strip(w), cl.same))
+        return None, where(cl.single, dw, mu), None
+    v2 = where(single_col, v, matmul(v, rot))
+    c_off = where(cl.same, 0.0, _over_gaps(p2, w))  # F o P' across clusters
+    x = _second_order(p2, w, cl.same, c_off)
+    mu_gap = subtract(expand_dims(mu, axis=-2), expand_dims(mu, axis=-1))  # [i, j] = mu_j - mu_i
     g = where(mixing, divide(1.0, where(mixing, mu_gap, 1.0)), 0.0)
-    dv2 = matmul(v2, add(c_off, multiply(g, x)))
-    return v2, dw, where(single_col, dv, dv2)
+    mu, c = guard_nested(mu, multiply(g, x), p2, x, pairs, mixing, "eigh")
+    dv2 = matmul(v2, add(c_off, c))
+    return v2, where(cl.single, dw, mu), where(single_col, dv, dv2)
+
+
+def _second_order(p: Any, w: Any, same: Any, c_off: Any = None) -> Any:
+    """T = Herm(P (F o P)), T_ij = sum_l P_il P_lj / (w_j - w_l) over l outside j's cluster (``c_off``
+    = F o P across clusters, computed here if not given)."""
+    if c_off is None:
+        c_off = where(same, 0.0, _over_gaps(p, w))
+    x = matmul(p, c_off)
+    return multiply(add(x, mH(x)), 0.5)
 
 
 @eigh_p.def_jvp
@@ -169,9 +184,11 @@ def _eigvalsh_jvp(primals: list, tangents: list, *, lower: bool):
     else:
         dw = multiply(sum(multiply(v, x), axis=-2), 2.0)
     # (clusters of the eigenvalues that go with v)
-    if take_degenerate_path(w_v, joined_neighbours(w_v, _tolerance(w_v))):  # they need all of P = V^H dA_s V
+    joined = joined_neighbours(w_v, _tolerance(w_v))
+    if take_degenerate_path(w_v, joined):  # they need all of P = V^H dA_s V
         y = matmul(mH(v), x)
         _, dw, _ = _degenerate(w_v, v, add(y, mH(y)), dw, None)
+        dw = guard_curve(dw, a, da, xp_of(joined).any(joined, axis=-1), "eigvalsh")
     return w, dw
 
 
@@ -214,8 +231,17 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     Tangents are finite everywhere (multiples of the identity, the zero matrix).
     Cost: NumPy/array_api_strict detect clusters on the host and run the extra work (a batched
     eigh of the block-diagonal n x n matrix) only when some exist; CuPy never synchronises and
-    always runs it. Nested jvp at a clustered point: finite, but the cluster's rotation is
-    treated as a constant of the inner levels, so second derivatives there are not exact.
+    always runs it.
+    Nested jvp at a clustered point (see ``_nested_guard``): exact for the eigenvalues and every
+    output invariant under rotations within a multiplet along a straight line A + t dA whose
+    first-order splittings mu are distinct, and along any curve through multiplets it keeps whole
+    (mu and the second-order terms repeating, as a symmetry makes them). Raises ValueError naming
+    the fix (svd_split, or a straight line) where no rule can be exact: an outer direction that
+    splits a cluster other than the inner one, a curve whose second derivative couples split
+    members (the inner tangent, a function of A and dA, cannot hold that term), or mu repeating
+    without such a symmetry; CuPy and Dask return NaN tangents there instead (no synchronisation).
+    The individual eigenvectors' second derivative inside a split cluster depends on the curve's
+    third derivative, which a nested jvp does not see: it is not exact. ``eigvalsh``: see there.
     """
     lower = _check("eigh", a, UPLO)
     a = as_inexact(a)  # integer input promoted to float64, as NumPy does
@@ -230,6 +256,9 @@ def eigvalsh(a: Any, UPLO: str = "L") -> Any:
     ``eigh`` besides the primal eigenvalues. At repeated eigenvalues the tangent is the one-sided
     directional derivative (not linear in dA): the ascending eigenvalues of V_k^H dA_s V_k for each
     cluster (see :func:`eigh`), which pair with the sorted eigenvalues of A + h dA, h -> 0+.
+    Nested jvp there: exact along any curve (one direction at both levels) where mu are distinct or
+    repeat with a diagonal second-order block (a symmetry); ValueError otherwise, and for an outer
+    direction other than the inner one (the sorted eigenvalues have no mixed second derivative).
     """
     lower = _check("eigvalsh", a, UPLO)
     a = as_inexact(a)

@@ -41,6 +41,8 @@ symmetry-protected multiplet, never, and as U and V turn by the same c it cancel
 In the zero block, entries whose mu coincide (sigma_i = sigma_j,
 sigma_i + sigma_j = 0, sigma_j = 0 for the complement part; within tol) are 0, as in eigh. A common
 phase per pair moves the imaginary diagonal to the side that is not U (Im diag(U^H dU) = 0).
+Nested jvp through a positive cluster: as eigh on the dilation, the outer tangent of Herm(P) is
+checked against T (``_nested_guard``).
 """
 from __future__ import annotations
 
@@ -71,6 +73,7 @@ from ..namespace import (
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
+from ._nested_guard import guard_curve, guard_nested
 from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
 from .qr import qr_p, qr_r_p
@@ -207,17 +210,20 @@ def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, o
     ``ordinary`` = (dU, dS, dV), kept for regular columns (dU and dV may be Zero when only dS is
     wanted). Host batches run the path on the matrices with such values only.
     """
-    m, n = a.shape[-2], a.shape[-1]
-    raw = strip(s)
-    xp = xp_of(raw)
-    tol = _tolerance(raw, m, n)
-    flags = xp.concat([joined_neighbours(raw, tol), raw <= tol], axis=-1)  # clustered, or zero
+    flags = _flags(s, *a.shape[-2:])
 
     def path(pick: Any) -> tuple:
         return _degenerate_path(pick(a), pick(u), pick(s), pick(vh), pick(da), full_matrices,
                                 tuple(map(pick, ordinary)))
 
     return run_degenerate_path(a, flags, path, (u, vh, *ordinary))
+
+
+def _flags(s: Any, m: int, n: int) -> Any:
+    """Raw bool (..., 2k - 1): values clustered with their neighbour, or zero (the degenerate path's)."""
+    raw = strip(s)
+    tol = _tolerance(raw, m, n)
+    return xp_of(raw).concat([joined_neighbours(raw, tol), raw <= tol], axis=-1)
 
 
 def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple) -> tuple:
@@ -299,7 +305,9 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     tol_mu = splitting_resolution(raw, cl, p, scale, max(m, n))
     mixing = inpos & (xp.abs(row(mu) - col(mu)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, subtract(row(ds), col(ds)), 1.0)), 0.0)
-    c = multiply(g, t)
+    # svdvals (no vector tangents wanted): exact along any curve where mu differ, checked on repeats only
+    checked = inpos & ~mixing if type(ordinary[0]) is Zero else inpos
+    ds, c = guard_nested(ds, multiply(g, t), herm, t, checked, mixing, "svd")
     omega_x = add(omega_x, add(multiply(e, skew), c))
     omega_y = add(omega_y, subtract(c, multiply(e, skew)))
     # 3. inside the zero block (second order through the nonzero s_l, via the dilation; see the
@@ -370,7 +378,9 @@ def _svdvals_jvp(primals: list, tangents: list):
     cu = conj(u) if is_complex_dtype(u) else u
     ds = real(sum(multiply(cu, matmul(da, mH(vh))), axis=-2))
     degenerate = _degenerate(a, u, s_uv, vh, da, False, (Zero.like(u), ds, Zero.like(vh)))
-    return s, ds if degenerate is None else degenerate[3]
+    if degenerate is None:
+        return s, ds
+    return s, guard_curve(degenerate[3], a, da, xp_of(strip(s_uv)).any(_flags(s_uv, *a.shape[-2:]), axis=-1), "svdvals")
 
 
 def _validate(name: str, a: Any) -> Any:
@@ -421,8 +431,16 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       where the block's dS coincide, or are 0, which leaves the basis undetermined). Regular
       (distinct, nonzero) columns get the ordinary formula bit for bit; tangents are finite
       everywhere. Host backends run the extra work only when a block exists (the zero block's only
-      when there is one); CuPy runs it always (never synchronises). Nested jvp there is finite, with the block rotations
-      constant for the inner levels.
+      when there is one); CuPy runs it always (never synchronises).
+    * nested jvp at a positive cluster: as :func:`cupy_ad.linalg.eigh` (``_nested_guard``): exact for
+      the singular values and rotation-invariant outputs (U_k S_k V_k^H cut at a gap, projectors)
+      along a straight line with distinct first-order splittings and along curves that keep the
+      multiplets whole; ValueError (NaN on CuPy/Dask) where no rule can be exact, naming
+      ``svd_split``. Not covered by that check: the zero block (its rotation is a constant of the
+      inner levels). Floors of the second order for any output built from U and V: a small
+      singular value s, clustered or not, ~eps s_max / s (u and v turn oppositely at rate
+      Skew(P) / 2s; svd_split avoids it); near-degenerate values straddling a truncation make the
+      truncated program itself ill-conditioned, ~eps s_max^2 / gap^2, for every method.
     """
     a = _validate("svd", a)
     if not isinstance(full_matrices, bool):
@@ -437,6 +455,8 @@ def svdvals(a: Any, /) -> Any:
     repeated or zero singular values it is the one-sided directional derivative described in
     :func:`svd` (eigenvalues of the Hermitian part of each repeated block, singular values of
     the null-space block for zeros, so never negative there), which pairs with the sorted S.
+    Nested jvp there: as :func:`cupy_ad.linalg.eigvalsh` (exact along one direction where the
+    first-order splittings differ; ValueError for another outer direction).
     """
     a = _validate("svdvals", a)
     return svdvals_p(a)

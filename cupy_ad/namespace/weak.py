@@ -48,8 +48,7 @@ def _cast_next_to(weak: Any, target: Any, xp: Any) -> Any:
     return weak if weak.dtype == target else astype(weak, target)
 
 
-_DTYPE_NAMES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                "float32", "float64", "complex64", "complex128")
+_DTYPE_NAMES = ("bool", "int64", "float64", "complex128")
 
 
 def _remade_in(weak: Any, xp: Any, source_xp: Any) -> Any:
@@ -58,6 +57,7 @@ def _remade_in(weak: Any, xp: Any, source_xp: Any) -> Any:
     if type(weak) is Dual:
         return Dual(weak.level, _remade_in(weak.primal, xp, source_xp), _remade_in(weak.tangent, xp, source_xp),
                     weak.weak)
+    # (a weak scalar is bool, int64, float64 or complex128: every namespace has these)
     dtype = next(getattr(xp, name) for name in _DTYPE_NAMES if getattr(source_xp, name) == weak.dtype)
     return Zero((), dtype) if type(weak) is Zero else xp.asarray(weak.item(), dtype=dtype)
 

@@ -1,0 +1,142 @@
+"""A guard that lets a nested jvp through a degenerate eigh/svd rule go on only where it is exact.
+
+Setting (eigh; svd is the same on its Hermitian dilation). At a cluster of k equal eigenvalues
+lambda the first-order rule rotates V to the limit basis, where P = V^H dA V has P_cc = diag(mu), and
+mixes the cluster's vectors by c_ij = T_ij / (mu_j - mu_i), T_ij = sum_l P_il P_lj / (lambda - w_l)
+(l outside the cluster), 0 where mu_i = mu_j. An outer jvp differentiates this along A + s B with
+dA + s D, where the engine gives the outer tangent of P as P' = [P, C] + V^H D V, C = V^H V'
+(the outer rule's own vector tangent). On the cluster (i != j; P_cc diagonal, C = c there and
+C_lj = P_lj / (lambda - w_l) across, as the outer rule computes when B = dA):
+    P'_ij = 2 T_ij + (mu_i - mu_j) c_ij + D_ij = T_ij + D_ij   (mu_i != mu_j),
+    P'_ij = 2 T_ij + D_ij                                      (mu_i = mu_j).
+Exact cases (derivation: expand (A + t dA + t^2 D / 2) v = lambda v order by order, the cluster
+components of the order-t^2 equation fix c): along that curve, c(t) -> (T + D / 2)_ij / (mu_j - mu_i)
+as t -> 0, while the inner rule's c (a function of A and dA only, as every primal value of forward
+mode is) lacks D / 2. An output invariant under rotations within a multiplet, f(A) = V f(w) V^H,
+meets c in its second derivative only through c (mu_j - mu_i) f'(lambda) (the other in-cluster terms
+multiply f(lambda) I and cancel), so the nested result is exact iff D_ij = 0 there, i.e.
+P'_ij = T_ij; no outer rule can restore D_ij / 2 in the inner tangent (a primal value). Where mu
+repeats, the sub-block's second-order matrix 2 T + D must be diagonal (multiples of the identity
+for a multiplet protected by a symmetry), else the limit basis and the eigenvalues' second
+derivatives come from its eigenvectors, which the first-order rule did not use: P'_ij = 0.
+So the guard is the identity whose JVP checks P'_ij = T_ij (distinct mu) and P'_ij = 0 (repeated
+mu) on the cluster blocks, to rounding, and otherwise raises (host backends) or returns NaN
+(CuPy, Dask: no synchronisation): an outer direction B that splits a cluster other than dA does,
+a curve whose second derivative couples split cluster members, or an accidental repeat of mu.
+The values alone (eigvalsh, svdvals) are exact along any curve where mu differ (D enters them only
+through diag(V^H D V)): there only repeated mu are checked on the block, and ``guard_curve`` checks
+that the outer direction is the inner one (a mixed second derivative of sorted values at a
+degenerate point does not exist, and the block alone cannot tell a curve from another direction).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import Primitive, Zero, bind, strip
+from ..namespace import where
+from ..namespace._rules import xp_of
+from ._clusters import concrete_tangent, resolution
+from ._matrix import backend_of_matrix
+
+MESSAGE = ("{name}: nested jvp at repeated eigen/singular values whose second derivative is not determined "
+           "by this call: the outer direction splits a repeated value differently from the inner one, or the "
+           "curve's second derivative couples the vectors of a split multiplet, or the first-order splittings "
+           "repeat without a symmetry (max mismatch {bad:.2e}, tolerance {tol:.2e}). Rotation-invariant "
+           "outputs (truncations, projectors, f(A)) have a second derivative there: compute them with "
+           "cupy_ad.linalg.svd_split (nested jvp exact at any degeneracy) or from eigenvalues/singular values "
+           "and whole multiplets; or nest jvp along one direction of a straight line A + t dA")
+
+
+def _identity(values: Any, mixing: Any, block: Any, t: Any, *, pairs: Any, distinct: Any, name: str,
+              t_from: Any) -> tuple[Any, Any]:
+    return values, mixing
+
+
+nested_guard_p = Primitive("degenerate_nested_guard", _identity, multiple_results=True)
+nested_guard_p.def_batch(lambda values, axes, **params: (tuple(values[:2]), tuple(axes[:2])))
+
+
+def _largest(z: Any) -> Any:
+    xp = xp_of(z)
+    return xp.max(xp.abs(z), axis=(-2, -1), keepdims=True)
+
+
+@nested_guard_p.def_jvp
+def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name: str, t_from: Any):
+    values, mixing, block, t = primals
+    if t is None:
+        t = t_from(strip(block))
+    tangent = tangents[2]
+    raw = strip(block) * 0 if type(tangent) is Zero else concrete_tangent(tangent)
+    xp = xp_of(raw)
+    eps = float(xp.finfo(raw.dtype).eps)
+    expected = xp.where(distinct, strip(t), xp.zeros((), dtype=raw.dtype))  # T, or 0 where mu repeat
+    # rounding of P' = [P, C] + D and of T: eps (|P| |c| + |T| + |P'|)
+    size = _largest(raw) + _largest(strip(block)) * _largest(strip(mixing)) + _largest(expected)
+    tol = 64 * resolution(raw.shape[-1], eps) * size
+    mismatch = xp.where(pairs, xp.abs(raw - expected), xp.zeros((), dtype=tol.dtype))
+    bad = xp.any(mismatch > tol, axis=(-2, -1), keepdims=True)
+    outs, out_tangents = (values, mixing), tuple(tangents[:2])
+    if backend_of_matrix(raw).host_branching:
+        if bool(xp.any(bad)):
+            worst = int(xp.argmax(xp.reshape(mismatch - tol, (-1,))))
+            raise ValueError(MESSAGE.format(name=name, bad=float(xp.reshape(mismatch, (-1,))[worst]),
+                                            tol=float(xp.reshape(xp.broadcast_to(tol, mismatch.shape), (-1,))[worst])))
+        return outs, out_tangents
+    nan = xp.asarray(float("nan"), dtype=raw.dtype)
+    return outs, (where(bad[..., 0], nan, _dense(out_tangents[0], values)),
+                  where(bad, nan, _dense(out_tangents[1], mixing)))
+
+
+def _dense(tangent: Any, like: Any) -> Any:
+    return like * 0 if type(tangent) is Zero else tangent
+
+
+def guard_nested(values: Any, mixing: Any, block: Any, t: Any, pairs: Any, distinct: Any, name: str,
+                 t_from: Any = None) -> tuple[Any, Any]:
+    """``(values, mixing)`` unchanged: the cluster tangents (..., n) and in-cluster mixing c (..., n, n).
+    Under an outer jvp, checks that the outer tangent of the Hermitian cluster ``block`` (the
+    limit-basis P) equals ``t`` (T) where the first-order splittings differ (``distinct``) and 0
+    where they repeat, on ``pairs`` (raw bool, the in-cluster off-diagonal entries), to rounding; otherwise
+    raises (host backends) or gives both outputs NaN tangents; see the module docstring. Costs nothing
+    without an outer jvp (the primal is the identity); ``t`` may be None, computed then as
+    ``t_from(raw block)`` only under an outer jvp."""
+    return bind(nested_guard_p, values, mixing, block, t, pairs=pairs, distinct=distinct, name=name, t_from=t_from)
+
+
+def _pass(values: Any, a: Any, da: Any, *, flagged: Any, name: str) -> Any:
+    return values
+
+
+curve_guard_p = Primitive("degenerate_curve_guard", _pass)
+curve_guard_p.def_batch(lambda values, axes, **params: (values[0], axes[0]))
+
+
+@curve_guard_p.def_jvp
+def _curve_jvp(primals: list, tangents: list, *, flagged: Any, name: str):
+    values, a, da = primals
+    b = strip(a) * 0 if type(tangents[1]) is Zero else concrete_tangent(tangents[1])
+    raw = strip(da)
+    xp = xp_of(raw)
+    tol = 64 * resolution(raw.shape[-1], float(xp.finfo(raw.dtype).eps)) * _largest(raw)
+    bad = (xp.any(xp.abs(b - raw) > tol, axis=(-2, -1)) & flagged)[..., None]
+    if backend_of_matrix(raw).host_branching:
+        if bool(xp.any(bad)):
+            raise ValueError(CURVE_MESSAGE.format(name=name))
+        return values, tangents[0]
+    return values, where(bad, xp.asarray(float("nan"), dtype=values.dtype), _dense(tangents[0], values))
+
+
+CURVE_MESSAGE = ("{name}: nested jvp at repeated eigen/singular values along an outer direction other than the "
+                 "inner one: the sorted values have no mixed second derivative there. Nest jvp along one direction "
+                 "(the same tangent at both levels), or differentiate a symmetric function of each multiplet")
+
+
+def guard_curve(values: Any, a: Any, da: Any, flagged: Any, name: str) -> Any:
+    """``values`` unchanged; under an outer jvp, checks that the outer tangent of ``a`` equals the
+    inner tangent ``da`` (one direction, the curve case) for the matrices ``flagged`` (raw bool, batch
+    shape: those with repeated or zero values) and otherwise raises (NaN on branch-free backends).
+    For eigvalsh and svdvals, whose second derivatives are exact along any curve with distinct
+    first-order splittings: the check on the cluster block alone cannot tell a curve from another
+    direction."""
+    return bind(curve_guard_p, values, a, da, flagged=flagged, name=name)

@@ -1,0 +1,160 @@
+"""Issue 13, item 2: nested jvp of plain eigh / svd through exactly repeated values.
+
+A(t) = A0 + t A1 + t^2 A2 / 2 through a degenerate A0. The second derivative is checked against
+Richardson finite differences of the first (one-sided, t -> 0+, where the sorted values have a kink
+at t = 0; central where the multiplet stays whole). Exact cases: a straight line (A2 = 0) whose
+first-order splittings are distinct, for the eigenvalues / singular values and every output
+invariant under rotations within a multiplet; any curve through a multiplet that a symmetry keeps
+whole. Refused (ValueError naming svd_split): a curve whose A2 couples the split members, an outer
+direction other than the inner one. See cupy_ad/linalg/_nested_guard.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cupy_ad as ad
+from test_degenerate import direction, hermitian_with, is_complex, with_singular_values
+from test_symmetry_protected import z2_pair
+
+
+def second_derivative(backend, f, a0, a1, a2):
+    """(nested jvp, one-sided Richardson FD of the first derivative) of f(A0 + t A1 + t^2 A2 / 2) at 0+."""
+    one = backend.asarray(np.float64(1.0))
+
+    def slope(t):
+        return ad.jvp(lambda s: f(s * backend.asarray(a1) + (s * s / 2) * backend.asarray(a2) + backend.asarray(a0)),
+                      (t,), (one,))[1]
+
+    nested = backend.to_numpy(ad.jvp(slope, (backend.asarray(np.float64(0.0)),), (one,))[1])
+    g = lambda t: backend.to_numpy(slope(backend.asarray(np.float64(t))))  # noqa: E731
+    h = 3e-4  # fourth order, one-sided: error ~ h^4 (1e-9 here); below ~1e-4 the rounding of the first
+    # derivative near the degeneracy (eps / (h |mu_i - mu_j|)) takes over
+    fd = (-25 * g(0.0) + 48 * g(h) - 36 * g(2 * h) + 16 * g(3 * h) - 3 * g(4 * h)) / (12 * h)
+    return nested, fd
+
+
+def close(nested, fd, rtol=1e-6):
+    assert np.abs(nested - fd).max() <= rtol * np.abs(fd).max(), (np.abs(nested - fd).max(), np.abs(fd).max())
+
+
+def eigh_outputs(backend, which):
+    ns = backend.ns
+
+    def f(a):
+        w, v = ad.linalg.eigh(a)
+        if which == "eigenvalues":
+            return w
+        if which == "function":  # V exp(w) V^H = expm(A)
+            return (v * ns.exp(w)) @ ns.conj(v).mT
+        return v[..., :, 1:4] @ ns.conj(v[..., :, 1:4]).mT  # projector on the triple
+
+    return f
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("which", ["eigenvalues", "function", "projector"])
+def test_eigh_line_through_triple(backend, dtype, which):
+    a0 = hermitian_with([-1.0, 1.0, 1.0, 1.0, 2.0], dtype, seed=3)
+    a1 = direction((5, 5), dtype, seed=4)
+    a1 = a1 + np.conj(a1.T)
+    close(*second_derivative(backend, eigh_outputs(backend, which), a0, a1, 0 * a1))
+
+
+def svd_outputs(backend, which):
+    ns = backend.ns
+
+    def f(a):
+        u, s, vh = ad.linalg.svd(a, full_matrices=False)
+        if which == "values":
+            return s
+        if which == "truncation":  # the triple and the value above it
+            return (u[..., :, :4] * s[..., None, :4]) @ vh[..., :4, :]
+        return u[..., :, 1:4] @ ns.conj(u[..., :, 1:4]).mT
+
+    return f
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("which, shape", [("values", (5, 5)), ("truncation", (5, 5)), ("truncation", (7, 5)),
+                                          ("projector", (5, 6))])
+def test_svd_line_through_triple(backend, dtype, which, shape):
+    a0 = with_singular_values([3.0, 2.0, 2.0, 2.0, 0.5], *shape, dtype, seed=5)
+    a1 = direction(shape, dtype, seed=6)
+    close(*second_derivative(backend, svd_outputs(backend, which), a0, a1, 0 * a1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_symmetry_protected_doublets_along_a_curve(backend, dtype):
+    # A(t) = diag(B(t), B(t)) in a generic basis: every value a doublet for all t (mu repeat exactly);
+    # truncation after two doublets and the projector on them: exact along a curve (A2 != 0)
+    ns = backend.ns
+    a0, a1 = z2_pair([1.0, 0.6, 0.25, 0.1], dtype, seed=7)
+    a2 = a1 @ np.conj(a1.T) @ a0  # q1 diag(C, C) q2^T as a0 and a1: the curve keeps the symmetry
+    a0h, a1h = z2_pair([1.0, 0.6, 0.25, 0.1], dtype, seed=8, hermitian=True)
+
+    def truncation(a):
+        u, s, vh = ad.linalg.svd(a)
+        return (u[..., :, :4] * s[..., None, :4]) @ vh[..., :4, :]
+
+    def projector(a):
+        _, v = ad.linalg.eigh(a)
+        return v[..., :, 4:] @ ns.conj(v[..., :, 4:]).mT
+
+    close(*second_derivative(backend, truncation, a0, a1, a2))
+    close(*second_derivative(backend, projector, a0h, a1h, a1h @ a1h))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_refused_where_no_rule_is_exact(backend, dtype):
+    # the curve's A2 couples the vectors that A1 splits: the inner tangent (a function of A, A1 only)
+    # misses A2's in-cluster part, so no outer rule can be exact: a clear error instead
+    a0 = hermitian_with([-1.0, 1.0, 1.0, 1.0, 2.0], dtype, seed=3)
+    a1, a2 = direction((5, 5), dtype, seed=4), direction((5, 5), dtype, seed=9)
+    a1, a2 = a1 + np.conj(a1.T), a2 + np.conj(a2.T)
+    with pytest.raises(ValueError, match="svd_split"):
+        second_derivative(backend, eigh_outputs(backend, "function"), a0, a1, a2)
+    m0 = with_singular_values([3.0, 2.0, 2.0, 2.0, 0.5], 5, 5, dtype, seed=5)
+    m1, m2 = direction((5, 5), dtype, seed=6), direction((5, 5), dtype, seed=10)
+    with pytest.raises(ValueError, match="svd_split"):
+        second_derivative(backend, svd_outputs(backend, "truncation"), m0, m1, m2)
+    # an outer direction other than the inner one (mixed second derivative)
+    x0, t_in, t_out = (backend.asarray(z) for z in (a0, a1, a2))
+    first = lambda x: ad.jvp(eigh_outputs(backend, "function"), (x,), (t_in,))[1]  # noqa: E731
+    with pytest.raises(ValueError, match="nested jvp at repeated"):
+        ad.jvp(first, (x0,), (t_out,))
+
+
+def test_branch_free_backends_give_nan_instead_of_raising(backend, monkeypatch):
+    # CuPy and Dask never synchronise: the refused case gives NaN second-order tangents
+    from types import SimpleNamespace
+
+    from cupy_ad.linalg import _nested_guard
+    monkeypatch.setattr(_nested_guard, "backend_of_matrix", lambda x: SimpleNamespace(host_branching=False))
+    a0 = hermitian_with([-1.0, 1.0, 1.0, 1.0, 2.0], np.float64, seed=3)
+    a1, a2 = direction((5, 5), np.float64, seed=4), direction((5, 5), np.float64, seed=9)
+    x0, t_in, t_out = (backend.asarray(z + z.T) for z in (a0 / 2, a1, a2))
+    first = lambda x: ad.jvp(eigh_outputs(backend, "function"), (x,), (t_in,))[1]  # noqa: E731
+    value, second = ad.jvp(first, (x0,), (t_out,))
+    assert np.isfinite(backend.to_numpy(value)).all() and np.isnan(backend.to_numpy(second)).all()
+    # and the line, where the rule is exact, stays finite
+    _, second = ad.jvp(first, (x0,), (t_in,))
+    assert np.isfinite(backend.to_numpy(second)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_eigvalsh_and_svdvals_along_a_curve_and_refused_across(backend, dtype):
+    # values alone: exact along any curve where the first-order splittings differ (the curve's
+    # A2 only enters through diag(V^H A2 V)); another outer direction has no mixed derivative
+    a0 = hermitian_with([-1.0, 1.0, 1.0, 1.0, 2.0], dtype, seed=3)
+    a1, a2 = direction((5, 5), dtype, seed=4), direction((5, 5), dtype, seed=9)
+    a1, a2 = a1 + np.conj(a1.T), a2 + np.conj(a2.T)
+    close(*second_derivative(backend, ad.linalg.eigvalsh, a0, a1, a2))
+    m0 = with_singular_values([3.0, 2.0, 2.0, 2.0, 0.5], 5, 6, dtype, seed=5)
+    m1, m2 = direction((5, 6), dtype, seed=6), direction((5, 6), dtype, seed=10)
+    close(*second_derivative(backend, ad.linalg.svdvals, m0, m1, m2))
+    for f, x, t_in, t_out in ((ad.linalg.eigvalsh, a0, a1, a2), (ad.linalg.svdvals, m0, m1, m2)):
+        x, t_in, t_out = (backend.asarray(z) for z in (x, t_in, t_out))
+        first = lambda y: ad.jvp(f, (y,), (t_in,))[1]  # noqa: E731
+        with pytest.raises(ValueError, match="outer direction other than the inner one"):
+            ad.jvp(first, (x,), (t_out,))
