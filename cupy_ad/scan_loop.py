@@ -52,6 +52,7 @@ from .core import Batched, Dual, Recorded, Zero, active_levels, base_array, curr
 from .namespace.manipulation import astype, stack
 from .namespace.weak import dtype_kind, weakly_typed
 from .profiling_ranges import nvtx_range
+from .transforms.jit_step import raws_of, replay_steps
 
 __all__ = ["FixedPointError", "scan"]
 
@@ -362,6 +363,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     differs, if ``xs`` leaves have different leading lengths, if ``length`` disagrees with them or is
     negative, and ``FixedPointError`` if the tangent pattern does not settle.
 
+    A body compiled with ``ad.jit`` runs its recorded program: after the first step (and the fixed
+    point) the steps call the program's replay function on raw arrays, with no signature check per
+    step (``transforms/jit_step.py``); the results are the eager loop's bit for bit.
+
     ``f`` gets its own copy of ``init``; on plain arrays the rows of ``xs`` it gets are views, as in a
     Python loop over them (writing into them writes into ``xs``).
 
@@ -425,11 +430,14 @@ def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs
         return optree.tree_unflatten(xs_spec, [present(_conform(_zeros(tuple(v.shape[1:]), v), n, True))
                                                for v, n in zip(xs_leaves, xs_nodes)])
 
-    def call(carry_leaves: list, x: Any) -> tuple[list, list]:
+    def arguments(carry_leaves: list, x: Any) -> tuple[Any, Any]:
         # Fresh dual shells every call: ``c[k] = v`` in the body rebinds the shell it is given, which
         # must never be one the fixed point reuses (or the caller's).
         carry_leaves = [Dual(v.level, v.primal, v.tangent) if type(v) is Dual else present(v) for v in carry_leaves]
-        return body(carry_leaves[0] if carry_is_leaf else carry_spec.unflatten(carry_leaves), x)
+        return carry_leaves[0] if carry_is_leaf else carry_spec.unflatten(carry_leaves), x
+
+    def call(carry_leaves: list, x: Any) -> tuple[list, list]:
+        return body(*arguments(carry_leaves, x))
 
     def traced_loop() -> tuple[Any, Any]:
         # Batched or recorded values (vmap, linearize) in the carries: a plain loop over the steps, the
@@ -491,7 +499,18 @@ def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs
     step_range = _STEP_RANGE if step_ranges else None  # entered by hand: no context cost when off
     direct = not depth and carry_is_leaf and (no_xs or plain_xs and single_x)
     single_y = len(buffers) == 1
-    for i in range(1, length):
+    start = 1
+    program_for = getattr(f, "program_for", None)  # a jit body: its program replayed per step (jit_step)
+    if program_for is not None and length > 1 and step_range is None:
+        found = program_for(*arguments(carry, x_at(length - 2 if reverse else 1)))
+        if found is not None:
+            xs_raws = [raw for v in xs_leaves for raw in raws_of(v)]
+            indices = range(length - 2, -1, -1) if reverse else range(1, length)
+            replayed = replay_steps(*found, carry, nodes, xs_raws, buffers, y_nodes, indices)
+            if replayed is not None:
+                carry, done = replayed
+                start += done
+    for i in range(start, length):
         index = length - 1 - i if reverse else i
         if step_range is not None:
             step_range.__enter__()

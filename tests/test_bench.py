@@ -16,7 +16,7 @@ import cupy_ad.__main__ as cli
 from cupy_ad import cli_demo
 from cupy_ad.bench import jit_rows
 from cupy_ad.bench.directions import ROWS
-from cupy_ad.bench.timing import median_seconds
+from cupy_ad.bench.timing import median_and_fastest_seconds, median_seconds
 
 
 def test_bench_runs_every_op_and_writes_csv(tmp_path, capsys):
@@ -80,6 +80,9 @@ def test_median_seconds_warms_up_then_takes_the_median():
 
     seconds = median_seconds(fn, lambda: None, 0.0, warmup_calls=5, min_calls=15)
     assert len(calls) == 20 and seconds < 0.01
+    durations = iter([0.05] * 5 + [0.002, 0.0] * 10)
+    median, fastest = median_and_fastest_seconds(fn, lambda: None, 0.0, warmup_calls=5, min_calls=15)
+    assert fastest < 0.001 < median < 0.01
     calls.clear()
     median_seconds(lambda: calls.append(1), lambda: None, 0.02, warmup_calls=5, min_calls=15)
     assert len(calls) > 20  # 0.02 s of calls taking microseconds: more than the minimum
@@ -125,7 +128,7 @@ def test_bench_jit_suite(tmp_path, capsys):
     """The jit suite's rows with their targets; JAX (when installed) agrees with ours (svd: vector signs
     aligned); a row of another suite is refused."""
     out = tmp_path / "jit.csv"
-    names = ["svd_n16", "scan_rnn", "kalman", "dispatch"]
+    names = ["svd_n16", "scan_rnn", "scan_jit_body", "kalman", "dispatch"]
     assert cli.main(["bench", "--suite", "jit", "--rows", *names, "--quick", "--peers", "--min-time", "0.001",
                      "--csv", str(out), "--case-timeout", "120"]) == 0
     rows = list(csv.DictReader(open(out)))
@@ -133,6 +136,8 @@ def test_bench_jit_suite(tmp_path, capsys):
     has_jax = bool(importlib.util.find_spec("jax"))
     for r in rows:
         assert float(r["ours_ms"]) > 0 and float(r["baseline_ms"]) > 0 and not r["torch_ms"]
+        assert float(r["fastest_ours_over_baseline"]) > 0  # the ratio of the fastest calls beside the medians'
+        assert bool(r["fastest_ours_over_jax"]) == (has_jax and r["row"] != "dispatch")
         bound, = jit_rows.ROWS[r["row"]].targets.values()
         assert r["targets"].count(f" <= {bound}") == 1
         if r["row"] != "dispatch":

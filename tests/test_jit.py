@@ -147,6 +147,90 @@ def test_scan_with_a_jitted_body_and_jit_of_scan(backend):
         _assert_identical(backend, whole(c0, dc), want)
 
 
+def _rnn_body(ns):
+    def body(carry, x):  # W travels in the carry: a jitted body takes its duals as arguments
+        w, h = carry
+        h = ns.tanh(ns.matmul(w, h) + x)
+        return (w, h), (ns.sum(h * h), h)
+    return body
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_replays_the_jitted_body_without_signature_checks(backend, monkeypatch, reverse):
+    """scan(jit(body)) under jvp (first order, along the closed-over weights and along xs, and nested):
+    the steps after the first replay the body's program directly (the jit call's signature is taken only
+    in the fixed point and once to find the program), bit for bit the eager loop's results."""
+    ns = backend.ns
+    w, dw = backend.random((4, 4)) / 4, backend.random((4, 4), seed=1)
+    xs, dxs = backend.random((7, 4), seed=2), backend.random((7, 4), seed=3)
+    h0 = backend.random((4,), seed=4)
+    jit_module = importlib.import_module("cupy_ad.transforms.jit")
+    signatures = []
+    original = jit_module._signature
+    monkeypatch.setattr(jit_module, "_signature", lambda leaves: signatures.append(1) or original(leaves))
+    body, jitted = _rnn_body(ns), ad.jit(_rnn_body(ns))
+
+    def along_w(step):
+        return lambda w: ad.scan(step, (w, h0), xs, reverse=reverse)
+
+    def along_xs(step):
+        return lambda xs: ad.scan(step, (w, h0), xs, reverse=reverse)
+
+    def second(step):
+        return lambda w: ad.jvp(along_w(step), (w,), (dw,))[1]
+
+    for loop, point, direction in ((along_w, w, dw), (along_xs, xs, dxs), (second, w, dw)):
+        want = ad.jvp(loop(body), (point,), (direction,))
+        signatures.clear()
+        _assert_identical(backend, ad.jvp(loop(jitted), (point,), (direction,)), want)
+        assert len(signatures) <= 3  # the fixed point's passes (step 0) and the look-up: none per step
+    _assert_identical(backend, ad.scan(jitted, (w, h0), xs, reverse=reverse), ad.scan(body, (w, h0), xs,
+                                                                                       reverse=reverse))
+    batch = ns.stack([w, 2.0 * w])
+    _assert_identical(backend, ad.vmap(lambda w: ad.jvp(along_w(jitted), (w,), (dw,)))(batch),
+                      ad.vmap(lambda w: ad.jvp(along_w(body), (w,), (dw,)))(batch))
+
+
+def test_scan_of_a_jitted_body_with_constant_and_zero_outputs(backend):
+    """A carry the body sets to a constant, a carry whose tangent stays zero and a y without a tangent: the
+    replayed steps pass constants and zeros on as eager does (the caller gets arrays of its own)."""
+    ns = backend.ns
+
+    def body(c, x):
+        h, k, u = c
+        return (ns.tanh(h) * x, k + 1.0, ns.ones((3,), dtype=u.dtype)), (x * 2.0, h)
+
+    xs = backend.random((5, 3), seed=1)
+    init = (backend.random((3,)), ns.zeros((3,)), ns.zeros((3,)))
+    tangents = (backend.random((3,), seed=2), None, backend.random((3,), seed=3))  # u: a zero tangent from step 1
+    loop = lambda step: lambda h, k, u: ad.scan(step, (h, k, u), xs)  # noqa: E731
+    jitted = ad.jit(body)
+    got = ad.jvp(loop(jitted), init, tangents)
+    _assert_identical(backend, got, ad.jvp(loop(body), init, tangents))
+    (_, _, u), _ = got[0]
+    assert len(jitted.cache) == 1
+    u[0] = 5.0  # the returned constant carry is the caller's own
+    _assert_identical(backend, ad.jvp(loop(jitted), init, tangents), ad.jvp(loop(body), init, tangents))
+
+
+def test_scan_of_a_jitted_body_whose_guard_flips(backend):
+    """A guard of the body's program that fails in the middle of the loop: the ordinary loop takes over at
+    that step and records the new outcome; the results are the eager loop's."""
+    ns = backend.ns
+
+    def body(c, x):
+        if ns.sum(c) > 3.0:  # true from some step on
+            return c * 0.5 + x, c
+        return c + x, c
+
+    xs = ns.ones((8, 2))
+    c0, dc = ns.zeros((2,)), backend.random((2,))
+    jitted = ad.jit(body)
+    want = ad.jvp(lambda c: ad.scan(body, c, xs), (c0,), (dc,))
+    _assert_identical(backend, ad.jvp(lambda c: ad.scan(jitted, c, xs), (c0,), (dc,)), want)
+    assert sum(len(variants) for variants in jitted.cache.values()) == 2
+
+
 def test_bool_records_a_guard_per_outcome(backend):
     ns = backend.ns
     calls = []
@@ -263,6 +347,28 @@ def test_common_subexpressions_run_once(backend):
     assert len(program.steps) == 5 + 2  # sin, * 2.0, permute_dims, +, a * b; the outputs' own * 2.0 twice
     product, first, second = compiled(x)
     assert first is not second
+
+
+def test_negations_fold_and_operands_commute(backend):
+    """a + (-b), (-b) + a and a - (-b) replay as one subtraction or addition; b * a repeats a * b; a method
+    or a constant used twice is one step: bit for bit the eager results (special values included)."""
+    ns = backend.ns
+    h = backend.random((3,), seed=1)
+
+    def f(a, b):
+        n = -b
+        return (a + n, n + a, a - (-a), a * b + b * a, a.mT @ h + (a.mT @ h) * n[0, ...])
+
+    compiled = ad.jit(f)
+    a = ns.asarray([[0.0, -0.0, 1.5], [float("inf"), -2.0, 1e-300], [3.0, float("nan"), -1e300]])
+    b = ns.asarray([[0.0, 0.0, -1.5], [float("inf"), -0.0, 1e-300], [-3.0, 2.0, 1e300]])
+    with np.errstate(all="ignore"):  # (inf - inf, overflow: the special values are the point)
+        _assert_identical(backend, compiled(a, b), f(a, b))
+        _assert_identical(backend, compiled(b, a), f(b, a))
+    (program,) = next(iter(compiled.cache.values()))
+    names = [getattr(fn, "__name__", "") for fn, _, _ in program.steps]
+    assert names.count("neg") == 1 and names.count("mul") == 2 and names.count("matmul") == 1
+    assert len(program.steps) == 11  # neg, sub, sub, add, mul, add, mT, matmul, getitem, mul, add
 
 
 def test_buffer_reuse_is_bit_identical_and_spares_inputs(backend, monkeypatch):

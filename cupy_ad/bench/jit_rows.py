@@ -8,6 +8,9 @@ Rows (float64; ``--quick`` shrinks every size to a smoke test of the rows, not a
 - ``<op>_n128``: one 128 x 128 matrix; at most the eager jvp's time (nothing slower than eager).
 - ``scan_rnn``: 32 steps of h <- tanh(W h) in ``scan`` at n = 16 (the jvp along W); at most 3x JAX's
   jitted ``lax.scan``.
+- ``scan_jit_body``: the same recurrence as ``scan_rnn`` with ``W`` carried, ``scan`` over ``ad.jit`` of the
+  step under an eager ``jvp`` (the steps replay the body's program); against ``ad.jit`` of the whole jvp
+  (the loop recorded unrolled) and JAX; at most 2x the whole jvp jitted.
 - ``kalman``: a Kalman filter's log-likelihood, 2-D state, 100 steps in ``scan`` (the jvp along the
   transition matrix); at most 4x its own jitted primal.
 - ``dispatch``: a chain of 400 additions on a 1-element array, replayed, against the same NumPy calls
@@ -24,7 +27,7 @@ import numpy as np
 
 import cupy_ad as ad
 
-from .cases import OPS, as_tuple, inputs, jax_function
+from .cases import OPS, SCAN_STEPS, as_tuple, inputs, jax_function
 from .directions import Row, kalman_loglik
 
 DECOMPOSITIONS = ("lu_factor", "qr", "svd", "eigh", "cholesky")
@@ -49,6 +52,32 @@ def _jitted_jvp(op: str) -> Callable:
 
 def _eager_jvp(op: str) -> Callable:
     return lambda xp, d: lambda: ad.jvp(OPS[op].ours, (d["x"],), (d["t"],))
+
+
+def _rnn_carrying_w(xp: Any, step: Callable) -> Callable:
+    """``cases._rnn`` with W in the carry (a jitted step takes its duals as arguments): w -> (h, all h)."""
+    def f(w: Any) -> tuple:
+        (_, h), hs = ad.scan(step, (w, xp.full((w.shape[-1], 1), 0.5, dtype=w.dtype)), None, length=SCAN_STEPS)
+        return h, hs
+    return f
+
+
+def _rnn_step(xp: Any) -> Callable:
+    def step(carry: tuple, _: Any) -> tuple:
+        w, h = carry
+        h = xp.tanh(xp.matmul(w, h))
+        return (w, h), h
+    return step
+
+
+def _scan_of_jitted_step(xp: Any, d: dict) -> Callable:
+    f = _rnn_carrying_w(xp, ad.jit(_rnn_step(xp)))
+    return lambda: ad.jvp(f, (d["x"],), (d["t"],))
+
+
+def _whole_jvp_jitted(xp: Any, d: dict) -> Callable:
+    compiled = ad.jit(lambda x, t: ad.jvp(_rnn_carrying_w(xp, _rnn_step(xp)), (x,), (t,)))
+    return lambda: compiled(d["x"], d["t"])
 
 
 def _kalman_data(rng: np.random.Generator, quick: bool) -> dict:
@@ -90,6 +119,8 @@ def _rows() -> list[Row]:
         *rows,
         Row("scan_rnn", _decomposition_data("scan", (16, 16)), _jitted_jvp("scan"), _eager_jvp("scan"), "eager jvp",
             {"jax": 3.0}, op="scan"),
+        Row("scan_jit_body", _decomposition_data("scan", (16, 16)), _scan_of_jitted_step, _whole_jvp_jitted,
+            "jit of the whole jvp", {"baseline": 2.0}, op="scan"),
         Row("kalman", _kalman_data, _kalman_jvp, _kalman_primal, "jitted primal", {"baseline": 4.0}),
         Row("dispatch", _dispatch_data, lambda xp, d: lambda c=ad.jit(_chain): c(d["x"]),
             lambda xp, d: lambda: _chain(d["x"]), "NumPy loop", {"step_us": 1.0}),

@@ -13,23 +13,29 @@ from cupy_ad.namespace import namespace
 from .cases import as_tuple
 
 
-def median_seconds(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2, *,
-                   warmup_calls: int = 1, min_calls: int = 3, max_calls: int = 2000) -> float:
-    """Median of repeated timings of ``fn``, after a warm-up of at least ``warmup_calls`` calls and
+def median_seconds(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2, **calls: int) -> float:
+    """The median of ``median_and_fastest_seconds``."""
+    return median_and_fastest_seconds(fn, sync, min_time, **calls)[0]
+
+
+def median_and_fastest_seconds(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2,
+                               **calls: int) -> tuple[float, float]:
+    """``alternating_seconds`` of ``fn`` alone."""
+    return alternating_seconds([fn], sync, min_time, **calls)[0]
+
+
+def alternating_seconds(fns: list[Callable[[], Any]], sync: Callable[[], None], min_time: float = 0.2, *,
+                        warmup_calls: int = 1, min_calls: int = 3,
+                        max_calls: int = 2000) -> list[tuple[float, float]]:
+    """Median and minimum of repeated timings of each of ``fns``, their calls taking turns (a b a b
+    ...): a change of the machine's speed while they are measured (other jobs on a shared machine)
+    reaches all of them alike, so their ratio holds where timing one after the other would not; on a
+    loaded machine the minimum is the fairer comparison of a long call with a short one (preemption
+    hits the long call more often). Each first gets a warm-up of at least ``warmup_calls`` calls and
     min_time / 4 seconds: a jitted JAX function takes a few dozen calls to settle (16 x 16 lu: about
     50 us for its first 15 calls, 21 us after), and our first calls pay for imports and caches, so a
-    single warm-up call would mislead. Then calls until ``min_time`` seconds are measured and at least
-    ``min_calls`` made (at most ``max_calls``)."""
-    return alternating_median_seconds([fn], sync, min_time, warmup_calls=warmup_calls, min_calls=min_calls,
-                                      max_calls=max_calls)[0]
-
-
-def alternating_median_seconds(fns: list[Callable[[], Any]], sync: Callable[[], None], min_time: float = 0.2, *,
-                               warmup_calls: int = 1, min_calls: int = 3, max_calls: int = 2000) -> list[float]:
-    """``median_seconds`` of each of ``fns``, their calls taking turns (a b a b ...): a change of the
-    machine's speed while they are measured (other jobs on a shared machine) reaches all of them alike,
-    so their ratio holds where timing one after the other would not. Each gets its own warm-up and
-    ``min_time`` seconds of calls."""
+    single warm-up call would mislead. Then calls until each has ``min_time`` seconds measured and at
+    least ``min_calls`` made (at most ``max_calls``)."""
     for fn in fns:
         start = time.perf_counter()
         for _ in range(warmup_calls):
@@ -48,7 +54,7 @@ def alternating_median_seconds(fns: list[Callable[[], Any]], sync: Callable[[], 
             sync()
             times[k].append(time.perf_counter() - start)
             totals[k] += times[k][-1]
-    return [float(np.median(t)) for t in times]
+    return [(float(np.median(t)), min(t)) for t in times]
 
 
 def extra_memory(fn: Callable[[], Any], input_bytes: int) -> float:

@@ -16,12 +16,15 @@ Transforms of the inputs. Duals (``jvp``) and batched values (``vmap``) among th
 apart into raw slots: the recording opens a fresh level of the same kind for each of them, above its
 own, and rebuilds the inputs there, so the whole jvp-expanded (or batched) computation is recorded
 on raw arrays; the outputs are rebuilt with the caller's levels. ``jit(jvp(f))``, ``jvp(jit(f))``,
-``vmap(jit(f))``, ``jacfwd(jit(f))`` and ``scan(jit(body), ...)`` (one replay per step) all work; ``jit``
+``vmap(jit(f))``, ``jacfwd(jit(f))`` and ``scan(jit(body), ...)`` all work (``scan`` looks the body's program up
+once and replays it per step with no signature check: ``jit_step``); ``jit``
 of a function that calls ``scan`` records the loop unrolled. Inside a running recording, and on
 ``linearize``'s recorded values, ``jit(f)`` simply calls ``f``.
 
 Replay. Steps whose outputs no output needs are dropped (dead code); calls that depend on no input
-ran once at recording (constant folding). The program is then written out as the Python source of
+ran once at recording (constant folding); a negation is folded into the sum or difference using it
+(``a + (-b)``: ``a - b``, the same IEEE result) and a call repeating an earlier one (``b * a`` after
+``a * b`` included) runs once. The program is then written out as the Python source of
 one function: a line per step (``v7 = g3(v5, v6)``, calls with lists and keywords written as they
 were made, methods as methods), every slot a local variable dropped after its last use (as eager
 code frees its temporaries), functions and constants its globals; the backend may swap a function
@@ -208,6 +211,13 @@ _IN_PLACE_METHODS = frozenset(("fill", "sort", "partition", "put", "resize", "it
                                "__setitem__", "__iadd__"))
 
 
+@functools.lru_cache(maxsize=None)
+def _getter(name: str) -> Callable:
+    """One getter per attribute name: ``x.mT`` read twice is one step of the program (common subexpressions
+    compare functions by identity)."""
+    return operator.attrgetter(name)
+
+
 def _traced_getattr(self: JitTraced, name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
@@ -217,7 +227,7 @@ def _traced_getattr(self: JitTraced, name: str) -> Any:
     if callable(attr):
         return functools.partial(lambda *args, **kwargs: _record_call(Method(name), args, kwargs), self)
     if _is_array(attr):
-        return _record_call(operator.attrgetter(name), (self,), {})
+        return _record_call(_getter(name), (self,), {})
     return attr
 
 
@@ -297,8 +307,8 @@ def _install_operators() -> None:
     JitTraced.__setitem__ = _traced_setitem
     numpy_protocols.install(JitTraced, set())  # np.sin(x), np.sum(x): the namespace's function, as on duals
     JitTraced.__getattr__ = _traced_getattr  # (in place of the protocols' refusal: x.sum() is recorded)
-    JitTraced.T = property(lambda self: _record_call(operator.attrgetter("T"), (self,), {}))
-    JitTraced.mT = property(lambda self: _record_call(operator.attrgetter("mT"), (self,), {}))
+    JitTraced.T = property(lambda self: _record_call(_getter("T"), (self,), {}))
+    JitTraced.mT = property(lambda self: _record_call(_getter("mT"), (self,), {}))
     JitTraced.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(self.value))
     JitTraced.recording_backend = _recording_backend
 
@@ -398,6 +408,28 @@ def _output(v: Any, recording: _Recording, rank: dict) -> Any:
     return ("C", v) if _is_array(v) and cls is not Zero else ("S", None, v)
 
 
+def _signature(leaves: list) -> tuple[list, tuple, dict]:
+    """The raw arrays of the input leaves (primal before tangent), their signature (levels by rank) and
+    the kind of each level met (``_Inline``: linearize's or a recording's values among them)."""
+    kinds: dict = {}
+    if all(type(v) in _RAW_TYPES for v in leaves):  # plain arrays only: the signature in one pass
+        return leaves, tuple([(type(v), v.shape, v.dtype) for v in leaves]), kinds
+    raws: list = []
+    signature = [_describe(v, kinds, raws) for v in leaves]
+    if not kinds:
+        return raws, tuple(signature), kinds
+    rank = {level: k for k, level in enumerate(sorted(kinds))}
+    return raws, tuple(_ranked(d, rank) for d in signature), kinds
+
+
+def _key(spec: Any, static: dict, ranked: tuple, kinds: dict) -> tuple:
+    """The cache key of a call (``TypeError`` if a static or Python value is not hashable)."""
+    key = (spec, tuple(sorted((k, _Exact(v)) for k, v in static.items())), ranked,
+           tuple(kinds[level] for level in sorted(kinds)))
+    hash(key)
+    return key
+
+
 def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, kinds: list, raws: list,
             outer: list) -> tuple[Program, Any]:
     """Record ``f`` on this call; the program and this call's outputs (built with the ``outer`` levels)."""
@@ -461,22 +493,12 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         else:
             args_ = args
         leaves, spec = optree.tree_flatten((args_, kwargs), none_is_leaf=True)
-        kinds: dict = {}
-        if all(type(v) in _RAW_TYPES for v in leaves):  # plain arrays only: the signature in one pass
-            raws = leaves
-            ranked = tuple([(type(v), v.shape, v.dtype) for v in leaves])
-        else:
-            raws = []
-            try:
-                signature = [_describe(v, kinds, raws) for v in leaves]
-            except _Inline:
-                return f(*args, **kwargs)
-            rank = {level: k for k, level in enumerate(sorted(kinds))}
-            ranked = tuple(_ranked(d, rank) for d in signature) if kinds else tuple(signature)
         try:
-            key = (spec, tuple(sorted((k, _Exact(v)) for k, v in static.items())), ranked,
-                   tuple(kinds[level] for level in sorted(kinds)))
-            variants = cache.setdefault(key, [])
+            raws, ranked, kinds = _signature(leaves)
+        except _Inline:
+            return f(*args, **kwargs)
+        try:
+            variants = cache.setdefault(_key(spec, static, ranked, kinds), [])
         except TypeError:
             raise TypeError("jit: static arguments and Python values among the arguments must be hashable") from None
         levels = sorted(kinds)  # the caller's levels, by rank
@@ -496,7 +518,22 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         variants.append(program)
         return out
 
+    def program_for(*args: Any) -> tuple[Program, list] | None:
+        """The one program recorded for the signature of ``args`` (positional, no static arguments) and
+        the caller's levels by rank; ``None`` if none or several (guards) were recorded. For ``scan``,
+        which replays it per step (``jit_step``)."""
+        if static_nums or getattr(_running, "depth", 0):
+            return None
+        leaves, spec = optree.tree_flatten((args, {}), none_is_leaf=True)
+        try:
+            _, ranked, kinds = _signature(leaves)
+            variants = cache.get(_key(spec, {}, ranked, kinds), ())
+        except (_Inline, TypeError):
+            return None
+        return (variants[0], sorted(kinds)) if len(variants) == 1 else None
+
     compiled.cache = cache  # type: ignore[attr-defined]
+    compiled.program_for = program_for  # type: ignore[attr-defined]
     return compiled
 
 

@@ -3,6 +3,7 @@ reuse of dead temporaries (see :mod:`cupy_ad.transforms.jit`)."""
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Any, Callable
 
 import optree
@@ -122,7 +123,7 @@ class Program:
         for d in outputs:
             _slots_of(d, needed)
         self.output_slots = sorted(needed)
-        steps, self.alias = _common_subexpressions(recording.steps, recording, needed)
+        steps, self.alias = _common_subexpressions(_fold_negations(recording.steps), recording, needed)
         kept = []
         for fn, ins, outs in reversed(steps):  # dead code: steps no output needs are dropped
             if outs is None or (outs in needed if type(outs) is int else needed.intersection(outs)):
@@ -134,8 +135,8 @@ class Program:
         self.steps = kept
         # plain outputs (no constants, duals, batches): the replay function returns them in order
         self.direct = all(d[0] == "V" for d in outputs)
-        returned = [d[1] for d in outputs] if self.direct else self.output_slots
-        self.source, self.run = _compile(kept, n_inputs, returned, recording, self.alias)
+        self.returned = [d[1] for d in outputs] if self.direct else self.output_slots  # the slots run returns
+        self.source, self.run = _compile(kept, n_inputs, self.returned, recording, self.alias)
 
     def replay(self, raws: list, levels: list) -> Any:
         if self.direct:
@@ -145,6 +146,30 @@ class Program:
 
 
 _SCALARS = frozenset((int, float, complex, bool, str, type(None), type(Ellipsis), slice))
+
+
+_COMMUTATIVE = frozenset((operator.add, operator.mul))
+_NEGATING = {operator.add: operator.sub, operator.sub: operator.add}
+
+
+def _fold_negations(steps: list) -> list:
+    """The steps with each negation folded into the sum or difference that uses it: ``a + (-b)`` and
+    ``(-b) + a`` become ``a - b``, ``a - (-b)`` becomes ``a + b`` (bit for bit: IEEE defines a - b as
+    a + (-b), and addition commutes); a negation nothing else uses is then dead code. The operators of
+    traced values (what the JVP rules write) are the steps folded."""
+    negated: dict = {}  # the output slot of a negation -> the slot it negates
+    folded = []
+    for fn, ins, outs in steps:
+        if fn is operator.neg and type(outs) is int:
+            negated[outs] = ins[0]
+        elif fn in _NEGATING and len(ins) == 2:
+            a, b = ins
+            if b in negated:
+                fn, ins = _NEGATING[fn], [a, negated[b]]
+            elif fn is operator.add and a in negated:
+                fn, ins = operator.sub, [b, negated[a]]
+        folded.append((fn, ins, outs))
+    return folded
 
 
 def _common_subexpressions(steps: list, recording: Any, output_slots: set) -> tuple[list, dict]:
@@ -159,8 +184,10 @@ def _common_subexpressions(steps: list, recording: Any, output_slots: set) -> tu
 
     def slot_key(k: int) -> Any:
         k = alias.get(k, k)
-        plain = k in constants and (type(values[k]) in _SCALARS or type(values[k]) is tuple)
-        return frozen(values[k]) if plain else k
+        if k not in constants:
+            return k
+        plain = type(values[k]) in _SCALARS or type(values[k]) is tuple
+        return frozen(values[k]) if plain else ("id", id(values[k]))  # (the recording keeps constants alive)
 
     def frozen(v: Any) -> Any:
         kind = type(v)
@@ -185,7 +212,10 @@ def _common_subexpressions(steps: list, recording: Any, output_slots: set) -> tu
         if outs is None:
             kept.append((fn, ins, outs))
             continue
-        key = (function_key(fn), tuple(map(slot_key, ins)))
+        operands = tuple(map(slot_key, ins))
+        if fn in _COMMUTATIVE and len(operands) == 2 and repr(operands[1]) < repr(operands[0]):
+            operands = operands[::-1]  # (a + b and b + a round alike: IEEE addition and product commute)
+        key = (function_key(fn), operands)
         earlier = seen.get(key)
         made = (outs,) if type(outs) is int else outs
         if earlier is not None and output_slots.isdisjoint(made):

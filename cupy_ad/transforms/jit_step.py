@@ -1,0 +1,181 @@
+"""``scan`` over a ``jit`` body: the steps replayed straight from the body's recorded program.
+
+A jitted body called step by step would check its signature every step (flatten the dual carries,
+describe them, look the program up), which costs as much as the eager step on small arrays. But
+``scan`` fixes the carries' structure before its loop (the nonzero pattern of their tangents, a
+lattice join: see ``scan_loop``), so every step after the first has the signature of the first.
+The program recorded for it is looked up once; then each step is one call of its generated replay
+function on the raw arrays of the carries and of ``x``, its results sorted once for all into the
+next step's raw carries and the rows of the ``ys`` buffers:
+
+- a carry or ``y`` is a tree of duals (levels by the pattern); its raw arrays are listed primal
+  before tangent, as ``jit`` lists the raw inputs of a dual;
+- the program's outputs say where each raw array comes from: a returned slot, a constant of the
+  program, or a symbolic zero. A zero tangent the carry's pattern holds becomes a zero array
+  allocated once (the program never writes its inputs); a zero ``y`` tangent is not written (the
+  buffers start at zero);
+- an output that does not fit the pattern (not expected: the fixed point has settled), several
+  recordings of the signature (guards), or a Python scalar among the outputs: no prepared steps,
+  the ordinary loop runs. A guard that fails in a replay (``Diverged``) ends the prepared steps;
+  the ordinary loop takes over from that step (and records the new outcome).
+
+The replay is the program's own, so the results are bit for bit those of the eager loop.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable
+
+from ..core import Dual
+from .jit_program import Diverged, Program
+
+
+class _Unfit(Exception):
+    """The program's outputs do not fit the carries' pattern."""
+
+
+def raws_of(v: Any) -> list:
+    """The raw arrays of a tree of duals without symbolic zeros, primal before tangent."""
+    if type(v) is Dual:
+        return raws_of(v.primal) + raws_of(v.tangent)
+    return [v]
+
+
+def _sources(d: Any, node: Any, levels: list, position: dict) -> Any:
+    """Where each raw array of a value of pattern ``node`` comes from, given the program's output
+    descriptor ``d`` (see ``jit._output``): a tree of pairs (primal, tangent) over ints (positions in
+    the replay's result), ``("C", array)`` (a constant) and ``None`` (a symbolic zero: the whole
+    subtree). Mirrors ``scan_loop._conform``."""
+    def drop_zero_duals(d: Any, above: int) -> Any:
+        while d[0] == "D" and levels[d[1]] > above:
+            if d[3][0] != "Z":
+                raise _Unfit
+            d = d[2]
+        return d
+
+    if node is None:
+        d = drop_zero_duals(d, -1)
+        if d[0] == "V":
+            return position[d[1]]
+        if d[0] == "C":
+            return d
+        raise _Unfit
+    level, primal_node, tangent_node = node
+    d = drop_zero_duals(d, level)
+    if d[0] == "D" and levels[d[1]] == level:
+        tangent = None if d[3][0] == "Z" else _sources(d[3], tangent_node, levels, position)
+        return _sources(d[2], primal_node, levels, position), tangent
+    return _sources(d, primal_node, levels, position), None
+
+
+def _pair(v: Any, source: Any, out: list) -> None:
+    """(raw array of ``v``, its source) for each raw array of the dual tree ``v``, in ``raws_of`` order."""
+    if source is None:
+        out.extend((raw, None) for raw in raws_of(v))
+    elif type(v) is Dual:
+        if type(source) is not tuple or len(source) != 2 or source[0] == "C":
+            raise _Unfit
+        _pair(v.primal, source[0], out)
+        _pair(v.tangent, source[1], out)
+    elif type(source) is tuple and source[0] != "C":
+        raise _Unfit
+    else:
+        out.append((v, source))
+
+
+def _rebuild(node: Any, raws: Any) -> Any:
+    if node is None:
+        return next(raws)
+    return Dual(node[0], _rebuild(node[1], raws), _rebuild(node[2], raws))
+
+
+def _copy(raw: Any) -> Any:
+    return raw.__array_namespace__().asarray(raw, copy=True)
+
+
+def _loop_source(n_out: int, carry_from: list, n_xs: int, writes: list, n_constant_writes: int) -> str:
+    """The source of the loop over the steps for one layout: ``carry_from`` (a position of the replay's result,
+    or None: the fixed array ``f<k>`` of that carry), ``writes`` (positions written into the buffers ``b<k>``;
+    the constants ``k<j>`` into the buffers after them)."""
+    def names(prefix: str, n: int) -> list:
+        return [f"{prefix}{k}" for k in range(n)]
+
+    carries, xs, outs = names("c", len(carry_from)), names("x", n_xs), names("o", n_out)
+    parameters = ["run", "indices", *carries, *xs, *names("b", len(writes) + n_constant_writes),
+                  *names("f", len(carry_from)), *names("k", n_constant_writes)]
+    arguments = carries + [f"{x}[i, ...]" for x in xs]
+    lines = [f"def loop({', '.join(parameters)}):",
+             "    done = 0",
+             "    for i in indices:",
+             "        try:",
+             f"            {''.join(o + ', ' for o in outs)}= run({', '.join(arguments)})",
+             "        except Diverged:",
+             "            break"]
+    lines += [f"        c{k} = {'f' + str(k) if s is None else 'o' + str(s)}" for k, s in enumerate(carry_from)]
+    lines += [f"        b{k}[i, ...] = o{s}" for k, s in enumerate(writes)]
+    lines += [f"        b{len(writes) + k}[i, ...] = k{k}" for k in range(n_constant_writes)]
+    lines += ["        done += 1", f"    return done, [{', '.join(carries)}]"]
+    return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=256)
+def _loop(n_out: int, carry_from: tuple, n_xs: int, writes: tuple, n_constant_writes: int) -> Callable:
+    scope = {"Diverged": Diverged}
+    exec(compile(_loop_source(n_out, list(carry_from), n_xs, list(writes), n_constant_writes),  # noqa: S102
+                 "<cupy_ad.jit scan steps>", "exec"), scope)
+    return scope["loop"]
+
+
+def _plan(program: Program, levels: list, carry: list, nodes: list, buffers: list, y_nodes: list,
+          n_xs: int) -> tuple | None:
+    """How the replay's results become the next carries and the buffers' rows (see the module docstring):
+    the loop, the fixed carries (zeros allocated once, constants) and which buffers' raw arrays are written
+    with a result or a constant. None if the program does not fit."""
+    outputs = program.outputs
+    if len(outputs) != len(carry) + len(buffers):
+        return None
+    position: dict = {}
+    for k, slot in enumerate(program.returned):
+        position.setdefault(slot, k)
+    carry_pairs: list = []
+    y_pairs: list = []
+    try:
+        for v, d, node in zip(carry, outputs, nodes):
+            _pair(v, _sources(d, node, levels, position), carry_pairs)
+        for buffer, d, node in zip(buffers, outputs[len(carry):], y_nodes):
+            _pair(buffer, _sources(d, node, levels, position), y_pairs)
+    except _Unfit:
+        return None
+    carry_from = tuple(s if type(s) is int else None for _, s in carry_pairs)
+    fixed = [None if type(s) is int else raw.__array_namespace__().zeros_like(raw) if s is None else s[1]
+             for raw, s in carry_pairs]  # (never written: the program does not write its inputs)
+    written = [(k, s) for k, (_, s) in enumerate(y_pairs) if type(s) is int]
+    constants = [(k, s[1]) for k, (_, s) in enumerate(y_pairs) if type(s) is tuple]
+    loop = _loop(len(program.returned), carry_from, n_xs, tuple(s for _, s in written), len(constants))
+    return loop, fixed, [k for k, _ in written] + [k for k, _ in constants], [c for _, c in constants]
+
+
+def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_raws: list, buffers: list,
+                 y_nodes: list, indices: Iterable[int]) -> tuple[list, int] | None:
+    """Run the steps ``indices`` of a scan by replaying ``program`` (recorded for the signature of the
+    steps' carries and ``x``, with the caller's ``levels`` by rank): ``carry`` the carry leaves (in
+    their patterns ``nodes``), ``xs_raws`` the raw arrays of the ``xs`` leaves (rows taken per step),
+    ``buffers`` the ``ys`` buffers (patterns ``y_nodes``, rows written per step). The carry leaves after
+    the last step replayed and the number of steps replayed (fewer on a failed guard); ``None`` if the
+    program does not fit. The plan is made once per program and patterns."""
+    key = (tuple(nodes), tuple(y_nodes), tuple(levels), len(xs_raws))
+    plans = program.__dict__.setdefault("scan_plans", {})
+    if key not in plans:
+        plans[key] = _plan(program, levels, carry, nodes, buffers, y_nodes, len(xs_raws))
+    plan = plans[key]
+    if plan is None:
+        return None
+    loop, fixed, targets, constants = plan
+    buffer_raws = [raw for buffer in buffers for raw in raws_of(buffer)]
+    raws = [raw for v in carry for raw in raws_of(v)]
+    done, raws = loop(program.run, indices, *raws, *xs_raws, *[buffer_raws[k] for k in targets],
+                      *fixed, *constants)
+    if done:  # the caller may write into the carries it gets: none is shared with the program or other steps
+        raws = [raw if f is None else _copy(raw) for raw, f in zip(raws, fixed)]
+    raws = iter(raws)
+    return [_rebuild(node, raws) for node in nodes], done
