@@ -39,8 +39,9 @@ signature (the recording itself costs more).
 Signature: the pytree structure of the arguments, every array's type, shape and dtype, the dual /
 batched structure of every input (levels by rank, batch axes, symbolic-zero tangents), the values of
 ``static_argnums`` arguments and of Python scalars, floats bit for bit (0.0 and -0.0 differ, a NaN
-matches a NaN) (they are constants of the program, as in a changed static argument: a new recording). As with ``jax.jit``, a global or closed-over value that
-changes between calls is not seen: the program keeps the value of the recording call.
+matches a NaN): they are constants of the program, so a changed one means a new recording. As with
+``jax.jit``, a global or closed-over value that changes between calls is not seen: the program keeps
+the value of the recording call.
 
 Value-dependent Python control flow: ``bool()`` of a traced value (``if``, ``while``, the host checks
 of the linear-algebra rules) records a guard: a replay whose outcome differs stops and the call is
