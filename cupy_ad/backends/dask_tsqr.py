@@ -34,6 +34,8 @@ import numpy as np
 from dask.array.utils import meta_from_array
 from dask.graph_manipulation import bind
 
+from ..linalg.qr import projected_tangents, q_tangent
+
 
 def _backend(block: Any) -> Any:
     from . import backend_of
@@ -45,13 +47,6 @@ def _mh(x: Any, xp: Any) -> Any:
     """The conjugate transpose of a matrix (a view for real dtypes)."""
     xt = xp.matrix_transpose(x)
     return xp.conj(xt) if xp.isdtype(x.dtype, "complex floating") else xt
-
-
-def _right_solve(b: Any, r: Any, backend: Any) -> Any:
-    """b R^-1 for upper triangular R: R^T X^T = b^T."""
-    xp = backend.xp
-    xt = backend.solve_triangular(r, xp.matrix_transpose(b), lower=False, trans=1, unit_diagonal=False)
-    return xp.matrix_transpose(xt)
 
 
 def _local_r(block: Any) -> Any:
@@ -82,12 +77,7 @@ def _reduce(parts: list, small: Callable | None) -> dict:
               "outs": small(r) if small is not None and not with_tangent else (r,)}
     if with_tangent:
         qh_da = sum(xp.matmul(_mh(q2_b, xp), part[1]) for q2_b, part in zip(pieces["q2"], parts))
-        n = r.shape[-1]
-        zero_diagonal = xp.logical_and(xp.eye(n, dtype=xp.bool), xp.linalg.diagonal(r)[None, :] == 0)
-        guarded = xp.where(zero_diagonal, xp.asarray(float("nan"), dtype=r.dtype), r)
-        c = _right_solve(qh_da, guarded, backend)
-        source = (c + _mh(c, xp)) * (xp.ones((n, n), dtype=r.dtype) - 0.5 * xp.eye(n, dtype=r.dtype))
-        dr = backend.triangular_product(source, r, left=True, lower=False, trans=0, unit_diagonal=False)
+        guarded, source, dr = projected_tangents(qh_da, r)
         pieces.update(guarded=guarded, source=source, douts=(dr,))
         if small is not None:
             outs, douts = small([r], [dr])
@@ -108,19 +98,17 @@ def _local_q(block: Any, pieces: dict, b: int, factor: bool = False) -> Any:
 def _local_q_and_tangent(block: Any, tangent: Any, pieces: dict, b: int, factor: bool) -> tuple[Any, Any]:
     """Pass 2 of the JVP: (Q_b, dQ_b = dA_b R^-1 - Q_b U), or with ``factor`` (Q_b F, dQ_b F + Q_b dF) for
     F the first small output."""
-    backend = _backend(block)
     q = _local_q(block, pieces, b)
-    dq = _right_solve(tangent, pieces["guarded"], backend)
-    dq -= backend.triangular_product(pieces["source"], q, left=False, lower=False, trans=0, unit_diagonal=False)
+    dq = q_tangent(tangent, q, pieces["guarded"], pieces["source"])
     if not factor:
         return q, dq
-    matmul = backend.xp.matmul
+    matmul = _backend(block).xp.matmul
     f, df = pieces["outs"][0], pieces["douts"][0]
     return matmul(q, f), matmul(dq, f) + matmul(q, df)
 
 
-def _item(value: Any, key: str, i: int) -> Any:
-    return value[key][i]
+def _reduction_output(pieces: dict, key: str, i: int) -> Any:
+    return pieces[key][i]
 
 
 def _blocks(x: da.Array) -> list:
@@ -130,7 +118,7 @@ def _blocks(x: da.Array) -> list:
 def _small(pieces: Any, key: str, i: int, like: da.Array, example: Any) -> da.Array:
     """Output ``i`` of the reduction's ``key`` ("outs", "douts") as a Dask array (one chunk) of ``like``'s
     chunk type; ``example``, the output for an empty batch (a leading 0 axis), gives its shape and dtype."""
-    value = dask.delayed(_item, pure=True)(pieces, key, i)
+    value = dask.delayed(_reduction_output, pure=True)(pieces, key, i)
     shape = example.shape[1:]
     return da.from_delayed(value, shape, dtype=example.dtype,
                            meta=meta_from_array(like._meta, len(shape), dtype=example.dtype))
