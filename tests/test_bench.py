@@ -145,3 +145,11 @@ def test_bench_jit_suite(tmp_path, capsys):
     assert "not installed" in capsys.readouterr().err or has_jax
     with pytest.raises(SystemExit, match="not a row of the jit suite"):
         cli.main(["bench", "--suite", "jit", "--rows", "kalman", "vmap_small", "--quick"])
+
+
+def test_bench_rows_need_a_suite_with_rows(capsys):
+    """--rows under the jvp suite (which has none) is an error naming the suites that take rows."""
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--rows", "kalman"])
+    error = capsys.readouterr().err
+    assert "--suite directions or --suite jit" in error and "not of --suite jvp" in error

@@ -56,7 +56,7 @@ def _leaves(tree):
 
 def _same_as_numpy(f, a, t, a_dask, t_dask, compute, fix=None):
     """jvp on Dask arrays is lazy and equals jvp on NumPy arrays; ``fix(got, want)`` first aligns a gauge
-    the two computations may choose differently (signs of TSQR's factors)."""
+    the two computations may choose differently (signs of the SVD's vectors)."""
     out, dout = ad.jvp(f, (a_dask,), (t_dask,))
     ref, dref = ad.jvp(f, (a,), (t,))
     lazy = [x for x in _leaves(out) + _leaves(dout) if not isinstance(x, ad.Zero)]
@@ -143,14 +143,8 @@ def test_batched_jvp_is_one_task_per_block():
 
 
 def _column_signs(got, want):
-    """Dask's TSQR picks its own signs of R's diagonal (or U's columns): flip to NumPy's."""
+    """The SVD of Dask's TSQR picks its own signs of U's columns: flip to NumPy's."""
     return np.sign(np.real(np.sum(np.conj(got) * want, axis=0)))
-
-
-def _fix_qr(got, want):
-    q, r, dq, dr = got
-    sign = _column_signs(q, want[0])
-    return [q * sign, sign[:, None] * r, dq * sign, sign[:, None] * dr], want
 
 
 def _fix_svd(got, want):
@@ -174,7 +168,7 @@ class _TaskSizes(Callback):
 
 
 TALL = {
-    "qr": (lambda x: tuple(_ns(x).linalg.qr(x)), _fix_qr),
+    "qr": (lambda x: tuple(_ns(x).linalg.qr(x)), None),  # (LAPACK's signs, as NumPy: no fix)
     "svd": (lambda x: tuple(_ns(x).linalg.svd(x, full_matrices=False)), _fix_svd),
     "svdvals": (lambda x: _ns(x).linalg.svdvals(x), None),
 }
@@ -229,7 +223,22 @@ def test_tall_skinny_streams(name, differentiate):
     a, t = dask.compute(a, t)
     out, dout = ad.jvp(f, (a,), (t,))
     for got, want in zip(targets, (out[0], dout[0])):
-        np.testing.assert_allclose(got * _column_signs(got, want), want, rtol=1e-9, atol=1e-9)
+        sign = _column_signs(got, want) if name == "svd" else 1
+        np.testing.assert_allclose(got * sign, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape, rows", [((40, 6), 20), ((40, 6), 13), ((40, 6), 4), ((6, 6), 2), ((2, 1), 1)])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_tall_skinny_qr_signs_are_numpys(shape, rows, dtype):
+    """Q and R (mode "r" too) and their tangents are NumPy's, signs included, whatever the row chunks (fewer
+    rows than columns, a square matrix whose last column LAPACK does not reflect)."""
+    a, t, _, _ = _pair(shape, 15)
+    if dtype is np.complex128:
+        a, t = a + 1j * t[::-1], t - 1j * a
+    a_dask, t_dask = (da.from_array(x, chunks=(rows, shape[1])) for x in (a, t))
+    _same_as_numpy(TALL["qr"][0], a, t, a_dask, t_dask, lambda v: dask.compute(*v))
+    np.testing.assert_allclose(_ns(a_dask).linalg.qr(a_dask, mode="r").compute(), np.linalg.qr(a, mode="r"),
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_tall_skinny_complex_and_rank_deficient():
@@ -237,7 +246,7 @@ def test_tall_skinny_complex_and_rank_deficient():
     a, t, a_dask, t_dask = _pair((400, 4), 11, chunks=(100, 4))
     z = a + 1j * t[::-1]
     _same_as_numpy(TALL["qr"][0], z, t + 1j * a, da.from_array(z, chunks=(100, 4)),
-                   da.from_array(t + 1j * a, chunks=(100, 4)), lambda v: dask.compute(*v), _fix_qr)
+                   da.from_array(t + 1j * a, chunks=(100, 4)), lambda v: dask.compute(*v))
     a[:, 2] = 0  # Q's columns from the third on are then any completion: compare where the NaNs are
     _, tangents = ad.jvp(TALL["qr"][0], (da.from_array(a, chunks=(100, 4)),), (t_dask,))
     for got, want in zip(dask.compute(*tangents), ad.jvp(TALL["qr"][0], (a,), (t,))[1]):

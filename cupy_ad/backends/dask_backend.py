@@ -101,14 +101,14 @@ def _per_matrix(func: Callable, arrays: list[Any], cores: list[int], outputs: li
     for i, example in enumerate(outputs):
         core = example.shape[1:]
         results.append(blocks.map_blocks(
-            _item, i, new_axis=list(range(nbatch, nbatch + len(core))),
+            _output_of_block, i, new_axis=list(range(nbatch, nbatch + len(core))),
             chunks=blocks.chunks + tuple((c,) for c in core),
             meta=meta_from_array(meta, nbatch + len(core), dtype=example.dtype)))
     return tuple(results)
 
 
-def _item(block: tuple, i: int) -> Any:
-    return block[i]
+def _output_of_block(outputs: tuple, i: int) -> Any:
+    return outputs[i]
 
 
 def _has_data(t: Any) -> bool:

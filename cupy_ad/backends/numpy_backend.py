@@ -83,7 +83,6 @@ _OPERATOR_UFUNCS = {operator.add: np.add, operator.sub: np.subtract, operator.mu
                     operator.truediv: np.true_divide, operator.neg: np.negative}
 
 
-
 def _transpose(x: np.ndarray, /, axes: tuple) -> np.ndarray:
     return x.transpose(axes)
 
@@ -95,6 +94,8 @@ def _diagonal(x: np.ndarray, /, *, offset: int = 0) -> np.ndarray:
 # array_api_compat's wrappers whose NumPy call is one ndarray method or ufunc: the same kernel without the
 # wrapper's frames (a replayed program calls them thousands of times on tiny arrays), for ndarray arguments
 _DIRECT = {compat_numpy.permute_dims: _transpose, compat_numpy.linalg.diagonal: _diagonal}
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     xp = compat_numpy

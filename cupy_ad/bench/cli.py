@@ -259,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         return peer_worker(args.worker, args.out, args.min_time)
+    if args.rows and args.suite not in SUITES:
+        with_rows = " or ".join(f"--suite {name}" for name in SUITES)
+        parser.error(f"--rows takes the rows of a suite that has them ({with_rows}), not of --suite {args.suite}")
     if args.plot:  # checked before the run, not after it
         try:
             import matplotlib  # noqa: F401

@@ -89,6 +89,27 @@ def _times_upper(s: Any, b: Any) -> Any:
     return triangular_product(s, b, left=True, lower=False)
 
 
+def projected_tangents(qh_da: Any, r: Any) -> tuple[Any, Any, Any]:
+    """The n x n step of the rule for m >= n, from Q^H dA (n x n) and R: (R', S, dR) with R' = R guarded
+    (:func:`_guarded`, for the solves dA R'^-1 of dQ), S = _upper_source(C) for C = (Q^H dA) R^-1, and
+    dR = U R. Duals or raw arrays of any backend: also the reduction of the streamed tall-skinny QR
+    (backends/dask_tsqr.py), which has Q^H dA and not Q."""
+    guarded = _guarded(r)
+    source = _upper_source(_right_solve(qh_da, guarded))
+    return guarded, source, _times_upper(source, r)
+
+
+def q_tangent(da: Any, q: Any, guarded_r: Any, source: Any) -> Any:
+    """dQ = dA R^-1 - Q U for U = triu(S) (:func:`projected_tangents`' R' and S; one row block of Q and
+    dA will do, as in the streamed tall-skinny QR)."""
+    return _minus_q_upper(_right_solve(da, guarded_r), q, source)
+
+
+def _minus_q_upper(x: Any, q: Any, source: Any) -> Any:
+    """X - Q U for U = triu(S)."""
+    return subtract(x, triangular_product(source, q, left=False, lower=False))
+
+
 def _square_factor_tangents(q: Any, r: Any, dx: Any) -> tuple[Any, Any, Any]:
     """(X, S, C) for the m >= n factor: X = dx R^-1, C = Q^H X, S = _upper_source(C)."""
     x = _right_solve(dx, _guarded(r))
@@ -127,10 +148,10 @@ def _tangents(q: Any, r: Any, da: Any, *, mode: str, need_q: bool) -> tuple[Any,
         return (matmul(q, omega) if need_q else None), dr
     q1, r1 = (q[..., :, :n], r[..., :n, :]) if mode == "complete" else (q, r)
     if not need_q:  # C = (Q^H dA) R^-1: an n x n solve instead of an m x n one
-        dr1 = _times_upper(_upper_source(_right_solve(matmul(mH(q1), da), _guarded(r1))), r1)
+        _, _, dr1 = projected_tangents(matmul(mH(q1), da), r1)
         return None, (concat([dr1, _zero_rows(r, dr1)], axis=-2) if r.shape[-2] > n else dr1)
     x, u_source, c = _square_factor_tangents(q1, r1, da)
-    dq1 = subtract(x, triangular_product(u_source, q1, left=False, lower=False))  # X - Q U
+    dq1 = _minus_q_upper(x, q1, u_source)
     dr1 = _times_upper(u_source, r1)
     if mode != "complete" or m == n:
         return dq1, dr1
