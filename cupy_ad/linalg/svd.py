@@ -42,7 +42,9 @@ In the zero block, entries whose mu coincide (sigma_i = sigma_j,
 sigma_i + sigma_j = 0, sigma_j = 0 for the complement part; within tol) are 0, as in eigh. A common
 phase per pair moves the imaginary diagonal to the side that is not U (Im diag(U^H dU) = 0).
 Nested jvp through a positive cluster: as eigh on the dilation, the outer tangent of Herm(P) is
-checked against T (``_nested_guard``).
+checked against T (``_nested_guard``). Through the zero block, whose limit basis is computed from
+the tangent as a constant, the outer tangents of its dS, dU and dV columns are NaN
+(``guard_zero_block``): a truncation cut at the gap above the block stays exact.
 """
 from __future__ import annotations
 
@@ -73,7 +75,7 @@ from ..namespace import (
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
-from ._nested_guard import guard_curve, guard_nested
+from ._nested_guard import guard_curve, guard_nested, guard_zero_block
 from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
 from .qr import qr_p, qr_r_p
@@ -354,6 +356,11 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
         reg_long = row(xp.concat([regular, xp.broadcast_to(plain, (*plain.shape[:-1], x2.shape[-1] - k))], axis=-1))
     else:
         reg_long = row(regular)
+    if with_zero:  # nested jvp through the zero block is not exact: NaN there (``guard_zero_block``)
+        ds = guard_zero_block(ds, zero)
+        dx = guard_zero_block(dx, row(xp.concat([zero, xp.broadcast_to(xp.any(zero, axis=-1, keepdims=True),
+                                                                        (*zero.shape[:-1], dx.shape[-1] - k))], axis=-1)))
+        dy_out = guard_zero_block(dy_out, row(zero))
     (u2, du), (v2, dv) = ((x2, dx), (y2, dy_out)) if tall else ((y2, dy_out), (x2, dx))
     reg_u, reg_v = (reg_long, row(regular)) if tall else (row(regular), reg_long)
     u_out = where(reg_u, u, u2)
@@ -436,8 +443,11 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       the singular values and rotation-invariant outputs (U_k S_k V_k^H cut at a gap, projectors)
       along a straight line with distinct first-order splittings and along curves that keep the
       multiplets whole; ValueError (NaN on CuPy/Dask) where no rule can be exact, naming
-      ``svd_split``. Not covered by that check: the zero block (its rotation is a constant of the
-      inner levels). Floors of the second order for any output built from U and V: a small
+      ``svd_split``. At zero singular values (rank-deficient or rectangular input with a null
+      block) the zero block's limit basis is a constant of the inner level, so the second
+      derivatives of its dS, dU and dV columns are not exact: their outer tangents are NaN, on
+      every backend (so also sum(s), or s^2 terms through 0 * NaN); outputs not reading them
+      (U_r S_r V_r^H cut at the gap above the zero block) stay exact. Floors of the second order for any output built from U and V: a small
       singular value s, clustered or not, ~eps s_max / s (u and v turn oppositely at rate
       Skew(P) / 2s; svd_split avoids it); near-degenerate values straddling a truncation make the
       truncated program itself ill-conditioned, ~eps s_max^2 / gap^2, for every method.
@@ -456,7 +466,8 @@ def svdvals(a: Any, /) -> Any:
     :func:`svd` (eigenvalues of the Hermitian part of each repeated block, singular values of
     the null-space block for zeros, so never negative there), which pairs with the sorted S.
     Nested jvp there: as :func:`cupy_ad.linalg.eigvalsh` (exact along one direction where the
-    first-order splittings differ; ValueError for another outer direction).
+    first-order splittings differ; ValueError for another outer direction); NaN second derivatives
+    for the zero singular values (see :func:`svd`).
     """
     a = _validate("svdvals", a)
     return svdvals_p(a)
