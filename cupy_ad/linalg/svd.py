@@ -183,7 +183,7 @@ def _svd_jvp(primals: list, tangents: list, *, full_matrices: bool):
             du = concat([du, du2], axis=-1)
     else:
         du = matmul(u1, omega_u)
-    del omega_u, dav
+    del omega_u
     y = multiply(expand_dims(s, axis=-1), fp)
     del fp
     omega_v = subtract(y, mH(y))
@@ -198,25 +198,30 @@ def _svd_jvp(primals: list, tangents: list, *, full_matrices: bool):
             dv = concat([dv, dv2], axis=-1)
     else:
         dv = matmul(v1, omega_v)
-    del omega_v, dahu
-    degenerate = _degenerate(a, u, s, vh, da, full_matrices, (du, ds, dv))
+    del omega_v
+    long_side = (dav, p) if m >= n else (dahu, ph)  # dAx Y and X^H dAx Y, reused by the degenerate path
+    del dav, dahu
+    degenerate = _degenerate(a, u, s, vh, da, full_matrices, (du, ds, dv), long_side)
     if degenerate is not None:
         u, vh, du, ds, dv = degenerate
         outs = (u, s, vh)
     return outs, (du, ds, mH(dv))
 
 
-def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple) -> Any:
+def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple,
+                long_side: tuple | None = None) -> Any:
     """(U', Vh', dU, dS, dV) at repeated or zero singular values; None if there are none (host).
 
     ``ordinary`` = (dU, dS, dV), kept for regular columns (dU and dV may be Zero when only dS is
-    wanted). Host batches run the path on the matrices with such values only.
+    wanted); ``long_side`` = (dAx Y, X^H dAx Y) as the ordinary rule computed them (see
+    :func:`_degenerate_path`), or None to compute them there. Host batches run the path on the matrices with such values only.
     """
     flags = _flags(s, *a.shape[-2:])
 
     def path(pick: Any) -> tuple:
         return _degenerate_path(pick(a), pick(u), pick(s), pick(vh), pick(da), full_matrices,
-                                tuple(map(pick, ordinary)))
+                                tuple(map(pick, ordinary)),
+                                None if long_side is None else tuple(map(pick, long_side)))
 
     return run_degenerate_path(a, flags, path, (u, vh, *ordinary))
 
@@ -228,7 +233,8 @@ def _flags(s: Any, m: int, n: int) -> Any:
     return xp_of(raw).concat([joined_neighbours(raw, tol), raw <= tol], axis=-1)
 
 
-def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple) -> tuple:
+def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple,
+                     long_side: tuple | None) -> tuple:
     """The degenerate path of :func:`_degenerate` on every matrix given.
 
     Written for the long side X (U when m >= n, else V; dAx = dA or dA^H) and the square short
@@ -254,8 +260,11 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     # 1. rotations: positive clusters diagonalise Herm(P) (descending); the zero cluster
     #    diagonalises W^H W, W = (I - X_nz X_nz^H) dAx Y_0, and takes left vectors W y / |W y|.
     positive = ~cl.single & ~zero
-    dy = matmul(dax, y)
-    p = matmul(mH(x), dy)
+    if long_side is None:
+        dy = matmul(dax, y)
+        p = matmul(mH(x), dy)
+    else:
+        dy, p = long_side  # dAx Y, X^H dAx Y
     r_pos, scale = block_rotation(multiply(add(p, mH(p)), 0.5), cl, positive, descending=True)
     # host backends skip the zero block's work where no matrix has one (CuPy: always, branch-free)
     with_zero = take_degenerate_path(raw, zero)
