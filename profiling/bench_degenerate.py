@@ -50,16 +50,18 @@ def distinct(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, n))
 
 
-def interleaved_times(calls, repeat: int) -> list[list[float]]:
-    """Seconds of each of ``calls`` over ``repeat`` rounds, the calls alternating within a round."""
+def interleaved_times(calls, repeat: int, clock=time.perf_counter) -> list[list[float]]:
+    """Seconds of each of ``calls`` over ``repeat`` rounds, the calls alternating within a round;
+    ``clock`` time.process_time counts this process's CPU time only (with OPENBLAS_NUM_THREADS=1:
+    what other processes on a shared machine take is not counted)."""
     for call in calls:
         call()  # warm-up
     times = [[] for _ in calls]
     for _ in range(repeat):
         for call, record in zip(calls, times):
-            start = time.perf_counter()
+            start = clock()
             call()
-            record.append(time.perf_counter() - start)
+            record.append(clock() - start)
     return times
 
 
@@ -114,15 +116,16 @@ def distinct_sizes(sizes: list[int], repeat: int) -> None:
 
 def degenerate_vs_distinct(n: int, repeat: int) -> None:
     quartets = np.repeat(np.linspace(1.0, 2.0, n // 4), 4)
-    print(f"repeated values (quartets) vs distinct, n = {n}, called alternately: seconds of ad.jvp "
-          f"(median / minimum of {repeat})")
-    for name, f, sym in (("svd", svd_thin, False), ("eigh", eigh_sym, True)):
-        degen, base = interleaved_times([jvp_call(f, with_spectrum(quartets, 2, sym)),
-                                         jvp_call(f, with_spectrum(np.linspace(1.0, 2.0, n), 2, sym))], repeat)
-        med = statistics.median(degen) / statistics.median(base)
-        low = min(degen) / min(base)
-        print(f"  {name:5s} distinct {statistics.median(base):.4f} / {min(base):.4f}  quartets "
-              f"{statistics.median(degen):.4f} / {min(degen):.4f}  ratio {med:.2f} (medians) {low:.2f} (minima)")
+    for label, clock in (("wall", time.perf_counter), ("CPU", time.process_time)):
+        print(f"repeated values (quartets) vs distinct, n = {n}, called alternately: {label} seconds of ad.jvp "
+              f"(median / minimum of {repeat})")
+        for name, f, sym in (("svd", svd_thin, False), ("eigh", eigh_sym, True)):
+            degen, base = interleaved_times([jvp_call(f, with_spectrum(quartets, 2, sym)),
+                                             jvp_call(f, with_spectrum(np.linspace(1.0, 2.0, n), 2, sym))], repeat, clock)
+            med = statistics.median(degen) / statistics.median(base)
+            low = min(degen) / min(base)
+            print(f"  {name:5s} distinct {statistics.median(base):.4f} / {min(base):.4f}  quartets "
+                  f"{statistics.median(degen):.4f} / {min(degen):.4f}  ratio {med:.2f} (medians) {low:.2f} (minima)")
 
 
 def split_vs_svd(n: int, repeat: int) -> None:
