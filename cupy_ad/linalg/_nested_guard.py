@@ -140,3 +140,32 @@ def guard_curve(values: Any, a: Any, da: Any, flagged: Any, name: str) -> Any:
     first-order splittings: the check on the cluster block alone cannot tell a curve from another
     direction."""
     return bind(curve_guard_p, values, a, da, flagged=flagged, name=name)
+
+
+def _unchanged(tangent: Any, *, flagged: Any) -> Any:
+    return tangent
+
+
+zero_block_guard_p = Primitive("degenerate_zero_block_guard", _unchanged)
+zero_block_guard_p.def_batch(lambda values, axes, **params: (values[0], axes[0]))
+
+
+@zero_block_guard_p.def_jvp
+def _zero_block_jvp(primals: list, tangents: list, *, flagged: Any):
+    (tangent,), (outer,) = primals, tangents
+    if type(outer) is Zero:
+        return tangent, outer
+    nan = xp_of(flagged).asarray(float("nan"), dtype=strip(tangent).dtype)
+    return tangent, where(flagged, nan, outer)
+
+
+def guard_zero_block(tangent: Any, flagged: Any) -> Any:
+    """``tangent`` (an inner tangent of svd: dS, dU or dV) unchanged; under an outer jvp, its entries
+    ``flagged`` (raw bool, broadcasting: those of the zero block) get NaN outer tangents, on every
+    backend. The zero block's limit basis is computed from the tangent as a constant (the rotation
+    and the QR of W y / |W y|), so the second derivatives of the zero singular values and of their
+    vectors would be silently inexact: e.g. the nuclear norm's second derivative at a rank-deficient
+    matrix came out 3.02 for 1.248 (Richardson FD). NaN, not an error, so that outputs which do not
+    read those entries (a truncation cut at the gap above the zero block, U_r S_r V_r^H) keep their
+    exact second derivative."""
+    return bind(zero_block_guard_p, tangent, flagged=flagged)

@@ -173,21 +173,22 @@ def _eigh_jvp(primals: list, tangents: list, *, lower: bool):
 @eigvalsh_p.def_jvp
 def _eigvalsh_jvp(primals: list, tangents: list, *, lower: bool):
     (a,), (da,) = primals, tangents
-    w = bind(eigvalsh_p, a, lower=lower)
+    # one eigh kernel call: the tangent needs the eigenvectors, and their eigenvalues serve as the
+    # primal (they differ from the eigvalsh kernel's by rounding only: LAPACK's syevd/heevd take
+    # another path without vectors)
+    w, v = bind(eigh_p, a, lower=lower)
     if a.shape[-1] == 0:
         return w, multiply(w, 0.0)
-    w_v, v = bind(eigh_p, a, lower=lower)  # the eigenvectors are needed for the tangent
     # dw_i = (V^H dA_s V)_ii = 2 Re (V^H T V)_ii = 2 Re sum_k conj(V_ki) (T V)_ki: one triangular product.
     x = _triangle_times(da, v, lower)
     if is_complex_dtype(v):
         dw = multiply(real(sum(multiply(conj(v), x), axis=-2)), 2.0)
     else:
         dw = multiply(sum(multiply(v, x), axis=-2), 2.0)
-    # (clusters of the eigenvalues that go with v)
-    joined = joined_neighbours(w_v, _tolerance(w_v))
-    if take_degenerate_path(w_v, joined):  # they need all of P = V^H dA_s V
+    joined = joined_neighbours(w, _tolerance(w))
+    if take_degenerate_path(w, joined):  # they need all of P = V^H dA_s V
         y = matmul(mH(v), x)
-        _, dw, _ = _degenerate(w_v, v, add(y, mH(y)), dw, None)
+        _, dw, _ = _degenerate(w, v, add(y, mH(y)), dw, None)
         dw = guard_curve(dw, a, da, xp_of(joined).any(joined, axis=-1), "eigvalsh")
     return w, dw
 
@@ -252,8 +253,10 @@ def eigvalsh(a: Any, UPLO: str = "L") -> Any:
     """Eigenvalues of Hermitian (real symmetric) matrices, ascending, as ``numpy.linalg.eigvalsh``.
 
     Conventions as :func:`eigh` (only the ``UPLO`` triangle is read, leading batch dimensions).
-    The tangent is dw = Re diag(V^H dA_s V), which needs the eigenvectors: the JVP computes a full
-    ``eigh`` besides the primal eigenvalues. At repeated eigenvalues the tangent is the one-sided
+    The tangent is dw = Re diag(V^H dA_s V), which needs the eigenvectors: under ``jvp`` the
+    eigenvalues come from one ``eigh`` kernel call (values and vectors), not from the eigvalsh
+    kernel, so they may differ from a plain call's in the last bits (LAPACK's syevd/heevd computes
+    eigenvalues alone by another algorithm); one kernel call instead of two. At repeated eigenvalues the tangent is the one-sided
     directional derivative (not linear in dA): the ascending eigenvalues of V_k^H dA_s V_k for each
     cluster (see :func:`eigh`), which pair with the sorted eigenvalues of A + h dA, h -> 0+.
     Nested jvp there: exact along any curve (one direction at both levels) where mu are distinct or

@@ -42,7 +42,9 @@ In the zero block, entries whose mu coincide (sigma_i = sigma_j,
 sigma_i + sigma_j = 0, sigma_j = 0 for the complement part; within tol) are 0, as in eigh. A common
 phase per pair moves the imaginary diagonal to the side that is not U (Im diag(U^H dU) = 0).
 Nested jvp through a positive cluster: as eigh on the dilation, the outer tangent of Herm(P) is
-checked against T (``_nested_guard``).
+checked against T (``_nested_guard``). Through the zero block, whose limit basis is computed from
+the tangent as a constant, the outer tangents of its dS, dU and dV columns are NaN
+(``guard_zero_block``): a truncation cut at the gap above the block stays exact.
 """
 from __future__ import annotations
 
@@ -73,7 +75,7 @@ from ..namespace import (
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
-from ._nested_guard import guard_curve, guard_nested
+from ._nested_guard import guard_curve, guard_nested, guard_zero_block
 from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
 from .qr import qr_p, qr_r_p
@@ -181,7 +183,7 @@ def _svd_jvp(primals: list, tangents: list, *, full_matrices: bool):
             du = concat([du, du2], axis=-1)
     else:
         du = matmul(u1, omega_u)
-    del omega_u, dav
+    del omega_u
     y = multiply(expand_dims(s, axis=-1), fp)
     del fp
     omega_v = subtract(y, mH(y))
@@ -196,25 +198,30 @@ def _svd_jvp(primals: list, tangents: list, *, full_matrices: bool):
             dv = concat([dv, dv2], axis=-1)
     else:
         dv = matmul(v1, omega_v)
-    del omega_v, dahu
-    degenerate = _degenerate(a, u, s, vh, da, full_matrices, (du, ds, dv))
+    del omega_v
+    long_side = (dav, p) if m >= n else (dahu, ph)  # dAx Y and X^H dAx Y, reused by the degenerate path
+    del dav, dahu
+    degenerate = _degenerate(a, u, s, vh, da, full_matrices, (du, ds, dv), long_side)
     if degenerate is not None:
         u, vh, du, ds, dv = degenerate
         outs = (u, s, vh)
     return outs, (du, ds, mH(dv))
 
 
-def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple) -> Any:
+def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple,
+                long_side: tuple | None = None) -> Any:
     """(U', Vh', dU, dS, dV) at repeated or zero singular values; None if there are none (host).
 
     ``ordinary`` = (dU, dS, dV), kept for regular columns (dU and dV may be Zero when only dS is
-    wanted). Host batches run the path on the matrices with such values only.
+    wanted); ``long_side`` = (dAx Y, X^H dAx Y) as the ordinary rule computed them (see
+    :func:`_degenerate_path`), or None to compute them there. Host batches run the path on the matrices with such values only.
     """
     flags = _flags(s, *a.shape[-2:])
 
     def path(pick: Any) -> tuple:
         return _degenerate_path(pick(a), pick(u), pick(s), pick(vh), pick(da), full_matrices,
-                                tuple(map(pick, ordinary)))
+                                tuple(map(pick, ordinary)),
+                                None if long_side is None else tuple(map(pick, long_side)))
 
     return run_degenerate_path(a, flags, path, (u, vh, *ordinary))
 
@@ -226,7 +233,8 @@ def _flags(s: Any, m: int, n: int) -> Any:
     return xp_of(raw).concat([joined_neighbours(raw, tol), raw <= tol], axis=-1)
 
 
-def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple) -> tuple:
+def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple,
+                     long_side: tuple | None) -> tuple:
     """The degenerate path of :func:`_degenerate` on every matrix given.
 
     Written for the long side X (U when m >= n, else V; dAx = dA or dA^H) and the square short
@@ -252,8 +260,11 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     # 1. rotations: positive clusters diagonalise Herm(P) (descending); the zero cluster
     #    diagonalises W^H W, W = (I - X_nz X_nz^H) dAx Y_0, and takes left vectors W y / |W y|.
     positive = ~cl.single & ~zero
-    dy = matmul(dax, y)
-    p = matmul(mH(x), dy)
+    if long_side is None:
+        dy = matmul(dax, y)
+        p = matmul(mH(x), dy)
+    else:
+        dy, p = long_side  # dAx Y, X^H dAx Y
     r_pos, scale = block_rotation(multiply(add(p, mH(p)), 0.5), cl, positive, descending=True)
     # host backends skip the zero block's work where no matrix has one (CuPy: always, branch-free)
     with_zero = take_degenerate_path(raw, zero)
@@ -354,6 +365,11 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
         reg_long = row(xp.concat([regular, xp.broadcast_to(plain, (*plain.shape[:-1], x2.shape[-1] - k))], axis=-1))
     else:
         reg_long = row(regular)
+    if with_zero:  # nested jvp through the zero block is not exact: NaN there (``guard_zero_block``)
+        ds = guard_zero_block(ds, zero)
+        dx = guard_zero_block(dx, row(xp.concat([zero, xp.broadcast_to(xp.any(zero, axis=-1, keepdims=True),
+                                                                        (*zero.shape[:-1], dx.shape[-1] - k))], axis=-1)))
+        dy_out = guard_zero_block(dy_out, row(zero))
     (u2, du), (v2, dv) = ((x2, dx), (y2, dy_out)) if tall else ((y2, dy_out), (x2, dx))
     reg_u, reg_v = (reg_long, row(regular)) if tall else (row(regular), reg_long)
     u_out = where(reg_u, u, u2)
@@ -436,8 +452,11 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       the singular values and rotation-invariant outputs (U_k S_k V_k^H cut at a gap, projectors)
       along a straight line with distinct first-order splittings and along curves that keep the
       multiplets whole; ValueError (NaN on CuPy/Dask) where no rule can be exact, naming
-      ``svd_split``. Not covered by that check: the zero block (its rotation is a constant of the
-      inner levels). Floors of the second order for any output built from U and V: a small
+      ``svd_split``. At zero singular values (rank-deficient or rectangular input with a null
+      block) the zero block's limit basis is a constant of the inner level, so the second
+      derivatives of its dS, dU and dV columns are not exact: their outer tangents are NaN, on
+      every backend (so also sum(s), or s^2 terms through 0 * NaN); outputs not reading them
+      (U_r S_r V_r^H cut at the gap above the zero block) stay exact. Floors of the second order for any output built from U and V: a small
       singular value s, clustered or not, ~eps s_max / s (u and v turn oppositely at rate
       Skew(P) / 2s; svd_split avoids it); near-degenerate values straddling a truncation make the
       truncated program itself ill-conditioned, ~eps s_max^2 / gap^2, for every method.
@@ -456,7 +475,8 @@ def svdvals(a: Any, /) -> Any:
     :func:`svd` (eigenvalues of the Hermitian part of each repeated block, singular values of
     the null-space block for zeros, so never negative there), which pairs with the sorted S.
     Nested jvp there: as :func:`cupy_ad.linalg.eigvalsh` (exact along one direction where the
-    first-order splittings differ; ValueError for another outer direction).
+    first-order splittings differ; ValueError for another outer direction); NaN second derivatives
+    for the zero singular values (see :func:`svd`).
     """
     a = _validate("svdvals", a)
     return svdvals_p(a)

@@ -437,3 +437,33 @@ def test_batch_runs_degenerate_path_per_matrix(backend, monkeypatch, kind, shape
             np.testing.assert_allclose(x[i], y, rtol=1e-10, atol=1e-12)
     for x, y in zip(flat(outs) + flat(tans), flat(whole[0]) + flat(whole[1])):
         np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12)
+
+
+def _invariant(ns, f, kind):
+    """f's output as a rotation-invariant matrix: V exp(w) V^H (eigh), U diag(s^2) V^H (svd)."""
+    def g(x):
+        out = f(x)
+        if kind == "eigh":
+            w, v = out
+            return ns.matmul(v * ns.exp(w)[..., None, :], ns.conj(ns.matrix_transpose(v)))
+        u, s, vh = out
+        k = s.shape[-1]
+        return ns.matmul(u[..., :, :k] * (s * s)[..., None, :], vh[..., :k, :])
+    return g
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("kind, shape, f", [case for case in BATCH_CASES if case[2] not in (ad.linalg.eigvalsh, ad.linalg.svdvals)])
+def test_blockwise_rotation_equals_the_dense_one(backend, monkeypatch, kind, shape, f, dtype):
+    """Host backends diagonalise cluster blocks size by size from BLOCKWISE_FROM on, instead of one
+    dense eigh of the shifted block-diagonal matrix: the same tangents of the values and of every
+    rotation-invariant output (the vectors themselves may differ by a sign or phase per column)."""
+    a = _mixed_batch(kind, dtype, shape)
+    t = direction(a.shape, dtype, seed=46)
+    g = _invariant(backend.ns, f, kind)
+    results = []
+    for start in (0, 10**9):  # blockwise at every size, never
+        monkeypatch.setattr(_clusters, "BLOCKWISE_FROM", start)
+        results.append(run(backend, lambda x: (f(x)[1], g(x)), a, t, dtype))
+    for x, y in zip(results[0][0] + results[0][1], results[1][0] + results[1][1]):
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12)
