@@ -14,8 +14,8 @@ phase) that stay degenerate under the change of beta. svd_split's derivative is 
 of the pair (X, Y), which involves only s_i + s_j inside the kept block and the truncation gap, so
 nothing divides by the splitting of a multiplet. ``--split svd`` runs the same program with a plain
 ``svd`` and S^1/2 taken by hand, for comparison: its energy is off by ~5e-6 in the ordered phase, its
-d^2 lnZ / d beta^2 by 2e-5..4e-3 (beta 0.3..0.44), and from beta ~ 0.5 on its nested jvp raises
-(README, "Tensor networks").
+d^2 lnZ / d beta^2 by 2e-5..4e-3 (beta 0.3..0.44), and from beta ~ 0.5 on its nested jvp is NaN, with a
+DegenerateNestedWarning (README, "Tensor networks").
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ leading batch dimensions and runs on plain arrays as a direct backend call.
 """
 from __future__ import annotations
 
+from ._nested_guard import DegenerateNestedWarning
 from ._results import EighResult, QRResult, SlogdetResult, SplitResult, SVDResult
 from .cholesky import cholesky
 from .cross import cross
@@ -30,6 +31,7 @@ from .svd import svd_p, svdvals_p
 route_rules_through_backend(cholesky_p, det_p, eigh_p, eigvalsh_p, lu_factor_p, qr_p, qr_r_p, slogdet_p, svd_p,
                             svdvals_p)
 
-__all__ = ["EighResult", "QRResult", "SVDResult", "SlogdetResult", "SplitResult", "cholesky", "cross", "det", "eigh",
-           "eigvalsh", "inv", "lu", "lu_factor", "matrix_norm", "matrix_power", "matrix_rank", "pinv", "qr", "slogdet",
-           "solve", "solve_triangular", "svd", "svd_split", "svdvals", "triangular_product", "vector_norm"]
+__all__ = ["DegenerateNestedWarning", "EighResult", "QRResult", "SVDResult", "SlogdetResult", "SplitResult",
+           "cholesky", "cross", "det", "eigh", "eigvalsh", "inv", "lu", "lu_factor", "matrix_norm", "matrix_power",
+           "matrix_rank", "pinv", "qr", "slogdet", "solve", "solve_triangular", "svd", "svd_split", "svdvals",
+           "triangular_product", "vector_norm"]

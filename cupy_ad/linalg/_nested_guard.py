@@ -20,9 +20,13 @@ repeats, the sub-block's second-order matrix 2 T + D must be diagonal (multiples
 for a multiplet protected by a symmetry), else the limit basis and the eigenvalues' second
 derivatives come from its eigenvectors, which the first-order rule did not use: P'_ij = 0.
 So the guard is the identity whose JVP checks P'_ij = T_ij (distinct mu) and P'_ij = 0 (repeated
-mu) on the cluster blocks, to rounding, and otherwise raises (host backends) or returns NaN
-(CuPy, Dask: no synchronisation): an outer direction B that splits a cluster other than dA does,
-a curve whose second derivative couples split cluster members, or an accidental repeat of mu.
+mu) on the cluster blocks, to rounding, and otherwise gives those outer tangents NaN, with a
+``DegenerateNestedWarning`` on host backends (CuPy and Dask never synchronise to tell): an outer
+direction B that splits a cluster other than dA does, a curve whose second derivative couples split
+cluster members, or an accidental repeat of mu. NaN, not an error: forward mode computes every
+tangent whether an output reads it or not, so an error would also stop programs whose outputs are
+exact (a truncation cut at a gap) or that only need the primal values (array-API code run under a
+nested jvp).
 The values alone (eigvalsh, svdvals) are exact along any curve where mu differ (D enters them only
 through diag(V^H D V)): there only repeated mu are checked on the block, and ``guard_curve`` checks
 that the outer direction is the inner one (a mixed second derivative of sorted values at a
@@ -30,6 +34,7 @@ degenerate point does not exist, and the block alone cannot tell a curve from an
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from ..core import Primitive, Zero, bind, strip
@@ -38,12 +43,17 @@ from ..namespace._rules import xp_of
 from ._clusters import concrete_tangent, resolution
 from ._matrix import backend_of_matrix
 
+class DegenerateNestedWarning(RuntimeWarning):
+    """A nested jvp met a degenerate eigen/singular value where its second derivative is not
+    determined: those tangents are NaN (as on CuPy and Dask, which never synchronise to warn)."""
+
+
 MESSAGE = ("{name}: nested jvp at repeated eigen/singular values whose second derivative is not determined "
            "by this call: the outer direction splits a repeated value differently from the inner one, or the "
            "curve's second derivative couples the vectors of a split multiplet, or the first-order splittings "
-           "repeat without a symmetry (max mismatch {bad:.2e}, tolerance {tol:.2e}). Rotation-invariant "
-           "outputs (truncations, projectors, f(A)) have a second derivative there: compute them with "
-           "cupy_ad.linalg.svd_split (nested jvp exact at any degeneracy) or from eigenvalues/singular values "
+           "repeat without a symmetry (max mismatch {bad:.2e}, tolerance {tol:.2e}): those tangents are NaN. "
+           "Rotation-invariant outputs (truncations, projectors, f(A)) have a second derivative there: compute "
+           "them with cupy_ad.linalg.svd_split (nested jvp exact at any degeneracy) or from eigenvalues/singular values "
            "and whole multiplets; or nest jvp along one direction of a straight line A + t dA")
 
 
@@ -78,14 +88,15 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
     bad = xp.any(mismatch > tol, axis=(-2, -1), keepdims=True)
     outs, out_tangents = (values, mixing), tuple(tangents[:2])
     if backend_of_matrix(raw).host_branching:
-        if bool(xp.any(bad)):
-            worst = int(xp.argmax(xp.reshape(mismatch - tol, (-1,))))
-            raise ValueError(MESSAGE.format(name=name, bad=float(xp.reshape(mismatch, (-1,))[worst]),
-                                            tol=float(xp.reshape(xp.broadcast_to(tol, mismatch.shape), (-1,))[worst])))
-        return outs, out_tangents
-    nan = xp.asarray(float("nan"), dtype=raw.dtype)
-    return outs, (where(bad[..., 0], nan, _dense(out_tangents[0], values)),
-                  where(bad, nan, _dense(out_tangents[1], mixing)))
+        if not bool(xp.any(bad)):
+            return outs, out_tangents
+        worst = int(xp.argmax(xp.reshape(mismatch - tol, (-1,))))
+        warnings.warn(MESSAGE.format(name=name, bad=float(xp.reshape(mismatch, (-1,))[worst]),
+                                     tol=float(xp.reshape(xp.broadcast_to(tol, mismatch.shape), (-1,))[worst])),
+                      DegenerateNestedWarning, stacklevel=2)
+    nan = float("nan")  # (values real, mixing of the matrix's dtype)
+    return outs, (where(bad[..., 0], xp.asarray(nan, dtype=values.dtype), _dense(out_tangents[0], values)),
+                  where(bad, xp.asarray(nan, dtype=mixing.dtype), _dense(out_tangents[1], mixing)))
 
 
 def _dense(tangent: Any, like: Any) -> Any:
@@ -98,7 +109,7 @@ def guard_nested(values: Any, mixing: Any, block: Any, t: Any, pairs: Any, disti
     Under an outer jvp, checks that the outer tangent of the Hermitian cluster ``block`` (the
     limit-basis P) equals ``t`` (T) where the first-order splittings differ (``distinct``) and 0
     where they repeat, on ``pairs`` (raw bool, the in-cluster off-diagonal entries), to rounding; otherwise
-    raises (host backends) or gives both outputs NaN tangents; see the module docstring. Costs nothing
+    gives both outputs NaN tangents (and warns on host backends); see the module docstring. Costs nothing
     without an outer jvp (the primal is the identity); ``t`` may be None, computed then as
     ``t_from(raw block)`` only under an outer jvp."""
     return bind(nested_guard_p, values, mixing, block, t, pairs=pairs, distinct=distinct, name=name, t_from=t_from)
@@ -121,21 +132,22 @@ def _curve_jvp(primals: list, tangents: list, *, flagged: Any, name: str):
     tol = 64 * resolution(raw.shape[-1], float(xp.finfo(raw.dtype).eps)) * _largest(raw)
     bad = (xp.any(xp.abs(b - raw) > tol, axis=(-2, -1)) & flagged)[..., None]
     if backend_of_matrix(raw).host_branching:
-        if bool(xp.any(bad)):
-            raise ValueError(CURVE_MESSAGE.format(name=name))
-        return values, tangents[0]
+        if not bool(xp.any(bad)):
+            return values, tangents[0]
+        warnings.warn(CURVE_MESSAGE.format(name=name), DegenerateNestedWarning, stacklevel=2)
     return values, where(bad, xp.asarray(float("nan"), dtype=values.dtype), _dense(tangents[0], values))
 
 
 CURVE_MESSAGE = ("{name}: nested jvp at repeated eigen/singular values along an outer direction other than the "
-                 "inner one: the sorted values have no mixed second derivative there. Nest jvp along one direction "
-                 "(the same tangent at both levels), or differentiate a symmetric function of each multiplet")
+                 "inner one: the sorted values have no mixed second derivative there (those tangents are NaN). Nest "
+                 "jvp along one direction (the same tangent at both levels), or differentiate a symmetric function "
+                 "of each multiplet")
 
 
 def guard_curve(values: Any, a: Any, da: Any, flagged: Any, name: str) -> Any:
     """``values`` unchanged; under an outer jvp, checks that the outer tangent of ``a`` equals the
     inner tangent ``da`` (one direction, the curve case) for the matrices ``flagged`` (raw bool, batch
-    shape: those with repeated or zero values) and otherwise raises (NaN on branch-free backends).
+    shape: those with repeated or zero values) and otherwise gives NaN tangents (warning on host backends).
     For eigvalsh and svdvals, whose second derivatives are exact along any curve with distinct
     first-order splittings: the check on the cluster block alone cannot tell a curve from another
     direction."""

@@ -35,7 +35,7 @@ rotations within a multiplet (spectral projectors, V f(w) V^H), which are exact 
 Dividing by mu_j - mu_i there instead would scale rounding by 1/eps (the issue-13 blow-up).
 Size-1 clusters keep the ordinary formulas bit for bit (selected with ``where``).
 Nested jvp through a cluster: exact along a straight line with distinct mu and along curves that
-keep multiplets whole; ``_nested_guard`` checks the outer tangent of P' and refuses the other cases
+keep multiplets whole; ``_nested_guard`` checks the outer tangent of P' and gives NaN in the other cases
 (derivation and proof that no outer rule can do better there in that module).
 """
 from __future__ import annotations
@@ -236,8 +236,9 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     Nested jvp at a clustered point (see ``_nested_guard``): exact for the eigenvalues and every
     output invariant under rotations within a multiplet along a straight line A + t dA whose
     first-order splittings mu are distinct, and along any curve through multiplets it keeps whole
-    (mu and the second-order terms repeating, as a symmetry makes them). Raises ValueError naming
-    the fix (svd_split, or a straight line) where no rule can be exact: an outer direction that
+    (mu and the second-order terms repeating, as a symmetry makes them). NaN second-order tangents,
+    with a ``DegenerateNestedWarning`` naming the fix (svd_split, or a straight line), where no rule
+    can be exact: an outer direction that
     splits a cluster other than the inner one, a curve whose second derivative couples split
     members (the inner tangent, a function of A and dA, cannot hold that term), or mu repeating
     without such a symmetry; CuPy and Dask return NaN tangents there instead (no synchronisation).
@@ -260,8 +261,8 @@ def eigvalsh(a: Any, UPLO: str = "L") -> Any:
     directional derivative (not linear in dA): the ascending eigenvalues of V_k^H dA_s V_k for each
     cluster (see :func:`eigh`), which pair with the sorted eigenvalues of A + h dA, h -> 0+.
     Nested jvp there: exact along any curve (one direction at both levels) where mu are distinct or
-    repeat with a diagonal second-order block (a symmetry); ValueError otherwise, and for an outer
-    direction other than the inner one (the sorted eigenvalues have no mixed second derivative).
+    repeat with a diagonal second-order block (a symmetry); NaN (and a ``DegenerateNestedWarning``)
+    otherwise, and for an outer direction other than the inner one (the sorted eigenvalues have no mixed second derivative).
     """
     lower = _check("eigvalsh", a, UPLO)
     a = as_inexact(a)

@@ -451,7 +451,7 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
     * nested jvp at a positive cluster: as :func:`cupy_ad.linalg.eigh` (``_nested_guard``): exact for
       the singular values and rotation-invariant outputs (U_k S_k V_k^H cut at a gap, projectors)
       along a straight line with distinct first-order splittings and along curves that keep the
-      multiplets whole; ValueError (NaN on CuPy/Dask) where no rule can be exact, naming
+      multiplets whole; NaN (and a ``DegenerateNestedWarning``) where no rule can be exact, naming
       ``svd_split``. At zero singular values (rank-deficient or rectangular input with a null
       block) the zero block's limit basis is a constant of the inner level, so the second
       derivatives of its dS, dU and dV columns are not exact: their outer tangents are NaN, on
@@ -475,7 +475,7 @@ def svdvals(a: Any, /) -> Any:
     :func:`svd` (eigenvalues of the Hermitian part of each repeated block, singular values of
     the null-space block for zeros, so never negative there), which pairs with the sorted S.
     Nested jvp there: as :func:`cupy_ad.linalg.eigvalsh` (exact along one direction where the
-    first-order splittings differ; ValueError for another outer direction); NaN second derivatives
+    first-order splittings differ; NaN for another outer direction); NaN second derivatives
     for the zero singular values (see :func:`svd`).
     """
     a = _validate("svdvals", a)
