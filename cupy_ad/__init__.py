@@ -4,7 +4,7 @@ from __future__ import annotations
 from . import linalg
 from .backends import default_backend, set_backend
 from .conversions import ConcretizationError, primal_value, stop_gradient
-from .core import Dual, Zero
+from .values import Dual, Zero
 from .namespace import namespace
 from .scan_loop import FixedPointError, scan
 from .testing import check_jvp

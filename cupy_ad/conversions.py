@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core import ConcretizationError, strip
+from .values import ConcretizationError, strip
 from .namespace._rules import nondifferentiable
 from .namespace.elementwise import broadcasting
 

@@ -48,7 +48,7 @@ from typing import Any, Callable
 import optree
 
 from .backends import backend_of, default_backend, is_array
-from .core import Batched, Dual, Recorded, Zero, active_levels, base_array, current_level, new_level
+from .values import Batched, Dual, Recorded, Zero, active_levels, base_array, current_level, new_level
 from .namespace.manipulation import astype, stack
 from .namespace.weak import dtype_kind, weakly_typed
 from .profiling_ranges import nvtx_range

@@ -8,7 +8,7 @@ import numpy as np
 import optree
 
 from .backends import backend_of, default_backend, is_array
-from .core import Zero, strip
+from .values import Zero, strip
 from .transforms import jvp
 
 _DOUBLE = {np.dtype(np.float32): np.float64, np.dtype(np.float64): np.float64,

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 import cupy_ad as ad
-from cupy_ad.core import Zero
+from cupy_ad.values import Zero
 from cupy_ad.namespace import elementwise, indexing, manipulation, products
 from cupy_ad.scan_loop import scan
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import cupy_ad as ad
-from cupy_ad.core import Batched, bind, bind_batched_elementwise, new_level
+from cupy_ad.core import bind, bind_batched_elementwise
+from cupy_ad.values import Batched, new_level
 from cupy_ad.namespace import elementwise
 
 

@@ -16,7 +16,7 @@ from dask.callbacks import Callback  # noqa: E402
 import cupy_ad as ad  # noqa: E402
 from cupy_ad.backends import _BY_TYPE, backend_of, dask_backend  # noqa: E402
 from cupy_ad.backends.numpy_backend import NumpyBackend  # noqa: E402
-from cupy_ad.core import strip  # noqa: E402
+from cupy_ad.values import strip  # noqa: E402
 
 
 @pytest.fixture(scope="module")

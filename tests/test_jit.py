@@ -463,7 +463,6 @@ def test_a_constant_output_keeps_its_type(backend):
 def test_writes_reach_the_views_taken_before(backend):
     """``y[k] = v`` and ``y += v`` on a traced value reach its basic-indexing views, and a write into a view
     reaches its base and the base's other views, as in NumPy memory (eagerly) and as on duals (jvp)."""
-    ns = backend.ns
 
     def f(x):
         y = x * 1.0

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 import cupy_ad as ad
 from conftest import BACKENDS, Backend
 import cupy_ad.scan_loop as scan_module
-from cupy_ad.core import Dual, active_levels
+from cupy_ad.values import Dual, active_levels
 from cupy_ad.namespace import elementwise
 from cupy_ad.scan_loop import FixedPointError, scan
 from cupy_ad.testing import random_tangents

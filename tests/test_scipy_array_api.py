@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BACKENDS
-from cupy_ad.core import Dual
+from cupy_ad.values import Dual
 
 HERE = Path(__file__).parent
 STATISTICS = ["fft.rfft", "fft.irfft", "signal.fftconvolve", "stats.pearsonr", "stats.ttest_1samp", "stats.ttest_ind",

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import Primitive, Zero, bind, strip
+from ..core import Primitive, bind
+from ..values import Zero, strip
 from ..namespace import add, matmul, multiply, subtract
 from ..namespace._rules import xp_of
 from ._matrix import mH

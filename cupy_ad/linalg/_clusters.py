@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
-from ..core import Batched, Recorded, Zero, strip
+from ..values import Batched, Recorded, Zero, strip
 from ..namespace import reshape, take, where
 from ..namespace._rules import xp_of
 from ._matrix import backend_of_matrix

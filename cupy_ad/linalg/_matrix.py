@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backends import backend_of
-from ..core import strip
+from ..values import strip
 from ..namespace import astype, conj, expand_dims, matrix_transpose, multiply, tril, triu
 from ..namespace._rules import is_complex_dtype, is_inexact_dtype, xp_of
 

@@ -37,7 +37,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ..core import Primitive, Zero, bind, strip
+from ..core import Primitive, bind
+from ..values import Zero, strip
 from ..namespace import where
 from ..namespace._rules import xp_of
 from ._clusters import concrete_tangent, resolution

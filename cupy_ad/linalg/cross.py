@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import Primitive, Zero, bind
+from ..core import Primitive, bind
+from ..values import Zero
 from ..namespace._rules import xp_of
 from ..namespace.elementwise import add_tangents
 from ..namespace.products import along_axis

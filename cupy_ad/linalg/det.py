@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import Dual, Primitive, Zero, bind, strip
+from ..core import Primitive, bind
+from ..values import Dual, Zero, strip
 from ..namespace._batching import leading
 from ..namespace import abs, astype, diagonal, imag, log, matmul, matrix_transpose, multiply, prod, real, reshape, \
     sign, sum, take_along_axis, trace, where

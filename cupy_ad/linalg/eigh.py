@@ -42,7 +42,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import Primitive, bind, strip
+from ..core import Primitive, bind
+from ..values import strip
 from ..namespace._batching import leading
 from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multiply, real, subtract, sum, where
 from ..namespace._rules import is_complex_dtype, xp_of

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import Batched, Dual, Primitive, Recorded, Zero
+from ..core import Primitive
+from ..values import Batched, Dual, Recorded, Zero
 from ..namespace import add, subtract, tril, triu
 from ..namespace._batching import leading
 from ._matrix import backend_of_matrix

@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-from ..core import strip
+from ..values import strip
 from ..namespace import astype, divide, expand_dims, greater, matmul, multiply, where
 from ..namespace import max as array_max
 from ..namespace import sum as array_sum

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import Primitive, Zero, bind, strip
+from ..core import Primitive, bind
+from ..values import Zero, strip
 from ..namespace._batching import leading
 from ..namespace import add, concat, diagonal, matmul, matrix_transpose, multiply, negative, subtract, \
     triu, where

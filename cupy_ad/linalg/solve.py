@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import Dual, Primitive, Zero, bind
+from ..core import Primitive, bind
+from ..values import Dual, Zero
 from ..namespace._batching import leading
 from ..namespace import astype, broadcast_to, matmul, negative, squeeze, subtract
 from ..namespace._rules import xp_of

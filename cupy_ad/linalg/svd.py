@@ -50,7 +50,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import Primitive, Zero, bind, strip
+from ..core import Primitive, bind
+from ..values import Zero, strip
 from ..namespace._batching import leading
 from ..namespace import (
     abs,

@@ -41,7 +41,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from ..core import Primitive, Zero, bind, strip
+from ..core import Primitive, bind
+from ..values import Zero, strip
 from ..namespace._batching import leading
 from ..namespace import matmul
 from ..namespace._rules import xp_of

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import Primitive, Zero, bind
+from ..core import Primitive, bind
+from ..values import Zero
 from ..namespace._batching import solver
 from ..namespace import conj, expand_dims, matmul, matrix_transpose, negative, squeeze, subtract
 from ._matrix import backend_of_matrix, require_square, triangle

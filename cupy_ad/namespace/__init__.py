@@ -11,7 +11,7 @@ import types
 from typing import Any
 
 from ..backends import Backend, backend_named, backend_of, default_backend
-from ..core import Batched, Dual, Recorded, base_array
+from ..values import Batched, Dual, Recorded, base_array
 from . import elementwise, indexing, manipulation, numpy_protocols, products, reductions, sets
 from .creation import creation_functions
 from .fft import fft_namespace

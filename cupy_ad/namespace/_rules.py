@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..backends import backend_of
-from ..core import Dual, JitTraced, Primitive, Zero, base_array, bind, strip
+from ..core import Primitive, bind
+from ..values import Dual, JitTraced, Zero, base_array, strip
 
 
 def backend_of_args(args: Any) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backends import Backend, backend_of
-from ..core import Batched, Dual, Recorded, constant, strip
+from ..values import Batched, Dual, Recorded, constant, strip
 from .indexing import dual_getitem
 from .manipulation import astype, broadcast_to, stack, to_device
 

@@ -13,7 +13,8 @@ import numbers
 import operator
 from typing import Any, Callable
 
-from ..core import Batched, Dual, Primitive, Zero, bind, bind_batched_elementwise, bind_below
+from ..core import Primitive, bind, bind_batched_elementwise, bind_below
+from ..values import Batched, Dual, Zero
 from ._rules import backend_function, is_complex_dtype, xp_of
 from .manipulation import aligned, astype, broadcast_to
 from .weak import bind_elementwise

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..backends import Backend
-from ..core import Primitive, bind, constant
+from ..core import Primitive, bind
+from ..values import constant
 from .manipulation import every_axis, rank, shift, to_front
 from ._rules import linear
 

@@ -5,7 +5,8 @@ import numbers
 import weakref
 from typing import Any
 
-from ..core import Batched, Dual, Primitive, Zero, bind, strip
+from ..core import Primitive, bind
+from ..values import Batched, Dual, Zero, strip
 from ._rules import instantiate, linear, nondifferentiable, xp_of
 from .elementwise import fit
 from .manipulation import all_front, broadcast_front, broadcast_to, looped, pad_rank, rank, reshape, shift, to_front

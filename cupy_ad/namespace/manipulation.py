@@ -6,7 +6,8 @@ from typing import Any, Callable, Sequence
 
 import array_api_compat
 
-from ..core import Primitive, Zero, bind, bind_below, install_axis_ops, strip
+from ..core import Primitive, bind, bind_below, install_axis_ops
+from ..values import Zero, strip
 from ._rules import is_inexact_dtype, linear, xp_of
 
 

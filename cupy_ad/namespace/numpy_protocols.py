@@ -27,7 +27,7 @@ import inspect
 from typing import Any, Callable
 
 from ..backends import backend_of
-from ..core import Dual, base_array
+from ..values import Dual, base_array
 
 _USE_NAMESPACE = "xp = x.__array_namespace__()"
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ..core import Batched, Primitive, Zero, bind, bind_below, levelled, stack_level, stacked
+from ..core import Primitive, bind, bind_below, stack_level, stacked
+from ..values import Batched, Zero, levelled
 from ._rules import backend_function, linear
 from .elementwise import add_tangents, multiply
 from .manipulation import (aligned, batch_first_copy, batch_size, expand_dims, matrix_transpose, moveaxis,

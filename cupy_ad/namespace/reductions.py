@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ..core import Primitive, bind, bind_below, strip
+from ..core import Primitive, bind, bind_below
+from ..values import strip
 from ._rules import is_complex_dtype, linear, nondifferentiable, xp_of
 from .elementwise import add, conj, divide, equal, multiply, real, sqrt, subtract, where
 from .manipulation import astype, concat, every_axis, flip, moveaxis, permute_dims, rank, reshape, shift, to_front

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from ..core import Dual
+from ..values import Dual
 from .manipulation import looped
 from ._rules import nondifferentiable, xp_of
 from .indexing import take

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from ..core import Dual, Primitive, Zero, bind
+from ..core import Primitive, bind
+from ..values import Dual, Zero
 from ._rules import backend_of_args, xp_of
 from .manipulation import astype
 

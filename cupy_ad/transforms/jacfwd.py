@@ -11,7 +11,7 @@ from typing import Any, Callable
 import optree
 
 from ..backends import backend_of, default_backend, is_array
-from ..core import Dual, Zero, base_array
+from ..values import Dual, Zero, base_array
 from ..namespace import permute_dims, reshape
 from ..namespace._rules import is_inexact_dtype
 from .jvp import jvp

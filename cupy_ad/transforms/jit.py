@@ -63,7 +63,7 @@ from typing import Any, Callable
 import optree
 
 from ..backends import backend_of
-from ..core import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
+from ..values import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
 from ..namespace import namespace, numpy_protocols
 from ..namespace.indexing import _is_basic
 from .jit_program import Call, Diverged, Flattening, Method, Program, _is_array, build, guard

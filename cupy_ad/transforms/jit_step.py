@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterable
 
-from ..core import Dual
+from ..values import Dual
 from .jit_program import Diverged, Program
 
 

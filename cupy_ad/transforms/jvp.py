@@ -7,7 +7,7 @@ from typing import Any, Callable
 import optree
 
 from ..backends import backend_of, default_backend, is_array
-from ..core import Dual, Zero, base_array, check_alive, new_level
+from ..values import Dual, Zero, base_array, check_alive, new_level
 from ..namespace._rules import instantiate, is_inexact_dtype
 from ..namespace.weak import weakly_typed
 

@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 import optree
 
-from ..core import Batched, Recorded, Var, Zero, bind, new_level, program_of, strip
+from ..core import bind
+from ..values import Batched, Recorded, Var, Zero, new_level, program_of, strip
 from ..namespace._rules import instantiate, is_inexact_dtype
 from .jvp import jvp
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import optree
 
 from ..backends import is_array
-from ..core import Batched, Dual, check_alive, new_level
+from ..values import Batched, Dual, check_alive, new_level
 from ..namespace import broadcast_to, expand_dims, moveaxis
 
 

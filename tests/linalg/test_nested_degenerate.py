@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import cupy_ad as ad
-from test_degenerate import direction, hermitian_with, is_complex, with_singular_values
+from test_degenerate import direction, hermitian_with, with_singular_values
 from test_symmetry_protected import z2_pair
 
 

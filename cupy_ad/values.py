@@ -1,0 +1,424 @@
+"""The values transforms trace, and the levels that tell them apart.
+
+``Zero`` (a symbolic zero tangent), ``Dual`` (a ``jvp`` value: a primal and a tangent), and the
+traced values of ``vmap`` (``Batched``), ``linearize`` (``Recorded``, in a ``Program``) and ``jit``
+(``JitTraced``); the conversions of duals (``float(x)`` and friends refuse a live tangent); and the
+levels: every running transform call owns one from a single counter (``new_level``), which is how
+nested transforms keep their values apart and how a value that escaped a finished call is caught.
+The engine that runs primitives on these values is :mod:`cupy_ad.core`.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+from typing import Any
+
+
+class Zero:
+    """A symbolic zero tangent: a shape and a dtype, no data.
+
+    Rules short-circuit on it; it becomes an array only where a consumer needs one. The class
+    itself (``ad.Zero``) or ``None`` may be passed to ``jvp`` as a tangent meaning "no perturbation".
+    """
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any):
+        self.shape = tuple(shape)
+        self.dtype = dtype
+
+    @classmethod
+    def like(cls, x: Any) -> "Zero":
+        return cls(getattr(x, "shape", ()), getattr(x, "dtype", None))
+
+    def __repr__(self) -> str:
+        return f"Zero(shape={self.shape}, dtype={self.dtype})"
+
+
+def is_zero(t: Any) -> bool:
+    return type(t) is Zero
+
+
+class Dual:
+    """A primal value and its tangent at one level of nested differentiation.
+
+    Python operators, ``shape``, ``dtype`` and ``__array_namespace__`` behave as on the backend
+    array; they are installed by :mod:`cupy_ad.namespace`, and so are NumPy's protocols
+    (``__array_ufunc__``, ``__array_function__``: ``np.sin(x)`` differentiates) and a ``__getattr__``
+    naming the namespace function for NumPy-only methods (``x.sum()``), from
+    :mod:`cupy_ad.namespace.numpy_protocols`.
+    """
+
+    # weak: a Python scalar's (takes the dtype of the arrays it meets, namespace.weak). _view: (base, key)
+    # when this value is a basic-indexing view of the dual ``base``; _views: weak references to this
+    # value's own views (set by indexing, which keeps writes NumPy-consistent).
+    __slots__ = ("primal", "tangent", "level", "weak", "_view", "_views", "__weakref__")
+    __array_priority__ = 1000
+
+    def __init__(self, level: int, primal: Any, tangent: Any, weak: bool = False):
+        self.level = level
+        self.primal = primal
+        self.tangent = tangent
+        self.weak = weak  # a Python scalar's: takes the dtype of the arrays it meets (namespace.weak)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.primal.shape
+
+    @property
+    def dtype(self) -> Any:
+        return self.primal.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.primal.shape)
+
+    @property
+    def size(self) -> int | None:
+        return self.primal.size
+
+    @property
+    def device(self) -> Any:
+        return self.primal.device
+
+    def __len__(self) -> int:
+        return len(self.primal)
+
+    def __repr__(self) -> str:
+        return f"Dual(level={self.level}, primal={self.primal!r}, tangent={self.tangent!r})"
+
+    # Conversions leave the differentiated world: allowed only where no tangent would be lost.
+    def __bool__(self) -> bool:
+        return bool(concrete(self, "bool()"))
+
+    def __float__(self) -> float:
+        return float(concrete(self, "float()"))
+
+    def __int__(self) -> int:
+        return int(concrete(self, "int()"))
+
+    def __complex__(self) -> complex:
+        return complex(concrete(self, "complex()"))
+
+    def __index__(self) -> int:
+        return concrete(self, "__index__").__index__()
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
+        raw = concrete(self, "NumPy conversion (__array__)")
+        return raw.__array__(dtype) if copy is None else raw.__array__(dtype, copy=copy)
+
+    def __dlpack__(self, /, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
+                   copy: bool | None = None) -> Any:
+        if has_tangent(self) and not _converts_primal():
+            raise BufferError(_concretization_message(self, "DLPack export (__dlpack__)"))
+        given = {"stream": stream, "max_version": max_version, "dl_device": dl_device, "copy": copy}
+        return strip(self).__dlpack__(**{k: v for k, v in given.items() if v is not None})
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return strip(self).__dlpack_device__()
+
+
+class ConcretizationError(TypeError):
+    """A dual value with a nonzero tangent was converted to a Python number, a NumPy array or a
+    DLPack capsule: the conversion would silently drop its derivative."""
+
+
+def has_tangent(x: Any) -> bool:
+    """Whether ``x`` carries a tangent that is not symbolically zero at any of its levels."""
+    while type(x) is Dual:
+        if type(x.tangent) is not Zero:
+            return True
+        x = x.primal
+    return False
+
+
+def _concretization_message(x: Dual, what: str) -> str:
+    return (f"{what} of a cupy_ad dual value with a nonzero tangent (shape {tuple(x.shape)}, dtype {x.dtype}) "
+            "would drop its derivative. Compute with the array namespace instead (xp = array_namespace(x); "
+            "e.g. xp.log(x) rather than math.log(x)), or drop the derivative explicitly: "
+            "ad.stop_gradient(x) (a value with zero tangents, converts freely) or ad.primal_value(x) (the raw array).")
+
+
+def _converts_primal() -> bool:
+    """``CUPY_AD_CONVERT_PRIMAL=1``: conversions return the primal and drop the tangent, for harnesses
+    that read values back from dual values (a conformance suite run inside a jvp), never for
+    differentiated code."""
+    return os.environ.get("CUPY_AD_CONVERT_PRIMAL") == "1"
+
+
+def concrete(x: Dual, what: str) -> Any:
+    """The raw array of a dual value whose tangents are all symbolic zeros; else ConcretizationError
+    (unless ``CUPY_AD_CONVERT_PRIMAL=1``)."""
+    if has_tangent(x) and not _converts_primal():
+        raise ConcretizationError(_concretization_message(x, what))
+    return strip(x)
+
+
+def strip(x: Any) -> Any:
+    """The raw array under all levels of duals (``ad.primal_value``: the tangents are dropped; batched
+    and recorded values are kept: their data is not one example's)."""
+    while type(x) is Dual:
+        x = x.primal
+    return x
+
+
+def base_array(x: Any) -> Any:
+    """The backend array holding ``x``'s data, under duals, batches and recordings: for its backend,
+    device and dtype only (its shape includes batch axes)."""
+    while True:
+        cls = type(x)
+        if cls is Dual:
+            x = x.primal
+        elif cls is Batched or cls is Recorded:
+            x = x.value
+        else:  # (a jit recording's JitTraced value stands for its backend: its calls are recorded)
+            return x
+
+
+class _Traced:
+    """What ``Batched`` and ``Recorded`` share: the array attributes of ``value`` and conversions
+    that refuse (the value is not one concrete array)."""
+
+    __slots__ = ()
+    __array_ufunc__ = None  # NumPy defers to our reflected operators
+    __array_priority__ = 1000
+    _transform = ""
+
+    @property
+    def dtype(self) -> Any:
+        return self.value.dtype
+
+    @property
+    def device(self) -> Any:
+        return self.value.device
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    def _refuse(self, what: str) -> Any:
+        raise TypeError(
+            f"{what} of a value inside {self._transform}: its data is not one concrete array here. Python "
+            f"control flow (if x > 0:, while, bool(), float(), int()) cannot depend on it; use array "
+            f"functions instead (e.g. xp.where(x > 0, a, b) in place of an if), or call the function "
+            f"outside {self._transform}")
+
+    def __bool__(self) -> bool:
+        return self._refuse("bool()")
+
+    def __float__(self) -> float:
+        return self._refuse("float()")
+
+    def __int__(self) -> int:
+        return self._refuse("int()")
+
+    def __complex__(self) -> complex:
+        return self._refuse("complex()")
+
+    def __index__(self) -> int:
+        return self._refuse("use as an index")
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refuse("conversion to a NumPy array (in a rule of cupy_ad: eigh and svd read tangents on "
+                            "the host at repeated eigen/singular values, where the one-sided derivative is not "
+                            "linear in the tangent and there is no Jacobian)")
+
+
+class Batched(_Traced):
+    """A value of a running ``vmap`` (level ``level``): ``value`` holds every example stacked along
+    ``axis`` (``None``: one value shared by all examples). ``shape`` is one example's shape; Python
+    operators and ``__array_namespace__`` act per example (installed by :mod:`cupy_ad.namespace`)."""
+
+    __slots__ = ("level", "value", "axis")
+    _transform = "vmap"
+
+    def __init__(self, level: int, value: Any, axis: int | None):
+        self.level = level
+        self.value = value
+        self.axis = axis
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        shape = tuple(self.value.shape)
+        axis = self.axis
+        if axis == 0:
+            return shape[1:]
+        return shape if axis is None else shape[:axis] + shape[axis + 1:]
+
+    @property
+    def ndim(self) -> int:
+        return self.value.ndim - (self.axis is not None)
+
+    def __repr__(self) -> str:
+        return f"Batched(level={self.level}, axis={self.axis}, value={self.value!r})"
+
+
+class Recorded(_Traced):
+    """A tangent of a running ``linearize`` recording (level ``level``): ``value`` is a stand-in
+    (the tangent computed from zeros) and ``var`` its variable in the recorded program."""
+
+    __slots__ = ("level", "value", "var")
+    _transform = "linearize"
+
+    def __init__(self, level: int, value: Any, var: "Var"):
+        self.level = level
+        self.value = value
+        self.var = var
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.value.shape)
+
+    def __repr__(self) -> str:
+        return f"Recorded(level={self.level}, var={self.var.index})"
+
+
+class JitTraced(Recorded):
+    """A value of a running ``jit`` recording (level ``level``): ``value`` is the concrete array of the
+    recording call and ``var`` its slot in the recorded program. Primitives run their implementation on
+    it, and every backend call it reaches is recorded (see :mod:`cupy_ad.transforms.jit`). ``_view``,
+    ``_views``: as on ``Dual`` (basic-indexing views, so that ``x[key] = v`` reaches them)."""
+
+    __slots__ = ("_view", "_views", "__weakref__")
+    _transform = "jit"
+
+    def __bool__(self) -> bool:  # a guard: the program is valid for this outcome only
+        return LEVELS.programs[self.level].guard(self)
+
+    def _refuse(self, what: str) -> Any:
+        raise TypeError(
+            f"{what} of a traced value inside jit: a number read from an array cannot be replayed (bool() "
+            f"can: it records a guard). Keep it an array (xp.where in place of Python arithmetic on it), pass "
+            f"it through static_argnums, or call the function without jit")
+
+    def __repr__(self) -> str:
+        return f"JitTraced(level={self.level}, slot={self.var}, value={self.value!r})"
+
+
+class Var:
+    """A variable of a recorded program (see :class:`Program`)."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
+
+
+class Program:
+    """A recorded linear computation: equations ``(prim, args, params, outs)`` in order, where ``args``
+    are ``Var`` (a recorded value) or constants and ``outs`` the ``Var`` of the results."""
+
+    __slots__ = ("equations", "n_vars")
+
+    def __init__(self) -> None:
+        self.equations: list[tuple] = []
+        self.n_vars = 0
+
+    def new_var(self) -> Var:
+        self.n_vars += 1
+        return Var(self.n_vars - 1)
+
+
+LEVELLED_TYPES = frozenset((Dual, Batched, Recorded, JitTraced))
+
+
+def levelled(x: Any) -> bool:
+    """Whether ``x`` is a value of a running transform (not a raw array or a Python scalar)."""
+    return type(x) in LEVELLED_TYPES
+
+
+class _Levels(threading.local):
+    def __init__(self) -> None:
+        self.active: list[int] = []  # the levels of the running jvp calls, innermost last
+        self.stack: list[tuple[int, str]] = []  # (level, kind) of every running transform, innermost last
+        self.alive: set[int] = set()
+        self.programs: dict[int, Program] = {}  # the recordings of running linearize calls
+
+
+LEVELS = _Levels()
+_next_level = itertools.count(1)
+
+
+def current_level() -> int:
+    """The level of the innermost running ``jvp`` (0 outside any)."""
+    active = LEVELS.active
+    return active[-1] if active else 0
+
+
+def active_levels() -> list[int]:
+    """The levels of the running ``jvp`` calls, outermost first."""
+    return list(LEVELS.active)
+
+
+def constant(x: Any) -> Any:
+    """A new constant array as a value of the innermost transform's level (a zero tangent, or shared by
+    all examples), so that operators between it and traced values dispatch through them, whatever the
+    backend."""
+    if not LEVELS.stack:
+        return x
+    level, kind = LEVELS.stack[-1]
+    if kind == "jvp":
+        return Dual(level, x, Zero.like(x))
+    if kind == "jit":
+        return LEVELS.programs[level].constant(x)
+    return Batched(level, x, None) if kind == "vmap" else x
+
+
+class new_level:
+    """Context manager giving each transform call (``jvp``, ``vmap``, a ``linearize`` or ``jit`` recording) a
+    level of its own.
+
+    Levels are never reused: a nested call's level is above its caller's, and a value that escaped
+    from a finished call (kept in a closure, say) is recognised as dead instead of being confused
+    with the values of a later call.
+    """
+
+    def __init__(self, kind: str = "jvp", program: Any = None):
+        self.kind = kind
+        self.program = program  # kind "jit": the recording (see cupy_ad.transforms.jit)
+
+    def __enter__(self) -> int:
+        level = self.level = next(_next_level)
+        if self.kind == "jvp":
+            LEVELS.active.append(level)
+        elif self.kind == "record":
+            LEVELS.programs[level] = Program()
+        elif self.kind == "jit":
+            LEVELS.programs[level] = self.program
+        LEVELS.stack.append((level, self.kind))
+        LEVELS.alive.add(level)
+        return level
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.kind == "jvp":
+            LEVELS.active.pop()
+        LEVELS.programs.pop(self.level, None)
+        LEVELS.stack.pop()
+        LEVELS.alive.discard(self.level)
+
+
+def program_of(level: int) -> Program:
+    """The program recorded so far at the running recording level ``level``."""
+    return LEVELS.programs[level]
+
+
+def check_alive(x: Any) -> None:
+    """Raise if ``x`` holds a value of a transform call (``jvp``, ``vmap``, ``linearize``) that has finished."""
+    while type(x) in LEVELLED_TYPES:
+        if x.level not in LEVELS.alive:
+            kind = {Dual: "jvp", Batched: "vmap", Recorded: "linearize", JitTraced: "jit"}[type(x)]
+            raise ValueError(
+                f"a value from a finished {kind} call was used (it escaped, e.g. through a closure or a "
+                f"global); pass it as an input of the {kind} instead")
+        x = x.primal if type(x) is Dual else x.value
