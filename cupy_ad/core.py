@@ -4,10 +4,10 @@
 Eager transforms in the style of JAX's autodidax. Every running transform owns a level from one
 counter (:mod:`cupy_ad.values`): a ``jvp`` call's values are ``Dual`` (a primal and a tangent), a
 ``vmap`` call's are ``Batched`` (every example stacked along one axis), a ``linearize`` recording's
-are ``Recorded``. A value of level k may hold values of lower levels inside, which is how
-transforms nest and compose without perturbation confusion. ``bind`` runs a primitive's implementation on raw arrays, or the
-rule of the highest level present among the arguments: the JVP rule, the batching rule, or the
-recorder.
+are ``Recorded``. A value of level k may hold values of lower levels inside, which is how transforms
+nest and compose without perturbation confusion. ``bind`` runs a primitive's implementation on raw
+arrays, or the rule of the highest level present among the arguments: the JVP rule, the batching
+rule, or the recorder.
 """
 from __future__ import annotations
 

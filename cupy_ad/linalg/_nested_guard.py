@@ -34,6 +34,7 @@ degenerate point does not exist, and the block alone cannot tell a curve from an
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -81,7 +82,9 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
     raw = strip(block) * 0 if type(tangent) is Zero else concrete_tangent(tangent)
     xp = xp_of(raw)
     eps = float(xp.finfo(raw.dtype).eps)
-    expected = xp.where(distinct, strip(t), xp.zeros((), dtype=raw.dtype))  # T, or 0 where mu repeat
+    # T, or 0 where mu repeat (B = dA exactly: the block alone cannot tell a line traversed at another
+    # speed from another direction, as one pair fits any scale; those get NaN)
+    expected = xp.where(distinct, strip(t), xp.zeros((), dtype=raw.dtype))
     # rounding of P' = [P, C] + D and of T: eps (|P| |c| + |T| + |P'|)
     size = _largest(raw) + _largest(strip(block)) * _largest(strip(mixing)) + _largest(expected)
     tol = 64 * resolution(raw.shape[-1], eps) * size
@@ -94,10 +97,18 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
         worst = int(xp.argmax(xp.reshape(mismatch - tol, (-1,))))
         warnings.warn(MESSAGE.format(name=name, bad=float(xp.reshape(mismatch, (-1,))[worst]),
                                      tol=float(xp.reshape(xp.broadcast_to(tol, mismatch.shape), (-1,))[worst])),
-                      DegenerateNestedWarning, stacklevel=2)
+                      DegenerateNestedWarning, stacklevel=_outside_the_package())
     nan = float("nan")  # (values real, mixing of the matrix's dtype)
     return outs, (where(bad[..., 0], xp.asarray(nan, dtype=values.dtype), _dense(out_tangents[0], values)),
                   where(bad, xp.asarray(nan, dtype=mixing.dtype), _dense(out_tangents[1], mixing)))
+
+
+def _outside_the_package() -> int:
+    """The ``stacklevel`` of the innermost frame outside cupy_ad, for a warning raised in a rule."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("cupy_ad"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _dense(tangent: Any, like: Any) -> Any:
@@ -116,7 +127,7 @@ def guard_nested(values: Any, mixing: Any, block: Any, t: Any, pairs: Any, disti
     return bind(nested_guard_p, values, mixing, block, t, pairs=pairs, distinct=distinct, name=name, t_from=t_from)
 
 
-def _pass(values: Any, a: Any, da: Any, *, flagged: Any, name: str) -> Any:
+def _pass(values: Any, a: Any, da: Any, *, members: Any, name: str) -> Any:
     return values
 
 
@@ -125,17 +136,22 @@ curve_guard_p.def_batch(lambda values, axes, **params: (values[0], axes[0]))
 
 
 @curve_guard_p.def_jvp
-def _curve_jvp(primals: list, tangents: list, *, flagged: Any, name: str):
+def _curve_jvp(primals: list, tangents: list, *, members: Any, name: str):
     values, a, da = primals
-    b = strip(a) * 0 if type(tangents[1]) is Zero else concrete_tangent(tangents[1])
-    raw = strip(da)
+    if type(tangents[1]) is Zero:  # A fixed, only dA moves: mu' = diag(R^H P'_cc R) is exact where mu differ
+        return values, tangents[0]  # (and where they repeat the cluster block's own check gives NaN)
+    b, raw = concrete_tangent(tangents[1]), strip(da)
     xp = xp_of(raw)
-    tol = 64 * resolution(raw.shape[-1], float(xp.finfo(raw.dtype).eps)) * _largest(raw)
-    bad = (xp.any(xp.abs(b - raw) > tol, axis=(-2, -1)) & flagged)[..., None]
+    # one direction: b = alpha da, alpha > 0 (the same line at another speed); alpha by least squares
+    dd = xp.sum(xp.abs(raw) ** 2, axis=(-2, -1), keepdims=True)
+    alpha = xp.real(xp.sum(xp.conj(raw) * b, axis=(-2, -1), keepdims=True)) / xp.where(dd > 0, dd, 1.0)
+    tol = 64 * resolution(raw.shape[-1], float(xp.finfo(raw.dtype).eps)) * _largest(b)
+    off_line = xp.any(xp.abs(b - alpha * raw) > tol, axis=(-2, -1)) | ((alpha[..., 0, 0] <= 0) & (tol[..., 0, 0] > 0))
+    bad = off_line[..., None] & members
     if backend_of_matrix(raw).host_branching:
         if not bool(xp.any(bad)):
             return values, tangents[0]
-        warnings.warn(CURVE_MESSAGE.format(name=name), DegenerateNestedWarning, stacklevel=2)
+        warnings.warn(CURVE_MESSAGE.format(name=name), DegenerateNestedWarning, stacklevel=_outside_the_package())
     return values, where(bad, xp.asarray(float("nan"), dtype=values.dtype), _dense(tangents[0], values))
 
 
@@ -145,14 +161,23 @@ CURVE_MESSAGE = ("{name}: nested jvp at repeated eigen/singular values along an 
                  "of each multiplet")
 
 
-def guard_curve(values: Any, a: Any, da: Any, flagged: Any, name: str) -> Any:
-    """``values`` unchanged; under an outer jvp, checks that the outer tangent of ``a`` equals the
-    inner tangent ``da`` (one direction, the curve case) for the matrices ``flagged`` (raw bool, batch
-    shape: those with repeated or zero values) and otherwise gives NaN tangents (warning on host backends).
-    For eigvalsh and svdvals, whose second derivatives are exact along any curve with distinct
-    first-order splittings: the check on the cluster block alone cannot tell a curve from another
-    direction."""
-    return bind(curve_guard_p, values, a, da, flagged=flagged, name=name)
+def guard_curve(values: Any, a: Any, da: Any, members: Any, name: str) -> Any:
+    """``values`` unchanged; under an outer jvp, checks that the outer tangent of ``a`` is the inner
+    tangent ``da`` times a positive speed (one direction: a line or curve) and otherwise gives NaN
+    tangents to the ``members`` (raw bool (..., n): the repeated or zero values; warning on host
+    backends). For eigvalsh and svdvals, whose second derivatives are exact along any curve with
+    distinct first-order splittings: the check on the cluster block alone cannot tell a curve from
+    another direction. An outer jvp that moves dA only (A fixed) passes: the values' derivative
+    there is exact where the first-order splittings differ."""
+    return bind(curve_guard_p, values, a, da, members=members, name=name)
+
+
+def cluster_members(joined: Any) -> Any:
+    """Raw bool (..., n): the values in a cluster, from ``joined`` (..., n - 1), whether each value is
+    clustered with the next."""
+    xp = xp_of(joined)
+    alone = xp.zeros((*joined.shape[:-1], 1), dtype=xp.bool)
+    return xp.concat([joined, alone], axis=-1) | xp.concat([alone, joined], axis=-1)
 
 
 def _unchanged(tangent: Any, *, flagged: Any) -> Any:

@@ -49,7 +49,7 @@ from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multip
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
-from ._nested_guard import guard_curve, guard_nested
+from ._nested_guard import cluster_members, guard_curve, guard_nested
 from ._matrix import as_inexact, backend_of_matrix, mH, require_square
 from ._results import EighResult
 from .triangular_product import triangular_product
@@ -190,7 +190,7 @@ def _eigvalsh_jvp(primals: list, tangents: list, *, lower: bool):
     if take_degenerate_path(w, joined):  # they need all of P = V^H dA_s V
         y = matmul(mH(v), x)
         _, dw, _ = _degenerate(w, v, add(y, mH(y)), dw, None)
-        dw = guard_curve(dw, a, da, xp_of(joined).any(joined, axis=-1), "eigvalsh")
+        dw = guard_curve(dw, a, da, cluster_members(joined), "eigvalsh")
     return w, dw
 
 
@@ -254,16 +254,17 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
 def eigvalsh(a: Any, UPLO: str = "L") -> Any:
     """Eigenvalues of Hermitian (real symmetric) matrices, ascending, as ``numpy.linalg.eigvalsh``.
 
-    Conventions as :func:`eigh` (only the ``UPLO`` triangle is read, leading batch dimensions).
-    The tangent is dw = Re diag(V^H dA_s V), which needs the eigenvectors: under ``jvp`` the
-    eigenvalues come from one ``eigh`` kernel call (values and vectors), not from the eigvalsh
-    kernel, so they may differ from a plain call's in the last bits (LAPACK's syevd/heevd computes
-    eigenvalues alone by another algorithm); one kernel call instead of two. At repeated eigenvalues the tangent is the one-sided
-    directional derivative (not linear in dA): the ascending eigenvalues of V_k^H dA_s V_k for each
-    cluster (see :func:`eigh`), which pair with the sorted eigenvalues of A + h dA, h -> 0+.
-    Nested jvp there: exact along any curve (one direction at both levels) where mu are distinct or
-    repeat with a diagonal second-order block (a symmetry); NaN (and a ``DegenerateNestedWarning``)
-    otherwise, and for an outer direction other than the inner one (the sorted eigenvalues have no mixed second derivative).
+    Conventions as :func:`eigh` (only the ``UPLO`` triangle is read, leading batch dimensions). The
+    tangent is dw = Re diag(V^H dA_s V), which needs the eigenvectors: under ``jvp`` the eigenvalues
+    come from one ``eigh`` kernel call (values and vectors), not from the eigvalsh kernel, so they may
+    differ from a plain call's in the last bits (LAPACK's syevd/heevd computes eigenvalues alone by
+    another algorithm); one kernel call instead of two. At repeated eigenvalues the tangent is the
+    one-sided directional derivative (not linear in dA): the ascending eigenvalues of V_k^H dA_s V_k for
+    each cluster (see :func:`eigh`), which pair with the sorted eigenvalues of A + h dA, h -> 0+. Nested
+    jvp there: exact along any curve (one direction at both levels) where mu are distinct or repeat with
+    a diagonal second-order block (a symmetry); NaN (and a ``DegenerateNestedWarning``) otherwise, and
+    for an outer direction other than the inner one at a positive speed (the sorted eigenvalues have no
+    mixed second derivative there).
     """
     lower = _check("eigvalsh", a, UPLO)
     a = as_inexact(a)

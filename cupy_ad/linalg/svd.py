@@ -76,7 +76,7 @@ from ..namespace import (
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
-from ._nested_guard import guard_curve, guard_nested, guard_zero_block
+from ._nested_guard import cluster_members, guard_curve, guard_nested, guard_zero_block
 from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
 from .qr import qr_p, qr_r_p
@@ -215,7 +215,8 @@ def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, o
 
     ``ordinary`` = (dU, dS, dV), kept for regular columns (dU and dV may be Zero when only dS is
     wanted); ``long_side`` = (dAx Y, X^H dAx Y) as the ordinary rule computed them (see
-    :func:`_degenerate_path`), or None to compute them there. Host batches run the path on the matrices with such values only.
+    :func:`_degenerate_path`), or None to compute them there. Host batches run the path on the
+    matrices with such values only.
     """
     flags = _flags(s, *a.shape[-2:])
 
@@ -368,8 +369,8 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
         reg_long = row(regular)
     if with_zero:  # nested jvp through the zero block is not exact: NaN there (``guard_zero_block``)
         ds = guard_zero_block(ds, zero)
-        dx = guard_zero_block(dx, row(xp.concat([zero, xp.broadcast_to(xp.any(zero, axis=-1, keepdims=True),
-                                                                        (*zero.shape[:-1], dx.shape[-1] - k))], axis=-1)))
+        completion = xp.broadcast_to(xp.any(zero, axis=-1, keepdims=True), (*zero.shape[:-1], dx.shape[-1] - k))
+        dx = guard_zero_block(dx, row(xp.concat([zero, completion], axis=-1)))
         dy_out = guard_zero_block(dy_out, row(zero))
     (u2, du), (v2, dv) = ((x2, dx), (y2, dy_out)) if tall else ((y2, dy_out), (x2, dx))
     reg_u, reg_v = (reg_long, row(regular)) if tall else (row(regular), reg_long)
@@ -397,7 +398,8 @@ def _svdvals_jvp(primals: list, tangents: list):
     degenerate = _degenerate(a, u, s_uv, vh, da, False, (Zero.like(u), ds, Zero.like(vh)))
     if degenerate is None:
         return s, ds
-    return s, guard_curve(degenerate[3], a, da, xp_of(strip(s_uv)).any(_flags(s_uv, *a.shape[-2:]), axis=-1), "svdvals")
+    flags, k = _flags(s_uv, *a.shape[-2:]), s_uv.shape[-1]  # (clustered with the next value; zero)
+    return s, guard_curve(degenerate[3], a, da, cluster_members(flags[..., :k - 1]) | flags[..., k - 1:], "svdvals")
 
 
 def _validate(name: str, a: Any) -> Any:
@@ -450,17 +452,17 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
       everywhere. Host backends run the extra work only when a block exists (the zero block's only
       when there is one); CuPy runs it always (never synchronises).
     * nested jvp at a positive cluster: as :func:`cupy_ad.linalg.eigh` (``_nested_guard``): exact for
-      the singular values and rotation-invariant outputs (U_k S_k V_k^H cut at a gap, projectors)
-      along a straight line with distinct first-order splittings and along curves that keep the
-      multiplets whole; NaN (and a ``DegenerateNestedWarning``) where no rule can be exact, naming
-      ``svd_split``. At zero singular values (rank-deficient or rectangular input with a null
-      block) the zero block's limit basis is a constant of the inner level, so the second
-      derivatives of its dS, dU and dV columns are not exact: their outer tangents are NaN, on
-      every backend (so also sum(s), or s^2 terms through 0 * NaN); outputs not reading them
-      (U_r S_r V_r^H cut at the gap above the zero block) stay exact. Floors of the second order for any output built from U and V: a small
-      singular value s, clustered or not, ~eps s_max / s (u and v turn oppositely at rate
-      Skew(P) / 2s; svd_split avoids it); near-degenerate values straddling a truncation make the
-      truncated program itself ill-conditioned, ~eps s_max^2 / gap^2, for every method.
+      the singular values and rotation-invariant outputs (U_k S_k V_k^H cut at a gap, projectors) along
+      a straight line with distinct first-order splittings and along curves that keep the multiplets
+      whole; NaN (and a ``DegenerateNestedWarning``) where no rule can be exact, naming ``svd_split``.
+      At zero singular values (rank-deficient or rectangular input with a null block) the zero block's
+      limit basis is a constant of the inner level, so the second derivatives of its dS, dU and dV
+      columns are not exact: their outer tangents are NaN, on every backend (so also sum(s), or s^2
+      terms through 0 * NaN); outputs not reading them (U_r S_r V_r^H cut at the gap above the zero
+      block) stay exact. Floors of the second order for any output built from U and V: a small singular
+      value s, clustered or not, ~eps s_max / s (u and v turn oppositely at rate Skew(P) / 2s; svd_split
+      avoids it); near-degenerate values straddling a truncation make the truncated program itself
+      ill-conditioned, ~eps s_max^2 / gap^2, for every method.
     """
     a = _validate("svd", a)
     if not isinstance(full_matrices, bool):

@@ -1,6 +1,6 @@
 """Creation functions and dtype helpers, bound to a backend, with the standard's signatures.
 
-Inside a ``jvp`` the arrays they make are dual values with a zero tangent (see ``core.constant``),
+Inside a ``jvp`` the arrays they make are dual values with a zero tangent (see ``values.constant``),
 so ``xp.ones_like(x) * x`` works on every backend, array_api_strict included. Dtype helpers
 (``finfo``, ``can_cast``, ``result_type`` ...) read the dtype of a dual value.
 """

@@ -101,7 +101,7 @@ class _Recording:
         return JitTraced(self.level, value, len(self.values) - 1)
 
     def constant(self, x: Any) -> JitTraced:
-        """``core.constant`` inside the recording: a constant slot (operators on it are recorded)."""
+        """``values.constant`` inside the recording: a constant slot (operators on it are recorded)."""
         traced = self.slot(x)
         self.constant_slots.add(traced.var)
         return traced

@@ -186,3 +186,31 @@ def test_svd_zero_block_nested_is_nan_not_wrong(backend, shape, values):
         return ns.sum(((u[:, :2] * s[:2]) @ vh[:2, :]) * weight)
 
     close(*second_derivative(backend, kept, a0, a1, zero))
+
+
+def test_values_guard_spares_isolated_values_scaled_lines_and_a_moving_inner_tangent(backend):
+    # another outer direction: NaN for the cluster's values only, the isolated ones stay exact; the same
+    # line at twice the speed: twice the result; A fixed while dA moves: exact (distinct splittings)
+    a = np.diag([1.0, 1.0, 2.0, 3.0])
+    b, c, d = (z + z.T for z in (direction((4, 4), np.float64, seed=s) for s in (11, 12, 13)))
+    x, tb, tc, td = (backend.asarray(z) for z in (a, b, c, d))
+    first = lambda y: ad.jvp(ad.linalg.eigvalsh, (y,), (tb,))[1]  # noqa: E731
+    with pytest.warns(ad.linalg.DegenerateNestedWarning):
+        mixed = backend.to_numpy(ad.jvp(first, (x,), (tc,))[1])
+    h = 1e-5
+    fd = (backend.to_numpy(first(backend.asarray(a + h * c))) - backend.to_numpy(first(backend.asarray(a - h * c))))
+    assert np.isnan(mixed[:2]).all()
+    np.testing.assert_allclose(mixed[2:], fd[2:] / (2 * h), rtol=1e-6)
+    along = backend.to_numpy(ad.jvp(first, (x,), (tb,))[1])
+    twice = backend.to_numpy(ad.jvp(first, (x,), (2.0 * tb,))[1])
+    np.testing.assert_allclose(twice, 2 * along, rtol=1e-12, atol=1e-12)
+    moving = backend.to_numpy(ad.jvp(lambda t: ad.jvp(ad.linalg.eigvalsh, (x,), (t,))[1], (tb,), (td,))[1])
+    inner = lambda t: backend.to_numpy(ad.jvp(ad.linalg.eigvalsh, (x,), (backend.asarray(t),))[1])  # noqa: E731
+    np.testing.assert_allclose(moving, (inner(b + h * d) - inner(b - h * d)) / (2 * h), rtol=1e-6, atol=1e-8)
+    m = np.zeros((5, 4))
+    m[:4, :4] = np.diag([3.0, 2.0, 2.0, 1.0])
+    mb, mc = (backend.asarray(direction((5, 4), np.float64, seed=s)) for s in (14, 15))
+    first_s = lambda y: ad.jvp(ad.linalg.svdvals, (y,), (mb,))[1]  # noqa: E731
+    with pytest.warns(ad.linalg.DegenerateNestedWarning):
+        mixed = backend.to_numpy(ad.jvp(first_s, (backend.asarray(m),), (mc,))[1])
+    assert np.isnan(mixed[1:3]).all() and np.isfinite(mixed[[0, 3]]).all()
