@@ -66,7 +66,7 @@ from ..backends import backend_of
 from ..values import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
 from ..namespace import namespace, numpy_protocols
 from ..namespace.indexing import _is_basic
-from .jit_program import Call, Diverged, Flattening, Method, Program, _is_array, build, guard
+from .jit_program import Call, Diverged, Flattening, Method, Program, _is_array, build, guard, rebuild
 
 MAX_VARIANTS = 8
 
@@ -378,16 +378,7 @@ def _ranked(d: Any, rank: dict) -> Any:
 
 def _rebuild(d: Any, raws: Any, levels: list) -> Any:
     """An input leaf from its signature (levels by rank): raw leaves from the iterator ``raws``, in order."""
-    tag = d[0]
-    if tag == "D":
-        primal = _rebuild(d[2], raws, levels)
-        return Dual(levels[d[1]], primal, Zero(d[3][1], d[3][2]) if d[3][0] == "Z" else _rebuild(d[3], raws, levels),
-                    d[4])
-    if tag == "B":
-        return Batched(levels[d[1]], _rebuild(d[3], raws, levels), d[2])
-    if tag == "S":
-        return d[2].value
-    return next(raws)
+    return rebuild(d, levels, lambda leaf: leaf[2].value if leaf[0] == "S" else next(raws))
 
 
 def _output(v: Any, recording: _Recording, rank: dict) -> Any:

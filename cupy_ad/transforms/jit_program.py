@@ -95,17 +95,28 @@ class Method:
         return getattr(value, self.__name__)(*args, **kwargs)
 
 
+def rebuild(d: Any, levels: list, leaf: Any) -> Any:
+    """The value a description ``d`` stands for: duals ("D") and batches ("B") at ``levels`` (by rank)
+    around the raw leaves that ``leaf(d)`` gives."""
+    tag = d[0]
+    if tag == "D":
+        primal = rebuild(d[2], levels, leaf)
+        return Dual(levels[d[1]], primal, Zero(d[3][1], d[3][2]) if d[3][0] == "Z" else rebuild(d[3], levels, leaf),
+                    d[4])
+    if tag == "B":
+        return Batched(levels[d[1]], rebuild(d[3], levels, leaf), d[2])
+    return leaf(d)
+
+
 def build(d: Any, env: list, levels: list) -> Any:
     """An output leaf of a replay (constants copied: the caller may write into what it gets)."""
+    return rebuild(d, levels, lambda leaf: _output(leaf, env))
+
+
+def _output(d: Any, env: list) -> Any:
     tag = d[0]
     if tag == "V":
         return env[d[1]]
-    if tag == "D":
-        primal = build(d[2], env, levels)
-        return Dual(levels[d[1]], primal, Zero(d[3][1], d[3][2]) if d[3][0] == "Z" else build(d[3], env, levels),
-                    d[4])
-    if tag == "B":
-        return Batched(levels[d[1]], build(d[3], env, levels), d[2])
     if tag == "C":  # (a value that cannot be written, a NumPy scalar, is returned as it is: its type kept)
         return d[1].__array_namespace__().asarray(d[1], copy=True) if hasattr(type(d[1]), "__setitem__") else d[1]
     return d[2]

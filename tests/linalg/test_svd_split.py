@@ -11,17 +11,13 @@ import pytest
 
 import cupy_ad as ad
 from cupy_ad.linalg._matrix import mH
-from test_degenerate import DTYPES, SINGLE, is_complex, unitary
+from test_degenerate import DTYPES, SINGLE, is_complex
+from test_degenerate import with_singular_values as _in_double
 
 
 def with_singular_values(sv, m, n, dtype, seed=0, batch=()) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    out = np.empty((*batch, m, n), dtype=np.complex128 if is_complex(dtype) else np.float64)
-    for idx in np.ndindex(*batch):
-        d = np.zeros((m, n))
-        d[np.arange(len(sv)), np.arange(len(sv))] = sv
-        out[idx] = unitary(m, is_complex(dtype), rng) @ d @ np.conj(unitary(n, is_complex(dtype), rng).T)
-    return out.astype(dtype)
+    """test_degenerate's matrix with singular values ``sv``, rounded to ``dtype``."""
+    return _in_double(sv, m, n, dtype, seed, batch).astype(dtype)
 
 
 def direction(shape, dtype, seed) -> np.ndarray:
