@@ -13,9 +13,9 @@ Why svd_split: the kept spectrum of these SVDs is made of multiplets (Z2 doublet
 phase) that stay degenerate under the change of beta. svd_split's derivative is the horizontal lift
 of the pair (X, Y), which involves only s_i + s_j inside the kept block and the truncation gap, so
 nothing divides by the splitting of a multiplet. ``--split svd`` runs the same program with a plain
-``svd`` and S^1/2 taken by hand, for comparison: its energy is off by ~5e-6 in the ordered phase, its
-d^2 lnZ / d beta^2 by 2e-5..4e-3 (beta 0.3..0.44), and from beta ~ 0.5 on its nested jvp is NaN, with a
-DegenerateNestedWarning (README, "Tensor networks").
+``svd`` and S^1/2 taken by hand, for comparison: its energy is off by ~5e-6 in the ordered phase,
+and its d^2 lnZ / d beta^2 is NaN at every beta (the rank-deficient SVDs' zero blocks, whose second
+derivatives plain ``svd`` does not give; README, "Tensor networks").
 """
 from __future__ import annotations
 
