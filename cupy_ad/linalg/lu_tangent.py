@@ -9,7 +9,8 @@ passes F with its zero pivots replaced by 1 (exact before the first zero pivot);
 read U's diagonal on the entries kept.
 
 Why a primitive: its implementation is the backend's ``lu_tangent`` kernel where there is one
-(NumPy: one buffer, 2 n^3 flops, see ``backends/numpy_lu_tangent.py``), and its batching rule
+(NumPy: one buffer, 2 n^3 flops, see ``backends/numpy_lu_tangent.py``; for a batch of small factors
+``lu_tangent_batch``, the same steps compiled one matrix at a time), and its batching rule
 hands many directions sharing one factor (a Jacobian: every direction of ``jacfwd``) to that
 kernel at once, laid out with the directions last. Elsewhere (other backends, a batch of factors)
 it is the composition of triangular solves and products.
@@ -44,6 +45,10 @@ def _kernel(f: Any) -> Any:
 
 
 def _impl(f: Any, perm: Any, da: Any) -> Any:
+    if f.ndim > 2:  # a batch of factors: the backend's batched kernel where it has one for them
+        batched = getattr(backend_of_matrix(f), "lu_tangent_batch", None)
+        out = None if batched is None else batched(f, perm, da)
+        return _composition(f, perm, da) if out is None else out
     kernel = _kernel(f)
     return _composition(f, perm, da) if kernel is None or da.ndim != 2 else kernel(f, perm, da)
 
