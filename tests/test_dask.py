@@ -254,6 +254,23 @@ def test_tall_skinny_complex_and_rank_deficient():
         assert np.isnan(want).any()
 
 
+@pytest.mark.filterwarnings("error::numpy.exceptions.ComplexWarning")
+@pytest.mark.parametrize("name", ["eigh", "svd", "svdvals", "lu_factor", "slogdet"])
+def test_complex_batches_with_real_outputs_do_not_warn(name):
+    """Real or integer outputs of complex blocks (eigenvalues, singular values, pivots, log|det|): their
+    metas are made without casting a complex meta to them (NumPy's ComplexWarning, here an error)."""
+    f, _ = SQUARE[name]
+    a, t, _, _ = _pair((6, 4, 4), 13)
+    a, t = a + 1j * t[::-1], t + 1j * a
+    if name == "eigh":
+        a, t = a + np.conj(np.swapaxes(a, -1, -2)), t + np.conj(np.swapaxes(t, -1, -2))
+    _same_as_numpy(f, a, t, da.from_array(a, chunks=(2, 4, 4)), da.from_array(t, chunks=(2, 4, 4)),
+                   lambda values: dask.compute(*values, scheduler="threads"))
+    tall = a.reshape(24, 4)
+    _same_as_numpy(TALL["svdvals"][0], tall, t.reshape(24, 4), da.from_array(tall, chunks=(8, 4)),
+                   da.from_array(t.reshape(24, 4), chunks=(8, 4)), lambda values: dask.compute(*values))
+
+
 def test_finite_differences():
     def f(x):
         xp = _ns(x)

@@ -153,6 +153,13 @@ def _reduction_output(pieces: dict, key: str, i: int) -> Any:
     return pieces[key][i]
 
 
+def typed_meta(like: Any, ndim: int, dtype: Any) -> Any:
+    """An empty array of the chunk type of the meta ``like`` with ``ndim`` axes and ``dtype`` (Dask's
+    meta_from_array, given the real part of a complex ``like``: casting it to a real or integer dtype
+    would raise NumPy's ComplexWarning for every real output of complex input)."""
+    return meta_from_array(like.real if like.dtype.kind == "c" else like, ndim, dtype=dtype)
+
+
 def _blocks(x: da.Array) -> list:
     return list(x.to_delayed().ravel())
 
@@ -163,12 +170,12 @@ def _small(pieces: Any, key: str, i: int, like: da.Array, example: Any) -> da.Ar
     value = dask.delayed(_reduction_output, pure=True)(pieces, key, i)
     shape = example.shape[1:]
     return da.from_delayed(value, shape, dtype=example.dtype,
-                           meta=meta_from_array(like._meta, len(shape), dtype=example.dtype))
+                           meta=typed_meta(like._meta, len(shape), dtype=example.dtype))
 
 
 def _stack(blocks: list, like: da.Array, n: int, dtype: Any) -> da.Array:
     """Row blocks (Delayed, ``like``'s row chunks, n columns) as one Dask array."""
-    meta = meta_from_array(like._meta, 2, dtype=dtype)
+    meta = typed_meta(like._meta, 2, dtype=dtype)
     return da.concatenate([da.from_delayed(block, (rows, n), dtype=dtype, meta=meta)
                            for block, rows in zip(blocks, like.chunks[0])])
 
