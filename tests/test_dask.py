@@ -441,8 +441,8 @@ def _stand_in_kernel(name):
     return kernel
 
 
-for _name in ("lu_factor", "lu_pivots_to_permutation", "lu_tangent_batch", "qr", "svd", "svdvals", "eigh", "eigvalsh", "cholesky",
-              "solve_triangular", "triangular_product"):
+for _name in ("lu_factor", "lu_pivots_to_permutation", "lu_tangent_batch", "qr", "svd", "svdvals", "eigh", "eigvalsh",
+              "cholesky", "solve_triangular", "triangular_product"):
     setattr(StandInBackend, _name, _stand_in_kernel(_name))
 
 
