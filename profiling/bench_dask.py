@@ -83,8 +83,9 @@ class Timings:
     def __str__(self) -> str:
         spread = f"{min(self.wall):.2f}-{max(self.wall):.2f}"
         each = " + ".join(f"{statistics.median(w):.2f}" for w in zip(*self.per_worker))
-        return (f"{self.median():.2f} s [{spread}] (CPU {self.median('cpu'):.2f} s: this process "
-                f"{self.median('here'):.2f}" + (f", workers {each}" if each else "") + ")")
+        cpu = [h + sum(w) for h, w in zip(self.here, self.per_worker)]
+        return (f"{self.median():.2f} s [{spread}] (CPU {self.median('cpu'):.2f} s [{min(cpu):.2f}-{max(cpu):.2f}]: "
+                f"this process {self.median('here'):.2f}" + (f", workers {each}" if each else "") + ")")
 
 
 def _cluster(workers: int, **kwargs) -> LocalCluster:
@@ -159,7 +160,7 @@ def batched(args) -> dict:
         workers = sorted(client.scheduler_info()["workers"])
         on = {"1 worker": workers[:1], "2 workers": workers}  # (one cluster: no second one idling beside it)
         print(f"  BLAS threads per worker: {sorted(set(client.run(_blas_threads).values()))}")
-        for name in ("eigh", "lu_factor"):
+        for name in args.ops:
             f = OPERATIONS[name]
             a, t = _batch_inputs(block_rows, n, name == "eigh")
             runs = {"numpy": lambda: ad.jvp(f, (a,), (t,))}
@@ -288,6 +289,8 @@ def main() -> None:
     parser.add_argument("--row-chunks", type=int, default=16, help="row blocks of the tall-skinny matrix")
     parser.add_argument("--memory-limit", default="1GiB", help="per worker, tall-skinny run")
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--ops", type=lambda text: text.split(","), default=["eigh", "lu_factor"],
+                        help="batched jvps to time, comma-separated (eigh, lu_factor)")
     parser.add_argument("--skip", choices=("batched", "tall"), help="leave one part out")
     args = parser.parse_args()
     if args.quick:
