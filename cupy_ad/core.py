@@ -62,6 +62,15 @@ class Primitive:
 
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     """Apply ``prim``: its implementation on raw arrays, else the rule of the top level present."""
+    if prim.stack_rule is not None:  # a stack of raw examples (the only levelled argument): the rule at once
+        first = args[0]
+        if (type(first) is Batched and first.axis == 0 and type(first.value) not in LEVELLED_TYPES
+                and (len(args) == 1 or not any(type(a) in LEVELLED_TYPES for a in args[1:]))
+                and first.level in LEVELS.alive):
+            if prim._primal_range is _NO_RANGE:
+                return Batched(first.level, prim.stack_rule([first.value, *args[1:]], params), 0)
+            with prim._primal_range:
+                return Batched(first.level, prim.stack_rule([first.value, *args[1:]], params), 0)
     level = 0
     top = None
     for a in args:
@@ -147,8 +156,46 @@ def stack_level(*args: Any) -> int:
 def bind_batched_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
     """An elementwise ``prim`` on stacks (``stack_level``), Python scalars and raw arrays: stacks of
     lower rank get singleton axes after the batch axis, so that all broadcast alike on the stack and
-    on one example. Returns None for any other case (``bind`` takes it). (One loop: this is the
-    dispatch of most primitives under vmap.)"""
+    on one example. Returns None for any other case (``bind`` takes it). (This is the dispatch of most
+    primitives under vmap: one stack, two stacks, or a stack and a Python scalar come first.)"""
+    x = args[0]
+    if type(x) is Batched and x.axis == 0 and type(x.value) not in LEVELLED_TYPES:
+        level = x.level
+        if len(args) == 1:
+            values = [x.value]
+        elif len(args) == 2:
+            y = args[1]
+            cls = type(y)
+            if cls in _PYTHON_SCALARS:
+                values = [x.value, y]
+            elif cls is Batched and y.axis == 0 and y.level == level and type(y.value) not in LEVELLED_TYPES:
+                values = [x.value, y.value]
+                gap = values[0].ndim - values[1].ndim
+                if gap:  # the stack of lower rank gets singleton axes after the batch axis
+                    low = 1 if gap > 0 else 0
+                    values[low] = _axis_ops.pad_raw_rank(values[low], abs(gap))
+            else:
+                return _bind_mixed_elementwise(prim, args, params)
+        else:
+            return _bind_mixed_elementwise(prim, args, params)
+    elif len(args) == 2 and type(x) in _PYTHON_SCALARS:
+        y = args[1]
+        if type(y) is not Batched or y.axis != 0 or type(y.value) in LEVELLED_TYPES:
+            return None
+        level = y.level
+        values = [x, y.value]
+    else:
+        return _bind_mixed_elementwise(prim, args, params)
+    if level not in LEVELS.alive:
+        return None
+    if prim._primal_range is _NO_RANGE:
+        return Batched(level, prim.impl(*values, **params), 0)
+    with prim._primal_range:
+        return Batched(level, prim.impl(*values, **params), 0)
+
+
+def _bind_mixed_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
+    """``bind_batched_elementwise``'s other cases: stacks of several ranks, raw arrays."""
     level = 0
     top = 0  # the rank everything broadcasts to
     low = 1 << 30  # the lowest rank of a stack
@@ -179,8 +226,7 @@ def bind_batched_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
     if low < top:
         values = [_axis_ops.pad_raw_rank(v, top - v.ndim) if type(a) is Batched and v.ndim < top else v
                   for a, v in zip(args, values)]
-    with prim._primal_range:  # (stacked's body: one call less on the most frequent path)
-        return Batched(level, prim.impl(*values, **params), 0)
+    return stacked(prim, level, values, params)
 
 
 def stacked(prim: Primitive, level: int, values: list, params: dict) -> Batched:
@@ -204,12 +250,6 @@ def bind_below(prim: Primitive, args: list, params: dict) -> Any:
 # ------------------------------------------------------------------------------------- batching
 def _batch(prim: Primitive, level: int, args: tuple, params: dict) -> Any:
     """The batching rule of ``prim`` at vmap level ``level``."""
-    if prim.stack_rule is not None:
-        first = args[0]
-        if (type(first) is Batched and first.axis == 0 and first.level == level and type(first.value) not in LEVELLED_TYPES
-                and not any(type(a) in LEVELLED_TYPES for a in args[1:])):
-            with prim._primal_range:
-                return Batched(level, prim.stack_rule([first.value, *args[1:]], params), 0)
     values = []
     axes = []
     mapped = False
