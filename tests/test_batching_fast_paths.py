@@ -73,7 +73,9 @@ def test_vmap_fast_path_agrees_with_the_general_path(backend):
 
 
 @pytest.mark.parametrize("x_shape, y_shape, in_axes", [
-    ((5, 3, 4), (4, 2), (0, None)),      # stacked matrices @ a shared matrix
+    ((5, 3, 4), (4, 2), (0, None)),      # stacked matrices @ a shared matrix (tiny: one folded product)
+    ((5, 2, 3, 4), (4, 4), (0, None)),   # stacked stacks of matrices @ a tiny shared matrix (folded too)
+    ((5, 3, 5), (5, 4), (0, None)),      # ... @ a shared matrix of more than 16 entries (broadcast)
     ((5, 3, 4), (4,), (0, None)),        # ... @ a shared vector
     ((5, 4), (4, 2), (0, None)),         # stacked vectors @ a shared matrix
     ((5, 4), (4,), (0, None)),           # stacked vectors . a shared vector
@@ -113,3 +115,17 @@ def test_reductions_and_transposes_of_stacks_match_a_loop(backend, name, params)
     for t in (lambda a: a.mT, lambda a: ns.permute_dims(a, (2, 0, 1)), lambda a: ns.permute_dims(a, axes=(-1, 1, 0))):
         got = backend.to_numpy(ad.vmap(t)(backend.asarray(x_np)))
         np.testing.assert_array_equal(got, np.stack([backend.to_numpy(t(backend.asarray(x_np[i]))) for i in range(5)]))
+
+
+def test_folded_product_of_a_strided_stack_matches_a_loop(backend):
+    """A stack times a tiny shared matrix is one product of the stack's rows: also for a stack that is a
+    strided view (its transpose), which the fold reshapes; the input is left as it was."""
+    rng = np.random.default_rng(6)
+    x_np, w_np = rng.standard_normal((7, 3, 2)), rng.standard_normal((3, 4))
+    x, w = backend.asarray(x_np), backend.asarray(w_np)
+    got = backend.to_numpy(ad.vmap(lambda a: a.mT @ w)(x))
+    want = np.stack([x_np[i].T @ w_np for i in range(7)])
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)
+    np.testing.assert_array_equal(backend.to_numpy(x), x_np)
+    tangent = ad.jvp(lambda a: ad.vmap(lambda b: b.mT @ w)(a), (x,), (x,))[1]  # under jvp: the rule's products
+    np.testing.assert_allclose(backend.to_numpy(tangent), want, rtol=1e-14, atol=1e-14)
