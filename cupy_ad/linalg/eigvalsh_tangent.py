@@ -15,8 +15,9 @@ GEMM (K x n(n-1)/2) @ (n(n-1)/2 x n) of the packed entries with W_(i,j),k = conj
 and a product with the masked triangles 2 K n^3. Complex: Re(P W) = Re P Re W - Im P Im W.
 
 Why a primitive: its batching rule sees every direction at once (``jacfwd`` of a function of one
-Hermitian matrix) and takes the packed GEMM when W is no larger than twice the directions' stack
-(4 K >= n - 1); elsewhere, and on one direction, the triangular product.
+Hermitian matrix) and takes the packed GEMM from (n - 1) / 4 directions on (W is built block by
+block, its n^3 / 2 products then cost little next to the GEMM's K n^3 flops); elsewhere, and on one
+direction, the triangular product.
 """
 from __future__ import annotations
 
@@ -59,20 +60,32 @@ def _composition(v: Any, da: Any, lower: bool) -> Any:
 
 def _packed(v: Any, da: Any, lower: bool) -> Any:
     """dw for a stack of directions ``da`` (K, n, n) sharing one ``v`` (n, n): the GEMM of the
-    derivation."""
+    derivation, in blocks of about ``_BLOCK`` entries of W: temporaries of a few hundred kB, reused block
+    after block, where a whole W (n^3 / 2 entries) would be as large as the stack."""
     xp = xp_of(v)
     n = v.shape[-1]
     flat = xp.arange(n * n)
     row, column = flat // n, flat % n
     read = flat[row > column] if lower else flat[row < column]  # dA_ij, i > j (i < j), row by row
-    first, second = read // n, read % n
-    rows = take(v, first, axis=0)
-    pairs = multiply(conj(rows) if is_complex_dtype(v) else rows, take(v, second, axis=0))  # W
-    entries = take(reshape(da, (da.shape[0], n * n)), read, axis=1)  # P: (K, n (n - 1) / 2)
-    if is_complex_dtype(pairs):
-        off = subtract(matmul(real(entries), real(pairs)), matmul(imag(entries), imag(pairs)))
-        return add(multiply(off, 2.0), matmul(real(diagonal(da)), real(multiply(conj(v), v))))
-    return add(multiply(matmul(entries, pairs), 2.0), matmul(diagonal(da), multiply(v, v)))
+    entries = reshape(da, (da.shape[0], n * n))
+    step = max(1, _BLOCK // n)
+    off = None
+    total = read.shape[0]
+    for start in range(0, total, step):
+        part = read[start:min(start + step, total)]
+        rows = take(v, part // n, axis=0)
+        pairs = multiply(conj(rows) if is_complex_dtype(v) else rows, take(v, part % n, axis=0))  # W's block
+        block = take(entries, part, axis=1)  # P's block: (K, pairs)
+        if is_complex_dtype(pairs):
+            term = subtract(matmul(real(block), real(pairs)), matmul(imag(block), imag(pairs)))
+        else:
+            term = matmul(block, pairs)
+        off = term if off is None else add(off, term)
+    diagonal_part = matmul(real(diagonal(da)), real(multiply(conj(v), v)) if is_complex_dtype(v) else multiply(v, v))
+    return diagonal_part if off is None else add(multiply(off, 2.0), diagonal_part)
+
+
+_BLOCK = 1 << 16  # entries of W per block (512 kB in float64)
 
 
 def _impl(v: Any, da: Any, *, lower: bool) -> Any:
@@ -87,7 +100,7 @@ _leading = leading(eigvalsh_tangent_p, (2, 2))
 def _batch(values: list, axes: list, *, lower: bool) -> tuple[Any, int]:
     (v, da), (v_axis, da_axis) = values, axes
     if (v_axis is None and v.ndim == 2 and da_axis is not None and da.ndim == 3
-            and 4 * da.shape[da_axis] >= v.shape[-1] - 1):  # W at most twice the directions' stack
+            and 4 * da.shape[da_axis] >= v.shape[-1] - 1):  # enough directions to pay for W
         return _packed(v, to_front(da, da_axis), lower), 0
     return _leading(values, axes, lower=lower)
 

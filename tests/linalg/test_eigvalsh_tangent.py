@@ -41,7 +41,9 @@ def packed_calls(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
 @pytest.mark.parametrize("uplo", ["L", "U"])
 @pytest.mark.parametrize("n, k, packed", [(7, 5, True), (9, 2, True), (17, 3, False)])
-def test_jacobian_matches_the_loop_of_jvps(backend, packed_calls, dtype, uplo, n, k, packed):
+@pytest.mark.parametrize("block", [module._BLOCK, 40])  # W in one block; in blocks of 5 or 4 pairs
+def test_jacobian_matches_the_loop_of_jvps(backend, packed_calls, monkeypatch, dtype, uplo, n, k, packed, block):
+    monkeypatch.setattr(module, "_BLOCK", block)
     a0, basis, p_np = _problem(backend, n, k, dtype, seed=n + k)
     f = _function(backend, a0, basis, uplo)
     p = backend.asarray(p_np)
