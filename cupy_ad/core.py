@@ -62,15 +62,6 @@ class Primitive:
 
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     """Apply ``prim``: its implementation on raw arrays, else the rule of the top level present."""
-    if prim.stack_rule is not None:  # a stack of raw examples (the only levelled argument): the rule at once
-        first = args[0]
-        if (type(first) is Batched and first.axis == 0 and type(first.value) not in LEVELLED_TYPES
-                and (len(args) == 1 or not any(type(a) in LEVELLED_TYPES for a in args[1:]))
-                and first.level in LEVELS.alive):
-            if prim._primal_range is _NO_RANGE:
-                return Batched(first.level, prim.stack_rule([first.value, *args[1:]], params), 0)
-            with prim._primal_range:
-                return Batched(first.level, prim.stack_rule([first.value, *args[1:]], params), 0)
     level = 0
     top = None
     for a in args:
@@ -157,7 +148,8 @@ def bind_batched_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
     """An elementwise ``prim`` on stacks (``stack_level``), Python scalars and raw arrays: stacks of
     lower rank get singleton axes after the batch axis, so that all broadcast alike on the stack and
     on one example. Returns None for any other case (``bind`` takes it). (This is the dispatch of most
-    primitives under vmap: one stack, two stacks, or a stack and a Python scalar come first.)"""
+    primitives under vmap: one stack, two stacks, a stack and a Python scalar or a shared array of at
+    most one example's rank come first.)"""
     x = args[0]
     if type(x) is Batched and x.axis == 0 and type(x.value) not in LEVELLED_TYPES:
         level = x.level
@@ -174,6 +166,8 @@ def bind_batched_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
                 if gap:  # the stack of lower rank gets singleton axes after the batch axis
                     low = 1 if gap > 0 else 0
                     values[low] = _axis_ops.pad_raw_rank(values[low], abs(gap))
+            elif cls not in LEVELLED_TYPES and getattr(y, "ndim", 1 << 30) < x.value.ndim:  # a shared raw array
+                values = [x.value, y]
             else:
                 return _bind_mixed_elementwise(prim, args, params)
         else:
@@ -195,7 +189,7 @@ def bind_batched_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
 
 
 def _bind_mixed_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
-    """``bind_batched_elementwise``'s other cases: stacks of several ranks, raw arrays."""
+    """``bind_batched_elementwise``'s other cases: raw arrays among the operands, three or more operands."""
     level = 0
     top = 0  # the rank everything broadcasts to
     low = 1 << 30  # the lowest rank of a stack
@@ -226,7 +220,10 @@ def _bind_mixed_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
     if low < top:
         values = [_axis_ops.pad_raw_rank(v, top - v.ndim) if type(a) is Batched and v.ndim < top else v
                   for a, v in zip(args, values)]
-    return stacked(prim, level, values, params)
+    if prim._primal_range is _NO_RANGE:
+        return Batched(level, prim.impl(*values, **params), 0)
+    with prim._primal_range:
+        return Batched(level, prim.impl(*values, **params), 0)
 
 
 def stacked(prim: Primitive, level: int, values: list, params: dict) -> Batched:
@@ -250,6 +247,14 @@ def bind_below(prim: Primitive, args: list, params: dict) -> Any:
 # ------------------------------------------------------------------------------------- batching
 def _batch(prim: Primitive, level: int, args: tuple, params: dict) -> Any:
     """The batching rule of ``prim`` at vmap level ``level``."""
+    if prim.stack_rule is not None:
+        first = args[0]
+        if (type(first) is Batched and first.axis == 0 and first.level == level and type(first.value) not in LEVELLED_TYPES
+                and (len(args) == 1 or not any(type(a) in LEVELLED_TYPES for a in args[1:]))):
+            if prim._primal_range is _NO_RANGE:
+                return Batched(level, prim.stack_rule([first.value, *args[1:]], params), 0)
+            with prim._primal_range:
+                return Batched(level, prim.stack_rule([first.value, *args[1:]], params), 0)
     values = []
     axes = []
     mapped = False
