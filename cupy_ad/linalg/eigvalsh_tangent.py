@@ -9,10 +9,10 @@ off-diagonal entries read (i > j for the lower triangle),
 
     dw_k = sum_i Re(dA_ii) |V_ik|^2 + sum_(i,j) 2 Re(dA_ij conj(V_ik) V_jk),
 
-linear in the n (n - 1) / 2 entries read: for K directions sharing V (a Jacobian) that is one
-GEMM (K x n(n-1)/2) @ (n(n-1)/2 x n) of the packed entries with W_(i,j),k = conj(V_ik) V_jk
-(n^3 / 2 entries, built once), K n^3 flops in all where K triangular products take K n^3 in K calls,
-and a product with the masked triangles 2 K n^3. Complex: Re(P W) = Re P Re W - Im P Im W.
+linear in the n (n - 1) / 2 entries read: for K directions sharing V (a Jacobian) that is one GEMM
+(K x n(n-1)/2) @ (n(n-1)/2 x n) of the packed entries with W_(i,j),k = conj(V_ik) V_jk (n^3 / 2
+entries, built once per point), K n^3 flops in all where K triangular products take K n^3 in K
+calls, and a product with the masked triangles 2 K n^3. Complex: Re(P W) = Re P Re W - Im P Im W.
 
 Why a primitive: its batching rule sees every direction at once (``jacfwd`` of a function of one
 Hermitian matrix) and takes the packed GEMM from (n - 1) / 4 directions on (W is built block by
