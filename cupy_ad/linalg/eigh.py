@@ -45,7 +45,7 @@ from typing import Any
 from ..core import Primitive, bind
 from ..values import strip
 from ..namespace._batching import leading
-from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multiply, real, subtract, sum, where
+from ..namespace import add, diagonal, divide, expand_dims, matmul, multiply, real, subtract, where
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)

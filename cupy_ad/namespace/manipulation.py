@@ -60,8 +60,7 @@ def pad_rank(x: Any, missing: int) -> Any:
 
 def pad_raw_rank(x: Any, missing: int) -> Any:
     """``pad_rank`` of a raw array, as a plain reshape (a view; no dispatch)."""
-    shape = (x.shape[0], *(1,) * missing, *x.shape[1:])
-    return x.reshape(shape) if hasattr(x, "reshape") else xp_of(x).reshape(x, shape)  # (raw_reshape inlined)
+    return raw_reshape(x, (x.shape[0], *(1,) * missing, *x.shape[1:]))
 
 
 def raw_reshape(x: Any, shape: tuple) -> Any:
