@@ -40,7 +40,7 @@ from typing import Any
 
 from ..core import Primitive, bind
 from ..values import Zero, strip
-from ..namespace import where
+from ..namespace import add, diagonal, divide, expand_dims, multiply, real, subtract, where
 from ..namespace._rules import xp_of
 from ._clusters import concrete_tangent, resolution
 from ._matrix import backend_of_matrix
@@ -59,8 +59,8 @@ MESSAGE = ("{name}: nested jvp at repeated eigen/singular values whose second de
            "and whole multiplets; or nest jvp along one direction of a straight line A + t dA")
 
 
-def _identity(values: Any, mixing: Any, block: Any, t: Any, *, pairs: Any, distinct: Any, name: str,
-              t_from: Any) -> tuple[Any, Any]:
+def _identity(values: Any, mixing: Any, block: Any, t: Any, *outside: Any, pairs: Any, distinct: Any, name: str,
+              t_from: Any, third_order: Any) -> tuple[Any, Any]:
     return values, mixing
 
 
@@ -74,8 +74,9 @@ def _largest(z: Any) -> Any:
 
 
 @nested_guard_p.def_jvp
-def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name: str, t_from: Any):
-    values, mixing, block, t = primals
+def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name: str, t_from: Any,
+               third_order: Any):
+    values, mixing, block, t, *outside = primals
     if t is None:
         t = t_from(strip(block))
     tangent = tangents[2]
@@ -91,6 +92,9 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
     mismatch = xp.where(pairs, xp.abs(raw - expected), xp.zeros((), dtype=tol.dtype))
     bad = xp.any(mismatch > tol, axis=(-2, -1), keepdims=True)
     outs, out_tangents = (values, mixing), tuple(tangents[:2])
+    if third_order is not None:
+        out_tangents = (out_tangents[0], add(_dense(out_tangents[1], mixing),
+                                             _third_order_mixing(mixing, block, t, distinct, *third_order(block, *outside))))
     if backend_of_matrix(raw).host_branching:
         if not bool(xp.any(bad)):
             return outs, out_tangents
@@ -101,6 +105,19 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
     nan = float("nan")  # (values real, mixing of the matrix's dtype)
     return outs, (where(bad[..., 0], xp.asarray(nan, dtype=values.dtype), _dense(out_tangents[0], values)),
                   where(bad, xp.asarray(nan, dtype=mixing.dtype), _dense(out_tangents[1], mixing)))
+
+
+def _third_order_mixing(c: Any, block: Any, t: Any, distinct: Any, u: Any, w: Any) -> Any:
+    """What the chain of outer rules misses in the outer tangent of the mixing c along the line (module
+    docstring): [i, j] = (-U + (mu_i + mu_j) W / 2 + c (T_jj - T_ii)) / (mu_j - mu_i) on ``distinct``."""
+    mu = real(diagonal(block))
+    nu = real(diagonal(t))
+    row = lambda z: expand_dims(z, axis=-2)  # noqa: E731 - [i, j] = z_j
+    col = lambda z: expand_dims(z, axis=-1)  # noqa: E731 - [i, j] = z_i
+    g = where(distinct, divide(1.0, where(distinct, subtract(row(mu), col(mu)), 1.0)), 0.0)
+    average = multiply(add(row(mu), col(mu)), 0.5)
+    numerator = add(subtract(multiply(average, w), u), multiply(c, subtract(row(nu), col(nu))))
+    return multiply(g, numerator)
 
 
 def _outside_the_package() -> int:
@@ -116,15 +133,18 @@ def _dense(tangent: Any, like: Any) -> Any:
 
 
 def guard_nested(values: Any, mixing: Any, block: Any, t: Any, pairs: Any, distinct: Any, name: str,
-                 t_from: Any = None) -> tuple[Any, Any]:
+                 t_from: Any = None, outside: tuple = (), third_order: Any = None) -> tuple[Any, Any]:
     """``(values, mixing)`` unchanged: the cluster tangents (..., n) and in-cluster mixing c (..., n, n).
     Under an outer jvp, checks that the outer tangent of the Hermitian cluster ``block`` (the
     limit-basis P) equals ``t`` (T) where the first-order splittings differ (``distinct``) and 0
     where they repeat, on ``pairs`` (raw bool, the in-cluster off-diagonal entries), to rounding; otherwise
     gives both outputs NaN tangents (and warns on host backends); see the module docstring. Costs nothing
     without an outer jvp (the primal is the identity); ``t`` may be None, computed then as
-    ``t_from(raw block)`` only under an outer jvp."""
-    return bind(nested_guard_p, values, mixing, block, t, pairs=pairs, distinct=distinct, name=name, t_from=t_from)
+    ``t_from(raw block)`` only under an outer jvp. ``third_order(block, *outside)`` (for the vector tangents of
+    eigh and svd; None for the values alone) gives (U, W) of the module docstring, from which the outer
+    tangent of ``mixing`` gets the third-order term the chain of outer rules misses on ``distinct`` pairs."""
+    return bind(nested_guard_p, values, mixing, block, t, *outside, pairs=pairs, distinct=distinct, name=name,
+                t_from=t_from, third_order=third_order)
 
 
 def _pass(values: Any, a: Any, da: Any, *, members: Any, name: str) -> Any:

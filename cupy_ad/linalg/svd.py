@@ -310,9 +310,13 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     e_all = where(both_tiny, 0.0, divide(1.0, where(both_tiny, 1.0, sum_s)))  # 1 / (s_j + s_l), all l
     herm = multiply(add(p, ph), 0.5)
     skew = multiply(subtract(p, ph), 0.5)
-    t = subtract(matmul(herm, multiply(multiply(f, sum_s), herm)), matmul(skew, multiply(e_all, skew)))
+    y_plus, y_minus = multiply(multiply(f, sum_s), herm), multiply(e_all, skew)  # couplings to +s_l, -s_l
+    t = subtract(matmul(herm, y_plus), matmul(skew, y_minus))
+    outside = (skew, y_plus, y_minus, s_inv)
     if big:  # the complement of X: P2^H P2 = dY^H dY - P^H P, over 2 s_j
-        t = add(t, multiply(subtract(matmul(mH(dy), dy), matmul(ph, p)), multiply(row(s_inv), 0.5)))
+        q = subtract(matmul(mH(dy), dy), matmul(ph, p))
+        t = add(t, multiply(q, multiply(row(s_inv), 0.5)))
+        outside += (q,)
     t = multiply(add(t, mH(t)), 0.5)
     mu = strip(ds)
     tol_mu = splitting_resolution(raw, cl, p, scale, max(m, n))
@@ -320,7 +324,9 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     g = where(mixing, divide(1.0, where(mixing, subtract(row(ds), col(ds)), 1.0)), 0.0)
     # svdvals (no vector tangents wanted): exact along any curve where mu differ, checked on repeats only
     checked = inpos & ~mixing if type(ordinary[0]) is Zero else inpos
-    ds, c = guard_nested(ds, multiply(g, t), herm, t, checked, mixing, "svd")
+    vectors = type(ordinary[0]) is not Zero
+    ds, c = guard_nested(ds, multiply(g, t), herm, t, checked, mixing, "svd", outside=outside if vectors else (),
+                         third_order=_outside_terms if vectors else None)
     omega_x = add(omega_x, add(multiply(e, skew), c))
     omega_y = add(omega_y, subtract(c, multiply(e, skew)))
     # 3. inside the zero block (second order through the nonzero s_l, via the dilation; see the
@@ -380,6 +386,25 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
         return new if type(old) is Zero else where(mask, old, new)
 
     return u_out, vh_out, pick(reg_u, du0, du), where(regular, ds0, ds), pick(reg_v, dv0, dv)
+
+
+def _outside_terms(herm: Any, skew: Any, y_plus: Any, y_minus: Any, s_inv: Any, q: Any = None) -> tuple[Any, Any]:
+    """(U, W) of ``_nested_guard`` on the Hermitian dilation, for a positive cluster: its outside are the
+    pairs (x_l; +-y_l) / sqrt 2 at +-s_l, coupled by Y+ = ``y_plus``, Y- = ``y_minus`` (Herm(P)_lj / (s_j - s_l),
+    Skew(P)_lj / (s_j + s_l)), and for m != n the complement (x_c; 0) at 0, coupled by P2 S^-1 / sqrt 2.
+    The dilation's P among them: Herm(P) (+, +), -Herm(P) (-, -), -Skew(P) (+, -), +-P2 / sqrt 2 to the
+    complement, 0 within it; so with Q = P2^H P2 (``q``, None when m = n):
+    U = Y+^H Herm(P) Y+ - Y-^H Herm(P) Y- + Z + Z^H, Z = Y-^H Skew(P) Y+ + S^-1 Q (Y+ - Y-) / 2,
+    W = Y+^H Y+ + Y-^H Y- + S^-1 Q S^-1 / 2."""
+    p_h, m_h = mH(y_plus), mH(y_minus)
+    z = matmul(m_h, matmul(skew, y_plus))
+    w = add(matmul(p_h, y_plus), matmul(m_h, y_minus))
+    if q is not None:
+        scaled = multiply(expand_dims(s_inv, axis=-1), q)  # S^-1 Q
+        z = add(z, multiply(matmul(scaled, subtract(y_plus, y_minus)), 0.5))
+        w = add(w, multiply(multiply(scaled, expand_dims(s_inv, axis=-2)), 0.5))
+    u = add(subtract(matmul(p_h, matmul(herm, y_plus)), matmul(m_h, matmul(herm, y_minus))), add(z, mH(z)))
+    return u, w
 
 
 @svdvals_p.def_jvp
