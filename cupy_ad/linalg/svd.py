@@ -289,7 +289,7 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
         d = xp.linalg.diagonal(rq)
         phase = xp.where(xp.abs(d) > 0, d / xp.where(xp.abs(d) > 0, xp.abs(d), xp.ones_like(xp.abs(d))),
                          xp.ones_like(d))
-        x2 = where(row(regular), x, where(row(zero), q * row(phase), matmul(x, rot)))
+        x2 = where(row(regular), x, where(row(zero), _in_span(x, q * row(phase)), matmul(x, rot)))
     else:
         x2 = where(row(regular), x, matmul(x, rot))
     # 2. tangents in the rotated basis: the ordinary formulas, then the in-cluster terms.
@@ -405,6 +405,16 @@ def _outside_terms(herm: Any, skew: Any, y_plus: Any, y_minus: Any, s_inv: Any, 
         w = add(w, multiply(multiply(scaled, expand_dims(s_inv, axis=-2)), 0.5))
     u = add(subtract(matmul(p_h, matmul(herm, y_plus)), matmul(m_h, matmul(herm, y_minus))), add(z, mH(z)))
     return u, w
+
+
+def _in_span(x: Any, z: Any) -> Any:
+    """Raw columns ``z`` as X (X^H z) + (z - X X^H z): the same values, whose part in span(X) (all of them
+    when X is square) moves with X under an outer jvp. The zero block's new left vectors are computed
+    from the tangent, as constants; as constants they would hide X's outer tangent from the positive
+    clusters' second-order terms of a square matrix (where no complement term cancels them)."""
+    raw = strip(x)
+    coefficients = mH(raw) @ z
+    return add(matmul(x, coefficients), z - raw @ coefficients)
 
 
 @svdvals_p.def_jvp

@@ -307,3 +307,15 @@ def test_split_members_branch_free(backend, monkeypatch):
     monkeypatch.setattr(_clusters, "FORCE_BRANCH_FREE", True)
     a0, a1 = triple_and_distinct(np.float64)
     close(*second_derivative(backend, eigh_members(backend, a0, a1), a0, a1, 0 * a1, h=1e-3), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("values", [[3.0, 2.0, 2.0, 2.0, 1.0, 0.0], [3.0, 2.0, 2.0, 2.0, 0.0, 0.0]])
+def test_svd_cluster_beside_a_zero_block_of_a_square_matrix(backend, dtype, values):
+    # the zero block's new left vectors move with U under the outer jvp: as constants they left out terms
+    # of the positive cluster's second order that no complement cancels in a square matrix (before: a
+    # truncation after the triple off by 1e-1, its members by 4e-1)
+    a0 = with_singular_values(values, 6, 6, dtype, seed=5)
+    a1 = direction((6, 6), dtype, seed=6)
+    close(*second_derivative(backend, svd_outputs(backend, "truncation"), a0, a1, 0 * a1))
+    close(*second_derivative(backend, svd_members(backend, a0, a1, True), a0, a1, 0 * a1, h=1e-3), rtol=1e-5)
