@@ -319,3 +319,22 @@ def test_svd_cluster_beside_a_zero_block_of_a_square_matrix(backend, dtype, valu
     a1 = direction((6, 6), dtype, seed=6)
     close(*second_derivative(backend, svd_outputs(backend, "truncation"), a0, a1, 0 * a1))
     close(*second_derivative(backend, svd_members(backend, a0, a1, True), a0, a1, 0 * a1, h=1e-3), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_split_members_along_curves_that_keep_them_apart(backend, dtype):
+    # quadratic curves whose second derivative does not couple the split members (what the guard checks):
+    # the line reparametrised (A2 = A1) and an A2 with no cluster block; the curve's D enters the truth and
+    # the chain of outer rules alike
+    a0, a1 = (z[0] for z in triple_and_distinct(dtype))
+    x = direction((5, 5), dtype, seed=9)
+    cluster = np.linalg.eigh(a0)[1][:, 1:4]
+    x, pi = x + np.conj(x.T), cluster @ np.conj(cluster.T)
+    m0, m1 = with_singular_values([3.0, 2.0, 2.0, 2.0, 0.5], 6, 5, dtype, seed=5), direction((6, 5), dtype, seed=6)
+    u, _, vh = np.linalg.svd(m0)
+    y = direction((6, 5), dtype, seed=10)
+    off_u, off_v = u[:, 1:4] @ np.conj(u[:, 1:4].T), np.conj(vh[1:4].T) @ vh[1:4]
+    for f, x0, x1, curves in ((eigh_members(backend, a0, a1), a0, a1, (a1, x - pi @ x @ pi)),
+                              (svd_members(backend, m0, m1, False), m0, m1, (m1, y - off_u @ y @ off_v))):
+        for x2 in curves:
+            close(*second_derivative(backend, f, x0, x1, x2, h=1e-3), rtol=1e-5)
