@@ -1,4 +1,5 @@
-"""A guard that lets a nested jvp through a degenerate eigh/svd rule go on only where it is exact.
+"""A guard that lets a nested jvp through a degenerate eigh/svd rule go on only where it is exact, and
+gives the split members' vectors the third-order term that makes them exact there.
 
 Setting (eigh; svd is the same on its Hermitian dilation). At a cluster of k equal eigenvalues
 lambda the first-order rule rotates V to the limit basis, where P = V^H dA V has P_cc = diag(mu), and
@@ -27,6 +28,27 @@ cluster members, or an accidental repeat of mu. NaN, not an error: forward mode 
 tangent whether an output reads it or not, so an error would also stop programs whose outputs are
 exact (a truncation cut at a gap) or that only need the primal values (array-API code run under a
 nested jvp).
+Individual vectors (third order). The second derivative of v_j alone (v_j v_j^H, a phase-fixed v_j)
+also needs the outer derivative of c, which the chain of outer rules gets wrong: along the line
+(D = 0) v_j(t) is analytic (Rellich); write v_j(t) = sum_k t^k v^(k) in the limit basis, Y = F o P
+across clusters (Y_lj = P_lj / (lambda - w_l), the inner rule's own), T = Y^H P, U = Y^H P Y,
+W = Y^H Y on the cluster (i != j below). Order t: v^(1) = (Y + c) e_j, nu_j = T_jj. Order t^2,
+outside: v^(2)_l = ((P v^(1))_l - mu_j v^(1)_l) / (lambda - w_l). Order t^3, cluster component i:
+    (mu_j - mu_i) v^(2)_i = sum_l P_il v^(2)_l - nu_j c_ij = U_ij + (T c)_ij - mu_j W_ij - T_jj c_ij.
+The inner mixing C(t)_ij = v_i(t)^H v_j'(t) (diag(C) = 0, the rules' gauge) has the derivative
+C'_ij = 2 v^(2)_i + (W - c^2)_ij. The chain differentiates c = Herm(P (F o P)) / (mu_j - mu_i) along
+P' = [P, C], w' = diag(P): Herm(P (F o P))' = 3 U - 3 (mu_i + mu_j) W / 2 + (T c - c T) on the
+cluster (the w_l' terms cancel the l = l' part of U; couplings inside other clusters cancel, C being
+skew there), over mu_j - mu_i, minus c_ij (P'_jj - P'_ii) / (mu_j - mu_i), P'_jj = 2 T_jj. The
+difference (the T c + c T terms cancel (mu_j - mu_i) c^2) is a function of (w, V, P) only:
+    C'_ij - chain_ij = (-U_ij + (mu_i + mu_j) W_ij / 2 + c_ij (T_jj - T_ii)) / (mu_j - mu_i),
+which the guard adds to the outer tangent of c on split pairs where it accepts (eigh passes Y; svd
+the dilation's U, W: see svd._outside_terms). It is skew-Hermitian inside the cluster, so
+rotation-invariant outputs do not change. On a curve whose D passes the check (D_ij = 0 on split
+pairs), D enters the truth and the chain alike (through P' = [P, C] + V^H D V and D_jj): still exact.
+A third derivative E of the curve adds E_ij / 6 to the order-t^3 equation, which a nested jvp never
+sees: individual vectors are exact where E_ij = 0 on split pairs (lines, reparametrised lines,
+quadratic curves), rotation-invariant outputs whatever E.
 The values alone (eigvalsh, svdvals) are exact along any curve where mu differ (D enters them only
 through diag(V^H D V)): there only repeated mu are checked on the block, and ``guard_curve`` checks
 that the outer direction is the inner one (a mixed second derivative of sorted values at a

@@ -42,16 +42,18 @@ In the zero block, entries whose mu coincide (sigma_i = sigma_j,
 sigma_i + sigma_j = 0, sigma_j = 0 for the complement part; within tol) are 0, as in eigh. A common
 phase per pair moves the imaginary diagonal to the side that is not U (Im diag(U^H dU) = 0).
 Nested jvp through a positive cluster: as eigh on the dilation, the outer tangent of Herm(P) is
-checked against T (``_nested_guard``). Through the zero block, whose limit basis is computed from
-the tangent as a constant, the outer tangents of its dS, dU and dV columns are NaN
-(``guard_zero_block``): a truncation cut at the gap above the block stays exact.
+checked against T and the mixing's gets the third-order term of the split members' vectors
+(``_nested_guard``; U and W on the dilation in ``_outside_terms``). Through the zero block, whose
+limit basis is computed from the tangent as a constant, the outer tangents of its dS, dU and dV
+columns are NaN (``guard_zero_block``): a truncation cut at the gap above the block stays exact
+(the block's new left vectors still move with U, see ``_in_span``).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from ..core import Primitive, bind
-from ..values import Zero, strip
+from ..values import Dual, Zero, strip
 from ..namespace._batching import leading
 from ..namespace import (
     abs,
@@ -411,7 +413,10 @@ def _in_span(x: Any, z: Any) -> Any:
     """Raw columns ``z`` as X (X^H z) + (z - X X^H z): the same values, whose part in span(X) (all of them
     when X is square) moves with X under an outer jvp. The zero block's new left vectors are computed
     from the tangent, as constants; as constants they would hide X's outer tangent from the positive
-    clusters' second-order terms of a square matrix (where no complement term cancels them)."""
+    clusters' second-order terms of a square matrix (where no complement term cancels them). Without an
+    outer jvp (``x`` not a dual) ``z`` itself: no extra cost at first order."""
+    if type(x) is not Dual:
+        return z
     raw = strip(x)
     coefficients = mH(raw) @ z
     return add(matmul(x, coefficients), z - raw @ coefficients)
@@ -489,7 +494,10 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
     * nested jvp at a positive cluster: as :func:`cupy_ad.linalg.eigh` (``_nested_guard``): exact for
       the singular values and rotation-invariant outputs (U_k S_k V_k^H cut at a gap, projectors) along
       a straight line with distinct first-order splittings and along curves that keep the multiplets
-      whole; NaN (and a ``DegenerateNestedWarning``) where no rule can be exact, naming ``svd_split``.
+      whole; the individual singular vectors of a split cluster (u_i u_i^H, u_i v_i^H, a phase-fixed
+      u_i) too, along the line and curves whose second and third derivatives do not couple split
+      members (see :func:`cupy_ad.linalg.eigh`); NaN (and a ``DegenerateNestedWarning``) where no rule
+      can be exact, naming ``svd_split``.
       At zero singular values (rank-deficient or rectangular input with a null block) the zero block's
       limit basis is a constant of the inner level, so the second derivatives of its dS, dU and dV
       columns are not exact: their outer tangents are NaN, on every backend (so also sum(s), or s^2
