@@ -220,12 +220,11 @@ def test_values_guard_spares_isolated_values_scaled_lines_and_a_moving_inner_tan
 # Individual vectors of a split cluster (not invariant under rotations within it): their second derivative
 # along the line needs the third-order terms of degenerate perturbation theory (linalg/_nested_guard.py).
 
-def per_member(backend, x, anchor, y=None):
+def per_member(ns, x, anchor, y=None):
     """Outputs of the columns x (..., n, k) (and y, paired with them) that depend on each column alone, not on
     its gauge: every x_i x_i^H, x_i y_i^H and y_i y_i^H, and x_i with the entry ``anchor`` (one-hot (..., n, k),
-    a large one) made real positive."""
-    ns = backend.ns
-    first = ns.sum(x * backend.asarray(anchor), axis=-2, keepdims=True)
+    a large one; an array of namespace ``ns``) made real positive."""
+    first = ns.sum(x * anchor, axis=-2, keepdims=True)
     phase = (ns.conj(first) if ns.isdtype(x.dtype, "complex floating") else first) / ns.abs(first)
     parts = [x[..., :, None, :] * ns.conj(x[..., None, :, :]), x * phase]
     if y is not None:
@@ -235,8 +234,8 @@ def per_member(backend, x, anchor, y=None):
 
 def eigh_members(backend, a0, a1):
     vectors = lambda a: ad.linalg.eigh(a)[1][..., :, 1:4]  # noqa: E731
-    anchor = largest_entries(backend, vectors, a0, a1)
-    return lambda a: per_member(backend, vectors(a), anchor)
+    anchor = backend.asarray(largest_entries(backend, vectors, a0, a1))
+    return lambda a: per_member(backend.ns, vectors(a), anchor)
 
 
 def svd_members(backend, a0, a1, full_matrices):
@@ -244,11 +243,11 @@ def svd_members(backend, a0, a1, full_matrices):
         u, _, vh = ad.linalg.svd(a, full_matrices=full_matrices)
         return u[..., :, 1:4], backend.ns.conj(vh[..., 1:4, :]).mT
 
-    anchor = largest_entries(backend, lambda a: pair(a)[0], a0, a1)
+    anchor = backend.asarray(largest_entries(backend, lambda a: pair(a)[0], a0, a1))
 
     def f(a):
         x, y = pair(a)
-        return per_member(backend, x, anchor, y)
+        return per_member(backend.ns, x, anchor, y)
 
     return f
 
@@ -300,6 +299,38 @@ def test_split_members_are_the_limit_of_the_distinct_rule(backend, dtype):
     for f, x0, x1 in ((eigh_members(backend, a0, a1), a0, a1), (svd_members(backend, m0, m1, False), m0, m1)):
         g = [nested_at(f, x0, x1, k * h) for k in (1, 2, 3, 4)]
         close(nested_at(f, x0, x1, 0.0), 4 * g[0] - 6 * g[1] + 4 * g[2] - g[3], rtol=2e-5)
+
+
+def test_split_members_against_jax_off_the_point(backend):
+    # an independent implementation: JAX's nested jvp of the svd members at t = h..4h (distinct values:
+    # JAX's ordinary rules), extrapolated to t -> 0+ (at t = 0 JAX divides by 0); complex (phases), svd
+    # (eigh's rule on the dilation) only, computed once: JAX's compile time
+    pytest.importorskip("jax")
+    m0 = with_singular_values([3.0, 2.0, 2.0, 2.0, 0.5], 5, 6, np.complex128, seed=5)
+    m1 = direction((5, 6), np.complex128, seed=6)
+    anchor = largest_entries(backend, lambda a: ad.linalg.svd(a, full_matrices=False)[0][..., :, 1:4], m0, m1)
+    ours = second_derivative(backend, svd_members(backend, m0, m1, False), m0, m1, 0 * m1, h=1e-3)[0]
+    close(ours, jax_svd_members_limit(m0, m1, anchor), rtol=2e-5)
+
+
+def jax_svd_members_limit(m0, m1, anchor):
+    if "limit" not in JAX_REFERENCE:
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        jnp = jax.numpy
+
+        def members(a):
+            u, _, vh = jnp.linalg.svd(a, full_matrices=False)
+            return per_member(jnp, u[:, 1:4], anchor, jnp.conj(vh[1:4, :]).T)
+
+        slope = lambda s: jax.jvp(lambda r: members(m0 + r * m1), (s,), (1.0,))[1]  # noqa: E731
+        second = jax.jit(lambda t: jax.jvp(slope, (t,), (1.0,))[1])
+        g = [np.asarray(second(k * 1e-3)) for k in (1, 2, 3, 4)]
+        JAX_REFERENCE["limit"] = 4 * g[0] - 6 * g[1] + 4 * g[2] - g[3]
+    return JAX_REFERENCE["limit"]
+
+
+JAX_REFERENCE: dict = {}
 
 
 def test_split_members_branch_free(backend, monkeypatch):
