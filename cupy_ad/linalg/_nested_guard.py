@@ -65,7 +65,7 @@ from ..values import Zero, strip
 from ..namespace import add, diagonal, divide, expand_dims, multiply, real, subtract, where
 from ..namespace._rules import xp_of
 from ._clusters import concrete_tangent, resolution
-from ._matrix import backend_of_matrix
+from ._matrix import backend_of_matrix, mH
 
 class DegenerateNestedWarning(RuntimeWarning):
     """A nested jvp met a degenerate eigen/singular value where its second derivative is not
@@ -139,7 +139,8 @@ def _third_order_mixing(c: Any, block: Any, t: Any, distinct: Any, u: Any, w: An
     g = where(distinct, divide(1.0, where(distinct, subtract(row(mu), col(mu)), 1.0)), 0.0)
     average = multiply(add(row(mu), col(mu)), 0.5)
     numerator = add(subtract(multiply(average, w), u), multiply(c, subtract(row(nu), col(nu))))
-    return multiply(g, numerator)
+    # Hermitian-ised, so that the term is skew-Hermitian to the last bit and leaves invariant outputs alone
+    return multiply(g, multiply(add(numerator, mH(numerator)), 0.5))
 
 
 def _outside_the_package() -> int:
