@@ -115,8 +115,8 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
     bad = xp.any(mismatch > tol, axis=(-2, -1), keepdims=True)
     outs, out_tangents = (values, mixing), tuple(tangents[:2])
     if third_order is not None:
-        out_tangents = (out_tangents[0], add(_dense(out_tangents[1], mixing),
-                                             _third_order_mixing(mixing, block, t, distinct, *third_order(block, *outside))))
+        missed = _third_order_mixing(mixing, block, t, distinct, *third_order(block, *outside))
+        out_tangents = (out_tangents[0], add(_dense(out_tangents[1], mixing), missed))
     if backend_of_matrix(raw).host_branching:
         if not bool(xp.any(bad)):
             return outs, out_tangents

@@ -141,7 +141,8 @@ def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[A
     x = _second_order(p2, w, cl.same, c_off)
     mu_gap = subtract(expand_dims(mu, axis=-2), expand_dims(mu, axis=-1))  # [i, j] = mu_j - mu_i
     g = where(mixing, divide(1.0, where(mixing, mu_gap, 1.0)), 0.0)
-    mu, c = guard_nested(mu, multiply(g, x), p2, x, pairs, mixing, "eigh", outside=(c_off,), third_order=_outside_terms)
+    mu, c = guard_nested(mu, multiply(g, x), p2, x, pairs, mixing, "eigh", outside=(c_off,),
+                         third_order=_outside_terms)
     dv2 = matmul(v2, add(c_off, c))
     return v2, where(cl.single, dw, mu), where(single_col, dv, dv2)
 

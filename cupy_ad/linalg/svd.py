@@ -324,9 +324,10 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     tol_mu = splitting_resolution(raw, cl, p, scale, max(m, n))
     mixing = inpos & (xp.abs(row(mu) - col(mu)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, subtract(row(ds), col(ds)), 1.0)), 0.0)
-    # svdvals (no vector tangents wanted): exact along any curve where mu differ, checked on repeats only
-    checked = inpos & ~mixing if type(ordinary[0]) is Zero else inpos
+    # svdvals (no vector tangents wanted): exact along any curve where mu differ, checked on repeats only;
+    # the vectors get the third-order term of the split members (``_outside_terms``)
     vectors = type(ordinary[0]) is not Zero
+    checked = inpos if vectors else inpos & ~mixing
     ds, c = guard_nested(ds, multiply(g, t), herm, t, checked, mixing, "svd", outside=outside if vectors else (),
                          third_order=_outside_terms if vectors else None)
     omega_x = add(omega_x, add(multiply(e, skew), c))

@@ -6,8 +6,9 @@ at t = 0; central where the multiplet stays whole). Exact cases: a straight line
 first-order splittings are distinct, for the eigenvalues / singular values and every output
 invariant under rotations within a multiplet, and (third-order terms) for each split member's own
 vectors, also along quadratic curves that do not couple split members; any curve through a
-multiplet that a symmetry keeps whole. Refused (NaN second-order tangents, and a DegenerateNestedWarning naming svd_split on host
-backends): a curve whose A2 couples the split members, an outer direction other than the inner one. See cupy_ad/linalg/_nested_guard.py.
+multiplet that a symmetry keeps whole. Refused (NaN second-order tangents, and a
+DegenerateNestedWarning naming svd_split on host backends): a curve whose A2 couples the split
+members, an outer direction other than the inner one. See cupy_ad/linalg/_nested_guard.py.
 """
 from __future__ import annotations
 
