@@ -28,7 +28,7 @@ import scipy.linalg
 
 from . import numpy_kernels
 
-BLOCK = 64
+LEAF = 64
 
 
 def lu_tangent(f: Any, perm: Any, da: Any, axis: int | None = None) -> Any:
@@ -72,43 +72,82 @@ def _directions_last(f: Any, a: Any) -> None:
 
 
 def _one_direction(f: Any, a: Any) -> None:
-    """The tangent in place of a = P dA (n, n), by blocks: X's strict lower part by column blocks
-    (right-looking: a product with the columns already solved, then a solve with U's diagonal
-    block), dU by row blocks, dL by column blocks. A diagonal block's other triangle is kept aside
-    while a step writes it."""
-    n = a.shape[0]
-    _in_place("trsm", f, a, left=True, lower=True, trans=0, unit_diagonal=True)  # W
-    for c0 in range(0, n, BLOCK):  # tril(X, -1) = tril(W U^-1, -1), rows below c0 of each column block
-        c1 = min(c0 + BLOCK, n)
-        block = a[c0:c1, c0:c1]
-        w_block = block.copy()
-        if c0:
-            a[c0:, c0:c1] -= a[c0:, :c0] @ f[:c0, c0:c1]
-        _in_place("trsm", f[c0:c1, c0:c1], a[c0:, c0:c1], left=False, lower=False, trans=0, unit_diagonal=False)
-        np.copyto(block, w_block, where=_upper(c1 - c0))
-    for r0 in range(0, n, BLOCK):  # dU = triu(W - tril(X, -1) U), row block by row block
-        r1 = min(r0 + BLOCK, n)
-        upper = _upper(r1 - r0)
-        block = a[r0:r1, r0:r1]
-        w_block = block.copy()
-        np.copyto(block, 0, where=upper)
-        x_lower = a[r0:r1, :r1]
-        if r1 < n:
-            a[r0:r1, r1:] -= x_lower @ f[:r1, r1:]
-        # (the packed factor's L entries below the diagonal meet the zeros of x_lower: no contribution)
-        np.copyto(block, w_block - x_lower @ f[:r1, r0:r1], where=upper)
-    for c0 in range(0, n - 1, BLOCK):  # dL = L tril(X, -1), column block by column block
-        c1 = min(c0 + BLOCK, n)
-        upper = _upper(c1 - c0)
-        block = a[c0:c1, c0:c1]
-        du_block = block.copy()
-        np.copyto(block, 0, where=upper)
-        _in_place("trmm", f[c0:, c0:], a[c0:, c0:c1], left=True, lower=True, trans=0, unit_diagonal=True)
-        np.copyto(block, du_block, where=upper)
+    """The tangent in place of a = P dA (n, n, C-ordered), by the recursion of the module docstring."""
+    blas = numpy_kernels.pointer_blas(a.dtype)
+    if blas is None:  # (no NumPy BLAS for this build or dtype: the directions-last path, one direction)
+        _directions_last(f, a[..., None])
+        return
+    _Recursion(blas, f, a).tangent(0, a.shape[0])
 
 
-def _upper(size: int) -> Any:
-    return np.triu(np.ones((size, size), dtype=bool))
+class _Recursion:
+    """The recursion on the buffers ``f`` (the factor, C- or Fortran-ordered) and ``a`` (P dA, C-ordered,
+    overwritten), both (n, n): BLAS calls on their blocks by address, and a scratch buffer."""
+
+    def __init__(self, blas: numpy_kernels.PointerBlas, f: Any, a: Any) -> None:
+        n = a.shape[0]
+        self.f_transposed = f.flags.f_contiguous and not f.flags.c_contiguous  # (LAPACK's factor often is)
+        stored_f = np.ascontiguousarray(f.T if self.f_transposed else f)
+        self.blas, self.f, self.a, self.n = blas, stored_f.T if self.f_transposed else stored_f, a, n
+        self.scratch = np.empty(max((n // 2) * (n - n // 2), min(n, LEAF) ** 2), a.dtype)
+        self._f, self._a, self._scratch = stored_f.ctypes.data, a.ctypes.data, self.scratch.ctypes.data
+
+    def a_at(self, i: int, j: int) -> int:
+        return self._a + (i * self.n + j) * self.blas.itemsize
+
+    def f_at(self, i: int, j: int) -> int:
+        """The address of the block of F starting at (i, j), as stored (transposed when F is Fortran-ordered)."""
+        return self._f + ((j * self.n + i) if self.f_transposed else (i * self.n + j)) * self.blas.itemsize
+
+    def with_f(self, op: str, i: int, *, left: bool, lower: bool, unit_diagonal: bool, m: int, n: int, b: int,
+               ldb: int) -> None:
+        """op with the lower or upper triangle of F's diagonal block at (i, i) on B (m, n) at ``b``."""
+        self.blas.triangular(op, left=left, lower=lower != self.f_transposed, transposed=self.f_transposed,
+                             unit_diagonal=unit_diagonal, m=m, n=n, t=self.f_at(i, i), ldt=self.n, b=b, ldb=ldb)
+
+    def tangent(self, i0: int, i1: int) -> None:
+        """dL + dU of the diagonal block [i0, i1) in place of its entries of ``a``, whose trailing update
+        by the blocks before it is done."""
+        if i1 - i0 <= LEAF:
+            self.leaf(i0, i1)
+            return
+        h = (i0 + i1) // 2
+        p, q, n, blas, f, a, f_t = h - i0, i1 - h, self.n, self.blas, self.f, self.a, self.f_transposed
+        self.tangent(i0, h)
+        # dU12 = L11^-1 (dA12 - dL11 U12): (I + dL11) U12 by trmm on a copy of U12, less U12
+        kept = self.scratch[:p * q].reshape(p, q)
+        np.copyto(kept, f[i0:h, h:i1])
+        blas.triangular("trmm", left=True, lower=True, transposed=False, unit_diagonal=True, m=p, n=q,
+                        t=self.a_at(i0, i0), ldt=n, b=self._scratch, ldb=q)
+        a[i0:h, h:i1] += f[i0:h, h:i1]
+        a[i0:h, h:i1] -= kept
+        self.with_f("trsm", i0, left=True, lower=True, unit_diagonal=True, m=p, n=q, b=self.a_at(i0, h), ldb=n)
+        # dL21 = (dA21 - L21 dU11) U11^-1
+        kept = self.scratch[:q * p].reshape(q, p)
+        np.copyto(kept, f[h:i1, i0:h])
+        blas.triangular("trmm", left=False, lower=False, transposed=False, unit_diagonal=False, m=q, n=p,
+                        t=self.a_at(i0, i0), ldt=n, b=self._scratch, ldb=p)
+        a[h:i1, i0:h] -= kept
+        self.with_f("trsm", i0, left=False, lower=False, unit_diagonal=False, m=q, n=p, b=self.a_at(h, i0), ldb=n)
+        # the trailing block's tangent: dA22 - dL21 U12 - L21 dU12
+        blas.subtract_product(q, q, p, self.a_at(h, i0), n, False, self.f_at(i0, h), n, f_t, self.a_at(h, h), n)
+        blas.subtract_product(q, q, p, self.f_at(h, i0), n, f_t, self.a_at(i0, h), n, False, self.a_at(h, h), n)
+        self.tangent(h, i1)
+
+    def leaf(self, i0: int, i1: int) -> None:
+        """A small diagonal block by the closed form: W = L^-1 dA, X = W U^-1, dL = L tril(X, -1), dU = triu(X) U."""
+        b, n = i1 - i0, self.n
+        block = self.a[i0:i1, i0:i1]
+        self.with_f("trsm", i0, left=True, lower=True, unit_diagonal=True, m=b, n=b, b=self.a_at(i0, i0), ldb=n)  # W
+        x = self.scratch[:b * b].reshape(b, b)
+        np.copyto(x, block)
+        self.with_f("trsm", i0, left=False, lower=False, unit_diagonal=False, m=b, n=b, b=self._scratch, ldb=b)  # X
+        x_lower = np.tril(x, -1)
+        x -= x_lower
+        self.with_f("trmm", i0, left=False, lower=False, unit_diagonal=False, m=b, n=b, b=self._scratch, ldb=b)  # dU
+        self.with_f("trmm", i0, left=True, lower=True, unit_diagonal=True, m=b, n=b, b=x_lower.ctypes.data,
+                    ldb=b)  # dL = L tril(X, -1)
+        np.add(x_lower, x, out=block)
 
 
 def _in_place(op: str, t: Any, b: Any, **params: Any) -> None:
