@@ -28,7 +28,7 @@ import scipy.linalg
 
 from . import numpy_kernels
 
-LEAF = 64
+BLOCK = 64
 
 
 def lu_tangent(f: Any, perm: Any, da: Any, axis: int | None = None) -> Any:
@@ -77,10 +77,10 @@ def _one_direction(f: Any, a: Any) -> None:
     if blas is None:  # (no NumPy BLAS for this build or dtype: the directions-last path, one direction)
         _directions_last(f, a[..., None])
         return
-    _Recursion(blas, f, a).tangent(0, a.shape[0])
+    _Blocked(blas, f, a).tangent()
 
 
-class _Recursion:
+class _Blocked:
     """The recursion on the buffers ``f`` (the factor, C- or Fortran-ordered) and ``a`` (P dA, C-ordered,
     overwritten), both (n, n): BLAS calls on their blocks by address, and a scratch buffer."""
 
@@ -89,7 +89,7 @@ class _Recursion:
         self.f_transposed = f.flags.f_contiguous and not f.flags.c_contiguous  # (LAPACK's factor often is)
         stored_f = np.ascontiguousarray(f.T if self.f_transposed else f)
         self.blas, self.f, self.a, self.n = blas, stored_f.T if self.f_transposed else stored_f, a, n
-        self.scratch = np.empty(max((n // 2) * (n - n // 2), min(n, LEAF) ** 2), a.dtype)
+        self.scratch = np.empty(min(n, BLOCK) * max(n - BLOCK, min(n, BLOCK)), a.dtype)
         self._f, self._a, self._scratch = stored_f.ctypes.data, a.ctypes.data, self.scratch.ctypes.data
 
     def a_at(self, i: int, j: int) -> int:
@@ -105,37 +105,39 @@ class _Recursion:
         self.blas.triangular(op, left=left, lower=lower != self.f_transposed, transposed=self.f_transposed,
                              unit_diagonal=unit_diagonal, m=m, n=n, t=self.f_at(i, i), ldt=self.n, b=b, ldb=ldb)
 
-    def tangent(self, i0: int, i1: int) -> None:
-        """dL + dU of the diagonal block [i0, i1) in place of its entries of ``a``, whose trailing update
-        by the blocks before it is done."""
-        if i1 - i0 <= LEAF:
-            self.leaf(i0, i1)
-            return
-        h = (i0 + i1) // 2
-        p, q, n, blas, f, a, f_t = h - i0, i1 - h, self.n, self.blas, self.f, self.a, self.f_transposed
-        self.tangent(i0, h)
+    def tangent(self) -> None:
+        """dL + dU in place of ``a``, block column by block column (right-looking)."""
+        for i0 in range(0, self.n, BLOCK):
+            i1 = min(i0 + BLOCK, self.n)
+            self.diagonal_block(i0, i1)
+            if i1 < self.n:
+                self.panels_and_trailing_update(i0, i1)
+
+    def panels_and_trailing_update(self, i0: int, i1: int) -> None:
+        """dU12 and dL21 beside the diagonal block [i0, i1) (its tangent done), then the trailing block's
+        tangent dA22 - dL21 U12 - L21 dU12."""
+        n, blas, f, a, f_t = self.n, self.blas, self.f, self.a, self.f_transposed
+        p, q = i1 - i0, n - i1
         # dU12 = L11^-1 (dA12 - dL11 U12): (I + dL11) U12 by trmm on a copy of U12, less U12
         kept = self.scratch[:p * q].reshape(p, q)
-        np.copyto(kept, f[i0:h, h:i1])
+        np.copyto(kept, f[i0:i1, i1:])
         blas.triangular("trmm", left=True, lower=True, transposed=False, unit_diagonal=True, m=p, n=q,
                         t=self.a_at(i0, i0), ldt=n, b=self._scratch, ldb=q)
-        a[i0:h, h:i1] += f[i0:h, h:i1]
-        a[i0:h, h:i1] -= kept
-        self.with_f("trsm", i0, left=True, lower=True, unit_diagonal=True, m=p, n=q, b=self.a_at(i0, h), ldb=n)
+        a[i0:i1, i1:] += f[i0:i1, i1:]
+        a[i0:i1, i1:] -= kept
+        self.with_f("trsm", i0, left=True, lower=True, unit_diagonal=True, m=p, n=q, b=self.a_at(i0, i1), ldb=n)
         # dL21 = (dA21 - L21 dU11) U11^-1
         kept = self.scratch[:q * p].reshape(q, p)
-        np.copyto(kept, f[h:i1, i0:h])
+        np.copyto(kept, f[i1:, i0:i1])
         blas.triangular("trmm", left=False, lower=False, transposed=False, unit_diagonal=False, m=q, n=p,
                         t=self.a_at(i0, i0), ldt=n, b=self._scratch, ldb=p)
-        a[h:i1, i0:h] -= kept
-        self.with_f("trsm", i0, left=False, lower=False, unit_diagonal=False, m=q, n=p, b=self.a_at(h, i0), ldb=n)
-        # the trailing block's tangent: dA22 - dL21 U12 - L21 dU12
-        blas.subtract_product(q, q, p, self.a_at(h, i0), n, False, self.f_at(i0, h), n, f_t, self.a_at(h, h), n)
-        blas.subtract_product(q, q, p, self.f_at(h, i0), n, f_t, self.a_at(i0, h), n, False, self.a_at(h, h), n)
-        self.tangent(h, i1)
+        a[i1:, i0:i1] -= kept
+        self.with_f("trsm", i0, left=False, lower=False, unit_diagonal=False, m=q, n=p, b=self.a_at(i1, i0), ldb=n)
+        blas.subtract_product(q, q, p, self.a_at(i1, i0), n, False, self.f_at(i0, i1), n, f_t, self.a_at(i1, i1), n)
+        blas.subtract_product(q, q, p, self.f_at(i1, i0), n, f_t, self.a_at(i0, i1), n, False, self.a_at(i1, i1), n)
 
-    def leaf(self, i0: int, i1: int) -> None:
-        """A small diagonal block by the closed form: W = L^-1 dA, X = W U^-1, dL = L tril(X, -1), dU = triu(X) U."""
+    def diagonal_block(self, i0: int, i1: int) -> None:
+        """The diagonal block [i0, i1) by the closed form: W = L^-1 dA, X = W U^-1, dL = L tril(X, -1), dU = triu(X) U."""
         b, n = i1 - i0, self.n
         block = self.a[i0:i1, i0:i1]
         self.with_f("trsm", i0, left=True, lower=True, unit_diagonal=True, m=b, n=b, b=self.a_at(i0, i0), ldb=n)  # W
