@@ -89,7 +89,7 @@ class _Blocked:
         self.f_transposed = f.flags.f_contiguous and not f.flags.c_contiguous  # (LAPACK's factor often is)
         stored_f = np.ascontiguousarray(f.T if self.f_transposed else f)
         self.blas, self.f, self.a, self.n = blas, stored_f.T if self.f_transposed else stored_f, a, n
-        self.scratch = np.empty(min(n, BLOCK) * max(n - BLOCK, min(n, BLOCK)), a.dtype)
+        self.scratch = np.empty(min(n, BLOCK) ** 2, a.dtype)
         self._f, self._a, self._scratch = stored_f.ctypes.data, a.ctypes.data, self.scratch.ctypes.data
 
     def a_at(self, i: int, j: int) -> int:
@@ -109,47 +109,43 @@ class _Blocked:
         """dL + dU in place of ``a``, block column by block column (right-looking)."""
         for i0 in range(0, self.n, BLOCK):
             i1 = min(i0 + BLOCK, self.n)
-            self.diagonal_block(i0, i1)
+            dl = self.diagonal_block(i0, i1)
             if i1 < self.n:
-                self.panels_and_trailing_update(i0, i1)
+                self.panels_and_trailing_update(i0, i1, dl)
 
-    def panels_and_trailing_update(self, i0: int, i1: int) -> None:
-        """dU12 and dL21 beside the diagonal block [i0, i1) (its tangent done), then the trailing block's
-        tangent dA22 - dL21 U12 - L21 dU12."""
-        n, blas, f, a, f_t = self.n, self.blas, self.f, self.a, self.f_transposed
+    def panels_and_trailing_update(self, i0: int, i1: int, dl11: Any) -> None:
+        """dU12 and dL21 beside the diagonal block [i0, i1), whose tangent is ``dl11`` (strictly lower) and
+        dU11 (upper, in the scratch buffer), then the trailing block's tangent dA22 - dL21 U12 - L21 dU12.
+        The factor is read by BLAS only (which reads it in place, stored transposed or not)."""
+        n, blas, f_t = self.n, self.blas, self.f_transposed
         p, q = i1 - i0, n - i1
-        # dU12 = L11^-1 (dA12 - dL11 U12): (I + dL11) U12 by trmm on a copy of U12, less U12
-        kept = self.scratch[:p * q].reshape(p, q)
-        np.copyto(kept, f[i0:i1, i1:])
-        blas.triangular("trmm", left=True, lower=True, transposed=False, unit_diagonal=True, m=p, n=q,
-                        t=self.a_at(i0, i0), ldt=n, b=self._scratch, ldb=q)
-        a[i0:i1, i1:] += f[i0:i1, i1:]
-        a[i0:i1, i1:] -= kept
+        dl11, du11 = dl11.ctypes.data, self._scratch
+        # dU12 = L11^-1 (dA12 - dL11 U12)
+        blas.subtract_product(p, q, p, dl11, p, False, self.f_at(i0, i1), n, f_t, self.a_at(i0, i1), n)
         self.with_f("trsm", i0, left=True, lower=True, unit_diagonal=True, m=p, n=q, b=self.a_at(i0, i1), ldb=n)
         # dL21 = (dA21 - L21 dU11) U11^-1
-        kept = self.scratch[:q * p].reshape(q, p)
-        np.copyto(kept, f[i1:, i0:i1])
-        blas.triangular("trmm", left=False, lower=False, transposed=False, unit_diagonal=False, m=q, n=p,
-                        t=self.a_at(i0, i0), ldt=n, b=self._scratch, ldb=p)
-        a[i1:, i0:i1] -= kept
+        blas.subtract_product(q, p, p, self.f_at(i1, i0), n, f_t, du11, p, False, self.a_at(i1, i0), n)
         self.with_f("trsm", i0, left=False, lower=False, unit_diagonal=False, m=q, n=p, b=self.a_at(i1, i0), ldb=n)
+        # dS = dA22 - dL21 U12 - L21 dU12
         blas.subtract_product(q, q, p, self.a_at(i1, i0), n, False, self.f_at(i0, i1), n, f_t, self.a_at(i1, i1), n)
         blas.subtract_product(q, q, p, self.f_at(i1, i0), n, f_t, self.a_at(i0, i1), n, False, self.a_at(i1, i1), n)
 
-    def diagonal_block(self, i0: int, i1: int) -> None:
-        """The diagonal block [i0, i1) by the closed form: W = L^-1 dA, X = W U^-1, dL = L tril(X, -1), dU = triu(X) U."""
-        b, n = i1 - i0, self.n
-        block = self.a[i0:i1, i0:i1]
-        self.with_f("trsm", i0, left=True, lower=True, unit_diagonal=True, m=b, n=b, b=self.a_at(i0, i0), ldb=n)  # W
+    def diagonal_block(self, i0: int, i1: int) -> Any:
+        """The diagonal block [i0, i1) of ``a`` (its trailing updates done) by the closed form
+        W = L^-1 dA, X = W U^-1, dL = L tril(X, -1), dU = triu(X) U; returns dL, C-ordered (b, b),
+        and leaves dU in the scratch buffer."""
+        b = i1 - i0
         x = self.scratch[:b * b].reshape(b, b)
-        np.copyto(x, block)
+        np.copyto(x, self.a[i0:i1, i0:i1])
+        self.with_f("trsm", i0, left=True, lower=True, unit_diagonal=True, m=b, n=b, b=self._scratch, ldb=b)  # W
         self.with_f("trsm", i0, left=False, lower=False, unit_diagonal=False, m=b, n=b, b=self._scratch, ldb=b)  # X
-        x_lower = np.tril(x, -1)
-        x -= x_lower
+        dl = np.tril(x, -1)
+        x -= dl
         self.with_f("trmm", i0, left=False, lower=False, unit_diagonal=False, m=b, n=b, b=self._scratch, ldb=b)  # dU
-        self.with_f("trmm", i0, left=True, lower=True, unit_diagonal=True, m=b, n=b, b=x_lower.ctypes.data,
+        self.with_f("trmm", i0, left=True, lower=True, unit_diagonal=True, m=b, n=b, b=dl.ctypes.data,
                     ldb=b)  # dL = L tril(X, -1)
-        np.add(x_lower, x, out=block)
+        np.add(dl, x, out=self.a[i0:i1, i0:i1])
+        return dl
 
 
 def _in_place(op: str, t: Any, b: Any, **params: Any) -> None:
