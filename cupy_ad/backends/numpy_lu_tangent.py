@@ -1,22 +1,37 @@
 """The tangent of a square packed LU factor on NumPy, in one buffer of the output's size.
 
 With P A = L U (packed in ``f``; zero pivots already replaced by 1 where the caller wants the
-solvable U'), W = L^-1 P dA and X = W U^-1, the tangent is (see ``cupy_ad/linalg/lu_tangent.py``)
+solvable U'), W = L^-1 P dA and X = W U^-1, the tangent is (de Hoog, Anderssen & Lukas, Math.
+Comp. 80, 2011; see ``cupy_ad/linalg/lu_tangent.py``)
 
-    dlu = L tril(X, -1) + triu(W - tril(X, -1) U).
+    dlu = L tril(X, -1) + triu(W - tril(X, -1) U) = L tril(X, -1) + triu(X) U.
 
-Row i of X's strict lower part needs only W's row i and the leading i x i block of U (the right
-solve runs forward over the columns), and W - tril(X, -1) U in row i's upper part needs only
-tril(X, -1)'s row i; column j of L tril(X, -1) needs only that column below the diagonal. So one
-buffer holds W, then tril(X, -1) in the strict lower part and dU in the upper part (the packed
-layout of the factor itself), then dL in place of tril(X, -1): 2 n^3 flops per direction (one n^3
-solve for W, three n^3 / 3 steps) where the composition of whole-matrix solves and products takes
-4 n^3, and no temporaries beyond a block.
+One direction: the blocked forward-mode LU. Differentiating B = P A = L U gives dB = dL U + L dU
+(dL strictly lower, dU upper: the unique such split, for the factor as given). Split off the first
+b rows and columns, B = [[B11, B12], [B21, B22]] = [[L11, 0], [L21, L22]] [[U11, U12], [0, U22]]:
+
+    dB11 = dL11 U11 + L11 dU11              the closed form above on the b x b block;
+    dB12 = dL11 U12 + L11 dU12              dU12 = L11^-1 (dB12 - dL11 U12);
+    dB21 = dL21 U11 + L21 dU11              dL21 = (dB21 - L21 dU11) U11^-1;
+    dB22 = dL21 U12 + L21 dU12 + dL22 U22 + L22 dU22,
+
+so dS = dB22 - dL21 U12 - L21 dU12 = dL22 U22 + L22 dU22 is the same problem for the trailing block
+(the Schur complement S = B22 - L21 U12 = L22 U22, whose factors are f's trailing block): repeat on
+it, block column by block column (right-looking, blocks of ``BLOCK``). A step with q trailing rows
+costs two panel solves (b^2 q each), two panel products (gemm, 2 b^2 q each) and the trailing
+update (two gemms, 4 b q^2): 4 n^3 / 3 flops in all, nearly all in gemms, where the closed form on
+the whole matrix takes 2 n^3, half of it in an n x n triangular solve (OpenBLAS runs its trsm at
+half its gemm speed or less; with a 64 x 64 triangle at a quarter). Only solves, as the closed form:
+multiplying by inverses of the diagonal blocks instead (trmm, faster than trsm) lost most digits on
+a graded U. The BLAS calls address blocks of the buffers directly (``numpy_kernels.PointerBlas``),
+the factor in its own layout (LAPACK's is Fortran-ordered: read transposed by BLAS, never copied).
 
 Many directions sharing one factor (a Jacobian) are laid out with the directions last,
-(n, n, K): the left operations (L^-1, L) act on all K n columns of the (n, n K) block at once
-(one trsm for W), the right ones on each row's (n, K) block. One direction is blocked by rows and
-columns instead (blocks of ``BLOCK``): a right solve per row block with the leading block of U.
+(n, n, K): the closed form, whose left operations (L^-1, L) act on all K n columns of the (n, n K)
+block at once (one trsm for W), the right ones on each row's (n, K) block: row i of X's strict
+lower part needs only W's row i and the leading i x i block of U, and W - tril(X, -1) U in row i's
+upper part only tril(X, -1)'s row i; column j of L tril(X, -1) needs only that column below the
+diagonal. So one buffer holds W, then tril(X, -1) and dU (the packed layout), then dL.
 The caller owns nothing here: the first step (the row permutation) makes the buffer.
 """
 from __future__ import annotations
@@ -72,7 +87,7 @@ def _directions_last(f: Any, a: Any) -> None:
 
 
 def _one_direction(f: Any, a: Any) -> None:
-    """The tangent in place of a = P dA (n, n, C-ordered), by the recursion of the module docstring."""
+    """The tangent in place of a = P dA (n, n, C-ordered), block column by block column (module docstring)."""
     blas = numpy_kernels.pointer_blas(a.dtype)
     if blas is None:  # (no NumPy BLAS for this build or dtype: the directions-last path, one direction)
         _directions_last(f, a[..., None])
@@ -81,16 +96,16 @@ def _one_direction(f: Any, a: Any) -> None:
 
 
 class _Blocked:
-    """The recursion on the buffers ``f`` (the factor, C- or Fortran-ordered) and ``a`` (P dA, C-ordered,
-    overwritten), both (n, n): BLAS calls on their blocks by address, and a scratch buffer."""
+    """The blocked tangent on the buffers ``f`` (the factor, C- or Fortran-ordered) and ``a`` (P dA,
+    C-ordered, overwritten), both (n, n): BLAS calls on their blocks by address, and a scratch buffer."""
 
     def __init__(self, blas: numpy_kernels.PointerBlas, f: Any, a: Any) -> None:
         n = a.shape[0]
         self.f_transposed = f.flags.f_contiguous and not f.flags.c_contiguous  # (LAPACK's factor often is)
-        stored_f = np.ascontiguousarray(f.T if self.f_transposed else f)
-        self.blas, self.f, self.a, self.n = blas, stored_f.T if self.f_transposed else stored_f, a, n
+        self.stored_f = np.ascontiguousarray(f.T if self.f_transposed else f)  # (no copy for either layout)
+        self.blas, self.a, self.n = blas, a, n
         self.scratch = np.empty(min(n, BLOCK) ** 2, a.dtype)
-        self._f, self._a, self._scratch = stored_f.ctypes.data, a.ctypes.data, self.scratch.ctypes.data
+        self._f, self._a, self._scratch = self.stored_f.ctypes.data, a.ctypes.data, self.scratch.ctypes.data
 
     def a_at(self, i: int, j: int) -> int:
         return self._a + (i * self.n + j) * self.blas.itemsize
