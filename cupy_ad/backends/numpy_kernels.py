@@ -1,8 +1,9 @@
-"""Fast NumPy kernels: NumPy's own BLAS trmm/trsm through ctypes, and batch-vectorised small-matrix paths.
+"""Fast NumPy kernels: NumPy's own BLAS trmm/trsm/gemm through ctypes, and batch-vectorised small-matrix paths.
 
 Used by the NumPy backend: ``triangular_product`` (trmm or a masked matmul), ``solve_triangular``
 (trsm, per-matrix trsm, or a substitution vectorised over the batch) and ``lu_factor_batched``
 (Crout elimination vectorised over the batch); each returns None where SciPy should take over.
+:class:`PointerBlas` (trsm, trmm, gemm on blocks given by address) serves ``numpy_lu_tangent``.
 
 Why not ``scipy.linalg.blas``: NumPy and SciPy wheels each bundle an OpenBLAS with its own thread
 pool, and alternating the two pools makes their idle workers spin against each other (see
@@ -67,7 +68,8 @@ class _Library:
                                                       ("cblas_{}64_", "{}_64_", ctypes.c_int64),
                                                       ("cblas_{}", "{}_", ctypes.c_int)):
                 try:
-                    found = {p + op: getattr(lib, pattern.format(p + op)) for p in "sdcz" for op in ("trmm", "trsm", "gemm")}
+                    found = {p + op: getattr(lib, pattern.format(p + op))
+                             for p in "sdcz" for op in ("trmm", "trsm", "gemm")}
                 except AttributeError:
                     continue
                 for name, function in found.items():

@@ -124,7 +124,10 @@ def _matrix(rng: np.random.Generator, n: int, dtype) -> np.ndarray:
     return a.astype(dtype)
 
 
-@pytest.mark.parametrize("n", [1, 5, numpy_lu_tangent.BLOCK, numpy_lu_tangent.BLOCK + 1, 2 * numpy_lu_tangent.BLOCK + 19])
+BLOCK = numpy_lu_tangent.BLOCK
+
+
+@pytest.mark.parametrize("n", [1, 5, BLOCK, BLOCK + 1, 2 * BLOCK + 19])
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
 def test_blocked_one_direction_matches_the_composition(n, dtype):
     """One direction goes block column by block column (the differentiated blocked LU): sizes below,
@@ -141,7 +144,7 @@ def test_blocked_one_direction_matches_the_composition(n, dtype):
     np.testing.assert_array_equal(da, copy)
 
 
-@pytest.mark.parametrize("n", [1, 50, 2 * numpy_lu_tangent.BLOCK + 19])
+@pytest.mark.parametrize("n", [1, 50, 2 * BLOCK + 19])
 def test_blocked_one_direction_matches_finite_differences(n):
     rng = np.random.default_rng(10 + n)
     a, da = rng.standard_normal((n, n)), rng.standard_normal((n, n))
@@ -157,7 +160,7 @@ def test_blocked_zero_last_pivot_and_the_fallback(monkeypatch):
     """A zero last pivot after two blocks (the last row is half of row 3: it vanishes exactly once row 3
     is eliminated): the tangent is finite and matches finite differences; without NumPy's BLAS
     (another build) the directions-last path gives the same tangent."""
-    n = 2 * numpy_lu_tangent.BLOCK + 19
+    n = 2 * BLOCK + 19
     da = np.random.default_rng(4).standard_normal((n, n))
     a = 4 * np.eye(n) + np.eye(n, k=1) - np.eye(n, k=-1)
     a[-1] = 0.5 * a[3]
@@ -181,7 +184,7 @@ def test_blocked_zero_last_pivot_and_the_fallback(monkeypatch):
 
 def test_linearize_across_blocks_is_jvp_bit_for_bit():
     rng = np.random.default_rng(6)
-    a = rng.standard_normal((2 * numpy_lu_tangent.BLOCK + 19,) * 2)
+    a = rng.standard_normal((2 * BLOCK + 19,) * 2)
     f = lambda m: ad.linalg.lu_factor(m)[0]  # noqa: E731
     _, f_jvp = ad.linearize(f, a)
     for seed in (1, 2):
