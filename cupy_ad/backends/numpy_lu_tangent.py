@@ -10,21 +10,24 @@ One direction: the blocked forward-mode LU. Differentiating B = P A = L U gives 
 (dL strictly lower, dU upper: the unique such split, for the factor as given). Split off the first
 b rows and columns, B = [[B11, B12], [B21, B22]] = [[L11, 0], [L21, L22]] [[U11, U12], [0, U22]]:
 
-    dB11 = dL11 U11 + L11 dU11              the closed form above on the b x b block;
-    dB12 = dL11 U12 + L11 dU12              dU12 = L11^-1 (dB12 - dL11 U12);
-    dB21 = dL21 U11 + L21 dU11              dL21 = (dB21 - L21 dU11) U11^-1;
+    dB11 = dL11 U11 + L11 dU11              the closed form on the b x b block: X11 = L11^-1 dB11 U11^-1,
+                                            M11 = tril(X11, -1) = L11^-1 dL11, N11 = triu(X11) = dU11 U11^-1;
+    dB12 = dL11 U12 + L11 dU12              dU12 = L11^-1 (dB12 - dL11 U12) = L11^-1 dB12 - M11 U12;
+    dB21 = dL21 U11 + L21 dU11              dL21 = (dB21 - L21 dU11) U11^-1 = dB21 U11^-1 - L21 N11;
     dB22 = dL21 U12 + L21 dU12 + dL22 U22 + L22 dU22,
 
 so dS = dB22 - dL21 U12 - L21 dU12 = dL22 U22 + L22 dU22 is the same problem for the trailing block
 (the Schur complement S = B22 - L21 U12 = L22 U22, whose factors are f's trailing block): repeat on
-it, block column by block column (right-looking, blocks of ``BLOCK``). A step with q trailing rows
-costs two panel solves (b^2 q each), two panel products (gemm, 2 b^2 q each) and the trailing
-update (two gemms, 4 b q^2): 4 n^3 / 3 flops in all, nearly all in gemms, where the closed form on
-the whole matrix takes 2 n^3, half of it in an n x n triangular solve (OpenBLAS runs its trsm at
-half its gemm speed or less; with a 64 x 64 triangle at a quarter). Only solves, as the closed form:
-multiplying by inverses of the diagonal blocks instead (trmm, faster than trsm) lost most digits on
-a graded U. The BLAS calls address blocks of the buffers directly (``numpy_kernels.PointerBlas``),
-the factor in its own layout (LAPACK's is Fortran-ordered: read transposed by BLAS, never copied).
+it, block column by block column (right-looking, blocks of ``BLOCK``). A step is one left solve
+with L11 on the block row [dB11, dB12], one right solve with U11 on the block column [W11; dB21]
+(b^2 (b + q) flops each for q trailing rows), two panel products (gemm, 2 b^2 q each), the trailing
+update (two gemms, 4 b q^2) and two b x b trmm: 4 n^3 / 3 flops in all, nearly all in gemms, where
+the closed form on the whole matrix takes 2 n^3, half of it in an n x n triangular solve (OpenBLAS
+runs trsm at half its gemm speed or less, with a 64 x 64 triangle at a third to a sixth). Only solves, as the
+closed form: multiplying by inverses of the diagonal blocks instead (trmm, faster than trsm) lost
+most digits on a graded U. The BLAS calls address blocks of the buffers directly
+(``numpy_kernels.PointerBlas``), the factor in its own layout (LAPACK's is Fortran-ordered: read
+transposed by BLAS, never copied).
 
 Many directions sharing one factor (a Jacobian) are laid out with the directions last,
 (n, n, K): the closed form, whose left operations (L^-1, L) act on all K n columns of the (n, n K)
@@ -97,15 +100,14 @@ def _one_direction(f: Any, a: Any) -> None:
 
 class _Blocked:
     """The blocked tangent on the buffers ``f`` (the factor, C- or Fortran-ordered) and ``a`` (P dA,
-    C-ordered, overwritten), both (n, n): BLAS calls on their blocks by address, and a scratch buffer."""
+    C-ordered, overwritten), both (n, n): BLAS calls on their blocks by address."""
 
     def __init__(self, blas: numpy_kernels.PointerBlas, f: Any, a: Any) -> None:
         n = a.shape[0]
         self.f_transposed = f.flags.f_contiguous and not f.flags.c_contiguous  # (LAPACK's factor often is)
         self.stored_f = np.ascontiguousarray(f.T if self.f_transposed else f)  # (no copy for either layout)
         self.blas, self.a, self.n = blas, a, n
-        self.scratch = np.empty(min(n, BLOCK) ** 2, a.dtype)
-        self._f, self._a, self._scratch = self.stored_f.ctypes.data, a.ctypes.data, self.scratch.ctypes.data
+        self._f, self._a = self.stored_f.ctypes.data, a.ctypes.data
 
     def a_at(self, i: int, j: int) -> int:
         return self._a + (i * self.n + j) * self.blas.itemsize
@@ -123,44 +125,29 @@ class _Blocked:
     def tangent(self) -> None:
         """dL + dU in place of ``a``, block column by block column (right-looking)."""
         for i0 in range(0, self.n, BLOCK):
-            i1 = min(i0 + BLOCK, self.n)
-            dl = self.diagonal_block(i0, i1)
-            if i1 < self.n:
-                self.panels_and_trailing_update(i0, i1, dl)
+            self.step(i0, min(i0 + BLOCK, self.n))
 
-    def panels_and_trailing_update(self, i0: int, i1: int, dl11: Any) -> None:
-        """dU12 and dL21 beside the diagonal block [i0, i1), whose tangent is ``dl11`` (strictly lower) and
-        dU11 (upper, in the scratch buffer), then the trailing block's tangent dA22 - dL21 U12 - L21 dU12.
-        The factor is read by BLAS only (which reads it in place, stored transposed or not)."""
+    def step(self, i0: int, i1: int) -> None:
+        """The block column [i0, i1) of ``a`` (the trailing updates of the steps before done): dB11,
+        dB12, dB21 become dL11 + dU11, dU12, dL21, and the trailing block dB22 becomes dS."""
         n, blas, f_t = self.n, self.blas, self.f_transposed
         p, q = i1 - i0, n - i1
-        dl11, du11 = dl11.ctypes.data, self._scratch
-        # dU12 = L11^-1 (dA12 - dL11 U12)
-        blas.subtract_product(p, q, p, dl11, p, False, self.f_at(i0, i1), n, f_t, self.a_at(i0, i1), n)
-        self.with_f("trsm", i0, left=True, lower=True, unit_diagonal=True, m=p, n=q, b=self.a_at(i0, i1), ldb=n)
-        # dL21 = (dA21 - L21 dU11) U11^-1
-        blas.subtract_product(q, p, p, self.f_at(i1, i0), n, f_t, du11, p, False, self.a_at(i1, i0), n)
-        self.with_f("trsm", i0, left=False, lower=False, unit_diagonal=False, m=q, n=p, b=self.a_at(i1, i0), ldb=n)
-        # dS = dA22 - dL21 U12 - L21 dU12
-        blas.subtract_product(q, q, p, self.a_at(i1, i0), n, False, self.f_at(i0, i1), n, f_t, self.a_at(i1, i1), n)
-        blas.subtract_product(q, q, p, self.f_at(i1, i0), n, f_t, self.a_at(i0, i1), n, False, self.a_at(i1, i1), n)
-
-    def diagonal_block(self, i0: int, i1: int) -> Any:
-        """The diagonal block [i0, i1) of ``a`` (its trailing updates done) by the closed form
-        W = L^-1 dA, X = W U^-1, dL = L tril(X, -1), dU = triu(X) U; returns dL, C-ordered (b, b),
-        and leaves dU in the scratch buffer."""
-        b = i1 - i0
-        x = self.scratch[:b * b].reshape(b, b)
-        np.copyto(x, self.a[i0:i1, i0:i1])
-        self.with_f("trsm", i0, left=True, lower=True, unit_diagonal=True, m=b, n=b, b=self._scratch, ldb=b)  # W
-        self.with_f("trsm", i0, left=False, lower=False, unit_diagonal=False, m=b, n=b, b=self._scratch, ldb=b)  # X
-        dl = np.tril(x, -1)
-        x -= dl
-        self.with_f("trmm", i0, left=False, lower=False, unit_diagonal=False, m=b, n=b, b=self._scratch, ldb=b)  # dU
-        self.with_f("trmm", i0, left=True, lower=True, unit_diagonal=True, m=b, n=b, b=dl.ctypes.data,
-                    ldb=b)  # dL = L tril(X, -1)
-        np.add(dl, x, out=self.a[i0:i1, i0:i1])
-        return dl
+        a11, a12, a21, a22 = (self.a_at(i, j) for i, j in ((i0, i0), (i0, i1), (i1, i0), (i1, i1)))
+        u12, l21 = self.f_at(i0, i1), self.f_at(i1, i0)
+        # L11^-1 on the block row (W11 = L11^-1 dB11, L11^-1 dB12), U11^-1 on the block column (X11, dB21 U11^-1)
+        self.with_f("trsm", i0, left=True, lower=True, unit_diagonal=True, m=p, n=n - i0, b=a11, ldb=n)
+        self.with_f("trsm", i0, left=False, lower=False, unit_diagonal=False, m=n - i0, n=p, b=a11, ldb=n)
+        x11 = self.a[i0:i1, i0:i1]
+        m11, n11 = np.tril(x11, -1), np.triu(x11)  # L11^-1 dL11 and dU11 U11^-1
+        if q:
+            blas.subtract_product(p, q, p, m11.ctypes.data, p, False, u12, n, f_t, a12, n)  # dU12 -= M11 U12
+            blas.subtract_product(q, p, p, l21, n, f_t, n11.ctypes.data, p, False, a21, n)  # dL21 -= L21 N11
+            blas.subtract_product(q, q, p, a21, n, False, u12, n, f_t, a22, n)  # dS = dB22 - dL21 U12
+            blas.subtract_product(q, q, p, l21, n, f_t, a12, n, False, a22, n)  # - L21 dU12
+        # dL11 = L11 M11, dU11 = N11 U11
+        self.with_f("trmm", i0, left=True, lower=True, unit_diagonal=True, m=p, n=p, b=m11.ctypes.data, ldb=p)
+        self.with_f("trmm", i0, left=False, lower=False, unit_diagonal=False, m=p, n=p, b=n11.ctypes.data, ldb=p)
+        np.add(m11, n11, out=x11)
 
 
 def _in_place(op: str, t: Any, b: Any, **params: Any) -> None:
