@@ -36,7 +36,9 @@ Dividing by mu_j - mu_i there instead would scale rounding by 1/eps (the issue-1
 Size-1 clusters keep the ordinary formulas bit for bit (selected with ``where``).
 Nested jvp through a cluster: exact along a straight line with distinct mu and along curves that
 keep multiplets whole; ``_nested_guard`` checks the outer tangent of P' and gives NaN in the other cases
-(derivation and proof that no outer rule can do better there in that module).
+(derivation and proof that no outer rule can do better there in that module). Individual vectors of a
+split cluster need the outer derivative of the mixing to third order, which the chain of outer rules
+misses: the guard adds it from (U, W) = (Y^H P' Y, Y^H Y), Y = F o P' across clusters (``_outside_terms``).
 """
 from __future__ import annotations
 
@@ -124,9 +126,17 @@ def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[A
     x = _second_order(p2, w, cl.same, c_off)
     mu_gap = subtract(expand_dims(mu, axis=-2), expand_dims(mu, axis=-1))  # [i, j] = mu_j - mu_i
     g = where(mixing, divide(1.0, where(mixing, mu_gap, 1.0)), 0.0)
-    mu, c = guard_nested(mu, multiply(g, x), p2, x, pairs, mixing, "eigh")
+    mu, c = guard_nested(mu, multiply(g, x), p2, x, pairs, mixing, "eigh", outside=(c_off,),
+                         third_order=_outside_terms)
     dv2 = matmul(v2, add(c_off, c))
     return v2, where(cl.single, dw, mu), where(single_col, dv, dv2)
+
+
+def _outside_terms(p: Any, c_off: Any) -> tuple[Any, Any]:
+    """(U, W) of ``_nested_guard``: U = Y^H P Y, W = Y^H Y with Y = ``c_off``, Y_lj = P_lj / (w_j - w_l)
+    over l outside j's cluster (third-order perturbation theory; only under a nested jvp)."""
+    y_h = mH(c_off)
+    return matmul(y_h, matmul(p, c_off)), matmul(y_h, c_off)
 
 
 def _second_order(p: Any, w: Any, same: Any, c_off: Any = None) -> Any:
@@ -224,8 +234,11 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     splits a cluster other than the inner one, a curve whose second derivative couples split
     members (the inner tangent, a function of A and dA, cannot hold that term), or mu repeating
     without such a symmetry; CuPy and Dask return NaN tangents there instead (no synchronisation).
-    The individual eigenvectors' second derivative inside a split cluster depends on the curve's
-    third derivative, which a nested jvp does not see: it is not exact. ``eigvalsh``: see there.
+    Individual eigenvectors of a split cluster (v_i v_i^H, v_i with a fixed phase): exact too, along the
+    line and along curves whose second and third derivatives do not couple split members (a
+    reparametrised line, a quadratic curve passing the check); their second derivative depends on the
+    curve's third derivative there, which a nested jvp does not see (third-order perturbation terms,
+    derived in ``_nested_guard``). ``eigvalsh``: see there.
     """
     lower = _check("eigh", a, UPLO)
     a = as_inexact(a)  # integer input promoted to float64, as NumPy does
