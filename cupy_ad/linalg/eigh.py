@@ -47,14 +47,14 @@ from typing import Any
 from ..core import Primitive, bind
 from ..values import strip
 from ..namespace._batching import leading
-from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multiply, real, subtract, sum, where
+from ..namespace import add, diagonal, divide, expand_dims, matmul, multiply, real, subtract, where
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
 from ._nested_guard import cluster_members, guard_curve, guard_nested
 from ._matrix import as_inexact, backend_of_matrix, mH, require_square
 from ._results import EighResult
-from .triangular_product import triangular_product
+from .eigvalsh_tangent import eigvalsh_tangent, from_triangle_times, triangle_times
 
 
 def _eigh_impl(a: Any, *, lower: bool) -> tuple[Any, Any]:
@@ -70,21 +70,6 @@ eigh_p = Primitive("eigh", _eigh_impl, multiple_results=True)
 eigvalsh_p = Primitive("eigvalsh", _eigvalsh_impl)
 eigh_p.def_batch(leading(eigh_p))
 eigvalsh_p.def_batch(leading(eigvalsh_p))
-
-
-def _half_triangle(da: Any) -> Any:
-    """H = dA with its diagonal replaced by Re(dA_ii) / 2: the read triangle T of H gives
-    dA_s = T + T^H exactly (an imaginary diagonal moves nothing), so V^H dA_s V = Y + Y^H with
-    Y = V^H (T V), T V a triangular product (n^3 flops, not 2 n^3)."""
-    xp = xp_of(da)
-    d = diagonal(da)
-    half = multiply(real(d) if is_complex_dtype(da) else d, 0.5)
-    return where(xp.eye(da.shape[-1], dtype=xp.bool), expand_dims(half, axis=-1), da)
-
-
-def _triangle_times(da: Any, v: Any, lower: bool) -> Any:
-    """T V, T the read triangle of dA with its diagonal halved: (dA_s V) = T V + T^H V."""
-    return triangular_product(_half_triangle(da), v, left=True, lower=lower)
 
 
 def _tolerance(w: Any) -> Any:
@@ -169,7 +154,7 @@ def _eigh_jvp(primals: list, tangents: list, *, lower: bool):
     w, v = bind(eigh_p, a, lower=lower)
     if a.shape[-1] == 0:
         return (w, v), (multiply(w, 0.0), multiply(v, 0.0))
-    y = matmul(mH(v), _triangle_times(da, v, lower))
+    y = matmul(mH(v), triangle_times(da, v, lower))
     p = add(y, mH(y))  # P = V^H dA_s V, Hermitian by construction, so F o P is skew-Hermitian
     del y
     dp = diagonal(p)
@@ -190,18 +175,14 @@ def _eigvalsh_jvp(primals: list, tangents: list, *, lower: bool):
     w, v = bind(eigh_p, a, lower=lower)
     if a.shape[-1] == 0:
         return w, multiply(w, 0.0)
-    # dw_i = (V^H dA_s V)_ii = 2 Re (V^H T V)_ii = 2 Re sum_k conj(V_ki) (T V)_ki: one triangular product.
-    x = _triangle_times(da, v, lower)
-    if is_complex_dtype(v):
-        dw = multiply(real(sum(multiply(conj(v), x), axis=-2)), 2.0)
-    else:
-        dw = multiply(sum(multiply(v, x), axis=-2), 2.0)
     joined = joined_neighbours(w, _tolerance(w))
-    if take_degenerate_path(w, joined):  # they need all of P = V^H dA_s V
-        y = matmul(mH(v), x)
-        _, dw, _ = _degenerate(w, v, add(y, mH(y)), dw, None)
-        dw = guard_curve(dw, a, da, cluster_members(joined), "eigvalsh")
-    return w, dw
+    if not take_degenerate_path(w, joined):
+        # dw_i = (V^H dA_s V)_ii: a primitive, whose batching rule takes all directions of a Jacobian at once
+        return w, eigvalsh_tangent(v, da, lower)
+    x = triangle_times(da, v, lower)  # the degenerate path needs all of P = V^H dA_s V = Y + Y^H, Y = V^H x
+    y = matmul(mH(v), x)
+    _, dw, _ = _degenerate(w, v, add(y, mH(y)), from_triangle_times(v, x), None)
+    return w, guard_curve(dw, a, da, cluster_members(joined), "eigvalsh")
 
 
 def _check(name: str, a: Any, UPLO: str) -> bool:
