@@ -147,8 +147,49 @@ def stack_level(*args: Any) -> int:
 def bind_batched_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
     """An elementwise ``prim`` on stacks (``stack_level``), Python scalars and raw arrays: stacks of
     lower rank get singleton axes after the batch axis, so that all broadcast alike on the stack and
-    on one example. Returns None for any other case (``bind`` takes it). (One loop: this is the
-    dispatch of most primitives under vmap.)"""
+    on one example. Returns None for any other case (``bind`` takes it). (This is the dispatch of most
+    primitives under vmap: one stack, two stacks, a stack and a Python scalar or a shared array of at
+    most one example's rank come first.)"""
+    x = args[0]
+    if type(x) is Batched and x.axis == 0 and type(x.value) not in LEVELLED_TYPES:
+        level = x.level
+        if len(args) == 1:
+            values = [x.value]
+        elif len(args) == 2:
+            y = args[1]
+            cls = type(y)
+            if cls in _PYTHON_SCALARS:
+                values = [x.value, y]
+            elif cls is Batched and y.axis == 0 and y.level == level and type(y.value) not in LEVELLED_TYPES:
+                values = [x.value, y.value]
+                gap = values[0].ndim - values[1].ndim
+                if gap:  # the stack of lower rank gets singleton axes after the batch axis
+                    low = 1 if gap > 0 else 0
+                    values[low] = _axis_ops.pad_raw_rank(values[low], abs(gap))
+            elif cls not in LEVELLED_TYPES and getattr(y, "ndim", 1 << 30) < x.value.ndim:  # a shared raw array
+                values = [x.value, y]
+            else:
+                return _bind_mixed_elementwise(prim, args, params)
+        else:
+            return _bind_mixed_elementwise(prim, args, params)
+    elif len(args) == 2 and type(x) in _PYTHON_SCALARS:
+        y = args[1]
+        if type(y) is not Batched or y.axis != 0 or type(y.value) in LEVELLED_TYPES:
+            return None
+        level = y.level
+        values = [x, y.value]
+    else:
+        return _bind_mixed_elementwise(prim, args, params)
+    if level not in LEVELS.alive:
+        return None
+    if prim._primal_range is _NO_RANGE:
+        return Batched(level, prim.impl(*values, **params), 0)
+    with prim._primal_range:
+        return Batched(level, prim.impl(*values, **params), 0)
+
+
+def _bind_mixed_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
+    """``bind_batched_elementwise``'s other cases: raw arrays among the operands, three or more operands."""
     level = 0
     top = 0  # the rank everything broadcasts to
     low = 1 << 30  # the lowest rank of a stack
@@ -179,7 +220,9 @@ def bind_batched_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
     if low < top:
         values = [_axis_ops.pad_raw_rank(v, top - v.ndim) if type(a) is Batched and v.ndim < top else v
                   for a, v in zip(args, values)]
-    with prim._primal_range:  # (stacked's body: one call less on the most frequent path)
+    if prim._primal_range is _NO_RANGE:
+        return Batched(level, prim.impl(*values, **params), 0)
+    with prim._primal_range:
         return Batched(level, prim.impl(*values, **params), 0)
 
 
@@ -207,7 +250,9 @@ def _batch(prim: Primitive, level: int, args: tuple, params: dict) -> Any:
     if prim.stack_rule is not None:
         first = args[0]
         if (type(first) is Batched and first.axis == 0 and first.level == level and type(first.value) not in LEVELLED_TYPES
-                and not any(type(a) in LEVELLED_TYPES for a in args[1:])):
+                and (len(args) == 1 or not any(type(a) in LEVELLED_TYPES for a in args[1:]))):
+            if prim._primal_range is _NO_RANGE:
+                return Batched(level, prim.stack_rule([first.value, *args[1:]], params), 0)
             with prim._primal_range:
                 return Batched(level, prim.stack_rule([first.value, *args[1:]], params), 0)
     values = []

@@ -74,6 +74,7 @@ def test_vmap_fast_path_agrees_with_the_general_path(backend):
 
 @pytest.mark.parametrize("x_shape, y_shape, in_axes", [
     ((5, 3, 4), (4, 2), (0, None)),      # stacked matrices @ a shared matrix
+    ((5, 2, 3, 4), (4, 4), (0, None)),   # stacked stacks of matrices @ a shared matrix
     ((5, 3, 4), (4,), (0, None)),        # ... @ a shared vector
     ((5, 4), (4, 2), (0, None)),         # stacked vectors @ a shared matrix
     ((5, 4), (4,), (0, None)),           # stacked vectors . a shared vector
@@ -113,3 +114,30 @@ def test_reductions_and_transposes_of_stacks_match_a_loop(backend, name, params)
     for t in (lambda a: a.mT, lambda a: ns.permute_dims(a, (2, 0, 1)), lambda a: ns.permute_dims(a, axes=(-1, 1, 0))):
         got = backend.to_numpy(ad.vmap(t)(backend.asarray(x_np)))
         np.testing.assert_array_equal(got, np.stack([backend.to_numpy(t(backend.asarray(x_np[i]))) for i in range(5)]))
+
+
+@pytest.mark.parametrize("examples", [127, 130])  # folded from 128 examples on
+@pytest.mark.parametrize("shape, w_shape, transpose", [
+    ((3, 4), (4, 2), False),     # stacked matrices @ a tiny shared matrix: one product of the stack's rows
+    ((2, 3, 4), (4, 4), False),  # stacked stacks of matrices (16 entries: still folded)
+    ((2, 3), (2, 4), True),      # a strided stack (its transpose), which the fold reshapes
+    ((3, 5), (5, 4), False),     # a shared matrix of more than 16 entries: NumPy's broadcast
+])
+def test_many_examples_times_a_tiny_matrix_match_a_loop(backend, examples, shape, w_shape, transpose):
+    """A stack of many examples times a tiny shared matrix, folded into one product, against a loop
+    (real and complex), under jvp too; the input is left as it was."""
+    rng = np.random.default_rng(examples + len(shape))
+    x_np = rng.standard_normal((examples, *shape)) + 1j * rng.standard_normal((examples, *shape))
+    w_np = rng.standard_normal(w_shape)
+    f = (lambda a, w: a.mT @ w) if transpose else (lambda a, w: a @ w)  # noqa: E731
+    x = backend.asarray(x_np)
+    for w_dtype in (float, complex):
+        w = backend.asarray(w_np.astype(w_dtype))
+        got = backend.to_numpy(ad.vmap(lambda a: f(a, w))(x))
+        want = np.stack([f(x_np[i], w_np) for i in range(examples)])
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)
+    np.testing.assert_array_equal(backend.to_numpy(x), x_np)
+    tangent = ad.jvp(lambda a: ad.vmap(lambda b: f(b, w))(a), (x,), (x,))[1]  # the rule's products
+    np.testing.assert_allclose(backend.to_numpy(tangent), want, rtol=1e-14, atol=1e-14)
+    with pytest.raises(ValueError):  # mismatched inner dimensions: matmul's error, not a silent fold
+        ad.vmap(lambda a: f(a, backend.asarray(np.ones((w_shape[0] + 1, 2)))))(x)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Callable
 
 
 class Backend:
@@ -42,6 +42,16 @@ class Backend:
     def in_place_form(self, fn: Any) -> Any:
         """For a compiled program's buffer reuse: a function ``g(*args, out=buffer)`` computing ``fn(*args)``
         into ``buffer`` (an elementwise function with one output), or None."""
+        return None
+
+    def fusible_form(self, fn: Any) -> Any:
+        """For a compiled program's fusion: the elementwise kernel (one output) that ``fn`` calls, in the
+        form ``fuse`` can trace, or None (then ``fn`` is never fused)."""
+        return None
+
+    def fuse(self, function: Callable) -> Callable | None:
+        """One kernel computing ``function`` (a chain of ``fusible_form`` calls on arrays), or None where
+        the backend has no fusion (then each call stays its own kernel)."""
         return None
 
     def replay_form(self, fn: Any, args: list) -> Any:

@@ -20,7 +20,8 @@ layout logic on NumPy with LAPACK stand-ins for the kernels (tests/test_cupy_bac
 from __future__ import annotations
 
 import math
-from typing import Any
+import operator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -64,6 +65,11 @@ def import_cupy() -> Any:
     return cupy
 
 
+# The operators of CuPy arrays call these ufuncs (the kernels a fused program traces instead).
+_OPERATOR_UFUNCS = {operator.add: "add", operator.sub: "subtract", operator.mul: "multiply",
+                    operator.truediv: "true_divide", operator.neg: "negative"}
+
+
 class CupyBackend(Backend):
     name = "cupy"
     host_branching = False
@@ -95,6 +101,17 @@ class CupyBackend(Backend):
             if native is not None:
                 return native(*args)
         return super().special(name, *args)
+
+    def fusible_form(self, fn: Any) -> Any:
+        ufunc = getattr(self.cp, "ufunc", None)
+        if fn in _OPERATOR_UFUNCS:
+            fn = getattr(self.cp, _OPERATOR_UFUNCS[fn])
+        plain = ufunc is not None and isinstance(fn, ufunc) and fn.nout == 1 and getattr(fn, "signature", None) is None
+        return fn if plain else None
+
+    def fuse(self, function: Callable) -> Callable | None:
+        fuse = getattr(self.cp, "fuse", None)  # (cupy.fuse: one generated elementwise kernel per dtype signature)
+        return None if fuse is None else fuse(function)
 
     def synchronize(self) -> None:
         if hasattr(self.cp, "cuda"):

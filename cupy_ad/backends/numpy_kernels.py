@@ -1,8 +1,9 @@
-"""Fast NumPy kernels: NumPy's own BLAS trmm/trsm through ctypes, and batch-vectorised small-matrix paths.
+"""Fast NumPy kernels: NumPy's own BLAS trmm/trsm/gemm through ctypes, and batch-vectorised small-matrix paths.
 
 Used by the NumPy backend: ``triangular_product`` (trmm or a masked matmul), ``solve_triangular``
 (trsm, per-matrix trsm, or a substitution vectorised over the batch) and ``lu_factor_batched``
 (Crout elimination vectorised over the batch); each returns None where SciPy should take over.
+:class:`PointerBlas` (trsm, trmm, gemm on blocks given by address) serves ``numpy_lu_tangent``.
 
 Why not ``scipy.linalg.blas``: NumPy and SciPy wheels each bundle an OpenBLAS with its own thread
 pool, and alternating the two pools makes their idle workers spin against each other (see
@@ -67,14 +68,17 @@ class _Library:
                                                       ("cblas_{}64_", "{}_64_", ctypes.c_int64),
                                                       ("cblas_{}", "{}_", ctypes.c_int)):
                 try:
-                    found = {p + op: getattr(lib, pattern.format(p + op)) for p in "sdcz" for op in ("trmm", "trsm")}
+                    found = {p + op: getattr(lib, pattern.format(p + op))
+                             for p in "sdcz" for op in ("trmm", "trsm", "gemm")}
                 except AttributeError:
                     continue
                 for name, function in found.items():
-                    # alpha by value for real types, by pointer for complex ones
-                    alpha = {"s": ctypes.c_float, "d": ctypes.c_double}.get(name[0], ctypes.c_void_p)
-                    function.argtypes = [ctypes.c_int] * 5 + [int_type, int_type, alpha, ctypes.c_void_p,
-                                                              int_type, ctypes.c_void_p, int_type]
+                    # scalars (alpha, gemm's beta) by value for real types, by pointer for complex ones
+                    scalar = {"s": ctypes.c_float, "d": ctypes.c_double}.get(name[0], ctypes.c_void_p)
+                    matrix = [ctypes.c_void_p, int_type]
+                    function.argtypes = ([ctypes.c_int] * 3 + [int_type] * 3 + [scalar] + matrix * 2 + [scalar] + matrix
+                                         if name.endswith("gemm") else
+                                         [ctypes.c_int] * 5 + [int_type] * 2 + [scalar] + matrix * 2)
                     function.restype = None
                 for name in LAPACK_ROUTINES:  # Fortran LAPACK of the same library: every argument by reference
                     function = getattr(lib, lapack_pattern.format(name), None)
@@ -143,15 +147,59 @@ def call_in_place(op: str, a: Any, b: Any, *, left: bool, lower: bool, trans: in
     """As :func:`call`, writing the result into ``b`` (2-D, rows of unit stride: a buffer the caller
     owns, e.g. a block of a larger one); False (``b`` untouched) when NumPy's BLAS cannot."""
     functions = _library.load()
-    item = b.itemsize
-    if (not functions or b.dtype not in _PREFIX or a.dtype != b.dtype or b.ndim != 2 or a.ndim != 2
-            or b.shape[1] > 1 and b.strides[1] != item or b.strides[0] % item or b.strides[0] < 0):
+    ldb = _leading_dimension(b)
+    if not functions or b.dtype not in _PREFIX or a.dtype != b.dtype or a.ndim != 2 or ldb is None:
         return False
     if b.dtype.kind != "c" and trans == 2:
         trans = 1
-    _invoke(functions, op, a, b, max(b.strides[0] // item, b.shape[1], 1), left=left, lower=lower, trans=trans,
-            unit_diagonal=unit_diagonal)
+    _invoke(functions, op, a, b, ldb, left=left, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
     return True
+
+
+class PointerBlas:
+    """cblas ?trsm / ?trmm / ?gemm of one dtype on row-major blocks given by address and leading
+    dimension (in items): for a caller that addresses blocks of its own C-ordered buffers, where a
+    view's ``.ctypes`` and the checks of :func:`call_in_place` would cost more than a small block's
+    operation. Nothing is checked: the caller owns the layouts."""
+
+    def __init__(self, functions: dict, dtype: Any) -> None:
+        prefix = _PREFIX[dtype]
+        self._trsm, self._trmm, self._gemm = (functions[prefix + op] for op in ("trsm", "trmm", "gemm"))
+        self.itemsize = dtype.itemsize
+        if dtype.kind == "c":  # complex scalars by pointer (kept alive here)
+            self._scalars = np.array([1, -1], dtype=dtype)
+            self._one, self._minus_one = self._scalars.ctypes.data, self._scalars.ctypes.data + dtype.itemsize
+        else:
+            self._one, self._minus_one = 1.0, -1.0
+
+    def triangular(self, op: str, *, left: bool, lower: bool, transposed: bool, unit_diagonal: bool, m: int, n: int,
+                   t: int, ldt: int, b: int, ldb: int) -> None:
+        """op "trmm": B = T B (left) or B T; "trsm": their solves; B (m, n) at ``b``; T the lower or upper
+        triangle of the block at ``t``, transposed if asked."""
+        (self._trsm if op == "trsm" else self._trmm)(
+            _ROW_MAJOR, _LEFT if left else _RIGHT, _LOWER if lower else _UPPER, _TRANS[int(transposed)],
+            _UNIT if unit_diagonal else _NON_UNIT, m, n, self._one, t, ldt, b, ldb)
+
+    def subtract_product(self, m: int, n: int, k: int, a: int, lda: int, a_transposed: bool, b: int, ldb: int,
+                         b_transposed: bool, c: int, ldc: int) -> None:
+        """C -= A B for C (m, n), A (m, k) and B (k, n), each of A and B given by its block or its
+        transpose's."""
+        self._gemm(_ROW_MAJOR, _TRANS[int(a_transposed)], _TRANS[int(b_transposed)], m, n, k, self._minus_one, a, lda,
+                   b, ldb, self._one, c, ldc)
+
+
+def pointer_blas(dtype: Any) -> PointerBlas | None:
+    """:class:`PointerBlas` for ``dtype``, or None where NumPy's BLAS is unavailable for it."""
+    functions = _library.load()
+    return PointerBlas(functions, np.dtype(dtype)) if functions and np.dtype(dtype) in _PREFIX else None
+
+
+def _leading_dimension(x: Any) -> int | None:
+    """The row stride in items of a 2-D array whose rows have unit stride, else None."""
+    item = x.itemsize
+    if x.ndim != 2 or x.shape[1] > 1 and x.strides[1] != item or x.strides[0] % item or x.strides[0] < 0:
+        return None
+    return max(x.strides[0] // item, x.shape[1], 1)
 
 
 def _invoke(functions: dict, op: str, a: Any, out: Any, ldb: int, *, left: bool, lower: bool, trans: int,

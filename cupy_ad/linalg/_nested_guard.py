@@ -1,4 +1,5 @@
-"""A guard that lets a nested jvp through a degenerate eigh/svd rule go on only where it is exact.
+"""A guard that lets a nested jvp through a degenerate eigh/svd rule go on only where it is exact, and
+gives the split members' vectors the third-order term that makes them exact there.
 
 Setting (eigh; svd is the same on its Hermitian dilation). At a cluster of k equal eigenvalues
 lambda the first-order rule rotates V to the limit basis, where P = V^H dA V has P_cc = diag(mu), and
@@ -27,6 +28,27 @@ cluster members, or an accidental repeat of mu. NaN, not an error: forward mode 
 tangent whether an output reads it or not, so an error would also stop programs whose outputs are
 exact (a truncation cut at a gap) or that only need the primal values (array-API code run under a
 nested jvp).
+Individual vectors (third order). The second derivative of v_j alone (v_j v_j^H, a phase-fixed v_j)
+also needs the outer derivative of c, which the chain of outer rules gets wrong: along the line
+(D = 0) v_j(t) is analytic (Rellich); write v_j(t) = sum_k t^k v^(k) in the limit basis, Y = F o P
+across clusters (Y_lj = P_lj / (lambda - w_l), the inner rule's own), T = Y^H P, U = Y^H P Y,
+W = Y^H Y on the cluster (i != j below). Order t: v^(1) = (Y + c) e_j, nu_j = T_jj. Order t^2,
+outside: v^(2)_l = ((P v^(1))_l - mu_j v^(1)_l) / (lambda - w_l). Order t^3, cluster component i:
+    (mu_j - mu_i) v^(2)_i = sum_l P_il v^(2)_l - nu_j c_ij = U_ij + (T c)_ij - mu_j W_ij - T_jj c_ij.
+The inner mixing C(t)_ij = v_i(t)^H v_j'(t) (diag(C) = 0, the rules' gauge) has the derivative
+C'_ij = 2 v^(2)_i + (W - c^2)_ij. The chain differentiates c = Herm(P (F o P)) / (mu_j - mu_i) along
+P' = [P, C], w' = diag(P): Herm(P (F o P))' = 3 U - 3 (mu_i + mu_j) W / 2 + (T c - c T) on the
+cluster (the w_l' terms cancel the l = l' part of U; couplings inside other clusters cancel, C being
+skew there), over mu_j - mu_i, minus c_ij (P'_jj - P'_ii) / (mu_j - mu_i), P'_jj = 2 T_jj. The
+difference (the T c + c T terms cancel (mu_j - mu_i) c^2) is a function of (w, V, P) only:
+    C'_ij - chain_ij = (-U_ij + (mu_i + mu_j) W_ij / 2 + c_ij (T_jj - T_ii)) / (mu_j - mu_i),
+which the guard adds to the outer tangent of c on split pairs where it accepts (eigh passes Y; svd
+the dilation's U, W: see svd._outside_terms). It is skew-Hermitian inside the cluster, so
+rotation-invariant outputs do not change. On a curve whose D passes the check (D_ij = 0 on split
+pairs), D enters the truth and the chain alike (through P' = [P, C] + V^H D V and D_jj): still exact.
+A third derivative E of the curve adds E_ij / 6 to the order-t^3 equation, which a nested jvp never
+sees: individual vectors are exact where E_ij = 0 on split pairs (lines, reparametrised lines,
+quadratic curves), rotation-invariant outputs whatever E.
 The values alone (eigvalsh, svdvals) are exact along any curve where mu differ (D enters them only
 through diag(V^H D V)): there only repeated mu are checked on the block, and ``guard_curve`` checks
 that the outer direction is the inner one (a mixed second derivative of sorted values at a
@@ -40,10 +62,10 @@ from typing import Any
 
 from ..core import Primitive, bind
 from ..values import Zero, strip
-from ..namespace import where
+from ..namespace import add, diagonal, divide, expand_dims, multiply, real, subtract, where
 from ..namespace._rules import xp_of
 from ._clusters import concrete_tangent, resolution
-from ._matrix import backend_of_matrix
+from ._matrix import backend_of_matrix, mH
 
 class DegenerateNestedWarning(RuntimeWarning):
     """A nested jvp met a degenerate eigen/singular value where its second derivative is not
@@ -59,8 +81,8 @@ MESSAGE = ("{name}: nested jvp at repeated eigen/singular values whose second de
            "and whole multiplets; or nest jvp along one direction of a straight line A + t dA")
 
 
-def _identity(values: Any, mixing: Any, block: Any, t: Any, *, pairs: Any, distinct: Any, name: str,
-              t_from: Any) -> tuple[Any, Any]:
+def _identity(values: Any, mixing: Any, block: Any, t: Any, *outside: Any, pairs: Any, distinct: Any, name: str,
+              t_from: Any, third_order: Any) -> tuple[Any, Any]:
     return values, mixing
 
 
@@ -74,8 +96,9 @@ def _largest(z: Any) -> Any:
 
 
 @nested_guard_p.def_jvp
-def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name: str, t_from: Any):
-    values, mixing, block, t = primals
+def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name: str, t_from: Any,
+               third_order: Any):
+    values, mixing, block, t, *outside = primals
     if t is None:
         t = t_from(strip(block))
     tangent = tangents[2]
@@ -91,6 +114,9 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
     mismatch = xp.where(pairs, xp.abs(raw - expected), xp.zeros((), dtype=tol.dtype))
     bad = xp.any(mismatch > tol, axis=(-2, -1), keepdims=True)
     outs, out_tangents = (values, mixing), tuple(tangents[:2])
+    if third_order is not None:
+        missed = _third_order_mixing(mixing, block, t, distinct, *third_order(block, *outside))
+        out_tangents = (out_tangents[0], add(_dense(out_tangents[1], mixing), missed))
     if backend_of_matrix(raw).host_branching:
         if not bool(xp.any(bad)):
             return outs, out_tangents
@@ -101,6 +127,20 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
     nan = float("nan")  # (values real, mixing of the matrix's dtype)
     return outs, (where(bad[..., 0], xp.asarray(nan, dtype=values.dtype), _dense(out_tangents[0], values)),
                   where(bad, xp.asarray(nan, dtype=mixing.dtype), _dense(out_tangents[1], mixing)))
+
+
+def _third_order_mixing(c: Any, block: Any, t: Any, distinct: Any, u: Any, w: Any) -> Any:
+    """What the chain of outer rules misses in the outer tangent of the mixing c along the line (module
+    docstring): [i, j] = (-U + (mu_i + mu_j) W / 2 + c (T_jj - T_ii)) / (mu_j - mu_i) on ``distinct``."""
+    mu = real(diagonal(block))
+    nu = real(diagonal(t))
+    row = lambda z: expand_dims(z, axis=-2)  # noqa: E731 - [i, j] = z_j
+    col = lambda z: expand_dims(z, axis=-1)  # noqa: E731 - [i, j] = z_i
+    g = where(distinct, divide(1.0, where(distinct, subtract(row(mu), col(mu)), 1.0)), 0.0)
+    average = multiply(add(row(mu), col(mu)), 0.5)
+    numerator = add(subtract(multiply(average, w), u), multiply(c, subtract(row(nu), col(nu))))
+    # Hermitian-ised, so that the term is skew-Hermitian to the last bit and leaves invariant outputs alone
+    return multiply(g, multiply(add(numerator, mH(numerator)), 0.5))
 
 
 def _outside_the_package() -> int:
@@ -116,15 +156,18 @@ def _dense(tangent: Any, like: Any) -> Any:
 
 
 def guard_nested(values: Any, mixing: Any, block: Any, t: Any, pairs: Any, distinct: Any, name: str,
-                 t_from: Any = None) -> tuple[Any, Any]:
+                 t_from: Any = None, outside: tuple = (), third_order: Any = None) -> tuple[Any, Any]:
     """``(values, mixing)`` unchanged: the cluster tangents (..., n) and in-cluster mixing c (..., n, n).
     Under an outer jvp, checks that the outer tangent of the Hermitian cluster ``block`` (the
     limit-basis P) equals ``t`` (T) where the first-order splittings differ (``distinct``) and 0
     where they repeat, on ``pairs`` (raw bool, the in-cluster off-diagonal entries), to rounding; otherwise
     gives both outputs NaN tangents (and warns on host backends); see the module docstring. Costs nothing
     without an outer jvp (the primal is the identity); ``t`` may be None, computed then as
-    ``t_from(raw block)`` only under an outer jvp."""
-    return bind(nested_guard_p, values, mixing, block, t, pairs=pairs, distinct=distinct, name=name, t_from=t_from)
+    ``t_from(raw block)`` only under an outer jvp. ``third_order(block, *outside)`` (for the vector tangents of
+    eigh and svd; None for the values alone) gives (U, W) of the module docstring, from which the outer
+    tangent of ``mixing`` gets the third-order term the chain of outer rules misses on ``distinct`` pairs."""
+    return bind(nested_guard_p, values, mixing, block, t, *outside, pairs=pairs, distinct=distinct, name=name,
+                t_from=t_from, third_order=third_order)
 
 
 def _pass(values: Any, a: Any, da: Any, *, members: Any, name: str) -> Any:

@@ -36,7 +36,9 @@ Dividing by mu_j - mu_i there instead would scale rounding by 1/eps (the issue-1
 Size-1 clusters keep the ordinary formulas bit for bit (selected with ``where``).
 Nested jvp through a cluster: exact along a straight line with distinct mu and along curves that
 keep multiplets whole; ``_nested_guard`` checks the outer tangent of P' and gives NaN in the other cases
-(derivation and proof that no outer rule can do better there in that module).
+(derivation and proof that no outer rule can do better there in that module). Individual vectors of a
+split cluster need the outer derivative of the mixing to third order, which the chain of outer rules
+misses: the guard adds it from (U, W) = (Y^H P' Y, Y^H Y), Y = F o P' across clusters (``_outside_terms``).
 """
 from __future__ import annotations
 
@@ -45,14 +47,14 @@ from typing import Any
 from ..core import Primitive, bind
 from ..values import strip
 from ..namespace._batching import leading
-from ..namespace import add, conj, diagonal, divide, expand_dims, matmul, multiply, real, subtract, sum, where
+from ..namespace import add, diagonal, divide, expand_dims, matmul, multiply, real, subtract, where
 from ..namespace._rules import is_complex_dtype, xp_of
 from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
                         splitting_resolution, take_degenerate_path)
 from ._nested_guard import cluster_members, guard_curve, guard_nested
 from ._matrix import as_inexact, backend_of_matrix, mH, require_square
 from ._results import EighResult
-from .triangular_product import triangular_product
+from .eigvalsh_tangent import eigvalsh_tangent, from_triangle_times, triangle_times
 
 
 def _eigh_impl(a: Any, *, lower: bool) -> tuple[Any, Any]:
@@ -68,21 +70,6 @@ eigh_p = Primitive("eigh", _eigh_impl, multiple_results=True)
 eigvalsh_p = Primitive("eigvalsh", _eigvalsh_impl)
 eigh_p.def_batch(leading(eigh_p))
 eigvalsh_p.def_batch(leading(eigvalsh_p))
-
-
-def _half_triangle(da: Any) -> Any:
-    """H = dA with its diagonal replaced by Re(dA_ii) / 2: the read triangle T of H gives
-    dA_s = T + T^H exactly (an imaginary diagonal moves nothing), so V^H dA_s V = Y + Y^H with
-    Y = V^H (T V), T V a triangular product (n^3 flops, not 2 n^3)."""
-    xp = xp_of(da)
-    d = diagonal(da)
-    half = multiply(real(d) if is_complex_dtype(da) else d, 0.5)
-    return where(xp.eye(da.shape[-1], dtype=xp.bool), expand_dims(half, axis=-1), da)
-
-
-def _triangle_times(da: Any, v: Any, lower: bool) -> Any:
-    """T V, T the read triangle of dA with its diagonal halved: (dA_s V) = T V + T^H V."""
-    return triangular_product(_half_triangle(da), v, left=True, lower=lower)
 
 
 def _tolerance(w: Any) -> Any:
@@ -139,9 +126,17 @@ def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[A
     x = _second_order(p2, w, cl.same, c_off)
     mu_gap = subtract(expand_dims(mu, axis=-2), expand_dims(mu, axis=-1))  # [i, j] = mu_j - mu_i
     g = where(mixing, divide(1.0, where(mixing, mu_gap, 1.0)), 0.0)
-    mu, c = guard_nested(mu, multiply(g, x), p2, x, pairs, mixing, "eigh")
+    mu, c = guard_nested(mu, multiply(g, x), p2, x, pairs, mixing, "eigh", outside=(c_off,),
+                         third_order=_outside_terms)
     dv2 = matmul(v2, add(c_off, c))
     return v2, where(cl.single, dw, mu), where(single_col, dv, dv2)
+
+
+def _outside_terms(p: Any, c_off: Any) -> tuple[Any, Any]:
+    """(U, W) of ``_nested_guard``: U = Y^H P Y, W = Y^H Y with Y = ``c_off``, Y_lj = P_lj / (w_j - w_l)
+    over l outside j's cluster (third-order perturbation theory; only under a nested jvp)."""
+    y_h = mH(c_off)
+    return matmul(y_h, matmul(p, c_off)), matmul(y_h, c_off)
 
 
 def _second_order(p: Any, w: Any, same: Any, c_off: Any = None) -> Any:
@@ -159,7 +154,7 @@ def _eigh_jvp(primals: list, tangents: list, *, lower: bool):
     w, v = bind(eigh_p, a, lower=lower)
     if a.shape[-1] == 0:
         return (w, v), (multiply(w, 0.0), multiply(v, 0.0))
-    y = matmul(mH(v), _triangle_times(da, v, lower))
+    y = matmul(mH(v), triangle_times(da, v, lower))
     p = add(y, mH(y))  # P = V^H dA_s V, Hermitian by construction, so F o P is skew-Hermitian
     del y
     dp = diagonal(p)
@@ -180,18 +175,14 @@ def _eigvalsh_jvp(primals: list, tangents: list, *, lower: bool):
     w, v = bind(eigh_p, a, lower=lower)
     if a.shape[-1] == 0:
         return w, multiply(w, 0.0)
-    # dw_i = (V^H dA_s V)_ii = 2 Re (V^H T V)_ii = 2 Re sum_k conj(V_ki) (T V)_ki: one triangular product.
-    x = _triangle_times(da, v, lower)
-    if is_complex_dtype(v):
-        dw = multiply(real(sum(multiply(conj(v), x), axis=-2)), 2.0)
-    else:
-        dw = multiply(sum(multiply(v, x), axis=-2), 2.0)
     joined = joined_neighbours(w, _tolerance(w))
-    if take_degenerate_path(w, joined):  # they need all of P = V^H dA_s V
-        y = matmul(mH(v), x)
-        _, dw, _ = _degenerate(w, v, add(y, mH(y)), dw, None)
-        dw = guard_curve(dw, a, da, cluster_members(joined), "eigvalsh")
-    return w, dw
+    if not take_degenerate_path(w, joined):
+        # dw_i = (V^H dA_s V)_ii: a primitive, whose batching rule takes all directions of a Jacobian at once
+        return w, eigvalsh_tangent(v, da, lower)
+    x = triangle_times(da, v, lower)  # the degenerate path needs all of P = V^H dA_s V = Y + Y^H, Y = V^H x
+    y = matmul(mH(v), x)
+    _, dw, _ = _degenerate(w, v, add(y, mH(y)), from_triangle_times(v, x), None)
+    return w, guard_curve(dw, a, da, cluster_members(joined), "eigvalsh")
 
 
 def _check(name: str, a: Any, UPLO: str) -> bool:
@@ -243,8 +234,11 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     splits a cluster other than the inner one, a curve whose second derivative couples split
     members (the inner tangent, a function of A and dA, cannot hold that term), or mu repeating
     without such a symmetry; CuPy and Dask return NaN tangents there instead (no synchronisation).
-    The individual eigenvectors' second derivative inside a split cluster depends on the curve's
-    third derivative, which a nested jvp does not see: it is not exact. ``eigvalsh``: see there.
+    Individual eigenvectors of a split cluster (v_i v_i^H, v_i with a fixed phase): exact too, along the
+    line and along curves whose second and third derivatives do not couple split members (a
+    reparametrised line, a quadratic curve passing the check); their second derivative depends on the
+    curve's third derivative there, which a nested jvp does not see (third-order perturbation terms,
+    derived in ``_nested_guard``). ``eigvalsh``: see there.
     """
     lower = _check("eigh", a, UPLO)
     a = as_inexact(a)  # integer input promoted to float64, as NumPy does

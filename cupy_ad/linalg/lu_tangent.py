@@ -9,11 +9,12 @@ passes F with its zero pivots replaced by 1 (exact before the first zero pivot);
 read U's diagonal on the entries kept.
 
 Why a primitive: its implementation is the backend's ``lu_tangent`` kernel where there is one
-(NumPy: one buffer, 2 n^3 flops, see ``backends/numpy_lu_tangent.py``; for a batch of small factors
-``lu_tangent_batch``, the same steps compiled one matrix at a time), and its batching rule
+(NumPy: one buffer; one direction by blocks, 4 n^3 / 3 flops mostly in gemms; many directions
+2 n^3 each; see ``backends/numpy_lu_tangent.py``; for a batch of small factors ``lu_tangent_batch``,
+2 n^3 flops compiled one matrix at a time), and its batching rule
 hands many directions sharing one factor (a Jacobian: every direction of ``jacfwd``) to that
-kernel at once, laid out with the directions last. Elsewhere (other backends, a batch of factors)
-it is the composition of triangular solves and products.
+kernel at once, laid out with the directions last. Elsewhere (other backends, a batch of larger
+factors, no Numba) it is the composition of triangular solves and products.
 """
 from __future__ import annotations
 

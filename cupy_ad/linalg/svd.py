@@ -42,16 +42,18 @@ In the zero block, entries whose mu coincide (sigma_i = sigma_j,
 sigma_i + sigma_j = 0, sigma_j = 0 for the complement part; within tol) are 0, as in eigh. A common
 phase per pair moves the imaginary diagonal to the side that is not U (Im diag(U^H dU) = 0).
 Nested jvp through a positive cluster: as eigh on the dilation, the outer tangent of Herm(P) is
-checked against T (``_nested_guard``). Through the zero block, whose limit basis is computed from
-the tangent as a constant, the outer tangents of its dS, dU and dV columns are NaN
-(``guard_zero_block``): a truncation cut at the gap above the block stays exact.
+checked against T and the mixing's gets the third-order term of the split members' vectors
+(``_nested_guard``; U and W on the dilation in ``_outside_terms``). Through the zero block, whose
+limit basis is computed from the tangent as a constant, the outer tangents of its dS, dU and dV
+columns are NaN (``guard_zero_block``): a truncation cut at the gap above the block stays exact
+(the block's new left vectors still move with U, see ``_in_span``).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from ..core import Primitive, bind
-from ..values import Zero, strip
+from ..values import Dual, Zero, strip
 from ..namespace._batching import leading
 from ..namespace import (
     abs,
@@ -289,7 +291,7 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
         d = xp.linalg.diagonal(rq)
         phase = xp.where(xp.abs(d) > 0, d / xp.where(xp.abs(d) > 0, xp.abs(d), xp.ones_like(xp.abs(d))),
                          xp.ones_like(d))
-        x2 = where(row(regular), x, where(row(zero), q * row(phase), matmul(x, rot)))
+        x2 = where(row(regular), x, where(row(zero), _in_span(x, q * row(phase)), matmul(x, rot)))
     else:
         x2 = where(row(regular), x, matmul(x, rot))
     # 2. tangents in the rotated basis: the ordinary formulas, then the in-cluster terms.
@@ -310,17 +312,24 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     e_all = where(both_tiny, 0.0, divide(1.0, where(both_tiny, 1.0, sum_s)))  # 1 / (s_j + s_l), all l
     herm = multiply(add(p, ph), 0.5)
     skew = multiply(subtract(p, ph), 0.5)
-    t = subtract(matmul(herm, multiply(multiply(f, sum_s), herm)), matmul(skew, multiply(e_all, skew)))
+    y_plus, y_minus = multiply(multiply(f, sum_s), herm), multiply(e_all, skew)  # couplings to +s_l, -s_l
+    t = subtract(matmul(herm, y_plus), matmul(skew, y_minus))
+    outside = (skew, y_plus, y_minus, s_inv)
     if big:  # the complement of X: P2^H P2 = dY^H dY - P^H P, over 2 s_j
-        t = add(t, multiply(subtract(matmul(mH(dy), dy), matmul(ph, p)), multiply(row(s_inv), 0.5)))
+        q = subtract(matmul(mH(dy), dy), matmul(ph, p))
+        t = add(t, multiply(q, multiply(row(s_inv), 0.5)))
+        outside += (q,)
     t = multiply(add(t, mH(t)), 0.5)
     mu = strip(ds)
     tol_mu = splitting_resolution(raw, cl, p, scale, max(m, n))
     mixing = inpos & (xp.abs(row(mu) - col(mu)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, subtract(row(ds), col(ds)), 1.0)), 0.0)
-    # svdvals (no vector tangents wanted): exact along any curve where mu differ, checked on repeats only
-    checked = inpos & ~mixing if type(ordinary[0]) is Zero else inpos
-    ds, c = guard_nested(ds, multiply(g, t), herm, t, checked, mixing, "svd")
+    # svdvals (no vector tangents wanted): exact along any curve where mu differ, checked on repeats only;
+    # the vectors get the third-order term of the split members (``_outside_terms``)
+    vectors = type(ordinary[0]) is not Zero
+    checked = inpos if vectors else inpos & ~mixing
+    ds, c = guard_nested(ds, multiply(g, t), herm, t, checked, mixing, "svd", outside=outside if vectors else (),
+                         third_order=_outside_terms if vectors else None)
     omega_x = add(omega_x, add(multiply(e, skew), c))
     omega_y = add(omega_y, subtract(c, multiply(e, skew)))
     # 3. inside the zero block (second order through the nonzero s_l, via the dilation; see the
@@ -380,6 +389,38 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
         return new if type(old) is Zero else where(mask, old, new)
 
     return u_out, vh_out, pick(reg_u, du0, du), where(regular, ds0, ds), pick(reg_v, dv0, dv)
+
+
+def _outside_terms(herm: Any, skew: Any, y_plus: Any, y_minus: Any, s_inv: Any, q: Any = None) -> tuple[Any, Any]:
+    """(U, W) of ``_nested_guard`` on the Hermitian dilation, for a positive cluster: its outside are the
+    pairs (x_l; +-y_l) / sqrt 2 at +-s_l, coupled by Y+ = ``y_plus``, Y- = ``y_minus`` (Herm(P)_lj / (s_j - s_l),
+    Skew(P)_lj / (s_j + s_l)), and for m != n the complement (x_c; 0) at 0, coupled by P2 S^-1 / sqrt 2.
+    The dilation's P among them: Herm(P) (+, +), -Herm(P) (-, -), -Skew(P) (+, -), +-P2 / sqrt 2 to the
+    complement, 0 within it; so with Q = P2^H P2 (``q``, None when m = n):
+    U = Y+^H Herm(P) Y+ - Y-^H Herm(P) Y- + Z + Z^H, Z = Y-^H Skew(P) Y+ + S^-1 Q (Y+ - Y-) / 2,
+    W = Y+^H Y+ + Y-^H Y- + S^-1 Q S^-1 / 2."""
+    p_h, m_h = mH(y_plus), mH(y_minus)
+    z = matmul(m_h, matmul(skew, y_plus))
+    w = add(matmul(p_h, y_plus), matmul(m_h, y_minus))
+    if q is not None:
+        scaled = multiply(expand_dims(s_inv, axis=-1), q)  # S^-1 Q
+        z = add(z, multiply(matmul(scaled, subtract(y_plus, y_minus)), 0.5))
+        w = add(w, multiply(multiply(scaled, expand_dims(s_inv, axis=-2)), 0.5))
+    u = add(subtract(matmul(p_h, matmul(herm, y_plus)), matmul(m_h, matmul(herm, y_minus))), add(z, mH(z)))
+    return u, w
+
+
+def _in_span(x: Any, z: Any) -> Any:
+    """Raw columns ``z`` as X (X^H z) + (z - X X^H z): the same values, whose part in span(X) (all of them
+    when X is square) moves with X under an outer jvp. The zero block's new left vectors are computed
+    from the tangent, as constants; as constants they would hide X's outer tangent from the positive
+    clusters' second-order terms of a square matrix (where no complement term cancels them). Without an
+    outer jvp (``x`` not a dual) ``z`` itself: no extra cost at first order."""
+    if type(x) is not Dual:
+        return z
+    raw = strip(x)
+    coefficients = mH(raw) @ z
+    return add(matmul(x, coefficients), z - raw @ coefficients)
 
 
 @svdvals_p.def_jvp
@@ -454,7 +495,10 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
     * nested jvp at a positive cluster: as :func:`cupy_ad.linalg.eigh` (``_nested_guard``): exact for
       the singular values and rotation-invariant outputs (U_k S_k V_k^H cut at a gap, projectors) along
       a straight line with distinct first-order splittings and along curves that keep the multiplets
-      whole; NaN (and a ``DegenerateNestedWarning``) where no rule can be exact, naming ``svd_split``.
+      whole; the individual singular vectors of a split cluster (u_i u_i^H, u_i v_i^H, a phase-fixed
+      u_i) too, along the line and curves whose second and third derivatives do not couple split
+      members (see :func:`cupy_ad.linalg.eigh`); NaN (and a ``DegenerateNestedWarning``) where no rule
+      can be exact, naming ``svd_split``.
       At zero singular values (rank-deficient or rectangular input with a null block) the zero block's
       limit basis is a constant of the inner level, so the second derivatives of its dS, dU and dV
       columns are not exact: their outer tangents are NaN, on every backend (so also sum(s), or s^2

@@ -6,8 +6,8 @@ from typing import Any, Callable, Sequence
 
 import array_api_compat
 
-from ..core import Primitive, bind, bind_below, install_axis_ops
-from ..values import Zero, strip
+from ..core import Primitive, bind, bind_below, install_axis_ops, stack_level, stacked
+from ..values import Batched, Zero, strip
 from ._rules import is_inexact_dtype, linear, xp_of
 
 
@@ -60,7 +60,11 @@ def pad_rank(x: Any, missing: int) -> Any:
 
 def pad_raw_rank(x: Any, missing: int) -> Any:
     """``pad_rank`` of a raw array, as a plain reshape (a view; no dispatch)."""
-    shape = (x.shape[0], *(1,) * missing, *x.shape[1:])
+    return raw_reshape(x, (x.shape[0], *(1,) * missing, *x.shape[1:]))
+
+
+def raw_reshape(x: Any, shape: tuple) -> Any:
+    """A raw array reshaped without dispatch (a view where the layout allows)."""
     return x.reshape(shape) if hasattr(x, "reshape") else xp_of(x).reshape(x, shape)  # NumPy/CuPy: the method
 
 
@@ -296,9 +300,13 @@ def broadcast_arrays(*arrays: Any) -> list[Any]:
 
 
 def matrix_transpose(x: Any, /) -> Any:
-    if x.ndim < 2:
+    ndim = x.ndim
+    if ndim < 2:
         raise ValueError(f"matrix_transpose needs at least 2 dimensions, got shape {x.shape}")
-    return permute_dims(x, (*range(x.ndim - 2), x.ndim - 1, x.ndim - 2))
+    level = stack_level(x) if type(x) is Batched else 0
+    if level:  # a raw stack of matrices (the batch axis first): the backend's transpose at once
+        return stacked(permute_dims, level, [x.value, (*range(ndim - 1), ndim, ndim - 1)], {})
+    return permute_dims(x, (*range(ndim - 2), ndim - 1, ndim - 2))
 
 
 _MASKS: dict[tuple, Any] = {}

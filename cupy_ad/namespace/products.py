@@ -12,7 +12,7 @@ from ..values import Batched, Zero, levelled
 from ._rules import backend_function, linear
 from .elementwise import add_tangents, multiply
 from .manipulation import (aligned, batch_first_copy, batch_size, expand_dims, matrix_transpose, moveaxis,
-                           pad_raw_rank, permute_dims, rank, reshape, squeeze, to_front)
+                           pad_raw_rank, permute_dims, rank, raw_reshape, reshape, squeeze, to_front)
 
 
 def _bilinear(name: str, impl: Any = None, *, batch: Any = None, cls: type = Primitive) -> Primitive:
@@ -43,6 +43,7 @@ def along_axis(prim: Primitive) -> Callable:
 
 
 _FOLD_MIN = 1024  # matrices from about 32 x 32 on are multiplied as one folded GEMM under vmap
+_TINY, _MANY = 16, 128  # and from 128 examples on, a stack by a shared matrix of at most 16 entries
 
 
 def _matmul_batch(values: list, axes: list):
@@ -147,6 +148,12 @@ def _matmul_stacks(args: tuple, params: dict) -> Any:
         return stacked(matmul, level, [x, y] if x_mapped else [y, x], params)
     if y_mapped and not x_mapped and x_rank == 2 and y_rank == 1 and hasattr(x, "mT"):  # A y_i: rows y_i A^T
         return stacked(matmul, level, [y, x.mT], params)
+    if (x_mapped and x.shape[0] >= _MANY and not y_mapped and x_rank >= 2 and y_rank == 2
+            and math.prod(y.shape) <= _TINY and x.shape[-1] == y.shape[0]):  # (else matmul's own error)
+        # many examples times one tiny matrix: the stack's rows as ONE product (NumPy's broadcasting calls
+        # BLAS once per matrix, several times the cost of these products; the same rounding)
+        product = stacked(matmul, level, [raw_reshape(x, (-1, y.shape[0])), y], params).value
+        return Batched(level, raw_reshape(product, (*x.shape[:-1], y.shape[1])), 0)
     if x_mapped and y_mapped:
         fits = x_rank == y_rank >= 2
     elif x_mapped:

@@ -29,7 +29,10 @@ one function: a line per step (``v7 = g3(v5, v6)``, calls with lists and keyword
 were made, methods as methods), every slot a local variable dropped after its last use (as eager
 code frees its temporaries), functions and constants its globals; the backend may swap a function
 for one computing the same result with less Python around the kernel (``replay_form``: NumPy drops
-array_api_compat's one-call wrappers). A replay is that function's call: the backend's calls and
+array_api_compat's one-call wrappers). Where the backend fuses (CuPy: ``cupy.fuse``), each run of
+consecutive elementwise steps on arrays becomes one step, one kernel (a Python scalar operand ends a
+run: how a fused kernel types it is not pinned to the eager ufunc's rule), agreeing with the eager
+kernels within rounding (the compiler may contract a product and a sum). A replay is that function's call: the backend's calls and
 nothing else (about 0.05 us of Python per step). Large elementwise steps write into a dead temporary
 the program owns and only elementwise steps read, so no view of it exists whatever the inputs' memory
 order (``out=``, where the backend has that form: NumPy's ufuncs); nothing else is ever

@@ -3,6 +3,7 @@ the composition of whole-matrix solves and products it replaces (one direction a
 of the kernel's paths (directions last, one direction blocked, few directions of a large matrix),
 on an ill-conditioned triangle, at a zero last pivot, and the Jacobian's memory."""
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -15,10 +16,14 @@ from cupy_ad.linalg import lu_tangent as lu_tangent_module
 
 def _factor(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f, piv = scipy.linalg.lu_factor(a)
-    perm = np.arange(a.shape[0])
+    return f, _permutation(piv)
+
+
+def _permutation(piv: np.ndarray) -> np.ndarray:
+    perm = np.arange(len(piv))
     for i, p in enumerate(piv):
         perm[[i, p]] = perm[[p, i]]
-    return f, perm
+    return perm
 
 
 def _reference(f: np.ndarray, perm: np.ndarray, da: np.ndarray) -> np.ndarray:
@@ -110,3 +115,78 @@ def test_nested_directions_against_the_composition(backend):
     step = np.zeros((4, 4))
     step[2, 1] = eps
     np.testing.assert_allclose(hess[..., 2, 1], (jac(a_np + step) - jac(a_np - step)) / (2 * eps), rtol=1e-6, atol=1e-7)
+
+
+def _matrix(rng: np.random.Generator, n: int, dtype) -> np.ndarray:
+    a = rng.standard_normal((n, n))
+    if np.dtype(dtype).kind == "c":
+        a = a + 1j * rng.standard_normal((n, n))
+    return a.astype(dtype)
+
+
+BLOCK = numpy_lu_tangent.BLOCK
+
+
+@pytest.mark.parametrize("n", [1, 5, BLOCK, BLOCK + 1, 2 * BLOCK + 19])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
+def test_blocked_one_direction_matches_the_composition(n, dtype):
+    """One direction goes block column by block column (the differentiated blocked LU): sizes below,
+    at and across the block size, n = 1, the factor in LAPACK's Fortran order and in C order."""
+    rng = np.random.default_rng(n)
+    f, perm = _factor(_matrix(rng, n, dtype))
+    da = _matrix(rng, n, dtype)
+    copy = da.copy()
+    want = _reference(f, perm, da)
+    tol = 2e-4 if dtype == np.float32 else 1e-11
+    for layout in (np.asfortranarray(f), np.ascontiguousarray(f)):
+        got = numpy_lu_tangent.lu_tangent(layout, perm, da)
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max())
+    np.testing.assert_array_equal(da, copy)
+
+
+@pytest.mark.parametrize("n", [1, 50, 2 * BLOCK + 19])
+def test_blocked_one_direction_matches_finite_differences(n):
+    rng = np.random.default_rng(10 + n)
+    a, da = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+    f, perm = _factor(a)
+    eps = 1e-6
+    (plus, piv_plus), (minus, piv_minus) = (scipy.linalg.lu_factor(a + s * eps * da) for s in (1, -1))
+    np.testing.assert_array_equal(piv_plus, piv_minus)  # the same pivots: the factor is smooth there
+    np.testing.assert_allclose(numpy_lu_tangent.lu_tangent(f, perm, da), (plus - minus) / (2 * eps),
+                               rtol=0, atol=1e-6 * np.abs(plus).max())
+
+
+def test_blocked_zero_last_pivot_and_the_fallback(monkeypatch):
+    """A zero last pivot after two blocks (the last row is half of row 3: it vanishes exactly once row 3
+    is eliminated): the tangent is finite and matches finite differences; without NumPy's BLAS
+    (another build) the directions-last path gives the same tangent."""
+    n = 2 * BLOCK + 19
+    da = np.random.default_rng(4).standard_normal((n, n))
+    a = 4 * np.eye(n) + np.eye(n, k=1) - np.eye(n, k=-1)
+    a[-1] = 0.5 * a[3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SciPy's LinAlgWarning for the zero pivot
+        f, piv = scipy.linalg.lu_factor(a)
+        dlu = np.asarray(ad.jvp(lambda m: ad.linalg.lu_factor(m)[0], (a,), (da,))[1])
+    assert f[-1, -1] == 0 and np.count_nonzero(np.diagonal(f) == 0) == 1
+    assert np.all(np.isfinite(dlu))
+    eps = 1e-7
+    (plus, piv_plus), (minus, _) = (scipy.linalg.lu_factor(a + s * eps * da) for s in (1, -1))
+    np.testing.assert_array_equal(piv_plus, piv)
+    np.testing.assert_allclose(dlu, (plus - minus) / (2 * eps), rtol=0, atol=1e-6)
+    f_solvable, perm = f.copy(), _permutation(piv)
+    f_solvable[-1, -1] = 1.0
+    blocked = numpy_lu_tangent.lu_tangent(f_solvable, perm, da)
+    monkeypatch.setattr(numpy_lu_tangent.numpy_kernels, "pointer_blas", lambda dtype: None)
+    np.testing.assert_allclose(numpy_lu_tangent.lu_tangent(f_solvable, perm, da), blocked, rtol=0,
+                               atol=1e-12 * np.abs(blocked).max())
+
+
+def test_linearize_across_blocks_is_jvp_bit_for_bit():
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((2 * BLOCK + 19,) * 2)
+    f = lambda m: ad.linalg.lu_factor(m)[0]  # noqa: E731
+    _, f_jvp = ad.linearize(f, a)
+    for seed in (1, 2):
+        t = np.random.default_rng(seed).standard_normal(a.shape)
+        np.testing.assert_array_equal(np.asarray(f_jvp(t)), np.asarray(ad.jvp(f, (a,), (t,))[1]))

@@ -4,9 +4,11 @@ A(t) = A0 + t A1 + t^2 A2 / 2 through a degenerate A0. The second derivative is 
 Richardson finite differences of the first (one-sided, t -> 0+, where the sorted values have a kink
 at t = 0; central where the multiplet stays whole). Exact cases: a straight line (A2 = 0) whose
 first-order splittings are distinct, for the eigenvalues / singular values and every output
-invariant under rotations within a multiplet; any curve through a multiplet that a symmetry keeps
-whole. Refused (NaN second-order tangents, and a DegenerateNestedWarning naming svd_split on host
-backends): a curve whose A2 couples the split members, an outer direction other than the inner one. See cupy_ad/linalg/_nested_guard.py.
+invariant under rotations within a multiplet, and (third-order terms) for each split member's own
+vectors, also along quadratic curves that do not couple split members; any curve through a
+multiplet that a symmetry keeps whole. Refused (NaN second-order tangents, and a
+DegenerateNestedWarning naming svd_split on host backends): a curve whose A2 couples the split
+members, an outer direction other than the inner one. See cupy_ad/linalg/_nested_guard.py.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from test_degenerate import direction, hermitian_with, with_singular_values
 from test_symmetry_protected import z2_pair
 
 
-def second_derivative(backend, f, a0, a1, a2):
+def second_derivative(backend, f, a0, a1, a2, h=3e-4):
     """(nested jvp, one-sided Richardson FD of the first derivative) of f(A0 + t A1 + t^2 A2 / 2) at 0+."""
     one = backend.asarray(np.float64(1.0))
 
@@ -30,8 +32,8 @@ def second_derivative(backend, f, a0, a1, a2):
 
     nested = backend.to_numpy(ad.jvp(slope, (backend.asarray(np.float64(0.0)),), (one,))[1])
     g = lambda t: backend.to_numpy(slope(backend.asarray(np.float64(t))))  # noqa: E731
-    h = 3e-4  # fourth order, one-sided: error ~ h^4 (1e-9 here); below ~1e-4 the rounding of the first
-    # derivative near the degeneracy (eps / (h |mu_i - mu_j|)) takes over
+    # fourth order, one-sided: error ~ h^4 (1e-9 here at 3e-4); below ~1e-4 the rounding of the first
+    # derivative near the degeneracy (eps / (h |mu_i - mu_j|)) takes over (individual vectors: below ~1e-3)
     fd = (-25 * g(0.0) + 48 * g(h) - 36 * g(2 * h) + 16 * g(3 * h) - 3 * g(4 * h)) / (12 * h)
     return nested, fd
 
@@ -214,3 +216,158 @@ def test_values_guard_spares_isolated_values_scaled_lines_and_a_moving_inner_tan
     with pytest.warns(ad.linalg.DegenerateNestedWarning):
         mixed = backend.to_numpy(ad.jvp(first_s, (backend.asarray(m),), (mc,))[1])
     assert np.isnan(mixed[1:3]).all() and np.isfinite(mixed[[0, 3]]).all()
+
+
+# Individual vectors of a split cluster (not invariant under rotations within it): their second derivative
+# along the line needs the third-order terms of degenerate perturbation theory (linalg/_nested_guard.py).
+
+def per_member(ns, x, anchor, y=None):
+    """Outputs of the columns x (..., n, k) (and y, paired with them) that depend on each column alone, not on
+    its gauge: every x_i x_i^H, x_i y_i^H and y_i y_i^H, and x_i with the entry ``anchor`` (one-hot (..., n, k),
+    a large one; an array of namespace ``ns``) made real positive."""
+    first = ns.sum(x * anchor, axis=-2, keepdims=True)
+    phase = (ns.conj(first) if ns.isdtype(x.dtype, "complex floating") else first) / ns.abs(first)
+    parts = [x[..., :, None, :] * ns.conj(x[..., None, :, :]), x * phase]
+    if y is not None:
+        parts += [x[..., :, None, :] * ns.conj(y[..., None, :, :]), y[..., :, None, :] * ns.conj(y[..., None, :, :])]
+    return ns.concat([ns.reshape(z, (*x.shape[:-2], -1)) for z in parts], axis=-1)
+
+
+def eigh_members(backend, a0, a1):
+    vectors = lambda a: ad.linalg.eigh(a)[1][..., :, 1:4]  # noqa: E731
+    anchor = backend.asarray(largest_entries(backend, vectors, a0, a1))
+    return lambda a: per_member(backend.ns, vectors(a), anchor)
+
+
+def svd_members(backend, a0, a1, full_matrices):
+    def pair(a):
+        u, _, vh = ad.linalg.svd(a, full_matrices=full_matrices)
+        return u[..., :, 1:4], backend.ns.conj(vh[..., 1:4, :]).mT
+
+    anchor = backend.asarray(largest_entries(backend, lambda a: pair(a)[0], a0, a1))
+
+    def f(a):
+        x, y = pair(a)
+        return per_member(backend.ns, x, anchor, y)
+
+    return f
+
+
+def largest_entries(backend, vectors, a0, a1):
+    """One-hot (..., n, k): the largest entry of each column of the limit basis along a1 (jvp's primal)."""
+    x = np.abs(backend.to_numpy(ad.jvp(vectors, (backend.asarray(a0),), (backend.asarray(a1),))[0]))
+    return (x == x.max(axis=-2, keepdims=True)).astype(np.float64)
+
+
+def triple_and_distinct(dtype):
+    """A batch: a matrix with the triple 1, 1, 1 and one with a distinct spectrum; a Hermitian line direction."""
+    a0 = np.stack([hermitian_with([-1.0, 1.0, 1.0, 1.0, 2.0], dtype, seed=3),
+                   hermitian_with([-1.0, 0.5, 1.0, 1.5, 2.0], dtype, seed=13)])
+    a1 = direction((2, 5, 5), dtype, seed=4)
+    return a0, a1 + np.conj(np.swapaxes(a1, -1, -2))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_eigh_split_members_along_a_line(backend, dtype):
+    a0, a1 = triple_and_distinct(dtype)
+    # h = 1e-3: the first derivative of one member near the split rounds like eps / (h |mu_i - mu_j|)^2
+    close(*second_derivative(backend, eigh_members(backend, a0, a1), a0, a1, 0 * a1, h=1e-3), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("shape, full_matrices", [((5, 5), False), ((7, 5), True), ((5, 6), False)])
+def test_svd_split_members_along_a_line(backend, dtype, shape, full_matrices):
+    a0 = with_singular_values([3.0, 2.0, 2.0, 2.0, 0.5], *shape, dtype, seed=5)
+    a1 = direction(shape, dtype, seed=6)
+    close(*second_derivative(backend, svd_members(backend, a0, a1, full_matrices), a0, a1, 0 * a1, h=1e-3), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_split_members_are_the_limit_of_the_distinct_rule(backend, dtype):
+    # independent of the degenerate rule: for t > 0 the line's values are distinct and the ordinary rules
+    # (nested) give the members' second derivative; it is analytic in t, so its limit t -> 0+ (cubic
+    # extrapolation from t = h..4h) is the value at the degenerate point
+    one = backend.asarray(np.float64(1.0))
+
+    def nested_at(f, a0, a1, t):
+        x0, x1 = backend.asarray(a0), backend.asarray(a1)
+        slope = lambda s0: ad.jvp(lambda s: f(s * x1 + x0), (s0,), (one,))[1]  # noqa: E731
+        return backend.to_numpy(ad.jvp(slope, (backend.asarray(np.float64(t)),), (one,))[1])
+
+    a0, a1 = triple_and_distinct(dtype)
+    m0, m1 = with_singular_values([3.0, 2.0, 2.0, 2.0, 0.5], 6, 5, dtype, seed=5), direction((6, 5), dtype, seed=6)
+    h = 5e-4
+    for f, x0, x1 in ((eigh_members(backend, a0, a1), a0, a1), (svd_members(backend, m0, m1, False), m0, m1)):
+        g = [nested_at(f, x0, x1, k * h) for k in (1, 2, 3, 4)]
+        close(nested_at(f, x0, x1, 0.0), 4 * g[0] - 6 * g[1] + 4 * g[2] - g[3], rtol=2e-5)
+
+
+def test_split_members_against_jax_off_the_point(backend):
+    # an independent implementation: JAX's nested jvp of the svd members at t = h..4h (distinct values:
+    # JAX's ordinary rules), extrapolated to t -> 0+ (at t = 0 JAX divides by 0); complex (phases), svd
+    # (eigh's rule on the dilation) only, computed once: JAX's compile time
+    pytest.importorskip("jax")
+    m0 = with_singular_values([3.0, 2.0, 2.0, 2.0, 0.5], 5, 6, np.complex128, seed=5)
+    m1 = direction((5, 6), np.complex128, seed=6)
+    anchor = largest_entries(backend, lambda a: ad.linalg.svd(a, full_matrices=False)[0][..., :, 1:4], m0, m1)
+    ours = second_derivative(backend, svd_members(backend, m0, m1, False), m0, m1, 0 * m1, h=1e-3)[0]
+    close(ours, jax_svd_members_limit(m0, m1, anchor), rtol=2e-5)
+
+
+def jax_svd_members_limit(m0, m1, anchor):
+    if "limit" not in JAX_REFERENCE:
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        jnp = jax.numpy
+
+        def members(a):
+            u, _, vh = jnp.linalg.svd(a, full_matrices=False)
+            return per_member(jnp, u[:, 1:4], anchor, jnp.conj(vh[1:4, :]).T)
+
+        slope = lambda s: jax.jvp(lambda r: members(m0 + r * m1), (s,), (1.0,))[1]  # noqa: E731
+        second = jax.jit(lambda t: jax.jvp(slope, (t,), (1.0,))[1])
+        g = [np.asarray(second(k * 1e-3)) for k in (1, 2, 3, 4)]
+        JAX_REFERENCE["limit"] = 4 * g[0] - 6 * g[1] + 4 * g[2] - g[3]
+    return JAX_REFERENCE["limit"]
+
+
+JAX_REFERENCE: dict = {}
+
+
+def test_split_members_branch_free(backend, monkeypatch):
+    # CuPy's path (the degenerate rule on every matrix, no host branch) gives the same
+    from cupy_ad.linalg import _clusters
+    monkeypatch.setattr(_clusters, "FORCE_BRANCH_FREE", True)
+    a0, a1 = triple_and_distinct(np.float64)
+    close(*second_derivative(backend, eigh_members(backend, a0, a1), a0, a1, 0 * a1, h=1e-3), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("values", [[3.0, 2.0, 2.0, 2.0, 1.0, 0.0], [3.0, 2.0, 2.0, 2.0, 0.0, 0.0]])
+def test_svd_cluster_beside_a_zero_block_of_a_square_matrix(backend, dtype, values):
+    # the zero block's new left vectors move with U under the outer jvp: as constants they left out terms
+    # of the positive cluster's second order that no complement cancels in a square matrix (before: a
+    # truncation after the triple off by 1e-1, its members by 4e-1)
+    a0 = with_singular_values(values, 6, 6, dtype, seed=5)
+    a1 = direction((6, 6), dtype, seed=6)
+    close(*second_derivative(backend, svd_outputs(backend, "truncation"), a0, a1, 0 * a1))
+    close(*second_derivative(backend, svd_members(backend, a0, a1, True), a0, a1, 0 * a1, h=1e-3), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_split_members_along_curves_that_keep_them_apart(backend, dtype):
+    # quadratic curves whose second derivative does not couple the split members (what the guard checks):
+    # the line reparametrised (A2 = A1) and an A2 with no cluster block; the curve's D enters the truth and
+    # the chain of outer rules alike
+    a0, a1 = (z[0] for z in triple_and_distinct(dtype))
+    x = direction((5, 5), dtype, seed=9)
+    cluster = np.linalg.eigh(a0)[1][:, 1:4]
+    x, pi = x + np.conj(x.T), cluster @ np.conj(cluster.T)
+    m0, m1 = with_singular_values([3.0, 2.0, 2.0, 2.0, 0.5], 6, 5, dtype, seed=5), direction((6, 5), dtype, seed=6)
+    u, _, vh = np.linalg.svd(m0)
+    y = direction((6, 5), dtype, seed=10)
+    off_u, off_v = u[:, 1:4] @ np.conj(u[:, 1:4].T), np.conj(vh[1:4].T) @ vh[1:4]
+    for f, x0, x1, curves in ((eigh_members(backend, a0, a1), a0, a1, (a1, x - pi @ x @ pi)),
+                              (svd_members(backend, m0, m1, False), m0, m1, (m1, y - off_u @ y @ off_v))):
+        for x2 in curves:
+            close(*second_derivative(backend, f, x0, x1, x2, h=1e-3), rtol=1e-5)
