@@ -241,6 +241,16 @@ def test_tall_skinny_qr_signs_are_numpys(shape, rows, dtype):
                                rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", TALL)
+def test_tall_skinny_of_slices(name):
+    """A primal and tangent sliced from one Dask array (the second pass re-reads its blocks through
+    Dask's clone, which leaves a slice reading its source's original keys): the NumPy backend's result."""
+    a, t, _, _ = _pair((300, 8), 14)
+    both = da.from_array(np.concatenate([a[:, :4], t[:, 4:]], axis=1), chunks=(60, 8))
+    f, fix = TALL[name]
+    _same_as_numpy(f, a[:, :4], t[:, 4:], both[:, :4], both[:, 4:], lambda v: dask.compute(*v), fix)
+
+
 def test_tall_skinny_complex_and_rank_deficient():
     """Complex input (R's real diagonal kept), and an exactly zero column: NaN tangents, as on NumPy."""
     a, t, a_dask, t_dask = _pair((400, 4), 11, chunks=(100, 4))

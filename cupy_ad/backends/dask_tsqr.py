@@ -42,6 +42,7 @@ import dask.array as da
 import numpy as np
 from dask.array.utils import meta_from_array
 from dask.graph_manipulation import bind
+from dask.highlevelgraph import HighLevelGraph
 
 from ..linalg.qr import projected_tangents, q_tangent
 
@@ -192,8 +193,12 @@ def _tops(a: da.Array, signs: bool) -> list[int]:
 
 def _second_pass(arrays: tuple, after: Any) -> tuple:
     """``arrays`` recomputed from their graphs once ``after`` is computed (new keys, seeded by the
-    inputs so that the same call makes the same graph)."""
-    return bind(arrays, after, seed=dask.base.tokenize(*arrays, after))
+    inputs so that the same call makes the same graph). Dask's clone leaves a slice's task (getitem)
+    reading its source's original keys, so the original graphs are merged in: such sources are then
+    computed once and held between the passes instead of missing."""
+    bound = bind(arrays, after, seed=dask.base.tokenize(*arrays, after))
+    return tuple(da.Array(HighLevelGraph.merge(again.dask, array.dask), again.name, again.chunks, meta=again._meta)
+                 for array, again in zip(arrays, bound))
 
 
 def _kernel_on_r(kernel: str, params: dict, r: Any) -> tuple:
