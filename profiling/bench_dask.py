@@ -102,11 +102,11 @@ def _blas_threads() -> int:
 
 
 def _inputs(shape: tuple, chunks: tuple, seed: int) -> tuple:
-    """Seeded Dask inputs (primal, tangent) generated inside the graph, each block of the primal by the task
-    that makes the tangent's (two independent random arrays would put a block's two halves on different
-    workers, and a task reading both would fetch one)."""
-    both = da.random.default_rng(seed).standard_normal((2, *shape), chunks=(2, *chunks))
-    return both[0], both[1]
+    """Seeded Dask inputs (primal, tangent) generated inside the graph, each by its own random array (not
+    slices of one: the second pass of the tall-skinny jvp then re-generates its blocks instead of holding
+    them, see dask_tsqr._second_pass)."""
+    rng = da.random.default_rng(seed)
+    return rng.standard_normal(shape, chunks=chunks), rng.standard_normal(shape, chunks=chunks)
 
 
 def _pair_block(index: int, shape: tuple, symmetric: bool) -> np.ndarray:
