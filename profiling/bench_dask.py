@@ -5,13 +5,18 @@
 
 Batched (eigh and lu_factor jvps of ``--batch`` n x n matrices in blocks of about ``--block-mib``, a
 multiple of 4 blocks so that the workers get equal shares): the NumPy backend on the whole batch in
-this process, and the same data on two LocalClusters kept side by side, of 1 and of 2 worker
-processes (one thread each, one BLAS thread: distributed's default environment for workers; this
-process is held to one BLAS thread too while NumPy runs). The three take turns, ``--repeat`` rounds
-after a warm-up round. The inputs are generated on the workers and persisted before the clock
-starts; a run builds the jvp graph and persists its outputs on the workers (nothing comes back to
-this process). Wall clock and CPU seconds (this process, and each worker) are medians; the load
-average is printed beside them, since other tenants' work slows the wall clock.
+this process, and the same data on a LocalCluster of 2 worker processes (one thread each, one BLAS
+thread: distributed's default environment for workers; this process is held to one BLAS thread too
+while NumPy runs), its runs on 1 worker restricted to the first (``workers=``; one cluster, so that
+no second one idles beside the runs: an idle worker and scheduler each take 3-5% of a core here).
+The three take turns, ``--repeat`` rounds after a warm-up round. The inputs are generated on the
+workers, block i on the i-th worker in turn with its primal and tangent in one task, and persisted
+before the clock starts; a run builds the jvp graph and persists its outputs on the workers (nothing
+comes back to this process). Wall clock and CPU seconds (this process, and each worker) are medians;
+the load average is printed beside them, since other tenants' work slows the wall clock.
+``--keep-freed-memory`` lets the workers' malloc reuse freed blocks: with distributed's default
+(MALLOC_TRIM_THRESHOLD_ = 64 KiB) every block-sized array is a fresh mmap whose pages fault in again
+on each run (for the lu jvp, 0.3-1.9 s of system time per run of 200 000 matrices on one worker here).
 
 Tall-skinny (the qr jvp of a ``--rows`` x ``--cols`` matrix in ``--row-chunks`` row chunks): NumPy on
 the whole matrix in this process (inputs in memory, outputs left there, default BLAS threads), then
@@ -81,8 +86,9 @@ class Timings:
     def __str__(self) -> str:
         spread = f"{min(self.wall):.2f}-{max(self.wall):.2f}"
         each = " + ".join(f"{statistics.median(w):.2f}" for w in zip(*self.per_worker))
-        return (f"{self.median():.2f} s [{spread}] (CPU {self.median('cpu'):.2f} s: this process "
-                f"{self.median('here'):.2f}" + (f", workers {each}" if each else "") + ")")
+        cpu = [h + sum(w) for h, w in zip(self.here, self.per_worker)]
+        return (f"{self.median():.2f} s [{spread}] (CPU {self.median('cpu'):.2f} s [{min(cpu):.2f}-{max(cpu):.2f}]: "
+                f"this process {self.median('here'):.2f}" + (f", workers {each}" if each else "") + ")")
 
 
 def _cluster(workers: int, **kwargs) -> LocalCluster:
@@ -95,29 +101,51 @@ def _blas_threads() -> int:
     return max((pool["num_threads"] for pool in threadpool_info()), default=0)
 
 
-def _inputs(shape: tuple, chunks: tuple, symmetric: bool, seed: int = 0) -> tuple:
-    """Seeded Dask inputs (primal, tangent): generated where they are computed."""
+def _inputs(shape: tuple, chunks: tuple, seed: int) -> tuple:
+    """Seeded Dask inputs (primal, tangent) generated inside the graph, each by its own random array (not
+    slices of one: the second pass of the tall-skinny jvp then re-generates its blocks instead of holding
+    them, see dask_tsqr._second_pass)."""
     rng = da.random.default_rng(seed)
-    a, t = rng.standard_normal(shape, chunks=chunks), rng.standard_normal(shape, chunks=chunks)
-    if symmetric:
-        a, t = (a + da.swapaxes(a, -1, -2)) / 2, (t + da.swapaxes(t, -1, -2)) / 2
-    return a, t
+    return rng.standard_normal(shape, chunks=chunks), rng.standard_normal(shape, chunks=chunks)
+
+
+def _pair_block(index: int, shape: tuple, symmetric: bool) -> np.ndarray:
+    """Block ``index`` of the primal and of the tangent, stacked (2, *shape), seeded by its index."""
+    both = np.random.default_rng([0, index]).standard_normal((2, *shape))
+    return (both + np.swapaxes(both, -1, -2)) / 2 if symmetric else both
+
+
+def _batch_inputs(rows: list, n: int, symmetric: bool, client: Client | None = None, workers: list = ()) -> tuple:
+    """The batched primal and tangent: NumPy arrays here without ``client``; else Dask arrays persisted on
+    ``workers``, block i made on the i-th of them in turn (Dask's own placement put 14 and 10 of 24
+    blocks on two workers in one try of three here, and the jvp tasks run where their blocks are)."""
+    if client is None:
+        both = np.concatenate([_pair_block(i, (r, n, n), symmetric) for i, r in enumerate(rows)], axis=1)
+        return both[0], both[1]
+    blocks = [da.from_delayed(client.submit(_pair_block, i, (r, n, n), symmetric, workers=[workers[i % len(workers)]],
+                                            pure=False), (2, r, n, n), dtype=np.float64) for i, r in enumerate(rows)]
+    both = da.concatenate(blocks, axis=1)
+    inputs = client.persist([both[0], both[1]], workers=workers, allow_other_workers=False)
+    with client.as_current():
+        wait(inputs)
+    return tuple(inputs)
 
 
 def _same(block):
     return block
 
 
-def _dask_run(client: Client, f, a, t):
-    """A run: the jvp graph, its outputs persisted on the workers (a new tangent name each time, or the
+def _dask_run(client: Client, f, a, t, workers: list):
+    """A run: the jvp graph, its outputs persisted on ``workers`` (a new tangent name each time, or the
     cluster would find the last run's results)."""
     runs = iter(range(10**9))
 
     def run():
         fresh = da.map_blocks(_same, t, name=f"tangent-{next(runs)}-{time.perf_counter_ns()}", meta=t._meta)
         out, dout = ad.jvp(f, (a,), (fresh,))
+        outputs = [x for x in (*out, *dout) if isinstance(x, da.Array)]
         with client.as_current():
-            wait(client.persist([x for x in (*out, *dout) if isinstance(x, da.Array)]))
+            wait(client.persist(outputs, workers=workers, allow_other_workers=False))
 
     return run
 
@@ -126,31 +154,28 @@ def batched(args) -> dict:
     n = args.n
     blocks = 4 * max(1, round(args.batch * n * n * 8 / 2**20 / args.block_mib / 4))  # a multiple of 4: even shares
     rows = -(-args.batch // blocks)
-    shape, chunks = (args.batch, n, n), (rows, n, n)
+    block_rows = [min(rows, args.batch - start) for start in range(0, args.batch, rows)]
     block_mib = rows * n * n * 8 / 2**20
     print(f"batch of {args.batch} matrices {n} x {n} in {blocks} blocks of {rows} ({block_mib:.0f} MiB); "
           f"{args.repeat} rounds, numpy / 1 worker / 2 workers taking turns")
     ratios = {}
-    with _cluster(1) as one, _cluster(2) as two, \
-            Client(one, set_as_default=False) as client1, Client(two, set_as_default=False) as client2:
-        clients = {"1 worker": client1, "2 workers": client2}
-        print(f"  BLAS threads per worker: {sorted(set(client2.run(_blas_threads).values()))}")
-        for name in ("eigh", "lu_factor"):
+    with _cluster(2) as cluster, Client(cluster, set_as_default=False) as client:
+        workers = sorted(client.scheduler_info()["workers"])
+        on = {"1 worker": workers[:1], "2 workers": workers}  # (one cluster: no second one idling beside it)
+        print(f"  BLAS threads per worker: {sorted(set(client.run(_blas_threads).values()))}")
+        for name in args.ops:
             f = OPERATIONS[name]
-            with threadpool_limits(1):
-                a, t = dask.compute(*_inputs(shape, chunks, name == "eigh"), scheduler="threads")
+            a, t = _batch_inputs(block_rows, n, name == "eigh")
             runs = {"numpy": lambda: ad.jvp(f, (a,), (t,))}
-            for label, client in clients.items():
-                inputs = client.persist(list(_inputs(shape, chunks, name == "eigh")))  # made on the workers
-                with client.as_current():
-                    wait(inputs)
-                runs[label] = _dask_run(client, f, *inputs)
+            for label, where in on.items():
+                inputs = _batch_inputs(block_rows, n, name == "eigh", client, where)  # made on the workers
+                runs[label] = _dask_run(client, f, *inputs, where)
             timings = {label: Timings() for label in runs}
             load_before = _load()
             for _ in range(args.repeat + 1):  # round 0 warms up (imports, caches on the workers)
                 for label, run in runs.items():
                     with threadpool_limits(1 if label == "numpy" else None):
-                        timings[label].time(run, clients.get(label))
+                        timings[label].time(run, client if label in on else None)
             for timing in timings.values():
                 timing.drop_first()
             del a, t, runs, inputs
@@ -214,7 +239,7 @@ def tall_skinny(args) -> tuple:
     f = OPERATIONS["qr"]
     print(f"tall-skinny qr jvp, {m} x {n} ({whole:.0f} MiB a matrix) in {args.row_chunks} row chunks; "
           f"{args.repeat} rounds, numpy / 2 workers taking turns")
-    a, t = dask.compute(*_inputs((m, n), chunks, False, seed=1), scheduler="threads")
+    a, t = dask.compute(*_inputs((m, n), chunks, seed=1), scheduler="threads")
     timings = {"numpy": Timings(), "2 workers": Timings()}
     # worker-saturation 1.0 (Dask's default 1.1): a worker is sent no more root tasks (input blocks) than
     # it has threads, so it does not generate blocks ahead of their consumers (one fewer block pair held)
@@ -225,7 +250,7 @@ def tall_skinny(args) -> tuple:
         targets = [NpyTarget(Path(scratch) / f"{name}.npy", (m, n), np.float64) for name in ("q", "dq")]
 
         def dask_run():
-            lazy_a, lazy_t = _inputs((m, n), chunks, False, seed=1)  # not persisted: the graph makes them
+            lazy_a, lazy_t = _inputs((m, n), chunks, seed=1)  # not persisted: the graph makes them
             (q, r), (dq, dr) = ad.jvp(f, (lazy_a,), (lazy_t,))
             stored = da.store([q, dq], targets, lock=False, compute=False)
             client.compute([stored, r, dr], sync=True)  # Q, dQ to disk block by block; R, dR come back
@@ -267,11 +292,19 @@ def main() -> None:
     parser.add_argument("--row-chunks", type=int, default=16, help="row blocks of the tall-skinny matrix")
     parser.add_argument("--memory-limit", default="1GiB", help="per worker, tall-skinny run")
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--ops", type=lambda text: text.split(","), default=["eigh", "lu_factor"],
+                        help="batched jvps to time, comma-separated (eigh, lu_factor)")
     parser.add_argument("--skip", choices=("batched", "tall"), help="leave one part out")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="workers' malloc keeps freed memory for reuse (MALLOC_MMAP_THRESHOLD_ 32 MiB, "
+                             "MALLOC_TRIM_THRESHOLD_ 1 GiB) instead of distributed's default (trim at 64 KiB: each "
+                             "large array is then a fresh mmap, and its pages fault in again on every run)")
     args = parser.parse_args()
     if args.quick:
         args.batch, args.repeat = 100_000, 2
     print(f"{os.cpu_count()} CPUs; {_load()}")
+    malloc = {"MALLOC_MMAP_THRESHOLD_": 2**25, "MALLOC_TRIM_THRESHOLD_": 2**30} if args.keep_freed_memory else {}
+    dask.config.set({f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in malloc.items()})
     ratios = batched(args) if args.skip != "batched" else {}
     tall = tall_skinny(args) if args.skip != "tall" else None
     summary = [f"{name} 2w/1w {r[0]:.2f}x (target >= 1.6), 1w/numpy {r[1]:.2f}x wall {r[2]:.2f}x CPU (target <= 1.3)"

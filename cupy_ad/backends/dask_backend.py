@@ -30,7 +30,7 @@ import numpy as np
 from dask.array.utils import meta_from_array
 
 from .base import Backend
-from .dask_tsqr import tsqr, tsqr_jvp
+from .dask_tsqr import tsqr, tsqr_jvp, typed_meta
 
 _CHUNK_LIBRARIES = ("numpy", "cupy")
 
@@ -103,7 +103,7 @@ def _per_matrix(func: Callable, arrays: list[Any], cores: list[int], outputs: li
         results.append(blocks.map_blocks(
             _output_of_block, i, new_axis=list(range(nbatch, nbatch + len(core))),
             chunks=blocks.chunks + tuple((c,) for c in core),
-            meta=meta_from_array(meta, nbatch + len(core), dtype=example.dtype)))
+            meta=typed_meta(meta, nbatch + len(core), dtype=example.dtype)))
     return tuple(results)
 
 
@@ -354,5 +354,5 @@ class DaskBackend(Backend):
         return da.blockwise(lambda x, y: getattr(backend, kernel)(x, y, **params),
                             batch + (("i", "k") if left else ("k", "i")), a, batch[nbatch - (a.ndim - 2):] + ("i", "j"),
                             b, batch[nbatch - (b.ndim - 2):] + core_b, concatenate=True,
-                            meta=meta_from_array(a._meta, nbatch + 2, dtype=example.dtype))
+                            meta=typed_meta(a._meta, nbatch + 2, dtype=example.dtype))
 

@@ -42,6 +42,7 @@ import dask.array as da
 import numpy as np
 from dask.array.utils import meta_from_array
 from dask.graph_manipulation import bind
+from dask.highlevelgraph import HighLevelGraph
 
 from ..linalg.qr import projected_tangents, q_tangent
 
@@ -153,6 +154,13 @@ def _reduction_output(pieces: dict, key: str, i: int) -> Any:
     return pieces[key][i]
 
 
+def typed_meta(like: Any, ndim: int, dtype: Any) -> Any:
+    """An empty array of the chunk type of the meta ``like`` with ``ndim`` axes and ``dtype`` (Dask's
+    meta_from_array, given the real part of a complex ``like``: casting it to a real or integer dtype
+    would raise NumPy's ComplexWarning for every real output of complex input)."""
+    return meta_from_array(like.real if like.dtype.kind == "c" else like, ndim, dtype=dtype)
+
+
 def _blocks(x: da.Array) -> list:
     return list(x.to_delayed().ravel())
 
@@ -163,12 +171,12 @@ def _small(pieces: Any, key: str, i: int, like: da.Array, example: Any) -> da.Ar
     value = dask.delayed(_reduction_output, pure=True)(pieces, key, i)
     shape = example.shape[1:]
     return da.from_delayed(value, shape, dtype=example.dtype,
-                           meta=meta_from_array(like._meta, len(shape), dtype=example.dtype))
+                           meta=typed_meta(like._meta, len(shape), dtype=example.dtype))
 
 
 def _stack(blocks: list, like: da.Array, n: int, dtype: Any) -> da.Array:
     """Row blocks (Delayed, ``like``'s row chunks, n columns) as one Dask array."""
-    meta = meta_from_array(like._meta, 2, dtype=dtype)
+    meta = typed_meta(like._meta, 2, dtype=dtype)
     return da.concatenate([da.from_delayed(block, (rows, n), dtype=dtype, meta=meta)
                            for block, rows in zip(blocks, like.chunks[0])])
 
@@ -185,8 +193,12 @@ def _tops(a: da.Array, signs: bool) -> list[int]:
 
 def _second_pass(arrays: tuple, after: Any) -> tuple:
     """``arrays`` recomputed from their graphs once ``after`` is computed (new keys, seeded by the
-    inputs so that the same call makes the same graph)."""
-    return bind(arrays, after, seed=dask.base.tokenize(*arrays, after))
+    inputs so that the same call makes the same graph). Dask's clone leaves a slice's task (getitem)
+    reading its source's original keys, so the original graphs are merged in: such sources are then
+    computed once and held between the passes instead of missing."""
+    bound = bind(arrays, after, seed=dask.base.tokenize(*arrays, after))
+    return tuple(da.Array(HighLevelGraph.merge(again.dask, array.dask), again.name, again.chunks, meta=again._meta)
+                 for array, again in zip(arrays, bound))
 
 
 def _kernel_on_r(kernel: str, params: dict, r: Any) -> tuple:

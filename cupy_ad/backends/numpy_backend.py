@@ -9,7 +9,7 @@ import numpy as np
 import scipy.linalg
 import scipy.special
 
-from . import numpy_kernels, numpy_lapack, numpy_lu_tangent
+from . import numpy_compiled, numpy_kernels, numpy_lapack, numpy_lu_tangent
 from .base import Backend
 
 
@@ -145,6 +145,16 @@ class NumpyBackend(Backend):
         of them with the directions along ``axis`` (result (n, n, K), the directions last); see
         :mod:`.numpy_lu_tangent` (only this backend has the kernel: the rule composes solves elsewhere)."""
         return numpy_lu_tangent.lu_tangent(f, perm, da, axis)
+
+    def lu_tangent_batch(self, f: Any, perm: Any, da: Any) -> Any:
+        """dL + dU of each square packed factor of a batch f (..., n, n), permutations ``perm`` (..., n), for
+        the tangent ``da`` of f's shape: compiled, one small matrix at a time in the core's cache (see
+        ``numpy_compiled._lu_tangent``); None (the rule composes batched solves) for other shapes,
+        larger matrices or without Numba."""
+        n = f.shape[-1]
+        if f.shape != da.shape or perm.shape != f.shape[:-1] or n > numpy_kernels.SUBSTITUTION_MAX:
+            return None
+        return numpy_compiled.lu_tangent_batched(f, perm, da)
 
     def lu_pivots_to_permutation(self, piv: Any, m: int) -> Any:
         piv = np.asarray(piv)

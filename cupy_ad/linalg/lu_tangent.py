@@ -10,10 +10,11 @@ read U's diagonal on the entries kept.
 
 Why a primitive: its implementation is the backend's ``lu_tangent`` kernel where there is one
 (NumPy: one buffer; one direction by blocks, 4 n^3 / 3 flops mostly in gemms; many directions
-2 n^3 each; see ``backends/numpy_lu_tangent.py``), and its batching rule
+2 n^3 each; see ``backends/numpy_lu_tangent.py``; for a batch of small factors ``lu_tangent_batch``,
+2 n^3 flops compiled one matrix at a time), and its batching rule
 hands many directions sharing one factor (a Jacobian: every direction of ``jacfwd``) to that
-kernel at once, laid out with the directions last. Elsewhere (other backends, a batch of factors)
-it is the composition of triangular solves and products.
+kernel at once, laid out with the directions last. Elsewhere (other backends, a batch of larger
+factors, no Numba) it is the composition of triangular solves and products.
 """
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ def _kernel(f: Any) -> Any:
 
 
 def _impl(f: Any, perm: Any, da: Any) -> Any:
+    if f.ndim > 2:  # a batch of factors: the backend's batched kernel where it has one for them
+        batched = getattr(backend_of_matrix(f), "lu_tangent_batch", None)
+        out = None if batched is None else batched(f, perm, da)
+        return _composition(f, perm, da) if out is None else out
     kernel = _kernel(f)
     return _composition(f, perm, da) if kernel is None or da.ndim != 2 else kernel(f, perm, da)
 

@@ -1,10 +1,13 @@
-"""The compiled batched triangular solve (Numba, optional): the same solutions as SciPy's trsm to
-rounding, for both triangles, every op and unit diagonals; without Numba the substitution runs."""
+"""The compiled batched kernels (Numba, optional): the triangular solve gives the same solutions as
+SciPy's trsm to rounding, for both triangles, every op and unit diagonals (without Numba the
+substitution runs); getf2 SciPy's factors; the LU tangent solves its defining equation."""
 import numpy as np
 import pytest
 import scipy.linalg
 
 from cupy_ad.backends import numpy_compiled, numpy_kernels
+from cupy_ad.backends.numpy_backend import NumpyBackend
+from cupy_ad.linalg import lu_tangent as lu_tangent_module
 
 
 def _case(dtype, seed=0):
@@ -118,3 +121,48 @@ def test_compiled_lu_keeps_a_nan_diagonal_pivot_as_lapack(dtype, column):
     with np.errstate(invalid="ignore"):
         elimination = numpy_kernels.lu_factor_batched(np.concatenate([a] * 11))
     np.testing.assert_array_equal(elimination[1][:20], piv)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("shape", [(30, 16, 16), (2, 3, 5, 5), (4, 1, 1)])
+def test_compiled_lu_tangent_solves_the_tangent_equation(dtype, shape, monkeypatch):
+    """The batched LU tangent compiled: P dA = dL U + L dU with dL strictly lower and dU upper (an
+    identity independent of how it is computed), equal to rounding to the composition of batched
+    solves and products, which the primitive runs on a batch without Numba; the inputs untouched."""
+    if not numpy_compiled.available():
+        pytest.skip("numba is not installed (the optional extra 'compiled')")
+    rng = np.random.default_rng(6)
+    a, da = (rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if np.dtype(dtype).kind == "c" else 0)
+             for _ in range(2))
+    a, da = a.astype(dtype), da.astype(dtype)
+    backend = NumpyBackend()
+    f, piv = backend.lu_factor(a)
+    perm = backend.lu_pivots_to_permutation(piv, shape[-1])
+    keep = f.copy(), da.copy()
+    got = lu_tangent_module.lu_tangent_p(f, perm, da)
+    assert got.dtype == f.dtype and got.shape == shape
+    np.testing.assert_array_equal(got, numpy_compiled.lu_tangent_batched(f, perm, da))
+    for before, after in zip(keep, (f, da)):
+        np.testing.assert_array_equal(before, after)
+    eye = np.eye(shape[-1], dtype=dtype)
+    lower, upper = np.tril(f, -1) + eye, np.triu(f)
+    rebuilt = np.tril(got, -1) @ upper + lower @ np.triu(got)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(rebuilt, np.take_along_axis(da, perm[..., None], axis=-2), rtol=0,
+                               atol=tol * np.abs(da).max() * np.abs(lower).max() * np.abs(upper).max())
+    monkeypatch.setattr(numpy_compiled, "_compiled", None)
+    composed = lu_tangent_module.lu_tangent_p(f, perm, da)
+    np.testing.assert_allclose(got, composed, rtol=0, atol=tol * np.abs(composed).max())
+
+
+def test_compiled_lu_tangent_never_reads_the_last_pivot():
+    """A zero last pivot keeps a finite, exact tangent (lu.py): the kernel never reads U[n-1, n-1]."""
+    if not numpy_compiled.available():
+        pytest.skip("numba is not installed (the optional extra 'compiled')")
+    rng = np.random.default_rng(7)
+    f, da = rng.standard_normal((8, 6, 6)), rng.standard_normal((8, 6, 6))
+    perm = np.argsort(rng.random((8, 6)), axis=-1).astype(np.int32)
+    want = numpy_compiled.lu_tangent_batched(f, perm, da)
+    f[:, -1, -1] = np.nan
+    np.testing.assert_array_equal(numpy_compiled.lu_tangent_batched(f, perm, da), want)
+    assert np.isfinite(want).all()
