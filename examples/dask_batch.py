@@ -8,6 +8,12 @@ its JVP through the chunks' own backend); ``persist`` hands it to the cluster, a
 bar follows it. The batch is made on the workers (a seeded generator), so nothing large passes
 through this process.
 
+Workers' memory: distributed's nanny starts workers with MALLOC_TRIM_THRESHOLD_ = 64 KiB, so every
+block-sized temporary is a fresh mmap whose pages fault in again (measured: up to half of a batched
+lu jvp's time); ``KEEP_FREED_MEMORY`` below lets each worker's malloc keep freed blocks for reuse
+(up to 1 GiB per worker). Set it before the cluster starts (here: ``dask.config.set``; on a real
+cluster: the same environment variables on the workers).
+
 Another cluster: replace the LocalCluster by
   - a running scheduler:            Client("tcp://scheduler-host:8786")
     (every worker needs cupy_ad installed, and the same versions of dask and numpy);
@@ -20,10 +26,14 @@ from __future__ import annotations
 import argparse
 import time
 
+import dask
 import dask.array as da
 from distributed import Client, LocalCluster, progress, wait
 
 import cupy_ad as ad
+
+
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": 2**25, "MALLOC_TRIM_THRESHOLD_": 2**30}
 
 
 def symmetric_batch(batch: int, n: int, chunk: int, seed: int) -> da.Array:
@@ -62,6 +72,7 @@ def main() -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     times = {}
+    dask.config.set({f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in KEEP_FREED_MEMORY.items()})
     for workers in (1, 2):
         with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, \
                 Client(cluster) as client:
