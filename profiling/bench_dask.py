@@ -166,7 +166,7 @@ def batched(args) -> dict:
         for name in args.ops:
             f = OPERATIONS[name]
             a, t = _batch_inputs(block_rows, n, name == "eigh")
-            runs = {"numpy": lambda: ad.jvp(f, (a,), (t,))}
+            runs = {"numpy": lambda a=a, t=t: ad.jvp(f, (a,), (t,))}
             for label, where in on.items():
                 inputs = _batch_inputs(block_rows, n, name == "eigh", client, where)  # made on the workers
                 runs[label] = _dask_run(client, f, *inputs, where)
@@ -178,7 +178,7 @@ def batched(args) -> dict:
                         timings[label].time(run, client if label in on else None)
             for timing in timings.values():
                 timing.drop_first()
-            del a, t, runs, inputs
+            del a, t, runs, inputs  # (the batch's arrays freed before the next operation's)
             print(f"  {name} jvp ({load_before} at start, {_load()} at end):")
             for label, timing in timings.items():
                 print(f"    {label:9s} {timing}")

@@ -141,3 +141,12 @@ def test_many_examples_times_a_tiny_matrix_match_a_loop(backend, examples, shape
     np.testing.assert_allclose(backend.to_numpy(tangent), want, rtol=1e-14, atol=1e-14)
     with pytest.raises(ValueError):  # mismatched inner dimensions: matmul's error, not a silent fold
         ad.vmap(lambda a: f(a, backend.asarray(np.ones((w_shape[0] + 1, 2)))))(x)
+
+
+@pytest.mark.parametrize("x_shape, w_shape", [((130, 3, 0), (0, 2)), ((130, 3, 2), (2, 0))])
+def test_many_examples_times_an_empty_matrix(backend, x_shape, w_shape):
+    """Empty shared matrices are never folded (their rows cannot be reshaped): the product is empty, as
+    NumPy's."""
+    x, w = backend.asarray(np.ones(x_shape)), backend.asarray(np.ones(w_shape))
+    got = backend.to_numpy(ad.vmap(lambda a: a @ w)(x))
+    assert got.shape == (130, 3, w_shape[1]) and np.all(got == 0)

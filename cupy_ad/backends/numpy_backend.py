@@ -152,7 +152,7 @@ class NumpyBackend(Backend):
         ``numpy_compiled._lu_tangent``); None (the rule composes batched solves) for other shapes,
         larger matrices or without Numba."""
         n = f.shape[-1]
-        if f.shape != da.shape or perm.shape != f.shape[:-1] or n > numpy_kernels.SUBSTITUTION_MAX:
+        if f.shape != da.shape or perm.shape != f.shape[:-1] or not 0 < n <= numpy_kernels.SUBSTITUTION_MAX:
             return None
         return numpy_compiled.lu_tangent_batched(f, perm, da)
 

@@ -60,8 +60,9 @@ def _composition(v: Any, da: Any, lower: bool) -> Any:
 
 def _packed(v: Any, da: Any, lower: bool) -> Any:
     """dw for a stack of directions ``da`` (K, n, n) sharing one ``v`` (n, n): the GEMM of the
-    derivation, in blocks of about ``_BLOCK`` entries of W: temporaries of a few hundred kB, reused block
-    after block, where a whole W (n^3 / 2 entries) would be as large as the stack."""
+    derivation, in blocks of about ``_BLOCK`` entries of W (a few hundred kB, reused block after block,
+    where a whole W, n^3 / 2 entries, would be as large as the stack) with the matching K-row block of
+    the stack's packed entries."""
     xp = xp_of(v)
     n = v.shape[-1]
     flat = xp.arange(n * n)

@@ -149,9 +149,10 @@ def _matmul_stacks(args: tuple, params: dict) -> Any:
     if y_mapped and not x_mapped and x_rank == 2 and y_rank == 1 and hasattr(x, "mT"):  # A y_i: rows y_i A^T
         return stacked(matmul, level, [y, x.mT], params)
     if (x_mapped and x.shape[0] >= _MANY and not y_mapped and x_rank >= 2 and y_rank == 2
-            and math.prod(y.shape) <= _TINY and x.shape[-1] == y.shape[0]):  # (else matmul's own error)
+            and 0 < math.prod(y.shape) <= _TINY and x.shape[-1] == y.shape[0]):  # (else matmul's own error)
         # many examples times one tiny matrix: the stack's rows as ONE product (NumPy's broadcasting calls
-        # BLAS once per matrix, several times the cost of these products; the same rounding)
+        # BLAS once per matrix, several times the cost of these products; the BLAS kernel may differ, so
+        # the results may differ from a loop's in the last bits, as JAX's vmap does)
         product = stacked(matmul, level, [raw_reshape(x, (-1, y.shape[0])), y], params).value
         return Batched(level, raw_reshape(product, (*x.shape[:-1], y.shape[1])), 0)
     if x_mapped and y_mapped:
