@@ -250,7 +250,8 @@ def _batch(prim: Primitive, level: int, args: tuple, params: dict) -> Any:
     if prim.stack_rule is not None:
         first = args[0]
         if (type(first) is Batched and first.axis == 0 and first.level == level
-                and type(first.value) not in LEVELLED_TYPES and (len(args) == 1 or not any(type(a) in LEVELLED_TYPES for a in args[1:]))):
+                and type(first.value) not in LEVELLED_TYPES
+                and (len(args) == 1 or not any(type(a) in LEVELLED_TYPES for a in args[1:]))):
             if prim._primal_range is _NO_RANGE:
                 return Batched(level, prim.stack_rule([first.value, *args[1:]], params), 0)
             with prim._primal_range:
