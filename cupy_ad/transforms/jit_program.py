@@ -309,6 +309,15 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
     return source, scope["replay"]
 
 
+def _last_reads(steps: list) -> dict:
+    """Slot -> the index of the last step reading it."""
+    last: dict = {}
+    for k, (_, ins, _) in enumerate(steps):
+        for slot in ins:
+            last[slot] = k
+    return last
+
+
 def _fuse_elementwise(steps: list, values: list, output_slots: set) -> list:
     """Each run of consecutive elementwise steps on arrays (the backend's ``fusible_form`` of their
     functions) becomes one step calling the backend's fusion of the run (CuPy: ``cupy.fuse``, one kernel
@@ -317,10 +326,7 @@ def _fuse_elementwise(steps: list, values: list, output_slots: set) -> list:
     fusion (NumPy: no fusible form) the steps are unchanged. Rounding: the fused kernel computes each
     step in the step's dtype as the separate kernels do, but its compiler may contract a product and a
     sum into one fused multiply-add: results agree with eager ones within rounding, not bit for bit."""
-    last_use: dict = {}
-    for k, (_, ins, _) in enumerate(steps):
-        for slot in ins:
-            last_use[slot] = k
+    last_use = _last_reads(steps)
     fused: list = []
     run: list = []  # (form, ins, out, step) of the current run; all on ``run_backend``
     run_backend = None
@@ -379,10 +385,7 @@ def _reuse_buffers(steps: list, values: list, output_slots: set) -> list:
     show them). An elementwise step never returns a view, so a temporary only such steps read has no
     view whatever the layout; one that any other step read may have one (at replay, if not at
     recording)."""
-    last_use: dict = {}
-    for k, (_, ins, _) in enumerate(steps):
-        for slot in ins:
-            last_use[slot] = k
+    last_use = _last_reads(steps)
     fresh: set = set()  # slots holding a new elementwise result
     viewable: set = set()  # slots read by a step that may return a view of them
     reused = []
