@@ -10,6 +10,7 @@ import scipy.linalg
 import scipy.special
 
 from . import numpy_compiled, numpy_kernels, numpy_lapack, numpy_lu_tangent
+from .numpy_threads import split_batch
 from .base import Backend
 
 
@@ -77,6 +78,11 @@ def _per_matrix(a: Any, one: Any) -> Any:
     if results[0] is None:
         return None
     return tuple(np.stack(parts).reshape(*batch, *parts[0].shape) for parts in zip(*results))
+
+
+def _tuple_or_array(out: Any) -> Any:
+    """numpy.linalg.qr's result: a plain tuple of its arrays (a namedtuple otherwise), or its one array."""
+    return tuple(out) if isinstance(out, tuple) else out
 
 
 _OPERATOR_UFUNCS = {operator.add: np.add, operator.sub: np.subtract, operator.mul: np.multiply,
@@ -190,7 +196,7 @@ class NumpyBackend(Backend):
             out = numpy_lapack.qr(a, mode)
             if out is not None:
                 return out
-        return np.linalg.qr(a, mode=mode)
+        return split_batch(lambda x: _tuple_or_array(np.linalg.qr(x, mode=mode)), a)
 
     def svd(self, a: Any, full_matrices: bool) -> tuple[Any, Any, Any]:
         def decompose(x: Any) -> tuple:
@@ -198,12 +204,12 @@ class NumpyBackend(Backend):
                 out = _per_matrix(x, lambda one: numpy_lapack.svd(one, full_matrices))
                 if out is not None:
                     return out
-            return tuple(np.linalg.svd(x, full_matrices=full_matrices))
+            return split_batch(lambda y: tuple(np.linalg.svd(y, full_matrices=full_matrices)), x)
 
         return _nan_where_not_finite(a, decompose)
 
     def svdvals(self, a: Any) -> Any:
-        return _nan_where_not_finite(a, lambda x: np.linalg.svd(x, compute_uv=False))
+        return _nan_where_not_finite(a, lambda x: split_batch(lambda y: np.linalg.svd(y, compute_uv=False), x))
 
     def eigh(self, a: Any, lower: bool) -> tuple[Any, Any]:
         def decompose(x: Any) -> tuple:
@@ -211,15 +217,16 @@ class NumpyBackend(Backend):
                 out = _per_matrix(x, lambda one: numpy_lapack.eigh(one, lower))
                 if out is not None:
                     return out
-            return tuple(np.linalg.eigh(x, UPLO="L" if lower else "U"))
+            return split_batch(lambda y: tuple(np.linalg.eigh(y, UPLO="L" if lower else "U")), x)
 
         return _nan_where_not_finite(a, decompose)
 
     def eigvalsh(self, a: Any, lower: bool) -> Any:
-        return _nan_where_not_finite(a, lambda x: np.linalg.eigvalsh(x, UPLO="L" if lower else "U"))
+        return _nan_where_not_finite(
+            a, lambda x: split_batch(lambda y: np.linalg.eigvalsh(y, UPLO="L" if lower else "U"), x))
 
     def cholesky(self, a: Any, upper: bool) -> Any:
-        return np.linalg.cholesky(a, upper=upper)
+        return split_batch(lambda x: np.linalg.cholesky(x, upper=upper), a)
 
     def solve_triangular(self, a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: bool) -> Any:
         # NumPy's own trsm (two threads, no second pool) or a batch-vectorised substitution; else SciPy.

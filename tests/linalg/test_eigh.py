@@ -275,3 +275,35 @@ def test_property_sizes_and_batches(backend, n, batch, dtype, uplo, seed):
     residual = da_s @ v + a_s @ dv - dv * w[..., None, :] - v * dw[..., None, :]
     assert np.isfinite(dv).all()
     assert np.abs(residual).max(initial=0) <= 1e-8 * max(1.0, np.abs(dv).max(initial=0))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
+def test_distinct_gaps_path_matches_the_masked_division(backend, dtype):
+    """Where no eigenvalues coincide the rule divides by the gaps with +inf on the diagonal
+    (``_over_distinct_gaps``); the general masked division (``_over_gaps``) gives the same values, the
+    off-diagonal quotients bit for bit and zeros on the diagonal; a batch holding one clustered matrix
+    takes the general path and agrees with the distinct matrices' own jvp."""
+    import importlib
+
+    module = importlib.import_module("cupy_ad.linalg.eigh")
+
+    rng = np.random.default_rng(11)
+    n = 6
+    w = backend.asarray(np.sort(rng.standard_normal((3, n))).astype(np.float32 if dtype == np.float32 else np.float64))
+    x = rng.standard_normal((3, n, n)) + (1j * rng.standard_normal((3, n, n)) if dtype == np.complex128 else 0)
+    x = backend.asarray(x.astype(dtype))
+    fast = backend.to_numpy(module._over_distinct_gaps(x, w))
+    general = backend.to_numpy(module._over_gaps(x, w))
+    np.testing.assert_array_equal(fast, general)
+    assert not np.any(np.diagonal(fast, axis1=-2, axis2=-1))
+
+    a = rng.standard_normal((3, n, n))
+    a = a + np.swapaxes(a, -1, -2)
+    a[0] = np.eye(n)  # one clustered matrix: the batch takes the general path
+    t = rng.standard_normal((3, n, n)).astype(dtype if dtype != np.complex128 else np.float64)
+    f = lambda m: tuple(ad.linalg.eigh(m))  # noqa: E731
+    (_, v_batch), (dw_batch, dv_batch) = ad.jvp(f, (backend.asarray(a.astype(t.dtype)),), (backend.asarray(t),))
+    for k in (1, 2):
+        (_, v_one), (dw_one, dv_one) = ad.jvp(f, (backend.asarray(a[k].astype(t.dtype)),), (backend.asarray(t[k]),))
+        np.testing.assert_array_equal(backend.to_numpy(dw_batch)[k], backend.to_numpy(dw_one))
+        np.testing.assert_array_equal(backend.to_numpy(dv_batch)[k], backend.to_numpy(dv_one))

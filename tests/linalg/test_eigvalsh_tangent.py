@@ -107,3 +107,19 @@ def test_hessian_through_the_primitive_matches_finite_differences(backend):
     inner = lambda q: ad.jvp(f, (q,), (backend.asarray(t),))[1]  # noqa: E731
     second = ad.jvp(inner, (backend.asarray(p_np),), (backend.asarray(s),))[1]
     np.testing.assert_allclose(float(backend.to_numpy(second)), s @ hess @ t, rtol=1e-10)
+
+
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weighted_gemm_equals_the_triangular_product(backend, monkeypatch, lower, dtype):
+    """T V for small real matrices (dA o W, one GEMM) against the triangular product of the masked
+    triangle with its halved diagonal (the path above WEIGHTED_GEMM_MAX), and against T built in NumPy."""
+    rng = np.random.default_rng(7)
+    da, v = rng.standard_normal((2, 3, 6, 6)).astype(dtype), rng.standard_normal((3, 6, 6)).astype(dtype)
+    weighted = backend.to_numpy(module.triangle_times(backend.asarray(da), backend.asarray(v), lower))
+    monkeypatch.setattr(module, "WEIGHTED_GEMM_MAX", 0)
+    masked = backend.to_numpy(module.triangle_times(backend.asarray(da), backend.asarray(v), lower))
+    t = (np.tril(da) if lower else np.triu(da)) - 0.5 * da * np.eye(6)
+    tolerance = 1e-13 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(weighted, t @ v, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(masked, t @ v, rtol=tolerance, atol=tolerance)

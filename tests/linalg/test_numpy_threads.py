@@ -1,0 +1,124 @@
+"""Batches of small matrices split over threads on NumPy (``numpy_threads``): the same results as
+NumPy's gufunc on the whole batch, bit for bit, whatever the split; no split where it cannot pay or
+the caller runs in a worker thread; errors of any block reach the caller."""
+import threading
+
+import numpy as np
+import pytest
+
+import cupy_ad as ad
+from cupy_ad.backends import backend_named, numpy_threads
+
+
+@pytest.fixture
+def split_always(monkeypatch):
+    """Every batch of two matrices or more split over 2 threads (3 for odd block sizes)."""
+    monkeypatch.setattr(numpy_threads, "MIN_WORK", 0)
+
+    def with_threads(n: int) -> None:
+        monkeypatch.setenv("CUPY_AD_NUM_THREADS", str(n))
+    with_threads(2)
+    return with_threads
+
+
+def _symmetric(rng, shape):
+    x = rng.standard_normal(shape)
+    return x + np.swapaxes(x, -1, -2)
+
+
+def _same(got, expected):
+    got = got if isinstance(got, tuple) else (got,)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        np.testing.assert_array_equal(g, e)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("shape", [(7, 5, 5), (2, 3, 4, 4), (5, 6, 3), (3, 3, 6)])
+def test_split_batches_match_numpy_bit_for_bit(split_always, threads, shape):
+    split_always(threads)
+    b = backend_named("numpy")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    _same(b.svd(x, False), tuple(np.linalg.svd(x, full_matrices=False)))
+    _same(b.svd(x, True), tuple(np.linalg.svd(x, full_matrices=True)))
+    _same(b.svdvals(x), np.linalg.svd(x, compute_uv=False))
+    _same(b.qr(x, "reduced"), tuple(np.linalg.qr(x, mode="reduced")))
+    _same(b.qr(x, "r"), np.linalg.qr(x, mode="r"))
+    if shape[-1] == shape[-2]:
+        s = _symmetric(rng, shape)
+        for lower, uplo in ((True, "L"), (False, "U")):
+            _same(b.eigh(s, lower), tuple(np.linalg.eigh(s, UPLO=uplo)))
+            _same(b.eigvalsh(s, lower), np.linalg.eigvalsh(s, UPLO=uplo))
+        spd = s @ np.swapaxes(s, -1, -2) + np.eye(shape[-1])
+        _same(b.cholesky(spd, False), np.linalg.cholesky(spd))
+        _same(b.cholesky(spd, True), np.linalg.cholesky(spd, upper=True))
+        t = np.swapaxes(s, -1, -2)[..., ::-1, :]  # a strided view: the same values as a copy
+        _same(b.eigh(t, True), tuple(np.linalg.eigh(np.ascontiguousarray(t))))
+
+
+def test_the_blocks_are_contiguous_runs_of_the_batch(split_always):
+    seen = []
+
+    def record(block):
+        seen.append(block[:, 0, 0].copy())
+        return block * 2.0
+
+    x = np.arange(7 * 4, dtype=np.float64).reshape(7, 2, 2)
+    np.testing.assert_array_equal(numpy_threads.split_batch(record, x), x * 2.0)
+    assert sorted(len(block) for block in seen) == [3, 4]
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), x[:, 0, 0])
+
+
+def test_no_split_where_it_cannot_pay(monkeypatch):
+    shapes = []
+
+    def record(block):
+        shapes.append(block.shape)
+        return block
+
+    monkeypatch.setenv("CUPY_AD_NUM_THREADS", "2")
+    small = np.zeros((8, 4, 4))  # below MIN_WORK
+    large = np.zeros((4096, numpy_threads.MAX_N + 1, 2))  # a side above MAX_N
+    numpy_threads.split_batch(record, small)
+    numpy_threads.split_batch(record, large)
+    monkeypatch.setenv("CUPY_AD_NUM_THREADS", "1")
+    numpy_threads.split_batch(record, np.zeros((4096, 8, 8)))
+    assert shapes == [(8, 4, 4), large.shape, (4096, 8, 8)]
+
+
+def test_no_split_inside_a_worker_thread(split_always):
+    shapes = []
+
+    def record(block):
+        shapes.append(block.shape)
+        return block
+
+    worker = threading.Thread(target=numpy_threads.split_batch, args=(record, np.zeros((6, 3, 3))))
+    worker.start()
+    worker.join()
+    assert shapes == [(6, 3, 3)]
+
+
+def test_an_error_in_any_block_reaches_the_caller(split_always):
+    spd = np.broadcast_to(np.eye(3), (6, 3, 3)).copy()
+    spd[5] = -np.eye(3)  # in the last block, run by the pool
+    with pytest.raises(np.linalg.LinAlgError):
+        backend_named("numpy").cholesky(spd, False)
+
+
+@pytest.mark.parametrize("name", ["eigh", "svd", "qr"])
+def test_jvp_of_a_split_batch_equals_the_one_thread_jvp(split_always, name):
+    rng = np.random.default_rng(3)
+    x, t = _symmetric(rng, (9, 4, 4)), _symmetric(rng, (9, 4, 4))
+    f = {"eigh": lambda a: tuple(ad.linalg.eigh(a)), "svd": lambda a: tuple(ad.linalg.svd(a, full_matrices=False)),
+         "qr": lambda a: tuple(ad.linalg.qr(a))}[name]
+    split = ad.jvp(f, (x,), (t,))
+    jitted = ad.jit(lambda a, da: ad.jvp(f, (a,), (da,)))(x, t)
+    split_always(1)
+    alone = ad.jvp(f, (x,), (t,))
+    for got in (split, jitted):
+        for g, e in zip([*got[0], *got[1]], [*alone[0], *alone[1]]):
+            np.testing.assert_array_equal(g, e)
