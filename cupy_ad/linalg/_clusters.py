@@ -77,6 +77,17 @@ def joined_neighbours(values: Any, tol: Any) -> Any:
     return ~(xp.abs(v[..., 1:] - v[..., :-1]) > tol)
 
 
+def infinite_diagonal(values: Any) -> Any:
+    """Raw (n, n) for values (..., n): +inf on the diagonal, 0 elsewhere, in the values' dtype. Where no
+    two values coincide (no cluster: :func:`take_degenerate_path` false), their gaps w_j - w_i are nonzero
+    off the diagonal, and x / (gaps + this) is x / gaps there, bit for bit, and 0 on the diagonal (for
+    finite x): the masked division of the general rules in one pass instead of four."""
+    raw = strip(values)
+    xp = xp_of(raw)
+    return xp.where(xp.eye(raw.shape[-1], dtype=xp.bool), xp.asarray(float("inf"), dtype=raw.dtype),
+                    xp.asarray(0.0, dtype=raw.dtype))
+
+
 def take_degenerate_path(a: Any, clustered: Any) -> bool:
     """Whether a rule must run its degenerate path; ``clustered`` is a raw boolean array.
 

@@ -49,8 +49,8 @@ from ..values import strip
 from ..namespace._batching import leading
 from ..namespace import add, diagonal, divide, expand_dims, matmul, multiply, real, subtract, where
 from ..namespace._rules import is_complex_dtype, xp_of
-from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
-                        splitting_resolution, take_degenerate_path)
+from ._clusters import (block_rotation, find_clusters, infinite_diagonal, joined_neighbours, resolution,
+                        run_degenerate_path, splitting_resolution, take_degenerate_path)
 from ._nested_guard import cluster_members, guard_curve, guard_nested
 from ._matrix import as_inexact, backend_of_matrix, mH, require_square
 from ._results import EighResult
@@ -94,12 +94,8 @@ def _over_distinct_gaps(x: Any, w: Any) -> Any:
     """``_over_gaps`` where no two eigenvalues coincide (every gap off the diagonal above the tolerance):
     x_ij / (w_j - w_i) with the diagonal divided by +inf (0 for finite x): three passes over the
     n x n stack instead of six, the same values (the off-diagonal quotients bit for bit)."""
-    xp = xp_of(w)
-    n = w.shape[-1]
-    infinite_diagonal = xp.where(xp.eye(n, dtype=xp.bool), xp.asarray(float("inf"), dtype=w.dtype),
-                                 xp.asarray(0.0, dtype=w.dtype))
     gaps = subtract(expand_dims(w, axis=-2), expand_dims(w, axis=-1))  # [i, j] = w_j - w_i
-    return divide(x, add(gaps, infinite_diagonal))
+    return divide(x, add(gaps, infinite_diagonal(w)))
 
 
 def _degenerate(w: Any, v: Any, p: Any, dw: Any, dv: Any | None, joined: Any) -> tuple[Any, Any, Any] | None:

@@ -76,8 +76,8 @@ from ..namespace import (
     where,
 )
 from ..namespace._rules import is_complex_dtype, xp_of
-from ._clusters import (block_rotation, find_clusters, joined_neighbours, resolution, run_degenerate_path,
-                        splitting_resolution, take_degenerate_path)
+from ._clusters import (block_rotation, find_clusters, infinite_diagonal, joined_neighbours, resolution,
+                        run_degenerate_path, splitting_resolution, take_degenerate_path)
 from ._nested_guard import cluster_members, guard_curve, guard_nested, guard_zero_block
 from ._matrix import as_inexact, backend_of_matrix, diag_embed, mH, require_matrix
 from ._results import SVDResult
@@ -111,18 +111,21 @@ def _tolerance(s: Any, m: int, n: int) -> Any:
     return xp.max(raw, axis=-1, keepdims=True) * resolution(max(m, n), float(xp.finfo(raw.dtype).eps))
 
 
-def _inverse_and_gaps(s: Any, m: int, n: int) -> tuple[Any, Any]:
+def _inverse_and_gaps(s: Any, m: int, n: int, distinct: bool) -> tuple[Any, Any]:
     """(S^-1, F) with F_ij = 1 / (s_j^2 - s_i^2), both 0 where ill-defined.
 
     With tol = resolution(max(m, n)) s_max (what the SVD resolves, see ``_clusters.resolution``), a
     singular value counts as zero when s <= tol and two as coinciding when |s_j - s_i| <= tol (the
-    gap is rounding noise); the diagonal of F is 0.
+    gap is rounding noise); the diagonal of F is 0. ``distinct``: none coincide and none is zero (the
+    host check of ``_flags``), so every gap off the diagonal is nonzero: F in two passes, not six.
     """
     raw = strip(s)  # the masks are constants: computed on the raw values
     tol = _tolerance(raw, m, n)
     s_inv = _safe_inverse(s, less_equal(raw, tol))
     s2 = square(s)
     gaps = subtract(expand_dims(s2, axis=-2), expand_dims(s2, axis=-1))  # [i, j] = s_j^2 - s_i^2
+    if distinct:
+        return s_inv, divide(1.0, add(gaps, infinite_diagonal(raw)))
     raw_gaps = subtract(expand_dims(raw, axis=-2), expand_dims(raw, axis=-1))
     close = less_equal(abs(raw_gaps), expand_dims(tol, axis=-1))
     return s_inv, _safe_inverse(gaps, close)
@@ -154,7 +157,9 @@ def _svd_jvp(primals: list, tangents: list, *, full_matrices: bool):
     u1 = u[..., :, :k] if (full_matrices and m > k) else u
     vh1 = vh[..., :k, :] if (full_matrices and n > k) else vh
     v1 = mH(vh1)
-    s_inv, f = _inverse_and_gaps(s, m, n)
+    flags = _flags(s, m, n)
+    distinct = not take_degenerate_path(s, flags)  # (host) then the degenerate path has nothing to do
+    s_inv, f = _inverse_and_gaps(s, m, n, distinct)
     s_row = expand_dims(s, axis=-2)  # s_j at [i, j]
     s_inv_row = expand_dims(s_inv, axis=-2)
     s_inv_col = expand_dims(s_inv, axis=-1)
@@ -204,7 +209,7 @@ def _svd_jvp(primals: list, tangents: list, *, full_matrices: bool):
     del omega_v
     long_side = (dav, p) if m >= n else (dahu, ph)  # dAx Y and X^H dAx Y, reused by the degenerate path
     del dav, dahu
-    degenerate = _degenerate(a, u, s, vh, da, full_matrices, (du, ds, dv), long_side)
+    degenerate = None if distinct else _degenerate(a, u, s, vh, da, full_matrices, (du, ds, dv), long_side, flags)
     if degenerate is not None:
         u, vh, du, ds, dv = degenerate
         outs = (u, s, vh)
@@ -212,15 +217,15 @@ def _svd_jvp(primals: list, tangents: list, *, full_matrices: bool):
 
 
 def _degenerate(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bool, ordinary: tuple,
-                long_side: tuple | None = None) -> Any:
+                long_side: tuple | None = None, flags: Any = None) -> Any:
     """(U', Vh', dU, dS, dV) at repeated or zero singular values; None if there are none (host).
 
     ``ordinary`` = (dU, dS, dV), kept for regular columns (dU and dV may be Zero when only dS is
     wanted); ``long_side`` = (dAx Y, X^H dAx Y) as the ordinary rule computed them (see
     :func:`_degenerate_path`), or None to compute them there. Host batches run the path on the
-    matrices with such values only.
+    matrices with such values only. ``flags``: ``_flags(s, m, n)`` if the caller has them.
     """
-    flags = _flags(s, *a.shape[-2:])
+    flags = _flags(s, *a.shape[-2:]) if flags is None else flags
 
     def path(pick: Any) -> tuple:
         return _degenerate_path(pick(a), pick(u), pick(s), pick(vh), pick(da), full_matrices,

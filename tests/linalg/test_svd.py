@@ -291,3 +291,31 @@ def test_inputs_not_modified(backend, full_matrices):
     ad.jvp(ad.linalg.svdvals, (a,), (da,))
     np.testing.assert_array_equal(backend.to_numpy(a), a0)
     np.testing.assert_array_equal(backend.to_numpy(da), da0)
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (6, 4), (4, 6)])
+def test_distinct_values_path_matches_the_masked_inverse(backend, shape):
+    """Where no singular values coincide or vanish the rule builds F with +inf on the diagonal
+    (``_inverse_and_gaps(..., distinct=True)``): the same F as the masked inverse, bit for bit; a batch
+    holding one degenerate matrix takes the general path and agrees with the regular matrices' own jvp."""
+    import importlib
+
+    module = importlib.import_module("cupy_ad.linalg.svd")
+    rng = np.random.default_rng(12)
+    k = min(shape)
+    s = backend.asarray(np.sort(rng.uniform(0.5, 3.0, (3, k)))[..., ::-1].copy())
+    fast = [backend.to_numpy(x) for x in module._inverse_and_gaps(s, *shape, True)]
+    general = [backend.to_numpy(x) for x in module._inverse_and_gaps(s, *shape, False)]
+    for f, g in zip(fast, general):
+        np.testing.assert_array_equal(f, g)
+
+    a = rng.standard_normal((3, *shape))
+    a[0] = 0.0
+    a[0, 0, 0] = a[0, 1, 1] = 1.0  # a repeated and a zero singular value: the degenerate path
+    t = rng.standard_normal((3, *shape))
+    f = lambda m: tuple(ad.linalg.svd(m, full_matrices=False))  # noqa: E731
+    _, batch = ad.jvp(f, (backend.asarray(a),), (backend.asarray(t),))
+    for j in (1, 2):
+        _, one = ad.jvp(f, (backend.asarray(a[j]),), (backend.asarray(t[j]),))
+        for got, expected in zip(batch, one):
+            np.testing.assert_array_equal(backend.to_numpy(got)[j], backend.to_numpy(expected))
