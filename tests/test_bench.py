@@ -153,3 +153,21 @@ def test_bench_rows_need_a_suite_with_rows(capsys):
         cli.main(["bench", "--rows", "kalman"])
     error = capsys.readouterr().err
     assert "--suite directions or --suite jit" in error and "not of --suite jvp" in error
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the worker's CPU time is read from /proc")
+def test_a_peer_without_an_answer_is_told_deadlocked_or_timed_out(tmp_path):
+    """A worker that waits without using the CPU (as JAX's deadlocked batched QR) is ``deadlocked``, one
+    that computes past the timeout ``timed out``; both are restarted for the next case."""
+    import subprocess
+
+    from cupy_ad.bench.peers import Peer
+
+    for body, expected in (("import time; time.sleep(60)", "deadlocked"),
+                           ("import time\nend = time.time() + 60\nwhile time.time() < end: pass", "timed out")):
+        peer = Peer("jax", str(tmp_path), timeout=0.5, min_time=0.01)
+        peer.process = subprocess.Popen([sys.executable, "-c", body], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
+        time.sleep(0.3)  # (its start-up's CPU time before the wait)
+        assert peer.time(0, ("jit", "qr_batch", True)) is None
+        assert peer.failure == expected and peer.process is None and peer.installed

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 def _sweeps(args: argparse.Namespace, cases: list, time_case: Callable[..., dict],
             systems: tuple = ("jax", "torch")) -> list[dict]:
     """``time_case(case, index, peers, first)`` for every case, ``args.repeat`` sweeps in turn (a peer
-    that hung on a case is not asked again); each time reported is the median over the sweeps."""
+    that gave no answer on a case is not asked again); each time reported is the median over the sweeps."""
     rows: list[dict] = []
     samples: list[dict[str, list[float]]] = [{} for _ in cases]
     with tempfile.TemporaryDirectory() as out_dir:
@@ -81,7 +81,8 @@ def _sweeps(args: argparse.Namespace, cases: list, time_case: Callable[..., dict
             for sweep in range(args.repeat):
                 for index, case in enumerate(_progress(cases, f"sweep {sweep + 1}/{args.repeat}")):
                     first = sweep == 0
-                    hung = set() if first else {p.system for p in peers if rows[index].get(f"{p.system}_ms") == "hung"}
+                    hung = set() if first else {p.system for p in peers
+                                                if isinstance(rows[index].get(f"{p.system}_ms"), str)}
                     row = time_case(case, index, [p for p in peers if p.system not in hung], first)
                     if first:
                         rows.append(row)
@@ -190,14 +191,14 @@ def _time_case(args: argparse.Namespace, backend: Any, op: Op, name: str, shape:
 
 
 def _peer_turns(row: dict, peers: list, index: int, case: tuple, check: tuple | None) -> None:
-    """Each peer's time of ``case`` into ``row`` (``hung`` when it gave no answer in time) and, with
+    """Each peer's time of ``case`` into ``row`` (why not, ``Peer.failure``, when it gave no answer in time) and, with
     ``check = (compare, tolerance)``, whether ``compare(its answer's arrays)`` is within tolerance."""
     for peer in (p for p in peers if p.installed):
         time.sleep(SETTLE_SECONDS)
         result = peer.time(index, case)
         if result is None:
             if peer.installed:
-                row[f"{peer.system}_ms"] = "hung"
+                row[f"{peer.system}_ms"] = peer.failure
             continue
         ms, arrays = result
         if isinstance(ms, list):  # a suite of rows: (median, fastest)

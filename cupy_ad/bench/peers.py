@@ -105,14 +105,29 @@ class Peer:
     slows another, timing one case at a time when asked: the cases of all systems interleave, and a
     drift of the machine's speed during the run does not favour whichever system ran first.
 
-    A case with no answer after ``timeout`` seconds (JAX 0.10.2 deadlocks on the jvp of a batched QR
-    on the CPU) is recorded as None and the worker is restarted for the next case.
+    A case with no answer after ``timeout`` seconds is recorded as None and the worker is restarted for
+    the next case; ``failure`` then says why: ``deadlocked`` when the worker used under a tenth of a
+    CPU while it was waited for (JAX 0.10.2 on the jvp of a batch of 4096 QRs on 2 cores: jaxlib's
+    ``ParallelBatchMap`` runs the batch of each LAPACK call as tasks on XLA's two-thread pool, and two
+    such calls (the jvp's dorgqr and dtrsm) running at once on its two threads each wait for tasks the
+    other's thread would have to run; gdb shows every thread in a futex wait), ``timed out`` when it
+    was busy, ``hung`` where the CPU time cannot be read (not Linux).
     """
 
     def __init__(self, system: str, out_dir: str, timeout: float, min_time: float):
         self.system, self.out_dir, self.timeout, self.min_time = system, out_dir, timeout, min_time
         self.process: subprocess.Popen | None = None
         self.installed = True
+        self.failure = ""
+
+    def _cpu_seconds(self) -> float | None:
+        """The worker's CPU time so far (user + system), from /proc; None where there is none."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError, AttributeError):
+            return None
 
     def _start(self) -> None:
         root = os.path.dirname(os.path.dirname(os.path.abspath(ad.__file__)))
@@ -134,8 +149,13 @@ class Peer:
             print(f"\n{self.system}: the worker had exited before {case}: skipped", file=sys.stderr)
             self.close()
             return None
+        cpu_before = self._cpu_seconds()
         answered = select.select([self.process.stdout], [], [], self.timeout)[0]
         answer = self.process.stdout.readline().strip() if answered else ""
+        if not answered:
+            cpu_after = self._cpu_seconds()
+            self.failure = ("hung" if cpu_before is None or cpu_after is None else
+                            "deadlocked" if cpu_after - cpu_before < 0.1 * self.timeout else "timed out")
         if answer == "missing":
             print(f"{self.system} not installed: no {self.system} column", file=sys.stderr)
             self.installed = False
