@@ -37,7 +37,9 @@ def threads() -> int:
     """How many threads a batch may use: ``CUPY_AD_NUM_THREADS`` or the CPUs this process may run on."""
     configured = os.environ.get("CUPY_AD_NUM_THREADS", "").strip()
     if configured:
-        return max(1, int(configured))
+        if not configured.isdigit() or int(configured) < 1:
+            raise ValueError(f"CUPY_AD_NUM_THREADS must be a positive integer, got {configured!r}")
+        return int(configured)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # (not on every platform)

@@ -122,3 +122,9 @@ def test_jvp_of_a_split_batch_equals_the_one_thread_jvp(split_always, name):
     for got in (split, jitted):
         for g, e in zip([*got[0], *got[1]], [*alone[0], *alone[1]]):
             np.testing.assert_array_equal(g, e)
+
+
+def test_a_bad_thread_count_is_refused(monkeypatch):
+    monkeypatch.setenv("CUPY_AD_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="CUPY_AD_NUM_THREADS"):
+        numpy_threads.threads()
