@@ -167,3 +167,26 @@ def test_repeated_eigenvalues_have_no_jacobian(backend):
     """At repeated eigenvalues eigh's derivative is one-sided and not linear: jacfwd refuses, saying why."""
     with pytest.raises(TypeError, match="repeated eigen/singular values"):
         ad.jacfwd(ad.linalg.eigvalsh)(backend.asarray(np.eye(3)))
+
+
+def test_bad_argnums_and_aux_are_refused_and_keywords_pass_through(backend):
+    """A repeated argnum used to drop its first block of directions (zeros) and a non-pair has_aux output
+    was split silently; keyword arguments are passed to f undifferentiated, as in JAX."""
+    ns = backend.ns
+    x, y = backend.random((3,)), backend.random((3,), seed=1)
+    copy = backend.to_numpy(x).copy()
+    with pytest.raises(ValueError, match=r"argnums \(0, 0\) names an argument twice"):
+        ad.jacfwd(lambda a, b: a * b, argnums=(0, 0))(x, y)
+    with pytest.raises(ValueError, match="argnums is empty"):
+        ad.jacfwd(lambda a, b: a * b, argnums=())(x, y)
+    with pytest.raises(TypeError, match="argnums must be an int or a tuple of ints, got 0.0"):
+        ad.jacfwd(lambda a: a, argnums=0.0)(x)
+    with pytest.raises(TypeError, match="has_aux=True f must return a pair.*got tuple of length 3"):
+        ad.jacfwd(lambda a: (a, a, a), has_aux=True)(x)
+    with pytest.raises(TypeError, match="has_aux=True f must return a pair"):
+        ad.jacfwd(ns.sin, has_aux=True)(x)
+    jac = ad.jacfwd(lambda a, scale=1.0: a * scale)(x, scale=y)
+    np.testing.assert_array_equal(backend.to_numpy(jac), np.diag(backend.to_numpy(y)))
+    hess = ad.hessian(lambda a, scale=1.0: ns.sum(a ** 3) * scale)(x, scale=2.0)
+    np.testing.assert_allclose(backend.to_numpy(hess), np.diag(12.0 * copy), rtol=1e-14)
+    np.testing.assert_array_equal(backend.to_numpy(x), copy)

@@ -95,3 +95,22 @@ def test_linearize_of_a_mapped_function_and_refusal_inside_vmap(backend):
     np.testing.assert_array_equal(backend.to_numpy(f_jvp(ts)), backend.to_numpy(ad.jvp(ad.vmap(f), (xs,), (ts,))[1]))
     with pytest.raises(NotImplementedError, match=r"ad.linearize\(ad.vmap\(f\), xs\)"):
         ad.vmap(lambda x, t: ad.linearize(f, x)[1](t))(xs, ts)
+
+
+def test_a_tangent_for_a_constant_primal_is_refused(backend):
+    """f_jvp used to drop such a tangent silently (jvp refuses an integer primal's tangent and
+    differentiates along a Python float: f_jvp gave a different answer for the latter)."""
+    ns = backend.ns
+    x = backend.random((3,))
+    n = backend.asarray(np.arange(3))
+    f = lambda a, n, s: ns.sin(a) * ns.astype(n, a.dtype) * s  # noqa: E731
+    _, f_jvp = ad.linearize(f, x, n, 2.0)
+    t = backend.random((3,), seed=1)
+    np.testing.assert_array_equal(backend.to_numpy(f_jvp(t, None, None)),
+                                  backend.to_numpy(ad.jvp(f, (x, n, 2.0), (t, None, None))[1]))
+    with pytest.raises(ValueError, match=r"primals\[1\] has integer or boolean dtype.*pass None or ad.Zero"):
+        f_jvp(t, n, None)
+    with pytest.raises(ValueError, match=r"primals\[2\] is a Python float.*linearize at a 0-d array"):
+        f_jvp(t, None, 1.0)
+    with pytest.raises(TypeError, match="linearize: f must be callable"):
+        ad.linearize(None, x)

@@ -19,11 +19,18 @@ from .vmap import vmap
 
 
 def _argnums(argnums: Any, n_args: int) -> tuple[int, ...]:
+    if not isinstance(argnums, (int, tuple, list)) or isinstance(argnums, bool):
+        raise TypeError(f"jacfwd: argnums must be an int or a tuple of ints, got {argnums!r}")
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not nums:
+        raise ValueError("jacfwd: argnums is empty; name at least one positional argument to differentiate")
     for k in nums:
-        if not isinstance(k, int) or not -n_args <= k < n_args:
+        if not isinstance(k, int) or isinstance(k, bool) or not -n_args <= k < n_args:
             raise ValueError(f"jacfwd: argnums {argnums!r} does not fit a call with {n_args} positional arguments")
-    return tuple(k % n_args for k in nums)
+    normalised = tuple(k % n_args for k in nums)
+    if len(set(normalised)) < len(normalised):
+        raise ValueError(f"jacfwd: argnums {argnums!r} names an argument twice; name each argument once")
+    return normalised
 
 
 def _basis(leaves: list, names: list[str]) -> tuple[list, int]:
@@ -49,13 +56,20 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
     Returns a function of ``f``'s arguments giving, for every output leaf, an array of shape
     ``output.shape + input.shape`` for every input leaf of the arguments ``argnums`` (an int: the
     structure of that argument; a tuple: a tuple of them). With ``has_aux`` ``f`` returns ``(output,
-    aux)`` and the result is ``(jacobian, aux)``. All directions are pushed through one ``jvp`` under
-    ``vmap``: a factorisation in ``f`` is computed once, whatever the number of inputs.
+    aux)`` and the result is ``(jacobian, aux)``. Keyword arguments are passed to ``f`` as they are (not
+    differentiated, as in JAX). All directions are pushed through one ``jvp`` under ``vmap``: a
+    factorisation in ``f`` is computed once, whatever the number of inputs.
     """
     if not callable(f):
         raise TypeError(f"jacfwd: f must be callable, got {type(f).__name__}")
 
-    def jacobian(*args: Any) -> Any:
+    def _output(out: Any) -> Any:
+        if has_aux and not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise TypeError(f"jacfwd: with has_aux=True f must return a pair (output, aux), got "
+                            f"{type(out).__name__}{f' of length {len(out)}' if isinstance(out, (tuple, list)) else ''}")
+        return out
+
+    def jacobian(*args: Any, **kwargs: Any) -> Any:
         nums = _argnums(argnums, len(args))
         dynamic = tuple(args[k] for k in nums)
         paths, leaves, spec = optree.tree_flatten_with_path(dynamic)
@@ -65,7 +79,7 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
             tangents = [None] * len(args)
             for k, t in zip(nums, optree.tree_unflatten(spec, list(tangent_leaves))):
                 tangents[k] = t
-            out, dout = jvp(f, args, tuple(tangents))
+            out, dout = jvp(lambda *a: _output(f(*a, **kwargs)), args, tuple(tangents))
             if any(type(t) is Zero for t in optree.tree_leaves(dout, is_leaf=lambda t: type(t) is Zero)):
                 raise TypeError("jacfwd: f has an integer or boolean output, which has no derivative")
             if has_aux:

@@ -39,6 +39,8 @@ def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable]:
     dtypes of ``primals`` (``None`` or ``ad.Zero``: no perturbation); ``f_jvp`` accepts batched
     tangents through ``vmap`` (``vmap(f_jvp)(stacked)``: many directions, one pass each primitive).
     """
+    if not callable(f):
+        raise TypeError(f"linearize: f must be callable, got {type(f).__name__}")
     paths, leaves, spec = optree.tree_flatten_with_path(primals, none_is_leaf=True)
     if any(type(strip(leaf)) is Batched for leaf in leaves):
         raise NotImplementedError("linearize of primals mapped by an enclosing vmap is not supported; linearize "
@@ -66,9 +68,18 @@ def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable]:
             raise ValueError(f"f_jvp: tangents must have the structure of the primals ({spec})") from None
         env: list[Any] = [None] * program.n_vars
         for path, var, reference, t, primal in zip(paths, in_vars, shapes, t_leaves, leaves):
+            no_tangent = t is None or t is Zero or type(t) is Zero
             if var is None:
+                if not no_tangent:
+                    name = f"primals{''.join(f'[{p!r}]' for p in path)}"
+                    if hasattr(primal, "dtype"):  # (as jvp refuses it)
+                        raise ValueError(f"f_jvp: {name} has integer or boolean dtype {primal.dtype}: it has no "
+                                         f"tangent; pass None or ad.Zero")
+                    raise ValueError(f"f_jvp: {name} is a Python {type(primal).__name__}, a constant of linearize: "
+                                     f"pass None or ad.Zero as its tangent, or linearize at a 0-d array to "
+                                     f"differentiate along it")
                 continue
-            if t is None or t is Zero or type(t) is Zero:
+            if no_tangent:
                 t = instantiate(Zero.like(strip(primal)), primal)
             elif (tuple(t.shape), t.dtype) != reference:
                 raise ValueError(f"f_jvp: tangent for primals{''.join(f'[{p!r}]' for p in path)} has shape "
