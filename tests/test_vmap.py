@@ -271,3 +271,18 @@ def test_large_shared_operands_fold_into_one_product(backend, left, lower, trans
     for args, in_axes in (([t, shared], [0, None]), ([shared, t], [None, 0])):
         _leaves_close(backend, ad.vmap(product, in_axes=tuple(in_axes))(*args), _loop(backend, product, args, in_axes),
                       rtol=1e-9, atol=1e-10)
+
+
+def test_keywords_none_and_axis_size_as_jax(backend):
+    """Keyword arguments are mapped over axis 0 and None is an empty subtree (both used to raise: the
+    keyword with a message naming the user's function), a bad axis_size is refused (was truncated)."""
+    x, w = backend.random((B, 2)), backend.random((B, 1), seed=1)
+    got = ad.vmap(lambda a, scale=None, mask=None: a * scale)(x, scale=w, mask=None)
+    np.testing.assert_array_equal(backend.to_numpy(got), backend.to_numpy(x) * backend.to_numpy(w))
+    assert ad.vmap(lambda a, b: a)(x, None).shape == (B, 2)
+    assert ad.vmap(lambda d: d["a"])({"a": x, "b": None}).shape == (B, 2)
+    with pytest.raises(ValueError, match=r"different sizes \(args\[0\]: 3, kwargs\['scale'\]: 2\)"):
+        ad.vmap(lambda a, scale: a * scale)(x, scale=backend.random((2,)))
+    for bad in (2.5, -1, True):
+        with pytest.raises(ValueError, match=f"axis_size must be a non-negative int.*got {bad}"):
+            ad.vmap(lambda a: a, in_axes=None, axis_size=bad)(x)
