@@ -115,6 +115,26 @@ def test_static_argnums(backend):
         ad.jit(lambda x, d: x, static_argnums=1)(x, {})
 
 
+def test_static_argnums_positions(backend):
+    """An index past the arguments of a call used to wrap around (``k % len(args)``): the array argument
+    was taken as static. Now checked against f's parameters, and ignored for a call that passes that
+    argument by keyword or not at all (its default), as jax.jit does."""
+    def scaled(x, n=2):
+        return x * n
+
+    x = backend.random((3,))
+    compiled = ad.jit(scaled, static_argnums=1)
+    for got, want in ((compiled(x), scaled(x)), (compiled(x, n=3), scaled(x, 3)), (compiled(x, 3), scaled(x, 3))):
+        _assert_identical(backend, got, want)
+    _assert_identical(backend, ad.jit(scaled, static_argnums=-1)(x, 4), scaled(x, 4))
+    with pytest.raises(ValueError, match=r"static_argnums=3 but f takes 2 positional argument\(s\)"):
+        ad.jit(scaled, static_argnums=3)
+    with pytest.raises(TypeError, match="static_argnums must be an int or a tuple of ints"):
+        ad.jit(scaled, static_argnums="n")
+    variadic = ad.jit(lambda *args: args[0] * args[-1], static_argnums=2)  # no signature to check: per call
+    _assert_identical(backend, variadic(x, x), x * x)
+
+
 def test_compositions(backend):
     ns = backend.ns
 

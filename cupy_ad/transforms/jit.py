@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import operator
 import struct
 import threading
@@ -448,6 +449,24 @@ def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, 
     return program, optree.tree_unflatten(out_spec, [build(d, env, outer) for d in outputs])
 
 
+def _static_positions(f: Callable, static_argnums: Any) -> tuple[int, ...]:
+    """``static_argnums`` as a tuple, checked against ``f``'s positional parameters where its signature
+    lists them (negative positions counted from the last of them, as in JAX)."""
+    nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    if any(type(k) is not int for k in nums):
+        raise TypeError(f"jit: static_argnums must be an int or a tuple of ints, got {static_argnums!r}")
+    try:
+        parameters = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):  # (no signature: checked per call)
+        return nums
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return nums
+    n = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+    if any(not -n <= k < n for k in nums):
+        raise ValueError(f"jit: static_argnums={static_argnums!r} but f takes {n} positional argument(s)")
+    return tuple(k % n for k in nums)
+
+
 def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Callable:
     """``f`` compiled: its program recorded on the first call of each signature, then replayed.
 
@@ -456,14 +475,15 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     the steps are the calls ``f`` made), and within rounding where the backend fuses elementwise
     runs into one kernel (CuPy). Composes with ``jvp``, ``vmap``, ``jacfwd``, ``scan`` in
     either order (see the module docstring). ``static_argnums``: positional arguments passed as they
-    are and part of the signature by value (hashable). Python scalars among the arguments are part of
+    are and part of the signature by value (hashable; passed by keyword instead, a Python value is part
+    of the signature as any other; an index beyond ``f``'s positional parameters is refused). Python scalars among the arguments are part of
     the signature too (pass 0-d arrays for values that change from call to call). A changed global or
     closed-over value is not seen by a replay, as with ``jax.jit``. ``bool()`` of a traced value
     records a guard (a new outcome: a new recording); ``float()``, ``int()`` raise a ``TypeError``.
     """
     if not callable(f):
         raise TypeError(f"jit: f must be callable, got {type(f).__name__}")
-    static_nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    static_nums = _static_positions(f, static_argnums)
     cache: dict = {}
     by_arrays: dict = {}  # the same programs by the signature of positional plain arrays
 
@@ -482,8 +502,8 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
                     except Diverged:
                         continue
         static: dict = {}
-        if static_nums and args:
-            nums = {k % len(args) for k in static_nums}
+        nums = {k if k >= 0 else k + len(args) for k in static_nums} & set(range(len(args)))
+        if nums:  # (a static argument not passed positionally, by keyword or its default, is not among args)
             static = {k: args[k] for k in nums}
             args_ = tuple(a for k, a in enumerate(args) if k not in nums)
         else:
