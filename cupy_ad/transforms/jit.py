@@ -44,7 +44,8 @@ batched structure of every input (levels by rank, batch axes, symbolic-zero tang
 ``static_argnums`` arguments and of Python scalars, floats bit for bit (0.0 and -0.0 differ, a NaN
 matches a NaN): they are constants of the program, so a changed one means a new recording. As with
 ``jax.jit``, a global or closed-over value that changes between calls is not seen: the program keeps
-the value of the recording call.
+the value of the recording call (a closed-over array written in place is partly seen: its constant-folded
+uses are not, the steps combining it with an argument read it again; pass such an array as an argument).
 
 Value-dependent Python control flow: ``bool()`` of a traced value (``if``, ``while``, the host checks
 of the linear-algebra rules) records a guard: a replay whose outcome differs stops and the call is
