@@ -190,3 +190,16 @@ def test_bad_argnums_and_aux_are_refused_and_keywords_pass_through(backend):
     hess = ad.hessian(lambda a, scale=1.0: ns.sum(a ** 3) * scale)(x, scale=2.0)
     np.testing.assert_allclose(backend.to_numpy(hess), np.diag(12.0 * copy), rtol=1e-14)
     np.testing.assert_array_equal(backend.to_numpy(x), copy)
+
+
+def test_the_jacobian_of_a_linear_map_is_an_array_of_its_own(backend):
+    """Where f passes the basis through (identity, slices, reshapes) the Jacobian was NumPy's read-only,
+    self-overlapping view of one vector: writing into it raised."""
+    x = backend.random((3,))
+    for f, want in ((lambda a: a, np.eye(3)), (lambda a: a[1:], np.eye(3)[1:]),
+                    (lambda a: backend.ns.reshape(a, (3, 1)), np.eye(3)[:, None, :])):
+        jac = ad.jacfwd(f)(x)
+        jac[(0,) * jac.ndim] = 5.0
+        want = want.copy()
+        want[(0,) * want.ndim] = 5.0
+        np.testing.assert_array_equal(backend.to_numpy(jac), want)

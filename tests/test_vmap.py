@@ -286,3 +286,14 @@ def test_keywords_none_and_axis_size_as_jax(backend):
     for bad in (2.5, -1, True):
         with pytest.raises(ValueError, match=f"axis_size must be a non-negative int.*got {bad}"):
             ad.vmap(lambda a: a, in_axes=None, axis_size=bad)(x)
+
+
+def test_an_output_shared_by_every_example_is_an_array_of_its_own(backend):
+    """An unmapped output stacked by out_axes was a broadcast view (NumPy: read-only; CuPy: one write
+    reaches every example); now a stack as a loop gives."""
+    shared = backend.random((3,))
+    out = ad.vmap(lambda a: (a, shared))(backend.random((B, 2)))[1]
+    out[0, 0] = 5.0
+    want = np.stack([backend.to_numpy(shared)] * B)
+    want[0, 0] = 5.0
+    np.testing.assert_array_equal(backend.to_numpy(out), want)

@@ -127,6 +127,9 @@ class NumpyBackend(Backend):
                                                writeable=False)
         return view
 
+    def writable(self, x: Any) -> Any:
+        return x if x.flags.writeable else x.copy()
+
     def lu_factor(self, a: Any) -> tuple[Any, Any]:
         if a.size == 0:  # SciPy refuses empty batches; the factors of nothing are empty
             dtype = np.result_type(a.dtype, np.float32)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import optree
 
 from ..backends import backend_of, default_backend, is_array
-from ..values import Dual, Zero, base_array
+from ..values import Batched, Dual, Recorded, Zero, base_array
 from ..namespace import permute_dims, reshape
 from ..namespace._rules import is_inexact_dtype
 from .jvp import jvp
@@ -33,8 +33,9 @@ def _argnums(argnums: Any, n_args: int) -> tuple[int, ...]:
     return normalised
 
 
-def _basis(leaves: list, names: list[str]) -> tuple[list, int]:
-    """The standard basis of the inputs: for each leaf, N stacked tangents of its shape (N = all entries)."""
+def _basis(leaves: list, names: list[str]) -> tuple[list, int, Any]:
+    """The standard basis of the inputs: for each leaf, N stacked tangents of its shape (N = all entries);
+    their number N and their backend."""
     for name, leaf in zip(names, leaves):
         if not (isinstance(leaf, Dual) or is_array(leaf)) or not is_inexact_dtype(leaf):
             raise TypeError(f"jacfwd: {name} must be a floating-point array (differentiated inputs are; pass "
@@ -47,7 +48,7 @@ def _basis(leaves: list, names: list[str]) -> tuple[list, int]:
         rows = backend.unit_rows(total, size, offset, leaf.dtype)  # (N, size): ones where row = offset + column
         basis.append(backend.xp.reshape(rows, (total, *leaf.shape)))
         offset += size
-    return basis, total
+    return basis, total, backend
 
 
 def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: bool = False) -> Callable:
@@ -73,7 +74,8 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
         nums = _argnums(argnums, len(args))
         dynamic = tuple(args[k] for k in nums)
         paths, leaves, spec = optree.tree_flatten_with_path(dynamic)
-        basis, total = _basis(leaves, [f"args[{nums[p[0]]}]" + "".join(f"[{q!r}]" for q in p[1:]) for p in paths])
+        names = [f"args[{nums[p[0]]}]" + "".join(f"[{q!r}]" for q in p[1:]) for p in paths]
+        basis, total, backend = _basis(leaves, names)
 
         def pushforward(*tangent_leaves: Any) -> Any:
             tangents = [None] * len(args)
@@ -98,6 +100,8 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
                 k = len(leaf.shape)
                 columns.append(permute_dims(block, (*range(k, k + out_ndim), *range(k))))
                 offset += size
+            if not isinstance(t, (Dual, Batched, Recorded)):  # (f linear: the basis' read-only view may show)
+                columns = [backend.writable(c) for c in columns]
             tree = optree.tree_unflatten(spec, columns)
             return tree[0] if isinstance(argnums, int) else tree
 

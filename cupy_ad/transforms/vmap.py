@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import optree
 
-from ..backends import is_array
-from ..values import Batched, Dual, check_alive, new_level
+from ..backends import backend_of, is_array
+from ..values import Batched, Dual, Recorded, check_alive, new_level
 from ..namespace import broadcast_to, expand_dims, moveaxis
 
 
@@ -105,7 +105,11 @@ def _output(leaf: Any, axis: int | None, level: int, size: int, path: tuple) -> 
         value = expand_dims(value, axis=axis)
         shape = list(value.shape)
         shape[axis] = size
-        return broadcast_to(value, tuple(shape))
+        if isinstance(value, (Dual, Batched, Recorded)):
+            return broadcast_to(value, tuple(shape))
+        # a result for the user: its own memory, as a loop's stack (a broadcast view is read-only on NumPy and
+        # writes through to every example on CuPy)
+        return backend_of(value).xp.asarray(broadcast_to(value, tuple(shape)), copy=True)
     return value if batch_axis == axis else moveaxis(value, batch_axis, axis)
 
 
