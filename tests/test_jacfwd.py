@@ -203,3 +203,28 @@ def test_the_jacobian_of_a_linear_map_is_an_array_of_its_own(backend):
         want = want.copy()
         want[(0,) * want.ndim] = 5.0
         np.testing.assert_array_equal(backend.to_numpy(jac), want)
+
+
+def test_complex_inputs_need_holomorphic_as_in_jax(backend):
+    """A complex input used to get the real basis only, silently: jacfwd(conj) gave the identity. Now
+    refused unless holomorphic=True, which gives the complex derivative (against a complex difference
+    quotient, and the Hessian against the second derivative); hessian takes has_aux as JAX's."""
+    ns = backend.ns
+    z = backend.asarray(np.array([1 + 2j, 0.5 - 1j]))
+    with pytest.raises(TypeError, match=r"args\[0\] has dtype .*complex128.*needs holomorphic=True"):
+        ad.jacfwd(ns.conj)(z)
+    with pytest.raises(TypeError, match="holomorphic=True takes complex inputs only"):
+        ad.jacfwd(ns.sin, holomorphic=True)(ns.real(z))
+    with pytest.raises(TypeError, match="holomorphic=True needs complex outputs"):
+        ad.jacfwd(ns.abs, holomorphic=True)(z)
+    z_np, step = backend.to_numpy(z), 1e-7j  # holomorphic: the same quotient along any complex step
+    jac = backend.to_numpy(ad.jacfwd(lambda a: ns.sin(a) * a, holomorphic=True)(z))
+    fd = [(np.sin(z_np + step * e) * (z_np + step * e) - np.sin(z_np - step * e) * (z_np - step * e)) / (2 * step)
+          for e in np.eye(2)]
+    np.testing.assert_allclose(jac, np.stack(fd, axis=-1), rtol=1e-8)
+    hess = backend.to_numpy(ad.hessian(lambda a: ns.sum(ns.sin(a) * a), holomorphic=True)(z))
+    np.testing.assert_allclose(hess, np.diag(2 * np.cos(z_np) - z_np * np.sin(z_np)), rtol=1e-12)
+    x = backend.random((3,))
+    hess, aux = ad.hessian(lambda a: (ns.sum(a ** 3), a * 2.0), has_aux=True)(x)
+    np.testing.assert_allclose(backend.to_numpy(hess), np.diag(6.0 * backend.to_numpy(x)), rtol=1e-13)
+    np.testing.assert_array_equal(backend.to_numpy(aux), 2.0 * backend.to_numpy(x))

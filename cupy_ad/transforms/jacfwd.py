@@ -13,7 +13,7 @@ import optree
 from ..backends import backend_of, default_backend, is_array
 from ..values import Batched, Dual, Recorded, Zero, base_array
 from ..namespace import permute_dims, reshape
-from ..namespace._rules import is_inexact_dtype
+from ..namespace._rules import is_complex_dtype, is_inexact_dtype
 from .jvp import jvp
 from .vmap import vmap
 
@@ -33,13 +33,18 @@ def _argnums(argnums: Any, n_args: int) -> tuple[int, ...]:
     return normalised
 
 
-def _basis(leaves: list, names: list[str]) -> tuple[list, int, Any]:
+def _basis(leaves: list, names: list[str], holomorphic: bool) -> tuple[list, int, Any]:
     """The standard basis of the inputs: for each leaf, N stacked tangents of its shape (N = all entries);
     their number N and their backend."""
     for name, leaf in zip(names, leaves):
         if not (isinstance(leaf, Dual) or is_array(leaf)) or not is_inexact_dtype(leaf):
             raise TypeError(f"jacfwd: {name} must be a floating-point array (differentiated inputs are; pass "
                             f"others through argnums' complement), got {getattr(leaf, 'dtype', type(leaf).__name__)}")
+        if is_complex_dtype(leaf) != holomorphic:  # (the real basis of a complex input spans half its directions)
+            raise TypeError(f"jacfwd: {name} has dtype {leaf.dtype}; " + (
+                "holomorphic=True takes complex inputs only" if holomorphic else
+                "a complex input needs holomorphic=True (the complex derivative of a holomorphic f, as in JAX); "
+                "for a non-holomorphic f differentiate along its real and imaginary parts (jvp, or real inputs)"))
     sizes = [math.prod(leaf.shape) for leaf in leaves]
     total = sum(sizes)
     backend = backend_of(base_array(leaves[0])) if leaves else default_backend()
@@ -51,15 +56,18 @@ def _basis(leaves: list, names: list[str]) -> tuple[list, int, Any]:
     return basis, total, backend
 
 
-def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: bool = False) -> Callable:
+def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: bool = False,
+           holomorphic: bool = False) -> Callable:
     """The Jacobian of ``f`` by forward mode, as ``jax.jacfwd``.
 
     Returns a function of ``f``'s arguments giving, for every output leaf, an array of shape
     ``output.shape + input.shape`` for every input leaf of the arguments ``argnums`` (an int: the
     structure of that argument; a tuple: a tuple of them). With ``has_aux`` ``f`` returns ``(output,
     aux)`` and the result is ``(jacobian, aux)``. Keyword arguments are passed to ``f`` as they are (not
-    differentiated, as in JAX). All directions are pushed through one ``jvp`` under ``vmap``: a
-    factorisation in ``f`` is computed once, whatever the number of inputs.
+    differentiated, as in JAX). Complex inputs need ``holomorphic=True`` (then the Jacobian is the
+    complex derivative, f and its inputs and outputs complex), as in JAX. All directions are pushed
+    through one ``jvp`` under ``vmap``: a factorisation in ``f`` is computed once, whatever the number
+    of inputs.
     """
     if not callable(f):
         raise TypeError(f"jacfwd: f must be callable, got {type(f).__name__}")
@@ -75,7 +83,7 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
         dynamic = tuple(args[k] for k in nums)
         paths, leaves, spec = optree.tree_flatten_with_path(dynamic)
         names = [f"args[{nums[p[0]]}]" + "".join(f"[{q!r}]" for q in p[1:]) for p in paths]
-        basis, total, backend = _basis(leaves, names)
+        basis, total, backend = _basis(leaves, names, holomorphic)
 
         def pushforward(*tangent_leaves: Any) -> Any:
             tangents = [None] * len(args)
@@ -84,6 +92,8 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
             out, dout = jvp(lambda *a: _output(f(*a, **kwargs)), args, tuple(tangents))
             if any(type(t) is Zero for t in optree.tree_leaves(dout, is_leaf=lambda t: type(t) is Zero)):
                 raise TypeError("jacfwd: f has an integer or boolean output, which has no derivative")
+            if holomorphic and not all(map(is_complex_dtype, optree.tree_leaves(dout[0] if has_aux else dout))):
+                raise TypeError("jacfwd: holomorphic=True needs complex outputs; f has a real one")
             if has_aux:
                 return out[0], dout[0], out[1]
             return out, dout, None
@@ -111,10 +121,13 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
     return jacobian
 
 
-def hessian(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable:
+def hessian(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: bool = False,
+            holomorphic: bool = False) -> Callable:
     """The Hessian of scalar-valued ``f``: ``jacfwd(jacfwd(f, argnums), argnums)``, shape
-    ``input.shape + input.shape`` per pair of inputs (as ``jax.hessian``)."""
-    return jacfwd(jacfwd(f, argnums), argnums)
+    ``input.shape + input.shape`` per pair of inputs (as ``jax.hessian``, ``has_aux`` and
+    ``holomorphic`` included)."""
+    inner = jacfwd(f, argnums, has_aux=has_aux, holomorphic=holomorphic)
+    return jacfwd(inner, argnums, has_aux=has_aux, holomorphic=holomorphic)
 
 
 __all__ = ["hessian", "jacfwd"]
