@@ -229,6 +229,8 @@ def test_bad_input_names_the_argument_and_the_fix(backend):
         ad.vmap(lambda a: a, out_axes=3)(x)
     with pytest.raises(TypeError, match=r"output\[1\] is a str"):
         ad.vmap(lambda a: (a, "no"))(x)
+    with pytest.raises(TypeError, match=r"output\[1\] is a float \(a constant: return xp.asarray"):
+        ad.vmap(lambda a: (a, 2.0))(x)
     with pytest.raises(TypeError, match=r"args\[1\] is a float.*in_axes None"):
         ad.vmap(lambda a, s: a * s)(x, 2.0)
     with pytest.raises(ValueError, match="axis_size"):

@@ -90,7 +90,8 @@ def _output(leaf: Any, axis: int | None, level: int, size: int, path: tuple) -> 
         check_alive(leaf)
         value, batch_axis = leaf, None
     else:
-        raise TypeError(f"vmap: f must return arrays or pytrees of arrays; {name} is a {type(leaf).__name__}")
+        hint = " (a constant: return xp.asarray(...) of it)" if isinstance(leaf, numbers.Number) else ""
+        raise TypeError(f"vmap: f must return arrays or pytrees of arrays; {name} is a {type(leaf).__name__}{hint}")
     if axis is None:
         if batch_axis is not None:
             raise ValueError(f"vmap: out_axes is None for {name}, but it differs from example to example; give it "
