@@ -114,3 +114,20 @@ def test_a_tangent_for_a_constant_primal_is_refused(backend):
         f_jvp(t, None, 1.0)
     with pytest.raises(TypeError, match="linearize: f must be callable"):
         ad.linearize(None, x)
+
+
+def test_tangents_f_jvp_takes_and_refuses_as_jvp_does(backend):
+    """A Python number as a tangent (jvp takes it; f_jvp raised AttributeError), a non-array, an array of
+    another backend (the message printed two equal-looking dtypes), a stack of tangents (pointed to vmap)."""
+    ns = backend.ns
+    x = backend.asarray(0.5)
+    _, f_jvp = ad.linearize(ns.sin, x)
+    np.testing.assert_array_equal(backend.to_numpy(f_jvp(2.0)), backend.to_numpy(ad.jvp(ns.sin, (x,), (2.0,))[1]))
+    with pytest.raises(TypeError, match=r"tangent for primals\[0\] must be an array, got list"):
+        f_jvp([1.0])
+    other = "numpy" if backend.name != "numpy" else "array_api_strict"
+    with pytest.raises(ValueError, match=f"tangent for primals\\[0\\] is a {other} array but the primal is"):
+        f_jvp(ad.namespace(other).asarray(1.0))
+    _, f_jvp = ad.linearize(ns.sin, backend.random((3,)))
+    with pytest.raises(ValueError, match=r"for a stack of 4 tangents use ad.vmap\(f_jvp\)\(stacked\)"):
+        f_jvp(backend.random((4, 3)))

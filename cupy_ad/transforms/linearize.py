@@ -21,14 +21,35 @@ clustered values take eigendecompositions of tangent blocks) would need marking 
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable
 
 import optree
 
+from ..backends import backend_of, is_array
 from ..core import bind
-from ..values import Batched, Recorded, Var, Zero, new_level, program_of, strip
+from ..values import Batched, Dual, Recorded, Var, Zero, base_array, new_level, program_of, strip
 from ..namespace._rules import instantiate, is_inexact_dtype
 from .jvp import jvp
+
+
+def _checked(name: str, t: Any, primal: Any, reference: tuple) -> Any:
+    """The tangent ``t`` for ``primal`` as ``jvp`` takes it (a Python number: an array of the backend's), or a
+    ``ValueError`` naming the primal and what differs."""
+    backend = backend_of(base_array(primal))
+    if isinstance(t, numbers.Number):
+        t = backend.xp.asarray(t)
+    elif not (isinstance(t, Dual) or is_array(t)):
+        raise TypeError(f"f_jvp: the tangent for {name} must be an array, got {type(t).__name__}")
+    if backend_of(base_array(t)).name != backend.name:
+        raise ValueError(f"f_jvp: the tangent for {name} is a {backend_of(base_array(t)).name} array but the primal "
+                         f"is {backend.name}")
+    if (tuple(t.shape), t.dtype) != reference:
+        stacked = tuple(t.shape[1:]) == reference[0] and t.dtype == reference[1]
+        raise ValueError(f"f_jvp: tangent for {name} has shape {tuple(t.shape)} and dtype {t.dtype}, but the primal "
+                         f"has shape {reference[0]} and dtype {reference[1]}" + (
+                             f"; for a stack of {t.shape[0]} tangents use ad.vmap(f_jvp)(stacked)" if stacked else ""))
+    return t
 
 
 def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable]:
@@ -79,13 +100,8 @@ def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable]:
                                      f"pass None or ad.Zero as its tangent, or linearize at a 0-d array to "
                                      f"differentiate along it")
                 continue
-            if no_tangent:
-                t = instantiate(Zero.like(strip(primal)), primal)
-            elif (tuple(t.shape), t.dtype) != reference:
-                raise ValueError(f"f_jvp: tangent for primals{''.join(f'[{p!r}]' for p in path)} has shape "
-                                 f"{tuple(t.shape)} and dtype {t.dtype}, but the primal has shape {reference[0]} "
-                                 f"and dtype {reference[1]}")
-            env[var.index] = t
+            env[var.index] = (instantiate(Zero.like(strip(primal)), primal) if no_tangent else
+                              _checked(f"primals{''.join(f'[{p!r}]' for p in path)}", t, primal, reference))
         for prim, args, params, outs in equations:
             result = bind(prim, *[env[a.index] if type(a) is Var else a for a in args], **params)
             if prim.multiple_results:
