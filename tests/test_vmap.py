@@ -299,3 +299,41 @@ def test_an_output_shared_by_every_example_is_an_array_of_its_own(backend):
     want = np.stack([backend.to_numpy(shared)] * B)
     want[0, 0] = 5.0
     np.testing.assert_array_equal(backend.to_numpy(out), want)
+
+
+def _scan_body(ns):
+    return lambda c, x: (c * 0.9 + ns.sin(x) * c, c * x)
+
+
+JAX_CASES = {  # name -> (the mapped function from (namespace, vmap, scan), inputs from a generator)
+    "dict_prefix_out_dict": (
+        lambda ns, vmap, scan: vmap(lambda d: {"p": d["a"] @ d["b"], "q": d["b"] * 2.0},
+                                    in_axes=({"a": 0, "b": None},), out_axes={"p": -1, "q": None}),
+        lambda rng: ({"a": rng.standard_normal((B, 2, 3)), "b": rng.standard_normal(3)},)),
+    "negative_axes_nested": (
+        lambda ns, vmap, scan: vmap(vmap(lambda a, b: ns.sin(a) * b, in_axes=(1, None), out_axes=1),
+                                    in_axes=(-1, 0), out_axes=0),
+        lambda rng: (rng.standard_normal((2, 4, B)), rng.standard_normal((B,)))),
+    "tuple_prefix_none_leaf": (
+        lambda ns, vmap, scan: vmap(lambda p, s: (p[0] @ p[1], s * p[1]), in_axes=((0, None), None),
+                                    out_axes=(0, 1)),
+        lambda rng: ((rng.standard_normal((B, 2, 3)), rng.standard_normal(3)), 1.5)),
+    "scan_batched_carry": (
+        lambda ns, vmap, scan: vmap(lambda c, xs: scan(_scan_body(ns), c, xs), in_axes=(0, 1)),
+        lambda rng: (rng.standard_normal((B, 2)), rng.standard_normal((4, B, 2)))),
+}
+
+
+@pytest.mark.parametrize("name", list(JAX_CASES))
+def test_against_jax(backend, name):
+    """in_axes / out_axes prefixes (dicts, tuples, None leaves, negative axes), nesting and scan under vmap
+    give JAX's structure, shapes and values."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    build, make_inputs = JAX_CASES[name]
+    inputs = make_inputs(np.random.default_rng(5))
+    ours = build(backend.ns, ad.vmap, ad.scan)(*optree.tree_map(
+        lambda a: backend.asarray(a) if isinstance(a, np.ndarray) else a, inputs))
+    theirs = build(jax.numpy, jax.vmap, jax.lax.scan)(*inputs)
+    theirs = optree.tree_map(lambda a: backend.asarray(np.asarray(a)), theirs)
+    _leaves_close(backend, ours, theirs, rtol=1e-12, atol=1e-14)
