@@ -278,6 +278,31 @@ def test_bool_records_a_guard_per_outcome(backend):
     assert len(compiled.cache) == 1
 
 
+def test_shapes_that_follow_values_record_a_guard(backend):
+    """x[mask], nonzero and unique make arrays whose shape follows the values, and Python read it
+    (``.shape[0]``, ``len``, a rule's zeros): replays used to reuse the recorded shape, giving wrong numbers
+    (the mean of the positives 3.0 for 2.0) or broadcast errors. Now a replay that meets another shape
+    records again, as a guard does; under jvp and in a scan's body too."""
+    ns = backend.ns
+
+    def mean_of_positives(a):
+        positive = a[a > 0]
+        distinct, (negative,) = ns.unique_values(a), ns.nonzero(a < 0)
+        return (ns.sum(positive * positive) / positive.shape[0] + ns.sum(distinct) * distinct.shape[0]
+                + ns.sum(ns.take(a, negative) * ns.ones(negative.shape[0])))
+
+    compiled = ad.jit(lambda a, t: ad.jvp(mean_of_positives, (a,), (t,)))
+    t = backend.random((4,))
+    for values in ([1.0, 2.0, -1.0, -3.0], [1.0, 2.0, 3.0, -3.0], [1.0, -2.0, -2.0, -3.0], [1.0, 2.0, -1.0, -3.0]):
+        a = backend.asarray(np.array(values))
+        _assert_identical(backend, compiled(a, t), ad.jvp(mean_of_positives, (a,), (t,)))
+    assert [len(variants) for variants in compiled.cache.values()] == [3]
+    body = lambda c, x: (c + ns.sum(x[x > 0]) / x[x > 0].shape[0], c)  # noqa: E731
+    xs = backend.asarray(np.array([[1.0, -1.0, 2.0], [1.0, 1.0, 2.0], [-1.0, -1.0, 2.0]]))
+    c0 = backend.asarray(0.0)
+    _assert_identical(backend, ad.scan(ad.jit(body), c0, xs), ad.scan(body, c0, xs))
+
+
 def test_numpy_protocols_on_traced_values(backend):
     """np.sin(x), np.sum(x), np.add.reduce(x), np.linalg.norm(x) inside jit: the namespace's functions, as on
     duals (the results and their backend are the eager jvp's); out= is refused as there."""

@@ -49,7 +49,9 @@ uses are not, the steps combining it with an argument read it again; pass such a
 
 Value-dependent Python control flow: ``bool()`` of a traced value (``if``, ``while``, the host checks
 of the linear-algebra rules) records a guard: a replay whose outcome differs stops and the call is
-recorded again for the new outcome (up to ``MAX_VARIANTS`` programs per signature, then an error).
+recorded again for the new outcome (up to ``MAX_VARIANTS`` programs per signature, then an error). So
+does an array whose shape follows values (``x[mask]``, ``nonzero``, ``unique_*``: ``_VALUE_SHAPED``): Python
+may have read its shape (``.shape[0]``, a rule's zeros), so a replay checks it (``shape_guard``).
 ``float()``, ``int()``, ``.item()`` and conversion to NumPy raise a ``TypeError``: a number read from
 a traced value cannot be replayed.
 """
@@ -71,7 +73,7 @@ from ..backends import backend_of
 from ..values import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
 from ..namespace import namespace, numpy_protocols
 from ..namespace.indexing import _is_basic
-from .jit_program import Call, Diverged, Flattening, Method, Program, _is_array, build, guard, rebuild
+from .jit_program import Call, Diverged, Flattening, Method, Program, _is_array, build, guard, rebuild, shape_guard
 
 MAX_VARIANTS = 8
 
@@ -145,17 +147,35 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
     if _is_array(result):
         out = recording.slot(result)
         recording.steps.append((step, slots, out.var))
-        return out
-    out_leaves, out_spec = optree.tree_flatten(result, none_is_leaf=True)
-    for v in out_leaves:
-        if v is not None and not _is_array(v):
-            raise TypeError(f"jit: {getattr(fn, '__name__', fn)!r} returned a Python {type(v).__name__} computed "
-                            f"from a traced value; a replay could not reproduce it (use array results)")
-    outs = [recording.slot(v) for v in out_leaves]
-    if not (isinstance(result, tuple) and out_spec == optree.tree_structure(tuple(result), none_is_leaf=True)):
-        step = Flattening(step)
-    recording.steps.append((step, slots, tuple(o.var for o in outs)))
-    return optree.tree_unflatten(out_spec, [o if _is_array(o.value) else o.value for o in outs])
+        outs = [out]
+    else:
+        out_leaves, out_spec = optree.tree_flatten(result, none_is_leaf=True)
+        for v in out_leaves:
+            if v is not None and not _is_array(v):
+                raise TypeError(f"jit: {getattr(fn, '__name__', fn)!r} returned a Python {type(v).__name__} computed "
+                                f"from a traced value; a replay could not reproduce it (use array results)")
+        outs = [recording.slot(v) for v in out_leaves]
+        if not (isinstance(result, tuple) and out_spec == optree.tree_structure(tuple(result), none_is_leaf=True)):
+            step = Flattening(step)
+        recording.steps.append((step, slots, tuple(o.var for o in outs)))
+        out = optree.tree_unflatten(out_spec, [o if _is_array(o.value) else o.value for o in outs])
+    if _value_shaped(fn, args):
+        recording.steps.extend((shape_guard(o.value.shape), [o.var], None) for o in outs if _is_array(o.value))
+    return out
+
+
+# Functions whose result's shape can follow the values of their arguments (and ``x[mask]``): a replay checks
+# that shape (what follows may have read it: ``x[mask].shape[0]``, a rule's zeros of that shape).
+_VALUE_SHAPED = frozenset(("nonzero", "argwhere", "flatnonzero", "extract", "compress", "repeat", "trim_zeros",
+                           "unique", "unique_all", "unique_counts", "unique_inverse", "unique_values", "union1d",
+                           "intersect1d", "setdiff1d", "setxor1d"))
+
+
+def _value_shaped(fn: Callable, args: tuple) -> bool:
+    if fn is operator.getitem:  # x[mask]: a traced boolean mask among the key's entries
+        return any(type(k) is JitTraced and backend_of(k.value).xp.isdtype(k.dtype, "bool")
+                   for k in optree.tree_leaves(args[1], none_is_leaf=True))
+    return getattr(fn, "__name__", None) in _VALUE_SHAPED
 
 
 def _unflattening(fn: Callable, spec: Any, leaves: list, traced: list[int]) -> Callable:
@@ -530,7 +550,8 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
                     continue
             if len(variants) >= MAX_VARIANTS:
                 raise RuntimeError(f"jit: {MAX_VARIANTS} recordings of one signature differ in Python control flow "
-                                   f"on traced values (bool() of an array); use xp.where, or call f without jit")
+                                   f"on traced values (bool() of an array) or in shapes that follow values (x[mask], "
+                                   f"nonzero, unique); use xp.where, or call f without jit")
         program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels], raws,
                                levels)
         variants.append(program)
