@@ -228,3 +228,15 @@ def test_complex_inputs_need_holomorphic_as_in_jax(backend):
     hess, aux = ad.hessian(lambda a: (ns.sum(a ** 3), a * 2.0), has_aux=True)(x)
     np.testing.assert_allclose(backend.to_numpy(hess), np.diag(6.0 * backend.to_numpy(x)), rtol=1e-13)
     np.testing.assert_array_equal(backend.to_numpy(aux), 2.0 * backend.to_numpy(x))
+
+
+def test_empty_inputs(backend):
+    """An input with no entries has a Jacobian with no entries, as in JAX (NumPy's basis view raised
+    "negative dimensions"); argnums naming no array is refused by name (the message spoke of vmap)."""
+    ns = backend.ns
+    assert tuple(ad.jacfwd(lambda a: ns.sum(a) + 1.0)(ns.zeros((0,))).shape) == (0,)
+    assert tuple(ad.hessian(lambda a: ns.sum(a ** 2))(ns.zeros((0,))).shape) == (0, 0)
+    jac = ad.jacfwd(lambda a, b: a * b[0], argnums=(0, 1))(ns.zeros((0,)), backend.random((2,)))
+    assert [tuple(j.shape) for j in jac] == [(0, 0), (0, 2)]
+    with pytest.raises(ValueError, match="argnums 1 names hold no arrays"):
+        ad.jacfwd(lambda a, b: a, argnums=1)(ns.zeros((2,)), None)

@@ -83,6 +83,8 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
         dynamic = tuple(args[k] for k in nums)
         paths, leaves, spec = optree.tree_flatten_with_path(dynamic)
         names = [f"args[{nums[p[0]]}]" + "".join(f"[{q!r}]" for q in p[1:]) for p in paths]
+        if not leaves:
+            raise ValueError(f"jacfwd: the arguments argnums {argnums!r} names hold no arrays to differentiate")
         basis, total, backend = _basis(leaves, names, holomorphic)
 
         def pushforward(*tangent_leaves: Any) -> Any:
