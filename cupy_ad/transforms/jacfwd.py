@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import optree
 
-from ..backends import backend_of, default_backend, is_array
+from ..backends import backend_of, is_array
 from ..values import Batched, Dual, Recorded, Zero, base_array
 from ..namespace import permute_dims, reshape
 from ..namespace._rules import is_complex_dtype, is_inexact_dtype
@@ -47,7 +47,7 @@ def _basis(leaves: list, names: list[str], holomorphic: bool) -> tuple[list, int
                 "for a non-holomorphic f differentiate along its real and imaginary parts (jvp, or real inputs)"))
     sizes = [math.prod(leaf.shape) for leaf in leaves]
     total = sum(sizes)
-    backend = backend_of(base_array(leaves[0])) if leaves else default_backend()
+    backend = backend_of(base_array(leaves[0]))
     basis, offset = [], 0
     for leaf, size in zip(leaves, sizes):
         rows = backend.unit_rows(total, size, offset, leaf.dtype)  # (N, size): ones where row = offset + column
