@@ -303,6 +303,21 @@ def test_shapes_that_follow_values_record_a_guard(backend):
     _assert_identical(backend, ad.scan(ad.jit(body), c0, xs), ad.scan(body, c0, xs))
 
 
+def test_jacfwd_of_a_function_indexing_with_traced_keys(backend):
+    """Under jit the directions of jacfwd were a raw array, and a boolean mask or an index array of more than
+    one dimension computed from the input met them in x[key] as a raw array indexed by a traced key (refused
+    as a conversion to NumPy); the basis is now a constant of the recording."""
+    ns = backend.ns
+
+    def f(a):
+        return a[a > 0] * ns.sum(a[ns.reshape(ns.argsort(a), (3, 1))], axis=1)[:1]
+
+    compiled = ad.jit(ad.jacfwd(f))
+    for values in ([1.0, -1.0, 2.0], [1.0, 1.0, 2.0], [1.0, -1.0, 2.0]):
+        a = backend.asarray(np.array(values))
+        _assert_identical(backend, compiled(a), ad.jacfwd(f)(a))
+
+
 def test_numpy_protocols_on_traced_values(backend):
     """np.sin(x), np.sum(x), np.add.reduce(x), np.linalg.norm(x) inside jit: the namespace's functions, as on
     duals (the results and their backend are the eager jvp's); out= is refused as there."""

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import optree
 
 from ..backends import backend_of, is_array
-from ..values import Batched, Dual, Recorded, Zero, base_array
+from ..values import Batched, Dual, JitTraced, Recorded, Zero, base_array, program_of
 from ..namespace import permute_dims, reshape
 from ..namespace._rules import is_complex_dtype, is_inexact_dtype
 from .jvp import jvp
@@ -47,11 +47,15 @@ def _basis(leaves: list, names: list[str], holomorphic: bool) -> tuple[list, int
                 "for a non-holomorphic f differentiate along its real and imaginary parts (jvp, or real inputs)"))
     sizes = [math.prod(leaf.shape) for leaf in leaves]
     total = sum(sizes)
-    backend = backend_of(base_array(leaves[0]))
+    base = base_array(leaves[0])
+    backend = backend_of(base)
+    # inside a jit recording the basis is one of its constants, so that what indexes it with traced keys
+    # (x[mask] of a direction stack) is recorded too
+    lift = program_of(base.level).constant if type(base) is JitTraced else (lambda b: b)
     basis, offset = [], 0
     for leaf, size in zip(leaves, sizes):
         rows = backend.unit_rows(total, size, offset, leaf.dtype)  # (N, size): ones where row = offset + column
-        basis.append(backend.xp.reshape(rows, (total, *leaf.shape)))
+        basis.append(lift(backend.xp.reshape(rows, (total, *leaf.shape))))
         offset += size
     return basis, total, backend
 
