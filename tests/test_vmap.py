@@ -31,7 +31,7 @@ CASES = {
     "getitem": (lambda ns, x: x[1:, ::2] * x[0, None, ...][..., :2], [(3, 4)]),
     "getitem_int_array": (lambda ns, x: x[:, 1][ns.asarray([0, 1, 0])][:, None] * x[1:, :], [(4, 2)]),
     "getitem_mask_index_2d": (lambda ns, x: x[ns.asarray([True, False, True])] * x[:, 0][ns.asarray([[0], [2]])],
-                              [(3, 2)]),  # (a shared mask, a 2-d index: array_api_strict indexes neither beside a slice)
+                              [(3, 2)]),  # (a shared mask, a 2-d index: array_api_strict takes neither beside a slice)
     "setitem": (lambda ns, x, v: _setitem(ns, x, v), [(3, 4), (4,)]),
     "take_sort": (lambda ns, x: ns.take(x, ns.asarray([1, 0, 1]), axis=1) + ns.sort(x, axis=1)[:, :3], [(2, 4)]),
     "take_along_argsort": (lambda ns, x: ns.take_along_axis(x, ns.argsort(x, axis=0), axis=0), [(3, 2)]),
