@@ -245,7 +245,7 @@ def test_bad_input_names_the_argument_and_the_fix(backend):
 
     with pytest.raises(TypeError, match=r"bool\(\) of a value inside vmap.*xp.where"):
         ad.vmap(branchy)(x)
-    with pytest.raises(TypeError, match=r"conversion to a NumPy array \(np.asarray in f, or a rule"):
+    with pytest.raises(TypeError, match=r"conversion to a NumPy array \(np.asarray in f; a NumPy array indexed"):
         ad.vmap(lambda a: np.asarray(a))(x)
     assert ad.vmap(lambda a, s: a * s, in_axes=(0, None))(x, 2.0).shape == (B, 2)
 
