@@ -247,6 +247,8 @@ def test_bad_input_names_the_argument_and_the_fix(backend):
         ad.vmap(branchy)(x)
     with pytest.raises(TypeError, match=r"conversion to a NumPy array \(np.asarray in f; a NumPy array indexed"):
         ad.vmap(lambda a: np.asarray(a))(x)
+    with pytest.raises(NotImplementedError, match=r"x\[mask\] with a mask that differs.*xp.where\(mask, x, 0\)"):
+        ad.vmap(lambda a: a[a > 0])(x)
     assert ad.vmap(lambda a, s: a * s, in_axes=(0, None))(x, 2.0).shape == (B, 2)
 
 

@@ -24,6 +24,9 @@ def _strip_index(k: Any) -> Any:
     k = strip(k)
     while type(k) is Batched:
         if k.axis is not None:
+            if _is_bool(k):  # (each example's result would have its own shape)
+                raise NotImplementedError("vmap: x[mask] with a mask that differs from example to example selects "
+                                          "a different number of entries in each; use xp.where(mask, x, 0)")
             raise NotImplementedError("vmap: x[index] with an index array that differs from example to "
                                       "example; use xp.take or xp.take_along_axis")
         k = strip(k.value)
