@@ -240,3 +240,20 @@ def test_empty_inputs(backend):
     assert [tuple(j.shape) for j in jac] == [(0, 0), (0, 2)]
     with pytest.raises(ValueError, match="argnums 1 names hold no arrays"):
         ad.jacfwd(lambda a, b: a, argnums=1)(ns.zeros((2,)), None)
+
+
+def test_python_float_inputs_as_jax(backend):
+    """A Python float is a 0-d input (it was refused), weakly typed in f as in jvp: float32 work stays float32;
+    the basis lives on the backend of the other arguments."""
+    ns = backend.ns
+    np.testing.assert_allclose(backend.to_numpy(ad.jacfwd(ns.sin)(1.0)), np.cos(1.0), rtol=1e-15)
+    np.testing.assert_allclose(backend.to_numpy(ad.hessian(lambda s: ns.sin(s) * s)(1.0)),
+                               2 * np.cos(1.0) - np.sin(1.0), rtol=1e-14)
+    x32 = backend.asarray(np.ones(2, np.float32))
+    assert ad.jacfwd(lambda s, x: s * x)(2.0, x32).dtype == x32.dtype  # (x an argument: the basis on its backend)
+    x = backend.random((2,))
+    jac_x, jac_s = ad.jacfwd(lambda a, s: a * s, argnums=(0, 1))(x, 3.0)
+    np.testing.assert_array_equal(backend.to_numpy(jac_x), 3.0 * np.eye(2))
+    np.testing.assert_array_equal(backend.to_numpy(jac_s), backend.to_numpy(x))
+    with pytest.raises(TypeError, match=r"args\[0\] must be a floating-point array or a Python float.*got int"):
+        ad.jacfwd(ns.sin)(1)

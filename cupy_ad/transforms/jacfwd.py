@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import optree
 
-from ..backends import backend_of, is_array
+from ..backends import backend_of, default_backend, is_array
 from ..values import Batched, Dual, JitTraced, Recorded, Zero, base_array, program_of
 from ..namespace import permute_dims, reshape
 from ..namespace._rules import is_complex_dtype, is_inexact_dtype
@@ -33,31 +33,40 @@ def _argnums(argnums: Any, n_args: int) -> tuple[int, ...]:
     return normalised
 
 
-def _basis(leaves: list, names: list[str], holomorphic: bool) -> tuple[list, int, Any]:
+def _basis(leaves: list, names: list[str], holomorphic: bool, args: tuple) -> tuple[list, list, Any]:
     """The standard basis of the inputs: for each leaf, N stacked tangents of its shape (N = all entries);
-    their number N and their backend."""
+    the leaves' shapes and the backend (the arguments' arrays', else the default one: a Python float is a
+    0-d input of the default floating dtype, as in JAX, and stays weakly typed in f)."""
+    array = next((leaf for leaf in optree.tree_leaves(args) if isinstance(leaf, Dual) or is_array(leaf)), None)
+    base = None if array is None else base_array(array)
+    backend = default_backend() if base is None else backend_of(base)
+    dtypes = []
     for name, leaf in zip(names, leaves):
-        if not (isinstance(leaf, Dual) or is_array(leaf)) or not is_inexact_dtype(leaf):
-            raise TypeError(f"jacfwd: {name} must be a floating-point array (differentiated inputs are; pass "
-                            f"others through argnums' complement), got {getattr(leaf, 'dtype', type(leaf).__name__)}")
-        if is_complex_dtype(leaf) != holomorphic:  # (the real basis of a complex input spans half its directions)
-            raise TypeError(f"jacfwd: {name} has dtype {leaf.dtype}; " + (
+        if type(leaf) in (float, complex):
+            dtypes.append(backend.xp.asarray(leaf).dtype)
+        elif (isinstance(leaf, Dual) or is_array(leaf)) and is_inexact_dtype(leaf):
+            dtypes.append(leaf.dtype)
+        else:
+            raise TypeError(f"jacfwd: {name} must be a floating-point array or a Python float (differentiated inputs "
+                            f"are; pass others through argnums' complement), got "
+                            f"{getattr(leaf, 'dtype', type(leaf).__name__)}")
+        if backend.xp.isdtype(dtypes[-1], "complex floating") != holomorphic:  # (the real basis of a complex
+            raise TypeError(f"jacfwd: {name} has dtype {dtypes[-1]}; " + (  # input spans half its directions)
                 "holomorphic=True takes complex inputs only" if holomorphic else
                 "a complex input needs holomorphic=True (the complex derivative of a holomorphic f, as in JAX); "
                 "for a non-holomorphic f differentiate along its real and imaginary parts (jvp, or real inputs)"))
-    sizes = [math.prod(leaf.shape) for leaf in leaves]
+    shapes = [tuple(getattr(leaf, "shape", ())) for leaf in leaves]
+    sizes = [math.prod(shape) for shape in shapes]
     total = sum(sizes)
-    base = base_array(leaves[0])
-    backend = backend_of(base)
     # inside a jit recording the basis is one of its constants, so that what indexes it with traced keys
     # (x[mask] of a direction stack) is recorded too
     lift = program_of(base.level).constant if type(base) is JitTraced else (lambda b: b)
     basis, offset = [], 0
-    for leaf, size in zip(leaves, sizes):
-        rows = backend.unit_rows(total, size, offset, leaf.dtype)  # (N, size): ones where row = offset + column
-        basis.append(lift(backend.xp.reshape(rows, (total, *leaf.shape))))
+    for shape, dtype, size in zip(shapes, dtypes, sizes):
+        rows = backend.unit_rows(total, size, offset, dtype)  # (N, size): ones where row = offset + column
+        basis.append(lift(backend.xp.reshape(rows, (total, *shape))))
         offset += size
-    return basis, total, backend
+    return basis, shapes, backend
 
 
 def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: bool = False,
@@ -68,7 +77,8 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
     ``output.shape + input.shape`` for every input leaf of the arguments ``argnums`` (an int: the
     structure of that argument; a tuple: a tuple of them). With ``has_aux`` ``f`` returns ``(output,
     aux)`` and the result is ``(jacobian, aux)``. Keyword arguments are passed to ``f`` as they are (not
-    differentiated, as in JAX). Complex inputs need ``holomorphic=True`` (then the Jacobian is the
+    differentiated, as in JAX). A Python float input is a 0-d one (weakly typed in ``f``, as in ``jvp``;
+    its directions on the backend of the other arguments' arrays). Complex inputs need ``holomorphic=True`` (then the Jacobian is the
     complex derivative, f and its inputs and outputs complex), as in JAX. All directions are pushed
     through one ``jvp`` under ``vmap``: a factorisation in ``f`` is computed once, whatever the number
     of inputs.
@@ -89,7 +99,7 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
         names = [f"args[{nums[p[0]]}]" + "".join(f"[{q!r}]" for q in p[1:]) for p in paths]
         if not leaves:
             raise ValueError(f"jacfwd: the arguments argnums {argnums!r} names hold no arrays to differentiate")
-        basis, total, backend = _basis(leaves, names, holomorphic)
+        basis, shapes, backend = _basis(leaves, names, holomorphic, args)
 
         def pushforward(*tangent_leaves: Any) -> Any:
             tangents = [None] * len(args)
@@ -105,15 +115,15 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
             return out, dout, None
 
         out, dout, aux = vmap(pushforward, out_axes=(None, 0, None))(*basis)
-        sizes = [math.prod(leaf.shape) for leaf in leaves]
 
         def split(t: Any) -> Any:
             # t stacks the directions first: each input's block, reshaped and permuted (views, no copy)
             columns, offset = [], 0
             out_ndim = t.ndim - 1
-            for leaf, size in zip(leaves, sizes):
-                block = reshape(t[offset:offset + size, ...], (*leaf.shape, *t.shape[1:]))
-                k = len(leaf.shape)
+            for shape in shapes:
+                size = math.prod(shape)
+                block = reshape(t[offset:offset + size, ...], (*shape, *t.shape[1:]))
+                k = len(shape)
                 columns.append(permute_dims(block, (*range(k, k + out_ndim), *range(k))))
                 offset += size
             if not isinstance(t, (Dual, Batched, Recorded)):  # (f linear: the basis' read-only view may show)
