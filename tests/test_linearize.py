@@ -1,9 +1,12 @@
 """linearize: the primal once, f_jvp bit-identical to jvp's tangents, no factorisation in f_jvp,
 batched tangents through vmap, and bad tangents."""
+import importlib
+
 import numpy as np
 import pytest
 
 import cupy_ad as ad
+from cupy_ad import core
 
 
 def _sym(a):
@@ -131,3 +134,23 @@ def test_tangents_f_jvp_takes_and_refuses_as_jvp_does(backend):
     _, f_jvp = ad.linearize(ns.sin, backend.random((3,)))
     with pytest.raises(ValueError, match=r"for a stack of 4 tangents use ad.vmap\(f_jvp\)\(stacked\)"):
         f_jvp(backend.random((4, 3)))
+
+
+def test_has_aux_as_jax_and_only_needed_tangent_work(backend, monkeypatch):
+    """linearize(f, *primals, has_aux=True) -> (out, f_jvp, aux) as in JAX (the keyword was refused); f_jvp
+    replays only the tangent work its outputs need (the aux's, here a sum, is not replayed)."""
+    module = importlib.import_module("cupy_ad.transforms.linearize")
+    ns = backend.ns
+    a, t = backend.random((3, 3)) + backend.asarray(3.0 * np.eye(3)), backend.random((3, 3), seed=1)
+    f = lambda m: (ad.linalg.inv(m) * 2.0, ns.sum(m))  # noqa: E731
+    out, f_jvp, aux = ad.linearize(f, a, has_aux=True)
+    want_out, want_tangent = ad.jvp(lambda m: f(m)[0], (a,), (t,))
+    np.testing.assert_array_equal(backend.to_numpy(out), backend.to_numpy(want_out))
+    np.testing.assert_array_equal(backend.to_numpy(aux), backend.to_numpy(ns.sum(a)))
+    replayed = []
+    monkeypatch.setattr(module, "bind", lambda prim, *args, **params: replayed.append(prim.name) or core.bind(
+        prim, *args, **params))
+    np.testing.assert_array_equal(backend.to_numpy(f_jvp(t)), backend.to_numpy(want_tangent))
+    assert replayed and "sum" not in replayed, replayed
+    with pytest.raises(TypeError, match="has_aux=True f must return a pair.*got an array"):
+        ad.linearize(ns.sin, a, has_aux=True)

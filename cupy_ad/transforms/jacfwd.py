@@ -88,8 +88,9 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
 
     def _output(out: Any) -> Any:
         if has_aux and not (isinstance(out, (tuple, list)) and len(out) == 2):
-            raise TypeError(f"jacfwd: with has_aux=True f must return a pair (output, aux), got "
-                            f"{type(out).__name__}{f' of length {len(out)}' if isinstance(out, (tuple, list)) else ''}")
+            got = f"{type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list)) else (
+                "an array" if hasattr(out, "shape") else type(out).__name__)
+            raise TypeError(f"jacfwd: with has_aux=True f must return a pair (output, aux), got {got}")
         return out
 
     def jacobian(*args: Any, **kwargs: Any) -> Any:

@@ -33,6 +33,13 @@ from ..namespace._rules import instantiate, is_inexact_dtype
 from .jvp import jvp
 
 
+def _pair(out: Any) -> Any:
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise TypeError(f"linearize: with has_aux=True f must return a pair (output, aux), got "
+                        f"{'an array' if hasattr(out, 'shape') else type(out).__name__}")
+    return out
+
+
 def _checked(name: str, t: Any, primal: Any, reference: tuple) -> Any:
     """The tangent ``t`` for ``primal`` as ``jvp`` takes it (a Python number: an array of the backend's), or a
     ``ValueError`` naming the primal and what differs."""
@@ -52,13 +59,25 @@ def _checked(name: str, t: Any, primal: Any, reference: tuple) -> Any:
     return t
 
 
-def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable]:
+def _needed(equations: list, outputs: list) -> list:
+    """The equations the outputs depend on (the others: tangent work for what f_jvp does not return)."""
+    needed = {v.index for v in outputs if type(v) is Var}
+    kept = []
+    for equation in reversed(equations):
+        if any(var.index in needed for var in equation[3]):
+            kept.append(equation)
+            needed.update(a.index for a in equation[1] if type(a) is Var)
+    return kept[::-1]
+
+
+def linearize(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple:
     """``(f(*primals), f_jvp)`` where ``f_jvp(*tangents)`` equals ``jvp(f, primals, tangents)[1]``.
 
     The primal and its factorisations are computed once, here; ``f_jvp`` only does tangent work
     (the recorded tangent side of every JVP rule, replayed). Tangents have the structure, shapes and
     dtypes of ``primals`` (``None`` or ``ad.Zero``: no perturbation); ``f_jvp`` accepts batched
     tangents through ``vmap`` (``vmap(f_jvp)(stacked)``: many directions, one pass each primitive).
+    With ``has_aux`` ``f`` returns ``(output, aux)`` and the result is ``(output, f_jvp, aux)``, as in JAX.
     """
     if not callable(f):
         raise TypeError(f"linearize: f must be callable, got {type(f).__name__}")
@@ -73,11 +92,14 @@ def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable]:
             differentiable = leaf is not None and hasattr(leaf, "dtype") and is_inexact_dtype(leaf)
             inputs.append(Recorded(level, instantiate(Zero.like(strip(leaf)), leaf), program.new_var())
                           if differentiable else None)
-        out, tangents = jvp(f, primals, optree.tree_unflatten(spec, inputs))
+        out, tangents = jvp((lambda *args: _pair(f(*args))) if has_aux else f, primals,
+                            optree.tree_unflatten(spec, inputs))
+    if has_aux:  # (the aux's tangent work is not replayed: _needed)
+        (out, aux), tangents = out, tangents[0]
     in_vars = [None if t is None else t.var for t in inputs]
     out_leaves, out_spec = optree.tree_flatten(tangents, is_leaf=lambda t: type(t) is Zero)
     outputs = [t.var if type(t) is Recorded else t for t in out_leaves]
-    equations = program.equations
+    equations = _needed(program.equations, outputs)
     shapes = [None if v is None else (tuple(leaf.shape), leaf.dtype) for v, leaf in zip(in_vars, leaves)]
 
     def f_jvp(*tangents: Any) -> Any:
@@ -111,7 +133,7 @@ def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable]:
                 env[outs[0].index] = result
         return optree.tree_unflatten(out_spec, [env[t.index] if type(t) is Var else t for t in outputs])
 
-    return out, f_jvp
+    return (out, f_jvp, aux) if has_aux else (out, f_jvp)
 
 
 __all__ = ["linearize"]
