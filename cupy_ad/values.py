@@ -230,9 +230,10 @@ class _Traced:
         return self._refuse("use as an index")
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._refuse("conversion to a NumPy array (in a rule of cupy_ad: eigh and svd read tangents on "
-                            "the host at repeated eigen/singular values, where the one-sided derivative is not "
-                            "linear in the tangent and there is no Jacobian)")
+        return self._refuse("conversion to a NumPy array (np.asarray in f; a NumPy array indexed by it: index "
+                            "xp.asarray(array) or use xp.take; or a rule of cupy_ad reading values on the host: eigh "
+                            "and svd read tangents at repeated eigen/singular values, where the one-sided derivative "
+                            "is not linear in the tangent and there is no Jacobian)")
 
 
 class Batched(_Traced):

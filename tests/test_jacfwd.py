@@ -167,3 +167,93 @@ def test_repeated_eigenvalues_have_no_jacobian(backend):
     """At repeated eigenvalues eigh's derivative is one-sided and not linear: jacfwd refuses, saying why."""
     with pytest.raises(TypeError, match="repeated eigen/singular values"):
         ad.jacfwd(ad.linalg.eigvalsh)(backend.asarray(np.eye(3)))
+
+
+def test_bad_argnums_and_aux_are_refused_and_keywords_pass_through(backend):
+    """A repeated argnum used to drop its first block of directions (zeros) and a non-pair has_aux output
+    was split silently; keyword arguments are passed to f undifferentiated, as in JAX."""
+    ns = backend.ns
+    x, y = backend.random((3,)), backend.random((3,), seed=1)
+    copy = backend.to_numpy(x).copy()
+    with pytest.raises(ValueError, match=r"argnums \(0, 0\) names an argument twice"):
+        ad.jacfwd(lambda a, b: a * b, argnums=(0, 0))(x, y)
+    with pytest.raises(ValueError, match="argnums is empty"):
+        ad.jacfwd(lambda a, b: a * b, argnums=())(x, y)
+    with pytest.raises(TypeError, match="argnums must be an int or a tuple of ints, got 0.0"):
+        ad.jacfwd(lambda a: a, argnums=0.0)(x)
+    with pytest.raises(TypeError, match="has_aux=True f must return a pair.*got tuple of length 3"):
+        ad.jacfwd(lambda a: (a, a, a), has_aux=True)(x)
+    with pytest.raises(TypeError, match="has_aux=True f must return a pair"):
+        ad.jacfwd(ns.sin, has_aux=True)(x)
+    jac = ad.jacfwd(lambda a, scale=1.0: a * scale)(x, scale=y)
+    np.testing.assert_array_equal(backend.to_numpy(jac), np.diag(backend.to_numpy(y)))
+    hess = ad.hessian(lambda a, scale=1.0: ns.sum(a ** 3) * scale)(x, scale=2.0)
+    np.testing.assert_allclose(backend.to_numpy(hess), np.diag(12.0 * copy), rtol=1e-14)
+    np.testing.assert_array_equal(backend.to_numpy(x), copy)
+
+
+def test_the_jacobian_of_a_linear_map_is_an_array_of_its_own(backend):
+    """Where f passes the basis through (identity, slices, reshapes) the Jacobian was NumPy's read-only,
+    self-overlapping view of one vector: writing into it raised."""
+    x = backend.random((3,))
+    for f, want in ((lambda a: a, np.eye(3)), (lambda a: a[1:], np.eye(3)[1:]),
+                    (lambda a: backend.ns.reshape(a, (3, 1)), np.eye(3)[:, None, :])):
+        jac = ad.jacfwd(f)(x)
+        jac[(0,) * jac.ndim] = 5.0
+        want = want.copy()
+        want[(0,) * want.ndim] = 5.0
+        np.testing.assert_array_equal(backend.to_numpy(jac), want)
+
+
+def test_complex_inputs_need_holomorphic_as_in_jax(backend):
+    """A complex input used to get the real basis only, silently: jacfwd(conj) gave the identity. Now
+    refused unless holomorphic=True, which gives the complex derivative (against a complex difference
+    quotient, and the Hessian against the second derivative); hessian takes has_aux as JAX's."""
+    ns = backend.ns
+    z = backend.asarray(np.array([1 + 2j, 0.5 - 1j]))
+    with pytest.raises(TypeError, match=r"args\[0\] has dtype .*complex128.*needs holomorphic=True"):
+        ad.jacfwd(ns.conj)(z)
+    with pytest.raises(TypeError, match="holomorphic=True takes complex inputs only"):
+        ad.jacfwd(ns.sin, holomorphic=True)(ns.real(z))
+    with pytest.raises(TypeError, match="holomorphic=True needs complex outputs"):
+        ad.jacfwd(ns.abs, holomorphic=True)(z)
+    z_np, step = backend.to_numpy(z), 1e-7j  # holomorphic: the same quotient along any complex step
+    jac = backend.to_numpy(ad.jacfwd(lambda a: ns.sin(a) * a, holomorphic=True)(z))
+    fd = [(np.sin(z_np + step * e) * (z_np + step * e) - np.sin(z_np - step * e) * (z_np - step * e)) / (2 * step)
+          for e in np.eye(2)]
+    np.testing.assert_allclose(jac, np.stack(fd, axis=-1), rtol=1e-8)
+    hess = backend.to_numpy(ad.hessian(lambda a: ns.sum(ns.sin(a) * a), holomorphic=True)(z))
+    np.testing.assert_allclose(hess, np.diag(2 * np.cos(z_np) - z_np * np.sin(z_np)), rtol=1e-12)
+    x = backend.random((3,))
+    hess, aux = ad.hessian(lambda a: (ns.sum(a ** 3), a * 2.0), has_aux=True)(x)
+    np.testing.assert_allclose(backend.to_numpy(hess), np.diag(6.0 * backend.to_numpy(x)), rtol=1e-13)
+    np.testing.assert_array_equal(backend.to_numpy(aux), 2.0 * backend.to_numpy(x))
+
+
+def test_empty_inputs(backend):
+    """An input with no entries has a Jacobian with no entries, as in JAX (NumPy's basis view raised
+    "negative dimensions"); argnums naming no array is refused by name (the message spoke of vmap)."""
+    ns = backend.ns
+    assert tuple(ad.jacfwd(lambda a: ns.sum(a) + 1.0)(ns.zeros((0,))).shape) == (0,)
+    assert tuple(ad.hessian(lambda a: ns.sum(a ** 2))(ns.zeros((0,))).shape) == (0, 0)
+    jac = ad.jacfwd(lambda a, b: a * b[0], argnums=(0, 1))(ns.zeros((0,)), backend.random((2,)))
+    assert [tuple(j.shape) for j in jac] == [(0, 0), (0, 2)]
+    with pytest.raises(ValueError, match="argnums 1 names hold no arrays"):
+        ad.jacfwd(lambda a, b: a, argnums=1)(ns.zeros((2,)), None)
+
+
+def test_python_float_inputs_as_jax(backend):
+    """A Python float is a 0-d input (it was refused), weakly typed in f as in jvp: float32 work stays float32;
+    the basis lives on the backend of the other arguments."""
+    ns = backend.ns
+    np.testing.assert_allclose(backend.to_numpy(ad.jacfwd(ns.sin)(1.0)), np.cos(1.0), rtol=1e-15)
+    np.testing.assert_allclose(backend.to_numpy(ad.hessian(lambda s: ns.sin(s) * s)(1.0)),
+                               2 * np.cos(1.0) - np.sin(1.0), rtol=1e-14)
+    x32 = backend.asarray(np.ones(2, np.float32))
+    assert ad.jacfwd(lambda s, x: s * x)(2.0, x32).dtype == x32.dtype  # (x an argument: the basis on its backend)
+    x = backend.random((2,))
+    jac_x, jac_s = ad.jacfwd(lambda a, s: a * s, argnums=(0, 1))(x, 3.0)
+    np.testing.assert_array_equal(backend.to_numpy(jac_x), 3.0 * np.eye(2))
+    np.testing.assert_array_equal(backend.to_numpy(jac_s), backend.to_numpy(x))
+    with pytest.raises(TypeError, match=r"args\[0\] must be a floating-point array or a Python float.*got int"):
+        ad.jacfwd(ns.sin)(1)

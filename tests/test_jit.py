@@ -115,6 +115,26 @@ def test_static_argnums(backend):
         ad.jit(lambda x, d: x, static_argnums=1)(x, {})
 
 
+def test_static_argnums_positions(backend):
+    """An index past the arguments of a call used to wrap around (``k % len(args)``): the array argument
+    was taken as static. Now checked against f's parameters, and ignored for a call that passes that
+    argument by keyword or not at all (its default), as jax.jit does."""
+    def scaled(x, n=2):
+        return x * n
+
+    x = backend.random((3,))
+    compiled = ad.jit(scaled, static_argnums=1)
+    for got, want in ((compiled(x), scaled(x)), (compiled(x, n=3), scaled(x, 3)), (compiled(x, 3), scaled(x, 3))):
+        _assert_identical(backend, got, want)
+    _assert_identical(backend, ad.jit(scaled, static_argnums=-1)(x, 4), scaled(x, 4))
+    with pytest.raises(ValueError, match=r"static_argnums=3 but f takes 2 positional argument\(s\)"):
+        ad.jit(scaled, static_argnums=3)
+    with pytest.raises(TypeError, match="static_argnums must be an int or a tuple of ints"):
+        ad.jit(scaled, static_argnums="n")
+    variadic = ad.jit(lambda *args: args[0] * args[-1], static_argnums=2)  # no signature to check: per call
+    _assert_identical(backend, variadic(x, x), x * x)
+
+
 def test_compositions(backend):
     ns = backend.ns
 
@@ -256,6 +276,46 @@ def test_bool_records_a_guard_per_outcome(backend):
         _assert_identical(backend, compiled(sign * ns.abs(x)), f(sign * ns.abs(x)))
     assert len(calls) == 2 + 4  # one recording per outcome, then replays
     assert len(compiled.cache) == 1
+
+
+def test_shapes_that_follow_values_record_a_guard(backend):
+    """x[mask], nonzero and unique make arrays whose shape follows the values, and Python read it
+    (``.shape[0]``, ``len``, a rule's zeros): replays used to reuse the recorded shape, giving wrong numbers
+    (the mean of the positives 3.0 for 2.0) or broadcast errors. Now a replay that meets another shape
+    records again, as a guard does; under jvp and in a scan's body too."""
+    ns = backend.ns
+
+    def mean_of_positives(a):
+        positive = a[a > 0]
+        distinct, (negative,) = ns.unique_values(a), ns.nonzero(a < 0)
+        return (ns.sum(positive * positive) / positive.shape[0] + ns.sum(distinct) * distinct.shape[0]
+                + ns.sum(ns.take(a, negative) * ns.ones(negative.shape[0])))
+
+    compiled = ad.jit(lambda a, t: ad.jvp(mean_of_positives, (a,), (t,)))
+    t = backend.random((4,))
+    for values in ([1.0, 2.0, -1.0, -3.0], [1.0, 2.0, 3.0, -3.0], [1.0, -2.0, -2.0, -3.0], [1.0, 2.0, -1.0, -3.0]):
+        a = backend.asarray(np.array(values))
+        _assert_identical(backend, compiled(a, t), ad.jvp(mean_of_positives, (a,), (t,)))
+    assert [len(variants) for variants in compiled.cache.values()] == [3]
+    body = lambda c, x: (c + ns.sum(x[x > 0]) / x[x > 0].shape[0], c)  # noqa: E731
+    xs = backend.asarray(np.array([[1.0, -1.0, 2.0], [1.0, 1.0, 2.0], [-1.0, -1.0, 2.0]]))
+    c0 = backend.asarray(0.0)
+    _assert_identical(backend, ad.scan(ad.jit(body), c0, xs), ad.scan(body, c0, xs))
+
+
+def test_jacfwd_of_a_function_indexing_with_traced_keys(backend):
+    """Under jit the directions of jacfwd were a raw array, and a boolean mask or an index array of more than
+    one dimension computed from the input met them in x[key] as a raw array indexed by a traced key (refused
+    as a conversion to NumPy); the basis is now a constant of the recording."""
+    ns = backend.ns
+
+    def f(a):
+        return a[a > 0] * ns.sum(a[ns.reshape(ns.argsort(a), (3, 1))], axis=1)[:1]
+
+    compiled = ad.jit(ad.jacfwd(f))
+    for values in ([1.0, -1.0, 2.0], [1.0, 1.0, 2.0], [1.0, -1.0, 2.0]):
+        a = backend.asarray(np.array(values))
+        _assert_identical(backend, compiled(a), ad.jacfwd(f)(a))
 
 
 def test_numpy_protocols_on_traced_values(backend):

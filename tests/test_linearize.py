@@ -1,9 +1,12 @@
 """linearize: the primal once, f_jvp bit-identical to jvp's tangents, no factorisation in f_jvp,
 batched tangents through vmap, and bad tangents."""
+import importlib
+
 import numpy as np
 import pytest
 
 import cupy_ad as ad
+from cupy_ad import core
 
 
 def _sym(a):
@@ -95,3 +98,59 @@ def test_linearize_of_a_mapped_function_and_refusal_inside_vmap(backend):
     np.testing.assert_array_equal(backend.to_numpy(f_jvp(ts)), backend.to_numpy(ad.jvp(ad.vmap(f), (xs,), (ts,))[1]))
     with pytest.raises(NotImplementedError, match=r"ad.linearize\(ad.vmap\(f\), xs\)"):
         ad.vmap(lambda x, t: ad.linearize(f, x)[1](t))(xs, ts)
+
+
+def test_a_tangent_for_a_constant_primal_is_refused(backend):
+    """f_jvp used to drop such a tangent silently (jvp refuses an integer primal's tangent and
+    differentiates along a Python float: f_jvp gave a different answer for the latter)."""
+    ns = backend.ns
+    x = backend.random((3,))
+    n = backend.asarray(np.arange(3))
+    f = lambda a, n, s: ns.sin(a) * ns.astype(n, a.dtype) * s  # noqa: E731
+    _, f_jvp = ad.linearize(f, x, n, 2.0)
+    t = backend.random((3,), seed=1)
+    np.testing.assert_array_equal(backend.to_numpy(f_jvp(t, None, None)),
+                                  backend.to_numpy(ad.jvp(f, (x, n, 2.0), (t, None, None))[1]))
+    with pytest.raises(ValueError, match=r"primals\[1\] has integer or boolean dtype.*pass None or ad.Zero"):
+        f_jvp(t, n, None)
+    with pytest.raises(ValueError, match=r"primals\[2\] is a Python float.*linearize at a 0-d array"):
+        f_jvp(t, None, 1.0)
+    with pytest.raises(TypeError, match="linearize: f must be callable"):
+        ad.linearize(None, x)
+
+
+def test_tangents_f_jvp_takes_and_refuses_as_jvp_does(backend):
+    """A Python number as a tangent (jvp takes it; f_jvp raised AttributeError), a non-array, an array of
+    another backend (the message printed two equal-looking dtypes), a stack of tangents (pointed to vmap)."""
+    ns = backend.ns
+    x = backend.asarray(0.5)
+    _, f_jvp = ad.linearize(ns.sin, x)
+    np.testing.assert_array_equal(backend.to_numpy(f_jvp(2.0)), backend.to_numpy(ad.jvp(ns.sin, (x,), (2.0,))[1]))
+    with pytest.raises(TypeError, match=r"tangent for primals\[0\] must be an array, got list"):
+        f_jvp([1.0])
+    other = "numpy" if backend.name != "numpy" else "array_api_strict"
+    with pytest.raises(ValueError, match=f"tangent for primals\\[0\\] is a {other} array but the primal is"):
+        f_jvp(ad.namespace(other).asarray(1.0))
+    _, f_jvp = ad.linearize(ns.sin, backend.random((3,)))
+    with pytest.raises(ValueError, match=r"for a stack of 4 tangents use ad.vmap\(f_jvp\)\(stacked\)"):
+        f_jvp(backend.random((4, 3)))
+
+
+def test_has_aux_as_jax_and_only_needed_tangent_work(backend, monkeypatch):
+    """linearize(f, *primals, has_aux=True) -> (out, f_jvp, aux) as in JAX (the keyword was refused); f_jvp
+    replays only the tangent work its outputs need (the aux's, here a sum, is not replayed)."""
+    module = importlib.import_module("cupy_ad.transforms.linearize")
+    ns = backend.ns
+    a, t = backend.random((3, 3)) + backend.asarray(3.0 * np.eye(3)), backend.random((3, 3), seed=1)
+    f = lambda m: (ad.linalg.inv(m) * 2.0, ns.sum(m))  # noqa: E731
+    out, f_jvp, aux = ad.linearize(f, a, has_aux=True)
+    want_out, want_tangent = ad.jvp(lambda m: f(m)[0], (a,), (t,))
+    np.testing.assert_array_equal(backend.to_numpy(out), backend.to_numpy(want_out))
+    np.testing.assert_array_equal(backend.to_numpy(aux), backend.to_numpy(ns.sum(a)))
+    replayed = []
+    monkeypatch.setattr(module, "bind", lambda prim, *args, **params: replayed.append(prim.name) or core.bind(
+        prim, *args, **params))
+    np.testing.assert_array_equal(backend.to_numpy(f_jvp(t)), backend.to_numpy(want_tangent))
+    assert replayed and "sum" not in replayed, replayed
+    with pytest.raises(TypeError, match="has_aux=True f must return a pair.*got an array"):
+        ad.linearize(ns.sin, a, has_aux=True)

@@ -73,6 +73,11 @@ class Backend:
         basis, for ``jacfwd``); read-only (a backend may return a view of a smaller buffer)."""
         return self.xp.eye(rows, columns, k=-offset, dtype=dtype)
 
+    def writable(self, x: Any) -> Any:
+        """``x``, or a copy of it where ``x`` is a read-only view (``unit_rows``' view leaking into a
+        Jacobian): a result handed to the user is an array the user may write, as eager code gives."""
+        return x
+
     # Kernels (LAPACK names in brackets).
     def lu_factor(self, a: Any) -> tuple[Any, Any]:
         """(lu, piv) of a (..., m, n) matrix as ``scipy.linalg.lu_factor``: 0-based int32 pivots [getrf]."""

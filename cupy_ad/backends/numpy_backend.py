@@ -126,12 +126,17 @@ class NumpyBackend(Backend):
         # A read-only view of one (rows + columns - 1) vector with a single one: element (i, j) is
         # ones[rows - 1 - i + j], which is 1 where i = j + offset. (A Jacobian's basis of N directions
         # costs O(N) memory, not N^2: the output alone is N^2.)
+        if rows == 0 or columns == 0:  # (no entries: nothing to view)
+            return np.zeros((rows, columns), dtype)
         ones = np.zeros(rows + columns - 1, dtype)
         ones[rows - 1 - offset] = 1
         item = ones.itemsize
         view = np.lib.stride_tricks.as_strided(ones[rows - 1:], shape=(rows, columns), strides=(-item, item),
                                                writeable=False)
         return view
+
+    def writable(self, x: Any) -> Any:
+        return x if x.flags.writeable else x.copy()
 
     def lu_factor(self, a: Any) -> tuple[Any, Any]:
         if a.size == 0:  # SciPy refuses empty batches; the factors of nothing are empty

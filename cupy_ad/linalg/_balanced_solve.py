@@ -34,6 +34,7 @@ from typing import Any
 from ..core import Primitive, bind
 from ..values import Zero, strip
 from ..namespace import add, matmul, multiply, subtract
+from ..namespace._batching import leading
 from ..namespace._rules import xp_of
 from ._matrix import mH
 
@@ -69,6 +70,9 @@ def _solve_impl(x: Any, y: Any, a: Any, b1: Any, b2: Any, c4: Any, c5: Any, *, b
 
 
 balanced_solve_p = Primitive("svd_split_solve", _solve_impl, multiple_results=True)
+# Every operand is a matrix with leading batch dimensions and the basis broadcasts against them: many
+# directions at one point (jacfwd, vmap of linearize's f_jvp) are one call on the stacked right-hand sides.
+balanced_solve_p.def_batch(leading(balanced_solve_p, core=(2,) * 7))
 
 
 def _zeros(like: Any) -> Any:

@@ -1,6 +1,7 @@
 """Indexing (``x[key]``, functional ``x[key] = v``), take, take_along_axis, sorting."""
 from __future__ import annotations
 
+import math
 import numbers
 import weakref
 from typing import Any
@@ -23,6 +24,9 @@ def _strip_index(k: Any) -> Any:
     k = strip(k)
     while type(k) is Batched:
         if k.axis is not None:
+            if _is_bool(k):  # (each example's result would have its own shape)
+                raise NotImplementedError("vmap: x[mask] with a mask that differs from example to example selects "
+                                          "a different number of entries in each; use xp.where(mask, x, 0)")
             raise NotImplementedError("vmap: x[index] with an index array that differs from example to "
                                       "example; use xp.take or xp.take_along_axis")
         k = strip(k.value)
@@ -59,8 +63,14 @@ def _getitem_batch(prim: Primitive):
     def rule(values: list, axes: list, *, key: Any):
         x = to_front(values[0], axes[0])
         lone = key[0] if isinstance(key, tuple) and key[1:] in ((), (Ellipsis,)) else key
-        if _is_index_array(lone) and not _is_bool(lone) and lone.ndim == 1:  # x[indices]: a take (the
-            return bind(_take, x, indices=lone, axis=1), 0  # standard allows no slice beside an index array)
+        if _is_index_array(lone) and lone.ndim:  # x[indices], x[mask]: a take on the stack's axis 1 (the standard
+            if _is_bool(lone):  # allows no slice beside an index array); a mask: the flat indices of its entries
+                size = x.shape[0], math.prod(lone.shape)
+                x, lone = reshape(x, (*size, *x.shape[1 + lone.ndim:])), nonzero(reshape(lone, (-1,)))[0]
+            if lone.ndim == 1:
+                return bind(_take, x, indices=lone, axis=1), 0
+            out = bind(_take, x, indices=reshape(lone, (-1,)), axis=1)
+            return reshape(out, (x.shape[0], *lone.shape, *x.shape[2:])), 0
         key, out_axis = _batched_key(key)
         return bind(prim, x, key=key), out_axis
     return rule

@@ -44,11 +44,14 @@ batched structure of every input (levels by rank, batch axes, symbolic-zero tang
 ``static_argnums`` arguments and of Python scalars, floats bit for bit (0.0 and -0.0 differ, a NaN
 matches a NaN): they are constants of the program, so a changed one means a new recording. As with
 ``jax.jit``, a global or closed-over value that changes between calls is not seen: the program keeps
-the value of the recording call.
+the value of the recording call (a closed-over array written in place is partly seen: its constant-folded
+uses are not, the steps combining it with an argument read it again; pass such an array as an argument).
 
 Value-dependent Python control flow: ``bool()`` of a traced value (``if``, ``while``, the host checks
 of the linear-algebra rules) records a guard: a replay whose outcome differs stops and the call is
-recorded again for the new outcome (up to ``MAX_VARIANTS`` programs per signature, then an error).
+recorded again for the new outcome (up to ``MAX_VARIANTS`` programs per signature, then an error). So
+does an array whose shape follows values (``x[mask]``, ``nonzero``, ``unique_*``: ``_VALUE_SHAPED``): Python
+may have read its shape (``.shape[0]``, a rule's zeros), so a replay checks it (``shape_guard``).
 ``float()``, ``int()``, ``.item()`` and conversion to NumPy raise a ``TypeError``: a number read from
 a traced value cannot be replayed.
 """
@@ -56,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import operator
 import struct
 import threading
@@ -69,7 +73,7 @@ from ..backends import backend_of
 from ..values import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
 from ..namespace import namespace, numpy_protocols
 from ..namespace.indexing import _is_basic
-from .jit_program import Call, Diverged, Flattening, Method, Program, _is_array, build, guard, rebuild
+from .jit_program import Call, Diverged, Flattening, Method, Program, _is_array, build, guard, rebuild, shape_guard
 
 MAX_VARIANTS = 8
 
@@ -143,17 +147,35 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
     if _is_array(result):
         out = recording.slot(result)
         recording.steps.append((step, slots, out.var))
-        return out
-    out_leaves, out_spec = optree.tree_flatten(result, none_is_leaf=True)
-    for v in out_leaves:
-        if v is not None and not _is_array(v):
-            raise TypeError(f"jit: {getattr(fn, '__name__', fn)!r} returned a Python {type(v).__name__} computed "
-                            f"from a traced value; a replay could not reproduce it (use array results)")
-    outs = [recording.slot(v) for v in out_leaves]
-    if not (isinstance(result, tuple) and out_spec == optree.tree_structure(tuple(result), none_is_leaf=True)):
-        step = Flattening(step)
-    recording.steps.append((step, slots, tuple(o.var for o in outs)))
-    return optree.tree_unflatten(out_spec, [o if _is_array(o.value) else o.value for o in outs])
+        outs = [out]
+    else:
+        out_leaves, out_spec = optree.tree_flatten(result, none_is_leaf=True)
+        for v in out_leaves:
+            if v is not None and not _is_array(v):
+                raise TypeError(f"jit: {getattr(fn, '__name__', fn)!r} returned a Python {type(v).__name__} computed "
+                                f"from a traced value; a replay could not reproduce it (use array results)")
+        outs = [recording.slot(v) for v in out_leaves]
+        if not (isinstance(result, tuple) and out_spec == optree.tree_structure(tuple(result), none_is_leaf=True)):
+            step = Flattening(step)
+        recording.steps.append((step, slots, tuple(o.var for o in outs)))
+        out = optree.tree_unflatten(out_spec, [o if _is_array(o.value) else o.value for o in outs])
+    if _value_shaped(fn, args):
+        recording.steps.extend((shape_guard(o.value.shape), [o.var], None) for o in outs if _is_array(o.value))
+    return out
+
+
+# Functions whose result's shape can follow the values of their arguments (and ``x[mask]``): a replay checks
+# that shape (what follows may have read it: ``x[mask].shape[0]``, a rule's zeros of that shape).
+_VALUE_SHAPED = frozenset(("nonzero", "argwhere", "flatnonzero", "extract", "compress", "repeat", "trim_zeros",
+                           "unique", "unique_all", "unique_counts", "unique_inverse", "unique_values", "union1d",
+                           "intersect1d", "setdiff1d", "setxor1d"))
+
+
+def _value_shaped(fn: Callable, args: tuple) -> bool:
+    if fn is operator.getitem:  # x[mask]: a traced boolean mask among the key's entries
+        return any(type(k) is JitTraced and backend_of(k.value).xp.isdtype(k.dtype, "bool")
+                   for k in optree.tree_leaves(args[1], none_is_leaf=True))
+    return getattr(fn, "__name__", None) in _VALUE_SHAPED
 
 
 def _unflattening(fn: Callable, spec: Any, leaves: list, traced: list[int]) -> Callable:
@@ -448,6 +470,24 @@ def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, 
     return program, optree.tree_unflatten(out_spec, [build(d, env, outer) for d in outputs])
 
 
+def _static_positions(f: Callable, static_argnums: Any) -> tuple[int, ...]:
+    """``static_argnums`` as a tuple, checked against ``f``'s positional parameters where its signature
+    lists them (negative positions counted from the last of them, as in JAX)."""
+    nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    if any(type(k) is not int for k in nums):
+        raise TypeError(f"jit: static_argnums must be an int or a tuple of ints, got {static_argnums!r}")
+    try:
+        parameters = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):  # (no signature: checked per call)
+        return nums
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return nums
+    n = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+    if any(not -n <= k < n for k in nums):
+        raise ValueError(f"jit: static_argnums={static_argnums!r} but f takes {n} positional argument(s)")
+    return tuple(k % n for k in nums)
+
+
 def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Callable:
     """``f`` compiled: its program recorded on the first call of each signature, then replayed.
 
@@ -456,14 +496,16 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     the steps are the calls ``f`` made), and within rounding where the backend fuses elementwise
     runs into one kernel (CuPy). Composes with ``jvp``, ``vmap``, ``jacfwd``, ``scan`` in
     either order (see the module docstring). ``static_argnums``: positional arguments passed as they
-    are and part of the signature by value (hashable). Python scalars among the arguments are part of
-    the signature too (pass 0-d arrays for values that change from call to call). A changed global or
-    closed-over value is not seen by a replay, as with ``jax.jit``. ``bool()`` of a traced value
+    are and part of the signature by value (hashable; passed by keyword instead, a Python value is part
+    of the signature as any other; an index beyond ``f``'s positional parameters is refused). Python
+    scalars among the arguments are part of the signature too (pass 0-d arrays for values that change
+    from call to call). A changed global or closed-over value is not seen by a replay, as with
+    ``jax.jit``. ``bool()`` of a traced value
     records a guard (a new outcome: a new recording); ``float()``, ``int()`` raise a ``TypeError``.
     """
     if not callable(f):
         raise TypeError(f"jit: f must be callable, got {type(f).__name__}")
-    static_nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    static_nums = _static_positions(f, static_argnums)
     cache: dict = {}
     by_arrays: dict = {}  # the same programs by the signature of positional plain arrays
 
@@ -482,8 +524,8 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
                     except Diverged:
                         continue
         static: dict = {}
-        if static_nums and args:
-            nums = {k % len(args) for k in static_nums}
+        nums = {k if k >= 0 else k + len(args) for k in static_nums} & set(range(len(args)))
+        if nums:  # (a static argument not passed positionally, by keyword or its default, is not among args)
             static = {k: args[k] for k in nums}
             args_ = tuple(a for k, a in enumerate(args) if k not in nums)
         else:
@@ -508,7 +550,8 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
                     continue
             if len(variants) >= MAX_VARIANTS:
                 raise RuntimeError(f"jit: {MAX_VARIANTS} recordings of one signature differ in Python control flow "
-                                   f"on traced values (bool() of an array); use xp.where, or call f without jit")
+                                   f"on traced values (bool() of an array) or in shapes that follow values (x[mask], "
+                                   f"nonzero, unique); use xp.where, or call f without jit")
         program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels], raws,
                                levels)
         variants.append(program)

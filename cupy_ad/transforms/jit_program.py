@@ -33,6 +33,15 @@ def guard(expected: bool) -> Callable:
     return check
 
 
+def shape_guard(expected: tuple) -> Callable:
+    """The step checking that an array whose shape follows its arguments' values (a boolean mask, nonzero,
+    unique) still has the recorded ``expected`` shape (else ``Diverged``): what follows may depend on it."""
+    def check(value: Any) -> None:
+        if value.shape != expected:
+            raise Diverged
+    return check
+
+
 class Slot:
     """A traced argument's place in a recorded call: the program's slot ``var``."""
 

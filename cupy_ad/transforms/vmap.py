@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import optree
 
-from ..backends import is_array
-from ..values import Batched, Dual, check_alive, new_level
+from ..backends import backend_of, is_array
+from ..values import Batched, Dual, Recorded, check_alive, new_level
 from ..namespace import broadcast_to, expand_dims, moveaxis
 
 
@@ -58,7 +58,7 @@ def _size_of(names: Callable[[], list[str]], leaves: list, axes: list, axis_size
             return size
     sizes = {}
     for name, leaf, axis in zip(names(), leaves, axes):
-        if axis is None:
+        if axis is None or leaf is None:  # (None: an empty subtree, as in JAX)
             continue
         if not (isinstance(leaf, Dual) or is_array(leaf)):
             raise TypeError(f"vmap: {name} is a {type(leaf).__name__}, which has no axis to map over; give it "
@@ -90,7 +90,8 @@ def _output(leaf: Any, axis: int | None, level: int, size: int, path: tuple) -> 
         check_alive(leaf)
         value, batch_axis = leaf, None
     else:
-        raise TypeError(f"vmap: f must return arrays or pytrees of arrays; {name} is a {type(leaf).__name__}")
+        hint = " (a constant: return xp.asarray(...) of it)" if isinstance(leaf, numbers.Number) else ""
+        raise TypeError(f"vmap: f must return arrays or pytrees of arrays; {name} is a {type(leaf).__name__}{hint}")
     if axis is None:
         if batch_axis is not None:
             raise ValueError(f"vmap: out_axes is None for {name}, but it differs from example to example; give it "
@@ -105,7 +106,11 @@ def _output(leaf: Any, axis: int | None, level: int, size: int, path: tuple) -> 
         value = expand_dims(value, axis=axis)
         shape = list(value.shape)
         shape[axis] = size
-        return broadcast_to(value, tuple(shape))
+        if isinstance(value, (Dual, Batched, Recorded)):
+            return broadcast_to(value, tuple(shape))
+        # a result for the user: its own memory, as a loop's stack (a broadcast view is read-only on NumPy and
+        # writes through to every example on CuPy)
+        return backend_of(value).xp.asarray(broadcast_to(value, tuple(shape)), copy=True)
     return value if batch_axis == axis else moveaxis(value, batch_axis, axis)
 
 
@@ -146,7 +151,9 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0, axis_size: 
     examples), or a tuple with one entry per positional argument, each a pytree prefix of that argument
     (ints and ``None`` at its leaves). ``out_axes`` likewise for the outputs: where the examples are
     stacked in each output (``None``: the output must be the same for every example). ``axis_size``
-    gives the number of examples when no input is mapped. Returns a function of the same arguments.
+    gives the number of examples when no input is mapped. Keyword arguments are mapped over their axis
+    0 (as in JAX; pass shared values positionally with in_axes None); ``None`` among the arguments is an
+    empty subtree. Returns a function of the same arguments.
 
     Inside, the function sees one example: shapes exclude the mapped axis, and every primitive runs
     once on the whole stack through its batching rule (the linalg ones on their leading batch
@@ -156,28 +163,36 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0, axis_size: 
     """
     if not callable(f):
         raise TypeError(f"vmap: f must be callable, got {type(f).__name__}")
+    if axis_size is not None and (isinstance(axis_size, bool) or not isinstance(axis_size, numbers.Integral)
+                                  or axis_size < 0):
+        raise ValueError(f"vmap: axis_size must be a non-negative int (the number of examples), got {axis_size!r}")
     if isinstance(in_axes, list):
         in_axes = tuple(in_axes)
 
     @functools.wraps(f)
-    def mapped(*args: Any) -> Any:
+    def mapped(*args: Any, **kwargs: Any) -> Any:
         if isinstance(in_axes, tuple) and len(in_axes) != len(args):
             raise ValueError(f"vmap: in_axes has {len(in_axes)} entries but the function got {len(args)} positional "
                              f"arguments; give one entry per argument (or one int for all)")
-        if type(in_axes) is int and type(out_axes) is int and axis_size is None:
+        if type(in_axes) is int and type(out_axes) is int and axis_size is None and not kwargs:
             out = _mapped_arrays(f, args, in_axes, out_axes)  # the common case, without pytree work
             if out is not _NOT_MAPPED:
                 return out
         leaves, spec = optree.tree_flatten(args, none_is_leaf=True)
         axes = _axes_for(in_axes, args, "in_axes", "the arguments", len(leaves))
-        names = lambda: [_path_name("args", p) for p in optree.tree_paths(args, none_is_leaf=True)]  # noqa: E731
+        keyword_leaves, keyword_spec = optree.tree_flatten(kwargs, none_is_leaf=True)
+        leaves, axes = leaves + keyword_leaves, axes + [0] * len(keyword_leaves)  # keywords: axis 0, as in JAX
+        names = lambda: ([_path_name("args", p) for p in optree.tree_paths(args, none_is_leaf=True)]  # noqa: E731
+                         + [_path_name("kwargs", p) for p in optree.tree_paths(kwargs, none_is_leaf=True)])
         size = _size_of(names, leaves, axes, axis_size)
         with new_level("vmap") as level:
             # Unmapped arrays join the level too (shared by all examples), as jvp's inputs get zero tangents:
             # operators between them and mapped values then dispatch on every backend.
             inputs = [Batched(level, leaf, None if axis is None else axis % len(leaf.shape))
-                      if axis is not None or isinstance(leaf, Dual) or is_array(leaf) else leaf
+                      if leaf is not None and (axis is not None or isinstance(leaf, Dual) or is_array(leaf)) else leaf
                       for leaf, axis in zip(leaves, axes)]
-            return _output_tree(f(*optree.tree_unflatten(spec, inputs)), out_axes, level, size)
+            n = len(inputs) - len(keyword_leaves)
+            out = f(*optree.tree_unflatten(spec, inputs[:n]), **optree.tree_unflatten(keyword_spec, inputs[n:]))
+            return _output_tree(out, out_axes, level, size)
 
     return mapped

@@ -190,3 +190,29 @@ def test_linearize_across_blocks_is_jvp_bit_for_bit():
     for seed in (1, 2):
         t = np.random.default_rng(seed).standard_normal(a.shape)
         np.testing.assert_array_equal(np.asarray(f_jvp(t)), np.asarray(ad.jvp(f, (a,), (t,))[1]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+def test_pointer_blas_transposes_blocks_without_conjugating(dtype):
+    blas = numpy_lu_tangent.numpy_kernels.pointer_blas(dtype)
+    if blas is None:
+        pytest.skip("NumPy's BLAS is not OpenBLAS here (the kernel then takes its unblocked path)")
+    rng = np.random.default_rng(7)
+    a = (rng.standard_normal((9, 11)) + (1j * rng.standard_normal((9, 11)) if np.dtype(dtype).kind == "c" else 0))
+    a = a.astype(dtype)
+    b = np.zeros((7, 9), dtype)
+    block = a[2:, 3:10]  # 7 x 7 block of a, copied transposed into b's first 7 columns
+    blas.transpose_copy(7, 7, block.ctypes.data, 11, b.ctypes.data, 9)
+    np.testing.assert_array_equal(b[:, :7], block.T)
+    assert not b[:, 7:].any()
+
+
+def test_without_openblas_transpose_the_kernel_takes_its_unblocked_path(monkeypatch):
+    functions = {k: v for k, v in numpy_lu_tangent.numpy_kernels._library.load().items() if "omatcopy" not in k}
+    monkeypatch.setattr(numpy_lu_tangent.numpy_kernels._library, "functions", functions)
+    assert numpy_lu_tangent.numpy_kernels.pointer_blas(np.float64) is None
+    rng = np.random.default_rng(8)
+    a, da = rng.standard_normal((2, BLOCK + 5, BLOCK + 5))
+    f, perm = _factor(a)
+    np.testing.assert_allclose(numpy_lu_tangent.lu_tangent(f, perm, da), _reference(f, perm, da), rtol=0,
+                               atol=1e-12 * np.abs(_reference(f, perm, da)).max())
