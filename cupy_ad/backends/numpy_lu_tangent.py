@@ -40,6 +40,7 @@ The caller owns nothing here: the first step (the row permutation) makes the buf
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -109,10 +110,14 @@ class _Blocked:
         self.stored_f = np.ascontiguousarray(f.T if self.f_transposed else f)  # (no copy for either layout)
         self.blas, self.a, self.n = blas, a, n
         self._f, self._a = self.stored_f.ctypes.data, a.ctypes.data
-        self.panel = np.empty(min(BLOCK, n) * n, a.dtype)  # a block column, transposed (see ``step``)
-        self.strictly_lower = np.tri(BLOCK, BLOCK, -1, a.dtype)
-        self.m11, self.n11 = np.empty((2, BLOCK, BLOCK), a.dtype)  # (rows of BLOCK items)
-        self._panel, self._m11, self._n11 = (x.ctypes.data for x in (self.panel, self.m11, self.n11))
+        self.block_size = b = min(BLOCK, n)
+        # one scratch buffer: a block column, transposed (the panel, see ``step``), then M11 and N11 (b x b)
+        self.scratch = np.empty(b * n + 2 * b * b, a.dtype)
+        self.panel = self.scratch[:b * n]
+        self.m11, self.n11 = self.scratch[b * n:].reshape(2, b, b)
+        self._panel = self.scratch.ctypes.data
+        self._m11, self._n11 = self._panel + b * n * blas.itemsize, self._panel + (b * n + b * b) * blas.itemsize
+        self.strictly_lower = _strictly_lower(a.dtype)
 
     def a_at(self, i: int, j: int) -> int:
         return self._a + (i * self.n + j) * self.blas.itemsize
@@ -154,15 +159,23 @@ class _Blocked:
         np.multiply(x11, self.strictly_lower[:p, :p], out=m11)  # L11^-1 dL11
         np.subtract(x11, m11, out=n11)  # dU11 U11^-1
         if q:
-            blas.subtract_product(p, q, p, self._m11, BLOCK, False, u12, n, f_t, a12, n)  # dU12 -= M11 U12
-            blas.subtract_product(p, q, p, self._n11, BLOCK, True, l21, n, not f_t, panel_21, rows)  # dL21 -= L21 N11
+            blas.subtract_product(p, q, p, self._m11, self.block_size, False, u12, n, f_t, a12, n)  # dU12 -= M11 U12
+            blas.subtract_product(p, q, p, self._n11, self.block_size, True, l21, n, not f_t, panel_21, rows)  # dL21 -= L21 N11
             blas.subtract_product(q, q, p, panel_21, rows, True, u12, n, f_t, a22, n)  # dS = dB22 - dL21 U12
             blas.subtract_product(q, q, p, l21, n, f_t, a12, n, False, a22, n)  # - L21 dU12
             blas.transpose_copy(p, q, panel_21, rows, a21, n)
         # dL11 = L11 M11, dU11 = N11 U11
-        self.with_f("trmm", i0, left=True, lower=True, unit_diagonal=True, m=p, n=p, b=self._m11, ldb=BLOCK)
-        self.with_f("trmm", i0, left=False, lower=False, unit_diagonal=False, m=p, n=p, b=self._n11, ldb=BLOCK)
+        self.with_f("trmm", i0, left=True, lower=True, unit_diagonal=True, m=p, n=p, b=self._m11, ldb=self.block_size)
+        self.with_f("trmm", i0, left=False, lower=False, unit_diagonal=False, m=p, n=p, b=self._n11, ldb=self.block_size)
         np.add(m11, n11, out=self.a[i0:i1, i0:i1])
+
+
+@functools.lru_cache(maxsize=None)
+def _strictly_lower(dtype: Any) -> Any:
+    """The BLOCK x BLOCK mask of the strictly lower triangle in ``dtype`` (read-only, made once)."""
+    mask = np.tri(BLOCK, BLOCK, -1, dtype)
+    mask.flags.writeable = False
+    return mask
 
 
 def _in_place(op: str, t: Any, b: Any, **params: Any) -> None:
