@@ -84,8 +84,8 @@ class _Library:
                 for prefix in "sdcz":  # OpenBLAS's out-of-place transpose (an extension: optional)
                     function = getattr(lib, pattern.format(prefix + "omatcopy"), None)
                     if function is not None:
-                        function.argtypes = ([ctypes.c_int] * 2 + [int_type] * 2 + [_SCALAR.get(prefix, ctypes.c_void_p)]
-                                             + [ctypes.c_void_p, int_type] * 2)
+                        alpha, matrix = _SCALAR.get(prefix, ctypes.c_void_p), [ctypes.c_void_p, int_type]
+                        function.argtypes = [ctypes.c_int] * 2 + [int_type] * 2 + [alpha] + matrix * 2
                         function.restype = None
                         found[prefix + "omatcopy"] = function
                 for name in LAPACK_ROUTINES:  # Fortran LAPACK of the same library: every argument by reference

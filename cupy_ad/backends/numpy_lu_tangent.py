@@ -130,7 +130,8 @@ class _Blocked:
                ldb: int, transposed: bool = False) -> None:
         """op with the lower or upper triangle of F's diagonal block at (i, i), or with its transpose,
         on B (m, n) at ``b``."""
-        self.blas.triangular(op, left=left, lower=lower != self.f_transposed, transposed=transposed != self.f_transposed,
+        f_t = self.f_transposed
+        self.blas.triangular(op, left=left, lower=lower != f_t, transposed=transposed != f_t,
                              unit_diagonal=unit_diagonal, m=m, n=n, t=self.f_at(i, i), ldt=self.n, b=b, ldb=ldb)
 
     def tangent(self) -> None:
@@ -144,7 +145,7 @@ class _Blocked:
         solve with U11 runs on the block column transposed (U11^T on the left of [W11; dB21]^T, the
         panel): OpenBLAS solves that 1.5x faster than the row-major right solve, more than paying for
         the two transposing copies; the products read the panel through their transpose flags."""
-        n, blas, f_t = self.n, self.blas, self.f_transposed
+        n, b, blas, f_t = self.n, self.block_size, self.blas, self.f_transposed
         p, q, rows = i1 - i0, n - i1, n - i0
         a11, a12, a21, a22 = (self.a_at(i, j) for i, j in ((i0, i0), (i0, i1), (i1, i0), (i1, i1)))
         u12, l21 = self.f_at(i0, i1), self.f_at(i1, i0)
@@ -159,14 +160,14 @@ class _Blocked:
         np.multiply(x11, self.strictly_lower[:p, :p], out=m11)  # L11^-1 dL11
         np.subtract(x11, m11, out=n11)  # dU11 U11^-1
         if q:
-            blas.subtract_product(p, q, p, self._m11, self.block_size, False, u12, n, f_t, a12, n)  # dU12 -= M11 U12
-            blas.subtract_product(p, q, p, self._n11, self.block_size, True, l21, n, not f_t, panel_21, rows)  # dL21 -= L21 N11
+            blas.subtract_product(p, q, p, self._m11, b, False, u12, n, f_t, a12, n)  # dU12 -= M11 U12
+            blas.subtract_product(p, q, p, self._n11, b, True, l21, n, not f_t, panel_21, rows)  # dL21 -= L21 N11
             blas.subtract_product(q, q, p, panel_21, rows, True, u12, n, f_t, a22, n)  # dS = dB22 - dL21 U12
             blas.subtract_product(q, q, p, l21, n, f_t, a12, n, False, a22, n)  # - L21 dU12
             blas.transpose_copy(p, q, panel_21, rows, a21, n)
         # dL11 = L11 M11, dU11 = N11 U11
-        self.with_f("trmm", i0, left=True, lower=True, unit_diagonal=True, m=p, n=p, b=self._m11, ldb=self.block_size)
-        self.with_f("trmm", i0, left=False, lower=False, unit_diagonal=False, m=p, n=p, b=self._n11, ldb=self.block_size)
+        self.with_f("trmm", i0, left=True, lower=True, unit_diagonal=True, m=p, n=p, b=self._m11, ldb=b)
+        self.with_f("trmm", i0, left=False, lower=False, unit_diagonal=False, m=p, n=p, b=self._n11, ldb=b)
         np.add(m11, n11, out=self.a[i0:i1, i0:i1])
 
 
