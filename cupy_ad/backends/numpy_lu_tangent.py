@@ -161,10 +161,10 @@ class _Blocked:
         np.subtract(x11, m11, out=n11)  # dU11 U11^-1
         if q:
             blas.subtract_product(p, q, p, self._m11, b, False, u12, n, f_t, a12, n)  # dU12 -= M11 U12
-            blas.subtract_product(p, q, p, self._n11, b, True, l21, n, not f_t, panel_21, rows)  # dL21 -= L21 N11
+            blas.subtract_product(p, q, p, self._n11, b, True, l21, n, not f_t, panel_21, rows)  # dL21^T -= N11^T L21^T
             blas.subtract_product(q, q, p, panel_21, rows, True, u12, n, f_t, a22, n)  # dS = dB22 - dL21 U12
             blas.subtract_product(q, q, p, l21, n, f_t, a12, n, False, a22, n)  # - L21 dU12
-            blas.transpose_copy(p, q, panel_21, rows, a21, n)
+            blas.transpose_copy(p, q, panel_21, rows, a21, n)  # dL21 into its place
         # dL11 = L11 M11, dU11 = N11 U11
         self.with_f("trmm", i0, left=True, lower=True, unit_diagonal=True, m=p, n=p, b=self._m11, ldb=b)
         self.with_f("trmm", i0, left=False, lower=False, unit_diagonal=False, m=p, n=p, b=self._n11, ldb=b)
