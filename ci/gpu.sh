@@ -2,10 +2,10 @@
 # The prepared GPU check (issue 4), for a lent GPU machine; run from the repo root.
 #
 # Exact device-tool call, after `bash ci/fetch_gpu_wheels.sh` has filled .whl/ on the dev machine:
-#   run(command="bash ci/gpu.sh", carry=[".whl"], timeout_s=420)
-# (one call, about 5 minutes on an H100; give the machine back afterwards unless rerunning at once).
+#   run(command="bash ci/gpu.sh", carry=[".whl"], timeout_s=500)
+# (one call, about 6 minutes on an H100; give the machine back afterwards unless rerunning at once).
 #
-# What it does, logging everything under $OUT (at most 8 files come back):
+# What it does, logging everything under $OUT (at most 8 files come back: the device tool's limit):
 #   1. installs the wheels the image lacks (array-api-compat, array-api-strict, optree, nvtx);
 #   2. records the GPU and the library versions (device.txt);
 #   3. runs the whole test suite on the cupy backend (tests.log): tests/test_cupy_backend.py's GPU
@@ -17,7 +17,9 @@
 #      and jvp times at n = 256/1024/4096 and a batch of 10000 x 16 x 16, float32/float64, ours vs
 #      CuPy's routines, and the batched-vs-loop crossover;
 #   5. the peers benchmark vs JAX and PyTorch, `python3 -m cupy_ad bench --peers` (the package's
-#      cupy_ad/bench/; bench_peers.log, bench_peers.csv).
+#      cupy_ad/bench/; bench_peers.log, bench_peers.csv);
+#   6. the jit suite's rows on cupy against eager and JAX (bench_jit.log): the replay
+#      with fused elementwise runs (cupy.fuse), batched decompositions, scan, dispatch.
 # Exit status: nonzero if any step failed (each step still runs).
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -48,5 +50,9 @@ timeout 100 python3 profiling/bench_gpu.py --csv "$OUT/bench_gpu.csv" --budget 5
 echo "== peers bench (JAX, PyTorch)"
 timeout 45 python3 -m cupy_ad bench --peers --backend cupy --sizes 1024 4096 --dtypes float32 --batch 10000 \
     --csv "$OUT/bench_peers.csv" 2>&1 | tee "$OUT/bench_peers.log" || status=1
+echo "== jit suite on cupy (issue 17: replay, fusion by cupy.fuse, batches, scan), against eager and JAX"
+timeout 80 python3 -m cupy_ad bench --suite jit --peers --backend cupy --min-time 0.05 \
+    --rows lu_factor_n16 eigh_n16 cholesky_batch eigh_batch scan_rnn kalman dispatch \
+    --csv /tmp/bench_jit.csv 2>&1 | tee "$OUT/bench_jit.log" || status=1  # (the log has the table)
 echo "== ci/gpu.sh exit status $status"
 exit $status
