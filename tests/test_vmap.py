@@ -307,6 +307,19 @@ def test_an_output_shared_by_every_example_is_an_array_of_its_own(backend):
     np.testing.assert_array_equal(backend.to_numpy(out), want)
 
 
+
+def test_an_output_shared_by_every_example_is_an_array_of_its_own_under_jit(backend):
+    """Under jit the unmapped output stayed a broadcast view (a jit value is a ``Recorded``: it took the
+    path of an enclosing transform's values), in the recording call and in every replay."""
+    f = ad.jit(lambda a: ad.vmap(lambda: a * 2.0, axis_size=B)())
+    for _ in range(2):  # the recording call, then a replay
+        shared = backend.random((3,))
+        out = f(shared)
+        out[0, 0] = 5.0
+        want = np.stack([2.0 * backend.to_numpy(shared)] * B)
+        want[0, 0] = 5.0
+        np.testing.assert_array_equal(backend.to_numpy(out), want)
+
 def _scan_body(ns):
     return lambda c, x: (c * 0.9 + ns.sin(x) * c, c * x)
 

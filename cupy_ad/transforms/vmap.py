@@ -106,8 +106,8 @@ def _output(leaf: Any, axis: int | None, level: int, size: int, path: tuple) -> 
         value = expand_dims(value, axis=axis)
         shape = list(value.shape)
         shape[axis] = size
-        if isinstance(value, (Dual, Batched, Recorded)):
-            return broadcast_to(value, tuple(shape))
+        if type(value) in (Dual, Batched, Recorded):  # (a value of an enclosing transform; not jit's: its replay
+            return broadcast_to(value, tuple(shape))  # returns what the user gets)
         # a result for the user: its own memory, as a loop's stack (a broadcast view is read-only on NumPy and
         # writes through to every example on CuPy)
         return backend_of(value).xp.asarray(broadcast_to(value, tuple(shape)), copy=True)
