@@ -252,6 +252,18 @@ def test_bad_input_names_the_argument_and_the_fix(backend):
     assert ad.vmap(lambda a, s: a * s, in_axes=(0, None))(x, 2.0).shape == (B, 2)
 
 
+
+def test_a_shared_mask_of_another_shape_is_refused_as_eager_indexing_refuses_it(backend):
+    """x[mask] with a shared mask was a take on the flattened leading dimensions: a mask of another shape
+    with as many entries (3 x 2 on 2 x 3 examples) selected entries silently, where x[mask] raises."""
+    x = backend.random((B, 2, 3))
+    mask = backend.asarray(np.array([[True, False], [False, True], [True, True]]))
+    with pytest.raises(IndexError, match=r"boolean index of shape \(3, 2\) does not match.*\(2, 3\)"):
+        ad.vmap(lambda a: a[mask])(x)
+    good = backend.asarray(np.array([[True, False, True], [False, True, True]]))
+    np.testing.assert_array_equal(backend.to_numpy(ad.vmap(lambda a: a[good])(x)),
+                                  backend.to_numpy(x)[:, backend.to_numpy(good)])
+
 def test_stacked_tangents_to_jvp_point_to_vmap(backend):
     x = backend.random((2, 2))
     with pytest.raises(ValueError, match=r"stack of 4 tangents.*ad.vmap.*ad.jacfwd"):
