@@ -308,6 +308,15 @@ def test_keywords_none_and_axis_size_as_jax(backend):
             ad.vmap(lambda a: a, in_axes=None, axis_size=bad)(x)
 
 
+
+def test_a_keyword_argument_that_cannot_be_mapped_is_told_to_go_positional(backend):
+    """Keyword arguments are mapped over axis 0 and take no in_axes: the messages said to give them
+    in_axes None, which a keyword argument cannot have."""
+    x = backend.random((B, 2))
+    for shared in (2.0, backend.asarray(np.float64(2.0))):
+        with pytest.raises((TypeError, ValueError), match=r"kwargs\['s'\].*pass it positionally with in_axes None"):
+            ad.vmap(lambda a, s: a * s)(x, s=shared)
+
 def test_an_output_shared_by_every_example_is_an_array_of_its_own(backend):
     """An unmapped output stacked by out_axes was a broadcast view (NumPy: read-only; CuPy: one write
     reaches every example); now a stack as a loop gives."""
