@@ -171,3 +171,20 @@ def test_a_peer_without_an_answer_is_told_deadlocked_or_timed_out(tmp_path):
         time.sleep(0.3)  # (its start-up's CPU time before the wait)
         assert peer.time(0, ("jit", "qr_batch", True)) is None
         assert peer.failure == expected and peer.process is None and peer.installed
+
+
+
+def test_a_peer_that_fails_is_told_failed_not_an_earlier_case_s_reason(tmp_path):
+    """A worker that answers something else than ``done`` (an error, an exit) left ``failure`` as it was:
+    empty, or an earlier case's ``deadlocked``, in the peer's cell."""
+    import subprocess
+
+    from cupy_ad.bench.peers import Peer
+
+    peer = Peer("jax", str(tmp_path), timeout=5.0, min_time=0.01)
+    for reason in ("", "deadlocked"):
+        peer.failure = reason
+        peer.process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline(); print('oops')"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert peer.time(0, ("jit", "qr_batch", True)) is None
+        assert peer.failure == "failed" and peer.process is None and peer.installed

@@ -252,6 +252,18 @@ def test_bad_input_names_the_argument_and_the_fix(backend):
     assert ad.vmap(lambda a, s: a * s, in_axes=(0, None))(x, 2.0).shape == (B, 2)
 
 
+
+def test_a_shared_mask_of_another_shape_is_refused_as_eager_indexing_refuses_it(backend):
+    """x[mask] with a shared mask was a take on the flattened leading dimensions: a mask of another shape
+    with as many entries (3 x 2 on 2 x 3 examples) selected entries silently, where x[mask] raises."""
+    x = backend.random((B, 2, 3))
+    mask = backend.asarray(np.array([[True, False], [False, True], [True, True]]))
+    with pytest.raises(IndexError, match=r"boolean index of shape \(3, 2\) does not match.*\(2, 3\)"):
+        ad.vmap(lambda a: a[mask])(x)
+    good = backend.asarray(np.array([[True, False, True], [False, True, True]]))
+    np.testing.assert_array_equal(backend.to_numpy(ad.vmap(lambda a: a[good])(x)),
+                                  backend.to_numpy(x)[:, backend.to_numpy(good)])
+
 def test_stacked_tangents_to_jvp_point_to_vmap(backend):
     x = backend.random((2, 2))
     with pytest.raises(ValueError, match=r"stack of 4 tangents.*ad.vmap.*ad.jacfwd"):
@@ -296,6 +308,15 @@ def test_keywords_none_and_axis_size_as_jax(backend):
             ad.vmap(lambda a: a, in_axes=None, axis_size=bad)(x)
 
 
+
+def test_a_keyword_argument_that_cannot_be_mapped_is_told_to_go_positional(backend):
+    """Keyword arguments are mapped over axis 0 and take no in_axes: the messages said to give them
+    in_axes None, which a keyword argument cannot have."""
+    x = backend.random((B, 2))
+    for shared in (2.0, backend.asarray(np.float64(2.0))):
+        with pytest.raises((TypeError, ValueError), match=r"kwargs\['s'\].*pass it positionally with in_axes None"):
+            ad.vmap(lambda a, s: a * s)(x, s=shared)
+
 def test_an_output_shared_by_every_example_is_an_array_of_its_own(backend):
     """An unmapped output stacked by out_axes was a broadcast view (NumPy: read-only; CuPy: one write
     reaches every example); now a stack as a loop gives."""
@@ -306,6 +327,19 @@ def test_an_output_shared_by_every_example_is_an_array_of_its_own(backend):
     want[0, 0] = 5.0
     np.testing.assert_array_equal(backend.to_numpy(out), want)
 
+
+
+def test_an_output_shared_by_every_example_is_an_array_of_its_own_under_jit(backend):
+    """Under jit the unmapped output stayed a broadcast view (a jit value is a ``Recorded``: it took the
+    path of an enclosing transform's values), in the recording call and in every replay."""
+    f = ad.jit(lambda a: ad.vmap(lambda: a * 2.0, axis_size=B)())
+    for _ in range(2):  # the recording call, then a replay
+        shared = backend.random((3,))
+        out = f(shared)
+        out[0, 0] = 5.0
+        want = np.stack([2.0 * backend.to_numpy(shared)] * B)
+        want[0, 0] = 5.0
+        np.testing.assert_array_equal(backend.to_numpy(out), want)
 
 def _scan_body(ns):
     return lambda c, x: (c * 0.9 + ns.sin(x) * c, c * x)

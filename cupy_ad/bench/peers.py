@@ -111,7 +111,8 @@ class Peer:
     ``ParallelBatchMap`` runs the batch of each LAPACK call as tasks on XLA's two-thread pool, and two
     such calls (the jvp's dorgqr and dtrsm) running at once on its two threads each wait for tasks the
     other's thread would have to run; gdb shows every thread in a futex wait), ``timed out`` when it
-    was busy, ``hung`` where the CPU time cannot be read (not Linux).
+    was busy, ``hung`` where the CPU time cannot be read (not Linux); ``failed`` when the worker answered
+    something else (an error, or it exited while computing), ``exited`` when it had exited before the case.
     """
 
     def __init__(self, system: str, out_dir: str, timeout: float, min_time: float):
@@ -147,6 +148,7 @@ class Peer:
             self.process.stdin.flush()
         except OSError:  # the worker died after its last case: a fresh one takes the next
             print(f"\n{self.system}: the worker had exited before {case}: skipped", file=sys.stderr)
+            self.failure = "exited"
             self.close()
             return None
         cpu_before = self._cpu_seconds()
@@ -162,6 +164,8 @@ class Peer:
             self.close()
             return None
         if answer != "done":
+            if answered:  # (an error or an exit: not a failure of an earlier case)
+                self.failure = "failed"
             why = f"no result after {self.timeout:.0f} s" if not answered else f"the worker answered {answer!r}"
             print(f"\n{self.system}: {why} for {case}: skipped", file=sys.stderr)
             self.close()

@@ -4,8 +4,8 @@ primitive.
 Derivation (see eigh.py; Magnus 1985): dw_k = v_k^H dA_s v_k, with dA_s the Hermitian matrix the
 primal reads (one triangle of dA mirrored, the diagonal's real part). Written with the read
 triangle T of dA (diagonal halved), dA_s = T + T^H and dw = 2 Re diag(V^H T V): one triangular
-product T V (n^3 flops; for small real matrices the GEMM of T = dA o W, W the constant weights of
-the read triangle) and a column sum of conj(V) o (T V). Term by term, with (i, j) the
+product T V (n^3 flops; for small real matrices the GEMM of T = (dA masked to the read triangle)
+o W, W the constant weights of the read triangle) and a column sum of conj(V) o (T V). Term by term, with (i, j) the
 off-diagonal entries read (i > j for the lower triangle),
 
     dw_k = sum_i Re(dA_ii) |V_ik|^2 + sum_(i,j) 2 Re(dA_ij conj(V_ik) V_jk),
@@ -43,26 +43,29 @@ def _half_triangle(da: Any) -> Any:
     return where(xp.eye(da.shape[-1], dtype=xp.bool), expand_dims(half, axis=-1), da)
 
 
-#: Real matrices up to this side: T V as one GEMM of dA o W (W = 1 inside the read triangle, 1/2 on the
-#: diagonal, 0 elsewhere: one elementwise pass, where the masked triangle and its halved diagonal take
-#: two and the triangular product a third; 4096 x 16 x 16 float64: 4 ms instead of 10); above it, the
-#: triangular product (trmm: half the flops of the GEMM).
+#: Real matrices up to this side: T V as one GEMM of (dA masked to the read triangle) o W (W = 1 strictly
+#: inside the read triangle, 1/2 on the diagonal: two elementwise passes, where the masked triangle and
+#: its halved diagonal take two and the triangular product a third); above it, the triangular product
+#: (trmm: half the flops of the GEMM).
 WEIGHTED_GEMM_MAX = 32
 
 
-def _read_weights(da: Any, lower: bool) -> Any:
-    """W (n, n), real: 1 strictly inside the read triangle, 1/2 on the diagonal, 0 elsewhere (a constant)."""
+def _weighted_triangle(da: Any, lower: bool) -> Any:
+    """T = where(read, dA, 0) o W, W (n, n) real: 1 strictly inside the read triangle, 1/2 on the diagonal
+    (constants). The mask comes first: dA o W alone would turn an inf or NaN of the unread triangle,
+    which the primal never reads, into NaN (inf x 0)."""
     xp = xp_of(da)
     index = xp.arange(da.shape[-1])
     rows, columns = xp.expand_dims(index, axis=-1), xp.expand_dims(index, axis=0)
     inside = rows > columns if lower else rows < columns
-    return xp.astype(inside, da.dtype) + xp.astype(rows == columns, da.dtype) * 0.5
+    weights = xp.astype(inside, da.dtype) + xp.astype(rows == columns, da.dtype) * 0.5
+    return multiply(where(inside | (rows == columns), da, xp.asarray(0.0, dtype=da.dtype)), weights)
 
 
 def triangle_times(da: Any, v: Any, lower: bool) -> Any:
     """T V, T the read triangle of dA with its diagonal halved: (dA_s V) = T V + T^H V."""
     if da.shape[-1] <= WEIGHTED_GEMM_MAX and not is_complex_dtype(da):
-        return matmul(multiply(da, _read_weights(da, lower)), v)
+        return matmul(_weighted_triangle(da, lower), v)
     return triangular_product(_half_triangle(da), v, left=True, lower=lower)
 
 

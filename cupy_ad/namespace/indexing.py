@@ -65,6 +65,9 @@ def _getitem_batch(prim: Primitive):
         lone = key[0] if isinstance(key, tuple) and key[1:] in ((), (Ellipsis,)) else key
         if _is_index_array(lone) and lone.ndim:  # x[indices], x[mask]: a take on the stack's axis 1 (the standard
             if _is_bool(lone):  # allows no slice beside an index array); a mask: the flat indices of its entries
+                if tuple(x.shape[1:1 + lone.ndim]) != tuple(lone.shape):  # (else the reshape below may fit)
+                    raise IndexError(f"boolean index of shape {tuple(lone.shape)} does not match the indexed "
+                                     f"array's leading dimensions {tuple(x.shape[1:1 + lone.ndim])}")
                 size = x.shape[0], math.prod(lone.shape)
                 x, lone = reshape(x, (*size, *x.shape[1 + lone.ndim:])), nonzero(reshape(lone, (-1,)))[0]
             if lone.ndim == 1:

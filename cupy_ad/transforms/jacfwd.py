@@ -78,10 +78,10 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
     structure of that argument; a tuple: a tuple of them). With ``has_aux`` ``f`` returns ``(output,
     aux)`` and the result is ``(jacobian, aux)``. Keyword arguments are passed to ``f`` as they are (not
     differentiated, as in JAX). A Python float input is a 0-d one (weakly typed in ``f``, as in ``jvp``;
-    its directions on the backend of the other arguments' arrays). Complex inputs need ``holomorphic=True`` (then the Jacobian is the
-    complex derivative, f and its inputs and outputs complex), as in JAX. All directions are pushed
-    through one ``jvp`` under ``vmap``: a factorisation in ``f`` is computed once, whatever the number
-    of inputs.
+    its directions on the backend of the other arguments' arrays). Complex inputs need
+    ``holomorphic=True`` (then the Jacobian is the complex derivative, f and its inputs and outputs
+    complex), as in JAX. All directions are pushed through one ``jvp`` under ``vmap``: a factorisation
+    in ``f`` is computed once, whatever the number of inputs.
     """
     if not callable(f):
         raise TypeError(f"jacfwd: f must be callable, got {type(f).__name__}")

@@ -60,13 +60,16 @@ def _size_of(names: Callable[[], list[str]], leaves: list, axes: list, axis_size
     for name, leaf, axis in zip(names(), leaves, axes):
         if axis is None or leaf is None:  # (None: an empty subtree, as in JAX)
             continue
+        shared = ("keyword arguments are mapped over axis 0, as in JAX: pass it positionally with in_axes None"
+                  if name.startswith("kwargs") else "give it in_axes None (not mapped)")
         if not (isinstance(leaf, Dual) or is_array(leaf)):
-            raise TypeError(f"vmap: {name} is a {type(leaf).__name__}, which has no axis to map over; give it "
-                            f"in_axes None (not mapped) or pass an array")
+            raise TypeError(f"vmap: {name} is a {type(leaf).__name__}, which has no axis to map over; {shared} or "
+                            f"pass an array")
         ndim = len(leaf.shape)
         if not -ndim <= axis < ndim:
             raise ValueError(f"vmap: in_axes {axis} for {name} is out of range: it has shape {tuple(leaf.shape)} "
-                             f"({ndim} dimensions); use an axis in [{-ndim}, {ndim}) or None")
+                             f"({ndim} dimensions); " + (f"{shared} if it is shared" if name.startswith("kwargs") else
+                                                         f"use an axis in [{-ndim}, {ndim}) or None"))
         sizes[name] = leaf.shape[axis]
     found = set(sizes.values())
     if len(found) > 1:
@@ -106,8 +109,8 @@ def _output(leaf: Any, axis: int | None, level: int, size: int, path: tuple) -> 
         value = expand_dims(value, axis=axis)
         shape = list(value.shape)
         shape[axis] = size
-        if isinstance(value, (Dual, Batched, Recorded)):
-            return broadcast_to(value, tuple(shape))
+        if type(value) in (Dual, Batched, Recorded):  # (a value of an enclosing transform; not jit's: its replay
+            return broadcast_to(value, tuple(shape))  # returns what the user gets)
         # a result for the user: its own memory, as a loop's stack (a broadcast view is read-only on NumPy and
         # writes through to every example on CuPy)
         return backend_of(value).xp.asarray(broadcast_to(value, tuple(shape)), copy=True)

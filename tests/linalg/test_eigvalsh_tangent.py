@@ -123,3 +123,21 @@ def test_weighted_gemm_equals_the_triangular_product(backend, monkeypatch, lower
     tolerance = 1e-13 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(weighted, t @ v, rtol=tolerance, atol=tolerance)
     np.testing.assert_allclose(masked, t @ v, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("uplo", ["L", "U"])
+def test_a_non_finite_entry_of_the_unread_triangle_moves_nothing(backend, uplo):
+    """The weighted GEMM (small real matrices) multiplied the unread triangle by 0: inf there gave NaN
+    eigenvalue tangents, where the primal never reads it."""
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((2, 5, 5))
+    a = backend.asarray(a + np.swapaxes(a, -1, -2))
+    read = rng.standard_normal((2, 5, 5))
+    read = np.tril(read) if uplo == "L" else np.triu(read)
+    garbage = read.copy()
+    garbage[(slice(None), 0, 4) if uplo == "L" else (slice(None), 4, 0)] = [np.inf, np.nan]
+    for f in (lambda m: ad.linalg.eigvalsh(m, UPLO=uplo), lambda m: ad.linalg.eigh(m, UPLO=uplo)[0]):
+        want = backend.to_numpy(ad.jvp(f, (a,), (backend.asarray(read),))[1])
+        got = backend.to_numpy(ad.jvp(f, (a,), (backend.asarray(garbage),))[1])
+        assert np.isfinite(want).all()
+        np.testing.assert_array_equal(got, want)

@@ -200,9 +200,9 @@ def test_pointer_blas_transposes_blocks_without_conjugating(dtype):
     rng = np.random.default_rng(7)
     a = (rng.standard_normal((9, 11)) + (1j * rng.standard_normal((9, 11)) if np.dtype(dtype).kind == "c" else 0))
     a = a.astype(dtype)
-    b = np.zeros((7, 9), dtype)
-    block = a[2:, 3:10]  # 7 x 7 block of a, copied transposed into b's first 7 columns
-    blas.transpose_copy(7, 7, block.ctypes.data, 11, b.ctypes.data, 9)
+    b = np.zeros((5, 9), dtype)
+    block = a[2:, 3:8]  # a 7 x 5 block of a (not square: rows and columns told apart), copied transposed
+    blas.transpose_copy(7, 5, block.ctypes.data, 11, b.ctypes.data, 9)  # into b's first 7 columns
     np.testing.assert_array_equal(b[:, :7], block.T)
     assert not b[:, 7:].any()
 

@@ -35,6 +35,16 @@ def _same(got, expected):
         np.testing.assert_array_equal(g, e)
 
 
+
+def _shape_recorder():
+    """(shapes, record): ``record`` as a decompose that returns its block, noting each block's shape."""
+    shapes = []
+
+    def record(block):
+        shapes.append(block.shape)
+        return block
+    return shapes, record
+
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("shape", [(7, 5, 5), (2, 3, 4, 4), (5, 6, 3), (3, 3, 6)])
 def test_split_batches_match_numpy_bit_for_bit(split_always, threads, shape):
@@ -73,12 +83,7 @@ def test_the_blocks_are_contiguous_runs_of_the_batch(split_always):
 
 
 def test_no_split_where_it_cannot_pay(monkeypatch):
-    shapes = []
-
-    def record(block):
-        shapes.append(block.shape)
-        return block
-
+    shapes, record = _shape_recorder()
     monkeypatch.setenv("CUPY_AD_NUM_THREADS", "2")
     small = np.zeros((8, 4, 4))  # below MIN_WORK
     large = np.zeros((4096, numpy_threads.MAX_N + 1, 2))  # a side above MAX_N
@@ -90,12 +95,7 @@ def test_no_split_where_it_cannot_pay(monkeypatch):
 
 
 def test_no_split_inside_a_worker_thread(split_always):
-    shapes = []
-
-    def record(block):
-        shapes.append(block.shape)
-        return block
-
+    shapes, record = _shape_recorder()
     worker = threading.Thread(target=numpy_threads.split_batch, args=(record, np.zeros((6, 3, 3))))
     worker.start()
     worker.join()
