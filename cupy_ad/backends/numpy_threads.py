@@ -13,6 +13,8 @@ would compete with ours), at least ``MIN_WORK`` (count x m x n x min(m, n)) in t
 the main thread only (inside a worker thread, e.g. Dask's, the caller already runs things in
 parallel). Threads: the CPUs this process may run on (``os.sched_getaffinity``: ``taskset -c 0``
 gives one, i.e. no split), or the environment variable ``CUPY_AD_NUM_THREADS`` (``1``: never split).
+A container's CPU quota (cgroups) is not an affinity: a container that shows 64 CPUs but may use 2
+should set ``CUPY_AD_NUM_THREADS=2`` (as it would ``OMP_NUM_THREADS`` for OpenBLAS).
 """
 from __future__ import annotations
 
@@ -68,9 +70,11 @@ def split_batch(decompose: Callable[[Any], Any], a: Any) -> Any:
     docstring): ``decompose`` maps a stack (k, m, n) to an array or a tuple of arrays with k leading."""
     *batch, m, n = a.shape
     count = math.prod(batch)
-    workers = min(threads(), count)
-    if (workers < 2 or max(m, n) > MAX_N or count * m * n * min(m, n) < MIN_WORK
+    if (max(m, n) > MAX_N or count * m * n * min(m, n) < MIN_WORK
             or threading.current_thread() is not threading.main_thread()):
+        return decompose(a)  # (before asking for threads: a single matrix pays nothing for them)
+    workers = min(threads(), count)
+    if workers < 2:
         return decompose(a)
     flat = a.reshape(count, m, n)
     bounds = [count * k // workers for k in range(workers + 1)]

@@ -128,3 +128,11 @@ def test_a_bad_thread_count_is_refused(monkeypatch):
     monkeypatch.setenv("CUPY_AD_NUM_THREADS", "two")
     with pytest.raises(ValueError, match="CUPY_AD_NUM_THREADS"):
         numpy_threads.threads()
+
+
+def test_a_call_that_would_not_split_never_reads_the_thread_count(monkeypatch):
+    """A single matrix (or a batch too small to split) pays nothing for the threads: not even the
+    setting is read, so a bad one does not break it (the split that would read it refuses it)."""
+    monkeypatch.setenv("CUPY_AD_NUM_THREADS", "two")
+    a = np.random.default_rng(0).standard_normal((16, 16))
+    np.testing.assert_array_equal(numpy_threads.split_batch(np.linalg.qr, a)[0], np.linalg.qr(a)[0])
