@@ -53,6 +53,8 @@ class _Library:
                 self.functions = self._find()
                 if not self._works():
                     self.functions = {}
+                elif not self._transposes():  # (then the LU tangent kernel takes its unblocked path)
+                    self.functions = {k: v for k, v in self.functions.items() if not k.endswith("omatcopy")}
             except Exception:  # noqa: BLE001 - any failure means "not available": callers fall back
                 self.functions = {}
         return self.functions
@@ -102,6 +104,14 @@ class _Library:
         b = np.arange(2.0, 11.0).reshape(3, 3)
         got = call("trmm", a, b, left=True, lower=True, trans=1, unit_diagonal=False, functions=self.functions)
         return got is not None and np.array_equal(got, np.tril(a).T @ b)
+
+    def _transposes(self) -> bool:
+        """OpenBLAS's ?omatcopy (trusted by the LU tangent kernel) checked once on a 2 x 3 block."""
+        if "domatcopy" not in self.functions:
+            return True
+        a, b = np.arange(6.0).reshape(2, 3), np.zeros((3, 2))
+        PointerBlas(self.functions, np.dtype(np.float64)).transpose_copy(2, 3, a.ctypes.data, 3, b.ctypes.data, 2)
+        return np.array_equal(b, a.T)
 
 
 _library = _Library()

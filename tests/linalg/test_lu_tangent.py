@@ -216,3 +216,15 @@ def test_without_openblas_transpose_the_kernel_takes_its_unblocked_path(monkeypa
     f, perm = _factor(a)
     np.testing.assert_allclose(numpy_lu_tangent.lu_tangent(f, perm, da), _reference(f, perm, da), rtol=0,
                                atol=1e-12 * np.abs(_reference(f, perm, da)).max())
+
+
+def test_an_omatcopy_that_does_not_transpose_is_not_trusted(monkeypatch):
+    kernels = numpy_lu_tangent.numpy_kernels
+    real = kernels._library.load()
+    if "domatcopy" not in real:
+        pytest.skip("NumPy's BLAS is not OpenBLAS here")
+    broken = {**real, "domatcopy": lambda *args: None}  # (as a library that rejects the call and copies nothing)
+    library = kernels._Library()
+    monkeypatch.setattr(library, "_find", lambda: broken)
+    functions = library.load()
+    assert "dtrsm" in functions and not any(name.endswith("omatcopy") for name in functions)
