@@ -14,7 +14,7 @@ from ..backends import backend_of, default_backend, is_array
 from ..values import Batched, Dual, JitTraced, Recorded, Zero, base_array, program_of
 from ..namespace import permute_dims, reshape
 from ..namespace._rules import is_complex_dtype, is_inexact_dtype
-from .jvp import jvp
+from .jvp import aux_pair, jvp
 from .vmap import vmap
 
 
@@ -86,13 +86,6 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
     if not callable(f):
         raise TypeError(f"jacfwd: f must be callable, got {type(f).__name__}")
 
-    def _output(out: Any) -> Any:
-        if has_aux and not (isinstance(out, (tuple, list)) and len(out) == 2):
-            got = f"{type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list)) else (
-                "an array" if hasattr(out, "shape") else type(out).__name__)
-            raise TypeError(f"jacfwd: with has_aux=True f must return a pair (output, aux), got {got}")
-        return out
-
     def jacobian(*args: Any, **kwargs: Any) -> Any:
         nums = _argnums(argnums, len(args))
         dynamic = tuple(args[k] for k in nums)
@@ -106,7 +99,8 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
             tangents = [None] * len(args)
             for k, t in zip(nums, optree.tree_unflatten(spec, list(tangent_leaves))):
                 tangents[k] = t
-            out, dout = jvp(lambda *a: _output(f(*a, **kwargs)), args, tuple(tangents))
+            out, dout = jvp(lambda *a: aux_pair("jacfwd", f(*a, **kwargs)) if has_aux else f(*a, **kwargs), args,
+                            tuple(tangents))
             if any(type(t) is Zero for t in optree.tree_leaves(dout, is_leaf=lambda t: type(t) is Zero)):
                 raise TypeError("jacfwd: f has an integer or boolean output, which has no derivative")
             if holomorphic and not all(map(is_complex_dtype, optree.tree_leaves(dout[0] if has_aux else dout))):

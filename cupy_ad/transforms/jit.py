@@ -36,8 +36,8 @@ kernels within rounding (the compiler may contract a product and a sum). A repla
 function's call: the backend's calls and nothing else (about 0.05 us of Python per step). Large
 elementwise steps write into a dead temporary the program owns and only elementwise steps read, so
 no view of it exists whatever the inputs' memory order (``out=``, where the backend has that form:
-NumPy's ufuncs); nothing else is ever written, inputs and constants least of all. Compiling the source costs about 40 us a step, once per
-signature (the recording itself costs more).
+NumPy's ufuncs); nothing else is ever written, inputs and constants least of all. Compiling the
+source costs about 40 us a step, once per signature (the recording itself costs more).
 
 Signature: the pytree structure of the arguments, every array's type, shape and dtype, the dual /
 batched structure of every input (levels by rank, batch axes, symbolic-zero tangents), the values of

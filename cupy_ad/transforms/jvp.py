@@ -16,6 +16,16 @@ def _path_name(root: str, path: tuple) -> str:
     return root + "".join(f"[{p!r}]" for p in path)
 
 
+def aux_pair(transform: str, out: Any) -> Any:
+    """``out`` of an ``f`` called with ``has_aux=True``: the pair (output, aux), else a TypeError naming
+    the transform and what ``f`` returned."""
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        got = f"{type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list)) else (
+            "an array" if hasattr(out, "shape") else type(out).__name__)
+        raise TypeError(f"{transform}: with has_aux=True f must return a pair (output, aux), got {got}")
+    return out
+
+
 def _is_no_tangent(t: Any) -> bool:
     return t is None or t is Zero or type(t) is Zero
 

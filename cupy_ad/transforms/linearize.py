@@ -30,14 +30,7 @@ from ..backends import backend_of, is_array
 from ..core import bind
 from ..values import Batched, Dual, Recorded, Var, Zero, base_array, new_level, program_of, strip
 from ..namespace._rules import instantiate, is_inexact_dtype
-from .jvp import jvp
-
-
-def _pair(out: Any) -> Any:
-    if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise TypeError(f"linearize: with has_aux=True f must return a pair (output, aux), got "
-                        f"{'an array' if hasattr(out, 'shape') else type(out).__name__}")
-    return out
+from .jvp import aux_pair, jvp
 
 
 def _checked(name: str, t: Any, primal: Any, reference: tuple) -> Any:
@@ -92,7 +85,7 @@ def linearize(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tu
             differentiable = leaf is not None and hasattr(leaf, "dtype") and is_inexact_dtype(leaf)
             inputs.append(Recorded(level, instantiate(Zero.like(strip(leaf)), leaf), program.new_var())
                           if differentiable else None)
-        out, tangents = jvp((lambda *args: _pair(f(*args))) if has_aux else f, primals,
+        out, tangents = jvp((lambda *args: aux_pair("linearize", f(*args))) if has_aux else f, primals,
                             optree.tree_unflatten(spec, inputs))
     if has_aux:  # (the aux's tangent work is not replayed: _needed)
         (out, aux), tangents = out, tangents[0]

@@ -123,7 +123,8 @@ def _mapped_arrays(f: Callable, args: tuple, in_axis: int, out_axis: int) -> Any
     such (the general path then runs; a function that returns something else is finished by it too)."""
     size = None
     for a in args:
-        if not is_array(a) or type(a) is Dual or not -a.ndim <= in_axis < a.ndim or size not in (None, a.shape[in_axis]):
+        if (not is_array(a) or type(a) is Dual or not -a.ndim <= in_axis < a.ndim
+                or size not in (None, a.shape[in_axis])):
             return _NOT_MAPPED
         size = a.shape[in_axis]
     if size is None:
