@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import numbers
+import operator
 from typing import Any, Callable
+
+#: The ufuncs (by name) that the arithmetic operators of NumPy and CuPy arrays call: a compiled
+#: program's buffer reuse and fusion treat an operator as its ufunc (the same kernel).
+OPERATOR_UFUNC_NAMES = {operator.add: "add", operator.sub: "subtract", operator.mul: "multiply",
+                        operator.truediv: "true_divide", operator.neg: "negative"}
 
 
 class Backend:

@@ -20,12 +20,11 @@ layout logic on NumPy with LAPACK stand-ins for the kernels (tests/test_cupy_bac
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, Callable
 
 import numpy as np
 
-from .base import Backend
+from .base import OPERATOR_UFUNC_NAMES, Backend
 
 
 def _solver_dtype(*dtypes: Any) -> Any:
@@ -65,11 +64,6 @@ def import_cupy() -> Any:
     return cupy
 
 
-# The operators of CuPy arrays call these ufuncs (the kernels a fused program traces instead).
-_OPERATOR_UFUNCS = {operator.add: "add", operator.sub: "subtract", operator.mul: "multiply",
-                    operator.truediv: "true_divide", operator.neg: "negative"}
-
-
 class CupyBackend(Backend):
     name = "cupy"
     host_branching = False
@@ -104,8 +98,8 @@ class CupyBackend(Backend):
 
     def fusible_form(self, fn: Any) -> Any:
         ufunc = getattr(self.cp, "ufunc", None)
-        if fn in _OPERATOR_UFUNCS:
-            fn = getattr(self.cp, _OPERATOR_UFUNCS[fn])
+        if fn in OPERATOR_UFUNC_NAMES:  # (the kernel a fused program traces in the operator's place)
+            fn = getattr(self.cp, OPERATOR_UFUNC_NAMES[fn])
         plain = ufunc is not None and isinstance(fn, ufunc) and fn.nout == 1 and getattr(fn, "signature", None) is None
         return fn if plain else None
 

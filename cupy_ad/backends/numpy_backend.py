@@ -1,7 +1,6 @@
 """NumPy backend: array_api_compat's NumPy namespace; kernels from NumPy's and SciPy's LAPACK calls."""
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import array_api_compat.numpy as compat_numpy
@@ -11,7 +10,7 @@ import scipy.special
 
 from . import numpy_compiled, numpy_kernels, numpy_lapack, numpy_lu_tangent
 from .numpy_threads import split_batch
-from .base import Backend
+from .base import OPERATOR_UFUNC_NAMES, Backend
 
 
 class _ScipyBlasOneThread:
@@ -85,8 +84,7 @@ def _tuple_or_array(out: Any) -> Any:
     return tuple(out) if isinstance(out, tuple) else out
 
 
-_OPERATOR_UFUNCS = {operator.add: np.add, operator.sub: np.subtract, operator.mul: np.multiply,
-                    operator.truediv: np.true_divide, operator.neg: np.negative}
+_OPERATOR_UFUNCS = {op: getattr(np, name) for op, name in OPERATOR_UFUNC_NAMES.items()}
 
 
 def _transpose(x: np.ndarray, /, axes: tuple) -> np.ndarray:
