@@ -57,9 +57,9 @@ def _weighted_triangle(da: Any, lower: bool) -> Any:
     xp = xp_of(da)
     index = xp.arange(da.shape[-1])
     rows, columns = xp.expand_dims(index, axis=-1), xp.expand_dims(index, axis=0)
-    inside = rows > columns if lower else rows < columns
-    weights = xp.astype(inside, da.dtype) + xp.astype(rows == columns, da.dtype) * 0.5
-    return multiply(where(inside | (rows == columns), da, xp.asarray(0.0, dtype=da.dtype)), weights)
+    inside, on_diagonal = (rows > columns if lower else rows < columns), rows == columns
+    weights = xp.astype(inside, da.dtype) + xp.astype(on_diagonal, da.dtype) * 0.5
+    return multiply(where(inside | on_diagonal, da, xp.asarray(0.0, dtype=da.dtype)), weights)
 
 
 def triangle_times(da: Any, v: Any, lower: bool) -> Any:
