@@ -45,7 +45,7 @@ def _routine(dtype: Any, name: str) -> tuple[Any, Any] | None:
 
 
 def _pointer(a: np.ndarray) -> ctypes.c_void_p:
-    return ctypes.c_void_p(a.ctypes.data)
+    return ctypes.c_void_p(numpy_kernels.address(a))
 
 
 def _string(flag: str) -> ctypes.c_char_p:

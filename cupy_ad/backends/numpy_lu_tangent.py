@@ -109,13 +109,13 @@ class _Blocked:
         self.f_transposed = f.flags.f_contiguous and not f.flags.c_contiguous  # (LAPACK's factor often is)
         self.stored_f = np.ascontiguousarray(f.T if self.f_transposed else f)  # (no copy for either layout)
         self.blas, self.a, self.n = blas, a, n
-        self._f, self._a = self.stored_f.ctypes.data, a.ctypes.data
+        self._f, self._a = numpy_kernels.address(self.stored_f), numpy_kernels.address(a)
         self.block_size = b = min(BLOCK, n)
         # one scratch buffer: a block column, transposed (the panel, see ``step``), then M11 and N11 (b x b)
         self.scratch = np.empty(b * n + 2 * b * b, a.dtype)
         self.panel = self.scratch[:b * n]
         self.m11, self.n11 = self.scratch[b * n:].reshape(2, b, b)
-        self._panel = self.scratch.ctypes.data
+        self._panel = numpy_kernels.address(self.scratch)
         self._m11, self._n11 = self._panel + b * n * blas.itemsize, self._panel + (b * n + b * b) * blas.itemsize
         self.strictly_lower = _strictly_lower(a.dtype)
 
