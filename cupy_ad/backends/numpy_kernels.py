@@ -39,13 +39,16 @@ _char_at, _address_of = ctypes.c_char.from_buffer, ctypes.addressof
 
 
 def address(a: Any) -> int:
-    """The address of ``a``'s first element: through the buffer protocol where ``a`` is writable and
-    C-contiguous (0.25 us here), else ``a.ctypes.data`` (1 us: it builds an object per call; a small
-    matrix's BLAS call needs two or three)."""
-    try:
-        return _address_of(_char_at(a))
-    except (TypeError, BufferError, ValueError):
-        return a.ctypes.data
+    """The address of ``a``'s first element: through the buffer protocol where ``a`` is a writable,
+    non-empty block in C or Fortran order (0.25 us here), else ``a.ctypes.data`` (1 us: it builds an
+    object per call; a small matrix's BLAS or LAPACK call needs two or three)."""
+    flags = a.flags
+    if flags.writeable and a.size:
+        if flags.c_contiguous:
+            return _address_of(_char_at(a))
+        if flags.f_contiguous:
+            return _address_of(_char_at(a.T))  # (the same first element, C-ordered)
+    return a.ctypes.data
 
 
 #: LAPACK routines looked up beside the BLAS ones (used by :mod:`numpy_lapack`).
@@ -438,7 +441,7 @@ def lu_factor_batched(a: Any) -> tuple[Any, Any] | None:
     An exactly zero pivot gives SciPy's LinAlgWarning.
     """
     *batch, m, n = a.shape
-    count = int(np.prod(batch))
+    count = math.prod(batch)
     if count < CROUT_MIN_BATCH or max(m, n) > CROUT_MAX or a.dtype not in _PREFIX or a.size == 0:
         return None
     compiled = numpy_compiled.lu_factor_batched(a)  # (Numba: getf2 per matrix)
