@@ -435,6 +435,10 @@ def _svdvals_jvp(primals: list, tangents: list):
     if backend_of_matrix(a).tall_skinny(a):  # the singular values of R in A = Q R (see _through_qr)
         r, dr = qr_r_p.jvp([a], [da])
         return svdvals_p.jvp([r], [dr])
+    # Two decompositions, deliberately: the primal is the svdvals kernel's (NumPy's svd(compute_uv=False),
+    # bit for bit, as outside jvp), the tangent needs the vectors of a full svd, whose values differ from
+    # those by rounding (LAPACK's gesdd takes another path without vectors). eigvalsh's rule, which
+    # serves the vectors' eigenvalues as the primal, saves the second call at that price.
     s = bind(svdvals_p, a)
     if a.shape[-2] == 0 or a.shape[-1] == 0:
         return s, Zero.like(s)
