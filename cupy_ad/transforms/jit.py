@@ -335,6 +335,8 @@ def _install_operators() -> None:
     JitTraced.__getattr__ = _traced_getattr  # (in place of the protocols' refusal: x.sum() is recorded)
     JitTraced.T = property(lambda self: _record_call(_getter("T"), (self,), {}))
     JitTraced.mT = property(lambda self: _record_call(_getter("mT"), (self,), {}))
+    JitTraced.to_device = lambda self, device, /, *, stream=None: _record_call(Method("to_device"), (self, device),
+                                                                               {"stream": stream})
     JitTraced.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(self.value))
     JitTraced.recording_backend = _recording_backend
 

@@ -1,0 +1,54 @@
+"""jit as a new user meets it (session 7's trial): the namespace's functions on traced values, Python
+control flow, and the compositions, each against the eager call (bit for bit on NumPy, within rounding on
+CuPy: ``_assert_identical``)."""
+import numpy as np
+import pytest
+from test_jit import _assert_identical
+
+import cupy_ad as ad
+
+
+def _newton_sqrt(a):
+    """Python control flow on values: a while loop to convergence from ``ones_like``."""
+    xp = a.__array_namespace__()
+    z = xp.ones_like(a)
+    while xp.max(xp.abs(z * z - a)) > 1e-12:
+        z = (z + a / z) / 2
+    return z
+
+
+def test_arrays_made_like_a_traced_value_are_arrays_of_the_program(backend):
+    """``ones_like(x)`` and its kin on a traced value returned the traced value's shell itself (a jit
+    value leaked to the caller, and a later operator on it failed the recording): they are constants
+    of the program (their shape and dtype are part of the signature)."""
+    ns = backend.ns
+    x = backend.asarray([2.0, 3.0, 0.5])
+    fns = [lambda a: ns.ones_like(a), lambda a: (ns.zeros_like(a, dtype=ns.int32), a * ns.empty_like(a).shape[0]),
+           lambda a: ns.full_like(a, 2.5) * a, _newton_sqrt]
+    for f in fns:
+        jitted = ad.jit(f)
+        for a in (x, x * 4.0, x):  # recorded, replayed, a new guard outcome for Newton's loop count
+            got = jitted(a)
+            assert type(got) is type(f(a)) or type(got) is tuple
+            _assert_identical(backend, got, f(a))
+    step = ad.jit(lambda a, da: ad.jvp(_newton_sqrt, (a,), (da,)))
+    _assert_identical(backend, step(x, x), ad.jvp(_newton_sqrt, (x,), (x,)))
+    doubled_ones = ad.jit(lambda a: ns.ones_like(a) * 2.0)
+    doubled_ones(x)
+    assert not doubled_ones.program_for(x)[0].steps  # a constant: no step
+
+
+def test_dtype_helpers_and_devices_of_traced_values(backend):
+    """``result_type``, ``can_cast`` and ``finfo`` given a traced array (they read its dtype: they
+    refused it), and ``x.to_device(x.device)`` (it recursed until the stack overflowed)."""
+    ns = backend.ns
+    x = backend.asarray([0.5, -1.0])
+    fns = [lambda a: ns.astype(a, ns.result_type(a, ns.float32)),
+           lambda a: a * 2.0 if ns.can_cast(a, ns.float32) else a,
+           lambda a: a * ns.finfo(a).eps,
+           lambda a: a.to_device(a.device) * 2.0]
+    for f in fns:
+        jitted = ad.jit(f)
+        for a in (x, -x):
+            _assert_identical(backend, jitted(a), f(a))
+        _assert_identical(backend, ad.jvp(jitted, (x,), (x,)), ad.jvp(f, (x,), (x,)))
