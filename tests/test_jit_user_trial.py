@@ -1,11 +1,17 @@
 """jit as a new user meets it (session 7's trial): the namespace's functions on traced values, Python
 control flow, and the compositions, each against the eager call (bit for bit on NumPy, within rounding on
 CuPy: ``_assert_identical``)."""
+import importlib
+import threading
+import time
+
 import numpy as np
 import pytest
 from test_jit import _assert_identical
 
 import cupy_ad as ad
+
+jit_module = importlib.import_module("cupy_ad.transforms.jit")
 
 
 def _newton_sqrt(a):
@@ -52,3 +58,34 @@ def test_dtype_helpers_and_devices_of_traced_values(backend):
         for a in (x, -x):
             _assert_identical(backend, jitted(a), f(a))
         _assert_identical(backend, ad.jvp(jitted, (x,), (x,)), ad.jvp(f, (x,), (x,)))
+
+
+def test_threads_meeting_a_new_signature_together_record_it_once(backend):
+    """Each thread recorded it (as many copies as threads: MAX_VARIANTS filled with copies refused the
+    next guard outcome, and scan's ``program_for`` found no single program): one records, the others
+    replay its program."""
+    ns = backend.ns
+    x = backend.random((3,))
+    threads = jit_module.MAX_VARIANTS + 1
+    arrived = threading.Barrier(threads)
+
+    def f(a):
+        time.sleep(0.02)  # (runs at the recording only: the other threads arrive meanwhile)
+        return ns.tanh(a) * 2.0 if ns.sum(a) > -100.0 else a
+
+    jitted = ad.jit(f)
+    results = [None] * threads
+
+    def call(k):
+        arrived.wait()
+        results[k] = jitted(x)
+
+    workers = [threading.Thread(target=call, args=(k,)) for k in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert [len(variants) for variants in jitted.cache.values()] == [1]
+    for got in results:
+        _assert_identical(backend, got, f(x))
+    _assert_identical(backend, jitted(x - 1000.0), f(x - 1000.0))  # a new outcome still records

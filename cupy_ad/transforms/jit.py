@@ -54,6 +54,9 @@ does an array whose shape follows values (``x[mask]``, ``nonzero``, ``unique_*``
 may have read its shape (``.shape[0]``, a rule's zeros), so a replay checks it (``shape_guard``).
 ``float()``, ``int()``, ``.item()`` and conversion to NumPy raise a ``TypeError``: a number read from
 a traced value cannot be replayed.
+
+Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
+one jitted function run one at a time, and a thread that waited for one first replays what was recorded.
 """
 from __future__ import annotations
 
@@ -510,6 +513,10 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     static_nums = _static_positions(f, static_argnums)
     cache: dict = {}
     by_arrays: dict = {}  # the same programs by the signature of positional plain arrays
+    # One recording at a time: threads meeting a new signature together recorded it once each, filling
+    # its MAX_VARIANTS with copies (then a new guard outcome was refused) and leaving scan's
+    # ``program_for`` none to use. A thread that waited replays what the other recorded.
+    recording = threading.Lock()
 
     @functools.wraps(f)
     def compiled(*args: Any, **kwargs: Any) -> Any:
@@ -544,8 +551,14 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         levels = sorted(kinds)  # the caller's levels, by rank
         if plain is not None:
             by_arrays[plain] = variants
-        if variants:
-            for program in variants:
+        tried = 0
+        for program in variants:
+            try:
+                return program.replay(raws, levels)
+            except Diverged:
+                tried += 1
+        with recording:
+            for program in variants[tried:]:  # (recorded by another thread while this one waited)
                 try:
                     return program.replay(raws, levels)
                 except Diverged:
@@ -554,9 +567,9 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
                 raise RuntimeError(f"jit: {MAX_VARIANTS} recordings of one signature differ in Python control flow "
                                    f"on traced values (bool() of an array) or in shapes that follow values (x[mask], "
                                    f"nonzero, unique); use xp.where, or call f without jit")
-        program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels], raws,
-                               levels)
-        variants.append(program)
+            program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels],
+                                   raws, levels)
+            variants.append(program)
         return out
 
     def program_for(*args: Any) -> tuple[Program, list] | None:
