@@ -307,6 +307,21 @@ class JitTraced(Recorded):
         return f"JitTraced(level={self.level}, slot={self.var}, value={self.value!r})"
 
 
+def host_int(x: Any) -> int:
+    """``int(x)`` read by a rule on the host to shape its work (``_clusters``' cluster sizes): in a jit
+    recording also a guard that a replay sees the same value (else the call is recorded again), where
+    ``int()`` of a traced value in user code is refused."""
+    if type(x) is JitTraced:
+        return LEVELS.programs[x.level].value_guard(x)
+    return int(x)
+
+
+def message_value(x: Any) -> Any:
+    """The concrete array of a jit recording's value (``x`` itself otherwise), for a message only: what is
+    read from it is not replayed."""
+    return x.value if type(x) is JitTraced else x
+
+
 class Var:
     """A variable of a recorded program (see :class:`Program`)."""
 

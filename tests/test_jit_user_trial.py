@@ -89,3 +89,36 @@ def test_threads_meeting_a_new_signature_together_record_it_once(backend):
     for got in results:
         _assert_identical(backend, got, f(x))
     _assert_identical(backend, jitted(x - 1000.0), f(x - 1000.0))  # a new outcome still records
+
+
+def test_the_blockwise_rotation_of_clusters_records_a_guard_per_cluster_size(backend, monkeypatch):
+    """jit of eigh/svd jvps at repeated values from BLOCKWISE_FROM on (the host loop over cluster sizes):
+    ``int()`` of a cluster size, then a NumPy array indexed by a traced mask, were refused. The sizes
+    are now guards (another structure records again); the results are the eager ones bit for bit."""
+    monkeypatch.setattr(importlib.import_module("cupy_ad.linalg._clusters"), "BLOCKWISE_FROM", 2)
+    n = 6
+    rng = np.random.default_rng(4)
+    d = rng.standard_normal((n, n))
+    d = backend.asarray(d + d.T)
+    points = [np.eye(n), np.diag([1.0, 1.0, 1.0, 2.0, 2.0, 3.0]), np.eye(n), np.diag(np.arange(n) + 1.0)]
+    for f in (lambda a, da: ad.jvp(ad.linalg.eigh, (a,), (da,)), lambda a, da: ad.jvp(ad.linalg.svdvals, (a,), (da,))):
+        jitted = ad.jit(f)
+        for a in map(backend.asarray, points):
+            _assert_identical(backend, jitted(a, d), f(a, d))
+        assert [len(variants) for variants in jitted.cache.values()] == [3]  # (the third point replays the first)
+
+
+def test_a_nested_degenerate_warning_inside_jit(backend):
+    """The warning's numbers were read with int() and float() of traced values (refused): they are the
+    recording's, and the NaN tangents are the eager ones."""
+    rng = np.random.default_rng(5)
+    d1, d2 = rng.standard_normal((2, 3, 3))
+    a, d1, d2 = (backend.asarray(m) for m in (np.diag([1.0, 1.0, 2.0]), d1 + d1.T, d2 + d2.T))
+
+    def f(a, d1, d2):
+        return ad.jvp(lambda z: ad.jvp(lambda y: ad.linalg.eigh(y)[1], (z,), (d1,))[1], (a,), (d2,))
+
+    with pytest.warns(ad.linalg.DegenerateNestedWarning):
+        eager = f(a, d1, d2)
+    with pytest.warns(ad.linalg.DegenerateNestedWarning):
+        _assert_identical(backend, ad.jit(f)(a, d1, d2), eager)

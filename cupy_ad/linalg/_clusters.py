@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
-from ..values import Batched, Recorded, Zero, strip
+from ..values import Batched, Recorded, Zero, host_int, strip
 from ..namespace import reshape, take, where
 from ..namespace._rules import xp_of
 from ._matrix import backend_of_matrix
@@ -231,13 +231,12 @@ def _blockwise_rotation(masked: Any, same: Any, active: Any) -> Any:
     flat_same = xp.reshape(same, (count, n, n))
     flat_active = xp.reshape(active, (count, n))
     sizes = xp.sum(xp.astype(flat_same, xp.int64), axis=-1)  # (count, n): size of each position's cluster
-    positions = xp.arange(n, dtype=xp.int64)
     out = []
     for b in range(count):
         rot = xp.eye(n, dtype=masked.dtype)
-        for k in (int(x) for x in xp.unique_values(sizes[b, ...][flat_active[b, ...]])):
+        for k in map(host_int, xp.unique_values(sizes[b, ...][flat_active[b, ...]])):
             members = flat_active[b, ...] & (sizes[b, ...] == k)
-            idx = xp.reshape(positions[members], (-1, k))  # (c, k): one cluster a row
+            idx = xp.reshape(xp.nonzero(members)[0], (-1, k))  # (c, k): one cluster a row
             block = xp.reshape(xp.take(flat_m[b, ...], xp.reshape(idx[:, :, None] * n + idx[:, None, :], (-1,))),
                                idx.shape + (k,))
             _, q = backend_of_matrix(masked).eigh(block, True)

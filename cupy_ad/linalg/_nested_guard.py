@@ -61,7 +61,7 @@ import warnings
 from typing import Any
 
 from ..core import Primitive, bind
-from ..values import Zero, strip
+from ..values import Zero, message_value, strip
 from ..namespace import add, diagonal, divide, expand_dims, multiply, real, subtract, where
 from ..namespace._rules import xp_of
 from ._clusters import concrete_tangent, resolution
@@ -120,6 +120,7 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
     if backend_of_matrix(raw).host_branching:
         if not bool(xp.any(bad)):
             return outs, out_tangents
+        mismatch, tol = message_value(mismatch), message_value(tol)  # (under jit: the recording's, not replayed)
         worst = int(xp.argmax(xp.reshape(mismatch - tol, (-1,))))
         warnings.warn(MESSAGE.format(name=name, bad=float(xp.reshape(mismatch, (-1,))[worst]),
                                      tol=float(xp.reshape(xp.broadcast_to(tol, mismatch.shape), (-1,))[worst])),

@@ -48,8 +48,9 @@ the value of the recording call (a closed-over array written in place is partly 
 uses are not, the steps combining it with an argument read it again; pass such an array as an argument).
 
 Value-dependent Python control flow: ``bool()`` of a traced value (``if``, ``while``, the host checks
-of the linear-algebra rules) records a guard: a replay whose outcome differs stops and the call is
-recorded again for the new outcome (up to ``MAX_VARIANTS`` programs per signature, then an error). So
+of the linear-algebra rules; the integers they read, ``values.host_int``: ``value_guard``) records a
+guard: a replay whose outcome differs stops and the call is recorded again for the new outcome (up to
+``MAX_VARIANTS`` programs per signature, then an error). So
 does an array whose shape follows values (``x[mask]``, ``nonzero``, ``unique_*``: ``_VALUE_SHAPED``): Python
 may have read its shape (``.shape[0]``, a rule's zeros), so a replay checks it (``shape_guard``).
 ``float()``, ``int()``, ``.item()`` and conversion to NumPy raise a ``TypeError``: a number read from
@@ -76,7 +77,8 @@ from ..backends import backend_of
 from ..values import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
 from ..namespace import namespace, numpy_protocols
 from ..namespace.indexing import _is_basic
-from .jit_program import Call, Diverged, Flattening, Method, Program, _is_array, build, guard, rebuild, shape_guard
+from .jit_program import (Call, Diverged, Flattening, Method, Program, _is_array, build, guard, rebuild, shape_guard,
+                          value_guard)
 
 MAX_VARIANTS = 8
 
@@ -120,6 +122,11 @@ class _Recording:
         outcome = bool(traced.value)
         self.steps.append((guard(outcome), [traced.var], None))
         return outcome
+
+    def value_guard(self, traced: JitTraced) -> int:
+        value = int(traced.value)
+        self.steps.append((value_guard(value), [traced.var], None))
+        return value
 
 
 def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
