@@ -122,3 +122,13 @@ def test_a_nested_degenerate_warning_inside_jit(backend):
         eager = f(a, d1, d2)
     with pytest.warns(ad.linalg.DegenerateNestedWarning):
         _assert_identical(backend, ad.jit(f)(a, d1, d2), eager)
+
+
+def test_a_slice_among_the_arguments(backend):
+    """A slice argument (a Python value of the signature, static or not) was refused as unhashable
+    (slices are, before Python 3.12); slices that differ record again."""
+    x = backend.random((6,))
+    for jitted in (ad.jit(lambda a, key: a[key] * 2.0), ad.jit(lambda a, key: a[key] * 2.0, static_argnums=1)):
+        for key in (slice(1, 4), slice(1, 4), slice(None, None, -2)):
+            _assert_identical(backend, jitted(x, key), x[key] * 2.0)
+        assert sum(len(variants) for variants in jitted.cache.values()) == 2

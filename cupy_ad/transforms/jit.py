@@ -365,6 +365,8 @@ def _bits(v: Any) -> Any:
         return kind, struct.pack("<2d", v.real, v.imag)
     if kind is tuple:
         return kind, tuple(map(_bits, v))
+    if kind is slice:  # (unhashable before Python 3.12)
+        return kind, _bits((v.start, v.stop, v.step))
     return kind, v
 
 
