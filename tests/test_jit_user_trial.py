@@ -132,3 +132,24 @@ def test_a_slice_among_the_arguments(backend):
         for key in (slice(1, 4), slice(1, 4), slice(None, None, -2)):
             _assert_identical(backend, jitted(x, key), x[key] * 2.0)
         assert sum(len(variants) for variants in jitted.cache.values()) == 2
+
+
+def test_jacfwd_passes_arguments_without_arrays_as_they_are(backend):
+    """jacfwd turned every other argument into a 0-d dual through jvp: an int that a jitted f takes
+    through static_argnums was refused as unhashable, a str (a mode) was refused. As in JAX they are
+    closed over; arguments holding arrays still enter jvp with zero tangents."""
+    ns = backend.ns
+    x, y = backend.random((3,)), backend.random((3,), seed=1)
+
+    def g(a, n, mode, b):
+        for _ in range(n):
+            a = ns.sin(a) * b
+        return a * 2.0 if mode == "double" else a
+
+    jitted = ad.jit(g, static_argnums=(1, 2))
+    for n, mode in ((2, "double"), (1, "same"), (2, "double")):
+        _assert_identical(backend, ad.jacfwd(jitted)(x, n, mode, y), ad.jacfwd(g)(x, n, mode, y))
+        _assert_identical(backend, ad.jacfwd(jitted, argnums=3)(x, n, mode, y), ad.jacfwd(g, argnums=3)(x, n, mode, y))
+    assert len(jitted.cache) == 4  # (two static pairs, each with argnums 0 and 3)
+    expected = backend.to_numpy(ns.cos(x) * y * 2.0)
+    np.testing.assert_array_equal(np.diagonal(backend.to_numpy(ad.jacfwd(g)(x, 1, "double", y))), expected)
