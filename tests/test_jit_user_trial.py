@@ -153,3 +153,38 @@ def test_jacfwd_passes_arguments_without_arrays_as_they_are(backend):
     assert len(jitted.cache) == 4  # (two static pairs, each with argnums 0 and 3)
     expected = backend.to_numpy(ns.cos(x) * y * 2.0)
     np.testing.assert_array_equal(np.diagonal(backend.to_numpy(ad.jacfwd(g)(x, 1, "double", y))), expected)
+
+
+def _logdet_or_marker(a):
+    """log det of a positive definite ``a`` by Cholesky; where Cholesky fails, a fallback (-1)."""
+    ns = a.__array_namespace__()
+    try:
+        c = ad.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        return ad.linalg.slogdet(a)[1] * 0.0 - 1.0
+    return 2.0 * ns.sum(ns.log(ns.linalg.diagonal(c)), axis=-1)
+
+
+def test_an_error_that_f_handles_is_control_flow(backend):
+    """``try: cholesky`` / ``except LinAlgError:`` a fallback. Recorded on a failing matrix, the replay
+    ran the fallback for positive definite ones (a silently wrong result); recorded on a positive
+    definite one, the replay raised where f falls back. Both are now the eager results, in scan too."""
+    spd, bad = backend.asarray(2.0 * np.eye(3)), backend.asarray(-np.eye(3))
+    for order in ((bad, spd), (spd, bad)):
+        jitted = ad.jit(_logdet_or_marker)
+        for a in order + order:
+            _assert_identical(backend, jitted(a), _logdet_or_marker(a))
+        assert [len(variants) for variants in jitted.cache.values()] == [2]
+    with pytest.raises(np.linalg.LinAlgError):  # (an error f does not handle still reaches the caller)
+        ad.jit(ad.linalg.cholesky)(bad)
+
+    def body(total, a):
+        value = _logdet_or_marker(a)
+        return total + value, value
+
+    stack = backend.asarray(np.stack([2.0 * np.eye(3), 3.0 * np.eye(3), -np.eye(3), 4.0 * np.eye(3)]))
+    # (recorded at the first step, replayed from the second: the third's error hands over to the ordinary loop)
+    _assert_identical(backend, ad.scan(ad.jit(body), backend.asarray(0.0), stack),
+                      ad.scan(body, backend.asarray(0.0), stack))
+    with pytest.raises(np.linalg.LinAlgError):
+        ad.scan(ad.jit(lambda total, a: (total, ad.linalg.cholesky(a))), backend.asarray(0.0), stack)

@@ -54,7 +54,10 @@ guard: a replay whose outcome differs stops and the call is recorded again for t
 does an array whose shape follows values (``x[mask]``, ``nonzero``, ``unique_*``: ``_VALUE_SHAPED``): Python
 may have read its shape (``.shape[0]``, a rule's zeros), so a replay checks it (``shape_guard``).
 ``float()``, ``int()``, ``.item()`` and conversion to NumPy raise a ``TypeError``: a number read from
-a traced value cannot be replayed.
+a traced value cannot be replayed. Errors are control flow too (``try: cholesky(a)`` ``except
+LinAlgError:`` a fallback): a backend call that raised at recording is replayed as a check that it
+still raises (``raises``), and an error in a replay is taken as a divergence: the call is recorded
+again, so ``f`` itself meets the error, handles it or raises it, as eagerly.
 
 Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
 one jitted function run one at a time, and a thread that waited for one first replays what was recorded.
@@ -77,8 +80,8 @@ from ..backends import backend_of
 from ..values import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
 from ..namespace import namespace, numpy_protocols
 from ..namespace.indexing import _is_basic
-from .jit_program import (Call, Diverged, Flattening, Method, Program, _is_array, build, guard, rebuild, shape_guard,
-                          value_guard)
+from .jit_program import (Call, Diverged, Flattening, Method, Program, _is_array, build, guard, raises, rebuild,
+                          shape_guard, value_guard)
 
 MAX_VARIANTS = 8
 
@@ -145,7 +148,12 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
     for k in traced:
         values[k] = leaves[k].value
     call_args, call_kwargs = optree.tree_unflatten(spec, values)
-    result = fn(*call_args, **call_kwargs)
+    try:
+        result = fn(*call_args, **call_kwargs)
+    except Exception as error:  # f may handle it (a fallback when cholesky fails): a replay checks it raises
+        recording.steps.append((raises(_unflattening(fn, spec, leaves, traced), type(error)),
+                                [leaves[k].var for k in traced], None))
+        raise
     if all(leaves[k].var in recording.constant_slots for k in traced):  # constant folding: computed once, here
         return optree.tree_map(lambda v: recording.constant(v) if _is_array(v) else v, result, none_is_leaf=True)
     if not kwargs and len(traced) == sum(type(a) is JitTraced for a in args):  # traced values: positional only
@@ -539,7 +547,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
                 for program in variants:
                     try:
                         return program.replay(args, [])
-                    except Diverged:
+                    except Exception:  # (Diverged, or an error that f may handle: see below)
                         continue
         static: dict = {}
         nums = {k if k >= 0 else k + len(args) for k in static_nums} & set(range(len(args)))
@@ -564,13 +572,13 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         for program in variants:
             try:
                 return program.replay(raws, levels)
-            except Diverged:
+            except Exception:  # Diverged, or an error that f may handle (its recording runs f: as eagerly)
                 tried += 1
         with recording:
             for program in variants[tried:]:  # (recorded by another thread while this one waited)
                 try:
                     return program.replay(raws, levels)
-                except Diverged:
+                except Exception:
                     continue
             if len(variants) >= MAX_VARIANTS:
                 raise RuntimeError(f"jit: {MAX_VARIANTS} recordings of one signature differ in Python control flow "

@@ -33,6 +33,18 @@ def guard(expected: bool) -> Callable:
     return check
 
 
+def raises(step: Callable, error: type) -> Callable:
+    """The step checking that a call that raised ``error`` at recording (and that ``f`` handled) still
+    raises it (else ``Diverged``): ``step`` makes the call from the traced arguments."""
+    def check(*values: Any) -> None:
+        try:
+            step(*values)
+        except error:
+            return
+        raise Diverged
+    return check
+
+
 def value_guard(expected: int) -> Callable:
     """The step checking that an integer a rule read on the host (``values.host_int``) is still ``expected``
     (else ``Diverged``)."""
