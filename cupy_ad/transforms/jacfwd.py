@@ -81,8 +81,9 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
     ``output.shape + input.shape`` for every input leaf of the arguments ``argnums`` (an int: the
     structure of that argument; a tuple: a tuple of them). With ``has_aux`` ``f`` returns ``(output,
     aux)`` and the result is ``(jacobian, aux)``. Keyword arguments, and the other positional arguments
-    that hold no array, are passed to ``f`` as they are (not differentiated, as in JAX). A Python float input is a 0-d one (weakly typed in ``f``, as in ``jvp``;
-    its directions on the backend of the other arguments' arrays). Complex inputs need
+    that hold no array, are passed to ``f`` as they are (not differentiated, as in JAX). A Python float
+    input is a 0-d one (weakly typed in ``f``, as in ``jvp``; its directions on the backend of the other
+    arguments' arrays). Complex inputs need
     ``holomorphic=True`` (then the Jacobian is the complex derivative, f and its inputs and outputs
     complex), as in JAX. All directions are pushed through one ``jvp`` under ``vmap``: a factorisation
     in ``f`` is computed once, whatever the number of inputs.
