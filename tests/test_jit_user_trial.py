@@ -188,3 +188,23 @@ def test_an_error_that_f_handles_is_control_flow(backend):
                       ad.scan(body, backend.asarray(0.0), stack))
     with pytest.raises(np.linalg.LinAlgError):
         ad.scan(ad.jit(lambda total, a: (total, ad.linalg.cholesky(a))), backend.asarray(0.0), stack)
+
+
+def test_a_recording_may_wait_for_another_thread_calling_the_same_function(backend):
+    """Recordings wait for each other per signature only: a recording that waits for a thread calling
+    the same jitted function on another signature (a pool over chunks, say) goes on."""
+    x = backend.random((4,))
+    half = backend.random((2,), seed=1)
+    results = {}
+
+    def f(a):
+        if a.shape[0] == 4:  # (the call on the whole array hands another array to another thread)
+            helper = threading.Thread(target=lambda: results.setdefault("half", jitted(half)))
+            helper.start()
+            helper.join(timeout=30)
+            assert not helper.is_alive(), "the helper waited for the recording that waits for it"
+        return a * 2.0
+
+    jitted = ad.jit(f)
+    _assert_identical(backend, jitted(x), x * 2.0)
+    _assert_identical(backend, results["half"], half * 2.0)

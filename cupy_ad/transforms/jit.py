@@ -530,10 +530,10 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     static_nums = _static_positions(f, static_argnums)
     cache: dict = {}
     by_arrays: dict = {}  # the same programs by the signature of positional plain arrays
-    # One recording at a time: threads meeting a new signature together recorded it once each, filling
-    # its MAX_VARIANTS with copies (then a new guard outcome was refused) and leaving scan's
+    # One recording of a signature at a time: threads meeting a new signature together recorded it once
+    # each, filling its MAX_VARIANTS with copies (then a new guard outcome was refused) and leaving scan's
     # ``program_for`` none to use. A thread that waited replays what the other recorded.
-    recording = threading.Lock()
+    recording_locks: dict = {}
 
     @functools.wraps(f)
     def compiled(*args: Any, **kwargs: Any) -> Any:
@@ -562,9 +562,10 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         except _Inline:
             return f(*args, **kwargs)
         try:
-            variants = cache.setdefault(_key(spec, static, ranked, kinds), [])
+            key = _key(spec, static, ranked, kinds)
         except TypeError:
             raise TypeError("jit: static arguments and Python values among the arguments must be hashable") from None
+        variants = cache.setdefault(key, [])
         levels = sorted(kinds)  # the caller's levels, by rank
         if plain is not None:
             by_arrays[plain] = variants
@@ -574,7 +575,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
                 return program.replay(raws, levels)
             except Exception:  # Diverged, or an error that f may handle (its recording runs f: as eagerly)
                 tried += 1
-        with recording:
+        with recording_locks.setdefault(key, threading.Lock()):
             for program in variants[tried:]:  # (recorded by another thread while this one waited)
                 try:
                     return program.replay(raws, levels)
