@@ -60,7 +60,8 @@ still raises (``raises``), and an error in a replay is taken as a divergence: th
 again, so ``f`` itself meets the error, handles it or raises it, as eagerly.
 
 Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
-one jitted function run one at a time, and a thread that waited for one first replays what was recorded.
+one signature of a jitted function run one at a time, and a thread that waited for one first replays
+what was recorded.
 """
 from __future__ import annotations
 
