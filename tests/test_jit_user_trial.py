@@ -208,3 +208,14 @@ def test_a_recording_may_wait_for_another_thread_calling_the_same_function(backe
     jitted = ad.jit(f)
     _assert_identical(backend, jitted(x), x * 2.0)
     _assert_identical(backend, results["half"], half * 2.0)
+
+
+def test_a_traced_value_used_after_its_recording_says_so(backend):
+    """Operators, indexing and bool() on a traced value that escaped its recording (a global, another
+    thread) raised a bare KeyError; they raise bind's ValueError, saying what happened."""
+    x = backend.random((3,))
+    escaped = []
+    ad.jit(lambda a: (escaped.append(a), a * 2.0)[1])(x)
+    for use in (lambda a: a * 2.0, lambda a: a[1], lambda a: bool(a[0] > 0), lambda a: backend.ns.sin(a)):
+        with pytest.raises(ValueError, match="a value from a finished jit call was used.*another thread"):
+            use(escaped[0])
