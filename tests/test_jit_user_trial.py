@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import Backend
 from test_jit import _assert_identical
 
 import cupy_ad as ad
@@ -219,3 +220,28 @@ def test_a_traced_value_used_after_its_recording_says_so(backend):
     for use in (lambda a: a * 2.0, lambda a: a[1], lambda a: bool(a[0] > 0), lambda a: backend.ns.sin(a)):
         with pytest.raises(ValueError, match="a value from a finished jit call was used.*another thread"):
             use(escaped[0])
+
+
+def test_numpy_functions_without_an_equivalent_are_recorded_as_they_are():
+    """A plain jit needs no JVP rule: NumPy functions and ufunc methods the namespace lacks (np.diff,
+    np.fft.rfft, np.median, np.exp2, np.round with decimals) were refused "on the values of jvp and vmap";
+    they are recorded as called, so replays are eager NumPy's results (types included). Under a jvp
+    the duals refuse them as before, and functions writing into an argument are refused."""
+    numpy_backend = Backend("numpy", importlib.import_module("array_api_compat.numpy"))
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 4))
+
+    def f(a):
+        return (np.diff(a, axis=-1), np.hstack([a, a]), np.fft.rfft(a), np.median(a), np.exp2(a),
+                np.round(a, 2), np.logaddexp.reduce(a, axis=0), np.trapezoid(a))
+
+    jitted = ad.jit(f)
+    for a in (x, -2.0 * x, x):
+        got, want = jitted(a), f(a)
+        assert [type(g) for g in got] == [type(w) for w in want]
+        _assert_identical(numpy_backend, got, want)
+    with pytest.raises(TypeError, match="np.diff has no equivalent on the values of jvp"):
+        ad.jit(lambda a, t: ad.jvp(lambda z: np.diff(z), (a,), (t,)))(x, x)
+    for writes in (lambda a: np.fill_diagonal(a, 0.0), lambda a: np.copyto(a, 0.0), lambda a: np.exp2(a, out=a)):
+        with pytest.raises(TypeError, match="writes into an array in place"):
+            ad.jit(writes)(x.copy())

@@ -8,7 +8,9 @@ call with a traced argument runs on the concrete arrays and appends a step ``(fu
 output slots)``; a call without one runs once, here, and its result is a constant of the program
 (constant folding). Operators, indexing and methods on traced values are recorded the same way
 (``x[key] = v`` and ``x += v`` record an updated copy and rebind ``x``, its base if it is a
-basic-indexing view, and its live views, as writes into shared memory behave eagerly). So
+basic-indexing view, and its live views, as writes into shared memory behave eagerly), and so are the
+NumPy functions the namespace has no equivalent for (``_record_numpy``; the others run the
+namespace's, as on duals). So
 the steps are the backend's own functions (``numpy.add``, a LAPACK wrapper) on raw arrays: JVP
 rules, symbolic zeros, ``Dual`` objects and ``bind`` leave no trace in them.
 
@@ -316,6 +318,24 @@ def _rebind(x: JitTraced, new: JitTraced) -> None:
             _rebind(view, _record_call(operator.getitem, (x, view._view[1]), {}))
 
 
+# NumPy functions that write into an argument (no ``out=`` to see it by)
+_WRITING = frozenset(("copyto", "fill_diagonal", "put", "put_along_axis", "place", "putmask"))
+
+
+def _record_numpy(function: Callable, args: tuple, kwargs: dict) -> Any:
+    """A NumPy function (or ufunc method) without an equivalent in the namespace (or given arguments that
+    the equivalent lacks: ``np.round(x, 2)``), on a plain jit's traced values: recorded as it is (no JVP rule is needed; the replay calls the same function). Refused where it
+    writes into an argument; left to the duals' refusal where a jvp or vmap value takes part."""
+    name = getattr(function, "__name__", repr(function))
+    out = kwargs.get("out")
+    if name in _WRITING or (out is not None and any(o is not None for o in (out if isinstance(out, tuple) else (out,)))):
+        raise TypeError(f"jit: np.{name} writes into an array in place, which a replay cannot repeat safely; use "
+                        f"the array the functions of the namespace return")
+    if any(type(v) in (Dual, Batched, Recorded) for v in optree.tree_leaves((args, kwargs), none_is_leaf=True)):
+        return NotImplemented
+    return _record_call(function, args, kwargs)
+
+
 def _install_operators() -> None:
     """Operators of traced values run the backend's own operators, recorded (a dual or batched operand of a
     nested transform takes over through its reflected operator)."""
@@ -350,7 +370,7 @@ def _install_operators() -> None:
         setattr(JitTraced, f"__{name}__", lambda self, op=getattr(operator, name): _record_call(op, (self,), {}))
     JitTraced.__getitem__ = _traced_getitem
     JitTraced.__setitem__ = _traced_setitem
-    numpy_protocols.install(JitTraced, set())  # np.sin(x), np.sum(x): the namespace's function, as on duals
+    numpy_protocols.install(JitTraced, set(), _record_numpy)  # np.sin(x), np.sum(x): the namespace's, as on duals
     JitTraced.__getattr__ = _traced_getattr  # (in place of the protocols' refusal: x.sum() is recorded)
     JitTraced.T = property(lambda self: _record_call(_getter("T"), (self,), {}))
     JitTraced.mT = property(lambda self: _record_call(_getter("mT"), (self,), {}))
