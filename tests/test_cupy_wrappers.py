@@ -1,0 +1,476 @@
+"""Our calls of CuPy's real cuSOLVER/cuBLAS wrappers and CuPy APIs, checked where CuPy imports but no GPU
+is usable (skipped without CuPy; on a GPU machine, as in ci/gpu.sh, the module reruns itself in a child
+process that sees no device: ``CUDA_VISIBLE_DEVICES=""``). ``ci/cupy_wrappers.sh`` builds a venv with
+cupy-cuda12x and NVIDIA's CUDA library wheels and runs it there.
+
+CuPy's Cython wrappers convert their arguments (count, C types) before they reach the CUDA runtime, and
+their docstrings carry the C signature. The kernels of :mod:`cupy_ad.backends.cusolver` run here on real
+CuPy arrays whose memory is host memory (CuPy's allocator swapped for the module) with the NULL handle
+(a library refuses it before reading any pointer): every wrapper call must fail with a CUDA, cuBLAS or
+cuSOLVER error, never a TypeError, OverflowError or AttributeError (a wrong argument count, order of
+types, or a routine that this CuPy lacks). Each call is also bound to the wrapper's parameter names and
+checked: each leading dimension equals the rows of the column-major buffer its matrix lies in, each
+matrix pointer starts a member of that buffer, the routine's type prefix matches the buffer's dtype,
+lwork is the size query's answer and the workspace holds that many elements, info and pivots point into
+int32 buffers, batch counts match. Then the CuPy APIs the backend names (fusion of a jit run, the
+pivots kernel, errstate, streams) are driven up to the missing device.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import re
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+cupy = pytest.importorskip("cupy")
+try:
+    from cupy_backends.cuda.libs import cublas, cusolver
+except ImportError as exc:  # CuPy without the CUDA libraries (NVIDIA's wheels or a toolkit)
+    pytest.skip(f"CuPy's cuBLAS/cuSOLVER wrappers do not load: {exc}", allow_module_level=True)
+from cupy_backends.cuda.api.runtime import CUDARuntimeError  # noqa: E402
+
+from cupy_ad.backends import cusolver as kernels  # noqa: E402
+from cupy_ad.backends.base import OPERATOR_UFUNC_NAMES  # noqa: E402
+
+# CuPy's own noise without a device: Stream.__del__ after a failed creation, CuPy 13's current-stream lookup
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+DEVICE_ERRORS = (CUDARuntimeError, cublas.CUBLASError, cusolver.CUSOLVERError)
+LWORK = 7  # the size queries' answer here
+DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
+
+
+def _device_usable() -> bool:
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except DEVICE_ERRORS:
+        return False
+
+
+if _device_usable():
+    def test_in_a_child_without_a_device():
+        """With a GPU, the checks run in a child that sees none (host memory must never reach a kernel)."""
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+        assert " passed" in done.stdout and " skipped" not in done.stdout, done.stdout[-2000:]
+
+    pytest.skip("the checks ran in the child above", allow_module_level=True)
+
+
+def _host_view(ptr: int, nbytes: int, dtype):
+    """NumPy's view of host memory at ``ptr`` (a stand-in device array's, or a host scalar's)."""
+    return np.ctypeslib.as_array((ctypes.c_ubyte * nbytes).from_address(ptr)).view(dtype)
+
+
+class Buffers:
+    """Every array the kernels allocate (in host memory) or are given, to find what a pointer points into."""
+
+    def __init__(self):
+        self.arrays: list = []
+        self.pointer_arrays: dict = {}  # device address of a *Batched routine's pointer array -> its buffer
+
+    def add(self, x):
+        self.arrays.append(x)
+        return x
+
+    def holding(self, ptr: int):
+        for x in self.arrays:
+            if x.data.ptr <= ptr < x.data.ptr + max(x.nbytes, 1):
+                return x
+        raise AssertionError(f"pointer {ptr:#x} is in no buffer the kernel made or was given")
+
+
+@pytest.fixture
+def buffers(monkeypatch):
+    """Host memory behind CuPy's allocator, the NULL handle, and the wrapper modules seen through
+    :class:`Checked`; restored afterwards."""
+    def host_memory(size):
+        owner = np.zeros(max(size, 1), dtype=np.uint8)  # (kept alive by the memory object)
+        return cupy.cuda.MemoryPointer(cupy.cuda.UnownedMemory(owner.ctypes.data, size, owner, device_id=0), 0)
+
+    previous = cupy.cuda.get_allocator()
+    cupy.cuda.set_allocator(host_memory)
+    found = Buffers()
+    calls: list = []
+    real_pointers = kernels._pointers
+
+    def pointers(x):  # CuPy's arange is a kernel: the real helper must reach the device and fail there
+        with pytest.raises(DEVICE_ERRORS):
+            real_pointers(x)
+        out = found.add(cupy.empty((x.shape[0],), dtype=cupy.uintp))
+        _host_view(out.data.ptr, out.nbytes, np.uintp)[:] = list(kernels._addresses(x))
+        found.pointer_arrays[out.data.ptr] = x
+        return out
+
+    allocate = cupy.empty
+    namespace = {name: getattr(cupy, name) for name in dir(cupy) if not name.startswith("__")}
+    namespace["empty"] = lambda *args, **kwargs: found.add(allocate(*args, **kwargs))
+    monkeypatch.setattr(kernels, "cupy", types.SimpleNamespace(**namespace))
+    monkeypatch.setattr(kernels, "_pointers", pointers)
+    monkeypatch.setattr(kernels, "device", types.SimpleNamespace(get_cublas_handle=lambda: 0,
+                                                                 get_cusolver_handle=lambda: 0))
+    pointer_mode = {"mode": cublas.CUBLAS_POINTER_MODE_HOST}
+    monkeypatch.setattr(kernels, "_libs", lambda: (Checked(cublas, calls, found, pointer_mode),
+                                                   Checked(cusolver, calls, found, pointer_mode)))
+    found.calls, found.pointer_mode = calls, pointer_mode
+    try:
+        yield found
+    finally:
+        cupy.cuda.set_allocator(previous)
+
+
+def _parameters(routine) -> list[tuple[str, str]]:
+    """(C type, name) of each parameter, from the signature CuPy's Cython embeds in the docstring."""
+    match = re.match(r"\w+\((.*?)\)", routine.__doc__ or "")
+    assert match, f"{routine.__name__}: no embedded signature"
+    return [tuple(p.strip().rsplit(" ", 1)) for p in match.group(1).split(",") if p.strip()]
+
+
+class Checked:
+    """A real wrapper module whose routines are bound to their parameter names, checked against the
+    buffers, then called: a call must fail for want of a device (or, for host-only routines such as
+    createSyevjInfo, succeed). A size query then answers LWORK and getPointerMode the mode under test."""
+
+    def __init__(self, module, calls: list, buffers: Buffers, pointer_mode: dict):
+        self._module, self._calls, self._buffers, self._pointer_mode = module, calls, buffers, pointer_mode
+
+    def __getattr__(self, name):
+        value = getattr(self._module, name)  # an AttributeError here: a routine this CuPy lacks
+        if not callable(value) or isinstance(value, type):
+            return value
+
+        def call(*args):
+            parameters = _parameters(value)
+            assert len(args) == len(parameters), f"{name}{args}: the wrapper takes {parameters}"
+            bound = {pname: arg for (_, pname), arg in zip(parameters, args)}
+            if bound.get("handle") == 0:
+                _check_arguments(name, bound, self._buffers)
+            self._calls.append((name, bound))
+            try:
+                result = value(*args)
+            except DEVICE_ERRORS:
+                pass
+            else:
+                assert bound.get("handle") is None, f"{name} ran without a device"
+                return result
+            if name.endswith("_bufferSize"):
+                return LWORK
+            if name == "getPointerMode":
+                return self._pointer_mode["mode"]
+            return None
+
+        return call
+
+
+_MATRICES = {"A": "lda", "Aarray": "lda", "U": "ldu", "VT": "ldvt", "V": "ldv", "Barray": "ldb"}
+_PREFIX_KIND = {"s": "f4", "d": "f8", "c": "c8", "z": "c16"}
+
+
+def _check_arguments(name: str, bound: dict, buffers: Buffers) -> None:
+    prefix = name[0]
+    matrix = None
+    for pointer, ld in _MATRICES.items():
+        ptr = bound.get(pointer)
+        if not ptr:  # gesvd without vectors passes 0
+            continue
+        members = buffers.pointer_arrays.get(ptr)
+        if members is not None:
+            assert buffers.holding(ptr).dtype == np.uintp, f"{name}: {pointer} is no pointer array"
+        else:
+            members = buffers.holding(ptr)
+            assert (ptr - members.data.ptr) % members.strides[0] == 0, f"{name}: {pointer} starts no matrix"
+        assert bound[ld] == members.shape[-1], f"{name}: {ld}={bound[ld]} but the buffer's rows are {members.shape}"
+        assert members.dtype.str[1:] == _PREFIX_KIND[prefix], f"{name} on a {members.dtype} buffer"
+        if pointer == "A" and "m" in bound:
+            assert bound["m"] <= bound[ld], f"{name}: m={bound['m']} > {ld}={bound[ld]}"
+        matrix = matrix if matrix is not None else members
+    for info in ("devInfo", "info", "infoArray", "devIpiv", "PivotArray"):
+        if info in bound:
+            assert buffers.holding(bound[info]).dtype == np.int32, f"{name}: {info} is not in an int32 buffer"
+    for values in ("S", "W", "tau"):
+        if values in bound and matrix is not None:
+            kind = matrix.dtype if values == "tau" else np.dtype(matrix.dtype.char.lower())
+            assert buffers.holding(bound[values]).dtype == kind, f"{name}: {values} has the wrong dtype"
+    if "alpha" in bound:  # host pointer mode: alpha is read on the host at call time
+        dtype = np.dtype(_PREFIX_KIND[prefix])
+        assert _host_view(bound["alpha"], dtype.itemsize, dtype)[0] == 1, f"{name}: alpha is not 1"
+    if "lwork" in bound:
+        assert bound["lwork"] == LWORK, f"{name}: lwork={bound['lwork']}, the size query said {LWORK}"
+    work = bound.get("work", bound.get("Work"))
+    if work is not None:
+        assert buffers.holding(work).size >= LWORK, f"{name}: the workspace is smaller than the query's size"
+    for count in ("batchSize", "batchCount"):
+        if count in bound and matrix is not None:
+            assert bound[count] == matrix.shape[0], f"{name}: {count}={bound[count]} for {matrix.shape}"
+
+
+def _buffer(buffers: Buffers, batch: int, cols: int, rows: int, dtype):
+    """A column-major buffer as the backend makes one: C-contiguous (batch, cols, rows)."""
+    return buffers.add(cupy.empty((batch, cols, rows), dtype=dtype))
+
+
+def _names(buffers: Buffers) -> list[str]:
+    return [name for name, _ in buffers.calls]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch, m, n, routine", [(1, 5, 5, "getrf"), (2, 6, 4, "getrf"), (1, 3, 7, "getrf"),
+                                                  (3, 4, 4, "getrfBatched")])
+def test_getrf(buffers, dtype, batch, m, n, routine):
+    ipiv, info = kernels.getrf(_buffer(buffers, batch, n, m, dtype))
+    assert ipiv.shape == (batch, min(m, n)) and info.shape == (batch,)
+    prefix = kernels._PREFIX[np.dtype(dtype)]
+    expected = [prefix + routine] if routine == "getrfBatched" else [prefix + "getrf_bufferSize"] + [prefix + "getrf"] * batch
+    assert _names(buffers) == expected
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch, m, n", [(1, 5, 3), (2, 3, 5), (2, 4, 4)])
+def test_geqrf_and_orgqr(buffers, dtype, batch, m, n):
+    k = min(m, n)
+    x = _buffer(buffers, batch, n, m, dtype)
+    tau, info = kernels.geqrf(x)
+    assert tau.shape == (batch, k) and tau.dtype == dtype
+    kernels.orgqr(x, k, k, tau)  # reduced
+    complete = _buffer(buffers, batch, m, m, dtype)
+    kernels.orgqr(complete, m, k, tau)  # complete, m > n
+    prefix = kernels._PREFIX[np.dtype(dtype)]
+    orgqr = "ungqr" if prefix in "cz" else "orgqr"
+    assert _names(buffers) == ([prefix + "geqrf_bufferSize"] + [prefix + "geqrf"] * batch
+                               + 2 * ([prefix + orgqr + "_bufferSize"] + [prefix + orgqr] * batch))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("job", ["A", "S", "N"])
+@pytest.mark.parametrize("batch, m, n", [(1, 5, 3), (2, 40, 3), (3, 5, 3), (3, 4, 4)])
+def test_gesvd(buffers, dtype, job, batch, m, n):
+    x = _buffer(buffers, batch, n, m, dtype)
+    jacobi = batch >= 2 and m <= kernels.JACOBI_BATCHED_MAX_N
+    try:
+        s, u, vt, info = kernels.gesvd(x, job)
+    except DEVICE_ERRORS:  # after its wrapper calls, the Jacobi path conjugates V for complex dtypes
+        assert jacobi and np.dtype(dtype).kind == "c" and job != "N"
+    else:
+        assert s.shape == (batch, n) and s.dtype == np.dtype(dtype).char.lower()
+        if job == "N":
+            assert u is None and vt is None
+        else:
+            assert u.shape == (batch, m if job == "A" else n, m) and vt.shape == (batch, n, n)
+    prefix = kernels._PREFIX[np.dtype(dtype)]
+    if jacobi:
+        assert _names(buffers) == ["createGesvdjInfo", "xgesvdjSetSortEig", prefix + "gesvdjBatched_bufferSize",
+                                   prefix + "gesvdjBatched", "destroyGesvdjInfo"]
+    else:
+        assert _names(buffers) == [prefix + "gesvd_bufferSize"] + [prefix + "gesvd"] * batch
+        for _, bound in buffers.calls[1:]:
+            assert bound["jobu"] == bound["jobvt"] == ord(job)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("vectors", [True, False])
+@pytest.mark.parametrize("batch, n", [(1, 5), (3, 4), (2, 40)])
+def test_syevd(buffers, dtype, lower, vectors, batch, n):
+    w, info = kernels.syevd(_buffer(buffers, batch, n, n, dtype), lower, vectors)
+    assert w.shape == (batch, n) and w.dtype == np.dtype(dtype).char.lower()
+    prefix = kernels._PREFIX[np.dtype(dtype)]
+    routine = ("he" if prefix in "cz" else "sy") + "ev"
+    if batch >= 2 and n <= kernels.JACOBI_BATCHED_MAX_N:
+        assert _names(buffers) == ["createSyevjInfo", "xsyevjSetSortEig", prefix + routine + "jBatched_bufferSize",
+                                   prefix + routine + "jBatched", "destroySyevjInfo"]
+    else:
+        assert _names(buffers) == [prefix + routine + "d_bufferSize"] + [prefix + routine + "d"] * batch
+    for _, bound in buffers.calls:
+        if "jobz" in bound:
+            assert bound["jobz"] == (cusolver.CUSOLVER_EIG_MODE_VECTOR if vectors else cusolver.CUSOLVER_EIG_MODE_NOVECTOR)
+            assert bound["uplo"] == (cublas.CUBLAS_FILL_MODE_LOWER if lower else cublas.CUBLAS_FILL_MODE_UPPER)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch, n", [(1, 5), (3, 4), (2, kernels.POTRF_BATCHED_MAX_N + 1)])
+def test_potrf(buffers, dtype, batch, n):
+    kernels.potrf_upper(_buffer(buffers, batch, n, n, dtype))
+    prefix = kernels._PREFIX[np.dtype(dtype)]
+    if batch >= 2:
+        expected = [prefix + "potrfBatched"] if n <= kernels.POTRF_BATCHED_MAX_N else \
+            [prefix + "potrf_bufferSize"] + [prefix + "potrf"] * batch
+    else:
+        expected = [prefix + "potrf_bufferSize", prefix + "potrf"]
+    assert _names(buffers) == expected
+    assert all(bound["uplo"] == cublas.CUBLAS_FILL_MODE_UPPER for _, bound in buffers.calls)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_a, batch, n", [(1, 3, 4), (3, 3, 4), (2, 2, kernels.TRSM_BATCHED_MAX_N + 1)])
+@pytest.mark.parametrize("trans", [0, 1, 2])
+@pytest.mark.parametrize("mode", ["CUBLAS_POINTER_MODE_HOST", "CUBLAS_POINTER_MODE_DEVICE"])
+def test_trsm(buffers, dtype, batch_a, batch, n, trans, mode):
+    buffers.pointer_mode["mode"] = getattr(cublas, mode)
+    k = 2
+    kernels.trsm(_buffer(buffers, batch_a, n, n, dtype), _buffer(buffers, batch, k, n, dtype),
+                 lower=trans != 1, trans=trans, unit_diagonal=trans == 2)
+    prefix = kernels._PREFIX[np.dtype(dtype)]
+    if batch_a == 1:
+        solves = [prefix + "trsm"]
+    elif n <= kernels.TRSM_BATCHED_MAX_N and kernels._wraps_trsm_batched(cublas):
+        solves = [prefix + "trsmBatched"]
+    else:
+        solves = [prefix + "trsm"] * batch
+    switch = [] if mode == "CUBLAS_POINTER_MODE_HOST" else ["setPointerMode"]
+    assert _names(buffers) == ["getPointerMode"] + switch + solves + switch
+    for name, bound in buffers.calls:
+        if name == "setPointerMode":
+            assert bound["mode"] in (cublas.CUBLAS_POINTER_MODE_HOST, cublas.CUBLAS_POINTER_MODE_DEVICE)
+        if "trsm" in name:
+            assert bound["n"] == (batch * k if batch_a == 1 else k) and bound["m"] == n
+            assert bound["trans"] == (cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_T, cublas.CUBLAS_OP_C)[trans]
+
+
+def test_handles_exist_and_reach_the_device():
+    from cupy.cuda import device
+
+    for get_handle in (device.get_cublas_handle, device.get_cusolver_handle):
+        with pytest.raises(DEVICE_ERRORS):
+            get_handle()
+
+
+def test_pivots_kernel_and_check_info_reach_the_device(buffers):
+    import cupyx
+
+    piv = cupy.empty((3, 4), dtype=np.int32)
+    with pytest.raises(DEVICE_ERRORS):  # the ElementwiseKernel accepts its arguments, then needs the device
+        kernels.pivots_to_permutation(piv, 6)
+    info = cupy.empty((3,), dtype=np.int32)
+    kernels.check_info("getrf", info)  # linalg="ignore": nothing read
+    with cupyx.errstate(linalg="raise"), pytest.raises(DEVICE_ERRORS):
+        kernels.check_info("getrf", info)
+
+
+def test_pivots_kernel_compiles(monkeypatch):
+    """The CUDA source CuPy generates for our one hand-written kernel (pivots_to_permutation) compiles with
+    NVRTC (a host library: only loading the module needs the device), for compute capability 8.0. Built
+    with CuPy's private code generator (``_get_elementwise_kernel_code``, CuPy 13 and 14)."""
+    from cupy._core import _carray, _kernel, _scalar
+    from cupy.cuda import compiler
+
+    kernel = kernels._PIVOTS_TO_PERMUTATION
+    int32 = np.dtype(np.int32)
+    array, scalar = (1, cupy.ndarray, int32, 1, True, True), (3, _scalar.CScalar, int32, 0, True, True)
+    arguments = tuple(_kernel._ArgInfo(*info) for info in (array, scalar, scalar, array,
+                                                           (2, _carray.Indexer, None, 1, True, True)))
+    source = _kernel._get_elementwise_kernel_code(arguments, _kernel._TypeMap(()), kernel.params, kernel.operation,
+                                                  kernel.name, kernel.preamble)
+    include = os.path.join(os.path.dirname(cupy.__file__), "_core", "include")
+    bundled = os.path.join(include, "cupy", "_cuda", f"cuda-{compiler._get_nvrtc_version()[0]}")  # (CuPy 13)
+    monkeypatch.setattr(compiler, "_get_arch_for_options_for_nvrtc", lambda arch=None: ("-arch=compute_80", "ptx"))
+    options = ("-I" + include,) + (("-I" + bundled,) if os.path.isdir(bundled) else ())
+    compiler.compile_using_nvrtc("#include <cupy/carray.cuh>\n" + source, options=options, arch="80")
+    with pytest.raises(compiler.CompileException):  # (the check can fail)
+        compiler.compile_using_nvrtc("#include <cupy/carray.cuh>\n" + source.replace("= tmp;", "= tmp"), options=options,
+                                     arch="80")
+
+
+def _backend():
+    import array_api_compat.cupy as xp
+
+    from cupy_ad.backends.cupy_backend import CupyBackend
+
+    return CupyBackend(cp=cupy, kernels=kernels, xp=xp)
+
+
+def test_fusion_of_a_jit_run_traces_up_to_the_device(buffers):
+    """A run of elementwise steps as jit_program generates one (several outputs): cupy.fuse traces it
+    and stops only at the device."""
+    import operator
+
+    backend, xp = _backend(), _backend().xp
+    for op in OPERATOR_UFUNC_NAMES:
+        assert backend.fusible_form(op) is getattr(cupy, OPERATOR_UFUNC_NAMES[op])
+    assert backend.fusible_form(xp.matmul) is None and backend.fusible_form(xp.linalg.eigh) is None
+    assert backend.fusible_form(xp.sign) is None  # array_api_compat's wrapper, not a ufunc: never fused
+    scope = {"f0": backend.fusible_form(operator.mul), "f1": backend.fusible_form(xp.tanh),
+             "f2": backend.fusible_form(operator.add)}
+    exec("def fused(v0, v1):\n    v2 = f0(v0, v1)\n    v3 = f1(v2)\n    v4 = f2(v3, v0)\n    return v4, v2", scope)
+    kernel = backend.fuse(scope["fused"])
+    x = cupy.empty((4, 3), dtype=np.float64)
+    with pytest.raises(DEVICE_ERRORS):
+        kernel(x, cupy.empty((3,), dtype=np.float32))
+
+
+_LOOP_DTYPES = {"?": np.bool_, "l": np.int64, "f": np.float32, "d": np.float64, "F": np.complex64, "D": np.complex128}
+
+
+def _loops(ufunc):
+    """The input dtypes of the ufunc's loops whose inputs share one of the dtypes above."""
+    for loop in ufunc.types:
+        inputs = loop.split("->")[0]
+        if len(set(inputs)) == 1 and inputs[0] in _LOOP_DTYPES:
+            yield _LOOP_DTYPES[inputs[0]], len(inputs)
+
+
+def test_every_fusible_form_traces_in_cupy_fuse(buffers):
+    """Each elementwise function of array_api_compat's CuPy namespace that the backend lets jit fuse,
+    on each of its loops (bool, int64, float32/64, complex64/128): cupy.fuse traces it (a function named
+    ``fused`` as jit_program's) up to the device."""
+    backend = _backend()
+    fusible = {name: backend.fusible_form(getattr(backend.xp, name)) for name in dir(backend.xp)
+               if not name.startswith("_")}
+    fusible = {name: form for name, form in fusible.items() if form is not None}
+    assert {"add", "multiply", "exp", "sin", "tanh", "sqrt", "where"} - set(fusible) == {"where"}
+    for name, form in fusible.items():
+        for dtype, nin in _loops(form):
+            scope = {"f0": form}
+            exec(f"def fused({', '.join(f'v{i}' for i in range(nin))}):\n"
+                 f"    return f0({', '.join(f'v{i}' for i in range(nin))})", scope)
+            with pytest.raises(DEVICE_ERRORS):
+                backend.fuse(scope["fused"])(*[cupy.empty((2, 3), dtype=dtype)] * nin)
+
+
+_SPECIAL = ["erf", "erfc", "erfinv", "erfcinv", "expit", "logit", "gammaln", "psi", "ndtr", "log_ndtr", "ndtri",
+            "entr", "rel_entr", "xlogy", "xlog1py", "sinc", "i0", "i1", "i0e", "i1e"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_special_functions_take_our_arguments(buffers, dtype):
+    """CupyBackend.special's native kernels (cupyx.scipy.special) accept the arguments the namespace
+    passes (as scipy.special: polygamma(n, x)), up to the device; the list is cupy_ad.namespace.special's."""
+    import cupyx.scipy.special
+
+    ours = importlib.import_module("cupy_ad.namespace.special")
+    assert all(hasattr(ours, name) for name in _SPECIAL + ["polygamma"])
+    backend = _backend()
+    x = cupy.empty((3,), dtype=dtype)
+    for name in _SPECIAL:
+        native = getattr(cupyx.scipy.special, name)
+        with pytest.raises(DEVICE_ERRORS):
+            backend.special(name, *[x] * native.nin)
+    for order in (1, cupy.empty((3,), dtype=np.int64)):  # psi's derivative passes a Python int
+        with pytest.raises(DEVICE_ERRORS):
+            backend.special("polygamma", order, x)
+
+
+def test_streams_and_the_apis_tests_and_benches_name():
+    """What the backend, bench/report.py, profiling/bench_gpu.py and ci/gpu.sh name of CuPy exists
+    (stream, errstate, devices, benchmark); the stream calls reach the device."""
+    import cupyx
+    import cupyx.profiler
+    import cupyx.scipy.linalg
+
+    for owner, names in [(cupy, "asnumpy ufunc fuse ElementwiseKernel get_default_memory_pool swapaxes triu tril"),
+                         (cupy.cuda, "Device Stream get_current_stream"),
+                         (cupy.cuda.runtime, "getDeviceCount getDeviceProperties runtimeGetVersion"),
+                         (cupyx, "errstate geterr allow_synchronize"), (cupyx.profiler, "benchmark"),
+                         (cupyx.scipy.linalg, "lu_factor solve_triangular")]:
+        missing = [name for name in names.split() if not hasattr(owner, name)]
+        assert not missing, f"{owner.__name__} lacks {missing}"
+    with pytest.raises(DEVICE_ERRORS):
+        _backend().synchronize()
+    with pytest.raises(DEVICE_ERRORS):
+        cupy.cuda.Stream(non_blocking=True)
