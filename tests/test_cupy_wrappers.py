@@ -170,34 +170,47 @@ class Checked:
 
 
 _MATRICES = {"A": "lda", "Aarray": "lda", "U": "ldu", "VT": "ldvt", "V": "ldv", "Barray": "ldb"}
+_PER_MATRIX = ("devInfo", "info", "infoArray", "devIpiv", "PivotArray", "S", "W", "tau")
 _PREFIX_KIND = {"s": "f4", "d": "f8", "c": "c8", "z": "c16"}
 
 
+def _member(buffers: Buffers, ptr: int, what: str) -> tuple:
+    """(the buffer holding ``ptr``, the index of the batch member that ``ptr`` starts)."""
+    x = buffers.holding(ptr)
+    offset = ptr - x.data.ptr
+    assert offset % x.strides[0] == 0, f"{what} starts no member of its buffer {x.shape}"
+    return x, offset // x.strides[0]
+
+
 def _check_arguments(name: str, bound: dict, buffers: Buffers) -> None:
+    """The arguments of one call against the buffers they point into (see the module's docstring);
+    every pointer of one call (matrices, info, pivots, values) at the same batch member."""
     prefix = name[0]
-    matrix = None
+    matrix, members = None, set()
     for pointer, ld in _MATRICES.items():
         ptr = bound.get(pointer)
         if not ptr:  # gesvd without vectors passes 0
             continue
-        members = buffers.pointer_arrays.get(ptr)
-        if members is not None:
+        x = buffers.pointer_arrays.get(ptr)
+        if x is not None:  # a *Batched routine: the device array of the members' addresses
             assert buffers.holding(ptr).dtype == np.uintp, f"{name}: {pointer} is no pointer array"
+            members.add(0)
         else:
-            members = buffers.holding(ptr)
-            assert (ptr - members.data.ptr) % members.strides[0] == 0, f"{name}: {pointer} starts no matrix"
-        assert bound[ld] == members.shape[-1], f"{name}: {ld}={bound[ld]} but the buffer's rows are {members.shape}"
-        assert members.dtype.str[1:] == _PREFIX_KIND[prefix], f"{name} on a {members.dtype} buffer"
+            x, member = _member(buffers, ptr, f"{name}: {pointer}")
+            members.add(member)
+        assert bound[ld] == x.shape[-1], f"{name}: {ld}={bound[ld]} but the buffer's rows are {x.shape}"
+        assert x.dtype.str[1:] == _PREFIX_KIND[prefix], f"{name} on a {x.dtype} buffer"
         if pointer == "A" and "m" in bound:
             assert bound["m"] <= bound[ld], f"{name}: m={bound['m']} > {ld}={bound[ld]}"
-        matrix = matrix if matrix is not None else members
-    for info in ("devInfo", "info", "infoArray", "devIpiv", "PivotArray"):
-        if info in bound:
-            assert buffers.holding(bound[info]).dtype == np.int32, f"{name}: {info} is not in an int32 buffer"
-    for values in ("S", "W", "tau"):
-        if values in bound and matrix is not None:
-            kind = matrix.dtype if values == "tau" else np.dtype(matrix.dtype.char.lower())
-            assert buffers.holding(bound[values]).dtype == kind, f"{name}: {values} has the wrong dtype"
+        matrix = matrix if matrix is not None else x
+    for array in _PER_MATRIX:
+        if array not in bound:
+            continue
+        x, member = _member(buffers, bound[array], f"{name}: {array}")
+        members.add(member)
+        expected = {"S": matrix.dtype.char.lower(), "W": matrix.dtype.char.lower(), "tau": matrix.dtype}.get(array, "i4")
+        assert x.dtype == np.dtype(expected), f"{name}: {array} is in a {x.dtype} buffer"
+    assert len(members) <= 1, f"{name}: its pointers are at different batch members {members}"
     if "alpha" in bound:  # host pointer mode: alpha is read on the host at call time
         dtype = np.dtype(_PREFIX_KIND[prefix])
         assert _host_view(bound["alpha"], dtype.itemsize, dtype)[0] == 1, f"{name}: alpha is not 1"
@@ -205,9 +218,10 @@ def _check_arguments(name: str, bound: dict, buffers: Buffers) -> None:
         assert bound["lwork"] == LWORK, f"{name}: lwork={bound['lwork']}, the size query said {LWORK}"
     work = bound.get("work", bound.get("Work"))
     if work is not None:
-        assert buffers.holding(work).size >= LWORK, f"{name}: the workspace is smaller than the query's size"
+        x = buffers.holding(work)
+        assert x.size >= LWORK and x.dtype == matrix.dtype, f"{name}: the workspace is not {LWORK} of {matrix.dtype}"
     for count in ("batchSize", "batchCount"):
-        if count in bound and matrix is not None:
+        if count in bound:
             assert bound[count] == matrix.shape[0], f"{name}: {count}={bound[count]} for {matrix.shape}"
 
 
@@ -353,28 +367,41 @@ def test_pivots_kernel_and_check_info_reach_the_device(buffers):
         kernels.check_info("getrf", info)
 
 
-def test_pivots_kernel_compiles(monkeypatch):
-    """The CUDA source CuPy generates for our one hand-written kernel (pivots_to_permutation) compiles with
-    NVRTC (a host library: only loading the module needs the device), for compute capability 8.0. Built
-    with CuPy's private code generator (``_get_elementwise_kernel_code``, CuPy 13 and 14)."""
-    from cupy._core import _carray, _kernel, _scalar
+@pytest.fixture
+def nvrtc(monkeypatch):
+    """Compile an ElementwiseKernel for given arguments as CuPy would, with NVRTC (a host library: only
+    loading the module needs a device), for compute capability 8.0: CuPy's own headers and options, the
+    source from its private code generator (``_get_elementwise_kernel_code``, CuPy 13 and 14)."""
+    from cupy._core import _carray, _kernel, core
     from cupy.cuda import compiler
 
-    kernel = kernels._PIVOTS_TO_PERMUTATION
+    monkeypatch.setattr(compiler, "_get_arch_for_options_for_nvrtc", lambda arch=None: ("-arch=compute_80", "ptx"))
+    bundled = os.path.join(core._get_header_dir_path(), "cupy", "_cuda", f"cuda-{compiler._get_nvrtc_version()[0]}")
+    options = core.assemble_cupy_compiler_options(()) + (("-I" + bundled,) if os.path.isdir(bundled) else ())
+    header = "".join(f"#include <{name}>\n" for name in core._cupy_header_list)
+
+    def compile_kernel(kernel, arguments: list, edit=lambda source: source):
+        """``arguments``: an _ArgInfo's fields per parameter (kind, type, dtype, ndim, c_contiguous, 32-bit)."""
+        ndim = max([argument[3] for argument in arguments] + [1])
+        indexer = _kernel._ArgInfo(2, _carray.Indexer, None, ndim, True, True)
+        infos = tuple(_kernel._ArgInfo(*argument) for argument in arguments) + (indexer,)
+        source = _kernel._get_elementwise_kernel_code(infos, _kernel._TypeMap(()), kernel.params, kernel.operation,
+                                                      kernel.name, kernel.preamble)
+        compiler.compile_using_nvrtc(header + edit(source), options=options, arch="80")
+
+    compile_kernel.error = compiler.CompileException
+    return compile_kernel
+
+
+def test_pivots_kernel_compiles(nvrtc):
+    """Our one hand-written CUDA kernel (pivots_to_permutation), as CuPy generates it for its arguments."""
+    from cupy._core import _scalar
+
     int32 = np.dtype(np.int32)
     array, scalar = (1, cupy.ndarray, int32, 1, True, True), (3, _scalar.CScalar, int32, 0, True, True)
-    arguments = tuple(_kernel._ArgInfo(*info) for info in (array, scalar, scalar, array,
-                                                           (2, _carray.Indexer, None, 1, True, True)))
-    source = _kernel._get_elementwise_kernel_code(arguments, _kernel._TypeMap(()), kernel.params, kernel.operation,
-                                                  kernel.name, kernel.preamble)
-    include = os.path.join(os.path.dirname(cupy.__file__), "_core", "include")
-    bundled = os.path.join(include, "cupy", "_cuda", f"cuda-{compiler._get_nvrtc_version()[0]}")  # (CuPy 13)
-    monkeypatch.setattr(compiler, "_get_arch_for_options_for_nvrtc", lambda arch=None: ("-arch=compute_80", "ptx"))
-    options = ("-I" + include,) + (("-I" + bundled,) if os.path.isdir(bundled) else ())
-    compiler.compile_using_nvrtc("#include <cupy/carray.cuh>\n" + source, options=options, arch="80")
-    with pytest.raises(compiler.CompileException):  # (the check can fail)
-        compiler.compile_using_nvrtc("#include <cupy/carray.cuh>\n" + source.replace("= tmp;", "= tmp"), options=options,
-                                     arch="80")
+    nvrtc(kernels._PIVOTS_TO_PERMUTATION, [array, scalar, scalar, array])
+    with pytest.raises(nvrtc.error):  # (the check can fail)
+        nvrtc(kernels._PIVOTS_TO_PERMUTATION, [array, scalar, scalar, array], lambda source: source.replace("= tmp;", ""))
 
 
 def _backend():
@@ -385,9 +412,9 @@ def _backend():
     return CupyBackend(cp=cupy, kernels=kernels, xp=xp)
 
 
-def test_fusion_of_a_jit_run_traces_up_to_the_device(buffers):
-    """A run of elementwise steps as jit_program generates one (several outputs): cupy.fuse traces it
-    and stops only at the device."""
+def test_fusion_of_a_jit_run_compiles(buffers, nvrtc):
+    """A run of elementwise steps as jit_program generates one (several outputs, mixed dtypes): cupy.fuse
+    traces it up to the device, and the kernel it generates per signature compiles."""
     import operator
 
     backend, xp = _backend(), _backend().xp
@@ -399,9 +426,16 @@ def test_fusion_of_a_jit_run_traces_up_to_the_device(buffers):
              "f2": backend.fusible_form(operator.add)}
     exec("def fused(v0, v1):\n    v2 = f0(v0, v1)\n    v3 = f1(v2)\n    v4 = f2(v3, v0)\n    return v4, v2", scope)
     kernel = backend.fuse(scope["fused"])
-    x = cupy.empty((4, 3), dtype=np.float64)
-    with pytest.raises(DEVICE_ERRORS):
-        kernel(x, cupy.empty((3,), dtype=np.float32))
+    signatures = [(np.float64, np.float64), (np.float32, np.float64), (np.complex64, np.float32)]
+    for first, second in signatures:
+        with pytest.raises(DEVICE_ERRORS):
+            kernel(cupy.empty((4, 3), dtype=first), cupy.empty((3,), dtype=second))
+    fused = getattr(kernel, "_memo", None)  # CuPy's ElementwiseKernel per signature (CuPy 13 and 14)
+    if fused is None:
+        pytest.skip(f"CuPy {cupy.__version__}'s fusion keeps no _memo: its kernels are not compiled here")
+    assert len(fused) == len(signatures)
+    for elementwise, _ in fused.values():
+        nvrtc(elementwise, [(1, cupy.ndarray, p.dtype, 2, True, True) for p in elementwise.params[:-1]])
 
 
 _LOOP_DTYPES = {"?": np.bool_, "l": np.int64, "f": np.float32, "d": np.float64, "F": np.complex64, "D": np.complex128}
