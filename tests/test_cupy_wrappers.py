@@ -508,3 +508,10 @@ def test_streams_and_the_apis_tests_and_benches_name():
         _backend().synchronize()
     with pytest.raises(DEVICE_ERRORS):
         cupy.cuda.Stream(non_blocking=True)
+
+
+def test_the_cupy_backend_without_a_device_says_what_to_check():
+    from cupy_ad.backends import backend_named
+
+    with pytest.raises(RuntimeError, match="CuPy is installed but no CUDA device is usable"):
+        backend_named("cupy")
