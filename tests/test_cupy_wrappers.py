@@ -208,7 +208,8 @@ def _check_arguments(name: str, bound: dict, buffers: Buffers) -> None:
             continue
         x, member = _member(buffers, bound[array], f"{name}: {array}")
         members.add(member)
-        expected = {"S": matrix.dtype.char.lower(), "W": matrix.dtype.char.lower(), "tau": matrix.dtype}.get(array, "i4")
+        real = matrix.dtype.char.lower()
+        expected = {"S": real, "W": real, "tau": matrix.dtype}.get(array, "i4")
         assert x.dtype == np.dtype(expected), f"{name}: {array} is in a {x.dtype} buffer"
     assert len(members) <= 1, f"{name}: its pointers are at different batch members {members}"
     if "alpha" in bound:  # host pointer mode: alpha is read on the host at call time
@@ -241,7 +242,8 @@ def test_getrf(buffers, dtype, batch, m, n, routine):
     ipiv, info = kernels.getrf(_buffer(buffers, batch, n, m, dtype))
     assert ipiv.shape == (batch, min(m, n)) and info.shape == (batch,)
     prefix = kernels._PREFIX[np.dtype(dtype)]
-    expected = [prefix + routine] if routine == "getrfBatched" else [prefix + "getrf_bufferSize"] + [prefix + "getrf"] * batch
+    expected = [prefix + routine] if routine == "getrfBatched" else \
+        [prefix + "getrf_bufferSize"] + [prefix + "getrf"] * batch
     assert _names(buffers) == expected
 
 
@@ -303,7 +305,8 @@ def test_syevd(buffers, dtype, lower, vectors, batch, n):
         assert _names(buffers) == [prefix + routine + "d_bufferSize"] + [prefix + routine + "d"] * batch
     for _, bound in buffers.calls:
         if "jobz" in bound:
-            assert bound["jobz"] == (cusolver.CUSOLVER_EIG_MODE_VECTOR if vectors else cusolver.CUSOLVER_EIG_MODE_NOVECTOR)
+            jobz = cusolver.CUSOLVER_EIG_MODE_VECTOR if vectors else cusolver.CUSOLVER_EIG_MODE_NOVECTOR
+            assert bound["jobz"] == jobz
             assert bound["uplo"] == (cublas.CUBLAS_FILL_MODE_LOWER if lower else cublas.CUBLAS_FILL_MODE_UPPER)
 
 
@@ -401,7 +404,8 @@ def test_pivots_kernel_compiles(nvrtc):
     array, scalar = (1, cupy.ndarray, int32, 1, True, True), (3, _scalar.CScalar, int32, 0, True, True)
     nvrtc(kernels._PIVOTS_TO_PERMUTATION, [array, scalar, scalar, array])
     with pytest.raises(nvrtc.error):  # (the check can fail)
-        nvrtc(kernels._PIVOTS_TO_PERMUTATION, [array, scalar, scalar, array], lambda source: source.replace("= tmp;", ""))
+        nvrtc(kernels._PIVOTS_TO_PERMUTATION, [array, scalar, scalar, array],
+              lambda source: source.replace("= tmp;", ""))
 
 
 def _backend():
