@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
@@ -519,3 +520,37 @@ def test_the_cupy_backend_without_a_device_says_what_to_check():
 
     with pytest.raises(RuntimeError, match="CuPy is installed but no CUDA device is usable"):
         backend_named("cupy")
+
+
+def test_bench_gpu_calls_cupys_routines_as_this_cupy_takes_them(buffers):
+    """profiling/bench_gpu.py (ci/gpu.sh's step 4) compares ours with CuPy's routines on single matrices
+    and batches: each CuPy call it makes must reach the device (CuPy 13's solve_triangular takes no batch)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_gpu", os.path.join(os.path.dirname(__file__), "..", "profiling", "bench_gpu.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench._load()
+    for shape in [(16, 16), (3, 16, 16)]:
+        for op in bench.OPS:
+            _, theirs = bench._functions(op, len(shape) == 3)
+            if theirs is not None:
+                with pytest.raises(DEVICE_ERRORS):
+                    theirs(cupy.empty(shape, dtype=np.float64))
+
+
+def test_bench_gpu_crossover_compares_only_paths_this_cupy_has(monkeypatch):
+    """The crossover rows (batched routine vs loop) name only routines this CuPy wraps: without trsmBatched
+    (CuPy 13) both trsm paths would be the same loop."""
+    from cupy_ad.backends import cupy_backend
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_gpu", os.path.join(os.path.dirname(__file__), "..", "profiling", "bench_gpu.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench._load()
+    monkeypatch.setattr(cupy_backend, "CupyBackend", lambda: None)  # (no device: nothing is run)
+    monkeypatch.setattr(bench, "_inputs", lambda op, shape, dtype: (None, None))
+    monkeypatch.setattr(bench, "_time", lambda fn, max_duration: 1.0)
+    rows = bench.crossover(types.SimpleNamespace(crossover_sizes=[4], crossover_batch=3, max_duration=0.1))
+    expected = {"getrf", "potrf", "syevd", "gesvd"} | ({"trsm"} if kernels._wraps_trsm_batched(cublas) else set())
+    assert {row["kernel"] for row in rows} == expected
