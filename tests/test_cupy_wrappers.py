@@ -8,7 +8,8 @@ their docstrings carry the C signature. The kernels of :mod:`cupy_ad.backends.cu
 CuPy arrays whose memory is host memory (CuPy's allocator swapped for the module) with the NULL handle
 (a library refuses it before reading any pointer): every wrapper call must fail with a CUDA, cuBLAS or
 cuSOLVER error, never a TypeError, OverflowError or AttributeError (a wrong argument count, order of
-types, or a routine that this CuPy lacks). Each call is also bound to the wrapper's parameter names and
+types, or a routine that this CuPy lacks), and a routine's must come from setting the handle's stream
+(the kernels run on CuPy's current stream only because the wrappers set it). Each call is also bound to the wrapper's parameter names and
 checked: each leading dimension equals the rows of the column-major buffer its matrix lies in, each
 matrix pointer starts a member of that buffer, the routine's type prefix matches the buffer's dtype,
 lwork is the size query's answer and the workspace holds that many elements, info and pivots point into
@@ -24,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import traceback
 import types
 
 import numpy as np
@@ -156,8 +158,9 @@ class Checked:
             self._calls.append((name, bound))
             try:
                 result = value(*args)
-            except DEVICE_ERRORS:
-                pass
+            except DEVICE_ERRORS as error:
+                if "handle" in bound and name not in ("getPointerMode", "setPointerMode"):
+                    _assert_sets_the_stream(name, error)
             else:
                 assert bound.get("handle") is None, f"{name} ran without a device"
                 return result
@@ -168,6 +171,15 @@ class Checked:
             return None
 
         return call
+
+
+def _assert_sets_the_stream(name: str, error: BaseException) -> None:
+    """The wrapper failed while setting the handle's stream to CuPy's current one (cusolver.py relies on
+    it: every call runs on the current stream), not in the library."""
+    frames = [frame.name for frame in traceback.extract_tb(error.__traceback__)]
+    assert isinstance(error, CUDARuntimeError) and any(
+        "setStream" in frame or "get_current_stream_ptr" in frame for frame in frames), \
+        f"{name} reached the library without setting the handle's stream: {type(error).__name__} {error} {frames}"
 
 
 _MATRICES = {"A": "lda", "Aarray": "lda", "U": "ldu", "VT": "ldvt", "V": "ldv", "Barray": "ldb"}
