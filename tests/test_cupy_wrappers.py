@@ -429,29 +429,37 @@ def _backend():
     return CupyBackend(cp=cupy, kernels=kernels, xp=xp)
 
 
-def test_fusion_of_a_jit_run_compiles(buffers, nvrtc):
-    """A run of elementwise steps as jit_program generates one (several outputs, mixed dtypes): cupy.fuse
-    traces it up to the device, and the kernel it generates per signature compiles."""
+def test_fusion_of_a_jit_run_compiles(buffers, nvrtc, monkeypatch):
+    """jit_program's fusion of a recorded run of elementwise steps (operators and array_api_compat's
+    functions; two outputs, mixed dtypes): CupyBackend's fusible forms, cupy.fuse of jit_program's
+    generated function traced up to the device, and the kernel CuPy generates per signature compiles."""
     import operator
 
-    backend, xp = _backend(), _backend().xp
+    from cupy_ad.transforms import jit_program
+
+    backend = _backend()
+    xp = backend.xp
     for op in OPERATOR_UFUNC_NAMES:
         assert backend.fusible_form(op) is getattr(cupy, OPERATOR_UFUNC_NAMES[op])
     assert backend.fusible_form(xp.matmul) is None and backend.fusible_form(xp.linalg.eigh) is None
     assert backend.fusible_form(xp.sign) is None  # array_api_compat's wrapper, not a ufunc: never fused
-    scope = {"f0": backend.fusible_form(operator.mul), "f1": backend.fusible_form(xp.tanh),
-             "f2": backend.fusible_form(operator.add)}
-    exec("def fused(v0, v1):\n    v2 = f0(v0, v1)\n    v3 = f1(v2)\n    v4 = f2(v3, v0)\n    return v4, v2", scope)
-    kernel = backend.fuse(scope["fused"])
+    monkeypatch.setattr(jit_program, "backend_of", lambda x: backend)  # (CupyBackend() needs a device)
     signatures = [(np.float64, np.float64), (np.float32, np.float64), (np.complex64, np.float32)]
-    for first, second in signatures:
+    first, second = (cupy.empty((4, 3), dtype=dtype) for dtype in signatures[0])
+    values = [first, second, first, first, first, first]  # slot 5: a matmul's result
+    steps = [(operator.mul, (0, 1), 2), (xp.tanh, (2,), 3), (operator.add, (3, 0), 4), (xp.matmul, (4, 2), 5)]
+    fused = jit_program._fuse_elementwise(steps, values, output_slots={5})
+    assert len(fused) == 2 and fused[1] == steps[3]  # the elementwise run, then the matmul
+    kernel, inputs, outputs = fused[0]
+    assert tuple(inputs) == (0, 1) and outputs == (2, 4)  # (what the matmul reads)
+    for dtypes in signatures:
         with pytest.raises(DEVICE_ERRORS):
-            kernel(cupy.empty((4, 3), dtype=first), cupy.empty((3,), dtype=second))
-    fused = getattr(kernel, "_memo", None)  # CuPy's ElementwiseKernel per signature (CuPy 13 and 14)
-    if fused is None:
+            kernel(*(cupy.empty(shape, dtype=dtype) for shape, dtype in zip([(4, 3), (3,)], dtypes)))
+    memo = getattr(kernel, "_memo", None)  # CuPy's ElementwiseKernel per signature (CuPy 13 and 14)
+    if memo is None:
         pytest.skip(f"CuPy {cupy.__version__}'s fusion keeps no _memo: its kernels are not compiled here")
-    assert len(fused) == len(signatures)
-    for elementwise, _ in fused.values():
+    assert len(memo) == len(signatures)
+    for elementwise, _ in memo.values():
         nvrtc(elementwise, [(1, cupy.ndarray, p.dtype, 2, True, True) for p in elementwise.params[:-1]])
 
 
