@@ -245,3 +245,40 @@ def test_numpy_functions_without_an_equivalent_are_recorded_as_they_are():
     for writes in (lambda a: np.fill_diagonal(a, 0.0), lambda a: np.copyto(a, 0.0), lambda a: np.exp2(a, out=a)):
         with pytest.raises(TypeError, match="writes into an array in place"):
             ad.jit(writes)(x.copy())
+
+
+def test_numpy_functions_recorded_as_they_are_check_their_shapes_and_effects():
+    """A NumPy function recorded as called may size its output by values (np.bincount: Python read that
+    size, and a replay kept it: silently wrong), or work by writing into an argument where the step's
+    result is unused (np.add.at, nan_to_num(copy=False), a positional out: the replay dropped the write, a
+    silently wrong result). Shapes are checked at replay (a new size: a new recording); writes refused."""
+    def scaled_counts(a):
+        counts = np.bincount(a)
+        return counts / counts.shape[0]
+
+    jitted = ad.jit(scaled_counts)
+    for a in (np.array([0, 1, 1]), np.array([0, 1, 2]), np.array([0, 1, 1])):
+        np.testing.assert_array_equal(jitted(a), scaled_counts(a))
+
+    def add_at(a):
+        np.add.at(a, np.array([0]), 1.0)
+        return a * 2.0
+
+    def cleaned(a):
+        np.nan_to_num(a, copy=False)
+        return a + 1.0
+
+    def summed_into(a, b):
+        np.cumsum(a, 0, None, b)
+        return b * 2.0
+
+    x = np.array([np.nan, 1.0, 2.0])
+    for writes, arguments in ((add_at, (x,)), (cleaned, (x,)), (lambda a: np.nan_to_num(a, False), (x,)),
+                              (summed_into, (x, np.zeros(3)))):
+        copies = [a.copy() for a in arguments]
+        with pytest.raises(TypeError, match="writes into an array in place"):
+            ad.jit(writes)(*copies)
+        for copy, argument in zip(copies, arguments):  # (refused before the call: nothing written)
+            np.testing.assert_array_equal(copy, argument)
+    with pytest.raises(TypeError, match="np.save returns nothing"):
+        ad.jit(lambda a: (np.save(__import__("io").BytesIO(), a), a * 2.0)[1])(x)

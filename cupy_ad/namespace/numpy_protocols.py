@@ -303,7 +303,7 @@ def _is_default(value: Any, default: Any) -> bool:
     return value is default or (type(value) in (str, bool, int) and type(value) is type(default) and value == default)
 
 
-def _given(func: Callable, args: tuple, kwargs: dict) -> dict[str, Any]:
+def given_arguments(func: Callable, args: tuple, kwargs: dict) -> dict[str, Any]:
     """The arguments of a call of ``func`` by parameter name, those equal to their defaults left out."""
     positional, defaults = _parameters(func)
     if len(args) > len(positional):
@@ -320,7 +320,7 @@ def _array_function(self: Dual, func: Callable, types: Any, args: tuple, kwargs:
     xp = self.__array_namespace__()
     if adapter is None:
         raise _refuse(f"np.{name}", "has no equivalent", equivalent)
-    given = _given(func, args, kwargs)
+    given = given_arguments(func, args, kwargs)
     honoured = _parameters(adapter)[0]
     unsupported = [key for key in given if key not in honoured]
     if unsupported:
@@ -351,7 +351,7 @@ def install(dual: type, namespace_names: set[str], unmatched: Callable | None = 
 
     def array_function(self: Any, func: Callable, types: Any, args: tuple, kwargs: dict) -> Any:
         adapter = FUNCTIONS.get(_numpy_name(func))
-        if adapter is None or not set(_given(func, args, kwargs)) <= set(_parameters(adapter)[0]):
+        if adapter is None or not set(given_arguments(func, args, kwargs)) <= set(_parameters(adapter)[0]):
             return unmatched(func, args, kwargs)  # (no equivalent, or one without all the arguments given)
         return _array_function(self, func, types, args, kwargs)
 

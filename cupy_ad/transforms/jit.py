@@ -135,8 +135,9 @@ class _Recording:
         return value
 
 
-def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
-    """``fn(*args, **kwargs)``; with traced arguments, on their values, appended to their recording."""
+def _record_call(fn: Callable, args: tuple, kwargs: dict, shape_checked: bool = False) -> Any:
+    """``fn(*args, **kwargs)``; with traced arguments, on their values, appended to their recording (with
+    ``shape_checked``, or for ``_VALUE_SHAPED`` functions, a replay checks its outputs' shapes)."""
     leaves, spec = optree.tree_flatten((args, kwargs), none_is_leaf=True)
     traced = [k for k, v in enumerate(leaves) if type(v) is JitTraced]
     if not traced:
@@ -180,7 +181,7 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
             step = Flattening(step)
         recording.steps.append((step, slots, tuple(o.var for o in outs)))
         out = optree.tree_unflatten(out_spec, [o if _is_array(o.value) else o.value for o in outs])
-    if _value_shaped(fn, args):
+    if shape_checked or _value_shaped(fn, args):
         recording.steps.extend((shape_guard(o.value.shape), [o.var], None) for o in outs if _is_array(o.value))
     return out
 
@@ -318,22 +319,42 @@ def _rebind(x: JitTraced, new: JitTraced) -> None:
             _rebind(view, _record_call(operator.getitem, (x, view._view[1]), {}))
 
 
-# NumPy functions that write into an argument (no ``out=`` to see it by)
-_WRITING = frozenset(("copyto", "fill_diagonal", "put", "put_along_axis", "place", "putmask"))
+# NumPy functions that write into an argument (no ``out=`` to see it by); ``at``: the ufunc method (np.add.at)
+_WRITING = frozenset(("copyto", "fill_diagonal", "put", "put_along_axis", "place", "putmask", "at"))
+
+
+def _writes(function: Callable, name: str, args: tuple, kwargs: dict) -> bool:
+    """Whether a NumPy call writes into an array it is given (an ``out`` passed by keyword or position,
+    ``nan_to_num(copy=False)``, the functions of ``_WRITING``)."""
+    try:
+        given = numpy_protocols.given_arguments(function, args, kwargs)
+    except (TypeError, ValueError):  # (no signature to read: a ufunc method, whose out NumPy passes by keyword)
+        given = kwargs
+    out = given.get("out")
+    return (name in _WRITING or (name == "nan_to_num" and given.get("copy", True) is False)
+            or (out is not None and any(o is not None for o in (out if isinstance(out, tuple) else (out,)))))
 
 
 def _record_numpy(function: Callable, args: tuple, kwargs: dict) -> Any:
     """A NumPy function (or ufunc method) without an equivalent in the namespace (or given arguments that
-    the equivalent lacks: ``np.round(x, 2)``), on a plain jit's traced values: recorded as it is (no JVP rule is needed; the replay calls the same function). Refused where it
-    writes into an argument; left to the duals' refusal where a jvp or vmap value takes part."""
+    the equivalent lacks: ``np.round(x, 2)``), on a plain jit's traced values: recorded as it is (no JVP
+    rule is needed; the replay calls the same function), its outputs' shapes checked at replay (they may
+    follow values: np.bincount). Refused where it writes into an argument or returns nothing (a write, a
+    file: an effect the replay, which keeps the steps whose results are used, would drop); left to the
+    duals' refusal where a jvp or vmap value takes part."""
     name = getattr(function, "__name__", repr(function))
-    out = kwargs.get("out")
-    if name in _WRITING or (out is not None and any(o is not None for o in (out if isinstance(out, tuple) else (out,)))):
-        raise TypeError(f"jit: np.{name} writes into an array in place, which a replay cannot repeat safely; use "
+    owner = getattr(function, "__self__", None)  # (a ufunc's method: np.add.at)
+    label = f"{owner.__name__}.{name}" if isinstance(getattr(owner, "__name__", None), str) else name
+    if _writes(function, name, args, kwargs):
+        raise TypeError(f"jit: np.{label} writes into an array in place, which a replay cannot repeat safely; use "
                         f"the array the functions of the namespace return")
     if any(type(v) in (Dual, Batched, Recorded) for v in optree.tree_leaves((args, kwargs), none_is_leaf=True)):
         return NotImplemented
-    return _record_call(function, args, kwargs)
+    out = _record_call(function, args, kwargs, shape_checked=True)
+    if out is None:
+        raise TypeError(f"jit: np.{label} returns nothing: it was called for an effect (a write, a file), which a "
+                        f"replay would not repeat; call it outside the jitted function")
+    return out
 
 
 def _install_operators() -> None:
