@@ -282,3 +282,22 @@ def test_numpy_functions_recorded_as_they_are_check_their_shapes_and_effects():
             np.testing.assert_array_equal(copy, argument)
     with pytest.raises(TypeError, match="np.save returns nothing"):
         ad.jit(lambda a: (np.save(__import__("io").BytesIO(), a), a * 2.0)[1])(x)
+
+
+def test_replays_that_raise_name_their_error_once_the_recordings_are_spent(backend, monkeypatch):
+    """Any error in a replay records the call again (f may handle it); a replay that always raises (a
+    defect of the program, not of f) recorded copies until MAX_VARIANTS, then said the recordings differ in
+    control flow, the replay's own error lost. The error is named and chained."""
+    x = backend.random((3,))
+    jitted = ad.jit(lambda a: a * 2.0)
+    jitted(x)
+
+    def defective(self, *args):
+        raise KeyError("a defect of the replay")
+
+    monkeypatch.setattr(importlib.import_module("cupy_ad.transforms.jit_program").Program, "replay", defective)
+    for _ in range(jit_module.MAX_VARIANTS - 1):  # (each call recorded again: the eager result)
+        _assert_identical(backend, jitted(x), x * 2.0)
+    with pytest.raises(RuntimeError, match="KeyError: 'a defect of the replay'") as raised:
+        jitted(x)
+    assert isinstance(raised.value.__cause__, KeyError)

@@ -611,22 +611,28 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         levels = sorted(kinds)  # the caller's levels, by rank
         if plain is not None:
             by_arrays[plain] = variants
-        tried = 0
+        tried, error = 0, None
         for program in variants:
             try:
                 return program.replay(raws, levels)
-            except Exception:  # Diverged, or an error that f may handle (its recording runs f: as eagerly)
+            except Diverged:
                 tried += 1
+            except Exception as raised:  # an error that f may handle (its recording runs f: as eagerly)
+                tried, error = tried + 1, raised
         with recording_locks.setdefault(key, threading.Lock()):
             for program in variants[tried:]:  # (recorded by another thread while this one waited)
                 try:
                     return program.replay(raws, levels)
-                except Exception:
+                except Diverged:
                     continue
+                except Exception as raised:
+                    error = raised
             if len(variants) >= MAX_VARIANTS:
                 raise RuntimeError(f"jit: {MAX_VARIANTS} recordings of one signature differ in Python control flow "
                                    f"on traced values (bool() of an array) or in shapes that follow values (x[mask], "
-                                   f"nonzero, unique); use xp.where, or call f without jit")
+                                   f"nonzero, unique); use xp.where, or call f without jit"
+                                   + ("" if error is None else f" (a replay raised {type(error).__name__}: {error})")
+                                   ) from error
             program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels],
                                    raws, levels)
             variants.append(program)
