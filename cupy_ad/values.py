@@ -13,7 +13,7 @@ import itertools
 import math
 import os
 import threading
-from typing import Any
+from typing import Any, Callable
 
 
 class Zero:
@@ -316,10 +316,14 @@ def host_int(x: Any) -> int:
     return int(x)
 
 
-def message_value(x: Any) -> Any:
-    """The concrete array of a jit recording's value (``x`` itself otherwise), for a message only: what is
-    read from it is not replayed."""
-    return x.value if type(x) is JitTraced else x
+def host_effect(fn: Callable, *xs: Any) -> None:
+    """``fn(*xs)`` run on the host for an effect only (a rule's warning) on the concrete arrays of ``xs``:
+    in a jit recording also a step of the program, so that each replay has it on its own values."""
+    traced = next((x for x in xs if type(x) is JitTraced), None)
+    if traced is None:
+        fn(*xs)
+    else:
+        program_of(traced.level).effect(fn, xs)
 
 
 class Var:

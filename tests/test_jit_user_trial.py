@@ -301,3 +301,25 @@ def test_replays_that_raise_name_their_error_once_the_recordings_are_spent(backe
     with pytest.raises(RuntimeError, match="KeyError: 'a defect of the replay'") as raised:
         jitted(x)
     assert isinstance(raised.value.__cause__, KeyError)
+
+
+def test_replays_warn_where_the_eager_call_warns(backend):
+    """The nested degenerate warning was Python run at the recording only: replays gave the NaN tangents
+    silently. It is a step of the program, from the replay's own numbers, at the caller's line."""
+    rng = np.random.default_rng(5)
+    d1, d2 = rng.standard_normal((2, 3, 3))
+    d1, d2 = backend.asarray(d1 + d1.T), backend.asarray(d2 + d2.T)
+
+    def f(a, d1, d2):
+        return ad.jvp(lambda z: ad.jvp(lambda y: ad.linalg.eigh(y)[1], (z,), (d1,))[1], (a,), (d2,))
+
+    jitted = ad.jit(f)
+    for scale in (1.0, 2.0, 3.0):  # recorded, then replayed
+        a = backend.asarray(np.diag([1.0, 1.0, 2.0]) * scale)
+        with pytest.warns(ad.linalg.DegenerateNestedWarning) as eager_warnings:
+            eager = f(a, d1, d2)
+        with pytest.warns(ad.linalg.DegenerateNestedWarning) as replay_warnings:
+            _assert_identical(backend, jitted(a, d1, d2), eager)
+        assert [str(w.message) for w in replay_warnings] == [str(w.message) for w in eager_warnings]
+        assert {w.filename for w in replay_warnings} == {__file__}
+    assert [len(variants) for variants in jitted.cache.values()] == [1]

@@ -56,12 +56,13 @@ degenerate point does not exist, and the block alone cannot tell a curve from an
 """
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from typing import Any
 
 from ..core import Primitive, bind
-from ..values import Zero, message_value, strip
+from ..values import Zero, host_effect, strip
 from ..namespace import add, diagonal, divide, expand_dims, multiply, real, subtract, where
 from ..namespace._rules import xp_of
 from ._clusters import concrete_tangent, resolution
@@ -120,11 +121,7 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
     if backend_of_matrix(raw).host_branching:
         if not bool(xp.any(bad)):
             return outs, out_tangents
-        mismatch, tol = message_value(mismatch), message_value(tol)  # (under jit: the recording's, not replayed)
-        worst = int(xp.argmax(xp.reshape(mismatch - tol, (-1,))))
-        warnings.warn(MESSAGE.format(name=name, bad=float(xp.reshape(mismatch, (-1,))[worst]),
-                                     tol=float(xp.reshape(xp.broadcast_to(tol, mismatch.shape), (-1,))[worst])),
-                      DegenerateNestedWarning, stacklevel=_outside_the_package())
+        host_effect(functools.partial(_warn, name), mismatch, tol)  # (under jit: each replay warns too)
     nan = float("nan")  # (values real, mixing of the matrix's dtype)
     return outs, (where(bad[..., 0], xp.asarray(nan, dtype=values.dtype), _dense(out_tangents[0], values)),
                   where(bad, xp.asarray(nan, dtype=mixing.dtype), _dense(out_tangents[1], mixing)))
@@ -144,10 +141,21 @@ def _third_order_mixing(c: Any, block: Any, t: Any, distinct: Any, u: Any, w: An
     return multiply(g, multiply(add(numerator, mH(numerator)), 0.5))
 
 
+def _warn(name: str, mismatch: Any, tol: Any) -> None:
+    """The warning at the worst mismatch of the check (concrete arrays)."""
+    xp = xp_of(mismatch)
+    worst = int(xp.argmax(xp.reshape(mismatch - tol, (-1,))))
+    warnings.warn(MESSAGE.format(name=name, bad=float(xp.reshape(mismatch, (-1,))[worst]),
+                                 tol=float(xp.reshape(xp.broadcast_to(tol, mismatch.shape), (-1,))[worst])),
+                  DegenerateNestedWarning, stacklevel=_outside_the_package())
+
+
 def _outside_the_package() -> int:
-    """The ``stacklevel`` of the innermost frame outside cupy_ad, for a warning raised in a rule."""
+    """The ``stacklevel`` of the innermost frame outside cupy_ad (and its generated jit replays), for a
+    warning raised in a rule."""
     frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("cupy_ad"):
+    while frame is not None and (frame.f_globals.get("__name__", "").startswith("cupy_ad")
+                                 or frame.f_code.co_filename.startswith("<cupy_ad")):
         frame, level = frame.f_back, level + 1
     return level
 

@@ -59,7 +59,10 @@ may have read its shape (``.shape[0]``, a rule's zeros), so a replay checks it (
 a traced value cannot be replayed. Errors are control flow too (``try: cholesky(a)`` ``except
 LinAlgError:`` a fallback): a backend call that raised at recording is replayed as a check that it
 still raises (``raises``), and an error in a replay is taken as a divergence: the call is recorded
-again, so ``f`` itself meets the error, handles it or raises it, as eagerly.
+again, so ``f`` itself meets the error, handles it or raises it, as eagerly. (NumPy's error state set
+inside ``f``, ``np.errstate``, is not part of the program: a replay runs in the caller's; set it around
+the jitted call.) A rule's warning (``values.host_effect``: the nested degenerate check) is a step of its
+own: each replay warns, from its own values, as the eager call does.
 
 Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
 one signature of a jitted function run one at a time, and a thread that waited for one first replays
@@ -133,6 +136,12 @@ class _Recording:
         value = int(traced.value)
         self.steps.append((value_guard(value), [traced.var], None))
         return value
+
+    def effect(self, fn: Callable, xs: tuple) -> None:
+        """``values.host_effect``: ``fn`` on the values of ``xs`` now, and a step (no output) of each replay."""
+        traced = [x if type(x) is JitTraced else self.constant(x) for x in xs]
+        self.steps.append((fn, [x.var for x in traced], None))
+        fn(*[x.value for x in traced])
 
 
 def _record_call(fn: Callable, args: tuple, kwargs: dict, shape_checked: bool = False) -> Any:
