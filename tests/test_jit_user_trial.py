@@ -313,13 +313,17 @@ def test_replays_warn_where_the_eager_call_warns(backend):
     def f(a, d1, d2):
         return ad.jvp(lambda z: ad.jvp(lambda y: ad.linalg.eigh(y)[1], (z,), (d1,))[1], (a,), (d2,))
 
-    jitted = ad.jit(f)
-    for scale in (1.0, 2.0, 3.0):  # recorded, then replayed
-        a = backend.asarray(np.diag([1.0, 1.0, 2.0]) * scale)
-        with pytest.warns(ad.linalg.DegenerateNestedWarning) as eager_warnings:
-            eager = f(a, d1, d2)
-        with pytest.warns(ad.linalg.DegenerateNestedWarning) as replay_warnings:
-            _assert_identical(backend, jitted(a, d1, d2), eager)
-        assert [str(w.message) for w in replay_warnings] == [str(w.message) for w in eager_warnings]
-        assert {w.filename for w in replay_warnings} == {__file__}
-    assert [len(variants) for variants in jitted.cache.values()] == [1]
+    def across(a, d1, d2):  # (eigvalsh along another outer direction: the curve check's warning)
+        return ad.jvp(lambda z: ad.jvp(ad.linalg.eigvalsh, (z,), (d1,))[1], (a,), (d2,))
+
+    for g in (f, across):
+        jitted = ad.jit(g)
+        for scale in (1.0, 2.0, 3.0):  # recorded, then replayed
+            a = backend.asarray(np.diag([1.0, 1.0, 2.0]) * scale)
+            with pytest.warns(ad.linalg.DegenerateNestedWarning) as eager_warnings:
+                eager = g(a, d1, d2)
+            with pytest.warns(ad.linalg.DegenerateNestedWarning) as replay_warnings:
+                _assert_identical(backend, jitted(a, d1, d2), eager)
+            assert [str(w.message) for w in replay_warnings] == [str(w.message) for w in eager_warnings]
+            assert {w.filename for w in replay_warnings} == {__file__}
+        assert [len(variants) for variants in jitted.cache.values()] == [1]

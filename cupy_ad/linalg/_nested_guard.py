@@ -150,6 +150,11 @@ def _warn(name: str, mismatch: Any, tol: Any) -> None:
                   DegenerateNestedWarning, stacklevel=_outside_the_package())
 
 
+def _warn_off_the_line(name: str, bad: Any) -> None:
+    """The warning of the curve check (``bad``: where it failed, for jit's replays of it)."""
+    warnings.warn(CURVE_MESSAGE.format(name=name), DegenerateNestedWarning, stacklevel=_outside_the_package())
+
+
 def _outside_the_package() -> int:
     """The ``stacklevel`` of the innermost frame outside cupy_ad (and its generated jit replays), for a
     warning raised in a rule."""
@@ -203,7 +208,7 @@ def _curve_jvp(primals: list, tangents: list, *, members: Any, name: str):
     if backend_of_matrix(raw).host_branching:
         if not bool(xp.any(bad)):
             return values, tangents[0]
-        warnings.warn(CURVE_MESSAGE.format(name=name), DegenerateNestedWarning, stacklevel=_outside_the_package())
+        host_effect(functools.partial(_warn_off_the_line, name), bad)  # (under jit: each replay warns too)
     return values, where(bad, xp.asarray(float("nan"), dtype=values.dtype), _dense(tangents[0], values))
 
 
