@@ -9,6 +9,7 @@ one call per matrix at that matrix's addresses. CupyBackend.special's native ker
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import types
 from pathlib import Path
@@ -149,3 +150,36 @@ def test_real_cupy_wrapper_decision():
     from cupy_ad.backends import cusolver
 
     assert cusolver._wraps_trsm_batched(cublas) == (int(cupy.__version__.split(".")[0]) >= 14)
+
+
+_DEVICE_STUBS = '''
+import sys, types
+import numpy as np
+def module(name, **attrs):
+    m = types.ModuleType(name); m.__dict__.update(attrs); sys.modules[name] = m; return m
+cuda = module("cupy.cuda", runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), device=types.SimpleNamespace())
+module("cupy", cuda=cuda, uintp=np.uintp, ElementwiseKernel=lambda *a, **k: None)
+for name in ("cupy_backends", "cupy_backends.cuda", "cupy_backends.cuda.api"):
+    module(name)
+module("cupy_backends.cuda.api.runtime", CUDARuntimeError=type("CUDARuntimeError", (Exception,), {}))
+cublas = module("cupy_backends.cuda.libs.cublas", CUBLASError=type("CUBLASError", (Exception,), {}))
+cusolver = module("cupy_backends.cuda.libs.cusolver", CUSOLVERError=type("CUSOLVERError", (Exception,), {}))
+module("cupy_backends.cuda.libs", cublas=cublas, cusolver=cusolver)
+import pytest
+sys.exit(pytest.main(sys.argv[1:]))
+'''
+
+
+def test_the_wrapper_checks_on_a_gpu_machine_run_in_their_child(tmp_path):
+    """tests/test_cupy_wrappers.py on a machine with a device (stubs: CuPy counts one) defines the test that
+    reruns the module in a child without a device and skips the others. A module-level skip after that
+    definition skipped it too: on a GPU machine (ci/gpu.sh) none of the checks ran."""
+    import subprocess
+
+    script = tmp_path / "with_a_device.py"
+    script.write_text(_DEVICE_STUBS)
+    module = Path(__file__).with_name("test_cupy_wrappers.py")
+    done = subprocess.run([sys.executable, str(script), "-q", "-p", "no:cacheprovider", "-k", "not in_a_child",
+                           str(module)], capture_output=True, text=True, timeout=120, cwd=str(Path(__file__).parents[1]))
+    summary = done.stdout.strip().splitlines()[-1]
+    assert done.returncode == 0 and re.search(r"^\d+ skipped, 1 deselected in", summary), done.stdout[-2000:]
