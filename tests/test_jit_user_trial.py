@@ -327,3 +327,38 @@ def test_replays_warn_where_the_eager_call_warns(backend):
             assert [str(w.message) for w in replay_warnings] == [str(w.message) for w in eager_warnings]
             assert {w.filename for w in replay_warnings} == {__file__}
         assert [len(variants) for variants in jitted.cache.values()] == [1]
+
+
+def test_a_call_made_only_for_its_error_is_replayed(backend):
+    """``try: cholesky(a)`` as a check alone (its result unused), or an index read only to see it is in
+    bounds: the replay dropped the call as dead code, so it never raised and f's fallback never ran (a
+    silently wrong result). Calls whose errors follow values are kept; dead elementwise and reshaping
+    steps are still dropped."""
+    ns = backend.ns
+
+    def checked(a):
+        try:
+            ad.linalg.cholesky(a)
+        except np.linalg.LinAlgError:
+            return a * 0.0 - 1.0
+        return a * 2.0
+
+    def in_bounds(x, i):
+        try:
+            x[i]
+        except IndexError:
+            return x * 0.0
+        return x + 1.0
+
+    spd, bad = backend.asarray(2.0 * np.eye(3)), backend.asarray(-np.eye(3))
+    jitted = ad.jit(checked)
+    for a in (spd, bad, spd, bad):
+        _assert_identical(backend, jitted(a), checked(a))
+    x = backend.random((3,))
+    jitted = ad.jit(in_bounds)
+    for i in (1, 5, 2, 7):
+        index = backend.asarray(np.asarray(i))
+        _assert_identical(backend, jitted(x, index), in_bounds(x, index))
+    dead_views = ad.jit(lambda a: (ns.reshape(a, (-1,)), a[0, 1:], ns.permute_dims(a, (1, 0)), a * 2.0)[3])
+    dead_views(spd)
+    assert len(dead_views.program_for(spd)[0].steps) == 1

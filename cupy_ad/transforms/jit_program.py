@@ -166,8 +166,9 @@ class Program:
         self.output_slots = sorted(needed)
         steps, self.alias = _common_subexpressions(_fold_negations(recording.steps), recording, needed)
         kept = []
-        for fn, ins, outs in reversed(steps):  # dead code: steps no output needs are dropped
-            if outs is None or (outs in needed if type(outs) is int else needed.intersection(outs)):
+        for fn, ins, outs in reversed(steps):  # dead code: steps no output needs are dropped (``_droppable``)
+            if (outs is None or (outs in needed if type(outs) is int else needed.intersection(outs))
+                    or not _droppable(fn, ins, outs, recording)):
                 kept.append((fn, ins, outs))
                 needed.update(ins)
         kept.reverse()
@@ -188,6 +189,36 @@ class Program:
 
 
 _SCALARS = frozenset((int, float, complex, bool, str, type(None), type(Ellipsis), slice))
+
+# Functions whose errors follow the shapes and dtypes of their arguments only (fixed by the signature: a
+# call that did not raise at the recording never raises at a replay): by name, and the namespace's elementwise
+# functions (not integer powers, which raise at negative exponents). Any other call may raise on values
+# (cholesky of an indefinite matrix, an index out of bounds) where f may handle the error (``try``: errors
+# are control flow), so a replay makes it even where its result is unused.
+_ELEMENTWISE = """abs acos acosh asin asinh atan atan2 atanh bitwise_and bitwise_invert bitwise_left_shift bitwise_or
+bitwise_right_shift bitwise_xor ceil clip conj copysign cos cosh divide equal exp expm1 floor floor_divide greater
+greater_equal hypot imag isfinite isinf isnan less less_equal log log10 log1p log2 logaddexp logical_and logical_not
+logical_or logical_xor maximum minimum multiply negative nextafter not_equal positive real reciprocal remainder round
+sign signbit sin sinh sqrt square subtract tan tanh trunc add""".split()
+_SHAPE_ONLY_ERRORS = frozenset((
+    "reshape", "permute_dims", "matrix_transpose", "moveaxis", "expand_dims", "squeeze", "broadcast_to",
+    "broadcast_arrays", "concat", "stack", "flip", "roll", "tile", "astype", "where", "real", "imag", "conj",
+    "tril", "triu", "diagonal", "sum", "prod", "mean", "matmul", "tensordot", "vecdot", "zeros_like",
+    "ones_like", "empty_like", "full_like", "add", "sub", "mul", "truediv", "neg", "pos", "abs", "lt", "le",
+    "gt", "ge", "eq", "ne"))
+
+
+def _droppable(fn: Any, ins: list, outs: Any, recording: Any) -> bool:
+    """Whether a step whose results nothing uses may be left out of the replay: it cannot raise there."""
+    if type(fn) is Call:
+        fn = fn.fn
+    if fn is operator.getitem:  # a key of constants: the bounds follow the shape
+        return all(k in recording.constant_slots for k in ins[1:])
+    if getattr(fn, "__name__", None) in _SHAPE_ONLY_ERRORS:
+        return True
+    array = next((recording.values[k] for k in ins if _is_array(recording.values[k])), None)
+    xp = None if array is None else backend_of(array).xp
+    return xp is not None and any(getattr(xp, name, None) is fn for name in _ELEMENTWISE)
 
 
 _COMMUTATIVE = frozenset((operator.add, operator.mul))
