@@ -67,7 +67,8 @@ own: each replay warns, from its own values, as the eager call does.
 
 Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
 one signature of a jitted function run one at a time, and a thread that waited for one first replays
-what was recorded.
+what was recorded (so ``f`` must not wait, while it is recorded, for another thread calling the same
+jitted function on the same signature: that thread waits for the recording).
 """
 from __future__ import annotations
 
