@@ -180,6 +180,7 @@ def test_the_wrapper_checks_on_a_gpu_machine_run_in_their_child(tmp_path):
     script.write_text(_DEVICE_STUBS)
     module = Path(__file__).with_name("test_cupy_wrappers.py")
     done = subprocess.run([sys.executable, str(script), "-q", "-p", "no:cacheprovider", "-k", "not in_a_child",
-                           str(module)], capture_output=True, text=True, timeout=120, cwd=str(Path(__file__).parents[1]))
+                           str(module)], capture_output=True, text=True, timeout=120,
+                          cwd=str(Path(__file__).parents[1]))
     summary = done.stdout.strip().splitlines()[-1]
     assert done.returncode == 0 and re.search(r"^\d+ skipped, 1 deselected in", summary), done.stdout[-2000:]
