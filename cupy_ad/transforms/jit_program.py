@@ -214,7 +214,7 @@ def _droppable(fn: Any, ins: list, outs: Any, recording: Any) -> bool:
         fn = fn.fn
     if fn is operator.getitem:  # a key of constants: the bounds follow the shape
         return all(k in recording.constant_slots for k in ins[1:])
-    if getattr(fn, "__name__", None) in _SHAPE_ONLY_ERRORS:
+    if type(fn) is operator.attrgetter or getattr(fn, "__name__", None) in _SHAPE_ONLY_ERRORS:  # (x.mT: a getter)
         return True
     array = next((recording.values[k] for k in ins if _is_array(recording.values[k])), None)
     xp = None if array is None else backend_of(array).xp
