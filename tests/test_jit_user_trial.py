@@ -273,7 +273,7 @@ def test_numpy_functions_recorded_as_they_are_check_their_shapes_and_effects():
         return b * 2.0
 
     x = np.array([np.nan, 1.0, 2.0])
-    for writes, arguments in ((add_at, (x,)), (cleaned, (x,)), (lambda a: np.nan_to_num(a, False), (x,)),
+    for writes, arguments in ((add_at, (x,)), (cleaned, (x,)), (lambda a: np.nan_to_num(a, 0), (x,)),
                               (summed_into, (x, np.zeros(3)))):
         copies = [a.copy() for a in arguments]
         with pytest.raises(TypeError, match="writes into an array in place"):

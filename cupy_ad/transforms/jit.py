@@ -342,7 +342,7 @@ def _writes(function: Callable, name: str, args: tuple, kwargs: dict) -> bool:
     except (TypeError, ValueError):  # (no signature to read: a ufunc method, whose out NumPy passes by keyword)
         given = kwargs
     out = given.get("out")
-    return (name in _WRITING or (name == "nan_to_num" and given.get("copy", True) is False)
+    return (name in _WRITING or (name == "nan_to_num" and not given.get("copy", True))
             or (out is not None and any(o is not None for o in (out if isinstance(out, tuple) else (out,)))))
 
 
