@@ -199,7 +199,7 @@ _ELEMENTWISE = """abs acos acosh asin asinh atan atan2 atanh bitwise_and bitwise
 bitwise_right_shift bitwise_xor ceil clip conj copysign cos cosh divide equal exp expm1 floor floor_divide greater
 greater_equal hypot imag isfinite isinf isnan less less_equal log log10 log1p log2 logaddexp logical_and logical_not
 logical_or logical_xor maximum minimum multiply negative nextafter not_equal positive real reciprocal remainder round
-sign signbit sin sinh sqrt square subtract tan tanh trunc add""".split()
+sign signbit sin sinh sqrt square subtract tan tanh trunc""".split()
 _SHAPE_ONLY_ERRORS = frozenset((
     "reshape", "permute_dims", "matrix_transpose", "moveaxis", "expand_dims", "squeeze", "broadcast_to",
     "broadcast_arrays", "concat", "stack", "flip", "roll", "tile", "astype", "where", "real", "imag", "conj",
