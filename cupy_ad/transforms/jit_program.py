@@ -210,8 +210,8 @@ _SHAPE_ONLY_ERRORS = frozenset((
 
 def _droppable(fn: Any, ins: list, outs: Any, recording: Any) -> bool:
     """Whether a step whose results nothing uses may be left out of the replay: it cannot raise there."""
-    if type(fn) is Call:
-        fn = fn.fn
+    while type(fn) is Flattening or type(fn) is Call:
+        fn = fn.step if type(fn) is Flattening else fn.fn
     if fn is operator.getitem:  # a key of constants: the bounds follow the shape
         return all(k in recording.constant_slots for k in ins[1:])
     if type(fn) is operator.attrgetter or getattr(fn, "__name__", None) in _SHAPE_ONLY_ERRORS:  # (x.mT: a getter)
