@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .numpy_threads import split_stacks
+
 _DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 
 
@@ -162,9 +164,10 @@ def _triangular(kernel: str, a: Any, b: Any, lower: bool, trans: int, unit_diago
     n, k = b.shape[-2:]
     out = np.empty(b.shape, dtype=dtype)
     transposed = bool(trans)
-    kernels[kernel](a.astype(dtype, copy=False).reshape(-1, n, n), b.astype(dtype, copy=False).reshape(-1, n, k),
-                    out.reshape(-1, n, k), bool(lower) != transposed, transposed, trans == 2 and dtype.kind == "c",
-                    bool(unit_diagonal))
+    flags = (bool(lower) != transposed, transposed, trans == 2 and dtype.kind == "c", bool(unit_diagonal))
+    stacks = (a.astype(dtype, copy=False).reshape(-1, n, n), b.astype(dtype, copy=False).reshape(-1, n, k),
+              out.reshape(-1, n, k))
+    split_stacks(lambda *blocks: kernels[kernel](*blocks, *flags), stacks, n, out.size * n)
     return out
 
 
@@ -177,7 +180,8 @@ def lu_factor_batched(a: Any) -> tuple[Any, Any] | None:
     *batch, m, n = a.shape
     lu = np.array(a, order="C", copy=True)
     piv = np.empty((*batch, min(m, n)), dtype=np.int32)
-    kernels["getf2"](lu.reshape(-1, m, n), piv.reshape(-1, min(m, n)))
+    split_stacks(kernels["getf2"], (lu.reshape(-1, m, n), piv.reshape(-1, min(m, n))), max(m, n),
+                 lu.size * min(m, n))
     return lu, piv
 
 
@@ -190,6 +194,7 @@ def lu_tangent_batched(f: Any, perm: Any, da: Any) -> Any:
         return None
     n = f.shape[-1]
     out = np.empty(da.shape, dtype=dtype)
-    kernels["lu_tangent"](np.ascontiguousarray(f, dtype=dtype).reshape(-1, n, n), perm.reshape(-1, n),
-                          da.astype(dtype, copy=False).reshape(-1, n, n), out.reshape(-1, n, n))
+    stacks = (np.ascontiguousarray(f, dtype=dtype).reshape(-1, n, n), perm.reshape(-1, n),
+              da.astype(dtype, copy=False).reshape(-1, n, n), out.reshape(-1, n, n))
+    split_stacks(kernels["lu_tangent"], stacks, n, out.size * n)
     return out

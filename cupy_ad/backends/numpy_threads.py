@@ -18,6 +18,7 @@ should set ``CUPY_AD_NUM_THREADS=2`` (as it would ``OMP_NUM_THREADS`` for OpenBL
 """
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import threading
@@ -30,6 +31,8 @@ import numpy as np
 MAX_N = 32
 #: the least work (count x m x n x min(m, n)) split over threads: below, a thread's hand-over costs more
 MIN_WORK = 1 << 18
+#: the least output (bytes) of a compiled program's elementwise step or matmul split over threads
+MIN_SPLIT_BYTES = 1 << 20
 
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
@@ -65,26 +68,126 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
+def workers_for(count: int, side: int, work: int) -> int:
+    """How many threads a batch of ``count`` items, ``side`` the largest matrix side, ``work`` in all,
+    is split over: 1 (no split) for sides above ``MAX_N``, less than ``MIN_WORK``, or outside the main
+    thread (see the module docstring)."""
+    if side > MAX_N or work < MIN_WORK or threading.current_thread() is not threading.main_thread():
+        return 1  # (before asking for threads: a single matrix pays nothing for them)
+    return min(threads(), count)
+
+
+def run_blocks(task: Callable[[int, int], Any], count: int, workers: int) -> list:
+    """``[task(start, stop), ...]`` for ``workers`` contiguous runs [start, stop) of range(count), in
+    order, each on a thread of the pool (the calling thread takes the first) in a copy of the
+    caller's context (NumPy's ``errstate`` included); an error of any block reaches the caller."""
+    bounds = [count * k // workers for k in range(workers + 1)]
+    others = [_executor(workers - 1).submit(contextvars.copy_context().run, task, start, stop)
+              for start, stop in zip(bounds[1:-1], bounds[2:])]
+    first = task(bounds[0], bounds[1])
+    return [first, *(future.result() for future in others)]
+
+
 def split_batch(decompose: Callable[[Any], Any], a: Any) -> Any:
     """``decompose(a)`` for a batch a (..., m, n), on several threads where that pays (see the module
     docstring): ``decompose`` maps a stack (k, m, n) to an array or a tuple of arrays with k leading."""
     *batch, m, n = a.shape
     count = math.prod(batch)
-    if (max(m, n) > MAX_N or count * m * n * min(m, n) < MIN_WORK
-            or threading.current_thread() is not threading.main_thread()):
-        return decompose(a)  # (before asking for threads: a single matrix pays nothing for them)
-    workers = min(threads(), count)
+    workers = workers_for(count, max(m, n), count * m * n * min(m, n))
     if workers < 2:
         return decompose(a)
     flat = a.reshape(count, m, n)
-    bounds = [count * k // workers for k in range(workers + 1)]
-    blocks = [flat[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
-    others = [_executor(workers - 1).submit(decompose, block) for block in blocks[1:]]
-    first = decompose(blocks[0])  # (the calling thread takes the first block)
-    parts = [first, *(future.result() for future in others)]
-    if not isinstance(first, tuple):
+    parts = run_blocks(lambda start, stop: decompose(flat[start:stop]), count, workers)
+    if not isinstance(parts[0], tuple):
         return _stacked(parts, batch)
     return tuple(_stacked(list(outputs), batch) for outputs in zip(*parts))
+
+
+def split_stacks(kernel: Callable[..., None], stacks: tuple, side: int, work: int) -> None:
+    """``kernel(*stacks)`` for ``stacks`` sharing their leading (batch) axis, e.g. a compiled kernel's
+    operands and its preallocated output, on several threads where that pays: each thread calls
+    ``kernel`` on one contiguous block of every stack (so a kernel treating each item of the batch
+    on its own gives the one-call result bit for bit). ``side``: the largest matrix side, ``work``:
+    the whole batch's (as count x m x n x min(m, n) for a decomposition)."""
+    count = len(stacks[0])
+    workers = workers_for(count, side, work)
+    if workers < 2:
+        kernel(*stacks)
+        return
+    run_blocks(lambda start, stop: kernel(*(stack[start:stop] for stack in stacks)), count, workers)
+
+
+class SplitStep:
+    """A compiled program's step ``fn(*args)`` (``fn``: an elementwise ufunc computing each element on
+    its own, exactly; ``np.where``; or matmul over a stack of small matrices) on several threads, each
+    writing one contiguous block of the leading axis of the one output array (``out=`` the caller's or
+    a new one): an operand spanning that axis is cut into the same blocks, one broadcast along it
+    (fewer dimensions, length 1, a scalar) is passed whole. Every element (every matrix, for matmul)
+    meets the same kernel on the same values: the result is the one-call result bit for bit, for any
+    strides. Split where the whole output holds ``MIN_SPLIT_BYTES`` or more, from the main thread, on
+    ``threads()`` threads; else the one call."""
+
+    __slots__ = ("fn", "kernel", "dtype")
+
+    def __init__(self, fn: Callable, kernel: Callable):
+        self.fn, self.kernel = fn, kernel  # kernel(*args, out=block): fn's values written into out
+        self.dtype = None  # the result's dtype, found at the first split (the program's dtypes are fixed)
+
+    def __call__(self, *args: Any, out: Any = None, **kwargs: Any) -> Any:
+        if kwargs or threading.current_thread() is not threading.main_thread():
+            return self.fn(*args, **kwargs) if out is None else self.fn(*args, out=out, **kwargs)
+        shape = out.shape if out is not None else self._shape(args)
+        workers = min(threads(), shape[0]) if shape and _nbytes(shape, self._dtype(args)) >= MIN_SPLIT_BYTES else 1
+        if out is None and self.fn is not np.matmul and not _c_order_result(args, shape):
+            workers = 1  # (NumPy's own output would not be in C order: it follows its operands' layout)
+        if workers < 2:
+            return self.fn(*args) if out is None else self.fn(*args, out=out)
+        if out is None:
+            out = np.empty(shape, self.dtype)  # (C order: NumPy's, where an operand of its shape has it)
+        ndim = len(shape)
+        cut = [isinstance(a, np.ndarray) and a.ndim == ndim and a.shape[0] != 1 for a in args]
+
+        def block(start: int, stop: int) -> None:
+            self.kernel(*(a[start:stop] if c else a for a, c in zip(args, cut)), out=out[start:stop])
+        run_blocks(block, shape[0], workers)
+        return out
+
+    def _shape(self, args: tuple) -> tuple:
+        if self.fn is np.matmul:
+            a, b = args
+            return (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
+        return np.broadcast_shapes(*map(np.shape, args))
+
+    def _dtype(self, args: tuple) -> Any:
+        if self.dtype is None:  # fn of one element (a 1 x 1 matrix) of each argument's dtype (Python numbers stay)
+            zeros = [np.zeros((1, 1) if self.fn is np.matmul else (), a.dtype) if hasattr(a, "dtype") else a
+                     for a in args]
+            with np.errstate(all="ignore"):
+                self.dtype = self.fn(*zeros).dtype
+        return self.dtype
+
+
+def _c_order_result(args: tuple, shape: tuple) -> bool:
+    """Whether NumPy gives an elementwise call on ``args`` an output in C order: NumPy orders the
+    output's axes as its operands' strides suggest, C order wherever one operand (broadcast
+    dimensions aside) has it; so when all are C-contiguous, or one of the output's shape is."""
+    arrays = [a for a in args if type(a) is np.ndarray]
+    return all(a.flags.c_contiguous for a in arrays) or any(a.shape == shape and a.flags.c_contiguous for a in arrays)
+
+
+def _nbytes(shape: tuple, dtype: Any) -> int:
+    return math.prod(shape) * dtype.itemsize
+
+
+def _where_into(condition: Any, x: Any, y: Any, *, out: Any) -> None:
+    """np.where(condition, x, y) written into out: y everywhere, then x where the condition holds."""
+    np.copyto(out, y, casting="unsafe")
+    np.copyto(out, x, where=condition, casting="unsafe")
+
+
+def split_step(fn: Callable) -> SplitStep:
+    """The splitting form of ``fn`` (a ufunc with an ``out=``, or ``np.where``) for a compiled program."""
+    return SplitStep(fn, _where_into if fn is np.where else fn)
 
 
 def _stacked(parts: list, batch: list) -> Any:

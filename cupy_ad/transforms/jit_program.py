@@ -292,7 +292,7 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
             return f"{function(fn.fn, ins)}(*{literal(fn.args)}, **{literal(fn.kwargs)})"
         if type(fn) is functools.partial and fn.func is _into:  # out= into a dead temporary
             form, position = fn.args
-            return f"{name(form)}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
+            return f"{function(form, ins)}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
         if type(fn) is Method:
             return f"{slot(ins[0])}.{fn.__name__}({', '.join(map(slot, ins[1:]))})"
         return f"{function(fn, ins)}({', '.join(map(slot, ins))})"
