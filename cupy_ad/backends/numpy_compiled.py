@@ -8,7 +8,8 @@ no temporaries. The same holds for the LU factorisation (getf2's elimination, 16
 steps otherwise) and its tangent (otherwise four batched solves and products, each a pass over the
 whole batch; one matrix at a time it stays in the core's cache and takes half the flops). Numba is
 well kept, installs from PyPI with NumPy 2.4, and its compiled functions are cached on disk after
-the first call.
+the first call. The kernels release the GIL (``nogil``): a large batch is split over threads in
+contiguous blocks (``numpy_threads.split_stacks``), each matrix computed as in one call.
 """
 from __future__ import annotations
 

@@ -15,6 +15,12 @@ parallel). Threads: the CPUs this process may run on (``os.sched_getaffinity``: 
 gives one, i.e. no split), or the environment variable ``CUPY_AD_NUM_THREADS`` (``1``: never split).
 A container's CPU quota (cgroups) is not an affinity: a container that shows 64 CPUs but may use 2
 should set ``CUPY_AD_NUM_THREADS=2`` (as it would ``OMP_NUM_THREADS`` for OpenBLAS).
+
+The same split serves the tangents of such batches: the compiled kernels (``numpy_compiled``, Numba
+``nogil``) run on contiguous blocks of their stacked operands and output (``split_stacks``), and a jit
+program's steps on a stack of small matrices (elementwise ufuncs that compute each element exactly,
+``where``, matmul) each write one block of their output per thread (``SplitStep``). Each item meets
+the same kernel on the same values: bit for bit the one-thread result again.
 """
 from __future__ import annotations
 
