@@ -4,8 +4,8 @@ NumPy's ``linalg`` gufuncs (eigh, svd, qr, cholesky, ...) call LAPACK once per m
 and release the GIL while they run; at 16 x 16 OpenBLAS uses no threads inside the call either. A
 batch of 4096 such matrices therefore keeps one core busy however many the process may use. JAX's
 CPU kernels split the batch over XLA's thread pool (``ParallelBatchMap``); here the batch is split
-into one contiguous block per thread, each block decomposed by the same NumPy call, and the blocks'
-outputs stacked: every matrix meets the same LAPACK call on the same data, so the result is the
+into contiguous blocks (a few per thread, taken in turn), each decomposed by the same NumPy call,
+and the blocks' outputs stacked: every matrix meets the same LAPACK call on the same data, so the result is the
 one-thread result bit for bit.
 
 When: matrices up to ``MAX_N`` on a side (larger ones get OpenBLAS's own threads inside LAPACK, which
@@ -25,6 +25,7 @@ the same kernel on the same values: bit for bit the one-thread result again.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import math
 import os
 import threading
@@ -37,6 +38,8 @@ import numpy as np
 MAX_N = 32
 #: the least work (count x m x n x min(m, n)) split over threads: below, a thread's hand-over costs more
 MIN_WORK = 1 << 18
+#: the runs of a split batch per thread (taken in turn: a thread left without a CPU holds up one run)
+RUNS_PER_THREAD = 4
 #: the least output (bytes) of a compiled program's elementwise step or matmul split over threads
 MIN_SPLIT_BYTES = 1 << 20
 
@@ -84,14 +87,32 @@ def workers_for(count: int, side: int, work: int) -> int:
 
 
 def run_blocks(task: Callable[[int, int], Any], count: int, workers: int) -> list:
-    """``[task(start, stop), ...]`` for ``workers`` contiguous runs [start, stop) of range(count), in
-    order, each on a thread of the pool (the calling thread takes the first) in a copy of the
-    caller's context (NumPy's ``errstate`` included); an error of any block reaches the caller."""
-    bounds = [count * k // workers for k in range(workers + 1)]
-    others = [_executor(workers - 1).submit(contextvars.copy_context().run, task, start, stop)
-              for start, stop in zip(bounds[1:-1], bounds[2:])]
-    first = task(bounds[0], bounds[1])
-    return [first, *(future.result() for future in others)]
+    """``[task(start, stop), ...]`` for contiguous runs [start, stop) of range(count), in order: the runs
+    (``RUNS_PER_THREAD`` per thread) are taken in turn by the calling thread and ``workers - 1``
+    threads of the pool, so that a thread the system leaves without a CPU for a while (a loaded
+    machine) leaves its share to the others instead of holding the caller up. Pool threads run in a
+    copy of the caller's context (NumPy's ``errstate`` included); an error of any run reaches the
+    caller, once every thread has stopped."""
+    runs = min(count, workers * RUNS_PER_THREAD)
+    bounds = [count * k // runs for k in range(runs + 1)]
+    results: list = [None] * runs
+    turns = itertools.count()  # (its next() is atomic: each run is taken once)
+
+    def take_runs() -> None:
+        k = next(turns)
+        while k < runs:
+            results[k] = task(bounds[k], bounds[k + 1])
+            k = next(turns)
+
+    others = [_executor(workers - 1).submit(contextvars.copy_context().run, take_runs) for _ in range(workers - 1)]
+    try:
+        take_runs()
+    finally:
+        errors = [future.exception() for future in others]  # (waits for each)
+    for error in errors:
+        if error is not None:
+            raise error
+    return results
 
 
 def split_batch(decompose: Callable[[Any], Any], a: Any) -> Any:
@@ -112,7 +133,7 @@ def split_batch(decompose: Callable[[Any], Any], a: Any) -> Any:
 def split_stacks(kernel: Callable[..., None], stacks: tuple, side: int, work: int) -> None:
     """``kernel(*stacks)`` for ``stacks`` sharing their leading (batch) axis, e.g. a compiled kernel's
     operands and its preallocated output, on several threads where that pays: each thread calls
-    ``kernel`` on one contiguous block of every stack (so a kernel treating each item of the batch
+    ``kernel`` on contiguous blocks of every stack (so a kernel treating each item of the batch
     on its own gives the one-call result bit for bit). ``side``: the largest matrix side, ``work``:
     the whole batch's (as count x m x n x min(m, n) for a decomposition)."""
     count = len(stacks[0])
@@ -126,7 +147,7 @@ def split_stacks(kernel: Callable[..., None], stacks: tuple, side: int, work: in
 class SplitStep:
     """A compiled program's step ``fn(*args)`` (``fn``: an elementwise ufunc computing each element on
     its own, exactly; ``np.where``; or matmul over a stack of small matrices) on several threads, each
-    writing one contiguous block of the leading axis of the one output array (``out=`` the caller's or
+    writing contiguous blocks of the leading axis of the one output array (``out=`` the caller's or
     a new one): an operand spanning that axis is cut into the same blocks, one broadcast along it
     (fewer dimensions, length 1, a scalar) is passed whole. Every element (every matrix, for matmul)
     meets the same kernel on the same values: the result is the one-call result bit for bit, for any

@@ -160,3 +160,22 @@ def test_the_callers_errstate_holds_in_every_block(split_always):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert np.isnan(step(x)).all()
+
+
+def test_a_thread_left_without_a_cpu_leaves_its_runs_to_the_others(monkeypatch):
+    """The runs are taken in turn: a pool thread that starts late (here: blocked until the caller has
+    taken every run) holds nothing up, and the results stay in order."""
+    import threading
+    go = threading.Event()
+    taken = []
+
+    def task(start, stop):
+        if threading.current_thread() is not threading.main_thread():
+            go.wait(5)
+        taken.append(threading.current_thread() is threading.main_thread())
+        if len(taken) == 7:
+            go.set()
+        return start, stop
+    results = numpy_threads.run_blocks(task, 16, 2)
+    assert results == [(2 * k, 2 * k + 2) for k in range(8)]
+    assert taken.count(True) >= 7
