@@ -125,7 +125,9 @@ def _split_form(fn: Any, args: list) -> Any:
     if not arrays:
         return None
     if kernel is np.matmul:
-        if len(args) != 2 or len(arrays) != 2 or min(a.ndim for a in arrays) < 2 or args[0].shape[-1] > numpy_threads.MAX_N:
+        if len(arrays) != 2 or len(args) != 2 or min(a.ndim for a in arrays) < 2:
+            return None
+        if args[0].shape[-1] > numpy_threads.MAX_N:  # (the inner dimension: the output's are checked below)
             return None
         shape = (*np.broadcast_shapes(args[0].shape[:-2], args[1].shape[:-2]), args[0].shape[-2], args[1].shape[-1])
     elif kernel is np.where:

@@ -5,8 +5,8 @@ and release the GIL while they run; at 16 x 16 OpenBLAS uses no threads inside t
 batch of 4096 such matrices therefore keeps one core busy however many the process may use. JAX's
 CPU kernels split the batch over XLA's thread pool (``ParallelBatchMap``); here the batch is split
 into contiguous blocks (a few per thread, taken in turn), each decomposed by the same NumPy call,
-and the blocks' outputs stacked: every matrix meets the same LAPACK call on the same data, so the result is the
-one-thread result bit for bit.
+and the blocks' outputs stacked: every matrix meets the same LAPACK call on the same data, so the
+result is the one-thread result bit for bit.
 
 When: matrices up to ``MAX_N`` on a side (larger ones get OpenBLAS's own threads inside LAPACK, which
 would compete with ours), at least ``MIN_WORK`` (count x m x n x min(m, n)) in the batch, called from
@@ -19,7 +19,7 @@ should set ``CUPY_AD_NUM_THREADS=2`` (as it would ``OMP_NUM_THREADS`` for OpenBL
 The same split serves the tangents of such batches: the compiled kernels (``numpy_compiled``, Numba
 ``nogil``) run on contiguous blocks of their stacked operands and output (``split_stacks``), and a jit
 program's steps on a stack of small matrices (elementwise ufuncs that compute each element exactly,
-``where``, matmul) each write one block of their output per thread (``SplitStep``). Each item meets
+``where``, matmul) write blocks of their one output on the threads (``SplitStep``). Each item meets
 the same kernel on the same values: bit for bit the one-thread result again.
 """
 from __future__ import annotations
