@@ -34,6 +34,21 @@ _NON_UNIT, _UNIT = 131, 132
 _SCALAR = {"s": ctypes.c_float, "d": ctypes.c_double}  # scalars by value; complex ones by pointer
 _PREFIX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d", np.dtype(np.complex64): "c",
            np.dtype(np.complex128): "z"}
+_COMPLEX_ONE = {np.dtype(t): np.ones((), t) for t in (np.complex64, np.complex128)}  # alpha, passed by pointer
+_char_at, _address_of = ctypes.c_char.from_buffer, ctypes.addressof
+
+
+def address(a: Any) -> int:
+    """The address of ``a``'s first element: through the buffer protocol where ``a`` is a writable,
+    non-empty block in C or Fortran order (0.25 us here), else ``a.ctypes.data`` (1 us: it builds an
+    object per call; a small matrix's BLAS or LAPACK call needs two or three)."""
+    flags = a.flags
+    if flags.writeable and a.size:
+        if flags.c_contiguous:
+            return _address_of(_char_at(a))
+        if flags.f_contiguous:
+            return _address_of(_char_at(a.T))  # (the same first element, C-ordered)
+    return a.ctypes.data
 
 
 #: LAPACK routines looked up beside the BLAS ones (used by :mod:`numpy_lapack`).
@@ -143,11 +158,11 @@ def call(op: str, a: Any, b: Any, *, left: bool, lower: bool, trans: int, unit_d
     """op(tri(a)) b / b op(tri(a)) ("trmm") or their solves ("trsm") for 2-D a (n, n) and b, as a new
     C-contiguous array; None when NumPy's BLAS is unavailable for these dtypes (caller falls back)."""
     functions = _library.load() if functions is None else functions
-    dtype = np.result_type(a.dtype, b.dtype)
+    dtype = a.dtype if a.dtype == b.dtype else np.result_type(a.dtype, b.dtype)
     prefix = _PREFIX.get(dtype)
     if not functions or prefix is None or a.ndim != 2 or b.ndim != 2:
         return None
-    if dtype.kind != "c" and trans == 2:
+    if trans == 2 and dtype.kind != "c":
         trans = 1
     if trans != 2 and b.flags.f_contiguous and not b.flags.c_contiguous:
         # b is a transposed view: solve/multiply the transposed problem, X^T = B^T op(T)^T (sides
@@ -155,9 +170,8 @@ def call(op: str, a: Any, b: Any, *, left: bool, lower: bool, trans: int, unit_d
         out = call(op, a, b.T, left=not left, lower=lower, trans=1 - trans, unit_diagonal=unit_diagonal,
                    functions=functions)
         return None if out is None else out.T
-    out = np.array(b, dtype=dtype, order="C", copy=True)
-    _invoke(functions, op, a.astype(dtype, copy=False), out, max(out.shape[1], 1), left=left, lower=lower,
-            trans=trans, unit_diagonal=unit_diagonal)
+    out = b.astype(dtype, order="C", copy=True)
+    _invoke(functions, op, a.astype(dtype, copy=False), out, max(out.shape[1], 1), left, lower, trans, unit_diagonal)
     return out
 
 
@@ -170,7 +184,7 @@ def call_in_place(op: str, a: Any, b: Any, *, left: bool, lower: bool, trans: in
         return False
     if b.dtype.kind != "c" and trans == 2:
         trans = 1
-    _invoke(functions, op, a, b, ldb, left=left, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
+    _invoke(functions, op, a, b, ldb, left, lower, trans, unit_diagonal)
     return True
 
 
@@ -227,22 +241,23 @@ def _leading_dimension(x: Any) -> int | None:
     return max(x.strides[0] // item, x.shape[1], 1)
 
 
-def _invoke(functions: dict, op: str, a: Any, out: Any, ldb: int, *, left: bool, lower: bool, trans: int,
+def _invoke(functions: dict, op: str, a: Any, out: Any, ldb: int, left: bool, lower: bool, trans: int,
             unit_diagonal: bool) -> None:
     """cblas ?trmm / ?trsm of op(tri(a)) on ``out`` in place (row-major, leading dimension ``ldb``)."""
-    view = _row_major_view(a, lower, trans)
-    if view is None:
-        view = (np.ascontiguousarray(a), a.shape[1], lower, trans)
-    a, lda, lower, trans = view
     m, n = out.shape
     if m == 0 or n == 0:
         return
+    item = a.itemsize
+    if a.strides[1] == item and a.strides[0] % item == 0 and a.strides[0] >= a.shape[1] * item:
+        lda = a.strides[0] // item  # (rows of unit stride: the common case, checked inline)
+    else:
+        view = _row_major_view(a, lower, trans)
+        a, lda, lower, trans = (np.ascontiguousarray(a), a.shape[1], lower, trans) if view is None else view
     dtype = out.dtype
-    alpha = np.ones((), dtype=dtype)
     functions[_PREFIX[dtype] + op](_ROW_MAJOR, _LEFT if left else _RIGHT, _LOWER if lower else _UPPER, _TRANS[trans],
                                    _UNIT if unit_diagonal else _NON_UNIT, m, n,
-                                   alpha.ctypes.data if dtype.kind == "c" else 1.0,
-                                   a.ctypes.data, max(lda, 1), out.ctypes.data, ldb)
+                                   _COMPLEX_ONE[dtype].ctypes.data if dtype.kind == "c" else 1.0,
+                                   address(a), max(lda, 1), address(out), ldb)
 
 
 # Thresholds measured on the 2-core CI machine (float64, n x n right-hand sides, ms):
@@ -343,7 +358,7 @@ def _compiled_product(a: Any, b: Any, *, left: bool, lower: bool, trans: int, un
 
 def _check_diagonal(a: Any, unit_diagonal: bool) -> None:
     """LinAlgError at an exactly zero diagonal entry, as LAPACK's trtrs (SciPy's solve_triangular)."""
-    if unit_diagonal:
+    if unit_diagonal or a.diagonal(0, -2, -1).all():
         return
     zero = np.diagonal(a, axis1=-2, axis2=-1) == 0
     if zero.any():
@@ -375,6 +390,9 @@ def solve_triangular(a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: 
     """op(T)^-1 b for a (..., n, n) and b (n,) or (..., n, k) with NumPy's BLAS or a substitution
     vectorised over the batch; None where SciPy should handle the case (empty, other dtypes,
     NumPy's BLAS unavailable for large matrices)."""
+    if a.ndim == 2 and b.ndim == 2 and a.dtype in _PREFIX and b.dtype in _PREFIX:  # one matrix: little Python
+        _check_diagonal(a, unit_diagonal)
+        return call("trsm", a, b, left=True, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
     dtype = np.result_type(a.dtype, b.dtype)
     if dtype not in _PREFIX or a.dtype not in _PREFIX or b.dtype not in _PREFIX or a.size == 0 or b.size == 0:
         return None
@@ -423,7 +441,7 @@ def lu_factor_batched(a: Any) -> tuple[Any, Any] | None:
     An exactly zero pivot gives SciPy's LinAlgWarning.
     """
     *batch, m, n = a.shape
-    count = int(np.prod(batch))
+    count = math.prod(batch)
     if count < CROUT_MIN_BATCH or max(m, n) > CROUT_MAX or a.dtype not in _PREFIX or a.size == 0:
         return None
     compiled = numpy_compiled.lu_factor_batched(a)  # (Numba: getf2 per matrix)

@@ -45,7 +45,7 @@ def _routine(dtype: Any, name: str) -> tuple[Any, Any] | None:
 
 
 def _pointer(a: np.ndarray) -> ctypes.c_void_p:
-    return ctypes.c_void_p(a.ctypes.data)
+    return ctypes.c_void_p(numpy_kernels.address(a))
 
 
 def _string(flag: str) -> ctypes.c_char_p:
@@ -87,7 +87,7 @@ def getrf(a: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     function, integer = found
     m, n = a.shape
     lu = np.array(a, order="F", copy=True)
-    piv = np.zeros(min(m, n), dtype=np.int64 if integer is ctypes.c_int64 else np.int32)
+    piv = np.empty(min(m, n), dtype=np.int64 if integer is ctypes.c_int64 else np.int32)
     info = integer(0)
     function(ctypes.byref(integer(m)), ctypes.byref(integer(n)), _pointer(lu), ctypes.byref(integer(max(m, 1))),
              _pointer(piv), ctypes.byref(info))
@@ -95,7 +95,8 @@ def getrf(a: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         from scipy.linalg import LinAlgWarning
 
         warnings.warn(f"Diagonal number {info.value} is exactly zero. Singular matrix.", LinAlgWarning, stacklevel=3)
-    return lu, (piv - 1).astype(np.int32)
+    piv -= 1
+    return lu, piv.astype(np.int32, copy=False)
 
 
 def qr(a: np.ndarray, mode: str) -> Any:

@@ -127,11 +127,15 @@ def _matrix(rng: np.random.Generator, n: int, dtype) -> np.ndarray:
 BLOCK = numpy_lu_tangent.BLOCK
 
 
-@pytest.mark.parametrize("n", [1, 5, BLOCK, BLOCK + 1, 2 * BLOCK + 19])
+@pytest.mark.parametrize("n", [1, 5, 40, BLOCK, BLOCK + 1, 2 * BLOCK + 19])
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
-def test_blocked_one_direction_matches_the_composition(n, dtype):
+@pytest.mark.parametrize("small_compiled", [True, False])
+def test_blocked_one_direction_matches_the_composition(n, dtype, small_compiled, monkeypatch):
     """One direction goes block column by block column (the differentiated blocked LU): sizes below,
-    at and across the block size, n = 1, the factor in LAPACK's Fortran order and in C order."""
+    at and across the block size, n = 1, the factor in LAPACK's Fortran order and in C order; a small
+    factor (n <= 32) takes the compiled kernel where Numba is installed, else (forced here) the blocks."""
+    if not small_compiled:
+        monkeypatch.setattr(numpy_lu_tangent.numpy_compiled, "lu_tangent_batched", lambda *args: None)
     rng = np.random.default_rng(n)
     f, perm = _factor(_matrix(rng, n, dtype))
     da = _matrix(rng, n, dtype)

@@ -89,3 +89,38 @@ def test_inputs_not_modified(backend):
     ad.jvp(lambda p, q: ad.linalg.solve_triangular(p, q), (a, b), (a, b))
     np.testing.assert_array_equal(backend.to_numpy(a), before[0])
     np.testing.assert_array_equal(backend.to_numpy(b), before[1])
+
+
+def _layouts(x):
+    """x in C order, Fortran order and as a strided (non-contiguous) view holding the same values."""
+    wide = np.zeros((x.shape[0], 2 * x.shape[1]), x.dtype)
+    wide[:, ::2] = x
+    return {"C": np.ascontiguousarray(x), "F": np.asfortranarray(x), "strided": wide[:, ::2]}
+
+
+@pytest.mark.parametrize("trans", [0, 1, 2])
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float32, np.float64), (np.complex128, np.complex128),
+                                    (np.complex64, np.float32)])
+def test_numpy_one_matrix_path_every_layout(trans, dtypes):
+    """The NumPy backend's path for one matrix (a BLAS call with little around it) against SciPy, for every
+    layout of both operands, mixed dtypes, each triangle and op, unit diagonals; and its error on a zero
+    diagonal entry, as LAPACK's trtrs."""
+    from cupy_ad.backends import numpy_kernels
+
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal((5, 5)) + 3 * np.eye(5)).astype(dtypes[0])
+    b = rng.standard_normal((5, 3)).astype(dtypes[1])
+    if np.iscomplexobj(a):
+        a = a + 1j * rng.standard_normal((5, 5)).astype(dtypes[0])
+    rtol = 1e-5 if np.result_type(*dtypes) in (np.float32, np.complex64) else 1e-13
+    for (a_name, a_), (b_name, b_), lower, unit in itertools.product(_layouts(a).items(), _layouts(b).items(),
+                                                                    [True, False], [False, True]):
+        got = numpy_kernels.solve_triangular(a_, b_, lower=lower, trans=trans, unit_diagonal=unit)
+        expected = scipy.linalg.solve_triangular(a, b, lower=lower, trans=trans, unit_diagonal=unit)
+        assert got.dtype == expected.dtype, (a_name, b_name)
+        np.testing.assert_allclose(got, expected, rtol=rtol, err_msg=f"{a_name} {b_name} {lower} {unit}")
+    singular = a.copy()
+    singular[2, 2] = 0
+    with pytest.raises(np.linalg.LinAlgError, match="diagonal 2"):
+        numpy_kernels.solve_triangular(singular, b, lower=True, trans=trans, unit_diagonal=False)
+    assert numpy_kernels.solve_triangular(singular, b, lower=True, trans=trans, unit_diagonal=True) is not None
