@@ -164,18 +164,25 @@ class SplitStep:
         if kwargs or threading.current_thread() is not threading.main_thread():
             return self.fn(*args, **kwargs) if out is None else self.fn(*args, out=out, **kwargs)
         shape = out.shape if out is not None else self._shape(args)
-        workers = min(threads(), shape[0]) if shape and _nbytes(shape, self._dtype(args)) >= MIN_SPLIT_BYTES else 1
-        if out is None and self.fn is not np.matmul and not _c_order_result(args, shape):
-            workers = 1  # (NumPy's own output would not be in C order: it follows its operands' layout)
-        if workers < 2:
+        if (not shape or _nbytes(shape, self._dtype(args)) < MIN_SPLIT_BYTES
+                or out is None and self.fn is not np.matmul and not _c_order_result(args, shape)):
+            # (the last: NumPy's own output would not be in C order, it follows its operands' layout)
+            return self.fn(*args) if out is None else self.fn(*args, out=out)
+        ndim = len(shape)
+        cut = [isinstance(a, np.ndarray) and a.ndim == ndim and a.shape[0] != 1 for a in args]
+        # operands read across their memory order (x.mT): NumPy's loop then runs a matrix row at a time;
+        # a ufunc reads a C-ordered copy of each block instead (in cache), where copies the block itself
+        strided = self.fn is not np.matmul and any(c and not a.flags.c_contiguous for a, c in zip(args, cut))
+        gather = [c and strided and self.kernel is self.fn and not a.flags.c_contiguous for a, c in zip(args, cut)]
+        workers = min(threads(), shape[0])
+        if workers < 2 and not strided:
             return self.fn(*args) if out is None else self.fn(*args, out=out)
         if out is None:
             out = np.empty(shape, self.dtype)  # (C order: NumPy's, where an operand of its shape has it)
-        ndim = len(shape)
-        cut = [isinstance(a, np.ndarray) and a.ndim == ndim and a.shape[0] != 1 for a in args]
 
         def block(start: int, stop: int) -> None:
-            self.kernel(*(a[start:stop] if c else a for a, c in zip(args, cut)), out=out[start:stop])
+            self.kernel(*(np.ascontiguousarray(a[start:stop]) if g else a[start:stop] if c else a
+                          for a, c, g in zip(args, cut, gather)), out=out[start:stop])
         run_blocks(block, shape[0], workers)
         return out
 
