@@ -295,7 +295,7 @@ class JitTraced(Recorded):
     _transform = "jit"
 
     def __bool__(self) -> bool:  # a guard: the program is valid for this outcome only
-        return LEVELS.programs[self.level].guard(self)
+        return program_of(self.level).guard(self)
 
     def _refuse(self, what: str) -> Any:
         raise TypeError(
@@ -305,6 +305,21 @@ class JitTraced(Recorded):
 
     def __repr__(self) -> str:
         return f"JitTraced(level={self.level}, slot={self.var}, value={self.value!r})"
+
+
+def host_int(x: Any) -> int:
+    """``int(x)`` read by a rule on the host to shape its work (``_clusters``' cluster sizes): in a jit
+    recording also a guard that a replay sees the same value (else the call is recorded again), where
+    ``int()`` of a traced value in user code is refused."""
+    if type(x) is JitTraced:
+        return program_of(x.level).value_guard(x)
+    return int(x)
+
+
+def message_value(x: Any) -> Any:
+    """The concrete array of a jit recording's value (``x`` itself otherwise), for a message only: what is
+    read from it is not replayed."""
+    return x.value if type(x) is JitTraced else x
 
 
 class Var:
@@ -410,16 +425,22 @@ class new_level:
 
 
 def program_of(level: int) -> Program:
-    """The program recorded so far at the running recording level ``level``."""
-    return LEVELS.programs[level]
+    """The program recorded so far at the running recording level ``level`` (``ValueError`` if none runs
+    here: a value of a finished recording, or of another thread's, was used)."""
+    program = LEVELS.programs.get(level)
+    if program is None:
+        raise _escaped("jit")  # (a linearize recording reads its own program only while it runs)
+    return program
+
+
+def _escaped(kind: str) -> ValueError:
+    return ValueError(f"a value from a finished {kind} call was used (it escaped, e.g. through a closure or a "
+                      f"global, or was handed to another thread); pass it as an input of the {kind} instead")
 
 
 def check_alive(x: Any) -> None:
     """Raise if ``x`` holds a value of a transform call (``jvp``, ``vmap``, ``linearize``) that has finished."""
     while type(x) in LEVELLED_TYPES:
         if x.level not in LEVELS.alive:
-            kind = {Dual: "jvp", Batched: "vmap", Recorded: "linearize", JitTraced: "jit"}[type(x)]
-            raise ValueError(
-                f"a value from a finished {kind} call was used (it escaped, e.g. through a closure or a "
-                f"global); pass it as an input of the {kind} instead")
+            raise _escaped({Dual: "jvp", Batched: "vmap", Recorded: "linearize", JitTraced: "jit"}[type(x)])
         x = x.primal if type(x) is Dual else x.value

@@ -252,6 +252,20 @@ def test_bad_input_names_the_argument_and_the_fix(backend):
     assert ad.vmap(lambda a, s: a * s, in_axes=(0, None))(x, 2.0).shape == (B, 2)
 
 
+def test_value_sized_outputs_are_refused_saying_what_to_write_instead(backend):
+    """nonzero and unique_* size their output by each example's values: no batching rule can exist, so
+    the refusal says how to keep the size fixed (not to write one with def_batch)."""
+    ns = backend.ns
+    x = backend.asarray(np.array([[0.0, 1.0, 1.0], [2.0, 0.0, 0.0]]))
+    for f, fix in ((lambda a: ns.nonzero(a)[0], r"the mask itself \(x != 0"),
+                   (lambda a: ns.unique_values(a), r"unique_all \(unique_values.*xp.sort")):
+        with pytest.raises(NotImplementedError, match=fix) as refusal:
+            ad.vmap(f)(x)
+        assert "def_batch" not in str(refusal.value) and "outside vmap" in str(refusal.value)
+    shared = ad.vmap(lambda a, b: ns.nonzero(b)[0] + a, in_axes=(0, None))  # (a shared input stays allowed)
+    np.testing.assert_array_equal(np.asarray(shared(backend.asarray(np.arange(2)), x[0, ...])), [[1, 2], [2, 3]])
+
+
 
 def test_a_shared_mask_of_another_shape_is_refused_as_eager_indexing_refuses_it(backend):
     """x[mask] with a shared mask was a take on the flattened leading dimensions: a mask of another shape

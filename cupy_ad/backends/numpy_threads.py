@@ -12,9 +12,10 @@ When: matrices up to ``MAX_N`` on a side (larger ones get OpenBLAS's own threads
 would compete with ours), at least ``MIN_WORK`` (count x m x n x min(m, n)) in the batch, called from
 the main thread only (inside a worker thread, e.g. Dask's, the caller already runs things in
 parallel). Threads: the CPUs this process may run on (``os.sched_getaffinity``: ``taskset -c 0``
-gives one, i.e. no split), or the environment variable ``CUPY_AD_NUM_THREADS`` (``1``: never split).
-A container's CPU quota (cgroups) is not an affinity: a container that shows 64 CPUs but may use 2
-should set ``CUPY_AD_NUM_THREADS=2`` (as it would ``OMP_NUM_THREADS`` for OpenBLAS).
+gives one, i.e. no split), fewer where a container's CPU quota allows fewer (cgroup v2
+``/sys/fs/cgroup/cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``: quota / period CPUs,
+rounded up), or the environment variable ``CUPY_AD_NUM_THREADS`` (``1``: never split), which
+overrides both.
 
 The same split serves the tangents of such batches: the compiled kernels (``numpy_compiled``, Numba
 ``nogil``) run on contiguous blocks of their stacked operands and output (``split_stacks``), and a jit
@@ -43,21 +44,50 @@ RUNS_PER_THREAD = 4
 #: the least output (bytes) of a compiled program's elementwise step or matmul split over threads
 MIN_SPLIT_BYTES = 1 << 20
 
+#: where the process's cgroup files are read (its own cgroup inside a container)
+CGROUP_ROOT = "/sys/fs/cgroup"
+
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
 
 def threads() -> int:
-    """How many threads a batch may use: ``CUPY_AD_NUM_THREADS`` or the CPUs this process may run on."""
+    """How many threads a batch may use: ``CUPY_AD_NUM_THREADS``, or the CPUs this process may run on
+    capped by its container's CPU quota."""
     configured = os.environ.get("CUPY_AD_NUM_THREADS", "").strip()
     if configured:
         if not configured.isdigit() or int(configured) < 1:
             raise ValueError(f"CUPY_AD_NUM_THREADS must be a positive integer, got {configured!r}")
         return int(configured)
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # (not on every platform)
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(CGROUP_ROOT)
+    return cpus if quota is None else min(cpus, quota)
+
+
+def cgroup_cpu_quota(root: str) -> int | None:
+    """The CPUs the cgroup at ``root`` may use, ``ceil(quota / period)``, or None without a quota (no
+    cgroup files, ``max`` in v2, ``-1`` in v1): v2's ``cpu.max`` ("quota period") first, then v1's
+    ``cpu/cpu.cfs_quota_us`` and ``cpu/cpu.cfs_period_us``."""
+    def read(*path: str) -> str | None:
+        try:
+            with open(os.path.join(root, *path)) as file:
+                return file.read().strip()
+        except OSError:
+            return None
+
+    v2 = read("cpu.max")
+    quota, period = v2.partition(" ")[::2] if v2 is not None else (
+        read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us"))
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except (TypeError, ValueError):  # (no files, or "max")
+        return None
+    if quota_us <= 0 or period_us <= 0:  # (v1 writes -1 for no quota)
+        return None
+    return math.ceil(quota_us / period_us)
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
-from ..values import Batched, Recorded, Zero, strip
+from ..values import Batched, Recorded, Zero, host_int, strip
 from ..namespace import reshape, take, where
 from ..namespace._rules import xp_of
 from ._matrix import backend_of_matrix
@@ -144,19 +144,20 @@ def run_degenerate_path(a: Any, flags: Any, path: Callable[[Callable], tuple], o
     return tuple(merged)
 
 
-def concrete_tangent(x: Any) -> Any:
-    """The raw array of a tangent-dependent matrix (under its duals). A value of vmap or of a linearize
-    recording there (jacfwd's stacked directions, say) is refused: the degenerate path computes on the
-    tangent's entries, as it must, since there the derivative is not linear in the tangent."""
+def concrete_tangent(x: Any, name: str) -> Any:
+    """The raw array of a tangent-dependent matrix (under its duals) in the rule of ``name`` (eigh,
+    eigvalsh, svd, svdvals). A value of vmap or of a linearize recording there (jacfwd's stacked
+    directions, say) is refused: the degenerate path computes on the tangent's entries, as it must,
+    since there the derivative is not linear in the tangent."""
     raw = strip(x)
     if type(raw) is Batched or type(raw) is Recorded:
-        raise TypeError("eigh/svd at repeated eigen/singular values under vmap, jacfwd or linearize: the "
+        raise TypeError(f"{name} at repeated eigen/singular values under vmap, jacfwd or linearize: the "
                         "one-sided derivative there is not linear in the tangent and there is no Jacobian; "
                         "call jvp once per direction, or move the matrix off the repeated values")
     return raw
 
 
-def splitting_resolution(values: Any, cl: Clusters, p: Any, scale: Any, n: int) -> Any:
+def splitting_resolution(values: Any, cl: Clusters, p: Any, scale: Any, n: int, name: str) -> Any:
     """Raw (..., n, n): below this, the first-order splittings mu_i, mu_j of two values of one cluster
     are not resolved, so their mixing c = T / (mu_j - mu_i) is not determined by the data.
 
@@ -174,22 +175,23 @@ def splitting_resolution(values: Any, cl: Clusters, p: Any, scale: Any, n: int) 
     dist = xp.abs(xp.expand_dims(v, axis=-1) - xp.expand_dims(v, axis=-2))
     dist = xp.where(cl.same, xp.full_like(dist, xp.inf), dist)
     gap = xp.min(xp.concat([dist, xp.expand_dims(xp.abs(v), axis=-2)], axis=-2), axis=-2)  # (..., n)
-    p_max = xp.max(xp.abs(concrete_tangent(p)), axis=(-2, -1))[..., None]
+    p_max = xp.max(xp.abs(concrete_tangent(p, name)), axis=(-2, -1))[..., None]
     safe = xp.where(gap > 0, gap, xp.ones_like(gap))
     basis = xp.where(gap > 0, big / safe, xp.full_like(gap, 1 / eps))  # no gap: anything is noise
     per_value = resolution(n, eps) * (p_max * basis + xp.reshape(scale, scale.shape[:-1]))
     return xp.maximum(xp.expand_dims(per_value, axis=-1), xp.expand_dims(per_value, axis=-2))
 
 
-def block_rotation(m: Any, cl: Clusters, active: Any, descending: bool = False) -> tuple[Any, Any]:
+def block_rotation(m: Any, cl: Clusters, active: Any, name: str, descending: bool = False) -> tuple[Any, Any]:
     """Block-diagonal unitary R diagonalising the cluster blocks of Hermitian ``m`` (raw).
 
     ``active`` (..., n) bool marks positions whose cluster is rotated; R is exactly the identity
     elsewhere. Within a block the eigenvalues of m come ascending (descending if ``descending``).
     Returns (R, scale) with scale (..., 1, 1) the largest magnitude in the shifted matrix, which
-    bounds the rounding error of the block eigenvalues (about eps * scale).
+    bounds the rounding error of the block eigenvalues (about eps * scale). ``name``: the rule's
+    function, for :func:`concrete_tangent`'s error.
     """
-    m = concrete_tangent(m)
+    m = concrete_tangent(m, name)
     xp = xp_of(m)
     n = m.shape[-1]
     mask = cl.same & xp.expand_dims(active, axis=-1) & xp.expand_dims(active, axis=-2)
@@ -229,13 +231,12 @@ def _blockwise_rotation(masked: Any, same: Any, active: Any) -> Any:
     flat_same = xp.reshape(same, (count, n, n))
     flat_active = xp.reshape(active, (count, n))
     sizes = xp.sum(xp.astype(flat_same, xp.int64), axis=-1)  # (count, n): size of each position's cluster
-    positions = xp.arange(n, dtype=xp.int64)
     out = []
     for b in range(count):
         rot = xp.eye(n, dtype=masked.dtype)
-        for k in (int(x) for x in xp.unique_values(sizes[b, ...][flat_active[b, ...]])):
+        for k in map(host_int, xp.unique_values(sizes[b, ...][flat_active[b, ...]])):
             members = flat_active[b, ...] & (sizes[b, ...] == k)
-            idx = xp.reshape(positions[members], (-1, k))  # (c, k): one cluster a row
+            idx = xp.reshape(xp.nonzero(members)[0], (-1, k))  # (c, k): one cluster a row
             block = xp.reshape(xp.take(flat_m[b, ...], xp.reshape(idx[:, :, None] * n + idx[:, None, :], (-1,))),
                                idx.shape + (k,))
             _, q = backend_of_matrix(masked).eigh(block, True)

@@ -61,7 +61,7 @@ import warnings
 from typing import Any
 
 from ..core import Primitive, bind
-from ..values import Zero, strip
+from ..values import Zero, message_value, strip
 from ..namespace import add, diagonal, divide, expand_dims, multiply, real, subtract, where
 from ..namespace._rules import xp_of
 from ._clusters import concrete_tangent, resolution
@@ -102,7 +102,7 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
     if t is None:
         t = t_from(strip(block))
     tangent = tangents[2]
-    raw = strip(block) * 0 if type(tangent) is Zero else concrete_tangent(tangent)
+    raw = strip(block) * 0 if type(tangent) is Zero else concrete_tangent(tangent, name)
     xp = xp_of(raw)
     eps = float(xp.finfo(raw.dtype).eps)
     # T, or 0 where mu repeat (B = dA exactly: the block alone cannot tell a line traversed at another
@@ -120,6 +120,7 @@ def _guard_jvp(primals: list, tangents: list, *, pairs: Any, distinct: Any, name
     if backend_of_matrix(raw).host_branching:
         if not bool(xp.any(bad)):
             return outs, out_tangents
+        mismatch, tol = message_value(mismatch), message_value(tol)  # (under jit: the recording's, not replayed)
         worst = int(xp.argmax(xp.reshape(mismatch - tol, (-1,))))
         warnings.warn(MESSAGE.format(name=name, bad=float(xp.reshape(mismatch, (-1,))[worst]),
                                      tol=float(xp.reshape(xp.broadcast_to(tol, mismatch.shape), (-1,))[worst])),
@@ -183,7 +184,7 @@ def _curve_jvp(primals: list, tangents: list, *, members: Any, name: str):
     values, a, da = primals
     if type(tangents[1]) is Zero:  # A fixed, only dA moves: mu' = diag(R^H P'_cc R) is exact where mu differ
         return values, tangents[0]  # (and where they repeat the cluster block's own check gives NaN)
-    b, raw = concrete_tangent(tangents[1]), strip(da)
+    b, raw = concrete_tangent(tangents[1], name), strip(da)
     xp = xp_of(raw)
     # one direction: b = alpha da, alpha > 0 (the same line at another speed); alpha by least squares
     dd = xp.sum(xp.abs(raw) ** 2, axis=(-2, -1), keepdims=True)

@@ -116,17 +116,18 @@ def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[A
     cl = find_clusters(w, _tolerance(w))
     xp = xp_of(w)
     n = w.shape[-1]
+    name = "eigvalsh" if dv is None else "eigh"
     single_col = xp.expand_dims(cl.single, axis=-2)
-    rot, scale = block_rotation(p, cl, ~cl.single)
+    rot, scale = block_rotation(p, cl, ~cl.single, name)
     p2 = matmul(mH(rot), matmul(p, rot))
     p2 = multiply(add(p2, mH(p2)), 0.5)
     mu = real(diagonal(p2)) if is_complex_dtype(p2) else diagonal(p2)
     mu_raw = strip(mu)
-    tol_mu = splitting_resolution(w, cl, p2, scale, n)
+    tol_mu = splitting_resolution(w, cl, p2, scale, n, name)
     mixing = cl.same & (xp.abs(xp.expand_dims(mu_raw, -2) - xp.expand_dims(mu_raw, -1)) > tol_mu)
     pairs = cl.same & ~xp.eye(n, dtype=xp.bool)
     if dv is None:  # eigvalsh: where mu repeat, the second-order block must be diagonal (p2 stands in for c)
-        mu, _ = guard_nested(mu, p2, p2, None, pairs & ~mixing, mixing, "eigvalsh",
+        mu, _ = guard_nested(mu, p2, p2, None, pairs & ~mixing, mixing, name,
                              t_from=lambda block: _second_order(block, strip(w), cl.same))
         return None, where(cl.single, dw, mu), None
     v2 = where(single_col, v, matmul(v, rot))
@@ -134,7 +135,7 @@ def _degenerate_path(w: Any, v: Any, p: Any, dw: Any, dv: Any | None) -> tuple[A
     x = _second_order(p2, w, cl.same, c_off)
     mu_gap = subtract(expand_dims(mu, axis=-2), expand_dims(mu, axis=-1))  # [i, j] = mu_j - mu_i
     g = where(mixing, divide(1.0, where(mixing, mu_gap, 1.0)), 0.0)
-    mu, c = guard_nested(mu, multiply(g, x), p2, x, pairs, mixing, "eigh", outside=(c_off,),
+    mu, c = guard_nested(mu, multiply(g, x), p2, x, pairs, mixing, name, outside=(c_off,),
                          third_order=_outside_terms)
     dv2 = matmul(v2, add(c_off, c))
     return v2, where(cl.single, dw, mu), where(single_col, dv, dv2)

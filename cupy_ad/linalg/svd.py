@@ -251,6 +251,8 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
     """
     m, n = a.shape[-2], a.shape[-1]
     k = min(m, n)
+    vectors = type(ordinary[0]) is not Zero  # (svdvals wants none)
+    name = "svd" if vectors else "svdvals"
     raw = strip(s)
     xp = xp_of(raw)
     eps = float(xp.finfo(raw.dtype).eps)
@@ -274,13 +276,13 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
         p = matmul(mH(x), dy)
     else:
         dy, p = long_side  # dAx Y, X^H dAx Y
-    r_pos, scale = block_rotation(multiply(add(p, mH(p)), 0.5), cl, positive, descending=True)
+    r_pos, scale = block_rotation(multiply(add(p, mH(p)), 0.5), cl, positive, name, descending=True)
     # host backends skip the zero block's work where no matrix has one (CuPy: always, branch-free)
     with_zero = take_degenerate_path(raw, zero)
     if with_zero:
         x_nz = where(row(zero), 0.0, x)
         w_mat = strip(subtract(dy, matmul(x_nz, matmul(mH(x_nz), dy))))
-        r_zero, _ = block_rotation(matmul(mH(w_mat), w_mat), cl, zero, descending=True)
+        r_zero, _ = block_rotation(matmul(mH(w_mat), w_mat), cl, zero, name, descending=True)
         rot = xp.where(col(zero) & row(zero), r_zero, r_pos)
     else:
         rot = r_pos
@@ -326,14 +328,13 @@ def _degenerate_path(a: Any, u: Any, s: Any, vh: Any, da: Any, full_matrices: bo
         outside += (q,)
     t = multiply(add(t, mH(t)), 0.5)
     mu = strip(ds)
-    tol_mu = splitting_resolution(raw, cl, p, scale, max(m, n))
+    tol_mu = splitting_resolution(raw, cl, p, scale, max(m, n), name)
     mixing = inpos & (xp.abs(row(mu) - col(mu)) > tol_mu)
     g = where(mixing, divide(1.0, where(mixing, subtract(row(ds), col(ds)), 1.0)), 0.0)
     # svdvals (no vector tangents wanted): exact along any curve where mu differ, checked on repeats only;
     # the vectors get the third-order term of the split members (``_outside_terms``)
-    vectors = type(ordinary[0]) is not Zero
     checked = inpos if vectors else inpos & ~mixing
-    ds, c = guard_nested(ds, multiply(g, t), herm, t, checked, mixing, "svd", outside=outside if vectors else (),
+    ds, c = guard_nested(ds, multiply(g, t), herm, t, checked, mixing, name, outside=outside if vectors else (),
                          third_order=_outside_terms if vectors else None)
     omega_x = add(omega_x, add(multiply(e, skew), c))
     omega_y = add(omega_y, subtract(c, multiply(e, skew)))
@@ -434,6 +435,10 @@ def _svdvals_jvp(primals: list, tangents: list):
     if backend_of_matrix(a).tall_skinny(a):  # the singular values of R in A = Q R (see _through_qr)
         r, dr = qr_r_p.jvp([a], [da])
         return svdvals_p.jvp([r], [dr])
+    # Two decompositions, deliberately: the primal is the svdvals kernel's (NumPy's svd(compute_uv=False),
+    # bit for bit, as outside jvp), the tangent needs the vectors of a full svd, whose values differ from
+    # those by rounding (LAPACK's gesdd takes another path without vectors). eigvalsh's rule, which
+    # serves the vectors' eigenvalues as the primal, saves the second call at that price.
     s = bind(svdvals_p, a)
     if a.shape[-2] == 0 or a.shape[-1] == 0:
         return s, Zero.like(s)

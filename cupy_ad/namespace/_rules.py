@@ -111,6 +111,20 @@ def nondifferentiable(name: str, impl: Callable | None = None, *, module: str | 
     return prim
 
 
+def value_sized(what: str, instead: str) -> Callable[[Primitive], Callable]:
+    """``batch`` of :func:`nondifferentiable` for a function (``what``) whose output size follows its
+    input's values: each example would get an output of its own size, which cannot be stacked into one
+    array (no batching rule can exist); vmap refuses it saying what to write ``instead``."""
+    def refusal(prim: Primitive) -> Callable:
+        def rule(values: list, axes: list, **params: Any):
+            raise NotImplementedError(
+                f"vmap: {what} gives each example an output whose size follows that example's values, and "
+                f"outputs of different sizes cannot be stacked into one array. {instead}; or call f outside "
+                f"vmap (a Python loop over the examples)")
+        return rule
+    return refusal
+
+
 _MOVED = ("add_tangents", "elementwise", "fit")  # to .elementwise, next to ``add``, which they use
 
 

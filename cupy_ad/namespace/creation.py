@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..backends import Backend, backend_of
-from ..values import Batched, Dual, Recorded, constant, strip
+from ..values import Batched, Dual, JitTraced, Recorded, constant, strip
 from .indexing import dual_getitem
 from .manipulation import astype, broadcast_to, stack, to_device
 
 
 def _dtype_of(x: Any) -> Any:
-    return x.dtype if type(x) in (Dual, Batched, Recorded) else x
+    return x.dtype if type(x) in (Dual, Batched, Recorded, JitTraced) else x
 
 
 def _holds_arrays(obj: Any) -> bool:
@@ -48,8 +48,11 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
 
     def example(x: Any) -> Any:
         """A raw array with the shape and dtype ``x`` shows (one example of a batched value; the raw array
-        itself under duals)."""
+        itself under duals, and a jit recording's array: what is made from it is a constant of the program,
+        as its shape and dtype are of the signature)."""
         raw = strip(x)
+        if type(raw) is JitTraced:
+            return raw.value
         return xp.empty(raw.shape, dtype=raw.dtype) if type(raw) in (Batched, Recorded) else raw
 
     def filled_like(name: str) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..core import Primitive, bind
 from ..values import Batched, Dual, Zero, strip
-from ._rules import instantiate, linear, nondifferentiable, xp_of
+from ._rules import instantiate, linear, nondifferentiable, value_sized, xp_of
 from .elementwise import fit
 from .manipulation import all_front, broadcast_front, broadcast_to, looped, pad_rank, rank, reshape, shift, to_front
 
@@ -224,7 +224,9 @@ def _argsort_batch(prim: Primitive):
 
 
 argsort = nondifferentiable("argsort", batch=_argsort_batch)
-nonzero = nondifferentiable("nonzero", multiple_results=True)  # no batching rule: data-dependent shape
+nonzero = nondifferentiable("nonzero", multiple_results=True, batch=value_sized(
+    "nonzero", "Keep the size fixed: compute with the mask itself (x != 0 in xp.where, xp.sum, ...) instead of "
+    "its indices"))
 _searchsorted = nondifferentiable("searchsorted", lambda x1, x2, *, side, sorter: xp_of(x1, x2).searchsorted(
     x1, x2, side=side, sorter=sorter), batch=looped)
 

@@ -241,14 +241,20 @@ _UFUNC_KEYWORDS = {"__call__": {"axis"}, "reduce": {"axis", "dtype", "keepdims"}
                    "outer": set()}  # the keyword arguments passed on to the equivalent (axis: vecdot's)
 
 
-def _array_ufunc(self: Dual, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+def _ufunc_function(xp: Any, ufunc: Any, method: str) -> tuple[Any, str, str]:
+    """The namespace's function for ``ufunc.method`` (None if it has none), its spelling and the call's."""
     name = ufunc.__name__
     target = _ufunc_equivalent(name, method)
-    xp = self.__array_namespace__()
     function, equivalent, call = getattr(xp, target, None) if target else None, f"xp.{target}", f"np.{name}"
     if function is None and method == "__call__" and hasattr(xp.special, name):
         # SciPy's special functions are NumPy ufuncs too
         function, equivalent, call = getattr(xp.special, name), f"xp.special.{name}", f"scipy.special.{name}"
+    return function, equivalent, call
+
+
+def _array_ufunc(self: Dual, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+    xp = self.__array_namespace__()
+    function, equivalent, call = _ufunc_function(xp, ufunc, method)
     if method != "__call__":
         call += f".{method}"
     if not callable(function):
@@ -327,17 +333,30 @@ class NoArrayMethodError(AttributeError):
     namespace function to use. An AttributeError, so ``hasattr`` probes still answer False."""
 
 
-def install(dual: type, namespace_names: set[str]) -> None:
+def install(dual: type, namespace_names: set[str], unmatched: Callable | None = None) -> None:
     """NumPy's protocols on the dual class, and a ``__getattr__`` raising :class:`NoArrayMethodError`
-    with the namespace function (among ``namespace_names``) to use."""
+    with the namespace function (among ``namespace_names``) to use. ``unmatched(function, args, kwargs)``
+    (jit's values: the call recorded as it is) serves the NumPy functions and ufunc methods that have no
+    equivalent in the namespace, which are refused without it."""
     def missing_attribute(self: Dual, name: str) -> Any:
         if name.startswith("_") or name in dual.__slots__:  # protocol probes, unset slots: quietly
             raise AttributeError(name)
         hint = _SPELLINGS.get(name) or (f"xp.{name}(x)" if name in namespace_names else "the array namespace")
         raise NoArrayMethodError(f"array-API arrays have no method or attribute {name!r}: use {hint}, {_USE_NAMESPACE}")
 
-    dual.__array_ufunc__ = _NumpyOnly(_array_ufunc)
-    dual.__array_function__ = _array_function
+    def array_ufunc(self: Any, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if _ufunc_function(self.__array_namespace__(), ufunc, method)[0] is None:
+            return unmatched(ufunc if method == "__call__" else getattr(ufunc, method), inputs, kwargs)
+        return _array_ufunc(self, ufunc, method, *inputs, **kwargs)
+
+    def array_function(self: Any, func: Callable, types: Any, args: tuple, kwargs: dict) -> Any:
+        adapter = FUNCTIONS.get(_numpy_name(func))
+        if adapter is None or not set(_given(func, args, kwargs)) <= set(_parameters(adapter)[0]):
+            return unmatched(func, args, kwargs)  # (no equivalent, or one without all the arguments given)
+        return _array_function(self, func, types, args, kwargs)
+
+    dual.__array_ufunc__ = _NumpyOnly(_array_ufunc if unmatched is None else array_ufunc)
+    dual.__array_function__ = _array_function if unmatched is None else array_function
     dual.__getattr__ = missing_attribute
 
 

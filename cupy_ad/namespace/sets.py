@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from ..values import Dual
 from .manipulation import looped
-from ._rules import nondifferentiable, xp_of
+from ._rules import nondifferentiable, value_sized, xp_of
 from .indexing import take
 from .manipulation import reshape
 
@@ -36,7 +36,10 @@ class UniqueInverseResult(NamedTuple):
     inverse_indices: Any
 
 
-_unique_all = nondifferentiable("unique_all", lambda x: tuple(xp_of(x).unique_all(x)), multiple_results=True)
+_unique_all = nondifferentiable("unique_all", lambda x: tuple(xp_of(x).unique_all(x)), multiple_results=True,
+                                batch=value_sized("unique_all (unique_values, unique_counts, unique_inverse)",
+                                                  "Keep the size fixed: sort (s = xp.sort(x, axis=-1)) and mark "
+                                                  "each value's first occurrence (s[..., 1:] != s[..., :-1])"))
 
 
 def unique_all(x: Any, /) -> UniqueAllResult:

@@ -33,6 +33,10 @@ def _argnums(argnums: Any, n_args: int) -> tuple[int, ...]:
     return normalised
 
 
+def _holds_arrays(x: Any) -> bool:
+    return any(isinstance(v, (Dual, Batched, Recorded)) or is_array(v) for v in optree.tree_leaves(x))
+
+
 def _basis(leaves: list, names: list[str], holomorphic: bool, args: tuple) -> tuple[list, list, Any]:
     """The standard basis of the inputs: for each leaf, N stacked tangents of its shape (N = all entries);
     the leaves' shapes and the backend (the arguments' arrays', else the default one: a Python float is a
@@ -76,9 +80,10 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
     Returns a function of ``f``'s arguments giving, for every output leaf, an array of shape
     ``output.shape + input.shape`` for every input leaf of the arguments ``argnums`` (an int: the
     structure of that argument; a tuple: a tuple of them). With ``has_aux`` ``f`` returns ``(output,
-    aux)`` and the result is ``(jacobian, aux)``. Keyword arguments are passed to ``f`` as they are (not
-    differentiated, as in JAX). A Python float input is a 0-d one (weakly typed in ``f``, as in ``jvp``;
-    its directions on the backend of the other arguments' arrays). Complex inputs need
+    aux)`` and the result is ``(jacobian, aux)``. Keyword arguments, and the other positional arguments
+    that hold no array, are passed to ``f`` as they are (not differentiated, as in JAX). A Python float
+    input is a 0-d one (weakly typed in ``f``, as in ``jvp``; its directions on the backend of the other
+    arguments' arrays). Complex inputs need
     ``holomorphic=True`` (then the Jacobian is the complex derivative, f and its inputs and outputs
     complex), as in JAX. All directions are pushed through one ``jvp`` under ``vmap``: a factorisation
     in ``f`` is computed once, whatever the number of inputs.
@@ -94,13 +99,20 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
         if not leaves:
             raise ValueError(f"jacfwd: the arguments argnums {argnums!r} names hold no arrays to differentiate")
         basis, shapes, backend = _basis(leaves, names, holomorphic, args)
+        # the other arguments holding no array are closed over, as in JAX (a str; an int static_argnums of a
+        # jit reads: not turned into a 0-d dual); those with arrays enter jvp with zero tangents
+        through = [k for k in range(len(args)) if k in nums or _holds_arrays(args[k])]
+
+        def at(*inputs: Any) -> Any:
+            full = list(args)
+            for k, v in zip(through, inputs):
+                full[k] = v
+            out = f(*full, **kwargs)
+            return aux_pair("jacfwd", out) if has_aux else out
 
         def pushforward(*tangent_leaves: Any) -> Any:
-            tangents = [None] * len(args)
-            for k, t in zip(nums, optree.tree_unflatten(spec, list(tangent_leaves))):
-                tangents[k] = t
-            out, dout = jvp(lambda *a: aux_pair("jacfwd", f(*a, **kwargs)) if has_aux else f(*a, **kwargs), args,
-                            tuple(tangents))
+            tangents = dict(zip(nums, optree.tree_unflatten(spec, list(tangent_leaves))))
+            out, dout = jvp(at, tuple(args[k] for k in through), tuple(tangents.get(k) for k in through))
             if any(type(t) is Zero for t in optree.tree_leaves(dout, is_leaf=lambda t: type(t) is Zero)):
                 raise TypeError("jacfwd: f has an integer or boolean output, which has no derivative")
             if holomorphic and not all(map(is_complex_dtype, optree.tree_leaves(dout[0] if has_aux else dout))):

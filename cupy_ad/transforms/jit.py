@@ -8,7 +8,9 @@ call with a traced argument runs on the concrete arrays and appends a step ``(fu
 output slots)``; a call without one runs once, here, and its result is a constant of the program
 (constant folding). Operators, indexing and methods on traced values are recorded the same way
 (``x[key] = v`` and ``x += v`` record an updated copy and rebind ``x``, its base if it is a
-basic-indexing view, and its live views, as writes into shared memory behave eagerly). So
+basic-indexing view, and its live views, as writes into shared memory behave eagerly), and so are the
+NumPy functions the namespace has no equivalent for (``_record_numpy``; the others run the
+namespace's, as on duals). So
 the steps are the backend's own functions (``numpy.add``, a LAPACK wrapper) on raw arrays: JVP
 rules, symbolic zeros, ``Dual`` objects and ``bind`` leave no trace in them.
 
@@ -48,12 +50,20 @@ the value of the recording call (a closed-over array written in place is partly 
 uses are not, the steps combining it with an argument read it again; pass such an array as an argument).
 
 Value-dependent Python control flow: ``bool()`` of a traced value (``if``, ``while``, the host checks
-of the linear-algebra rules) records a guard: a replay whose outcome differs stops and the call is
-recorded again for the new outcome (up to ``MAX_VARIANTS`` programs per signature, then an error). So
+of the linear-algebra rules; the integers they read, ``values.host_int``: ``value_guard``) records a
+guard: a replay whose outcome differs stops and the call is recorded again for the new outcome (up to
+``MAX_VARIANTS`` programs per signature, then an error). So
 does an array whose shape follows values (``x[mask]``, ``nonzero``, ``unique_*``: ``_VALUE_SHAPED``): Python
 may have read its shape (``.shape[0]``, a rule's zeros), so a replay checks it (``shape_guard``).
 ``float()``, ``int()``, ``.item()`` and conversion to NumPy raise a ``TypeError``: a number read from
-a traced value cannot be replayed.
+a traced value cannot be replayed. Errors are control flow too (``try: cholesky(a)`` ``except
+LinAlgError:`` a fallback): a backend call that raised at recording is replayed as a check that it
+still raises (``raises``), and an error in a replay is taken as a divergence: the call is recorded
+again, so ``f`` itself meets the error, handles it or raises it, as eagerly.
+
+Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
+one signature of a jitted function run one at a time, and a thread that waited for one first replays
+what was recorded.
 """
 from __future__ import annotations
 
@@ -73,7 +83,8 @@ from ..backends import backend_of
 from ..values import Batched, Dual, JitTraced, Recorded, Zero, new_level, program_of
 from ..namespace import namespace, numpy_protocols
 from ..namespace.indexing import _is_basic
-from .jit_program import Call, Diverged, Flattening, Method, Program, _is_array, build, guard, rebuild, shape_guard
+from .jit_program import (Call, Diverged, Flattening, Method, Program, _is_array, build, guard, raises, rebuild,
+                          shape_guard, value_guard)
 
 MAX_VARIANTS = 8
 
@@ -118,6 +129,11 @@ class _Recording:
         self.steps.append((guard(outcome), [traced.var], None))
         return outcome
 
+    def value_guard(self, traced: JitTraced) -> int:
+        value = int(traced.value)
+        self.steps.append((value_guard(value), [traced.var], None))
+        return value
+
 
 def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
     """``fn(*args, **kwargs)``; with traced arguments, on their values, appended to their recording."""
@@ -135,7 +151,12 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
     for k in traced:
         values[k] = leaves[k].value
     call_args, call_kwargs = optree.tree_unflatten(spec, values)
-    result = fn(*call_args, **call_kwargs)
+    try:
+        result = fn(*call_args, **call_kwargs)
+    except Exception as error:  # f may handle it (a fallback when cholesky fails): a replay checks it raises
+        recording.steps.append((raises(_unflattening(fn, spec, leaves, traced), type(error)),
+                                [leaves[k].var for k in traced], None))
+        raise
     if all(leaves[k].var in recording.constant_slots for k in traced):  # constant folding: computed once, here
         return optree.tree_map(lambda v: recording.constant(v) if _is_array(v) else v, result, none_is_leaf=True)
     if not kwargs and len(traced) == sum(type(a) is JitTraced for a in args):  # traced values: positional only
@@ -297,6 +318,24 @@ def _rebind(x: JitTraced, new: JitTraced) -> None:
             _rebind(view, _record_call(operator.getitem, (x, view._view[1]), {}))
 
 
+# NumPy functions that write into an argument (no ``out=`` to see it by)
+_WRITING = frozenset(("copyto", "fill_diagonal", "put", "put_along_axis", "place", "putmask"))
+
+
+def _record_numpy(function: Callable, args: tuple, kwargs: dict) -> Any:
+    """A NumPy function (or ufunc method) without an equivalent in the namespace (or given arguments that
+    the equivalent lacks: ``np.round(x, 2)``), on a plain jit's traced values: recorded as it is (no JVP rule is needed; the replay calls the same function). Refused where it
+    writes into an argument; left to the duals' refusal where a jvp or vmap value takes part."""
+    name = getattr(function, "__name__", repr(function))
+    out = kwargs.get("out")
+    if name in _WRITING or (out is not None and any(o is not None for o in (out if isinstance(out, tuple) else (out,)))):
+        raise TypeError(f"jit: np.{name} writes into an array in place, which a replay cannot repeat safely; use "
+                        f"the array the functions of the namespace return")
+    if any(type(v) in (Dual, Batched, Recorded) for v in optree.tree_leaves((args, kwargs), none_is_leaf=True)):
+        return NotImplemented
+    return _record_call(function, args, kwargs)
+
+
 def _install_operators() -> None:
     """Operators of traced values run the backend's own operators, recorded (a dual or batched operand of a
     nested transform takes over through its reflected operator)."""
@@ -331,10 +370,12 @@ def _install_operators() -> None:
         setattr(JitTraced, f"__{name}__", lambda self, op=getattr(operator, name): _record_call(op, (self,), {}))
     JitTraced.__getitem__ = _traced_getitem
     JitTraced.__setitem__ = _traced_setitem
-    numpy_protocols.install(JitTraced, set())  # np.sin(x), np.sum(x): the namespace's function, as on duals
+    numpy_protocols.install(JitTraced, set(), _record_numpy)  # np.sin(x), np.sum(x): the namespace's, as on duals
     JitTraced.__getattr__ = _traced_getattr  # (in place of the protocols' refusal: x.sum() is recorded)
     JitTraced.T = property(lambda self: _record_call(_getter("T"), (self,), {}))
     JitTraced.mT = property(lambda self: _record_call(_getter("mT"), (self,), {}))
+    JitTraced.to_device = lambda self, device, /, *, stream=None: _record_call(Method("to_device"), (self, device),
+                                                                               {"stream": stream})
     JitTraced.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(self.value))
     JitTraced.recording_backend = _recording_backend
 
@@ -353,6 +394,8 @@ def _bits(v: Any) -> Any:
         return kind, struct.pack("<2d", v.real, v.imag)
     if kind is tuple:
         return kind, tuple(map(_bits, v))
+    if kind is slice:  # (unhashable before Python 3.12)
+        return kind, _bits((v.start, v.stop, v.step))
     return kind, v
 
 
@@ -508,6 +551,10 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     static_nums = _static_positions(f, static_argnums)
     cache: dict = {}
     by_arrays: dict = {}  # the same programs by the signature of positional plain arrays
+    # One recording of a signature at a time: threads meeting a new signature together recorded it once
+    # each, filling its MAX_VARIANTS with copies (then a new guard outcome was refused) and leaving scan's
+    # ``program_for`` none to use. A thread that waited replays what the other recorded.
+    recording_locks: dict = {}
 
     @functools.wraps(f)
     def compiled(*args: Any, **kwargs: Any) -> Any:
@@ -521,7 +568,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
                 for program in variants:
                     try:
                         return program.replay(args, [])
-                    except Diverged:
+                    except Exception:  # (Diverged, or an error that f may handle: see below)
                         continue
         static: dict = {}
         nums = {k if k >= 0 else k + len(args) for k in static_nums} & set(range(len(args)))
@@ -536,25 +583,32 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         except _Inline:
             return f(*args, **kwargs)
         try:
-            variants = cache.setdefault(_key(spec, static, ranked, kinds), [])
+            key = _key(spec, static, ranked, kinds)
         except TypeError:
             raise TypeError("jit: static arguments and Python values among the arguments must be hashable") from None
+        variants = cache.setdefault(key, [])
         levels = sorted(kinds)  # the caller's levels, by rank
         if plain is not None:
             by_arrays[plain] = variants
-        if variants:
-            for program in variants:
+        tried = 0
+        for program in variants:
+            try:
+                return program.replay(raws, levels)
+            except Exception:  # Diverged, or an error that f may handle (its recording runs f: as eagerly)
+                tried += 1
+        with recording_locks.setdefault(key, threading.Lock()):
+            for program in variants[tried:]:  # (recorded by another thread while this one waited)
                 try:
                     return program.replay(raws, levels)
-                except Diverged:
+                except Exception:
                     continue
             if len(variants) >= MAX_VARIANTS:
                 raise RuntimeError(f"jit: {MAX_VARIANTS} recordings of one signature differ in Python control flow "
                                    f"on traced values (bool() of an array) or in shapes that follow values (x[mask], "
                                    f"nonzero, unique); use xp.where, or call f without jit")
-        program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels], raws,
-                               levels)
-        variants.append(program)
+            program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels],
+                                   raws, levels)
+            variants.append(program)
         return out
 
     def program_for(*args: Any) -> tuple[Program, list] | None:

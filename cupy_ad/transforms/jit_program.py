@@ -33,6 +33,27 @@ def guard(expected: bool) -> Callable:
     return check
 
 
+def raises(step: Callable, error: type) -> Callable:
+    """The step checking that a call that raised ``error`` at recording (and that ``f`` handled) still
+    raises it (else ``Diverged``): ``step`` makes the call from the traced arguments."""
+    def check(*values: Any) -> None:
+        try:
+            step(*values)
+        except error:
+            return
+        raise Diverged
+    return check
+
+
+def value_guard(expected: int) -> Callable:
+    """The step checking that an integer a rule read on the host (``values.host_int``) is still ``expected``
+    (else ``Diverged``)."""
+    def check(value: Any) -> None:
+        if int(value) != expected:
+            raise Diverged
+    return check
+
+
 def shape_guard(expected: tuple) -> Callable:
     """The step checking that an array whose shape follows its arguments' values (a boolean mask, nonzero,
     unique) still has the recorded ``expected`` shape (else ``Diverged``): what follows may depend on it."""

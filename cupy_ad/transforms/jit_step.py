@@ -16,8 +16,9 @@ next step's raw carries and the rows of the ``ys`` buffers:
   buffers start at zero);
 - an output that does not fit the pattern (not expected: the fixed point has settled), several
   recordings of the signature (guards), or a Python scalar among the outputs: no prepared steps,
-  the ordinary loop runs. A guard that fails in a replay (``Diverged``) ends the prepared steps;
-  the ordinary loop takes over from that step (and records the new outcome).
+  the ordinary loop runs. A guard that fails in a replay (``Diverged``), or an error in it (which the
+  body may handle: see ``jit``), ends the prepared steps; the ordinary loop takes over from that step
+  (and records the new outcome, or raises as eagerly).
 
 The replay is the program's own, so the results are bit for bit those of the eager loop.
 """
@@ -27,7 +28,7 @@ import functools
 from typing import Any, Callable, Iterable
 
 from ..values import Dual
-from .jit_program import Diverged, Program
+from .jit_program import Program
 
 
 class _Unfit(Exception):
@@ -109,7 +110,7 @@ def _loop_source(n_out: int, carry_from: list, n_xs: int, writes: list, n_consta
              "    for i in indices:",
              "        try:",
              f"            {''.join(o + ', ' for o in outs)}= run({', '.join(arguments)})",
-             "        except Diverged:",
+             "        except Exception:",
              "            break"]
     lines += [f"        c{k} = {'f' + str(k) if s is None else 'o' + str(s)}" for k, s in enumerate(carry_from)]
     lines += [f"        b{k}[i, ...] = o{s}" for k, s in enumerate(writes)]
@@ -120,7 +121,7 @@ def _loop_source(n_out: int, carry_from: list, n_xs: int, writes: list, n_consta
 
 @functools.lru_cache(maxsize=256)
 def _loop(n_out: int, carry_from: tuple, n_xs: int, writes: tuple, n_constant_writes: int) -> Callable:
-    scope = {"Diverged": Diverged}
+    scope: dict = {}
     exec(compile(_loop_source(n_out, list(carry_from), n_xs, list(writes), n_constant_writes),  # noqa: S102
                  "<cupy_ad.jit scan steps>", "exec"), scope)
     return scope["loop"]

@@ -138,3 +138,41 @@ def test_a_call_that_would_not_split_never_reads_the_thread_count(monkeypatch):
     monkeypatch.setenv("CUPY_AD_NUM_THREADS", "two")
     a = np.random.default_rng(0).standard_normal((16, 16))
     np.testing.assert_array_equal(numpy_threads.split_batch(np.linalg.qr, a)[0], np.linalg.qr(a)[0])
+
+
+@pytest.fixture
+def eight_cpus(monkeypatch, tmp_path):
+    """A process that may run on 8 CPUs, its cgroup files under a fake root (tmp_path): the test writes
+    them with the returned ``write(relative_path, text)``."""
+    monkeypatch.delenv("CUPY_AD_NUM_THREADS", raising=False)
+    monkeypatch.setattr(numpy_threads.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(numpy_threads, "CGROUP_ROOT", str(tmp_path))
+
+    def write(relative_path: str, text: str) -> None:
+        (tmp_path / relative_path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative_path).write_text(text)
+    return write
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({}, 8),  # no cgroup files: the affinity
+    ({"cpu.max": "max 100000\n"}, 8),  # v2 without a quota
+    ({"cpu.max": "200000 100000\n"}, 2),  # v2: 2 CPUs
+    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: rounded up
+    ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu.max": "1600000 100000\n"}, 8),  # a quota above the affinity: the affinity
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 8),  # v1 without a quota
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),  # v1: 3 CPUs
+    ({"cpu/cpu.cfs_quota_us": "250000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
+])
+def test_a_containers_cpu_quota_caps_the_threads(eight_cpus, files, expected):
+    for path, text in files.items():
+        eight_cpus(path, text)
+    assert numpy_threads.threads() == expected
+
+
+def test_the_thread_setting_overrides_the_cpu_quota(eight_cpus, monkeypatch):
+    eight_cpus("cpu.max", "100000 100000\n")
+    assert numpy_threads.threads() == 1
+    monkeypatch.setenv("CUPY_AD_NUM_THREADS", "4")
+    assert numpy_threads.threads() == 4
