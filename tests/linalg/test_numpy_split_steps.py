@@ -94,20 +94,24 @@ def test_split_steps_give_numpys_result_bit_for_bit(split_always, blocks_seen, l
         got = step(*args)
     _same(got, want)
     assert blocks_seen in ([threads], [])  # ([]: NumPy's own call, see SplitStep)
-    if layout == "c" and (threads == 2 or fn is operator.sub):  # (x - x.mT: gathered on one thread too)
-        assert blocks_seen == [threads]
+    if layout == "c":  # split: what reads across the memory order (also on one thread), broadcasts, matmul
+        strided = fn in (operator.sub, np.where, np.maximum)  # (_T[:, :1] is a strided slice)
+        assert bool(blocks_seen) == (strided or threads == 2 and fn in (np.maximum, operator.matmul, np.matmul))
 
 
 def test_split_steps_write_into_out_in_place(split_always, blocks_seen):
-    x, y = _T.copy(), _T.swapaxes(-1, -2).copy()
-    want = x / y
-    np.divide(x, y, out=y)
-    for out_position in (0, 1):
-        a, b = _T.copy(), _T.swapaxes(-1, -2).copy()
+    transposed = _T.swapaxes(-1, -2)
+    cases = [(_T.copy(), _T[:, :1].copy(), 0), (_T.copy(), transposed, 0), (transposed, _T.copy(), 1)]
+    for a, b, out_position in cases:  # (broadcast along the rows, or read across its memory order)
+        want = a / b
         out = (a, b)[out_position]
         assert _split_form(operator.truediv, [a, b])(a, b, out=out) is out
         np.testing.assert_array_equal(out, want)
-    assert blocks_seen == [2, 2]
+    assert blocks_seen == [2, 2, 2]
+    a = _T.copy()
+    _split_form(operator.mul, [a, _T])(a, _T, out=a)  # streamed in order: NumPy's one call
+    np.testing.assert_array_equal(a, _T * _T)
+    assert blocks_seen == [2, 2, 2]
 
 
 def test_steps_that_could_differ_or_cannot_pay_are_not_split(split_always, monkeypatch):
