@@ -185,7 +185,8 @@ class SplitStep:
     (fewer dimensions, length 1, a scalar) is passed whole. Every element (every matrix, for matmul)
     meets the same kernel on the same values: the result is the one-call result bit for bit, for any
     strides. Split where the whole output holds ``MIN_SPLIT_BYTES`` or more, from the main thread, on
-    ``threads()`` threads; else the one call."""
+    ``threads()`` threads, unless the step streams its operands in order (bound by memory); an operand
+    read across its memory order goes block by block on one thread too. Else the one call."""
 
     __slots__ = ("fn", "kernel", "dtype")
 
