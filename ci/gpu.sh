@@ -11,8 +11,10 @@
 #   3. runs the whole test suite on the cupy backend (tests.log): tests/test_cupy_backend.py's GPU
 #      half (real cuSOLVER/cuBLAS kernels vs NumPy incl. batched and looped paths, no host sync in
 #      any decomposition's jvp under cupyx.allow_synchronize(False), inputs never overwritten, two
-#      streams, errstate(linalg="raise") -> LinAlgError) and every other test through the
-#      `backend` fixture on cupy;
+#      streams, errstate(linalg="raise") -> LinAlgError), tests/test_cupy_wrappers.py (our cuSOLVER/
+#      cuBLAS calls bound to CuPy's real wrappers, fusion traces, NVRTC; it reruns itself in a child
+#      with CUDA_VISIBLE_DEVICES="", as it needs a process without a device) and every other test
+#      through the `backend` fixture on cupy;
 #   4. runs profiling/bench_gpu.py (bench_gpu.log, bench_gpu.csv, bench_gpu_crossover.csv): primal
 #      and jvp times at n = 256/1024/4096 and a batch of 10000 x 16 x 16, float32/float64, ours vs
 #      CuPy's routines, and the batched-vs-loop crossover;

@@ -69,9 +69,11 @@ def _functions(op: str, batched: bool) -> tuple[Callable, Callable | None]:
         return (lambda a: ad.linalg.eigh(a)), (lambda a: cupy.linalg.eigh(a))
     if op == "cholesky":
         return (lambda a: ad.linalg.cholesky(a)), (lambda a: cupy.linalg.cholesky(a))
-    if op == "solve_triangular":
+    if op == "solve_triangular":  # CuPy's takes batches from CuPy 14 on (cupy/cupy#8329): 13.6 refuses them
+        cupy_batches = int(cupy.__version__.split(".")[0]) >= 14
         return ((lambda a: ad.linalg.solve_triangular(a, a[..., :8], lower=True)),
-                (lambda a: cupyx.scipy.linalg.solve_triangular(a, a[..., :8], lower=True)))
+                (lambda a: cupyx.scipy.linalg.solve_triangular(a, a[..., :8], lower=True))
+                if cupy_batches or not batched else None)
     raise ValueError(op)
 
 
@@ -162,6 +164,8 @@ def crossover(args: argparse.Namespace) -> list[dict]:
         "trsm": (lambda a: backend.solve_triangular(a, a[..., :4], lower=True, trans=0, unit_diagonal=False),
                  "TRSM_BATCHED_MAX_N", 1 << 30, 0),
     }
+    if not cusolver._wraps_trsm_batched(cusolver._libs()[0]):  # CuPy 13: no trsmBatched, both paths loop
+        del kernels["trsm"]
     try:
         for name, (fn, constant, batched_value, loop_value) in kernels.items():
             for n in args.crossover_sizes:

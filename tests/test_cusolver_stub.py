@@ -1,7 +1,11 @@
-"""cusolver.trsm's choice of cuBLAS routine, checked without a GPU or CuPy: cusolver.py is loaded
-against stub ``cupy`` / ``cupy_backends`` modules whose cuBLAS wrapper records its calls. CuPy 13's
-wrapper has no ``?trsmBatched`` (CuPy 14's has): a batch of small triangular solves must then be a
-loop of ``trsm``, one call per matrix at that matrix's addresses."""
+"""The CuPy backend's choices, checked without a GPU or CuPy against stub modules (the calls themselves
+are checked against CuPy's real wrappers by tests/test_cupy_wrappers.py where CuPy imports).
+
+cusolver.trsm's choice of cuBLAS routine: cusolver.py is loaded against stub ``cupy`` /
+``cupy_backends`` modules whose cuBLAS wrapper records its calls. CuPy 13's wrapper has no
+``?trsmBatched`` (CuPy 14's has): a batch of small triangular solves must then be a loop of ``trsm``,
+one call per matrix at that matrix's addresses. CupyBackend.special's native kernels (a stub
+``cupyx.scipy.special`` computing as CuPy's do) give the NumPy backend's dtypes."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,6 +17,8 @@ import numpy as np
 import pytest
 
 import cupy_ad.backends
+from cupy_ad.backends.cupy_backend import CupyBackend
+from cupy_ad.backends.numpy_backend import NumpyBackend
 
 A_BASE, B_BASE, POINTERS_BASE = 0x10000, 0x90000, 0xF0000
 
@@ -96,6 +102,43 @@ def test_a_shared_matrix_is_one_trsm_either_way(monkeypatch, batched):
     _solve(kernels, 1, 5, n=4, k=2)
     (name, args), = calls
     assert name == "dtrsm" and args[5:7] == (4, 10)  # the batch folded into 5 * 2 right-hand sides
+
+
+def _cupyx_special(monkeypatch) -> None:
+    """A stub ``cupyx.scipy.special`` whose kernels type their results as CuPy's: polygamma as CuPy writes
+    it (cupyx/scipy/special/_polygamma.py: float64 for an integer order beside float32 values), gammainc
+    a ufunc with float32 and float64 loops only (an int64 array and a float32 one take the float64 loop)."""
+    import scipy.special
+
+    def polygamma(n, x):
+        n, x = np.broadcast_arrays(n, x)
+        return np.where(n == 0, scipy.special.psi(x),
+                        (-1.0) ** (n + 1) * scipy.special.gamma(n + 1.0) * scipy.special.zeta(n + 1.0, x))
+
+    def gammainc(a, x):
+        dtype = np.float32 if np.result_type(a, x) == np.float32 else np.float64
+        return scipy.special.gammainc(np.asarray(a, dtype), np.asarray(x, dtype))
+
+    special = types.ModuleType("cupyx.scipy.special")
+    special.polygamma, special.gammainc = polygamma, gammainc
+    cupyx = types.ModuleType("cupyx")
+    cupyx.scipy = types.ModuleType("cupyx.scipy")
+    cupyx.scipy.special = special
+    for module in (cupyx, cupyx.scipy, special):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+
+
+@pytest.mark.parametrize("name, args", [("polygamma", (1, "x")), ("polygamma", ("n", "x")),
+                                        ("gammainc", ("n", "x")), ("gammainc", (2.5, "x"))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_native_special_functions_keep_the_precision_of_their_arguments(monkeypatch, name, args, dtype):
+    _cupyx_special(monkeypatch)
+    values = {"x": np.array([0.5, 1.5, 4.0], dtype=dtype), "n": np.array([1, 2, 0])}
+    args = [values.get(a, a) if isinstance(a, str) else a for a in args]
+    on_cupy = CupyBackend(cp=types.SimpleNamespace(ndarray=np.ndarray), kernels=None, xp=None).special(name, *args)
+    on_numpy = NumpyBackend().special(name, *args)
+    assert on_cupy.dtype == on_numpy.dtype == dtype
+    np.testing.assert_allclose(on_cupy, on_numpy, rtol=1e-6 if dtype == np.float32 else 1e-12)
 
 
 def test_real_cupy_wrapper_decision():

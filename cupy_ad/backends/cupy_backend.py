@@ -87,13 +87,17 @@ class CupyBackend(Backend):
         return self.cp.asarray(a)
 
     def special(self, name: str, *args: Any) -> Any:
-        """cupyx.scipy.special's kernel where CuPy has one; else SciPy's through the host (a copy each way)."""
+        """cupyx.scipy.special's kernel where CuPy has one, in the precision of the floating array arguments
+        as on NumPy (CuPy's polygamma, or an integer array beside a float32 one, gives float64); else
+        SciPy's through the host (a copy each way)."""
         if self.cp is not np:
             import cupyx.scipy.special
 
             native = getattr(cupyx.scipy.special, name, None)
             if native is not None:
-                return native(*args)
+                out = native(*args)
+                floating = [a.dtype for a in args if hasattr(a, "dtype") and a.dtype.kind in "fc"]
+                return out.astype(np.result_type(*floating), copy=False) if floating else out
         return super().special(name, *args)
 
     def fusible_form(self, fn: Any) -> Any:
