@@ -138,6 +138,10 @@ def test_bench_jit_suite(tmp_path, capsys):
         assert float(r["ours_ms"]) > 0 and float(r["baseline_ms"]) > 0 and not r["torch_ms"]
         assert float(r["fastest_ours_over_baseline"]) > 0  # the ratio of the fastest calls beside the medians'
         assert bool(r["fastest_ours_over_jax"]) == (has_jax and r["row"] != "dispatch")
+        if r["row"] != "dispatch":  # ours timed back to back too, as a peer is: the numerator of the peer's ratio
+            assert float(r["ours_alone_ms"]) > 0
+        if has_jax and r["row"] != "dispatch":
+            assert float(r["ours_over_jax"]) == pytest.approx(float(r["ours_alone_ms"]) / float(r["jax_ms"]))
         bound, = jit_rows.ROWS[r["row"]].targets.values()
         assert r["targets"].count(f" <= {bound}") == 1
         if r["row"] != "dispatch":

@@ -220,6 +220,21 @@ def test_scan_replays_the_jitted_body_without_signature_checks(backend, monkeypa
                       ad.vmap(lambda w: ad.jvp(along_w(body), (w,), (dw,)))(batch))
 
 
+def test_scan_of_a_jitted_body_plans_once_for_every_call(backend):
+    """Each jvp call makes new levels; the plan of the replayed steps (how results become carries and rows)
+    is keyed by their ranks: made once and reused by later calls (keyed by the levels themselves, a plan
+    was made and kept per call: work each time and memory without bound), the results bit for bit eager."""
+    ns = backend.ns
+    w, dw = backend.random((4, 4)) / 4, backend.random((4, 4), seed=1)
+    xs, h0 = backend.random((7, 4), seed=2), backend.random((4,), seed=4)
+    jitted = ad.jit(_rnn_body(ns))
+    loop = lambda step: lambda w: ad.scan(step, (w, h0), xs)  # noqa: E731
+    for _ in range(5):
+        _assert_identical(backend, ad.jvp(loop(jitted), (w,), (dw,)), ad.jvp(loop(_rnn_body(ns)), (w,), (dw,)))
+    programs = [p for variants in jitted.cache.values() for p in variants]
+    assert [len(p.__dict__.get("scan_plans", {})) for p in programs if "scan_plans" in p.__dict__] == [1]
+
+
 def test_scan_of_a_jitted_body_with_constant_and_zero_outputs(backend):
     """A carry the body sets to a constant, a carry whose tangent stays zero and a y without a tangent: the
     replayed steps pass constants and zeros on as eager does (the caller gets arrays of its own)."""

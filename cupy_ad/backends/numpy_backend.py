@@ -1,6 +1,8 @@
 """NumPy backend: array_api_compat's NumPy namespace; kernels from NumPy's and SciPy's LAPACK calls."""
 from __future__ import annotations
 
+import math
+import operator
 from typing import Any
 
 import array_api_compat.numpy as compat_numpy
@@ -9,6 +11,7 @@ import scipy.linalg
 import scipy.special
 
 from . import numpy_compiled, numpy_kernels, numpy_lapack, numpy_lu_tangent
+from . import numpy_threads
 from .numpy_threads import split_batch
 from .base import OPERATOR_UFUNC_NAMES, Backend
 
@@ -95,6 +98,55 @@ def _diagonal(x: np.ndarray, /, *, offset: int = 0) -> np.ndarray:
     return x.diagonal(offset, -2, -1)
 
 
+# Ufuncs whose every element is computed on its own and exactly (correctly rounded, a comparison, a
+# selection): a block of the batch gets the whole call's values bit for bit, whatever NumPy's SIMD
+# loops do at a block's ends. On complex values only the sums and signs (a complex product or
+# quotient may be computed otherwise at a loop's tail).
+_EXACT_UFUNCS = frozenset((np.add, np.subtract, np.multiply, np.divide, np.negative, np.positive, np.absolute,
+                           np.square, np.sqrt, np.reciprocal, np.maximum, np.minimum, np.fmax, np.fmin, np.copysign,
+                           np.equal, np.not_equal, np.less, np.less_equal, np.greater, np.greater_equal,
+                           np.logical_and, np.logical_or, np.logical_xor, np.logical_not, np.invert, np.conjugate))
+_EXACT_ON_COMPLEX = frozenset((np.add, np.subtract, np.negative, np.positive, np.conjugate))
+_OPERATOR_KERNELS = {**_OPERATOR_UFUNCS, operator.gt: np.greater, operator.ge: np.greater_equal, operator.lt: np.less,
+                     operator.le: np.less_equal, operator.eq: np.equal, operator.ne: np.not_equal,
+                     operator.invert: np.invert, operator.matmul: np.matmul, compat_numpy.matmul: np.matmul}
+
+
+def _split_form(fn: Any, args: list) -> Any:
+    """The form of a compiled program's step ``fn(*args)`` that runs on several threads
+    (:class:`.numpy_threads.SplitStep`), or None: an exact elementwise ufunc, ``where`` with a boolean
+    condition, or matmul of stacks of small matrices, on ndarrays and numbers, with an output of
+    ``numpy_threads.MIN_SPLIT_BYTES`` or more (in the recording: the program's shapes and dtypes are
+    those of every replay)."""
+    kernel = _OPERATOR_KERNELS.get(fn, fn)
+    if not all(type(a) in (np.ndarray, int, float, complex, bool) or isinstance(a, np.generic) for a in args):
+        return None
+    arrays = [a for a in args if type(a) is np.ndarray]
+    if not arrays:
+        return None
+    if kernel is np.matmul:
+        if len(arrays) != 2 or len(args) != 2 or min(a.ndim for a in arrays) < 2:
+            return None
+        if args[0].shape[-1] > numpy_threads.MAX_N:  # (the inner dimension: the output's are checked below)
+            return None
+        shape = (*np.broadcast_shapes(args[0].shape[:-2], args[1].shape[:-2]), args[0].shape[-2], args[1].shape[-1])
+    elif kernel is np.where:
+        if len(args) != 3 or type(args[0]) is not np.ndarray or args[0].dtype != np.bool_:
+            return None
+        shape = np.broadcast_shapes(*map(np.shape, args))
+    elif kernel in _EXACT_UFUNCS and len(args) == kernel.nin:
+        if kernel not in _EXACT_ON_COMPLEX and any(np.iscomplexobj(a) for a in args):
+            return None
+        shape = np.broadcast_shapes(*map(np.shape, args))
+    else:
+        return None
+    itemsize = max(a.dtype.itemsize for a in arrays)
+    if (len(shape) < 3 or max(shape[-2:]) > numpy_threads.MAX_N
+            or math.prod(shape) * itemsize < numpy_threads.MIN_SPLIT_BYTES):
+        return None  # (a stack of small matrices only: one large array's steps are left to NumPy)
+    return numpy_threads.split_step(kernel)
+
+
 # array_api_compat's wrappers whose NumPy call is one ndarray method or ufunc: the same kernel without the
 # wrapper's frames (a replayed program calls them thousands of times on tiny arrays), for ndarray arguments
 _DIRECT = {compat_numpy.permute_dims: _transpose, compat_numpy.linalg.diagonal: _diagonal}
@@ -118,6 +170,9 @@ class NumpyBackend(Backend):
         if fn is compat_numpy.linalg.outer:  # numpy.outer: the same multiply of the raveled vectors
             vectors = all(type(a) is np.ndarray and a.ndim == 1 for a in args)
             return np.multiply.outer if vectors else fn
+        split = _split_form(fn, args)
+        if split is not None:
+            return split
         return _DIRECT.get(fn, fn) if args and type(args[0]) is np.ndarray else fn
 
     def unit_rows(self, rows: int, columns: int, offset: int, dtype: Any) -> Any:

@@ -8,13 +8,16 @@ no temporaries. The same holds for the LU factorisation (getf2's elimination, 16
 steps otherwise) and its tangent (otherwise four batched solves and products, each a pass over the
 whole batch; one matrix at a time it stays in the core's cache and takes half the flops). Numba is
 well kept, installs from PyPI with NumPy 2.4, and its compiled functions are cached on disk after
-the first call.
+the first call. The kernels release the GIL (``nogil``): a large batch is split over threads in
+contiguous blocks (``numpy_threads.split_stacks``), each matrix computed as in one call.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+
+from .numpy_threads import split_stacks
 
 _DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 
@@ -162,9 +165,10 @@ def _triangular(kernel: str, a: Any, b: Any, lower: bool, trans: int, unit_diago
     n, k = b.shape[-2:]
     out = np.empty(b.shape, dtype=dtype)
     transposed = bool(trans)
-    kernels[kernel](a.astype(dtype, copy=False).reshape(-1, n, n), b.astype(dtype, copy=False).reshape(-1, n, k),
-                    out.reshape(-1, n, k), bool(lower) != transposed, transposed, trans == 2 and dtype.kind == "c",
-                    bool(unit_diagonal))
+    flags = (bool(lower) != transposed, transposed, trans == 2 and dtype.kind == "c", bool(unit_diagonal))
+    stacks = (a.astype(dtype, copy=False).reshape(-1, n, n), b.astype(dtype, copy=False).reshape(-1, n, k),
+              out.reshape(-1, n, k))
+    split_stacks(lambda *blocks: kernels[kernel](*blocks, *flags), stacks, n, out.size * n)
     return out
 
 
@@ -177,7 +181,8 @@ def lu_factor_batched(a: Any) -> tuple[Any, Any] | None:
     *batch, m, n = a.shape
     lu = np.array(a, order="C", copy=True)
     piv = np.empty((*batch, min(m, n)), dtype=np.int32)
-    kernels["getf2"](lu.reshape(-1, m, n), piv.reshape(-1, min(m, n)))
+    split_stacks(kernels["getf2"], (lu.reshape(-1, m, n), piv.reshape(-1, min(m, n))), max(m, n),
+                 lu.size * min(m, n))
     return lu, piv
 
 
@@ -190,6 +195,7 @@ def lu_tangent_batched(f: Any, perm: Any, da: Any) -> Any:
         return None
     n = f.shape[-1]
     out = np.empty(da.shape, dtype=dtype)
-    kernels["lu_tangent"](np.ascontiguousarray(f, dtype=dtype).reshape(-1, n, n), perm.reshape(-1, n),
-                          da.astype(dtype, copy=False).reshape(-1, n, n), out.reshape(-1, n, n))
+    stacks = (np.ascontiguousarray(f, dtype=dtype).reshape(-1, n, n), perm.reshape(-1, n),
+              da.astype(dtype, copy=False).reshape(-1, n, n), out.reshape(-1, n, n))
+    split_stacks(kernels["lu_tangent"], stacks, n, out.size * n)
     return out

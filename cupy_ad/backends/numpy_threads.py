@@ -4,9 +4,9 @@ NumPy's ``linalg`` gufuncs (eigh, svd, qr, cholesky, ...) call LAPACK once per m
 and release the GIL while they run; at 16 x 16 OpenBLAS uses no threads inside the call either. A
 batch of 4096 such matrices therefore keeps one core busy however many the process may use. JAX's
 CPU kernels split the batch over XLA's thread pool (``ParallelBatchMap``); here the batch is split
-into one contiguous block per thread, each block decomposed by the same NumPy call, and the blocks'
-outputs stacked: every matrix meets the same LAPACK call on the same data, so the result is the
-one-thread result bit for bit.
+into contiguous blocks (a few per thread, taken in turn), each decomposed by the same NumPy call,
+and the blocks' outputs stacked: every matrix meets the same LAPACK call on the same data, so the
+result is the one-thread result bit for bit.
 
 When: matrices up to ``MAX_N`` on a side (larger ones get OpenBLAS's own threads inside LAPACK, which
 would compete with ours), at least ``MIN_WORK`` (count x m x n x min(m, n)) in the batch, called from
@@ -16,9 +16,17 @@ gives one, i.e. no split), fewer where a container's CPU quota allows fewer (cgr
 ``/sys/fs/cgroup/cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``: quota / period CPUs,
 rounded up), or the environment variable ``CUPY_AD_NUM_THREADS`` (``1``: never split), which
 overrides both.
+
+The same split serves the tangents of such batches: the compiled kernels (``numpy_compiled``, Numba
+``nogil``) run on contiguous blocks of their stacked operands and output (``split_stacks``), and a jit
+program's steps on a stack of small matrices (elementwise ufuncs that compute each element exactly,
+``where``, matmul) write blocks of their one output on the threads (``SplitStep``). Each item meets
+the same kernel on the same values: bit for bit the one-thread result again.
 """
 from __future__ import annotations
 
+import contextvars
+import itertools
 import math
 import os
 import threading
@@ -31,10 +39,15 @@ import numpy as np
 MAX_N = 32
 #: the least work (count x m x n x min(m, n)) split over threads: below, a thread's hand-over costs more
 MIN_WORK = 1 << 18
+#: the runs of a split batch per thread (taken in turn: a thread left without a CPU holds up one run)
+RUNS_PER_THREAD = 4
+#: the least output (bytes) of a compiled program's elementwise step or matmul split over threads
+MIN_SPLIT_BYTES = 1 << 20
 
 #: where the process's cgroup files are read (its own cgroup inside a container)
 CGROUP_ROOT = "/sys/fs/cgroup"
 
+_quotas: dict = {}  # cgroup root -> the CPU quota read there
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
@@ -51,7 +64,9 @@ def threads() -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # (not on every platform)
         cpus = os.cpu_count() or 1
-    quota = cgroup_cpu_quota(CGROUP_ROOT)
+    if CGROUP_ROOT not in _quotas:  # (read once: the files cost ~0.1 ms, and a jit replay's split steps ask)
+        _quotas[CGROUP_ROOT] = cgroup_cpu_quota(CGROUP_ROOT)
+    quota = _quotas[CGROUP_ROOT]
     return cpus if quota is None else min(cpus, quota)
 
 
@@ -95,26 +110,163 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
+def workers_for(count: int, side: int, work: int) -> int:
+    """How many threads a batch of ``count`` items, ``side`` the largest matrix side, ``work`` in all,
+    is split over: 1 (no split) for sides above ``MAX_N``, less than ``MIN_WORK``, or outside the main
+    thread (see the module docstring)."""
+    if side > MAX_N or work < MIN_WORK or threading.current_thread() is not threading.main_thread():
+        return 1  # (before asking for threads: a single matrix pays nothing for them)
+    return min(threads(), count)
+
+
+def run_blocks(task: Callable[[int, int], Any], count: int, workers: int) -> list:
+    """``[task(start, stop), ...]`` for contiguous runs [start, stop) of range(count), in order: the runs
+    (``RUNS_PER_THREAD`` per thread) are taken in turn by the calling thread and ``workers - 1``
+    threads of the pool, so that a thread the system leaves without a CPU for a while (a loaded
+    machine) leaves its share to the others instead of holding the caller up. Pool threads run in a
+    copy of the caller's context (NumPy's ``errstate`` included); an error of any run reaches the
+    caller, once every thread has stopped."""
+    runs = min(count, workers * RUNS_PER_THREAD)
+    bounds = [count * k // runs for k in range(runs + 1)]
+    results: list = [None] * runs
+    turns = itertools.count()  # (its next() is atomic: each run is taken once)
+
+    def take_runs() -> None:
+        k = next(turns)
+        while k < runs:
+            results[k] = task(bounds[k], bounds[k + 1])
+            k = next(turns)
+
+    others = [_executor(workers - 1).submit(contextvars.copy_context().run, take_runs) for _ in range(workers - 1)]
+    try:
+        take_runs()
+    finally:
+        errors = [future.exception() for future in others]  # (waits for each)
+    for error in errors:
+        if error is not None:
+            raise error
+    return results
+
+
 def split_batch(decompose: Callable[[Any], Any], a: Any) -> Any:
     """``decompose(a)`` for a batch a (..., m, n), on several threads where that pays (see the module
     docstring): ``decompose`` maps a stack (k, m, n) to an array or a tuple of arrays with k leading."""
     *batch, m, n = a.shape
     count = math.prod(batch)
-    if (max(m, n) > MAX_N or count * m * n * min(m, n) < MIN_WORK
-            or threading.current_thread() is not threading.main_thread()):
-        return decompose(a)  # (before asking for threads: a single matrix pays nothing for them)
-    workers = min(threads(), count)
+    workers = workers_for(count, max(m, n), count * m * n * min(m, n))
     if workers < 2:
         return decompose(a)
     flat = a.reshape(count, m, n)
-    bounds = [count * k // workers for k in range(workers + 1)]
-    blocks = [flat[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
-    others = [_executor(workers - 1).submit(decompose, block) for block in blocks[1:]]
-    first = decompose(blocks[0])  # (the calling thread takes the first block)
-    parts = [first, *(future.result() for future in others)]
-    if not isinstance(first, tuple):
+    parts = run_blocks(lambda start, stop: decompose(flat[start:stop]), count, workers)
+    if not isinstance(parts[0], tuple):
         return _stacked(parts, batch)
     return tuple(_stacked(list(outputs), batch) for outputs in zip(*parts))
+
+
+def split_stacks(kernel: Callable[..., None], stacks: tuple, side: int, work: int) -> None:
+    """``kernel(*stacks)`` for ``stacks`` sharing their leading (batch) axis, e.g. a compiled kernel's
+    operands and its preallocated output, on several threads where that pays: each thread calls
+    ``kernel`` on contiguous blocks of every stack (so a kernel treating each item of the batch
+    on its own gives the one-call result bit for bit). ``side``: the largest matrix side, ``work``:
+    the whole batch's (as count x m x n x min(m, n) for a decomposition)."""
+    count = len(stacks[0])
+    workers = workers_for(count, side, work)
+    if workers < 2:
+        kernel(*stacks)
+        return
+    run_blocks(lambda start, stop: kernel(*(stack[start:stop] for stack in stacks)), count, workers)
+
+
+class SplitStep:
+    """A compiled program's step ``fn(*args)`` (``fn``: an elementwise ufunc computing each element on
+    its own, exactly; ``np.where``; or matmul over a stack of small matrices) on several threads, each
+    writing contiguous blocks of the leading axis of the one output array (``out=`` the caller's or
+    a new one): an operand spanning that axis is cut into the same blocks, one broadcast along it
+    (fewer dimensions, length 1, a scalar) is passed whole. Every element (every matrix, for matmul)
+    meets the same kernel on the same values: the result is the one-call result bit for bit, for any
+    strides. Split where the whole output holds ``MIN_SPLIT_BYTES`` or more, from the main thread, on
+    ``threads()`` threads, unless the step streams its operands in order (bound by memory); an operand
+    read across its memory order goes block by block on one thread too. Else the one call."""
+
+    __slots__ = ("fn", "kernel", "dtype")
+
+    def __init__(self, fn: Callable, kernel: Callable):
+        self.fn, self.kernel = fn, kernel  # kernel(*args, out=block): fn's values written into out
+        self.dtype = None  # the result's dtype, found at the first split (the program's dtypes are fixed)
+
+    def __call__(self, *args: Any, out: Any = None, **kwargs: Any) -> Any:
+        if kwargs or threading.current_thread() is not threading.main_thread():
+            return self.fn(*args, **kwargs) if out is None else self.fn(*args, out=out, **kwargs)
+        shape = out.shape if out is not None else self._shape(args)
+        if (not shape or _nbytes(shape, self._dtype(args)) < MIN_SPLIT_BYTES
+                or out is None and self.fn is not np.matmul and not _c_order_result(args, shape)):
+            # (the last: NumPy's own output would not be in C order, it follows its operands' layout)
+            return self.fn(*args) if out is None else self.fn(*args, out=out)
+        ndim = len(shape)
+        cut = [isinstance(a, np.ndarray) and a.ndim == ndim and a.shape[0] != 1 for a in args]
+        # operands read across their memory order (x.mT): NumPy's loop then runs a matrix row at a time;
+        # a ufunc reads a C-ordered copy of each block instead (in cache), where copies the block itself
+        strided = self.fn is not np.matmul and any(c and not a.flags.c_contiguous for a, c in zip(args, cut))
+        gather = [c and strided and self.kernel is self.fn and not a.flags.c_contiguous for a, c in zip(args, cut)]
+        workers = min(threads(), shape[0])
+        if not strided and (workers < 2 or self.fn is not np.matmul and all(_streamed(a, shape) for a in args)):
+            # (an elementwise pass streaming its operands in order is bound by memory, not by the core:
+            # measured slower split on 2 cores, e.g. 4096 x 16 x 16 divide into a buffer 0.34 -> 0.41 ms)
+            return self.fn(*args) if out is None else self.fn(*args, out=out)
+        if out is None:
+            out = np.empty(shape, self.dtype)  # (C order: NumPy's, where an operand of its shape has it)
+
+        def block(start: int, stop: int) -> None:
+            self.kernel(*(np.ascontiguousarray(a[start:stop]) if g else a[start:stop] if c else a
+                          for a, c, g in zip(args, cut, gather)), out=out[start:stop])
+        run_blocks(block, shape[0], workers)
+        return out
+
+    def _shape(self, args: tuple) -> tuple:
+        if self.fn is np.matmul:
+            a, b = args
+            return (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
+        return np.broadcast_shapes(*map(np.shape, args))
+
+    def _dtype(self, args: tuple) -> Any:
+        if self.dtype is None:  # fn of one element (a 1 x 1 matrix) of each argument's dtype (Python numbers stay)
+            zeros = [np.zeros((1, 1) if self.fn is np.matmul else (), a.dtype) if hasattr(a, "dtype") else a
+                     for a in args]
+            with np.errstate(all="ignore"):
+                self.dtype = self.fn(*zeros).dtype
+        return self.dtype
+
+
+def _c_order_result(args: tuple, shape: tuple) -> bool:
+    """Whether NumPy gives an elementwise call on ``args`` an output in C order: NumPy orders the
+    output's axes as its operands' strides suggest, C order wherever one operand (broadcast
+    dimensions aside) has it; so when all are C-contiguous, or one of the output's shape is."""
+    arrays = [a for a in args if type(a) is np.ndarray]
+    return all(a.flags.c_contiguous for a in arrays) or any(a.shape == shape and a.flags.c_contiguous for a in arrays)
+
+
+def _streamed(a: Any, shape: tuple) -> bool:
+    """Whether an elementwise call reads ``a`` in order along the output ``shape``: a number, or a
+    C-contiguous array of the output's trailing shape (broadcast along leading axes only)."""
+    if type(a) is not np.ndarray:
+        return True
+    trailing = a.shape[next((k for k, d in enumerate(a.shape) if d != 1), a.ndim):]
+    return a.flags.c_contiguous and shape[len(shape) - len(trailing):] == trailing
+
+
+def _nbytes(shape: tuple, dtype: Any) -> int:
+    return math.prod(shape) * dtype.itemsize
+
+
+def _where_into(condition: Any, x: Any, y: Any, *, out: Any) -> None:
+    """np.where(condition, x, y) written into out: y everywhere, then x where the condition holds."""
+    np.copyto(out, y, casting="unsafe")
+    np.copyto(out, x, where=condition, casting="unsafe")
+
+
+def split_step(fn: Callable) -> SplitStep:
+    """The splitting form of ``fn`` (a ufunc with an ``out=``, or ``np.where``) for a compiled program."""
+    return SplitStep(fn, _where_into if fn is np.where else fn)
 
 
 def _stacked(parts: list, batch: list) -> Any:

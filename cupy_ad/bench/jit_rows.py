@@ -16,7 +16,9 @@ Rows (float64; ``--quick`` shrinks every size to a smoke test of the rows, not a
 - ``dispatch``: a chain of 400 additions on a 1-element array, replayed, against the same NumPy calls
   in a Python loop; at most 1 us of replay per step (``step_us``: the difference per step).
 
-JAX is the only peer of this suite (PyTorch has no compiler of this kind on the CPU here).
+JAX is the only peer of this suite (PyTorch has no compiler of this kind on the CPU here). Ratios to the
+baseline time ours and the baseline in turns, call by call; ratios to JAX take our calls timed back to
+back (``ours_alone_ms``), as JAX's are in its own process.
 """
 from __future__ import annotations
 

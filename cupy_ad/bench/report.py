@@ -7,7 +7,7 @@ from typing import Any
 
 COLUMNS = ["op", "shape", "dtype", "primal_ms", "ours_ms", "jax_ms", "torch_ms", "ours_over_primal",
            "ours_over_best_peer", "extra_memory_inputs", "jax_agrees", "torch_agrees"]
-DIRECTION_COLUMNS = ["row", "ours_ms", "baseline", "baseline_ms", "jax_ms", "torch_ms", "ours_over_baseline",
+DIRECTION_COLUMNS = ["row", "ours_ms", "ours_alone_ms", "baseline", "baseline_ms", "jax_ms", "torch_ms", "ours_over_baseline",
                      "ours_over_jax", "fastest_ours_over_baseline", "fastest_ours_over_jax", "memory_over_output",
                      "targets", "jax_agrees", "torch_agrees"]
 

@@ -3,6 +3,7 @@ reuse of dead temporaries (see :mod:`cupy_ad.transforms.jit`)."""
 from __future__ import annotations
 
 import functools
+import keyword
 import operator
 from typing import Any, Callable
 
@@ -329,6 +330,13 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
             return "{" + ", ".join(f"{k!r}: {literal(item)}" for k, item in v.items()) + "}"
         return name(v)
 
+    def arguments(args: Any, kwargs: dict) -> str:
+        """A call's arguments written out (``f(a, b, lower=g1)``: no tuple and dict made per call), or
+        unpacked from literals where a keyword is not a Python name."""
+        if not all(k.isidentifier() and not keyword.iskeyword(k) for k in kwargs):
+            return f"*{literal(tuple(args))}, **{literal(kwargs)}"
+        return ", ".join([*map(literal, args), *(f"{k}={literal(v)}" for k, v in kwargs.items())])
+
     def function(fn: Any, ins: list) -> str:
         values = [recording.values[k] for k in ins]
         array = next((v for v in values if _is_array(v)), None)
@@ -340,11 +348,11 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
         if type(fn) is Call:
             if type(fn.fn) is Method and fn.args and type(fn.args[0]) is Slot:
                 head, *rest = fn.args
-                return f"{slot(head.var)}.{fn.fn.__name__}(*{literal(tuple(rest))}, **{literal(fn.kwargs)})"
-            return f"{function(fn.fn, ins)}(*{literal(fn.args)}, **{literal(fn.kwargs)})"
+                return f"{slot(head.var)}.{fn.fn.__name__}({arguments(rest, fn.kwargs)})"
+            return f"{function(fn.fn, ins)}({arguments(fn.args, fn.kwargs)})"
         if type(fn) is functools.partial and fn.func is _into:  # out= into a dead temporary
             form, position = fn.args
-            return f"{name(form)}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
+            return f"{function(form, ins)}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
         if type(fn) is Method:
             return f"{slot(ins[0])}.{fn.__name__}({', '.join(map(slot, ins[1:]))})"
         return f"{function(fn, ins)}({', '.join(map(slot, ins))})"

@@ -156,6 +156,11 @@ def _plan(program: Program, levels: list, carry: list, nodes: list, buffers: lis
     return loop, fixed, [k for k, _ in written] + [k for k, _ in constants], [c for _, c in constants]
 
 
+def _by_rank(node: Any, rank: dict) -> Any:
+    """A carry's pattern (``scan_loop._pattern``) with each level replaced by its rank among the caller's."""
+    return None if node is None else (rank[node[0]], _by_rank(node[1], rank), _by_rank(node[2], rank))
+
+
 def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_raws: list, buffers: list,
                  y_nodes: list, indices: Iterable[int]) -> tuple[list, int] | None:
     """Run the steps ``indices`` of a scan by replaying ``program`` (recorded for the signature of the
@@ -163,12 +168,22 @@ def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_ra
     their patterns ``nodes``), ``xs_raws`` the raw arrays of the ``xs`` leaves (rows taken per step),
     ``buffers`` the ``ys`` buffers (patterns ``y_nodes``, rows written per step). The carry leaves after
     the last step replayed and the number of steps replayed (fewer on a failed guard); ``None`` if the
-    program does not fit. The plan is made once per program and patterns."""
-    key = (tuple(nodes), tuple(y_nodes), tuple(levels), len(xs_raws))
+    program does not fit. The plan is made once per program and patterns, the patterns' levels by rank
+    (each call of the enclosing transforms makes new levels: keyed by them, every call would make a plan
+    and keep it)."""
+    rank = {level: k for k, level in enumerate(levels)}
+    try:
+        key = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes), len(levels),
+               len(xs_raws))
+    except KeyError:  # (a level outside the caller's: planned for this call only)
+        key = None
     plans = program.__dict__.setdefault("scan_plans", {})
-    if key not in plans:
-        plans[key] = _plan(program, levels, carry, nodes, buffers, y_nodes, len(xs_raws))
-    plan = plans[key]
+    if key is not None and key in plans:
+        plan = plans[key]
+    else:
+        plan = _plan(program, levels, carry, nodes, buffers, y_nodes, len(xs_raws))
+        if key is not None:
+            plans[key] = plan
     if plan is None:
         return None
     loop, fixed, targets, constants = plan

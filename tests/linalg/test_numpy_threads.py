@@ -76,9 +76,11 @@ def test_the_blocks_are_contiguous_runs_of_the_batch(split_always):
         seen.append(block[:, 0, 0].copy())
         return block * 2.0
 
-    x = np.arange(7 * 4, dtype=np.float64).reshape(7, 2, 2)
+    x = np.arange(23 * 4, dtype=np.float64).reshape(23, 2, 2)
     np.testing.assert_array_equal(numpy_threads.split_batch(record, x), x * 2.0)
-    assert sorted(len(block) for block in seen) == [3, 4]
+    assert sorted(len(block) for block in seen) == [2] + [3] * 7  # (RUNS_PER_THREAD = 4 runs a thread)
+    for block in seen:
+        np.testing.assert_array_equal(np.diff(block), 4.0)  # (each block a run of consecutive matrices)
     np.testing.assert_array_equal(np.sort(np.concatenate(seen)), x[:, 0, 0])
 
 
