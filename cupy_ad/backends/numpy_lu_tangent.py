@@ -7,7 +7,7 @@ Comp. 80, 2011; see ``cupy_ad/linalg/lu_tangent.py``)
     dlu = L tril(X, -1) + triu(W - tril(X, -1) U) = L tril(X, -1) + triu(X) U.
 
 One direction of a small factor (n <= 32, Numba installed): the batches' compiled kernel
-(``numpy_compiled``: the closed form above, one matrix; n = 16: ~15 us, where the blocked form's
+(``numpy_compiled``: the closed form above, one matrix; n = 16: 8-15 us, where the blocked form's
 BLAS calls cost 27-35 us of call overhead). Otherwise the blocked forward-mode LU. Differentiating
 B = P A = L U gives dB = dL U + L dU
 (dL strictly lower, dU upper: the unique such split, for the factor as given). Split off the first
