@@ -144,7 +144,8 @@ def test_jit_program_on_threads_equals_the_one_thread_program(split_always, bloc
     flip = (x.swapaxes(-1, -2) + 0).swapaxes(-1, -2), t[::-1].copy()[::-1]  # the same values, other strides
     f = ad.jit(lambda a, da: ad.jvp(OPS[name].ours, (a,), (da,)))
     split = [f(x, t), f(*flip)]
-    assert blocks_seen
+    # (lu_factor's steps that split are its compiled kernels: without Numba its 9 matrices go one by one)
+    assert blocks_seen or (name == "lu_factor" and not numpy_compiled.available())
     split_always(1)
     g = ad.jit(lambda a, da: ad.jvp(OPS[name].ours, (a,), (da,)))
     for got, want in zip(split, [g(x, t), g(*flip)]):
