@@ -247,12 +247,8 @@ def _invoke(functions: dict, op: str, a: Any, out: Any, ldb: int, left: bool, lo
     m, n = out.shape
     if m == 0 or n == 0:
         return
-    item = a.itemsize
-    if a.strides[1] == item and a.strides[0] % item == 0 and a.strides[0] >= a.shape[1] * item:
-        lda = a.strides[0] // item  # (rows of unit stride: the common case, checked inline)
-    else:
-        view = _row_major_view(a, lower, trans)
-        a, lda, lower, trans = (np.ascontiguousarray(a), a.shape[1], lower, trans) if view is None else view
+    view = _row_major_view(a, lower, trans)
+    a, lda, lower, trans = (np.ascontiguousarray(a), a.shape[1], lower, trans) if view is None else view
     dtype = out.dtype
     functions[_PREFIX[dtype] + op](_ROW_MAJOR, _LEFT if left else _RIGHT, _LOWER if lower else _UPPER, _TRANS[trans],
                                    _UNIT if unit_diagonal else _NON_UNIT, m, n,

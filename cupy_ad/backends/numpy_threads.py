@@ -26,6 +26,7 @@ the same kernel on the same values: bit for bit the one-thread result again.
 from __future__ import annotations
 
 import contextvars
+import functools
 import itertools
 import math
 import os
@@ -47,7 +48,6 @@ MIN_SPLIT_BYTES = 1 << 20
 #: where the process's cgroup files are read (its own cgroup inside a container)
 CGROUP_ROOT = "/sys/fs/cgroup"
 
-_quotas: dict = {}  # cgroup root -> the CPU quota read there
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
@@ -64,16 +64,16 @@ def threads() -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # (not on every platform)
         cpus = os.cpu_count() or 1
-    if CGROUP_ROOT not in _quotas:  # (read once: the files cost ~0.1 ms, and a jit replay's split steps ask)
-        _quotas[CGROUP_ROOT] = cgroup_cpu_quota(CGROUP_ROOT)
-    quota = _quotas[CGROUP_ROOT]
+    quota = cgroup_cpu_quota(CGROUP_ROOT)
     return cpus if quota is None else min(cpus, quota)
 
 
+@functools.lru_cache(maxsize=None)
 def cgroup_cpu_quota(root: str) -> int | None:
     """The CPUs the cgroup at ``root`` may use, ``ceil(quota / period)``, or None without a quota (no
     cgroup files, ``max`` in v2, ``-1`` in v1): v2's ``cpu.max`` ("quota period") first, then v1's
-    ``cpu/cpu.cfs_quota_us`` and ``cpu/cpu.cfs_period_us``."""
+    ``cpu/cpu.cfs_quota_us`` and ``cpu/cpu.cfs_period_us``. Read once per root (the files cost ~0.1 ms,
+    and a jit replay's split steps ask)."""
     def read(*path: str) -> str | None:
         try:
             with open(os.path.join(root, *path)) as file:

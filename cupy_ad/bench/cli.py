@@ -34,8 +34,8 @@ from .cases import OPS, Op, as_tuple, inputs
 from .peers import SUITES, Peer, aligned, max_relative_difference, peer_worker
 from .breakdown import format_breakdown, primitive_breakdown
 from .report import COLUMNS, DIRECTION_COLUMNS, format_table, machine, plot
-from .timing import (alternating_seconds, dispatch_overhead_us, extra_memory, median_and_fastest_seconds, median_seconds,
-                     peak_memory_over_output)
+from .timing import (alternating_seconds, dispatch_overhead_us, extra_memory, median_and_fastest_seconds,
+                     median_seconds, peak_memory_over_output)
 
 
 def _progress(items: list, label: str) -> Any:
@@ -128,7 +128,7 @@ def run_rows(args: argparse.Namespace) -> list[dict]:
             row[f"{key}_ms"], row[f"{key}_fastest_ms"] = 1e3 * median, 1e3 * fastest
         if peers and baseline:
             # a peer's calls are timed back to back in its own process; ours alike for that ratio (taking
-            # turns with the eager baseline costs a replay 20-25% at n = 16: caches, the allocator)
+            # turns with the eager baseline cost a replay 20-25% at n = 16 in one in-process A/B)
             median, fastest = median_and_fastest_seconds(ours, backend.synchronize, args.min_time)
             row["ours_alone_ms"], row["ours_alone_fastest_ms"] = 1e3 * median, 1e3 * fastest
         check = None
@@ -143,13 +143,14 @@ def run_rows(args: argparse.Namespace) -> list[dict]:
 
     rows = _sweeps(args, names, time_row, suite.PEERS)
     for row in rows:
-        d, ours_ms, alone_ms = built[row["row"]][0], row["ours_ms"], row.get("ours_alone_ms", row["ours_ms"])
+        d, ours_ms = built[row["row"]][0], row["ours_ms"]
+        alone = "ours_alone" if "ours_alone_ms" in row else "ours"  # (the timing a peer's ratio takes)
         ratios = {"baseline": ours_ms / row["baseline_ms"] if "baseline_ms" in row else None,
-                  "jax": alone_ms / row["jax_ms"] if isinstance(row.get("jax_ms"), float) else None,
+                  "jax": row[f"{alone}_ms"] / row["jax_ms"] if isinstance(row.get("jax_ms"), float) else None,
                   "memory": row.get("memory_over_output"),
                   "step_us": 1e3 * (ours_ms - row["baseline_ms"]) / d["steps"] if "steps" in d else None}
         row["ours_over_baseline"], row["ours_over_jax"] = ratios["baseline"], ratios["jax"]
-        for peer, ours_key in (("baseline", "ours"), ("jax", "ours_alone" if "ours_alone_ms" in row else "ours")):
+        for peer, ours_key in (("baseline", "ours"), ("jax", alone)):
             if isinstance(row.get(f"{peer}_fastest_ms"), float):  # the ratio of the fastest calls (fairer under load)
                 row[f"fastest_ours_over_{peer}"] = row[f"{ours_key}_fastest_ms"] / row[f"{peer}_fastest_ms"]
         row["targets"] = "; ".join(
