@@ -17,9 +17,11 @@ def _flips(decompose, a, t, index):
 
 
 def test_eigenvectors_where_numpy_flips_a_column():
-    # LAPACK's 2 x 2 symmetric eigensolver picks the vectors' signs by the sign of a11 - a22: zero
-    # here, and of opposite signs at a + eps t and a - eps t.
-    a, t = np.array([[1.0, 2.0], [2.0, 1.0]]), np.diag([1.0, -1.0])
+    # Both LAPACK's syevd (NumPy) and the compiled QL solver (ours, with Numba) pick each vector's sign
+    # by quantities crossing zero at this a along t (found by a search): every column flips between
+    # a + eps t and a - eps t. The eigenvalues are distinct.
+    a = np.array([[0.0, 0.0, -1.0], [0.0, 2.0, -2.0], [-1.0, -2.0, 0.0]])
+    t = np.array([[-1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [1.0, 0.0, -1.0]])
     assert _flips(np.linalg.eigh, a, t, 1) and _flips(ad.linalg.eigh, a, t, 1)
     for eigh in (np.linalg.eigh, ad.linalg.eigh):
         with pytest.raises(AssertionError, match=r"out\[1\].*FAIL"):
