@@ -10,7 +10,7 @@ import numpy as np
 import scipy.linalg
 import scipy.special
 
-from . import numpy_compiled, numpy_compiled_eigh, numpy_kernels, numpy_lapack, numpy_lu_tangent
+from . import numpy_compiled, numpy_compiled_spectral, numpy_kernels, numpy_lapack, numpy_lu_tangent
 from . import numpy_threads
 from .numpy_threads import split_batch
 from .base import OPERATOR_UFUNC_NAMES, Backend
@@ -260,8 +260,10 @@ class NumpyBackend(Backend):
         def decompose(x: Any) -> tuple:
             if min(x.shape[-2:]) >= LAPACK_ON_VIEW_MIN:
                 out = _per_matrix(x, lambda one: numpy_lapack.svd(one, full_matrices))
-                if out is not None:
-                    return out
+            else:  # small real square matrices, one or a batch: compiled (see numpy_compiled_spectral), else None
+                out = numpy_compiled_spectral.svd(x)
+            if out is not None:
+                return out
             return split_batch(lambda y: tuple(np.linalg.svd(y, full_matrices=full_matrices)), x)
 
         return _nan_where_not_finite(a, decompose)
@@ -273,8 +275,8 @@ class NumpyBackend(Backend):
         def decompose(x: Any) -> tuple:
             if x.shape[-1] >= LAPACK_ON_VIEW_MIN:
                 out = _per_matrix(x, lambda one: numpy_lapack.eigh(one, lower))
-            else:  # small real matrices, one or a batch: compiled (see numpy_compiled_eigh), else None
-                out = numpy_compiled_eigh.eigh(x, lower)
+            else:  # small real matrices, one or a batch: compiled (see numpy_compiled_spectral), else None
+                out = numpy_compiled_spectral.eigh(x, lower)
             if out is not None:
                 return out
             return split_batch(lambda y: tuple(np.linalg.eigh(y, UPLO="L" if lower else "U")), x)
