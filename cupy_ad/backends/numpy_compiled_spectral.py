@@ -59,7 +59,8 @@ from .numpy_threads import split_stacks
 
 #: the largest matrix side decomposed here: at 32, 4096 matrices took 34 ms against NumPy's 42, but exactly
 #: repeated eigenvalues of random orthogonal similarity transforms came out split by up to 21 eps ||A||
-#: (LAPACK: 15; ``linalg._clusters`` resolves 16), where at n <= 16 both stay below 15
+#: (LAPACK: 15; ``linalg._clusters`` resolves 16), where at n <= 16 both stay below 15; the same bound for
+#: the SVD (repeated singular values at n = 16: split by at most 7 eps ||A||, LAPACK's by up to 33)
 MAX_N = 16
 #: QL steps allowed per eigenvalue before a matrix is left to LAPACK
 STEP_LIMIT = 30
