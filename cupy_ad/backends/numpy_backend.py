@@ -286,6 +286,14 @@ class NumpyBackend(Backend):
     def cholesky(self, a: Any, upper: bool) -> Any:
         return split_batch(lambda x: np.linalg.cholesky(x, upper=upper), a)
 
+    def cholesky_tangent(self, factor: Any, da: Any, *, upper: bool) -> Any:
+        """The tangent of each small Cholesky factor (..., n, n) for the tangent ``da`` of its matrix (same
+        shape), compiled one matrix at a time (``numpy_compiled._cholesky_tangent``); None (the rule
+        composes solves and a product) for larger matrices, other shapes or without Numba."""
+        if factor.shape != da.shape or not 0 < factor.shape[-1] <= numpy_kernels.SUBSTITUTION_MAX:
+            return None
+        return numpy_compiled.cholesky_tangent_batched(factor, da, upper)
+
     def solve_triangular(self, a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: bool) -> Any:
         # NumPy's own trsm (two threads, no second pool) or a batch-vectorised substitution; else SciPy.
         if a.size == 0 or b.size == 0:  # SciPy refuses empty batches

@@ -58,6 +58,7 @@ def test_compiled_kernels_split_over_the_batch_match_one_thread(split_always, bl
         "product": lambda: numpy_compiled.triangular_product_batched(a, b, lower=True, trans=0, unit_diagonal=True),
         "getf2": lambda: numpy_compiled.lu_factor_batched(a[:, :4]),
         "lu_tangent": lambda: numpy_compiled.lu_tangent_batched(a, perm, b[..., :1] * a),
+        "cholesky_tangent": lambda: numpy_compiled.cholesky_tangent_batched(np.tril(a), b[..., :1] * a, False),
     }
     split_always(1)
     alone = {name: call() for name, call in calls.items()}
