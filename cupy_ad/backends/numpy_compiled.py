@@ -126,12 +126,13 @@ def _lu_tangent(f: Any, perm: Any, da: Any, out: Any) -> None:
 def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
     """out[p] = dL for the Cholesky factor L = f[p] (with ``upper``: f[p] = U = L^H and out[p] = dU = dL^H)
     and the Hermitian matrix H read from one triangle of da[p] (the lower; with ``upper`` the upper),
-    derivation in cupy_ad/linalg/cholesky_tangent.py: W = L^-1 H by rows (forward substitution), the
-    lower triangle of S = W L^-H in place (row i solved against L^H up to the diagonal), Phi(S) (the
-    diagonal's real part halved), then dL = L Phi(S) from the last row up, each row reading the rows
-    above it, still Phi. One matrix at a time in an n x n scratch: ~5 n^3 / 6 multiply-adds."""
+    derivation in cupy_ad/linalg/cholesky_tangent.py: W = L^-1 H, then S = L^-1 W^H (both forward
+    substitutions by rows), Phi(S) (its lower triangle, the diagonal's real part halved), then
+    dL = L Phi(S) from the last row up, each row reading the rows above it, still Phi. Every inner
+    loop runs along a row (contiguous, vectorised); one matrix at a time in two n x n scratches."""
     count, n, _ = da.shape
     w = np.empty((n, n), dtype=out.dtype)
+    s = np.empty((n, n), dtype=out.dtype)
     for p in range(count):
         for i in range(n):
             for j in range(n):
@@ -141,7 +142,7 @@ def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
                     w[i, j] = da[p, i, j]
                 else:
                     w[i, j] = np.conj(da[p, j, i])
-        for i in range(n):
+        for i in range(n):  # W = L^-1 H in place
             for m in range(i):
                 lim = np.conj(f[p, m, i]) if upper else f[p, i, m]
                 for j in range(n):
@@ -149,22 +150,29 @@ def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
             d = f[p, i, i].real
             for j in range(n):
                 w[i, j] = w[i, j] / d
-        for i in range(n):
+        for i in range(n):  # S = L^-1 W^H
+            for j in range(n):
+                s[i, j] = np.conj(w[j, i])
+            for m in range(i):
+                lim = np.conj(f[p, m, i]) if upper else f[p, i, m]
+                for j in range(n):
+                    s[i, j] -= lim * s[m, j]
+            d = f[p, i, i].real
+            for j in range(n):
+                s[i, j] = s[i, j] / d
+        for i in range(n):  # Phi(S) on and below the diagonal
+            s[i, i] = 0.5 * s[i, i].real
+        for i in range(n - 1, -1, -1):  # dL = L Phi(S)
+            d = f[p, i, i].real
             for j in range(i + 1):
-                s = w[i, j]
-                for m in range(j):
-                    s -= w[i, m] * (f[p, m, j] if upper else np.conj(f[p, j, m]))
-                w[i, j] = s / f[p, j, j].real
-            w[i, i] = 0.5 * w[i, i].real
-        for i in range(n - 1, -1, -1):
-            for j in range(i + 1):
-                s = 0 * w[i, j]
-                for m in range(j, i + 1):
-                    s += (np.conj(f[p, m, i]) if upper else f[p, i, m]) * w[m, j]
-                w[i, j] = s
+                s[i, j] = d * s[i, j]
+            for m in range(i):
+                lim = np.conj(f[p, m, i]) if upper else f[p, i, m]
+                for j in range(m + 1):
+                    s[i, j] += lim * s[m, j]
         for i in range(n):
             for j in range(n):
-                v = w[i, j] if j <= i else 0 * w[i, j]
+                v = s[i, j] if j <= i else 0 * s[i, j]
                 if upper:
                     out[p, j, i] = np.conj(v)
                 else:
