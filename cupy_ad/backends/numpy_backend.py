@@ -116,8 +116,8 @@ def _split_form(fn: Any, args: list) -> Any:
     """The form of a compiled program's step ``fn(*args)`` that runs on several threads
     (:class:`.numpy_threads.SplitStep`), or None: an exact elementwise ufunc, ``where`` with a boolean
     condition, or matmul of stacks of small matrices, on ndarrays and numbers, with an output of
-    ``numpy_threads.MIN_SPLIT_BYTES`` or more (in the recording: the program's shapes and dtypes are
-    those of every replay)."""
+    ``numpy_threads.MIN_SPLIT_BYTES`` or more. Asked once, at the recording (the program's shapes and
+    dtypes are those of every replay): the step keeps the output's shape and dtype found here."""
     kernel = _OPERATOR_KERNELS.get(fn, fn)
     if not all(type(a) in (np.ndarray, int, float, complex, bool) or isinstance(a, np.generic) for a in args):
         return None
@@ -140,11 +140,14 @@ def _split_form(fn: Any, args: list) -> Any:
         shape = np.broadcast_shapes(*map(np.shape, args))
     else:
         return None
-    itemsize = max(a.dtype.itemsize for a in arrays)
-    if (len(shape) < 3 or max(shape[-2:]) > numpy_threads.MAX_N
-            or math.prod(shape) * itemsize < numpy_threads.MIN_SPLIT_BYTES):
+    if len(shape) < 3 or max(shape[-2:]) > numpy_threads.MAX_N:
         return None  # (a stack of small matrices only: one large array's steps are left to NumPy)
-    return numpy_threads.split_step(kernel)
+    one = [np.zeros((1, 1) if kernel is np.matmul else (), a.dtype) if hasattr(a, "dtype") else a for a in args]
+    with np.errstate(all="ignore"):
+        dtype = kernel(*one).dtype  # (the output's: kernel on one element of each operand, Python numbers kept)
+    if math.prod(shape) * dtype.itemsize < numpy_threads.MIN_SPLIT_BYTES:
+        return None
+    return numpy_threads.split_step(kernel, shape, dtype)
 
 
 # array_api_compat's wrappers whose NumPy call is one ndarray method or ufunc: the same kernel without the

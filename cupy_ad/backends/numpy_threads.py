@@ -184,24 +184,25 @@ class SplitStep:
     a new one): an operand spanning that axis is cut into the same blocks, one broadcast along it
     (fewer dimensions, length 1, a scalar) is passed whole. Every element (every matrix, for matmul)
     meets the same kernel on the same values: the result is the one-call result bit for bit, for any
-    strides. Split where the whole output holds ``MIN_SPLIT_BYTES`` or more, from the main thread, on
-    ``threads()`` threads, unless the step streams its operands in order (bound by memory); an operand
-    read across its memory order goes block by block on one thread too. Else the one call."""
+    strides. The output's ``shape`` and ``dtype`` are the recording's (the program's shapes and dtypes
+    are those of every replay; whether the output is large enough to split was decided there). Split
+    from the main thread, on ``threads()`` threads, unless the step streams its operands in order
+    (bound by memory); an operand read across its memory order goes block by block on one thread too.
+    Else the one call."""
 
-    __slots__ = ("fn", "kernel", "dtype")
+    __slots__ = ("fn", "kernel", "shape", "dtype")
 
-    def __init__(self, fn: Callable, kernel: Callable):
+    def __init__(self, fn: Callable, kernel: Callable, shape: tuple, dtype: Any):
         self.fn, self.kernel = fn, kernel  # kernel(*args, out=block): fn's values written into out
-        self.dtype = None  # the result's dtype, found at the first split (the program's dtypes are fixed)
+        self.shape, self.dtype = shape, dtype
 
     def __call__(self, *args: Any, out: Any = None, **kwargs: Any) -> Any:
         if kwargs or threading.current_thread() is not threading.main_thread():
             return self.fn(*args, **kwargs) if out is None else self.fn(*args, out=out, **kwargs)
-        shape = out.shape if out is not None else self._shape(args)
-        if (not shape or _nbytes(shape, self._dtype(args)) < MIN_SPLIT_BYTES
-                or out is None and self.fn is not np.matmul and not _c_order_result(args, shape)):
-            # (the last: NumPy's own output would not be in C order, it follows its operands' layout)
-            return self.fn(*args) if out is None else self.fn(*args, out=out)
+        shape = self.shape
+        if out is None and self.fn is not np.matmul and not _c_order_result(args, shape):
+            # (NumPy's own output would not be in C order, it follows its operands' layout)
+            return self.fn(*args)
         ndim = len(shape)
         cut = [isinstance(a, np.ndarray) and a.ndim == ndim and a.shape[0] != 1 for a in args]
         # operands read across their memory order (x.mT): NumPy's loop then runs a matrix row at a time;
@@ -222,20 +223,6 @@ class SplitStep:
         run_blocks(block, shape[0], workers)
         return out
 
-    def _shape(self, args: tuple) -> tuple:
-        if self.fn is np.matmul:
-            a, b = args
-            return (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
-        return np.broadcast_shapes(*map(np.shape, args))
-
-    def _dtype(self, args: tuple) -> Any:
-        if self.dtype is None:  # fn of one element (a 1 x 1 matrix) of each argument's dtype (Python numbers stay)
-            zeros = [np.zeros((1, 1) if self.fn is np.matmul else (), a.dtype) if hasattr(a, "dtype") else a
-                     for a in args]
-            with np.errstate(all="ignore"):
-                self.dtype = self.fn(*zeros).dtype
-        return self.dtype
-
 
 def _c_order_result(args: tuple, shape: tuple) -> bool:
     """Whether NumPy gives an elementwise call on ``args`` an output in C order: NumPy orders the
@@ -254,19 +241,16 @@ def _streamed(a: Any, shape: tuple) -> bool:
     return a.flags.c_contiguous and shape[len(shape) - len(trailing):] == trailing
 
 
-def _nbytes(shape: tuple, dtype: Any) -> int:
-    return math.prod(shape) * dtype.itemsize
-
-
 def _where_into(condition: Any, x: Any, y: Any, *, out: Any) -> None:
     """np.where(condition, x, y) written into out: y everywhere, then x where the condition holds."""
     np.copyto(out, y, casting="unsafe")
     np.copyto(out, x, where=condition, casting="unsafe")
 
 
-def split_step(fn: Callable) -> SplitStep:
-    """The splitting form of ``fn`` (a ufunc with an ``out=``, or ``np.where``) for a compiled program."""
-    return SplitStep(fn, _where_into if fn is np.where else fn)
+def split_step(fn: Callable, shape: tuple, dtype: Any) -> SplitStep:
+    """The splitting form of ``fn`` (a ufunc with an ``out=``, or ``np.where``) for a compiled program's
+    step whose output has ``shape`` and ``dtype``."""
+    return SplitStep(fn, _where_into if fn is np.where else fn, shape, dtype)
 
 
 def _stacked(parts: list, batch: list) -> Any:

@@ -337,10 +337,13 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
             return f"*{literal(tuple(args))}, **{literal(kwargs)}"
         return ", ".join([*map(literal, args), *(f"{k}={literal(v)}" for k, v in kwargs.items())])
 
-    def function(fn: Any, ins: list) -> str:
-        values = [recording.values[k] for k in ins]
+    def function(fn: Any, values: list) -> str:
+        """The name of ``fn``'s replay form for a call on ``values`` (its positional arguments at recording)."""
         array = next((v for v in values if _is_array(v)), None)
         return name(fn if array is None else backend_of(array).replay_form(fn, values))
+
+    def values_of(ins: list) -> list:
+        return [recording.values[k] for k in ins]
 
     def call(fn: Any, ins: list) -> str:
         if type(fn) is Flattening:
@@ -349,13 +352,14 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
             if type(fn.fn) is Method and fn.args and type(fn.args[0]) is Slot:
                 head, *rest = fn.args
                 return f"{slot(head.var)}.{fn.fn.__name__}({arguments(rest, fn.kwargs)})"
-            return f"{function(fn.fn, ins)}({arguments(fn.args, fn.kwargs)})"
+            positional = [recording.values[a.var] if type(a) is Slot else a for a in fn.args]
+            return f"{function(fn.fn, positional)}({arguments(fn.args, fn.kwargs)})"
         if type(fn) is functools.partial and fn.func is _into:  # out= into a dead temporary
             form, position = fn.args
-            return f"{function(form, ins)}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
+            return f"{function(form, values_of(ins))}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
         if type(fn) is Method:
             return f"{slot(ins[0])}.{fn.__name__}({', '.join(map(slot, ins[1:]))})"
-        return f"{function(fn, ins)}({', '.join(map(slot, ins))})"
+        return f"{function(fn, values_of(ins))}({', '.join(map(slot, ins))})"
 
     last_use = {}  # slot -> the step after which nothing reads it (it is dropped there, as eagerly)
     for index, (_, ins, outs) in enumerate(steps):
