@@ -13,6 +13,7 @@ from test_jit import _assert_identical
 import cupy_ad as ad
 
 jit_module = importlib.import_module("cupy_ad.transforms.jit")
+jit_recording = importlib.import_module("cupy_ad.transforms.jit_recording")
 
 
 def _newton_sqrt(a):
@@ -362,3 +363,36 @@ def test_a_call_made_only_for_its_error_is_replayed(backend):
     dead_views = ad.jit(lambda a: (ns.reshape(a, (-1,)), a[0, 1:], ns.permute_dims(a, (1, 0)), a.mT, a * 2.0)[4])
     dead_views(spd)
     assert len(dead_views.program_for(spd)[0].steps) == 1
+
+
+def test_dead_steps_are_dropped_by_what_their_names_stand_for(backend):
+    """The dead-code rule's names stand for the functions of the array's namespace (by identity, aliases
+    included: NumPy's concat is ``concatenate``, its abs ``absolute``), of ``operator`` and the methods of
+    those names: unused, they are dropped. Another function of the same name (here one named ``real``
+    that raises on negative values, recorded as a backend call is) may raise where f handles the error:
+    it is replayed (it was dropped by its name, and the replay returned f's other branch)."""
+    ns = backend.ns
+    a = backend.asarray(np.ones((3, 3)) + 1j)
+    views = ad.jit(lambda a: (ns.real(a), ns.imag(a), ns.conj(a), ns.abs(a), abs(a), ns.concat([a, a]), a * 2.0)[-1])
+    views(a)
+    assert len(views.program_for(a)[0].steps) == 1
+    if backend.name == "numpy":  # (methods and attributes of NumPy's arrays)
+        methods = ad.jit(lambda a: (a.conj(), a.real, a.imag, abs(a).sum(), a * 2.0)[-1])
+        methods(a)
+        assert len(methods.program_for(a)[0].steps) == 1
+
+    def real(v):
+        if np.any(backend.to_numpy(v) < 0):
+            raise ValueError("negative")
+        return v
+
+    def checked(x):
+        try:
+            jit_recording._record_call(real, (x,), {})
+        except ValueError:
+            return x * 0.0
+        return x * 2.0
+
+    jitted = ad.jit(checked)
+    for x in (backend.asarray(np.ones(3)), backend.asarray(-np.ones(3))):
+        _assert_identical(backend, jitted(x), checked(x))
