@@ -396,3 +396,21 @@ def test_dead_steps_are_dropped_by_what_their_names_stand_for(backend):
     jitted = ad.jit(checked)
     for x in (backend.asarray(np.ones(3)), backend.asarray(-np.ones(3))):
         _assert_identical(backend, jitted(x), checked(x))
+
+
+def test_a_recorded_call_with_keywords_that_are_not_python_names_replays():
+    """NumPy passes a callback's keywords through (np.apply_along_axis(f, axis, x, **kw)), so a recorded
+    call's keywords may be any strings ("scale factor", "lambda"): the replay's source cannot write them
+    as ``name=value`` and unpacks a dict of them instead."""
+    def scaled(v, **options):
+        return v * options["scale factor"] + options["lambda"]
+
+    def f(x):
+        return np.apply_along_axis(scaled, 0, x, **{"scale factor": 2.0, "lambda": 1.0})
+
+    jitted = ad.jit(f)
+    x = np.arange(6.0).reshape(2, 3)
+    for a in (x, x - 7.0):
+        np.testing.assert_array_equal(jitted(a), f(a))
+    (program,) = jitted.cache[next(iter(jitted.cache))]
+    assert "**{'scale factor': " in program.source
