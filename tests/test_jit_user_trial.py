@@ -414,3 +414,23 @@ def test_a_recorded_call_with_keywords_that_are_not_python_names_replays():
         np.testing.assert_array_equal(jitted(a), f(a))
     (program,) = jitted.cache[next(iter(jitted.cache))]
     assert "**{'scale factor': " in program.source
+
+
+def test_ufunc_keywords_the_namespace_lacks_under_a_plain_jit():
+    """A ufunc given a keyword its namespace equivalent cannot honour is recorded as called under a plain
+    jit (as NumPy functions are: ``np.round(x, 2)``): ``dtype=`` replays; ``out=`` is refused as a write
+    that a replay cannot repeat (it was refused with jvp's and vmap's message, which names the tangent),
+    and with that message still where a jvp's values take part."""
+    x = np.linspace(-1.0, 1.0, 4)
+    single = ad.jit(lambda a: np.exp(a, dtype=np.float32) * 2.0)
+    for a in (x, 2.0 * x):
+        got, want = single(a), np.exp(a, dtype=np.float32) * 2.0
+        assert got.dtype == want.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ad.jit(lambda a: np.exp(a, out=None))(x), np.exp(x))  # (no array to write)
+    buffer = np.empty(4)
+    for into in (lambda a: np.exp(a, out=buffer), lambda a: np.add(a, a, out=a)):
+        with pytest.raises(TypeError, match=r"^jit: np\.(exp|add) writes into an array in place.*use the array"):
+            ad.jit(into)(x.copy())
+    with pytest.raises(TypeError, match=r"np.exp\(..., out=...\) cannot write into an array.*jvp and vmap"):
+        ad.jit(lambda a, t: ad.jvp(lambda z: np.exp(z, out=buffer), (a,), (t,)))(x, x)
