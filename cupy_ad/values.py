@@ -295,7 +295,7 @@ class JitTraced(Recorded):
     _transform = "jit"
 
     def __bool__(self) -> bool:  # a guard: the program is valid for this outcome only
-        return program_of(self.level).guard(self)
+        return program_of(self).guard(self)
 
     def _refuse(self, what: str) -> Any:
         raise TypeError(
@@ -312,7 +312,7 @@ def host_int(x: Any) -> int:
     recording also a guard that a replay sees the same value (else the call is recorded again), where
     ``int()`` of a traced value in user code is refused."""
     if type(x) is JitTraced:
-        return program_of(x.level).value_guard(x)
+        return program_of(x).value_guard(x)
     return int(x)
 
 
@@ -323,7 +323,7 @@ def host_effect(fn: Callable, *xs: Any) -> None:
     if traced is None:
         fn(*xs)
     else:
-        program_of(traced.level).effect(fn, xs)
+        program_of(traced).effect(fn, xs)
 
 
 class Var:
@@ -363,7 +363,7 @@ class _Levels(threading.local):
         self.active: list[int] = []  # the levels of the running jvp calls, innermost last
         self.stack: list[tuple[int, str]] = []  # (level, kind) of every running transform, innermost last
         self.alive: set[int] = set()
-        self.programs: dict[int, Program] = {}  # the recordings of running linearize calls
+        self.programs: dict[int, Any] = {}  # the recordings of running linearize (Program) and jit calls
 
 
 LEVELS = _Levels()
@@ -406,15 +406,13 @@ class new_level:
 
     def __init__(self, kind: str = "jvp", program: Any = None):
         self.kind = kind
-        self.program = program  # kind "jit": the recording (see cupy_ad.transforms.jit)
+        self.program = program  # kinds "record" (a linearize Program) and "jit" (see cupy_ad.transforms.jit)
 
     def __enter__(self) -> int:
         level = self.level = next(_next_level)
         if self.kind == "jvp":
             LEVELS.active.append(level)
-        elif self.kind == "record":
-            LEVELS.programs[level] = Program()
-        elif self.kind == "jit":
+        elif self.kind in ("record", "jit"):
             LEVELS.programs[level] = self.program
         LEVELS.stack.append((level, self.kind))
         LEVELS.alive.add(level)
@@ -428,12 +426,13 @@ class new_level:
         LEVELS.alive.discard(self.level)
 
 
-def program_of(level: int) -> Program:
-    """The program recorded so far at the running recording level ``level`` (``ValueError`` if none runs
-    here: a value of a finished recording, or of another thread's, was used)."""
-    program = LEVELS.programs.get(level)
+def program_of(traced: Recorded) -> Any:
+    """The program recorded so far by the running recording of ``traced`` (a ``jit`` or ``linearize``
+    value; ``ValueError`` naming that transform if its recording does not run here: the value escaped
+    a finished call, or was handed to another thread)."""
+    program = LEVELS.programs.get(traced.level)
     if program is None:
-        raise _escaped("jit")  # (a linearize recording reads its own program only while it runs)
+        raise _escaped(traced._transform)
     return program
 
 

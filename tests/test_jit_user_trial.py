@@ -13,6 +13,7 @@ from test_jit import _assert_identical
 import cupy_ad as ad
 
 jit_module = importlib.import_module("cupy_ad.transforms.jit")
+jit_recording = importlib.import_module("cupy_ad.transforms.jit_recording")
 
 
 def _newton_sqrt(a):
@@ -362,3 +363,74 @@ def test_a_call_made_only_for_its_error_is_replayed(backend):
     dead_views = ad.jit(lambda a: (ns.reshape(a, (-1,)), a[0, 1:], ns.permute_dims(a, (1, 0)), a.mT, a * 2.0)[4])
     dead_views(spd)
     assert len(dead_views.program_for(spd)[0].steps) == 1
+
+
+def test_dead_steps_are_dropped_by_what_their_names_stand_for(backend):
+    """The dead-code rule's names stand for the functions of the array's namespace (by identity, aliases
+    included: NumPy's concat is ``concatenate``, its abs ``absolute``), of ``operator`` and the methods of
+    those names: unused, they are dropped. Another function of the same name (here one named ``real``
+    that raises on negative values, recorded as a backend call is) may raise where f handles the error:
+    it is replayed (it was dropped by its name, and the replay returned f's other branch)."""
+    ns = backend.ns
+    a = backend.asarray(np.ones((3, 3)) + 1j)
+    views = ad.jit(lambda a: (ns.real(a), ns.imag(a), ns.conj(a), ns.abs(a), abs(a), ns.concat([a, a]), a * 2.0)[-1])
+    views(a)
+    assert len(views.program_for(a)[0].steps) == 1
+    if backend.name == "numpy":  # (methods and attributes of NumPy's arrays)
+        methods = ad.jit(lambda a: (a.conj(), a.real, a.imag, abs(a).sum(), a * 2.0)[-1])
+        methods(a)
+        assert len(methods.program_for(a)[0].steps) == 1
+
+    def real(v):
+        if np.any(backend.to_numpy(v) < 0):
+            raise ValueError("negative")
+        return v
+
+    def checked(x):
+        try:
+            jit_recording._record_call(real, (x,), {})
+        except ValueError:
+            return x * 0.0
+        return x * 2.0
+
+    jitted = ad.jit(checked)
+    for x in (backend.asarray(np.ones(3)), backend.asarray(-np.ones(3))):
+        _assert_identical(backend, jitted(x), checked(x))
+
+
+def test_a_recorded_call_with_keywords_that_are_not_python_names_replays():
+    """NumPy passes a callback's keywords through (np.apply_along_axis(f, axis, x, **kw)), so a recorded
+    call's keywords may be any strings ("scale factor", "lambda"): the replay's source cannot write them
+    as ``name=value`` and unpacks a dict of them instead."""
+    def scaled(v, **options):
+        return v * options["scale factor"] + options["lambda"]
+
+    def f(x):
+        return np.apply_along_axis(scaled, 0, x, **{"scale factor": 2.0, "lambda": 1.0})
+
+    jitted = ad.jit(f)
+    x = np.arange(6.0).reshape(2, 3)
+    for a in (x, x - 7.0):
+        np.testing.assert_array_equal(jitted(a), f(a))
+    (program,) = jitted.cache[next(iter(jitted.cache))]
+    assert "**{'scale factor': " in program.source
+
+
+def test_ufunc_keywords_the_namespace_lacks_under_a_plain_jit():
+    """A ufunc given a keyword its namespace equivalent cannot honour is recorded as called under a plain
+    jit (as NumPy functions are: ``np.round(x, 2)``): ``dtype=`` replays; ``out=`` is refused as a write
+    that a replay cannot repeat (it was refused with jvp's and vmap's message, which names the tangent),
+    and with that message still where a jvp's values take part."""
+    x = np.linspace(-1.0, 1.0, 4)
+    single = ad.jit(lambda a: np.exp(a, dtype=np.float32) * 2.0)
+    for a in (x, 2.0 * x):
+        got, want = single(a), np.exp(a, dtype=np.float32) * 2.0
+        assert got.dtype == want.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ad.jit(lambda a: np.exp(a, out=None))(x), np.exp(x))  # (no array to write)
+    buffer = np.empty(4)
+    for into in (lambda a: np.exp(a, out=buffer), lambda a: np.add(a, a, out=a)):
+        with pytest.raises(TypeError, match=r"^jit: np\.(exp|add) writes into an array in place.*use the array"):
+            ad.jit(into)(x.copy())
+    with pytest.raises(TypeError, match=r"np.exp\(..., out=...\) cannot write into an array.*jvp and vmap"):
+        ad.jit(lambda a, t: ad.jvp(lambda z: np.exp(z, out=buffer), (a,), (t,)))(x, x)

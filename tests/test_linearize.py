@@ -154,3 +154,15 @@ def test_has_aux_as_jax_and_only_needed_tangent_work(backend, monkeypatch):
     assert replayed and "sum" not in replayed, replayed
     with pytest.raises(TypeError, match="has_aux=True f must return a pair.*got an array"):
         ad.linearize(ns.sin, a, has_aux=True)
+
+
+def test_a_finished_recording_is_named_by_its_transform():
+    """``values.program_of`` (a recording's program, looked up from one of its values) names the transform
+    whose call has finished: it said "jit" for a linearize value too."""
+    from cupy_ad import values
+
+    finished = max(values.LEVELS.alive, default=0) + 10**6  # (levels are never reused: none runs)
+    for value, name in [(values.Recorded(finished, np.zeros(2), values.Var(0)), "linearize"),
+                        (values.JitTraced(finished, np.zeros(2), 0), "jit")]:
+        with pytest.raises(ValueError, match=f"a value from a finished {name} call was used"):
+            values.program_of(value)

@@ -1,6 +1,7 @@
 """NumPy backend: array_api_compat's NumPy namespace; kernels from NumPy's and SciPy's LAPACK calls."""
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 import array_api_compat.numpy as compat_numpy
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 import scipy.special
 
 from . import numpy_compiled, numpy_compiled_spectral, numpy_kernels, numpy_lapack, numpy_lu_tangent
@@ -82,6 +84,27 @@ def _per_matrix(a: Any, one: Any) -> Any:
     return tuple(np.stack(parts).reshape(*batch, *parts[0].shape) for parts in zip(*results))
 
 
+#: Up to this size one matrix's QR goes to LAPACK's geqrf and orgqr / ungqr through SciPy's wrappers (two
+#: calls, no thread pool at these sizes): numpy.linalg.qr adds ~7 us of Python around the same two
+#: routines (16 x 16 float64 on the 2-core CI machine: 11 us against 18 us).
+SMALL_QR_MAX = 32
+
+
+def _small_qr(a: Any, mode: str) -> Any:
+    """numpy.linalg.qr of one small matrix (modes "reduced" and "r") with two LAPACK calls."""
+    geqrf, orgqr = _householder_routines(a.dtype)
+    k = min(a.shape)
+    factored, tau, _, _ = geqrf(a)
+    r = np.triu(factored[:k])
+    return r if mode == "r" else (orgqr(factored[:, :k], tau)[0], r)
+
+
+@functools.lru_cache(maxsize=None)
+def _householder_routines(dtype: Any) -> tuple[Any, Any]:
+    names = ("geqrf", "ungqr" if np.dtype(dtype).kind == "c" else "orgqr")
+    return scipy.linalg.lapack.get_lapack_funcs(names, dtype=dtype)
+
+
 def _tuple_or_array(out: Any) -> Any:
     """numpy.linalg.qr's result: a plain tuple of its arrays (a namedtuple otherwise), or its one array."""
     return tuple(out) if isinstance(out, tuple) else out
@@ -116,8 +139,8 @@ def _split_form(fn: Any, args: list) -> Any:
     """The form of a compiled program's step ``fn(*args)`` that runs on several threads
     (:class:`.numpy_threads.SplitStep`), or None: an exact elementwise ufunc, ``where`` with a boolean
     condition, or matmul of stacks of small matrices, on ndarrays and numbers, with an output of
-    ``numpy_threads.MIN_SPLIT_BYTES`` or more (in the recording: the program's shapes and dtypes are
-    those of every replay)."""
+    ``numpy_threads.MIN_SPLIT_BYTES`` or more. Asked once, at the recording (the program's shapes and
+    dtypes are those of every replay): the step keeps the output's shape and dtype found here."""
     kernel = _OPERATOR_KERNELS.get(fn, fn)
     if not all(type(a) in (np.ndarray, int, float, complex, bool) or isinstance(a, np.generic) for a in args):
         return None
@@ -140,11 +163,14 @@ def _split_form(fn: Any, args: list) -> Any:
         shape = np.broadcast_shapes(*map(np.shape, args))
     else:
         return None
-    itemsize = max(a.dtype.itemsize for a in arrays)
-    if (len(shape) < 3 or max(shape[-2:]) > numpy_threads.MAX_N
-            or math.prod(shape) * itemsize < numpy_threads.MIN_SPLIT_BYTES):
+    if len(shape) < 3 or max(shape[-2:]) > numpy_threads.MAX_N:
         return None  # (a stack of small matrices only: one large array's steps are left to NumPy)
-    return numpy_threads.split_step(kernel)
+    one = [np.zeros((1, 1) if kernel is np.matmul else (), a.dtype) if hasattr(a, "dtype") else a for a in args]
+    with np.errstate(all="ignore"):
+        dtype = kernel(*one).dtype  # (the output's: kernel on one element of each operand, Python numbers kept)
+    if math.prod(shape) * dtype.itemsize < numpy_threads.MIN_SPLIT_BYTES:
+        return None
+    return numpy_threads.split_step(kernel, shape, dtype)
 
 
 # array_api_compat's wrappers whose NumPy call is one ndarray method or ufunc: the same kernel without the
@@ -254,6 +280,8 @@ class NumpyBackend(Backend):
             out = numpy_lapack.qr(a, mode)
             if out is not None:
                 return out
+        if a.ndim == 2 and 0 < min(m, n) and max(m, n) <= SMALL_QR_MAX and mode != "complete" and a.dtype.char in "dD":
+            return _small_qr(a, mode)
         return split_batch(lambda x: _tuple_or_array(np.linalg.qr(x, mode=mode)), a)
 
     def svd(self, a: Any, full_matrices: bool) -> tuple[Any, Any, Any]:
@@ -289,6 +317,14 @@ class NumpyBackend(Backend):
 
     def cholesky(self, a: Any, upper: bool) -> Any:
         return split_batch(lambda x: np.linalg.cholesky(x, upper=upper), a)
+
+    def cholesky_tangent(self, factor: Any, da: Any, *, upper: bool) -> Any:
+        """The tangent of each small Cholesky factor (..., n, n) for the tangent ``da`` of its matrix (same
+        shape), compiled one matrix at a time (``numpy_compiled._cholesky_tangent``); None (the rule
+        composes solves and a product) for larger matrices, other shapes or without Numba."""
+        if factor.shape != da.shape or not 0 < factor.shape[-1] <= numpy_kernels.SUBSTITUTION_MAX:
+            return None
+        return numpy_compiled.cholesky_tangent_batched(factor, da, upper)
 
     def solve_triangular(self, a: Any, b: Any, *, lower: bool, trans: int, unit_diagonal: bool) -> Any:
         # NumPy's own trsm (two threads, no second pool) or a batch-vectorised substitution; else SciPy.

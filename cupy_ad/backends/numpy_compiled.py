@@ -123,6 +123,62 @@ def _lu_tangent(f: Any, perm: Any, da: Any, out: Any) -> None:
                     out[p, i, j] += lim * out[p, m, j]
 
 
+def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
+    """out[p] = dL for the Cholesky factor L = f[p] (with ``upper``: f[p] = U = L^H and out[p] = dU = dL^H)
+    and the Hermitian matrix H read from one triangle of da[p] (the lower; with ``upper`` the upper),
+    derivation in cupy_ad/linalg/cholesky_tangent.py: W = L^-1 H, then S = L^-1 W^H (both forward
+    substitutions by rows), Phi(S) (its lower triangle, the diagonal's real part halved), then
+    dL = L Phi(S) from the last row up, each row reading the rows above it, still Phi. Every inner
+    loop runs along a row (contiguous, vectorised); one matrix at a time in two n x n scratches."""
+    count, n, _ = da.shape
+    w = np.empty((n, n), dtype=out.dtype)
+    s = np.empty((n, n), dtype=out.dtype)
+    for p in range(count):
+        for i in range(n):
+            for j in range(n):
+                if i == j:
+                    w[i, j] = da[p, i, i].real
+                elif (i > j) != upper:  # in the triangle read
+                    w[i, j] = da[p, i, j]
+                else:
+                    w[i, j] = np.conj(da[p, j, i])
+        for i in range(n):  # W = L^-1 H in place
+            for m in range(i):
+                lim = np.conj(f[p, m, i]) if upper else f[p, i, m]
+                for j in range(n):
+                    w[i, j] -= lim * w[m, j]
+            d = f[p, i, i].real
+            for j in range(n):
+                w[i, j] = w[i, j] / d
+        for i in range(n):  # S = L^-1 W^H
+            for j in range(n):
+                s[i, j] = np.conj(w[j, i])
+            for m in range(i):
+                lim = np.conj(f[p, m, i]) if upper else f[p, i, m]
+                for j in range(n):
+                    s[i, j] -= lim * s[m, j]
+            d = f[p, i, i].real
+            for j in range(n):
+                s[i, j] = s[i, j] / d
+        for i in range(n):  # Phi(S) on and below the diagonal
+            s[i, i] = 0.5 * s[i, i].real
+        for i in range(n - 1, -1, -1):  # dL = L Phi(S)
+            d = f[p, i, i].real
+            for j in range(i + 1):
+                s[i, j] = d * s[i, j]
+            for m in range(i):
+                lim = np.conj(f[p, m, i]) if upper else f[p, i, m]
+                for j in range(m + 1):
+                    s[i, j] += lim * s[m, j]
+        for i in range(n):
+            for j in range(n):
+                v = s[i, j] if j <= i else 0 * s[i, j]
+                if upper:
+                    out[p, j, i] = np.conj(v)
+                else:
+                    out[p, i, j] = v
+
+
 _compiled: Any = False  # not looked for yet (importing Numba costs ~0.5 s: only when a batch needs it)
 
 
@@ -136,7 +192,7 @@ def _kernels() -> Any:
         else:
             jit = numba.njit(cache=True, nogil=True)
             _compiled = {"substitute": jit(_substitute), "triangle_times": jit(_triangle_times), "getf2": jit(_getf2),
-                         "lu_tangent": jit(_lu_tangent)}
+                         "lu_tangent": jit(_lu_tangent), "cholesky_tangent": jit(_cholesky_tangent)}
     return _compiled
 
 
@@ -198,4 +254,20 @@ def lu_tangent_batched(f: Any, perm: Any, da: Any) -> Any:
     stacks = (np.ascontiguousarray(f, dtype=dtype).reshape(-1, n, n), perm.reshape(-1, n),
               da.astype(dtype, copy=False).reshape(-1, n, n), out.reshape(-1, n, n))
     split_stacks(kernels["lu_tangent"], stacks, n, out.size * n)
+    return out
+
+
+def cholesky_tangent_batched(factor: Any, da: Any, upper: bool) -> Any:
+    """The tangent of every Cholesky factor (..., n, n) (lower, or upper with ``upper``) for the tangent
+    ``da`` of the matrix, of the same shape, compiled (see ``_cholesky_tangent``); None without Numba
+    or for other dtypes."""
+    kernels = _kernels()
+    dtype = np.result_type(factor.dtype, da.dtype, np.float32)
+    if kernels is None or dtype.type not in _DTYPES:
+        return None
+    n = factor.shape[-1]
+    out = np.empty(da.shape, dtype=dtype)
+    stacks = (np.ascontiguousarray(factor, dtype=dtype).reshape(-1, n, n),
+              np.ascontiguousarray(da, dtype=dtype).reshape(-1, n, n), out.reshape(-1, n, n))
+    split_stacks(lambda *blocks: kernels["cholesky_tangent"](*blocks, bool(upper)), stacks, n, out.size * n)
     return out

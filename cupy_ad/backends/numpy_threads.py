@@ -12,10 +12,10 @@ When: matrices up to ``MAX_N`` on a side (larger ones get OpenBLAS's own threads
 would compete with ours), at least ``MIN_WORK`` (count x m x n x min(m, n)) in the batch, called from
 the main thread only (inside a worker thread, e.g. Dask's, the caller already runs things in
 parallel). Threads: the CPUs this process may run on (``os.sched_getaffinity``: ``taskset -c 0``
-gives one, i.e. no split), fewer where a container's CPU quota allows fewer (cgroup v2
-``/sys/fs/cgroup/cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``: quota / period CPUs,
-rounded up), or the environment variable ``CUPY_AD_NUM_THREADS`` (``1``: never split), which
-overrides both.
+gives one, i.e. no split), fewer where a container's CPU quota allows fewer (the process's own
+cgroup and its parents, from ``/proc/self/cgroup``: cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` /
+``cpu.cfs_period_us``: quota / period CPUs, rounded up, the smallest), or the environment variable
+``CUPY_AD_NUM_THREADS`` (``1``: never split), which overrides both.
 
 The same split serves the tangents of such batches: the compiled kernels (``numpy_compiled``, Numba
 ``nogil``) run on contiguous blocks of their stacked operands and output (``split_stacks``), and a jit
@@ -45,8 +45,10 @@ RUNS_PER_THREAD = 4
 #: the least output (bytes) of a compiled program's elementwise step or matmul split over threads
 MIN_SPLIT_BYTES = 1 << 20
 
-#: where the process's cgroup files are read (its own cgroup inside a container)
+#: where the cgroup hierarchies are mounted
 CGROUP_ROOT = "/sys/fs/cgroup"
+#: the process's own cgroup in each hierarchy
+OWN_CGROUP = "/proc/self/cgroup"
 
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
@@ -64,29 +66,51 @@ def threads() -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # (not on every platform)
         cpus = os.cpu_count() or 1
-    quota = cgroup_cpu_quota(CGROUP_ROOT)
+    quota = cgroup_cpu_quota(CGROUP_ROOT, OWN_CGROUP)
     return cpus if quota is None else min(cpus, quota)
 
 
 @functools.lru_cache(maxsize=None)
-def cgroup_cpu_quota(root: str) -> int | None:
-    """The CPUs the cgroup at ``root`` may use, ``ceil(quota / period)``, or None without a quota (no
-    cgroup files, ``max`` in v2, ``-1`` in v1): v2's ``cpu.max`` ("quota period") first, then v1's
-    ``cpu/cpu.cfs_quota_us`` and ``cpu/cpu.cfs_period_us``. Read once per root (the files cost ~0.1 ms,
-    and a jit replay's split steps ask)."""
-    def read(*path: str) -> str | None:
+def cgroup_cpu_quota(root: str, own_cgroup: str) -> int | None:
+    """The CPUs this process's cgroup may use: the smallest ``ceil(quota / period)`` along the path from
+    its own cgroup up to the hierarchy's root (a quota on a parent caps its children), or None without a
+    quota (no cgroup files, ``max`` in v2, ``-1`` in v1). The paths are read from ``own_cgroup``
+    (``/proc/self/cgroup``: v2's line ``0::/path``, v1's line of the ``cpu`` controller; ``/`` where it
+    has none), the files under the mount ``root``: v2's ``cpu.max`` ("quota period"), v1's
+    ``cpu/cpu.cfs_quota_us`` and ``cpu/cpu.cfs_period_us``. A level absent from the mount is passed
+    over (a container without its own cgroup namespace has its cgroup mounted at the root, its path
+    naming the host's). Read once per root (the files cost ~0.1 ms, and a jit replay's split steps ask)."""
+    def read(*path: str) -> str:
         try:
-            with open(os.path.join(root, *path)) as file:
+            with open(os.path.join(*path)) as file:
                 return file.read().strip()
         except OSError:
-            return None
+            return ""
 
-    v2 = read("cpu.max")
-    quota, period = v2.partition(" ")[::2] if v2 is not None else (
-        read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us"))
+    v2 = v1 = "/"
+    for line in read(own_cgroup).splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and not controllers:
+            v2 = path
+        elif "cpu" in controllers.split(","):
+            v1 = path
+    quotas = [_cpus(*read(root, level, "cpu.max").partition(" ")[::2]) for level in _levels(v2)]
+    quotas += [_cpus(read(root, "cpu", level, "cpu.cfs_quota_us"), read(root, "cpu", level, "cpu.cfs_period_us"))
+               for level in _levels(v1)]
+    return min((q for q in quotas if q is not None), default=None)
+
+
+def _levels(path: str) -> list[str]:
+    """A cgroup's path and its parents' up to the root, relative: "/a/b" -> ["a/b", "a", ""]."""
+    parts = [part for part in path.split("/") if part]
+    return ["/".join(parts[:k]) for k in range(len(parts), -1, -1)]
+
+
+def _cpus(quota: str, period: str) -> int | None:
     try:
         quota_us, period_us = int(quota), int(period)
-    except (TypeError, ValueError):  # (no files, or "max")
+    except ValueError:  # (no file, or "max")
         return None
     if quota_us <= 0 or period_us <= 0:  # (v1 writes -1 for no quota)
         return None
@@ -184,24 +208,25 @@ class SplitStep:
     a new one): an operand spanning that axis is cut into the same blocks, one broadcast along it
     (fewer dimensions, length 1, a scalar) is passed whole. Every element (every matrix, for matmul)
     meets the same kernel on the same values: the result is the one-call result bit for bit, for any
-    strides. Split where the whole output holds ``MIN_SPLIT_BYTES`` or more, from the main thread, on
-    ``threads()`` threads, unless the step streams its operands in order (bound by memory); an operand
-    read across its memory order goes block by block on one thread too. Else the one call."""
+    strides. The output's ``shape`` and ``dtype`` are the recording's (the program's shapes and dtypes
+    are those of every replay; whether the output is large enough to split was decided there). Split
+    from the main thread, on ``threads()`` threads, unless the step streams its operands in order
+    (bound by memory); an operand read across its memory order goes block by block on one thread too.
+    Else the one call."""
 
-    __slots__ = ("fn", "kernel", "dtype")
+    __slots__ = ("fn", "kernel", "shape", "dtype")
 
-    def __init__(self, fn: Callable, kernel: Callable):
+    def __init__(self, fn: Callable, kernel: Callable, shape: tuple, dtype: Any):
         self.fn, self.kernel = fn, kernel  # kernel(*args, out=block): fn's values written into out
-        self.dtype = None  # the result's dtype, found at the first split (the program's dtypes are fixed)
+        self.shape, self.dtype = shape, dtype
 
     def __call__(self, *args: Any, out: Any = None, **kwargs: Any) -> Any:
         if kwargs or threading.current_thread() is not threading.main_thread():
             return self.fn(*args, **kwargs) if out is None else self.fn(*args, out=out, **kwargs)
-        shape = out.shape if out is not None else self._shape(args)
-        if (not shape or _nbytes(shape, self._dtype(args)) < MIN_SPLIT_BYTES
-                or out is None and self.fn is not np.matmul and not _c_order_result(args, shape)):
-            # (the last: NumPy's own output would not be in C order, it follows its operands' layout)
-            return self.fn(*args) if out is None else self.fn(*args, out=out)
+        shape = self.shape
+        if out is None and self.fn is not np.matmul and not _c_order_result(args, shape):
+            # (NumPy's own output would not be in C order, it follows its operands' layout)
+            return self.fn(*args)
         ndim = len(shape)
         cut = [isinstance(a, np.ndarray) and a.ndim == ndim and a.shape[0] != 1 for a in args]
         # operands read across their memory order (x.mT): NumPy's loop then runs a matrix row at a time;
@@ -222,20 +247,6 @@ class SplitStep:
         run_blocks(block, shape[0], workers)
         return out
 
-    def _shape(self, args: tuple) -> tuple:
-        if self.fn is np.matmul:
-            a, b = args
-            return (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
-        return np.broadcast_shapes(*map(np.shape, args))
-
-    def _dtype(self, args: tuple) -> Any:
-        if self.dtype is None:  # fn of one element (a 1 x 1 matrix) of each argument's dtype (Python numbers stay)
-            zeros = [np.zeros((1, 1) if self.fn is np.matmul else (), a.dtype) if hasattr(a, "dtype") else a
-                     for a in args]
-            with np.errstate(all="ignore"):
-                self.dtype = self.fn(*zeros).dtype
-        return self.dtype
-
 
 def _c_order_result(args: tuple, shape: tuple) -> bool:
     """Whether NumPy gives an elementwise call on ``args`` an output in C order: NumPy orders the
@@ -254,19 +265,16 @@ def _streamed(a: Any, shape: tuple) -> bool:
     return a.flags.c_contiguous and shape[len(shape) - len(trailing):] == trailing
 
 
-def _nbytes(shape: tuple, dtype: Any) -> int:
-    return math.prod(shape) * dtype.itemsize
-
-
 def _where_into(condition: Any, x: Any, y: Any, *, out: Any) -> None:
     """np.where(condition, x, y) written into out: y everywhere, then x where the condition holds."""
     np.copyto(out, y, casting="unsafe")
     np.copyto(out, x, where=condition, casting="unsafe")
 
 
-def split_step(fn: Callable) -> SplitStep:
-    """The splitting form of ``fn`` (a ufunc with an ``out=``, or ``np.where``) for a compiled program."""
-    return SplitStep(fn, _where_into if fn is np.where else fn)
+def split_step(fn: Callable, shape: tuple, dtype: Any) -> SplitStep:
+    """The splitting form of ``fn`` (a ufunc with an ``out=``, or ``np.where``) for a compiled program's
+    step whose output has ``shape`` and ``dtype``."""
+    return SplitStep(fn, _where_into if fn is np.where else fn, shape, dtype)
 
 
 def _stacked(parts: list, batch: list) -> Any:

@@ -1,10 +1,10 @@
 """Small matrix helpers for the rules, written with the dual namespace so they nest."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..backends import backend_of
-from ..values import strip
+from ..values import Zero, strip
 from ..namespace import astype, conj, expand_dims, matrix_transpose, multiply, tril, triu
 from ..namespace._rules import is_complex_dtype, is_inexact_dtype, xp_of
 
@@ -52,3 +52,25 @@ def require_square(name: str, a: Any) -> None:
 def require_matrix(name: str, a: Any) -> None:
     if a.ndim < 2:
         raise ValueError(f"{name} needs matrices (..., m, n), got shape {tuple(a.shape)}")
+
+
+def linear_in_last_operand(prim: Any, composition: Callable) -> Callable:
+    """The JVP rule of a tangent map ``prim`` (lu_tangent, cholesky_tangent, eigvalsh_tangent): linear in
+    its last operand, so with the others fixed its tangent is ``prim`` of the last operand's tangent;
+    where the others vary too (second derivatives), the JVP of ``composition``, the same map written
+    with differentiable primitives."""
+    def rule(primals: list, tangents: list, **params: Any) -> tuple[Any, Any]:
+        if all(type(t) is Zero for t in tangents[:-1]):
+            out = prim(*primals, **params)
+            return out, Zero.like(out) if type(tangents[-1]) is Zero else prim(*primals[:-1], tangents[-1], **params)
+        from ..transforms.jvp import jvp  # (transforms sit above the rules)
+
+        varying = [i for i, t in enumerate(tangents) if type(t) is not Zero]  # (integer operands stay put)
+
+        def at(*values: Any) -> Any:
+            operands = list(primals)
+            for i, value in zip(varying, values):
+                operands[i] = value
+            return composition(*operands, **params)
+        return jvp(at, tuple(primals[i] for i in varying), tuple(tangents[i] for i in varying))
+    return rule

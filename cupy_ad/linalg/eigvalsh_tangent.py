@@ -25,12 +25,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive
-from ..values import Zero
 from ..namespace import (add, conj, diagonal, expand_dims, imag, matmul, multiply, real, reshape, subtract, sum,
                          take, where)
 from ..namespace._batching import leading
 from ..namespace.manipulation import to_front
 from ..namespace._rules import is_complex_dtype, xp_of
+from ._matrix import linear_in_last_operand
 from .triangular_product import triangular_product
 
 
@@ -128,15 +128,7 @@ def _batch(values: list, axes: list, *, lower: bool) -> tuple[Any, int]:
     return _leading(values, axes, lower=lower)
 
 
-@eigvalsh_tangent_p.def_jvp
-def _jvp(primals: list, tangents: list, *, lower: bool) -> tuple[Any, Any]:
-    (v, da), (dv, dda) = primals, tangents
-    if type(dv) is Zero:  # linear in da
-        out = eigvalsh_tangent_p(v, da, lower=lower)
-        return out, Zero.like(out) if type(dda) is Zero else eigvalsh_tangent_p(v, dda, lower=lower)
-    from ..transforms.jvp import jvp  # (transforms sit above the rules)
-
-    return jvp(lambda v_, da_: _composition(v_, da_, lower), (v, da), (dv, None if type(dda) is Zero else dda))
+eigvalsh_tangent_p.def_jvp(linear_in_last_operand(eigvalsh_tangent_p, _composition))
 
 
 def eigvalsh_tangent(v: Any, da: Any, lower: bool) -> Any:

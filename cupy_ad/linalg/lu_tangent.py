@@ -21,10 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive
-from ..values import Batched, Dual, Recorded, Zero
+from ..values import Batched, Dual, Recorded
 from ..namespace import add, subtract, tril, triu
 from ..namespace._batching import leading
-from ._matrix import backend_of_matrix
+from ._matrix import backend_of_matrix, linear_in_last_operand
 from .triangular import solve_triangular
 from .triangular_product import triangular_product
 
@@ -68,15 +68,7 @@ def _batch(values: list, axes: list) -> tuple[Any, int]:
     return _leading(values, axes)
 
 
-@lu_tangent_p.def_jvp
-def _jvp(primals: list, tangents: list) -> tuple[Any, Any]:
-    (f, perm, da), (df, _, dda) = primals, tangents
-    if type(df) is Zero:  # linear in da
-        out = lu_tangent_p(f, perm, da)
-        return out, Zero.like(out) if type(dda) is Zero else lu_tangent_p(f, perm, dda)
-    from ..transforms.jvp import jvp  # (transforms sit above the rules)
-
-    return jvp(lambda f_, da_: _composition(f_, perm, da_), (f, da), (df, None if type(dda) is Zero else dda))
+lu_tangent_p.def_jvp(linear_in_last_operand(lu_tangent_p, _composition))
 
 
 def lu_tangent(f: Any, perm: Any, da: Any) -> Any:

@@ -18,9 +18,9 @@ def _dtype_of(x: Any) -> Any:
     return x.dtype if type(x) in (Dual, Batched, Recorded, JitTraced) else x
 
 
-def _holds_arrays(obj: Any) -> bool:
+def _sequence_holds_arrays(obj: Any) -> bool:
     """Whether a (nested) list or tuple holds arrays (dual values, 0-d arrays) anywhere."""
-    return isinstance(obj, (list, tuple)) and any(hasattr(v, "shape") or _holds_arrays(v) for v in obj)
+    return isinstance(obj, (list, tuple)) and any(hasattr(v, "shape") or _sequence_holds_arrays(v) for v in obj)
 
 
 def _new_shell(x: Any) -> Any:
@@ -69,7 +69,7 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
             elif copy:  # a new shell: ``x[k] = v`` on the result must not rebind ``obj``
                 obj = _new_shell(obj)
             return obj if device is None else to_device(obj, device)
-        if _holds_arrays(obj):  # (nested) sequences of duals or 0-d arrays: stacked, tangents too
+        if _sequence_holds_arrays(obj):  # (nested) sequences of duals or 0-d arrays: stacked, tangents too
             return stack([asarray(v, dtype=dtype, device=device) for v in obj])
         return constant(xp.asarray(obj, **_given(dtype=dtype, device=device, copy=copy)))
 

@@ -252,6 +252,16 @@ def _ufunc_function(xp: Any, ufunc: Any, method: str) -> tuple[Any, str, str]:
     return function, equivalent, call
 
 
+def _unhonoured_keyword(method: str, kwargs: dict) -> str | None:
+    """The first keyword of a ufunc call (``ufunc.method``) that the namespace's equivalent cannot honour:
+    an ``out`` array, a ``where`` mask, another keyword than those it takes; None if there is none."""
+    if any(o is not None for o in kwargs.get("out", ())):
+        return "out"
+    if kwargs.get("where", True) is not True:
+        return "where"
+    return min(set(kwargs) - _UFUNC_KEYWORDS[method] - {"out", "where"}, default=None)
+
+
 def _array_ufunc(self: Dual, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
     xp = self.__array_namespace__()
     function, equivalent, call = _ufunc_function(xp, ufunc, method)
@@ -259,15 +269,16 @@ def _array_ufunc(self: Dual, ufunc: Any, method: str, *inputs: Any, **kwargs: An
         call += f".{method}"
     if not callable(function):
         raise _refuse(call, "has no equivalent", "the functions")
-    if kwargs:
-        if any(o is not None for o in kwargs.pop("out", ())):
-            raise _refuse(f"{call}(..., out=...)", "cannot write into an array (the tangent would be lost)",
-                          f"the value returned by {equivalent}")
-        if kwargs.pop("where", True) is not True:
-            raise _refuse(f"{call}(..., where=...)", "is not supported", f"xp.where(mask, {equivalent}(x), y)")
-        unsupported = sorted(set(kwargs) - _UFUNC_KEYWORDS[method])
-        if unsupported:
-            raise _refuse(f"{call}(..., {unsupported[0]}=...)", "is not supported", equivalent)
+    keyword = _unhonoured_keyword(method, kwargs)
+    if keyword == "out":
+        raise _refuse(f"{call}(..., out=...)", "cannot write into an array (the tangent would be lost)",
+                      f"the value returned by {equivalent}")
+    if keyword == "where":
+        raise _refuse(f"{call}(..., where=...)", "is not supported", f"xp.where(mask, {equivalent}(x), y)")
+    if keyword is not None:
+        raise _refuse(f"{call}(..., {keyword}=...)", "is not supported", equivalent)
+    kwargs.pop("out", None)
+    kwargs.pop("where", None)
     if method in ("reduce", "accumulate"):  # NumPy's default axis is 0, the namespace's all axes
         return function(inputs[0], **{**kwargs, "axis": _axis(kwargs.get("axis", 0))})
     if method == "outer":
@@ -337,7 +348,8 @@ def install(dual: type, namespace_names: set[str], unmatched: Callable | None = 
     """NumPy's protocols on the dual class, and a ``__getattr__`` raising :class:`NoArrayMethodError`
     with the namespace function (among ``namespace_names``) to use. ``unmatched(function, args, kwargs)``
     (jit's values: the call recorded as it is) serves the NumPy functions and ufunc methods that have no
-    equivalent in the namespace, which are refused without it."""
+    equivalent in the namespace or are given arguments their equivalent cannot honour (``out=``,
+    ``dtype=``), which are refused without it."""
     def missing_attribute(self: Dual, name: str) -> Any:
         if name.startswith("_") or name in dual.__slots__:  # protocol probes, unset slots: quietly
             raise AttributeError(name)
@@ -345,7 +357,8 @@ def install(dual: type, namespace_names: set[str], unmatched: Callable | None = 
         raise NoArrayMethodError(f"array-API arrays have no method or attribute {name!r}: use {hint}, {_USE_NAMESPACE}")
 
     def array_ufunc(self: Any, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        if _ufunc_function(self.__array_namespace__(), ufunc, method)[0] is None:
+        if (_ufunc_function(self.__array_namespace__(), ufunc, method)[0] is None
+                or _unhonoured_keyword(method, kwargs) is not None):  # (no equivalent, or one lacking a keyword)
             return unmatched(ufunc if method == "__call__" else getattr(ufunc, method), inputs, kwargs)
         return _array_ufunc(self, ufunc, method, *inputs, **kwargs)
 

@@ -33,7 +33,8 @@ def _argnums(argnums: Any, n_args: int) -> tuple[int, ...]:
     return normalised
 
 
-def _holds_arrays(x: Any) -> bool:
+def _tree_holds_arrays(x: Any) -> bool:
+    """Whether any leaf of the tree ``x`` is an array (a traced value included)."""
     return any(isinstance(v, (Dual, Batched, Recorded)) or is_array(v) for v in optree.tree_leaves(x))
 
 
@@ -64,7 +65,7 @@ def _basis(leaves: list, names: list[str], holomorphic: bool, args: tuple) -> tu
     total = sum(sizes)
     # inside a jit recording the basis is one of its constants, so that what indexes it with traced keys
     # (x[mask] of a direction stack) is recorded too
-    lift = program_of(base.level).constant if type(base) is JitTraced else (lambda b: b)
+    lift = program_of(base).constant if type(base) is JitTraced else (lambda b: b)
     basis, offset = [], 0
     for shape, dtype, size in zip(shapes, dtypes, sizes):
         rows = backend.unit_rows(total, size, offset, dtype)  # (N, size): ones where row = offset + column
@@ -101,7 +102,7 @@ def jacfwd(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: b
         basis, shapes, backend = _basis(leaves, names, holomorphic, args)
         # the other arguments holding no array are closed over, as in JAX (a str; an int static_argnums of a
         # jit reads: not turned into a 0-d dual); those with arrays enter jvp with zero tangents
-        through = [k for k in range(len(args)) if k in nums or _holds_arrays(args[k])]
+        through = [k for k in range(len(args)) if k in nums or _tree_holds_arrays(args[k])]
 
         def at(*inputs: Any) -> Any:
             full = list(args)

@@ -192,21 +192,31 @@ class Program:
 _SCALARS = frozenset((int, float, complex, bool, str, type(None), type(Ellipsis), slice))
 
 # Functions whose errors follow the shapes and dtypes of their arguments only (fixed by the signature: a
-# call that did not raise at the recording never raises at a replay): by name, and the namespace's elementwise
-# functions (not integer powers, which raise at negative exponents). Any other call may raise on values
-# (cholesky of an indefinite matrix, an index out of bounds) where f may handle the error (``try``: errors
-# are control flow), so a replay makes it even where its result is unused.
-_ELEMENTWISE = """abs acos acosh asin asinh atan atan2 atanh bitwise_and bitwise_invert bitwise_left_shift bitwise_or
-bitwise_right_shift bitwise_xor ceil clip conj copysign cos cosh divide equal exp expm1 floor floor_divide greater
-greater_equal hypot imag isfinite isinf isnan less less_equal log log10 log1p log2 logaddexp logical_and logical_not
-logical_or logical_xor maximum minimum multiply negative nextafter not_equal positive real reciprocal remainder round
-sign signbit sin sinh sqrt square subtract tan tanh trunc""".split()
-_SHAPE_ONLY_ERRORS = frozenset((
-    "reshape", "permute_dims", "matrix_transpose", "moveaxis", "expand_dims", "squeeze", "broadcast_to",
-    "broadcast_arrays", "concat", "stack", "flip", "roll", "tile", "astype", "where", "real", "imag", "conj",
-    "tril", "triu", "diagonal", "sum", "prod", "mean", "matmul", "tensordot", "vecdot", "zeros_like",
-    "ones_like", "empty_like", "full_like", "add", "sub", "mul", "truediv", "neg", "pos", "abs", "lt", "le",
-    "gt", "ge", "eq", "ne"))
+# call that did not raise at the recording never raises at a replay), by their array-API names: the
+# elementwise functions (not integer powers, which raise at negative exponents), reshaping, reductions,
+# products, and the operators of ``operator``. A name stands for the function of that name in the array's
+# namespace (and its ``linalg``) and in ``operator``, matched by identity (NumPy's ``acos`` is ``arccos``,
+# its ``concat`` ``concatenate``; another function of the same name is not matched), and for the method of
+# that name (``x.reshape(...)``). Any other call may raise on values (cholesky of an indefinite matrix, an
+# index out of bounds) where f may handle the error (``try``: errors are control flow), so a replay makes it
+# even where its result is unused.
+_SIGNATURE_ERRORS_ONLY = frozenset("""abs acos acosh asin asinh atan atan2 atanh bitwise_and bitwise_invert
+bitwise_left_shift bitwise_or bitwise_right_shift bitwise_xor ceil clip conj copysign cos cosh divide equal exp expm1
+floor floor_divide greater greater_equal hypot imag isfinite isinf isnan less less_equal log log10 log1p log2 logaddexp
+logical_and logical_not logical_or logical_xor maximum minimum multiply negative nextafter not_equal positive real
+reciprocal remainder round sign signbit sin sinh sqrt square subtract tan tanh trunc
+reshape permute_dims matrix_transpose moveaxis expand_dims squeeze broadcast_to broadcast_arrays concat stack flip roll
+tile astype where tril triu diagonal sum prod mean matmul tensordot vecdot zeros_like ones_like empty_like full_like
+add sub mul truediv neg pos lt le gt ge eq ne""".split())
+
+
+@functools.lru_cache(maxsize=None)
+def _signature_errors_only(xp: Any) -> dict:
+    """id -> function, of the functions ``_SIGNATURE_ERRORS_ONLY`` names in ``xp`` (and ``xp.linalg``) and
+    ``operator`` (kept here: an id stays theirs)."""
+    spaces = [space for space in (operator, xp, getattr(xp, "linalg", None)) if space is not None]
+    found = (getattr(space, name, None) for space in spaces for name in _SIGNATURE_ERRORS_ONLY)
+    return {id(fn): fn for fn in found if fn is not None}
 
 
 def _droppable(fn: Any, ins: list, outs: Any, recording: Any) -> bool:
@@ -215,11 +225,12 @@ def _droppable(fn: Any, ins: list, outs: Any, recording: Any) -> bool:
         fn = fn.step if type(fn) is Flattening else fn.fn
     if fn is operator.getitem:  # a key of constants: the bounds follow the shape
         return all(k in recording.constant_slots for k in ins[1:])
-    if type(fn) is operator.attrgetter or getattr(fn, "__name__", None) in _SHAPE_ONLY_ERRORS:  # (x.mT: a getter)
+    if type(fn) is operator.attrgetter:  # (x.mT, x.real: a getter)
         return True
+    if type(fn) is Method:
+        return fn.__name__ in _SIGNATURE_ERRORS_ONLY
     array = next((recording.values[k] for k in ins if _is_array(recording.values[k])), None)
-    xp = None if array is None else backend_of(array).xp
-    return xp is not None and any(getattr(xp, name, None) is fn for name in _ELEMENTWISE)
+    return id(fn) in _signature_errors_only(None if array is None else backend_of(array).xp)
 
 
 _COMMUTATIVE = frozenset((operator.add, operator.mul))
@@ -337,10 +348,13 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
             return f"*{literal(tuple(args))}, **{literal(kwargs)}"
         return ", ".join([*map(literal, args), *(f"{k}={literal(v)}" for k, v in kwargs.items())])
 
-    def function(fn: Any, ins: list) -> str:
-        values = [recording.values[k] for k in ins]
+    def function(fn: Any, values: list) -> str:
+        """The name of ``fn``'s replay form for a call on ``values`` (its positional arguments at recording)."""
         array = next((v for v in values if _is_array(v)), None)
         return name(fn if array is None else backend_of(array).replay_form(fn, values))
+
+    def values_of(ins: list) -> list:
+        return [recording.values[k] for k in ins]
 
     def call(fn: Any, ins: list) -> str:
         if type(fn) is Flattening:
@@ -349,13 +363,14 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
             if type(fn.fn) is Method and fn.args and type(fn.args[0]) is Slot:
                 head, *rest = fn.args
                 return f"{slot(head.var)}.{fn.fn.__name__}({arguments(rest, fn.kwargs)})"
-            return f"{function(fn.fn, ins)}({arguments(fn.args, fn.kwargs)})"
+            positional = [recording.values[a.var] if type(a) is Slot else a for a in fn.args]
+            return f"{function(fn.fn, positional)}({arguments(fn.args, fn.kwargs)})"
         if type(fn) is functools.partial and fn.func is _into:  # out= into a dead temporary
             form, position = fn.args
-            return f"{function(form, ins)}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
+            return f"{function(form, values_of(ins))}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
         if type(fn) is Method:
             return f"{slot(ins[0])}.{fn.__name__}({', '.join(map(slot, ins[1:]))})"
-        return f"{function(fn, ins)}({', '.join(map(slot, ins))})"
+        return f"{function(fn, values_of(ins))}({', '.join(map(slot, ins))})"
 
     last_use = {}  # slot -> the step after which nothing reads it (it is dropped there, as eagerly)
     for index, (_, ins, outs) in enumerate(steps):

@@ -75,7 +75,7 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict, shape_checked: bool = 
     if any(type(v) in (Dual, Batched, Recorded) for v in leaves):
         raise _leak_error()
     level = leaves[traced[0]].level
-    recording = program_of(level)
+    recording = program_of(leaves[traced[0]])
     if any(leaves[k].level != level for k in traced):
         raise _leak_error()
     values = list(leaves)

@@ -28,7 +28,7 @@ import optree
 
 from ..backends import backend_of, is_array
 from ..core import bind
-from ..values import Batched, Dual, Recorded, Var, Zero, base_array, new_level, program_of, strip
+from ..values import Batched, Dual, Program, Recorded, Var, Zero, base_array, new_level, strip
 from ..namespace._rules import instantiate, is_inexact_dtype
 from .jvp import aux_pair, jvp
 
@@ -78,8 +78,8 @@ def linearize(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tu
     if any(type(strip(leaf)) is Batched for leaf in leaves):
         raise NotImplementedError("linearize of primals mapped by an enclosing vmap is not supported; linearize "
                                   "the mapped function instead: ad.linearize(ad.vmap(f), xs)")
-    with new_level("record") as level:
-        program = program_of(level)
+    program = Program()
+    with new_level("record", program) as level:
         inputs = []
         for leaf in leaves:
             differentiable = leaf is not None and hasattr(leaf, "dtype") and is_inexact_dtype(leaf)

@@ -1,12 +1,13 @@
 """The compiled batched kernels (Numba, optional): the triangular solve gives the same solutions as
 SciPy's trsm to rounding, for both triangles, every op and unit diagonals (without Numba the
-substitution runs); getf2 SciPy's factors; the LU tangent solves its defining equation."""
+substitution runs); getf2 SciPy's factors; the LU and Cholesky tangents solve their defining equations."""
 import numpy as np
 import pytest
 import scipy.linalg
 
 from cupy_ad.backends import numpy_compiled, numpy_kernels
 from cupy_ad.backends.numpy_backend import NumpyBackend
+from cupy_ad.linalg import cholesky_tangent as cholesky_tangent_module
 from cupy_ad.linalg import lu_tangent as lu_tangent_module
 
 
@@ -166,3 +167,39 @@ def test_compiled_lu_tangent_never_reads_the_last_pivot():
     f[:, -1, -1] = np.nan
     np.testing.assert_array_equal(numpy_compiled.lu_tangent_batched(f, perm, da), want)
     assert np.isfinite(want).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("shape", [(30, 16, 16), (2, 3, 5, 5), (4, 1, 1), (7, 7)])
+@pytest.mark.parametrize("upper", [False, True])
+def test_compiled_cholesky_tangent_solves_the_tangent_equation(dtype, shape, upper, monkeypatch):
+    """The Cholesky tangent compiled: dL L^H + L dL^H = H, the Hermitian matrix read from one triangle of
+    dA, with dL lower and a real diagonal (dU = dL^H for the upper factor: an identity independent of
+    how it is computed); what the primitive runs on NumPy with Numba, equal to rounding to the
+    composition of solves and products that runs without it; the inputs untouched."""
+    if not numpy_compiled.available():
+        pytest.skip("numba is not installed (the optional extra 'compiled')")
+    rng = np.random.default_rng(8)
+    b, da = (rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if np.dtype(dtype).kind == "c" else 0)
+             for _ in range(2))
+    n = shape[-1]
+    a = (b @ np.conj(np.swapaxes(b, -1, -2)) + n * np.eye(n)).astype(dtype)
+    da = da.astype(dtype)
+    factor = np.linalg.cholesky(a, upper=upper)
+    keep = factor.copy(), da.copy()
+    got = cholesky_tangent_module.cholesky_tangent_p(factor, da, upper=upper)
+    assert got.dtype == factor.dtype and got.shape == shape
+    np.testing.assert_array_equal(got, numpy_compiled.cholesky_tangent_batched(factor, da, upper))
+    for before, after in zip(keep, (factor, da)):
+        np.testing.assert_array_equal(before, after)
+    read = np.triu(da, 1) if upper else np.tril(da, -1)
+    h = read + np.conj(np.swapaxes(read, -1, -2)) + np.real(np.diagonal(da, 0, -2, -1))[..., None] * np.eye(n)
+    lower, dl = (np.conj(np.swapaxes(x, -1, -2)) for x in (factor, got)) if upper else (factor, got)
+    np.testing.assert_array_equal(np.triu(dl, 1), 0)
+    np.testing.assert_array_equal(np.diagonal(dl, 0, -2, -1).imag, 0)
+    rebuilt = dl @ np.conj(np.swapaxes(lower, -1, -2)) + lower @ np.conj(np.swapaxes(dl, -1, -2))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(rebuilt, h, rtol=0, atol=tol * n * np.abs(h).max() * np.abs(lower).max() ** 2)
+    monkeypatch.setattr(numpy_compiled, "_compiled", None)
+    composed = cholesky_tangent_module.cholesky_tangent_p(factor, da, upper=upper)
+    np.testing.assert_allclose(got, composed, rtol=0, atol=tol * np.abs(composed).max())

@@ -58,6 +58,7 @@ def test_compiled_kernels_split_over_the_batch_match_one_thread(split_always, bl
         "product": lambda: numpy_compiled.triangular_product_batched(a, b, lower=True, trans=0, unit_diagonal=True),
         "getf2": lambda: numpy_compiled.lu_factor_batched(a[:, :4]),
         "lu_tangent": lambda: numpy_compiled.lu_tangent_batched(a, perm, b[..., :1] * a),
+        "cholesky_tangent": lambda: numpy_compiled.cholesky_tangent_batched(np.tril(a), b[..., :1] * a, False),
     }
     split_always(1)
     alone = {name: call() for name, call in calls.items()}
@@ -127,6 +128,24 @@ def test_steps_that_could_differ_or_cannot_pay_are_not_split(split_always, monke
     assert _split_form(np.add, [_T[0], _T[0]]) is None
     monkeypatch.setattr(numpy_threads, "MIN_SPLIT_BYTES", _T.nbytes + 1)
     assert _split_form(np.add, [_T, _T]) is None
+    monkeypatch.setattr(numpy_threads, "MIN_SPLIT_BYTES", _T.nbytes)  # (the output's size counts: a comparison's
+    assert _split_form(np.add, [_T, _T]) is not None                 # booleans take 1/8 of its operands')
+    assert _split_form(operator.gt, [_T, _T]) is None
+    single = _T.astype(np.float32)  # (a float32 result with a Python number, which stays weak; float64 with NumPy's)
+    assert _split_form(np.multiply, [single, 2.0]) is None
+    assert _split_form(np.multiply, [single, np.float64(2.0)]) is not None
+
+
+def test_a_split_step_keeps_the_recorded_output_shape_of_the_call_made(split_always):
+    """A recorded NumPy call whose traced operand sits in a list (``[y]``: one more leading axis) splits
+    on the shape of the call it makes, not of its traced values alone."""
+    rng = np.random.default_rng(3)
+    c, x, y = rng.standard_normal((6, 4, 4)) > 0, rng.standard_normal((6, 4, 4)).mT, rng.standard_normal((6, 4, 4))
+    f = lambda c, x, y: np.where(c, x, [y])  # noqa: E731
+    jitted = ad.jit(f)
+    for _ in range(2):
+        _same(jitted(c, x, y), f(c, x, y))
+    assert jitted.program_for(c, x, y) is not None
 
 
 def test_a_split_step_inside_a_worker_thread_or_with_one_thread_is_one_call(split_always, blocks_seen):

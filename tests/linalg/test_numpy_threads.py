@@ -152,15 +152,18 @@ def test_a_call_that_would_not_split_never_reads_the_thread_count(monkeypatch):
 
 @pytest.fixture
 def eight_cpus(monkeypatch, tmp_path):
-    """A process that may run on 8 CPUs, its cgroup files under a fake root (tmp_path): the test writes
-    them with the returned ``write(relative_path, text)``."""
+    """A process that may run on 8 CPUs, its cgroup files under a fake mount (tmp_path/sys) and its own
+    cgroups in a fake ``/proc/self/cgroup`` (tmp_path/proc, absent until written): the test writes
+    them with the returned ``write(relative_path, text)`` (``proc``: the process's cgroups)."""
     monkeypatch.delenv("CUPY_AD_NUM_THREADS", raising=False)
     monkeypatch.setattr(numpy_threads.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
-    monkeypatch.setattr(numpy_threads, "CGROUP_ROOT", str(tmp_path))
+    monkeypatch.setattr(numpy_threads, "CGROUP_ROOT", str(tmp_path / "sys"))
+    monkeypatch.setattr(numpy_threads, "OWN_CGROUP", str(tmp_path / "proc"))
 
     def write(relative_path: str, text: str) -> None:
-        (tmp_path / relative_path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / relative_path).write_text(text)
+        path = tmp_path / ("proc" if relative_path == "proc" else f"sys/{relative_path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     return write
 
 
@@ -176,6 +179,30 @@ def eight_cpus(monkeypatch, tmp_path):
     ({"cpu/cpu.cfs_quota_us": "250000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
 ])
 def test_a_containers_cpu_quota_caps_the_threads(eight_cpus, files, expected):
+    for path, text in files.items():
+        eight_cpus(path, text)
+    assert numpy_threads.threads() == expected
+
+
+_V1 = "12:memory:/m\n4:cpu,cpuacct:/docker/c1\n0::/\n"  # (v1's cpu controller: /docker/c1)
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"proc": "0::/a/b\n", "a/b/cpu.max": "max 100000\n", "a/cpu.max": "150000 100000\n"}, 2),  # a parent's
+    ({"proc": "0::/a/b\n", "a/b/cpu.max": "100000 100000\n", "a/cpu.max": "300000 100000\n"}, 1),  # the smallest
+    ({"proc": "0::/a/b\n", "a/b/cpu.max": "max 100000\n", "cpu.max": "400000 100000\n"}, 4),  # a level absent
+    ({"proc": "0::/a/b\n", "a/b/cpu.max": "max 100000\n", "a/cpu.max": "max 100000\n"}, 8),  # no quota on the path
+    ({"proc": "0::/elsewhere\n", "a/cpu.max": "100000 100000\n"}, 8),  # another cgroup's quota
+    ({"proc": _V1, "cpu/docker/c1/cpu.cfs_quota_us": "-1\n", "cpu/docker/c1/cpu.cfs_period_us": "100000\n",
+      "cpu/docker/cpu.cfs_quota_us": "200000\n", "cpu/docker/cpu.cfs_period_us": "100000\n"}, 2),  # v1: a parent's
+    # v1, a container without its own cgroup namespace: its cgroup is the mount's root, its path the host's
+    ({"proc": _V1, "cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
+    ({"proc": _V1, "cpu/m/cpu.cfs_quota_us": "100000\n", "cpu/m/cpu.cfs_period_us": "100000\n"}, 8),  # memory's path
+])
+def test_the_quota_of_the_processs_own_cgroup_and_its_parents_caps_the_threads(eight_cpus, files, expected):
+    """The quota is read along the process's own cgroup path (``/proc/self/cgroup``) up to the root of the
+    mount: only the root was read (a quota on the process's cgroup or a parent of it below the mount's
+    root was missed)."""
     for path, text in files.items():
         eight_cpus(path, text)
     assert numpy_threads.threads() == expected
