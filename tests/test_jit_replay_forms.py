@@ -1,0 +1,85 @@
+"""NumPy's replay forms of a jit program's steps: the same result bit for bit with less Python around the
+kernel. A matrix product runs ``ndarray.dot`` where both operands are contiguous (matmul's gufunc machinery
+costs twice the BLAS call at n = 16), matmul itself for any other memory order (a strided or broadcast
+operand takes matmul's own loop there, which rounds otherwise than the BLAS call dot copies it for)."""
+import operator
+
+import numpy as np
+import optree
+import pytest
+
+import cupy_ad as ad
+from cupy_ad.backends.numpy_backend import NumpyBackend, _matrix_product
+from cupy_ad.bench.cases import OPS
+
+
+def _unaligned(a):
+    raw = np.zeros(a.nbytes + 1, np.uint8)
+    out = np.ndarray(a.shape, a.dtype, buffer=raw, offset=1)
+    out[...] = a
+    return out
+
+
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def _layouts(a):
+    """``a``'s values (2-D) in memory orders a replay may meet: strides are not in the jit signature."""
+    big = np.zeros((2 * a.shape[0], 2 * a.shape[1]), a.dtype)
+    big[::2, ::2] = a
+    return {"C": a.copy(), "F": np.asfortranarray(a), "strided": big[::2, ::2], "reversed": a[::-1].copy()[::-1],
+            "unaligned": _unaligned(a), "read-only": _read_only(a)}
+
+
+def _assert_same(got, want):
+    assert got.dtype == want.dtype and got.shape == want.shape and got.strides == want.strides
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m, n, p", [(16, 16, 1), (16, 16, 2), (5, 17, 7), (1, 9, 1), (9, 1, 4), (1, 1, 1), (33, 33, 33)])
+def test_matrix_product_is_matmul_bit_for_bit(dtype, m, n, p):
+    rng = np.random.default_rng(m * n * p)
+    a, b = rng.standard_normal((m, n)).astype(dtype), rng.standard_normal((n, p)).astype(dtype)
+    for left in _layouts(a).values():
+        for right in _layouts(b).values():
+            _assert_same(_matrix_product(left, right), left @ right)
+    for matrix in _layouts(a).values():  # matrix @ vector, vector @ matrix, a @ a.T (BLAS's syrk)
+        _assert_same(_matrix_product(matrix, b[:, 0].copy()), matrix @ b[:, 0].copy())
+        _assert_same(_matrix_product(b[:, 0].copy(), matrix.T), b[:, 0].copy() @ matrix.T)
+        _assert_same(_matrix_product(matrix, matrix.T), matrix @ matrix.T)
+    row = rng.standard_normal(n).astype(dtype)
+    for stretched in (row[None, :], np.broadcast_to(row[:1], (1, n)), row[::-1][None, :]):
+        _assert_same(_matrix_product(stretched, b), stretched @ b)
+    _assert_same(_matrix_product(a[:0], b), a[:0] @ b)
+
+
+def test_matrix_product_form_only_where_dot_is_matmul():
+    form = NumpyBackend().replay_form
+    matrix, vector = np.zeros((3, 3)), np.zeros(3)
+    assert form(operator.matmul, [matrix, vector]) is _matrix_product
+    assert form(operator.matmul, [vector, matrix]) is _matrix_product
+    for args in ([vector, vector], [np.zeros((2, 3, 3)), matrix], [matrix, np.zeros((3, 3), np.float32)],
+                 [np.zeros((3, 3), np.int64)] * 2, [np.zeros((3, 3), np.complex128)] * 2, [matrix, 2.0]):
+        # a scalar, a stack, mixed, integer or complex dtypes (dot's complex results differ from matmul's at times)
+        assert form(operator.matmul, args) is operator.matmul
+    assert form(np.matmul, [matrix, matrix]) is np.matmul  # (a recorded call may carry keywords)
+
+
+def test_jit_rnn_uses_the_form_and_is_eager_bit_for_bit_in_any_layout():
+    """The scan row of the benchmark (32 steps of tanh(W h), jvp along W) jitted: its matrix products are the
+    form; replays with contiguous, transposed and strided weights equal the eager jvp bit for bit."""
+    w = OPS["scan"].make_input(np.random.default_rng(0), (16, 16), "float64")
+    dw = np.random.default_rng(1).standard_normal((16, 16))
+    compiled = ad.jit(lambda w, dw: ad.jvp(OPS["scan"].ours, (w,), (dw,)))
+    for layout in ("C", "F", "strided", "C"):
+        point, direction = _layouts(w)[layout], _layouts(dw)[layout]
+        got, want = compiled(point, direction), ad.jvp(OPS["scan"].ours, (point,), (direction,))
+        for g, e in zip(optree.tree_leaves(got), optree.tree_leaves(want)):
+            np.testing.assert_array_equal(g, e)
+    (program,) = next(iter(compiled.cache.values()))
+    called = [v for k, v in program.run.__globals__.items() if k.startswith("g")]
+    assert any(v is _matrix_product for v in called) and not any(v is operator.matmul for v in called)
