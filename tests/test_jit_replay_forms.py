@@ -69,17 +69,39 @@ def test_matrix_product_form_only_where_dot_is_matmul():
     assert form(np.matmul, [matrix, matrix]) is np.matmul  # (a recorded call may carry keywords)
 
 
-def test_jit_rnn_uses_the_form_and_is_eager_bit_for_bit_in_any_layout():
-    """The scan row of the benchmark (32 steps of tanh(W h), jvp along W) jitted: its matrix products are the
-    form; replays with contiguous, transposed and strided weights equal the eager jvp bit for bit."""
+def _globals(run):
+    return [v for k, v in run.__globals__.items() if k.startswith("g")]
+
+
+def test_jit_rnn_takes_dot_behind_one_layout_check_and_is_eager_bit_for_bit_in_any_layout():
+    """The scan row of the benchmark (32 steps of tanh(W h), jvp along W) jitted: its matrix products read the
+    inputs, a constant and the program's own results (ufuncs' and products' results: dense whatever the
+    inputs' layout), so they call ``ndarray.dot`` itself behind one check of the inputs on entry; other
+    layouts run the program with the checking form. Contiguous, transposed and strided weights give the
+    eager jvp bit for bit."""
     w = OPS["scan"].make_input(np.random.default_rng(0), (16, 16), "float64")
     dw = np.random.default_rng(1).standard_normal((16, 16))
     compiled = ad.jit(lambda w, dw: ad.jvp(OPS["scan"].ours, (w,), (dw,)))
-    for layout in ("C", "F", "strided", "C"):
+    for layout in ("C", "F", "strided", "unaligned", "C"):
         point, direction = _layouts(w)[layout], _layouts(dw)[layout]
         got, want = compiled(point, direction), ad.jvp(OPS["scan"].ours, (point,), (direction,))
         for g, e in zip(optree.tree_leaves(got), optree.tree_leaves(want)):
             np.testing.assert_array_equal(g, e)
     (program,) = next(iter(compiled.cache.values()))
-    called = [v for k, v in program.run.__globals__.items() if k.startswith("g")]
-    assert any(v is _matrix_product for v in called) and not any(v is operator.matmul for v in called)
+    assert program.source.splitlines()[1].startswith("    if not (")
+    called = _globals(program.run)
+    assert sum(v is np.ndarray.dot for v in called) == 1 and not any(v is operator.matmul for v in called)
+    (generic,) = [v for v in called if getattr(v, "__name__", None) == "replay"]
+    assert any(v is _matrix_product for v in _globals(generic))
+
+
+def test_a_product_of_a_view_keeps_the_checking_form():
+    """A transposed input is a view, not checked on entry (only inputs are): its product checks per call, the
+    product of the inputs themselves takes dot behind the entry check."""
+    compiled = ad.jit(lambda a, b: a.T @ (a @ b))
+    a, b = np.arange(12.0).reshape(3, 4) / 7, np.ones((4, 2)) / 3
+    for point in (a, np.asfortranarray(a), _layouts(a)["strided"]):
+        np.testing.assert_array_equal(compiled(point, b), point.T @ (point @ b))
+    (program,) = next(iter(compiled.cache.values()))
+    called = _globals(program.run)
+    assert any(v is _matrix_product for v in called) and any(v is np.ndarray.dot for v in called)

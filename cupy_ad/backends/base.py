@@ -60,10 +60,23 @@ class Backend:
         the backend has no fusion (then each call stays its own kernel)."""
         return None
 
-    def replay_form(self, fn: Any, args: list) -> Any:
+    def replay_form(self, fn: Any, args: list, dense: bool = False) -> Any:
         """For a compiled program: a function computing ``fn``'s result bit for bit from arguments like
-        ``args`` (the recording's), called the same way, with less Python around the kernel; else ``fn``."""
+        ``args`` (the recording's), called the same way, with less Python around the kernel; else ``fn``.
+        ``dense``: every array among the arguments is ``dense`` at every replay (the program's own results
+        that ``dense_result`` vouches for, inputs it checks on entry), which may allow a faster form."""
         return fn
+
+    @staticmethod
+    def dense(x: Any) -> bool:
+        """Whether ``x`` has the memory layout some steps have a faster form for (``replay_form``'s ``dense``):
+        a compiled program checks its inputs on entry (else it runs the forms that check per call)."""
+        return False
+
+    def dense_result(self, fn: Any, args: list) -> bool:
+        """Whether the result of ``fn`` on arguments like ``args`` is a new array that is ``dense`` whatever
+        their memory layout."""
+        return False
 
     def tall_skinny(self, a: Any) -> bool:
         """Whether ``a`` is one tall matrix with its rows spread out (Dask chunks), so that rules factor it

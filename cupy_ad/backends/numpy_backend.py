@@ -126,12 +126,17 @@ _ndarray_dot = np.ndarray.dot
 _ALIGNED = 0x100  # (numpy's NPY_ARRAY_ALIGNED, and its C_ and F_CONTIGUOUS: 0x1, 0x2, in ``flags.num``)
 
 
+def _dense(x: np.ndarray) -> bool:
+    """Aligned and contiguous in C or F order."""
+    return x.flags.num & 0x103 > _ALIGNED
+
+
 def _matrix_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` of a matrix and a matrix or vector: ``ndarray.dot`` (0.4 us at 16 x 16 against matmul's
-    1 us, its gufunc machinery) where both are aligned and contiguous (C or F order), where NumPy runs both
-    through the same BLAS call; else matmul itself (on other strides or unaligned data matmul may run its
-    own loop where dot copies for BLAS: the roundings differ). Bit for bit ``a @ b`` (tested over layouts
-    and dtypes)."""
+    1 us, its gufunc machinery) where both are dense (aligned, contiguous in C or F order), where NumPy runs
+    both through the same BLAS call; else matmul itself (on other strides or unaligned data matmul may run
+    its own loop where dot copies for BLAS: the roundings differ). Bit for bit ``a @ b`` (tested over
+    layouts and dtypes). A program that knows its operands dense calls ``ndarray.dot`` itself."""
     if a.flags.num & 0x103 > _ALIGNED and b.flags.num & 0x103 > _ALIGNED:
         return _ndarray_dot(a, b)
     return a @ b
@@ -218,16 +223,26 @@ class NumpyBackend(Backend):
         fn = _OPERATOR_UFUNCS.get(fn, fn)  # (operators call the same ufuncs: the same kernels)
         return fn if isinstance(fn, np.ufunc) and fn.nout == 1 and fn.signature is None else None  # (not matmul)
 
-    def replay_form(self, fn: Any, args: list) -> Any:
+    def replay_form(self, fn: Any, args: list, dense: bool = False) -> Any:
+        if fn is operator.matmul and _matrix_and_vector_or_matrix(args):
+            return _ndarray_dot if dense else _matrix_product
         if fn is compat_numpy.linalg.outer:  # numpy.outer: the same multiply of the raveled vectors
             vectors = all(type(a) is np.ndarray and a.ndim == 1 for a in args)
             return np.multiply.outer if vectors else fn
         split = _split_form(fn, args)
         if split is not None:
             return split
-        if fn is operator.matmul and _matrix_and_vector_or_matrix(args):
-            return _matrix_product
         return _DIRECT.get(fn, fn) if args and type(args[0]) is np.ndarray else fn
+
+    dense = staticmethod(_dense)  # (a plain function: the replay calls it, no method in between)
+
+    def dense_result(self, fn: Any, args: list) -> bool:
+        # a ufunc's one result is a new aligned array laid out as its inputs (C or F order up to 2-D); matmul's
+        # a new C-ordered one
+        if fn is operator.matmul:
+            return _matrix_and_vector_or_matrix(args)
+        ufunc = self.in_place_form(fn)
+        return ufunc is not None and all(type(a) is np.ndarray and a.ndim <= 2 for a in args if hasattr(a, "ndim"))
 
     def unit_rows(self, rows: int, columns: int, offset: int, dtype: Any) -> Any:
         # A read-only view of one (rows + columns - 1) vector with a single one: element (i, j) is

@@ -180,7 +180,8 @@ class Program:
         # plain outputs (no constants, duals, batches): the replay function returns them in order
         self.direct = all(d[0] == "V" for d in outputs)
         self.returned = [d[1] for d in outputs] if self.direct else self.output_slots  # the slots run returns
-        self.source, self.run = _compile(kept, n_inputs, self.returned, recording, self.alias)
+        self.source, self.run = _compile(kept, n_inputs, self.returned, recording, self.alias,
+                                         _dense_slots(kept, recording, n_inputs))
 
     def replay(self, raws: list, levels: list) -> Any:
         if self.direct:
@@ -311,12 +312,30 @@ def _common_subexpressions(steps: list, recording: Any, output_slots: set) -> tu
     return kept, alias
 
 
-def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: dict) -> tuple[str, Callable]:
+def _dense_slots(steps: list, recording: Any, n_inputs: int) -> set:
+    """The slots that are ``dense`` (``Backend.dense``) at every replay whose inputs are: the inputs, the
+    constants that are (an array's layout never changes) and the results the backend vouches for
+    (``dense_result``: NumPy's ufuncs and matrix products up to 2-D)."""
+    values = recording.values
+    dense = set(range(n_inputs)) | {k for k in recording.constant_slots
+                                    if _is_array(values[k]) and backend_of(values[k]).dense(values[k])}
+    for fn, ins, out in steps:
+        if type(out) is int and _is_array(values[out]) and backend_of(values[out]).dense_result(
+                fn, [values[k] for k in ins]):
+            dense.add(out)
+    return dense
+
+
+def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: dict,
+             dense: set | None = None) -> tuple[str, Callable]:
     """The source of the replay function of ``steps`` (inputs: the first ``n_inputs`` slots; result: the
     tuple of the ``returned`` slots; ``alias``: slots standing for others) and the function. Functions and
-    constants are its globals ``g<k>``."""
+    constants are its globals ``g<k>``. ``dense``: slots that are dense at every replay whose inputs are
+    (``_dense_slots``); steps on them only take the backend's dense forms, behind one check of the inputs
+    they read on entry (a replay with other inputs runs the program compiled without ``dense``)."""
     names: dict = {}  # id of an object -> its global's name
     scope: dict = {}
+    checked: set = set()  # the inputs a dense form reads
 
     def name(obj: Any) -> str:
         key = names.get(id(obj))
@@ -351,7 +370,17 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
     def function(fn: Any, values: list) -> str:
         """The name of ``fn``'s replay form for a call on ``values`` (its positional arguments at recording)."""
         array = next((v for v in values if _is_array(v)), None)
-        return name(fn if array is None else backend_of(array).replay_form(fn, values))
+        if array is None:
+            return name(fn)
+        backend = backend_of(array)
+        form = backend.replay_form(fn, values)
+        arrays = [k for k, v in zip(ins, values) if _is_array(v)]
+        if dense and all(k in dense for k in arrays):
+            dense_form = backend.replay_form(fn, values, dense=True)
+            if dense_form != form:  # (a bound method is made anew at each access: equal, not the same)
+                checked.update(k for k in arrays if k < n_inputs)
+                form = dense_form
+        return name(form)
 
     def values_of(ins: list) -> list:
         return [recording.values[k] for k in ins]
@@ -388,6 +417,10 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
         drop = f"; del {', '.join(dropped[index])}" if index in dropped else ""
         lines.append(f"    {target}{call(fn, ins)}{drop}")
     lines.append(f"    return ({''.join(slot(k) + ', ' for k in returned)})")
+    if checked:
+        generic = name(_compile(steps, n_inputs, returned, recording, alias)[1])
+        test = " and ".join(f"{name(backend_of(recording.values[k]).dense)}(v{k})" for k in sorted(checked))
+        lines.insert(1, f"    if not ({test}): return {generic}({''.join(f'v{k}, ' for k in range(n_inputs))})")
     source = "\n".join(lines)
     exec(compile(source, "<cupy_ad.jit replay>", "exec"), scope)  # noqa: S102 (our own generated source)
     return source, scope["replay"]
