@@ -2,6 +2,7 @@
 kernel. A matrix product runs ``ndarray.dot`` where both operands are contiguous (matmul's gufunc machinery
 costs twice the BLAS call at n = 16), matmul itself for any other memory order (a strided or broadcast
 operand takes matmul's own loop there, which rounds otherwise than the BLAS call dot copies it for)."""
+import importlib
 import operator
 
 import numpy as np
@@ -40,7 +41,8 @@ def _assert_same(got, want):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("m, n, p", [(16, 16, 1), (16, 16, 2), (5, 17, 7), (1, 9, 1), (9, 1, 4), (1, 1, 1), (33, 33, 33)])
+@pytest.mark.parametrize("m, n, p", [(16, 16, 1), (16, 16, 2), (5, 17, 7), (1, 9, 1), (9, 1, 4), (1, 1, 1),
+                                     (33, 33, 33)])
 def test_matrix_product_is_matmul_bit_for_bit(dtype, m, n, p):
     rng = np.random.default_rng(m * n * p)
     a, b = rng.standard_normal((m, n)).astype(dtype), rng.standard_normal((n, p)).astype(dtype)
@@ -105,3 +107,45 @@ def test_a_product_of_a_view_keeps_the_checking_form():
     (program,) = next(iter(compiled.cache.values()))
     called = _globals(program.run)
     assert any(v is _matrix_product for v in called) and any(v is np.ndarray.dot for v in called)
+
+
+def test_replays_leave_inputs_alone_and_share_no_memory_between_calls():
+    """Two replays of the jitted RNN (dense forms): neither writes its inputs, and no output of one shares memory
+    with an output of the other or with an input (the caller may keep and write what it gets)."""
+    w = OPS["scan"].make_input(np.random.default_rng(0), (16, 16), "float64")
+    dw = np.random.default_rng(1).standard_normal((16, 16))
+    kept = w.copy(), dw.copy()
+    compiled = ad.jit(lambda w, dw: ad.jvp(OPS["scan"].ours, (w,), (dw,)))
+    compiled(w, dw)
+    first, second = optree.tree_leaves(compiled(w, dw)), optree.tree_leaves(compiled(w, dw))
+    np.testing.assert_array_equal(w, kept[0])
+    np.testing.assert_array_equal(dw, kept[1])
+    for a in first:
+        assert not any(np.shares_memory(a, b) for b in [*second, w, dw])
+
+
+def _rnn_step(carry, _):
+    w, h = carry
+    h = np.tanh(w @ h)
+    return (w, h), h
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_scan_steps_skip_the_layout_check_only_from_dense_carries(layout, monkeypatch):
+    """scan(jit(step)) with W carried, under jvp: the carries stay dense from step to step (W passed on, h and
+    its tangent the program's results), so the replayed steps run the program without its entry check when the
+    first carries are dense, with it otherwise (a strided W); eager's results bit for bit either way."""
+    w = _layouts(OPS["scan"].make_input(np.random.default_rng(0), (16, 16), "float64"))[layout]
+    dw = _layouts(np.random.default_rng(1).standard_normal((16, 16)))[layout]
+    h0 = np.full((16, 1), 0.5)
+    jitted = ad.jit(_rnn_step)
+    runs = []
+    jit_step = importlib.import_module("cupy_ad.transforms.jit_step")
+    loop = jit_step._loop
+    monkeypatch.setattr(jit_step, "_loop", lambda *key: (lambda run, *a: runs.append(run) or loop(*key)(run, *a)))
+    loops = {step: lambda w, s=step: ad.scan(s, (w, h0), None, length=8) for step in (_rnn_step, jitted)}
+    got, want = ad.jvp(loops[jitted], (w,), (dw,)), ad.jvp(loops[_rnn_step], (w,), (dw,))
+    for g, e in zip(optree.tree_leaves(got), optree.tree_leaves(want)):
+        np.testing.assert_array_equal(g, e)
+    (program,) = [p for variants in jitted.cache.values() for p in variants if p.__dict__.get("scan_plans")]
+    assert runs == [program.run if layout == "strided" else program.unchecked] and program.unchecked is not None

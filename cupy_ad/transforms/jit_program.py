@@ -180,8 +180,11 @@ class Program:
         # plain outputs (no constants, duals, batches): the replay function returns them in order
         self.direct = all(d[0] == "V" for d in outputs)
         self.returned = [d[1] for d in outputs] if self.direct else self.output_slots  # the slots run returns
-        self.source, self.run = _compile(kept, n_inputs, self.returned, recording, self.alias,
-                                         _dense_slots(kept, recording, n_inputs))
+        # run: the replay; unchecked: the same without its check of the inputs' layout on entry (None where it
+        # has none), for callers that know them dense (scan's steps: ``jit_step``); dense: the slots dense then
+        self.dense = _dense_slots(kept, recording, n_inputs)
+        self.source, self.run, self.unchecked = _compile(kept, n_inputs, self.returned, recording, self.alias,
+                                                         self.dense)
 
     def replay(self, raws: list, levels: list) -> Any:
         if self.direct:
@@ -329,10 +332,11 @@ def _dense_slots(steps: list, recording: Any, n_inputs: int) -> set:
 def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: dict,
              dense: set | None = None) -> tuple[str, Callable]:
     """The source of the replay function of ``steps`` (inputs: the first ``n_inputs`` slots; result: the
-    tuple of the ``returned`` slots; ``alias``: slots standing for others) and the function. Functions and
-    constants are its globals ``g<k>``. ``dense``: slots that are dense at every replay whose inputs are
-    (``_dense_slots``); steps on them only take the backend's dense forms, behind one check of the inputs
-    they read on entry (a replay with other inputs runs the program compiled without ``dense``)."""
+    tuple of the ``returned`` slots; ``alias``: slots standing for others), the function, and the function
+    without its check of the inputs (or None). Functions and constants are its globals ``g<k>``. ``dense``:
+    slots that are dense at every replay whose inputs are (``_dense_slots``); steps on them only take the
+    backend's dense forms, behind one check of the inputs they read on entry (a replay with other inputs
+    runs the program compiled without ``dense``)."""
     names: dict = {}  # id of an object -> its global's name
     scope: dict = {}
     checked: set = set()  # the inputs a dense form reads
@@ -417,13 +421,16 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
         drop = f"; del {', '.join(dropped[index])}" if index in dropped else ""
         lines.append(f"    {target}{call(fn, ins)}{drop}")
     lines.append(f"    return ({''.join(slot(k) + ', ' for k in returned)})")
-    if checked:
+    unchecked = None
+    if checked:  # (the same function without the check first, for callers that know their inputs dense)
+        exec(compile("\n".join(lines), "<cupy_ad.jit replay>", "exec"), scope)  # noqa: S102 (our own source)
+        unchecked = scope["replay"]
         generic = name(_compile(steps, n_inputs, returned, recording, alias)[1])
         test = " and ".join(f"{name(backend_of(recording.values[k]).dense)}(v{k})" for k in sorted(checked))
         lines.insert(1, f"    if not ({test}): return {generic}({''.join(f'v{k}, ' for k in range(n_inputs))})")
     source = "\n".join(lines)
     exec(compile(source, "<cupy_ad.jit replay>", "exec"), scope)  # noqa: S102 (our own generated source)
-    return source, scope["replay"]
+    return source, scope["replay"], unchecked
 
 
 def _last_reads(steps: list) -> dict:

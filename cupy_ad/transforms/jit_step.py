@@ -20,13 +20,16 @@ next step's raw carries and the rows of the ``ys`` buffers:
   body may handle: see ``jit``), ends the prepared steps; the ordinary loop takes over from that step
   (and records the new outcome, or raises as eagerly).
 
-The replay is the program's own, so the results are bit for bit those of the eager loop.
+The replay is the program's own, so the results are bit for bit those of the eager loop. Where the first
+carries are dense and every carry stays so (a result the program knows dense, or a fixed dense array; no
+``xs``), the steps run the program without its check of the inputs' layout (``Program.unchecked``).
 """
 from __future__ import annotations
 
 import functools
 from typing import Any, Callable, Iterable
 
+from ..backends import backend_of
 from ..values import Dual
 from .jit_program import Program
 
@@ -153,7 +156,13 @@ def _plan(program: Program, levels: list, carry: list, nodes: list, buffers: lis
     written = [(k, s) for k, (_, s) in enumerate(y_pairs) if type(s) is int]
     constants = [(k, s[1]) for k, (_, s) in enumerate(y_pairs) if type(s) is tuple]
     loop = _loop(len(program.returned), carry_from, n_xs, tuple(s for _, s in written), len(constants))
-    return loop, fixed, [k for k, _ in written] + [k for k, _ in constants], [c for _, c in constants]
+    # Steps whose first carries are dense keep them dense (``jit_program._dense_slots``): every carry a result the
+    # program knows dense or a fixed dense array, no x rows (their layout is the caller's); they may skip the
+    # program's check of its inputs on entry.
+    dense_steps = program.unchecked is not None and not n_xs and all(
+        program.returned[s] in program.dense if type(s) is int else backend_of(f).dense(f)
+        for s, f in zip(carry_from, fixed))
+    return loop, fixed, [k for k, _ in written] + [k for k, _ in constants], [c for _, c in constants], dense_steps
 
 
 def _by_rank(node: Any, rank: dict) -> Any:
@@ -186,11 +195,11 @@ def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_ra
             plans[key] = plan
     if plan is None:
         return None
-    loop, fixed, targets, constants = plan
+    loop, fixed, targets, constants, dense_steps = plan
     buffer_raws = [raw for buffer in buffers for raw in raws_of(buffer)]
     raws = [raw for v in carry for raw in raws_of(v)]
-    done, raws = loop(program.run, indices, *raws, *xs_raws, *[buffer_raws[k] for k in targets],
-                      *fixed, *constants)
+    run = program.unchecked if dense_steps and all(backend_of(raw).dense(raw) for raw in raws) else program.run
+    done, raws = loop(run, indices, *raws, *xs_raws, *[buffer_raws[k] for k in targets], *fixed, *constants)
     if done:  # the caller may write into the carries it gets: none is shared with the program or other steps
         raws = [raw if f is None else _copy(raw) for raw, f in zip(raws, fixed)]
     raws = iter(raws)
