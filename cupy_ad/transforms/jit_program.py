@@ -330,13 +330,13 @@ def _dense_slots(steps: list, recording: Any, n_inputs: int) -> set:
 
 
 def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: dict,
-             dense: set | None = None) -> tuple[str, Callable]:
+             dense: set | None = None, deferred: bool = False) -> tuple[str, Callable, Callable | None]:
     """The source of the replay function of ``steps`` (inputs: the first ``n_inputs`` slots; result: the
     tuple of the ``returned`` slots; ``alias``: slots standing for others), the function, and the function
     without its check of the inputs (or None). Functions and constants are its globals ``g<k>``. ``dense``:
     slots that are dense at every replay whose inputs are (``_dense_slots``); steps on them only take the
     backend's dense forms, behind one check of the inputs they read on entry (a replay with other inputs
-    runs the program compiled without ``dense``)."""
+    runs the program compiled without ``dense``, ``deferred``: its source compiled at its first call)."""
     names: dict = {}  # id of an object -> its global's name
     scope: dict = {}
     checked: set = set()  # the inputs a dense form reads
@@ -425,12 +425,24 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
     if checked:  # (the same function without the check first, for callers that know their inputs dense)
         exec(compile("\n".join(lines), "<cupy_ad.jit replay>", "exec"), scope)  # noqa: S102 (our own source)
         unchecked = scope["replay"]
-        generic = name(_compile(steps, n_inputs, returned, recording, alias)[1])
+        generic = name(_compile(steps, n_inputs, returned, recording, alias, deferred=True)[1])
         test = " and ".join(f"{name(backend_of(recording.values[k]).dense)}(v{k})" for k in sorted(checked))
         lines.insert(1, f"    if not ({test}): return {generic}({''.join(f'v{k}, ' for k in range(n_inputs))})")
     source = "\n".join(lines)
+    if deferred:
+        return source, _deferred(source, scope), None
     exec(compile(source, "<cupy_ad.jit replay>", "exec"), scope)  # noqa: S102 (our own generated source)
     return source, scope["replay"], unchecked
+
+
+def _deferred(source: str, scope: dict) -> Callable:
+    """The replay function of ``source`` (its globals ``scope``), compiled at its first call: a fallback most
+    programs never run costs no compilation (about 40 us a step)."""
+    def replay(*raws: Any) -> tuple:
+        if "replay" not in scope:  # (two threads may both compile it: the same function)
+            exec(compile(source, "<cupy_ad.jit replay>", "exec"), scope)  # noqa: S102 (our own generated source)
+        return scope["replay"](*raws)
+    return replay
 
 
 def _last_reads(steps: list) -> dict:
