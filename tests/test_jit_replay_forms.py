@@ -57,6 +57,7 @@ def test_matrix_product_is_matmul_bit_for_bit(dtype, m, n, p):
     for stretched in (row[None, :], np.broadcast_to(row[:1], (1, n)), row[::-1][None, :]):
         _assert_same(_matrix_product(stretched, b), stretched @ b)
     _assert_same(_matrix_product(a[:0], b), a[:0] @ b)
+    _assert_same(_matrix_product(a[:, :0], b[:0]), a[:, :0] @ b[:0])  # (an empty sum: zeros)
 
 
 def test_matrix_product_form_only_where_dot_is_matmul():
