@@ -10,7 +10,7 @@ import optree
 import pytest
 
 import cupy_ad as ad
-from cupy_ad.backends.numpy_backend import NumpyBackend, _matrix_product
+from cupy_ad.backends.numpy_backend import NumpyBackend, _matrix_product, _stack_vectors
 from cupy_ad.bench.cases import OPS
 
 
@@ -72,6 +72,24 @@ def test_matrix_product_form_only_where_dot_is_matmul():
     assert form(np.matmul, [matrix, matrix]) is np.matmul  # (a recorded call may carry keywords)
 
 
+@pytest.mark.parametrize("shape", [(16,), (16, 1), (1, 16), (1, 1), (1, 5, 1)])
+def test_stack_of_dense_vectors_is_numpy_stack(shape):
+    """Values and strides of ``numpy.stack`` for dense arrays with one dimension above 1 (C and F order alike:
+    as the program's ufunc results are, whatever their inputs), other axes and options passed on."""
+    rng = np.random.default_rng(len(shape))
+    for layout in (np.ascontiguousarray, np.asfortranarray):
+        arrays = [layout(rng.standard_normal(shape)) for _ in range(7)]
+        _assert_same(_stack_vectors(tuple(arrays), axis=0), np.stack(arrays, axis=0))
+        _assert_same(_stack_vectors(arrays, axis=-1), np.stack(arrays, axis=-1))
+        _assert_same(_stack_vectors(arrays, axis=0, dtype=np.float32), np.stack(arrays, axis=0, dtype=np.float32))
+    form = NumpyBackend().replay_form
+    assert form(np.stack, arrays, dense=True) is _stack_vectors
+    assert form(np.stack, arrays) is np.stack  # (dense unknown: a strided vector's layout is not C order)
+    for others in ([np.zeros((3, 3))] * 2, [np.zeros((2, 1)), np.zeros((3, 1))], [np.zeros((0, 1))] * 2,
+                   [np.zeros(3), np.zeros(3, np.float32)]):  # matrices, shapes, empty, dtypes
+        assert form(np.stack, others, dense=True) is np.stack
+
+
 def _globals(run):
     return [v for k, v in run.__globals__.items() if k.startswith("g")]
 
@@ -90,6 +108,7 @@ def test_jit_rnn_takes_dot_behind_one_layout_check_and_is_eager_bit_for_bit_in_a
     assert program.source.splitlines()[1].startswith("    if not (")
     called = _globals(program.run)
     assert sum(v is np.ndarray.dot for v in called) == 1 and not any(v is operator.matmul for v in called)
+    assert any(v is _stack_vectors for v in called)  # (the stacked h and its tangents: the program's results)
     (generic,) = [v for v in called if getattr(v, "__name__", None) == "replay"]
     (scope,) = [cell.cell_contents for cell in generic.__closure__ if type(cell.cell_contents) is dict]
     assert "replay" not in scope  # the fallback is compiled at its first call

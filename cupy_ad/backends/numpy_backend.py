@@ -156,6 +156,23 @@ _OPERATOR_KERNELS = {**_OPERATOR_UFUNCS, operator.gt: np.greater, operator.ge: n
                      operator.invert: np.invert, operator.matmul: np.matmul, compat_numpy.matmul: np.matmul}
 
 
+def _stack_vectors(arrays: Any, axis: int = 0, **options: Any) -> np.ndarray:
+    """``numpy.stack`` of dense arrays of one shape with at most one dimension above 1 (C and F contiguous
+    alike) along a new first axis: their concatenation seen in that shape (4.8 us for 32 arrays of 16 x 1,
+    against stack's 12.6 us: its checks and expanded views); the same values and strides (C order). Other
+    axes or options: ``numpy.stack``."""
+    if axis != 0 or options:
+        return np.stack(arrays, axis=axis, **options)
+    return np.concatenate(arrays).reshape(len(arrays), *arrays[0].shape)
+
+
+def _vectors(args: list) -> bool:
+    """Whether ``args`` are non-empty ndarrays of one shape and dtype with at most one dimension above 1."""
+    shape = args[0].shape if args and type(args[0]) is np.ndarray else ()
+    return len(shape) >= 1 and math.prod(shape) > 0 and sum(n > 1 for n in shape) <= 1 and all(
+        type(a) is np.ndarray and a.shape == shape and a.dtype == args[0].dtype for a in args)
+
+
 def _matrix_and_vector_or_matrix(args: list) -> bool:
     """Whether ``args`` are two ndarrays of one real BLAS dtype, a matrix and a matrix or vector (where dot is
     matmul: no stacks), as at every replay of the step (its signature fixes shapes and dtypes)."""
@@ -226,6 +243,8 @@ class NumpyBackend(Backend):
     def replay_form(self, fn: Any, args: list, dense: bool = False) -> Any:
         if fn is operator.matmul and _matrix_and_vector_or_matrix(args):
             return _ndarray_dot if dense else _matrix_product
+        if fn is np.stack and dense and _vectors(args):
+            return _stack_vectors
         if fn is compat_numpy.linalg.outer:  # numpy.outer: the same multiply of the raveled vectors
             vectors = all(type(a) is np.ndarray and a.ndim == 1 for a in args)
             return np.multiply.outer if vectors else fn
