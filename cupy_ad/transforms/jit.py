@@ -35,11 +35,11 @@ for one computing the same result with less Python around the kernel (``replay_f
 array_api_compat's one-call wrappers, and a matrix product of real matrices or a matrix and a vector runs
 ``ndarray.dot``, the same BLAS call without matmul's gufunc machinery, where both operands are dense: aligned
 and C or F contiguous, as the program's own ufunc and product results always are and its inputs are checked
-for once on entry; a replay with other input layouts runs the program compiled with per-call checks).
-Where the backend fuses (CuPy: ``cupy.fuse``), each run of
-consecutive elementwise steps on arrays becomes one step, one kernel (a Python scalar operand ends a
-run: how a fused kernel types it is not pinned to the eager ufunc's rule), agreeing with the eager
-kernels within rounding (the compiler may contract a product and a sum). A replay is that
+for once on entry; a replay with other input layouts runs the program compiled with per-call checks;
+``numpy.stack`` of such dense vectors is their concatenation reshaped). Where the backend fuses (CuPy:
+``cupy.fuse``), each run of consecutive elementwise steps on arrays becomes one step, one kernel (a Python
+scalar operand ends a run: how a fused kernel types it is not pinned to the eager ufunc's rule), agreeing
+with the eager kernels within rounding (the compiler may contract a product and a sum). A replay is that
 function's call: the backend's calls and nothing else (about 0.05 us of Python per step). Large
 elementwise steps write into a dead temporary the program owns and only elementwise steps read, so
 no view of it exists whatever the inputs' memory order (``out=``, where the backend has that form:
