@@ -184,8 +184,8 @@ def test_every_kernel_has_a_native_cupy_version():
     from cupy_ad.backends.base import Backend
 
     generic = {"to_numpy", "from_numpy", "synchronize", "via_numpy", "matrix_rule", "tall_skinny",
-               "in_place_form", "replay_form", "dense", "dense_result",  # (jit's hooks; the base's answers:
-               # no reuse, fn, no dense forms)
+               "in_place_form", "replay_form", "replay_scalar", "dense", "dense_result",  # (jit's hooks; the
+               # base's answers: no reuse, fn, the number, no dense forms)
                "unit_rows",  # (the base's xp.eye runs on the device)
                "writable"}  # (CuPy's views are writable: the base's answer, x)
     kernels = [n for n, v in vars(Backend).items() if callable(v) and not n.startswith("_") and n not in generic]

@@ -83,11 +83,12 @@ def test_stack_of_dense_vectors_is_numpy_stack(shape):
         _assert_same(_stack_vectors(arrays, axis=-1), np.stack(arrays, axis=-1))
         _assert_same(_stack_vectors(arrays, axis=0, dtype=np.float32), np.stack(arrays, axis=0, dtype=np.float32))
     form = NumpyBackend().replay_form
-    assert form(np.stack, arrays, dense=True) is _stack_vectors
-    assert form(np.stack, arrays) is np.stack  # (dense unknown: a strided vector's layout is not C order)
+    assert form(np.stack, [arrays], dense=True) is _stack_vectors  # (the positional arguments: the sequence)
+    assert form(np.stack, [tuple(arrays), 0], dense=True) is _stack_vectors
+    assert form(np.stack, [arrays]) is np.stack  # (dense unknown: a strided vector's layout is not C order)
     for others in ([np.zeros((3, 3))] * 2, [np.zeros((2, 1)), np.zeros((3, 1))], [np.zeros((0, 1))] * 2,
                    [np.zeros(3), np.zeros(3, np.float32)]):  # matrices, shapes, empty, dtypes
-        assert form(np.stack, others, dense=True) is np.stack
+        assert form(np.stack, [others], dense=True) is np.stack
 
 
 def _globals(run):
@@ -172,3 +173,28 @@ def test_scan_steps_skip_the_layout_check_only_from_dense_carries(layout, monkey
         np.testing.assert_array_equal(g, e)
     (program,) = [p for variants in jitted.cache.values() for p in variants if p.__dict__.get("scan_plans")]
     assert runs == [program.run if layout == "strided" else program.unchecked] and program.unchecked is not None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex128", "int64"])
+def test_python_numbers_as_typed_constants_give_the_eager_values(dtype):
+    """A Python number in a sum, difference, product or quotient with an inexact array is cast to the array's
+    dtype (NEP 50): the program holds it as a 0-d array of that dtype where the cast is exact (3.0, 2, 1e300 in
+    float64), the number itself elsewhere (0.1 or 1e300 in float32, integer arrays, powers): eager values bit
+    for bit, special values and signed zeros included."""
+    def f(x):
+        return ((1.0 - x * x) * 3 + x / 2 - 0.1, 2.0 / (x + 1e300) - x ** 2.0, -0.0 * x)
+
+    x = np.array([0, -1, 3, 7, -2] if dtype == "int64" else [0.0, -0.0, 1.5, -2.25, np.inf, np.nan, 3.0], dtype)
+    compiled = ad.jit(f)
+    with np.errstate(all="ignore"):
+        for value in (x, x[::-1].copy()):
+            for got, want in zip(compiled(value), f(value)):
+                _assert_same(got, want)
+                np.testing.assert_array_equal(np.signbit(np.real(got)), np.signbit(np.real(want)))
+    (program,) = next(iter(compiled.cache.values()))
+    typed = [v for v in _globals(program.run) if type(v) is np.ndarray and v.ndim == 0]
+    numbers = {v for v in _globals(program.run) if type(v) in (int, float)}
+    assert 2.0 in numbers  # (the power's exponent: NumPy's scalar fast path)
+    if dtype != "int64":  # (there the numbers meet float64 temporaries: typed where they do)
+        assert {complex(v) for v in typed} >= {1.0, 3.0, 2.0} and all(v.dtype == x.dtype for v in typed)
+        assert (0.1 in numbers) is (dtype == "float32") and (1e300 in numbers) is (dtype == "float32")

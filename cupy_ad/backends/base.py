@@ -67,6 +67,11 @@ class Backend:
         that ``dense_result`` vouches for, inputs it checks on entry), which may allow a faster form."""
         return fn
 
+    def replay_scalar(self, fn: Any, args: list, position: int) -> Any:
+        """For a compiled program: the Python number ``args[position]`` (a constant of the step ``fn(*args)``)
+        in a form the step computes the same result from with less work per call, or that number."""
+        return args[position]
+
     @staticmethod
     def dense(x: Any) -> bool:
         """Whether ``x`` has the memory layout some steps have a faster form for (``replay_form``'s ``dense``):

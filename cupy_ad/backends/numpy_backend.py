@@ -121,6 +121,8 @@ def _diagonal(x: np.ndarray, /, *, offset: int = 0) -> np.ndarray:
     return x.diagonal(offset, -2, -1)
 
 
+_WEAK_SCALAR_UFUNCS = frozenset((np.add, np.subtract, np.multiply, np.divide))  # (not power: scalar fast paths)
+_INEXACT = frozenset(map(np.dtype, ("float32", "float64", "complex64", "complex128")))
 _REAL_BLAS_DTYPES = frozenset(map(np.dtype, ("float32", "float64")))  # (complex: dot and matmul differ at times)
 _ndarray_dot = np.ndarray.dot
 _ALIGNED = 0x100  # (numpy's NPY_ARRAY_ALIGNED, and its C_ and F_CONTIGUOUS: 0x1, 0x2, in ``flags.num``)
@@ -243,7 +245,7 @@ class NumpyBackend(Backend):
     def replay_form(self, fn: Any, args: list, dense: bool = False) -> Any:
         if fn is operator.matmul and _matrix_and_vector_or_matrix(args):
             return _ndarray_dot if dense else _matrix_product
-        if fn is np.stack and dense and _vectors(args):
+        if fn is np.stack and dense and args and type(args[0]) in (tuple, list) and _vectors(list(args[0])):
             return _stack_vectors
         if fn is compat_numpy.linalg.outer:  # numpy.outer: the same multiply of the raveled vectors
             vectors = all(type(a) is np.ndarray and a.ndim == 1 for a in args)
@@ -252,6 +254,19 @@ class NumpyBackend(Backend):
         if split is not None:
             return split
         return _DIRECT.get(fn, fn) if args and type(args[0]) is np.ndarray else fn
+
+    def replay_scalar(self, fn: Any, args: list, position: int) -> Any:
+        # A Python number next to an inexact ndarray in a sum, difference, product or quotient is cast to the
+        # array's dtype (NEP 50: a weak scalar); as a 0-d array of that dtype, converted once, it gives the same
+        # values (one IEEE operation per element) without the conversion per call (0.52 -> 0.37 us at 16 x 1).
+        # Only where the cast is exact (no overflow warning lost) and the step is not split over threads.
+        c, other = args[position], args[1 - position] if len(args) == 2 else None
+        if (_OPERATOR_UFUNCS.get(fn, fn) not in _WEAK_SCALAR_UFUNCS or type(c) not in (int, float)
+                or type(other) is not np.ndarray or other.dtype not in _INEXACT or _split_form(fn, args) is not None):
+            return c
+        with np.errstate(all="ignore"):  # (an overflowing cast is not taken: the step's own warning stays)
+            typed = np.asarray(c, other.dtype)
+        return typed if typed.item() == c else c
 
     dense = staticmethod(_dense)  # (a plain function: the replay calls it, no method in between)
 

@@ -371,23 +371,37 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
             return f"*{literal(tuple(args))}, **{literal(kwargs)}"
         return ", ".join([*map(literal, args), *(f"{k}={literal(v)}" for k, v in kwargs.items())])
 
-    def function(fn: Any, values: list) -> str:
-        """The name of ``fn``'s replay form for a call on ``values`` (its positional arguments at recording)."""
-        array = next((v for v in values if _is_array(v)), None)
-        if array is None:
+    def value(a: Any) -> Any:
+        kind = type(a)
+        if kind is Slot:
+            return recording.values[a.var]
+        return kind(map(value, a)) if kind is tuple or kind is list else a
+
+    def arrays_in(a: Any) -> list:
+        """(array, its slot or None: a constant written in the call) for each array among ``a``."""
+        kind = type(a)
+        if kind is Slot:
+            return [(recording.values[a.var], alias.get(a.var, a.var))] if _is_array(recording.values[a.var]) else []
+        if kind is tuple or kind is list:
+            return [found for item in a for found in arrays_in(item)]
+        return [(a, None)] if _is_array(a) else []
+
+    def function(fn: Any, args: list) -> str:
+        """The name of ``fn``'s replay form for a call with the positional arguments ``args`` (traced ones as
+        ``Slot``, in tuples and lists too), asked on their values at recording: the backend's dense form where
+        every array among them is dense at every replay (an input it reads is checked on entry)."""
+        found = arrays_in(args)
+        if not found:
             return name(fn)
-        backend = backend_of(array)
+        backend = backend_of(found[0][0])
+        values = [value(a) for a in args]
         form = backend.replay_form(fn, values)
-        arrays = [k for k, v in zip(ins, values) if _is_array(v)]
-        if dense and all(k in dense for k in arrays):
+        if dense and all(backend.dense(v) if k is None else k in dense for v, k in found):
             dense_form = backend.replay_form(fn, values, dense=True)
             if dense_form != form:  # (a bound method is made anew at each access: equal, not the same)
-                checked.update(k for k in arrays if k < n_inputs)
+                checked.update(k for _, k in found if k is not None and k < n_inputs)
                 form = dense_form
         return name(form)
-
-    def values_of(ins: list) -> list:
-        return [recording.values[k] for k in ins]
 
     def call(fn: Any, ins: list) -> str:
         if type(fn) is Flattening:
@@ -396,14 +410,25 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
             if type(fn.fn) is Method and fn.args and type(fn.args[0]) is Slot:
                 head, *rest = fn.args
                 return f"{slot(head.var)}.{fn.fn.__name__}({arguments(rest, fn.kwargs)})"
-            positional = [recording.values[a.var] if type(a) is Slot else a for a in fn.args]
-            return f"{function(fn.fn, positional)}({arguments(fn.args, fn.kwargs)})"
+            return f"{function(fn.fn, list(fn.args))}({arguments(fn.args, fn.kwargs)})"
+        slots = [Slot(k) for k in ins]
         if type(fn) is functools.partial and fn.func is _into:  # out= into a dead temporary
             form, position = fn.args
-            return f"{function(form, values_of(ins))}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
+            return f"{function(form, slots)}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
         if type(fn) is Method:
             return f"{slot(ins[0])}.{fn.__name__}({', '.join(map(slot, ins[1:]))})"
-        return f"{function(fn, values_of(ins))}({', '.join(map(slot, ins))})"
+        return f"{function(fn, slots)}({operands(fn, ins)})"
+
+    def operands(fn: Any, ins: list) -> str:
+        """A plain step's operands, a constant Python number in the backend's ``replay_scalar`` form."""
+        values = [recording.values[k] for k in ins]
+        array = next((v for v in values if _is_array(v)), None)
+        written = []
+        for position, k in enumerate(ins):
+            number = alias.get(k, k) in recording.constant_slots and type(values[position]) in (int, float)
+            typed = backend_of(array).replay_scalar(fn, values, position) if number and array is not None else None
+            written.append(slot(k) if typed is None or typed is values[position] else name(typed))
+        return ", ".join(written)
 
     last_use = {}  # slot -> the step after which nothing reads it (it is dropped there, as eagerly)
     for index, (_, ins, outs) in enumerate(steps):
