@@ -282,3 +282,29 @@ def test_svd_jvp_agrees_with_and_without_the_compiled_kernel(dtype, monkeypatch)
     rows = np.swapaxes(columns, -1, -2)
     for x, x0, sign in ((u, u0, columns), (du, du0, columns), (vh, vh0, rows), (dvh, dvh0, rows)):
         np.testing.assert_allclose(x * sign, x0, **tol)
+
+
+@needs_numba
+def test_rarely_split_repeated_eigenvalues_still_come_out_as_a_cluster():
+    """One matrix in about 4000 of Q diag(w) Q^T (w in {-2, ..., 2}, n = 14) had a repeated eigenvalue split by
+    the QL iteration beyond the cluster resolution (18 eps max|w| here): its jvp took the ordinary path
+    (eigenvector tangents ~1e14, the repeated eigenvalues' tangents the diagonal of V^T dA V instead of the
+    eigenvalues of its block). Nearly repeated eigenvalues now send the matrix to LAPACK."""
+    rng = np.random.default_rng(1)
+    n, count = 14, 10000
+    q, _ = np.linalg.qr(rng.standard_normal((count, n, n)))
+    values = np.sort(rng.integers(-2, 3, size=(count, n)).astype(float), axis=-1)
+    a = (q * values[:, None, :]) @ np.swapaxes(q, -1, -2)
+    w, _ = NumpyBackend().eigh(a, True)
+    eps = np.finfo(np.float64).eps
+    gaps = np.where(np.diff(values, axis=-1) == 0, np.diff(w, axis=-1), 0).max(axis=-1) / (eps * np.abs(w).max(axis=-1))
+    assert gaps.max() <= resolution(n, 1.0)
+    worst = a[np.argmax(gaps)]
+    da = rng.standard_normal((n, n))
+    da = da + da.T
+    (w, v), (dw, dv) = ad.jvp(ad.linalg.eigh, (worst,), (da,))
+    assert np.abs(dv).max() < 100
+    basis = q[np.argmax(gaps)]  # the degenerate path's eigenvalue tangents: per cluster, eig(Q_c^T dA Q_c)
+    cut = np.flatnonzero(np.diff(values[np.argmax(gaps)])) + 1
+    expected = np.concatenate([np.linalg.eigvalsh(b.T @ da @ b) for b in np.split(basis, cut, axis=1)])
+    np.testing.assert_allclose(dw, expected, rtol=1e-9, atol=1e-9)
