@@ -308,3 +308,29 @@ def test_rarely_split_repeated_eigenvalues_still_come_out_as_a_cluster():
     cut = np.flatnonzero(np.diff(values[np.argmax(gaps)])) + 1
     expected = np.concatenate([np.linalg.eigvalsh(b.T @ da @ b) for b in np.split(basis, cut, axis=1)])
     np.testing.assert_allclose(dw, expected, rtol=1e-9, atol=1e-9)
+
+
+@needs_numba
+def test_only_nearly_repeated_eigenvalues_send_a_matrix_to_lapack(monkeypatch):
+    """Matrices with eigenvalues apart (random ones, a diagonal one, the zero matrix) stay compiled; those
+    with eigenvalues within ``NEAR_REPEATED`` eps max|w| of each other (the identity, a repeated pair) go to
+    LAPACK, and only those."""
+    rng = np.random.default_rng(17)
+    a = rng.standard_normal((40, 6, 6))
+    a[3] = np.diag([3.0, -1.0, 2.0, 0.0, 5.0, 4.0])
+    a[5] = 0.0
+    a[7] = np.eye(6)
+    q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    a[9] = (q * np.array([1.0, 1.0, 2.0, 3.0, 4.0, 5.0])) @ q.T
+    lapack = np.linalg.eigh
+    sent = []
+
+    def counted(x, UPLO):
+        sent.append(x.copy())
+        return lapack(x, UPLO=UPLO)
+    monkeypatch.setattr(np.linalg, "eigh", counted)
+    w, v = numpy_compiled_spectral.eigh(a, True)
+    assert len(sent) == 1
+    np.testing.assert_array_equal(sent[0], a[[7, 9]])
+    np.testing.assert_array_equal(w[5], 0)
+    np.testing.assert_array_equal(w[3], [-1.0, 0.0, 2.0, 3.0, 4.0, 5.0])
