@@ -28,8 +28,9 @@ Wilkinson 1968, "The QR and QL algorithms for symmetric matrices"), written here
 4. Eigenvalues ascending (a selection sort, moving their columns along): A = V diag(w) V^T, V = Q Z.
 
 Backward stable like syevd (each step orthogonal, each neglected entry below eps times its
-neighbours), so the eigenvalues agree with LAPACK's to rounding and exactly repeated eigenvalues come
-out split by a few eps ||A|| (what ``linalg._clusters`` resolves); each eigenvector agrees up to its
+neighbours), so the eigenvalues agree with LAPACK's to rounding; exactly repeated eigenvalues come out
+split by up to ~20 eps ||A||, more than ``linalg._clusters`` resolves, so a matrix with (nearly) repeated
+eigenvalues is decomposed by LAPACK instead (``NEAR_REPEATED``); each eigenvector agrees up to its
 sign, which this algorithm fixes otherwise than LAPACK (the rules do not depend on it).
 float32 runs in float64 (rounded at the end); complex (Hermitian) matrices are left to LAPACK.
 
@@ -59,9 +60,14 @@ from .numpy_threads import split_stacks
 
 #: the largest matrix side decomposed here: at 32, 4096 matrices took 34 ms against NumPy's 42, but exactly
 #: repeated eigenvalues of random orthogonal similarity transforms came out split by up to 21 eps ||A||
-#: (LAPACK: 15; ``linalg._clusters`` resolves 16), where at n <= 16 both stay below 15; the same bound for
-#: the SVD (repeated singular values at n = 16: split by at most 7 eps ||A||, LAPACK's by up to 33)
+#: (LAPACK: 15; ``linalg._clusters`` resolves 16); the same bound for the SVD (repeated singular values at
+#: n = 2..16: split by up to ~10 eps ||A|| in 90000 matrices, LAPACK's by up to 33)
 MAX_N = 16
+#: a matrix whose computed eigenvalues have neighbours closer than this many eps max|w| goes to LAPACK: at
+#: n = 12..16 the QL iteration splits exactly repeated eigenvalues (Q diag(w) Q^T, w in {-2, ..., 2}) by up to
+#: ~20 eps max|w| in about one matrix of 4000, beyond ``linalg._clusters.resolution``'s 16 (the jvp then takes
+#: the ordinary path with a 1 / gap of ~1e15), where LAPACK's syevd stays below 13 (60000 matrices each)
+NEAR_REPEATED = 64
 #: QL steps allowed per eigenvalue before a matrix is left to LAPACK
 STEP_LIMIT = 30
 
@@ -447,13 +453,17 @@ def _shaped(outputs: tuple, a: Any) -> tuple:
 def eigh(a: Any, lower: bool, limit: int = STEP_LIMIT) -> tuple[Any, Any] | None:
     """(w, v) of every real symmetric matrix of a (..., n, n), as ``numpy.linalg.eigh`` (the ``lower`` or
     upper triangle read; eigenvectors up to sign), compiled and split over threads; matrices whose QL
-    iteration needs more than ``limit`` steps per eigenvalue go to ``numpy.linalg.eigh``. None without
+    iteration needs more than ``limit`` steps per eigenvalue, or whose eigenvalues come out (nearly)
+    repeated (``NEAR_REPEATED``), go to ``numpy.linalg.eigh``. None without
     Numba, for complex or other dtypes, empty batches and sides above ``MAX_N``: the caller falls back."""
     n = a.shape[-1]
     run = _run("eigh", a, ((n,), (n, n)), (lower, limit))
     if run is None:
         return None
     stack, (w, v), failed = run
+    with np.errstate(all="ignore"):  # (a failed matrix's w is meaningless: it goes to LAPACK anyway)
+        near = NEAR_REPEATED * np.finfo(np.float64).eps * np.abs(w).max(axis=-1, keepdims=True)
+        failed |= np.any(np.diff(w, axis=-1) < near, axis=-1)
     if failed.any():
         w[failed], v[failed] = np.linalg.eigh(stack[failed], UPLO="L" if lower else "U")
     return _shaped((w, v), a)

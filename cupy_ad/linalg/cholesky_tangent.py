@@ -7,12 +7,13 @@ dL = L Phi(L^-1 dA L^-H). The upper factor U = L^H has dU = Phi(S)^H U with S = 
 dA is the perturbation of the matrix the routine actually reads: the chosen triangle mirrored to a
 Hermitian matrix, with the real part of the diagonal (LAPACK's potrf ignores its imaginary part).
 The composition forms S with two triangular solves, never an inverse, and dL = L Phi(S) with one
-triangular product (trmm on NumPy for n >= 32): 3 n^3 flops. For real input the mirrored dA and
-Phi(S) are single elementwise passes (a selection and a product with constant weights).
+triangular product (trmm on NumPy for n >= 32): 7 n^3 / 3 flops (each solve n^3, the product
+n^3 / 3). For real input the mirrored dA and Phi(S) are single elementwise passes (a selection and
+a product with constant weights).
 
 Why a primitive: dL is linear in dA, and for small matrices its whole computation fits one compiled
 pass per matrix where the composition is six calls (NumPy with Numba: ``numpy_compiled``, one
-matrix or a batch of them, the same ~5 n^3 / 6 multiply-adds read in order). Elsewhere (other
+matrix or a batch of them, the same ~7 n^3 / 6 multiply-adds read in order). Elsewhere (other
 backends, larger matrices, no Numba) the primitive runs the composition. Many directions sharing
 one factor (a Jacobian) stay the composition under ``vmap``, whose solves fold the directions
 into the columns of one right-hand side. Where the factor itself varies (second derivatives) the

@@ -282,3 +282,62 @@ def test_svd_jvp_agrees_with_and_without_the_compiled_kernel(dtype, monkeypatch)
     rows = np.swapaxes(columns, -1, -2)
     for x, x0, sign in ((u, u0, columns), (du, du0, columns), (vh, vh0, rows), (dvh, dvh0, rows)):
         np.testing.assert_allclose(x * sign, x0, **tol)
+
+
+@needs_numba
+def test_rarely_split_repeated_eigenvalues_still_come_out_as_a_cluster():
+    """One matrix in about 4000 of Q diag(w) Q^T (w in {-2, ..., 2}, n = 14) had a repeated eigenvalue split by
+    the QL iteration beyond the cluster resolution (18 eps max|w| here with OPENBLAS_CORETYPE unset): its jvp
+    took the ordinary path (eigenvector tangents ~1e14, the repeated eigenvalues' tangents the diagonal of
+    V^T dA V instead of the eigenvalues of its block). Nearly repeated eigenvalues now send the matrix to
+    LAPACK: the backend splits them no more than the resolution or LAPACK's syevd (which, itself, splits
+    two of these by 17 eps max|w| with OPENBLAS_CORETYPE=Haswell), and the jvp where the kernel alone
+    splits most is the degenerate path's."""
+    rng = np.random.default_rng(1)
+    n, count = 14, 10000
+    q, _ = np.linalg.qr(rng.standard_normal((count, n, n)))
+    values = np.sort(rng.integers(-2, 3, size=(count, n)).astype(float), axis=-1)
+    a = (q * values[:, None, :]) @ np.swapaxes(q, -1, -2)
+    eps = np.finfo(np.float64).eps
+
+    def splits(w):  # per matrix, the widest split of a repeated eigenvalue, in eps max|w|
+        return np.where(np.diff(values, axis=-1) == 0, np.diff(w, axis=-1), 0).max(axis=-1) / (eps * np.abs(w).max(axis=-1))
+    _, (kernel_w, _), _ = numpy_compiled_spectral._run("eigh", a, ((n,), (n, n)), (True, numpy_compiled_spectral.STEP_LIMIT))
+    alone = splits(kernel_w)
+    assert alone.max() >= resolution(n, 1.0) - 1  # (the kernel alone: at the resolution's edge or beyond)
+    got = splits(NumpyBackend().eigh(a, True)[0])
+    assert np.all(got <= np.maximum(resolution(n, 1.0), splits(np.linalg.eigh(a)[0])))
+    worst = np.argmax(alone)
+    da = rng.standard_normal((n, n))
+    da = da + da.T
+    (w, v), (dw, dv) = ad.jvp(ad.linalg.eigh, (a[worst],), (da,))
+    assert np.abs(dv).max() < 100
+    cut = np.flatnonzero(np.diff(values[worst])) + 1  # the degenerate path: per cluster, eig(Q_c^T dA Q_c)
+    expected = np.concatenate([np.linalg.eigvalsh(b.T @ da @ b) for b in np.split(q[worst], cut, axis=1)])
+    np.testing.assert_allclose(dw, expected, rtol=1e-9, atol=1e-9)
+
+
+@needs_numba
+def test_only_nearly_repeated_eigenvalues_send_a_matrix_to_lapack(monkeypatch):
+    """Matrices with eigenvalues apart (random ones, a diagonal one, the zero matrix) stay compiled; those
+    with eigenvalues within ``NEAR_REPEATED`` eps max|w| of each other (the identity, a repeated pair) go to
+    LAPACK, and only those."""
+    rng = np.random.default_rng(17)
+    a = rng.standard_normal((40, 6, 6))
+    a[3] = np.diag([3.0, -1.0, 2.0, 0.0, 5.0, 4.0])
+    a[5] = 0.0
+    a[7] = np.eye(6)
+    q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    a[9] = (q * np.array([1.0, 1.0, 2.0, 3.0, 4.0, 5.0])) @ q.T
+    lapack = np.linalg.eigh
+    sent = []
+
+    def counted(x, UPLO):
+        sent.append(x.copy())
+        return lapack(x, UPLO=UPLO)
+    monkeypatch.setattr(np.linalg, "eigh", counted)
+    w, v = numpy_compiled_spectral.eigh(a, True)
+    assert len(sent) == 1
+    np.testing.assert_array_equal(sent[0], a[[7, 9]])
+    np.testing.assert_array_equal(w[5], 0)
+    np.testing.assert_array_equal(w[3], [-1.0, 0.0, 2.0, 3.0, 4.0, 5.0])
