@@ -467,3 +467,17 @@ def test_blockwise_rotation_equals_the_dense_one(backend, monkeypatch, kind, sha
         results.append(run(backend, lambda x: (f(x)[1], g(x)), a, t, dtype))
     for x, y in zip(results[0][0] + results[0][1], results[1][0] + results[1][1]):
         np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("split", [20, 30])
+def test_values_split_as_far_as_lapack_splits_repeated_ones_are_one_cluster(backend, split):
+    """syevd split a repeated eigenvalue by 17 eps max|w| and gesdd a singular value by 24.5 eps s_max
+    (_clusters.resolution): values that far apart are taken as one repeated value, whose tangents are
+    the eigenvalues of dA's block (a diagonal matrix: the decompositions are exact, no rounding decides)."""
+    eps = np.finfo(np.float64).eps
+    a = np.diag([0.5, 0.5 + split * eps, 1.0])  # (relative to the largest value, 1)
+    da = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    dw = backend.to_numpy(ad.jvp(ad.linalg.eigvalsh, (backend.asarray(a),), (backend.asarray(da),))[1])
+    np.testing.assert_allclose(dw, [-1.0, 1.0, 3.0], atol=1e-12)  # the ordinary rule: [0, 0, 3]
+    ds = backend.to_numpy(ad.jvp(ad.linalg.svdvals, (backend.asarray(a),), (backend.asarray(da),))[1])
+    np.testing.assert_allclose(ds, [3.0, 1.0, -1.0], atol=1e-12)
