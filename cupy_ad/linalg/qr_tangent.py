@@ -7,10 +7,10 @@ The composition forms X with one triangular solve (R guarded: an exactly zero R_
 the tangents are NaN there instead of an error), C with a matmul and both products with U through
 triangular products that read U's upper triangle only.
 
-Why a primitive: (dQ, dR) is linear in dA, and for small n the whole map fits one compiled pass per
-matrix where the composition is six calls, each a pass over the whole batch (NumPy with Numba:
-``numpy_compiled._qr_tangent``, about 2 m n^2 + n^3 / 3 multiply-adds read in order). Elsewhere
-(other backends, larger n, no Numba) the primitive runs the composition. Many directions sharing one
+Why a primitive: (dQ, dR) is linear in dA, and for small matrices the whole map fits one compiled pass
+per matrix where the composition is six calls, each a pass over the whole batch (NumPy with Numba:
+``numpy_compiled._qr_tangent``, about 2 m n^2 + n^3 / 2 multiply-adds read in order). Elsewhere
+(other backends, larger or tall matrices, no Numba) the primitive runs the composition. Many directions sharing one
 factor pair (a Jacobian) stay the composition under ``vmap``, whose solves fold the directions into
 one right-hand side. Where Q and R vary too (second derivatives) the JVP differentiates the
 composition. Wide matrices and complete mode with m > n compose the same helpers in qr.py.

@@ -214,7 +214,7 @@ def _qr_pair(shape, dtype, seed):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
-@pytest.mark.parametrize("shape", [(30, 16, 16), (2, 3, 9, 5), (4, 1, 1), (7, 7), (40, 3)])
+@pytest.mark.parametrize("shape", [(30, 16, 16), (2, 3, 9, 5), (4, 1, 1), (7, 7), (32, 3)])
 def test_compiled_qr_tangent_solves_the_tangent_equation(dtype, shape, monkeypatch):
     """The QR tangent compiled: dA = dQ R + Q dR, Q^H dQ skew-Hermitian, dR upper triangular with a real
     diagonal (identities independent of how (dQ, dR) are computed); what the primitive runs on NumPy
@@ -246,7 +246,7 @@ def test_compiled_qr_tangent_solves_the_tangent_equation(dtype, shape, monkeypat
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
-@pytest.mark.parametrize("shape, column", [((16, 16), 5), ((3, 9, 4), 0), ((40, 4), 2), ((5, 5), 4)])
+@pytest.mark.parametrize("shape, column", [((16, 16), 5), ((3, 9, 4), 0), ((24, 4), 2), ((5, 5), 4)])
 def test_compiled_qr_tangent_is_nan_where_the_composition_is(dtype, shape, column, monkeypatch):
     """An exactly zero column of A (an exact zero on R's diagonal): the compiled tangents are NaN exactly
     where the composition's guarded solve and products make them NaN, and finite elsewhere as it is."""
