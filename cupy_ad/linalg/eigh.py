@@ -215,8 +215,9 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     eigenvectors (..., n, n) as columns, orthonormal.
 
     Gauge: each eigenvector is defined up to a sign (real) or a phase (complex), fixed by the
-    backend's kernel (on NumPy from n = 128 on, syevd/heevd called on the transposed buffer: the
-    signs may differ from numpy.linalg.eigh's, the same for a matrix alone or in a batch); the
+    backend's kernel (on NumPy from n = 128 on, syevd/heevd called on the transposed buffer, and for
+    real matrices up to 16 x 16 with Numba installed a compiled QL solver: the signs may differ from
+    numpy.linalg.eigh's, the same for a matrix alone or in a batch); the
     tangent of the eigenvectors satisfies Im diag(V^H dV) = 0 (and diag(V^T dV) = 0 for real input,
     which normalisation forces), i.e. V^H dV has a zero diagonal.
     Repeated eigenvalues (clusters: sorted runs with neighbouring gaps <= max(16, sqrt(n)) eps max|w|):

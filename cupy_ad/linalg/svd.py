@@ -469,7 +469,8 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
     Derivative conventions (the singular vectors are defined only up to a gauge):
 
     * each pair (u_i, v_i) may turn by a common sign (real) or phase (complex), fixed by the
-      backend's kernel (on NumPy from min(m, n) = 128 on, gesdd on the transposed buffer: signs may
+      backend's kernel (on NumPy from min(m, n) = 128 on, gesdd on the transposed buffer, and for real
+      square matrices up to 16 x 16 with Numba installed a compiled Golub-Kahan solver: signs may
       differ from numpy.linalg.svd's); the tangent is the one with ``Im diag(U^H dU) = 0`` (real:
       automatically). ``U^H dU`` and ``V^H dV`` are
       skew-Hermitian.

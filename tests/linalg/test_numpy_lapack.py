@@ -1,6 +1,7 @@
 """NumPy's own LAPACK through ctypes (backends/numpy_lapack.py): getrf equals SciPy's lu_factor and
-QR through gelqf/orglq on the transposed view equals numpy.linalg.qr, for every dtype and shape;
-the NumPy backend uses them where they are faster and falls back without them."""
+QR through gelqf/orglq on the transposed view, and a small one through SciPy's geqrf/orgqr, equal
+numpy.linalg.qr, for every dtype and shape; the NumPy backend uses them where they are faster and
+falls back without them."""
 from __future__ import annotations
 
 import warnings
@@ -199,3 +200,31 @@ def test_guards():
         numpy_lapack.getrf(a)
     with pytest.warns(scipy.linalg.LinAlgWarning, match="Diagonal number 3 is exactly zero"):
         scipy.linalg.lu_factor(a)  # (the message is SciPy's)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("shape", [(16, 16), (20, 7), (5, 12), (1, 1), (32, 32)])
+@pytest.mark.parametrize("mode", ["reduced", "r"])
+def test_small_qr_is_numpys(dtype, shape, mode):
+    """One small matrix's QR from two LAPACK calls (numpy_backend._small_qr, taken from the backend's qr):
+    numpy.linalg.qr's factors, dtypes and shapes, to rounding (another library's BLAS may round
+    otherwise); Q orthonormal, Q R = A."""
+    from cupy_ad.backends import numpy_backend
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if np.dtype(dtype).kind == "c" else 0)
+    a = a.astype(dtype)
+    keep = a.copy()
+    got = numpy_backend.NumpyBackend().qr(a, mode)
+    assert max(shape) <= numpy_backend.SMALL_QR_MAX
+    want = np.linalg.qr(a, mode=mode)
+    got, want = (got, want) if mode != "r" else ((got,), (want,))
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-13 * max(1.0, np.abs(a).max()))
+    np.testing.assert_array_equal(a, keep)
+    if mode != "r":
+        q, r = got
+        np.testing.assert_allclose(q.conj().T @ q, np.eye(q.shape[1]), atol=1e-14)
+        np.testing.assert_allclose(q @ r, a, atol=1e-13)
+        np.testing.assert_array_equal(np.tril(r, -1), 0)

@@ -1,0 +1,476 @@
+"""Eigen-decomposition of small real symmetric matrices and SVD of small real square ones, compiled (Numba,
+the optional extra ``compiled``; see ``numpy_compiled``): a batch of 4096 matrices of 16 x 16 in ~0.6x the
+time of NumPy's gufuncs (LAPACK syevd / gesdd, one matrix a call) on one thread, the same on each of
+several threads.
+
+Why not LAPACK: at 16 x 16 syevd makes BLAS-2 calls for each Householder step and NumPy's gufunc
+copies each matrix into and out of Fortran order; a compiled loop over the batch makes no calls and
+keeps one matrix in the core's cache (the same arithmetic, 48-54 ms of CPU against syevd's 85-98 for
+the 4096; of those, ~21 ms the tridiagonal reduction and Q, the rest mostly the latency of the QL
+iteration's chain of square roots and divisions).
+
+Algorithm (Golub and Van Loan, "Matrix Computations", 4th ed., 8.3; Bowdler, Martin, Reinsch and
+Wilkinson 1968, "The QR and QL algorithms for symmetric matrices"), written here from the mathematics:
+
+1. Scale A by a power of two (exact) so that max |a_ij| lies in [1, 2): no overflow or underflow in
+   the squares below; the eigenvalues are scaled back exactly.
+2. Householder tridiagonalisation: for k = 0 .. n-3, H_k = I - tau u u^T with u = x - alpha e_1, x the
+   column k below the diagonal, alpha = -sign(x_0) ||x|| (no cancellation in u_0), tau = 2 / u^T u,
+   maps x to alpha e_1; the trailing block becomes H A H = A - u q^T - q u^T with
+   q = tau A u - (tau^2 / 2) (u^T A u) u. Then Q^T A Q = T (tridiagonal: diagonal d, subdiagonal e)
+   with Q = H_0 H_1 ... H_{n-3}, accumulated backwards (Q <- H_k Q changes its rows k+1.. only).
+3. Implicit QL with Wilkinson's shift on T: for each l, while the subdiagonal e_l is not negligible
+   (|e_m| <= eps (|d_m| + |d_{m+1}|) splits T at the first such m >= l), one QL step on the block
+   l..m: the shift is the eigenvalue of the leading 2 x 2 block nearer d_l, and a chain of plane
+   rotations from the bottom chases the bulge; each rotation acts on two columns of Q. At most
+   ``limit`` steps per eigenvalue (30, as EISPACK's tql2); a matrix that needs more is flagged and
+   decomposed by LAPACK instead.
+4. Eigenvalues ascending (a selection sort, moving their columns along): A = V diag(w) V^T, V = Q Z.
+
+Backward stable like syevd (each step orthogonal, each neglected entry below eps times its
+neighbours), so the eigenvalues agree with LAPACK's to rounding and exactly repeated eigenvalues come
+out split by a few eps ||A|| (what ``linalg._clusters`` resolves); each eigenvector agrees up to its
+sign, which this algorithm fixes otherwise than LAPACK (the rules do not depend on it).
+float32 runs in float64 (rounded at the end); complex (Hermitian) matrices are left to LAPACK.
+
+SVD (Golub and Van Loan 8.6; Golub and Kahan 1965, Golub and Reinsch 1970), the same way: A scaled
+by a power of two; Householder bidiagonalisation B = U_1^T A V_1 (reflectors from the left on the
+columns, from the right on the rows, accumulated backwards); then implicit QR steps on B^T B
+without forming it: each Golub-Kahan step takes the shift mu = the eigenvalue of the trailing 2 x 2
+block of B^T B nearer its last entry, a rotation from the right on columns (first, first+1) making
+(d_f^2 - mu, d_f e_f) point along e_1, and chases the bulge down with alternating left and right
+rotations, each applied to two columns of U or V. Superdiagonal entries below
+eps (|d_i| + |d_{i+1}|) are set to zero (the blocks split); a diagonal entry below eps ||B|| in a block
+still coupled (a rank-deficient block: the step would stall) or more than ``limit`` n steps send the
+matrix to LAPACK. Last, negative d_i flip their column of V, and the values are sorted descending.
+Backward stable like gesdd (each singular value within a few eps ||A|| of LAPACK's, U and V
+orthogonal to rounding); each pair (u_i, v_i) agrees with LAPACK's up to a common sign. Square real
+matrices only; the rest is LAPACK's.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import numpy_compiled
+from .numpy_threads import split_stacks
+
+#: the largest matrix side decomposed here: at 32, 4096 matrices took 34 ms against NumPy's 42, but exactly
+#: repeated eigenvalues of random orthogonal similarity transforms came out split by up to 21 eps ||A||
+#: (LAPACK: 15; ``linalg._clusters`` resolves 16), where at n <= 16 both stay below 15; the same bound for
+#: the SVD (repeated singular values at n = 16: split by at most 7 eps ||A||, LAPACK's by up to 33)
+MAX_N = 16
+#: QL steps allowed per eigenvalue before a matrix is left to LAPACK
+STEP_LIMIT = 30
+
+
+def _symmetric_eigen(a: Any, lower: bool, limit: int, w: Any, v: Any, failed: Any) -> None:
+    """w[p], v[p] = the ascending eigenvalues and orthonormal eigenvectors (columns) of the symmetric
+    matrix held in the ``lower`` (else upper) triangle of a[p], for every p; failed[p] where the QL
+    iteration needed more than ``limit`` steps for one eigenvalue (w[p], v[p] then meaningless)."""
+    count, n, _ = a.shape
+    eps = np.finfo(np.float64).eps
+    h = np.empty((n, n))  # the symmetric matrix being reduced (its trailing block)
+    u = np.empty((n, n))  # u[k, k+1:]: the vector of H_k
+    y = np.empty((n, n))  # Q
+    z = np.empty((n, n))  # z[j, :] = column j of Q, then of V (rotations act on two rows: contiguous)
+    d = np.empty(n)
+    e = np.empty(n)
+    tau = np.empty(n)
+    q = np.empty(n)
+    for p in range(count):
+        largest = 0.0
+        for i in range(n):
+            for j in range(i + 1):
+                x = a[p, i, j] if lower else a[p, j, i]
+                h[i, j] = x
+                h[j, i] = x
+                if abs(x) > largest or x != x:  # (a NaN stays)
+                    largest = abs(x)
+        if not largest < math.inf:  # (Inf or NaN: left to LAPACK, as a failure)
+            failed[p] = True
+            continue
+        exponent = 0 if largest == 0.0 else min(max(-math.floor(math.log2(largest)), -1000), 1000)
+        scale = 2.0 ** exponent
+        for i in range(n):
+            for j in range(n):
+                h[i, j] *= scale
+        # 2. Householder tridiagonalisation (inner loops along rows: vectorised, no chained sums)
+        for k in range(n - 2):
+            tail = 0.0
+            for i in range(k + 2, n):
+                tail += h[k, i] * h[k, i]
+            x0 = h[k, k + 1]
+            if tail == 0.0:  # already zero below the subdiagonal: H_k = I
+                tau[k] = 0.0
+                e[k] = x0
+                continue
+            alpha = math.sqrt(x0 * x0 + tail)
+            if x0 > 0.0:
+                alpha = -alpha
+            e[k] = alpha
+            for i in range(k + 1, n):  # u = x - alpha e_1 (row k of u: H_k's vector)
+                u[k, i] = h[k, i]
+            u[k, k + 1] = x0 - alpha
+            t = 2.0 / (u[k, k + 1] * u[k, k + 1] + tail)
+            tau[k] = t
+            for i in range(k + 1, n):
+                q[i] = 0.0
+            for j in range(k + 1, n):  # q = t A u, column by column (A symmetric: row j)
+                uj = t * u[k, j]
+                for i in range(k + 1, n):
+                    q[i] += h[j, i] * uj
+            half = 0.0
+            for i in range(k + 1, n):
+                half += u[k, i] * q[i]
+            half *= 0.5 * t
+            for i in range(k + 1, n):
+                q[i] -= half * u[k, i]
+            for i in range(k + 1, n):
+                ui, qi = u[k, i], q[i]
+                for j in range(k + 1, n):
+                    h[i, j] -= ui * q[j] + qi * u[k, j]
+        for k in range(n):
+            d[k] = h[k, k]
+        if n >= 2:
+            e[n - 2] = h[n - 2, n - 1]
+        e[n - 1] = 0.0
+        for i in range(n):
+            for j in range(n):
+                y[i, j] = 1.0 if i == j else 0.0
+        for k in range(n - 3, -1, -1):  # Q = H_0 (H_1 (... H_{n-3})): Q -= tau u (u^T Q), rows k+1.. of Q
+            if tau[k] == 0.0:
+                continue
+            for j in range(k + 1, n):
+                q[j] = 0.0
+            for i in range(k + 1, n):
+                ui = u[k, i]
+                for j in range(k + 1, n):
+                    q[j] += ui * y[i, j]
+            for i in range(k + 1, n):
+                ui = tau[k] * u[k, i]
+                for j in range(k + 1, n):
+                    y[i, j] -= ui * q[j]
+        for i in range(n):
+            for j in range(n):
+                z[i, j] = y[j, i]
+        # 3. implicit QL with Wilkinson's shift
+        converged = True
+        for l in range(n):
+            steps = 0
+            while converged:
+                m = l
+                while m < n - 1 and abs(e[m]) > eps * (abs(d[m]) + abs(d[m + 1])):
+                    m += 1
+                if m == l:
+                    break
+                steps += 1
+                if steps > limit:
+                    converged = False
+                    break
+                g = (d[l + 1] - d[l]) / (2.0 * e[l])
+                r = math.sqrt(g * g + 1.0)
+                g = d[m] - d[l] + e[l] / (g + (r if g >= 0.0 else -r))
+                s, c, shift = 1.0, 1.0, 0.0
+                split = False
+                for i in range(m - 1, l - 1, -1):
+                    f = s * e[i]
+                    b = c * e[i]
+                    r = math.sqrt(f * f + g * g)
+                    e[i + 1] = r
+                    if r == 0.0:  # (f = g = 0: T splits at i + 1; start the step again)
+                        d[i + 1] -= shift
+                        e[m] = 0.0
+                        split = True
+                        break
+                    inverse = 1.0 / r
+                    s = f * inverse
+                    c = g * inverse
+                    g = d[i + 1] - shift
+                    r = (d[i] - g) * s + 2.0 * c * b
+                    shift = s * r
+                    d[i + 1] = g + shift
+                    g = c * r - b
+                    for k in range(n):
+                        f = z[i + 1, k]
+                        z[i + 1, k] = s * z[i, k] + c * f
+                        z[i, k] = c * z[i, k] - s * f
+                if not split:
+                    d[l] -= shift
+                    e[l] = g
+                    e[m] = 0.0
+        failed[p] = not converged
+        # 4. ascending order, V[:, j] = z[j, :], eigenvalues scaled back
+        for i in range(n - 1):
+            smallest = i
+            for j in range(i + 1, n):
+                if d[j] < d[smallest]:
+                    smallest = j
+            if smallest != i:
+                d[i], d[smallest] = d[smallest], d[i]
+                for k in range(n):
+                    z[i, k], z[smallest, k] = z[smallest, k], z[i, k]
+        unscale = 2.0 ** -exponent
+        for j in range(n):
+            w[p, j] = d[j] * unscale
+            for i in range(n):
+                v[p, i, j] = z[j, i]
+
+
+def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> None:
+    """u[p] diag(sv[p]) vh[p] = a[p] for every square a[p]: singular values descending, U and V orthogonal;
+    failed[p] where the QR iteration stalls on a negligible diagonal entry or needs more than ``limit`` n
+    steps (u[p], sv[p], vh[p] then meaningless). (Its scaling, reflectors and sorting repeat
+    ``_symmetric_eigen``'s lines: kernels compiled at first use cannot call plain Python helpers, and
+    compiling shared ones would import Numba with the backend.)"""
+    count, n, _ = a.shape
+    eps = np.finfo(np.float64).eps
+    b = np.empty((n, n))  # reduced to the bidiagonal B
+    left = np.zeros((n, n))  # left[k, k:]: the vector of the left reflector k
+    right = np.zeros((n, n))  # right[k, k+1:]: the vector of the right reflector k
+    tau_left = np.zeros(n)
+    tau_right = np.zeros(n)
+    ut = np.empty((n, n))  # ut[j, :] = column j of U
+    vt = np.empty((n, n))  # vt[j, :] = column j of V
+    q = np.empty(n)
+    d = np.empty(n)
+    e = np.empty(n)
+    for p in range(count):
+        largest = 0.0
+        for i in range(n):
+            for j in range(n):
+                x = a[p, i, j]
+                b[i, j] = x
+                if abs(x) > largest or x != x:  # (a NaN stays)
+                    largest = abs(x)
+        if not largest < math.inf:  # (Inf or NaN: left to LAPACK, as a failure)
+            failed[p] = True
+            continue
+        exponent = 0 if largest == 0.0 else min(max(-math.floor(math.log2(largest)), -1000), 1000)
+        scale = 2.0 ** exponent
+        for i in range(n):
+            for j in range(n):
+                b[i, j] *= scale
+        # Householder bidiagonalisation: column k from the left, then row k from the right
+        for k in range(n):
+            tail = 0.0
+            for i in range(k + 1, n):
+                tail += b[i, k] * b[i, k]
+            x0 = b[k, k]
+            tau_left[k] = 0.0
+            if tail != 0.0:
+                alpha = math.sqrt(x0 * x0 + tail)
+                if x0 > 0.0:
+                    alpha = -alpha
+                for i in range(k + 1, n):
+                    left[k, i] = b[i, k]
+                left[k, k] = x0 - alpha
+                t = 2.0 / (left[k, k] * left[k, k] + tail)
+                tau_left[k] = t
+                for j in range(k, n):  # B -= t u (u^T B) on rows and columns k..
+                    q[j] = 0.0
+                for i in range(k, n):
+                    ui = left[k, i]
+                    for j in range(k, n):
+                        q[j] += ui * b[i, j]
+                for i in range(k, n):
+                    ui = t * left[k, i]
+                    for j in range(k, n):
+                        b[i, j] -= ui * q[j]
+            tau_right[k] = 0.0
+            if k < n - 2:
+                tail = 0.0
+                for j in range(k + 2, n):
+                    tail += b[k, j] * b[k, j]
+                x0 = b[k, k + 1]
+                if tail != 0.0:
+                    alpha = math.sqrt(x0 * x0 + tail)
+                    if x0 > 0.0:
+                        alpha = -alpha
+                    for j in range(k + 2, n):
+                        right[k, j] = b[k, j]
+                    right[k, k + 1] = x0 - alpha
+                    t = 2.0 / (right[k, k + 1] * right[k, k + 1] + tail)
+                    tau_right[k] = t
+                    for i in range(k, n):  # B -= t (B v) v^T on rows k.., columns k+1..
+                        acc = 0.0
+                        for j in range(k + 1, n):
+                            acc += b[i, j] * right[k, j]
+                        acc *= t
+                        for j in range(k + 1, n):
+                            b[i, j] -= acc * right[k, j]
+        for i in range(n):
+            d[i] = b[i, i]
+            e[i] = b[i, i + 1] if i < n - 1 else 0.0
+            for j in range(n):
+                ut[i, j] = 1.0 if i == j else 0.0
+                vt[i, j] = 1.0 if i == j else 0.0
+        for k in range(n - 1, -1, -1):  # U = H_0 (... H_{n-1}), V = G_0 (... G_{n-3}): columns j of each
+            for j in range(k, n):
+                if tau_left[k] != 0.0:
+                    acc = 0.0
+                    for i in range(k, n):
+                        acc += left[k, i] * ut[j, i]
+                    acc *= tau_left[k]
+                    for i in range(k, n):
+                        ut[j, i] -= acc * left[k, i]
+                if tau_right[k] != 0.0 and j > k:
+                    acc = 0.0
+                    for i in range(k + 1, n):
+                        acc += right[k, i] * vt[j, i]
+                    acc *= tau_right[k]
+                    for i in range(k + 1, n):
+                        vt[j, i] -= acc * right[k, i]
+        # Golub-Kahan steps on the unreduced block [first, last] nearest the bottom
+        norm = 0.0
+        for i in range(n):
+            norm = max(norm, abs(d[i]) + abs(e[i]))
+        steps = 0
+        converged = True
+        while True:
+            for i in range(n - 1):
+                if abs(e[i]) <= eps * (abs(d[i]) + abs(d[i + 1])):
+                    e[i] = 0.0
+            last = n - 1
+            while last > 0 and e[last - 1] == 0.0:
+                last -= 1
+            if last == 0:
+                break
+            first = last - 1
+            while first > 0 and e[first - 1] != 0.0:
+                first -= 1
+            steps += 1
+            stalled = False
+            for i in range(first, last + 1):
+                stalled = stalled or abs(d[i]) <= eps * norm
+            if stalled or steps > limit * n:
+                converged = False
+                break
+            t11 = d[last - 1] * d[last - 1] + (e[last - 2] * e[last - 2] if last - 1 > first else 0.0)
+            t12 = d[last - 1] * e[last - 1]
+            t22 = d[last] * d[last] + e[last - 1] * e[last - 1]
+            half = 0.5 * (t11 - t22)
+            root = math.sqrt(half * half + t12 * t12)
+            shift = t22 - t12 * t12 / (half + (root if half >= 0.0 else -root)) if root != 0.0 else t22
+            y = d[first] * d[first] - shift
+            z = d[first] * e[first]
+            for k in range(first, last):
+                r = math.sqrt(y * y + z * z)  # right rotation on columns k, k+1: (y, z) -> (r, 0)
+                c, s = (1.0, 0.0) if r == 0.0 else (y / r, z / r)
+                if k > first:
+                    e[k - 1] = r
+                y = c * d[k] + s * e[k]
+                e[k] = c * e[k] - s * d[k]
+                z = s * d[k + 1]  # the bulge below the diagonal
+                d[k + 1] *= c
+                for i in range(n):
+                    x1, x2 = vt[k, i], vt[k + 1, i]
+                    vt[k, i] = c * x1 + s * x2
+                    vt[k + 1, i] = c * x2 - s * x1
+                r = math.sqrt(y * y + z * z)  # left rotation on rows k, k+1: the bulge -> 0
+                c, s = (1.0, 0.0) if r == 0.0 else (y / r, z / r)
+                d[k] = r
+                y = c * e[k] + s * d[k + 1]
+                d[k + 1] = c * d[k + 1] - s * e[k]
+                e[k] = y
+                if k < last - 1:
+                    z = s * e[k + 1]  # the bulge right of the superdiagonal
+                    e[k + 1] *= c
+                for i in range(n):
+                    x1, x2 = ut[k, i], ut[k + 1, i]
+                    ut[k, i] = c * x1 + s * x2
+                    ut[k + 1, i] = c * x2 - s * x1
+        failed[p] = not converged
+        for i in range(n):  # non-negative values (the column of V flips), descending
+            if d[i] < 0.0:
+                d[i] = -d[i]
+                for j in range(n):
+                    vt[i, j] = -vt[i, j]
+        for i in range(n - 1):
+            largest_at = i
+            for j in range(i + 1, n):
+                if d[j] > d[largest_at]:
+                    largest_at = j
+            if largest_at != i:
+                d[i], d[largest_at] = d[largest_at], d[i]
+                for j in range(n):
+                    ut[i, j], ut[largest_at, j] = ut[largest_at, j], ut[i, j]
+                    vt[i, j], vt[largest_at, j] = vt[largest_at, j], vt[i, j]
+        unscale = 2.0 ** -exponent
+        for i in range(n):
+            sv[p, i] = d[i] * unscale
+            for j in range(n):
+                u[p, j, i] = ut[i, j]
+                vh[p, i, j] = vt[i, j]
+
+
+_compiled: Any = None
+
+
+def _kernels() -> Any:
+    global _compiled
+    if not numpy_compiled.available():
+        return None
+    if _compiled is None:
+        import numba
+
+        jit = numba.njit(cache=True, nogil=True)
+        _compiled = {"eigh": jit(_symmetric_eigen), "svd": jit(_square_svd)}
+    return _compiled
+
+
+def _run(name: str, a: Any, outputs: tuple, flags: tuple) -> tuple | None:
+    """(stack, outputs, failed): kernel ``name`` on a's matrices as a float64 stack (count, n, n), split over
+    threads, writing the given (count, ...) float64 outputs; None without Numba, for dtypes other than
+    float32/64, empty batches and sides above ``MAX_N``."""
+    kernels = _kernels()
+    n = a.shape[-1]
+    if kernels is None or a.dtype not in (np.float32, np.float64) or not 0 < n <= MAX_N or a.size == 0:
+        return None
+    stack = np.ascontiguousarray(a, dtype=np.float64).reshape(-1, n, n)
+    outputs = tuple(np.empty((len(stack), *shape)) for shape in outputs)
+    failed = np.zeros(len(stack), dtype=np.bool_)
+    kernel = kernels[name]
+    split_stacks(lambda block, *out: kernel(block, *flags, *out), (stack, *outputs, failed), n,
+                 len(stack) * n ** 3)
+    return stack, outputs, failed
+
+
+def _shaped(outputs: tuple, a: Any) -> tuple:
+    """The outputs in a's dtype, with a's batch shape."""
+    batch = a.shape[:-2]
+    return tuple(x.astype(a.dtype, copy=False).reshape(*batch, *x.shape[1:]) for x in outputs)
+
+
+def eigh(a: Any, lower: bool, limit: int = STEP_LIMIT) -> tuple[Any, Any] | None:
+    """(w, v) of every real symmetric matrix of a (..., n, n), as ``numpy.linalg.eigh`` (the ``lower`` or
+    upper triangle read; eigenvectors up to sign), compiled and split over threads; matrices whose QL
+    iteration needs more than ``limit`` steps per eigenvalue go to ``numpy.linalg.eigh``. None without
+    Numba, for complex or other dtypes, empty batches and sides above ``MAX_N``: the caller falls back."""
+    n = a.shape[-1]
+    run = _run("eigh", a, ((n,), (n, n)), (lower, limit))
+    if run is None:
+        return None
+    stack, (w, v), failed = run
+    if failed.any():
+        w[failed], v[failed] = np.linalg.eigh(stack[failed], UPLO="L" if lower else "U")
+    return _shaped((w, v), a)
+
+
+def svd(a: Any, limit: int = STEP_LIMIT) -> tuple[Any, Any, Any] | None:
+    """(u, s, vh) of every real square matrix of a (..., n, n), as ``numpy.linalg.svd`` (the same for
+    ``full_matrices`` or not; each pair of singular vectors up to a common sign), compiled and split over
+    threads; matrices the QR iteration cannot finish (a negligible diagonal entry, more than ``limit`` n
+    steps) go to ``numpy.linalg.svd``. None as for :func:`eigh`, and for matrices that are not square."""
+    n = a.shape[-1]
+    if a.ndim < 2 or a.shape[-2] != n:
+        return None
+    run = _run("svd", a, ((n, n), (n,), (n, n)), (limit,))
+    if run is None:
+        return None
+    stack, (u, s, vh), failed = run
+    if failed.any():
+        u[failed], s[failed], vh[failed] = np.linalg.svd(stack[failed])
+    return _shaped((u, s, vh), a)
