@@ -452,7 +452,7 @@ def _stand_in_kernel(name):
 
 
 for _name in ("lu_factor", "lu_pivots_to_permutation", "lu_tangent_batch", "qr", "svd", "svdvals", "eigh", "eigvalsh",
-              "cholesky", "cholesky_tangent", "solve_triangular", "triangular_product"):
+              "cholesky", "cholesky_tangent", "qr_tangent", "solve_triangular", "triangular_product"):
     setattr(StandInBackend, _name, _stand_in_kernel(_name))
 
 

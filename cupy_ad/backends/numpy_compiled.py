@@ -179,6 +179,52 @@ def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
                     out[p, i, j] = v
 
 
+def _qr_tangent(q: Any, r: Any, da: Any, dq: Any, dr: Any) -> None:
+    """(dq[p], dr[p]) = (dQ, dR) of the QR factors Q = q[p] (m x n, m >= n), R = r[p] for the tangent
+    da[p], derivation in cupy_ad/linalg/qr_tangent.py: X = dA R^-1 into dq by rows (an exactly zero
+    R_ii divides as NaN, as the composition's guarded solve), C = Q^H X summed over X's rows,
+    U = triu(C + C^H, 1) + Re diag(C), dR = U R row by row (over R's whole rows, as the composition's
+    product), then dq = X - Q U in place. Every inner loop
+    runs along a row (contiguous, vectorised); one matrix at a time in two n x n scratches."""
+    count, m, n = da.shape
+    c = np.empty((n, n), dtype=dq.dtype)
+    u = np.empty((n, n), dtype=dq.dtype)
+    for p in range(count):
+        for i in range(m):  # X = dA R^-1: x[i, :] R = dA[i, :]
+            for j in range(n):
+                dq[p, i, j] = da[p, i, j]
+            for k in range(n):
+                d = r[p, k, k]
+                xk = dq[p, i, k] / (d if d != 0 else np.nan)
+                dq[p, i, k] = xk
+                for j in range(k + 1, n):
+                    dq[p, i, j] -= xk * r[p, k, j]
+        for k in range(n):
+            for j in range(n):
+                c[k, j] = 0
+        for i in range(m):  # C = Q^H X
+            for k in range(n):
+                t = np.conj(q[p, i, k])
+                for j in range(n):
+                    c[k, j] += t * dq[p, i, j]
+        for i in range(n):  # U, upper triangle (the rest unread)
+            u[i, i] = c[i, i].real
+            for j in range(i + 1, n):
+                u[i, j] = c[i, j] + np.conj(c[j, i])
+        for i in range(n):  # dR = U R, R's zero triangle read too: a NaN in U spreads as in the composition
+            for j in range(n):
+                dr[p, i, j] = 0
+            for k in range(i, n):
+                t = u[i, k]
+                for j in range(n):
+                    dr[p, i, j] += t * r[p, k, j]
+        for i in range(m):  # dQ = X - Q U
+            for k in range(n):
+                t = q[p, i, k]
+                for j in range(k, n):
+                    dq[p, i, j] -= t * u[k, j]
+
+
 _compiled: Any = False  # not looked for yet (importing Numba costs ~0.5 s: only when a batch needs it)
 
 
@@ -192,7 +238,8 @@ def _kernels() -> Any:
         else:
             jit = numba.njit(cache=True, nogil=True)
             _compiled = {"substitute": jit(_substitute), "triangle_times": jit(_triangle_times), "getf2": jit(_getf2),
-                         "lu_tangent": jit(_lu_tangent), "cholesky_tangent": jit(_cholesky_tangent)}
+                         "lu_tangent": jit(_lu_tangent), "cholesky_tangent": jit(_cholesky_tangent),
+                         "qr_tangent": jit(_qr_tangent)}
     return _compiled
 
 
@@ -271,3 +318,20 @@ def cholesky_tangent_batched(factor: Any, da: Any, upper: bool) -> Any:
               np.ascontiguousarray(da, dtype=dtype).reshape(-1, n, n), out.reshape(-1, n, n))
     split_stacks(lambda *blocks: kernels["cholesky_tangent"](*blocks, bool(upper)), stacks, n, out.size * n)
     return out
+
+
+def qr_tangent_batched(q: Any, r: Any, da: Any) -> tuple[Any, Any] | None:
+    """(dQ, dR) of every QR factor pair Q (..., m, n), R (..., n, n) with m >= n for the tangent ``da`` of
+    Q's shape, compiled (see ``_qr_tangent``); None without Numba or for other dtypes."""
+    kernels = _kernels()
+    dtype = np.result_type(q.dtype, r.dtype, da.dtype, np.float32)
+    if kernels is None or dtype.type not in _DTYPES:
+        return None
+    m, n = q.shape[-2:]
+    dq = np.empty(da.shape, dtype=dtype)
+    dr = np.empty(r.shape, dtype=dtype)
+    stacks = (np.ascontiguousarray(q, dtype=dtype).reshape(-1, m, n),
+              np.ascontiguousarray(r, dtype=dtype).reshape(-1, n, n),
+              np.ascontiguousarray(da, dtype=dtype).reshape(-1, m, n), dq.reshape(-1, m, n), dr.reshape(-1, n, n))
+    split_stacks(kernels["qr_tangent"], stacks, m, dq.size * n)
+    return dq, dr

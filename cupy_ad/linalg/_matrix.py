@@ -55,14 +55,16 @@ def require_matrix(name: str, a: Any) -> None:
 
 
 def linear_in_last_operand(prim: Any, composition: Callable) -> Callable:
-    """The JVP rule of a tangent map ``prim`` (lu_tangent, cholesky_tangent, eigvalsh_tangent): linear in
-    its last operand, so with the others fixed its tangent is ``prim`` of the last operand's tangent;
-    where the others vary too (second derivatives), the JVP of ``composition``, the same map written
-    with differentiable primitives."""
+    """The JVP rule of a tangent map ``prim`` (lu_tangent, cholesky_tangent, eigvalsh_tangent, qr_tangent):
+    linear in its last operand, so with the others fixed its tangent is ``prim`` of the last operand's
+    tangent (a tuple of them for a ``prim`` with multiple results); where the others vary too (second
+    derivatives), the JVP of ``composition``, the same map written with differentiable primitives."""
     def rule(primals: list, tangents: list, **params: Any) -> tuple[Any, Any]:
         if all(type(t) is Zero for t in tangents[:-1]):
             out = prim(*primals, **params)
-            return out, Zero.like(out) if type(tangents[-1]) is Zero else prim(*primals[:-1], tangents[-1], **params)
+            if type(tangents[-1]) is not Zero:
+                return out, prim(*primals[:-1], tangents[-1], **params)
+            return out, (tuple(map(Zero.like, out)) if prim.multiple_results else Zero.like(out))
         from ..transforms.jvp import jvp  # (transforms sit above the rules)
 
         varying = [i for i, t in enumerate(tangents) if type(t) is not Zero]  # (integer operands stay put)

@@ -30,14 +30,13 @@ from typing import Any
 from ..core import Primitive, bind
 from ..values import Zero, strip
 from ..namespace._batching import leading
-from ..namespace import add, concat, diagonal, matmul, matrix_transpose, multiply, negative, subtract, \
-    triu, where
+from ..namespace import add, concat, matmul, negative, subtract, triu
 from ..namespace._rules import xp_of
-from ._clusters import take_degenerate_path
 from ._matrix import backend_of_matrix, mH, require_matrix
 from ._results import QRResult
+from .qr_tangent import guarded, minus_q_upper, qr_tangent, right_solve, square_factor_tangents, times_upper, \
+    upper_source
 from .triangular import solve_triangular_p
-from .triangular_product import triangular_product
 
 _MODES = ("reduced", "complete", "r")
 
@@ -56,66 +55,20 @@ qr_p.def_batch(leading(qr_p))
 qr_r_p.def_batch(leading(qr_r_p))
 
 
-def _guarded(r: Any) -> Any:
-    """``r`` with exact zeros on its diagonal replaced by NaN, so that the triangular solves of the
-    rule give NaN tangents where R is singular instead of raising (CuPy: always, branch-free, no host
-    synchronisation; host backends skip the pass when no diagonal entry is zero)."""
-    raw = strip(r)
-    xp = xp_of(raw)
-    zero = diagonal(raw) == 0
-    if not take_degenerate_path(raw, zero):
-        return r
-    bad = xp.logical_and(xp.expand_dims(zero, axis=-1), xp.eye(raw.shape[-1], dtype=xp.bool))
-    return where(bad, xp.asarray(float("nan"), dtype=raw.dtype), r)
-
-
-def _right_solve(b: Any, r: Any) -> Any:
-    """b R^-1 for upper triangular R (one triangular solve, no inverse): R^T X^T = b^T."""
-    xt = bind(solve_triangular_p, r, matrix_transpose(b), lower=False, trans=1, unit_diagonal=False)
-    return matrix_transpose(xt)
-
-
-def _upper_source(c: Any) -> Any:
-    """S = (C + C^H) o (1 - I/2), whose upper triangle is U = C - Omega = triu(C + C^H, 1) + Re diag(C)
-    (see the derivation); U multiplies through :func:`triangular_product`, which reads only that
-    triangle (trmm: n^3 flops where a matmul of the masked U does 2 n^3)."""
-    xp = xp_of(strip(c))
-    n = c.shape[-1]
-    half_diagonal = xp.ones((n, n), dtype=c.dtype) - 0.5 * xp.eye(n, dtype=c.dtype)
-    return multiply(add(c, mH(c)), half_diagonal)
-
-
-def _times_upper(s: Any, b: Any) -> Any:
-    """U b for U = triu(s)."""
-    return triangular_product(s, b, left=True, lower=False)
-
-
 def projected_tangents(qh_da: Any, r: Any) -> tuple[Any, Any, Any]:
     """The n x n step of the rule for m >= n, from Q^H dA (n x n) and R: (R', S, dR) with R' = R guarded
-    (:func:`_guarded`, for the solves dA R'^-1 of dQ), S = _upper_source(C) for C = (Q^H dA) R^-1, and
+    (:func:`qr_tangent.guarded`, for the solves dA R'^-1 of dQ), S = upper_source(C) for C = (Q^H dA) R^-1, and
     dR = U R. Duals or raw arrays of any backend: also the reduction of the streamed tall-skinny QR
     (backends/dask_tsqr.py), which has Q^H dA and not Q."""
-    guarded = _guarded(r)
-    source = _upper_source(_right_solve(qh_da, guarded))
-    return guarded, source, _times_upper(source, r)
+    guarded_r = guarded(r)
+    source = upper_source(right_solve(qh_da, guarded_r))
+    return guarded_r, source, times_upper(source, r)
 
 
 def q_tangent(da: Any, q: Any, guarded_r: Any, source: Any) -> Any:
     """dQ = dA R^-1 - Q U for U = triu(S) (:func:`projected_tangents`' R' and S; one row block of Q and
     dA will do, as in the streamed tall-skinny QR)."""
-    return _minus_q_upper(_right_solve(da, guarded_r), q, source)
-
-
-def _minus_q_upper(x: Any, q: Any, source: Any) -> Any:
-    """X - Q U for U = triu(S)."""
-    return subtract(x, triangular_product(source, q, left=False, lower=False))
-
-
-def _square_factor_tangents(q: Any, r: Any, dx: Any) -> tuple[Any, Any, Any]:
-    """(X, S, C) for the m >= n factor: X = dx R^-1, C = Q^H X, S = _upper_source(C)."""
-    x = _right_solve(dx, _guarded(r))
-    c = matmul(mH(q), x)
-    return x, _upper_source(c), c
+    return minus_q_upper(right_solve(da, guarded_r), q, source)
 
 
 def _completion_tangent(q: Any, x: Any, omega11: Any, n: int) -> Any:
@@ -125,7 +78,7 @@ def _completion_tangent(q: Any, x: Any, omega11: Any, n: int) -> Any:
     xp = xp_of(strip(q))
     m_h = mH(subtract(xp.eye(n, dtype=q.dtype), q11))  # M^H = (I - Q11)^H, nonsingular for LAPACK's Q
     qm, rm = bind(qr_p, m_h, mode="reduced")
-    p = bind(solve_triangular_p, _guarded(rm), matmul(mH(qm), mH(q21)), lower=False, trans=0,
+    p = bind(solve_triangular_p, guarded(rm), matmul(mH(qm), mH(q21)), lower=False, trans=0,
              unit_diagonal=False)  # P = M^-H Q21^H, (n, m - n)
     omega21 = matmul(mH(q2), x)
     omega12 = negative(mH(omega21))
@@ -142,20 +95,20 @@ def _tangents(q: Any, r: Any, da: Any, *, mode: str, need_q: bool) -> tuple[Any,
         return Zero.like(q), Zero.like(r)
     if m < n:  # wide: Q, R1 from X = A[:, :m]; R2 = Q^H Y
         r1, r2 = r[..., :, :m], r[..., :, m:]
-        _, u_source, c = _square_factor_tangents(q, r1, da[..., :, :m])
+        _, u_source, c = square_factor_tangents(q, r1, da[..., :, :m])
         omega = subtract(c, triu(u_source))
         dr2 = subtract(matmul(mH(q), da[..., :, m:]), matmul(omega, r2))
-        dr = concat([_times_upper(u_source, r1), dr2], axis=-1)
+        dr = concat([times_upper(u_source, r1), dr2], axis=-1)
         return (matmul(q, omega) if need_q else None), dr
     q1, r1 = (q[..., :, :n], r[..., :n, :]) if mode == "complete" else (q, r)
     if not need_q:  # C = (Q^H dA) R^-1: an n x n solve instead of an m x n one
         _, _, dr1 = projected_tangents(matmul(mH(q1), da), r1)
         return None, (concat([dr1, _zero_rows(r, dr1)], axis=-2) if r.shape[-2] > n else dr1)
-    x, u_source, c = _square_factor_tangents(q1, r1, da)
-    dq1 = _minus_q_upper(x, q1, u_source)
-    dr1 = _times_upper(u_source, r1)
-    if mode != "complete" or m == n:
-        return dq1, dr1
+    if mode != "complete" or m == n:  # one primitive (qr_tangent.py): one compiled pass per small matrix
+        return qr_tangent(q1, r1, da)
+    x, u_source, c = square_factor_tangents(q1, r1, da)
+    dq1 = minus_q_upper(x, q1, u_source)
+    dr1 = times_upper(u_source, r1)
     dq2 = _completion_tangent(q, x, subtract(c, triu(u_source)), n)
     return concat([dq1, dq2], axis=-1), concat([dr1, _zero_rows(r, dr1)], axis=-2)
 

@@ -1,6 +1,6 @@
 """The compiled batched kernels (Numba, optional): the triangular solve gives the same solutions as
 SciPy's trsm to rounding, for both triangles, every op and unit diagonals (without Numba the
-substitution runs); getf2 SciPy's factors; the LU and Cholesky tangents solve their defining equations."""
+substitution runs); getf2 SciPy's factors; the LU, Cholesky and QR tangents solve their defining equations."""
 import numpy as np
 import pytest
 import scipy.linalg
@@ -9,6 +9,7 @@ from cupy_ad.backends import numpy_compiled, numpy_kernels
 from cupy_ad.backends.numpy_backend import NumpyBackend
 from cupy_ad.linalg import cholesky_tangent as cholesky_tangent_module
 from cupy_ad.linalg import lu_tangent as lu_tangent_module
+from cupy_ad.linalg import qr_tangent as qr_tangent_module
 
 
 def _case(dtype, seed=0):
@@ -203,3 +204,62 @@ def test_compiled_cholesky_tangent_solves_the_tangent_equation(dtype, shape, upp
     monkeypatch.setattr(numpy_compiled, "_compiled", None)
     composed = cholesky_tangent_module.cholesky_tangent_p(factor, da, upper=upper)
     np.testing.assert_allclose(got, composed, rtol=0, atol=tol * np.abs(composed).max())
+
+
+def _qr_pair(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a, da = (rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if np.dtype(dtype).kind == "c" else 0)
+             for _ in range(2))
+    return a.astype(dtype), da.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("shape", [(30, 16, 16), (2, 3, 9, 5), (4, 1, 1), (7, 7), (32, 3)])
+def test_compiled_qr_tangent_solves_the_tangent_equation(dtype, shape, monkeypatch):
+    """The QR tangent compiled: dA = dQ R + Q dR, Q^H dQ skew-Hermitian, dR upper triangular with a real
+    diagonal (identities independent of how (dQ, dR) are computed); what the primitive runs on NumPy
+    with Numba, equal to rounding to the composition of a solve and products that runs without it;
+    the inputs untouched."""
+    if not numpy_compiled.available():
+        pytest.skip("numba is not installed (the optional extra 'compiled')")
+    a, da = _qr_pair(shape, dtype, 9)
+    q, r = np.linalg.qr(a)
+    keep = q.copy(), r.copy(), da.copy()
+    dq, dr = qr_tangent_module.qr_tangent_p(q, r, da)
+    assert dq.dtype == dr.dtype == q.dtype and dq.shape == q.shape and dr.shape == r.shape
+    for got, want in zip((dq, dr), numpy_compiled.qr_tangent_batched(q, r, da)):
+        np.testing.assert_array_equal(got, want)
+    for before, after in zip(keep, (q, r, da)):
+        np.testing.assert_array_equal(before, after)
+    h = lambda x: np.conj(np.swapaxes(x, -1, -2))  # noqa: E731
+    tol = 1e-4 if np.finfo(dtype).eps > 1e-10 else 1e-12
+    scale = np.abs(da).max() * np.linalg.cond(r).max()
+    np.testing.assert_allclose(dq @ r + q @ dr, da, rtol=0, atol=tol * shape[-1] * scale)
+    omega = h(q) @ dq
+    np.testing.assert_allclose(omega + h(omega), 0, rtol=0, atol=tol * shape[-1] * scale)
+    np.testing.assert_array_equal(np.tril(dr, -1), 0)
+    np.testing.assert_array_equal(np.diagonal(dr, 0, -2, -1).imag, 0)
+    monkeypatch.setattr(numpy_compiled, "_compiled", None)
+    composed = qr_tangent_module.qr_tangent_p(q, r, da)
+    for got, want in zip((dq, dr), composed):
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol * shape[-1] * np.abs(want).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("shape, column", [((16, 16), 5), ((3, 9, 4), 0), ((24, 4), 2), ((5, 5), 4)])
+def test_compiled_qr_tangent_is_nan_where_the_composition_is(dtype, shape, column, monkeypatch):
+    """An exactly zero column of A (an exact zero on R's diagonal): the compiled tangents are NaN exactly
+    where the composition's guarded solve and products make them NaN, and finite elsewhere as it is."""
+    if not numpy_compiled.available():
+        pytest.skip("numba is not installed (the optional extra 'compiled')")
+    a, da = _qr_pair(shape, dtype, 10)
+    a[..., column] = 0
+    q, r = np.linalg.qr(a)
+    assert (np.diagonal(r, 0, -2, -1)[..., column] == 0).all()
+    got = qr_tangent_module.qr_tangent_p(q, r, da)
+    monkeypatch.setattr(numpy_compiled, "_compiled", None)
+    want = qr_tangent_module.qr_tangent_p(q, r, da)
+    for g, w in zip(got, want):
+        assert np.isnan(w).any()
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+        np.testing.assert_allclose(g[~np.isnan(g)], w[~np.isnan(w)], rtol=1e-10, atol=1e-12)

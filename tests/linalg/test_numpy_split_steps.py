@@ -59,6 +59,7 @@ def test_compiled_kernels_split_over_the_batch_match_one_thread(split_always, bl
         "getf2": lambda: numpy_compiled.lu_factor_batched(a[:, :4]),
         "lu_tangent": lambda: numpy_compiled.lu_tangent_batched(a, perm, b[..., :1] * a),
         "cholesky_tangent": lambda: numpy_compiled.cholesky_tangent_batched(np.tril(a), b[..., :1] * a, False),
+        "qr_tangent": lambda: numpy_compiled.qr_tangent_batched(b, np.triu(a[:, :3, :3]), b[..., ::-1]),
     }
     split_always(1)
     alone = {name: call() for name, call in calls.items()}
