@@ -60,6 +60,27 @@ def test_matrix_product_is_matmul_bit_for_bit(dtype, m, n, p):
     _assert_same(_matrix_product(a[:, :0], b[:0]), a[:, :0] @ b[:0])  # (an empty sum: zeros)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_product_with_a_one_element_operand_is_matmul_with_special_values(dtype):
+    """A 1 x 1 matrix or a 1-vector is a scalar to ``ndarray.dot`` (BLAS's axpy, which skips a zero factor, or
+    one product): 0 x inf is 0 there where matmul gives NaN, and a -0.0 product keeps its sign there only. Such
+    products keep matmul in a replay, dense or not; bit for bit the eager values."""
+    zero, inf = np.zeros((1, 1), dtype), np.array([[np.inf, 1.0, -1.0]], dtype)
+    cases = [(zero, inf), (zero, inf[:, :1]), (inf[:, :1].T.copy(), -zero), (inf.T.copy(), zero[0]),
+             (zero[0], inf), (np.full((1, 1), -1.0, dtype), zero)]
+    for dense in (False, True):
+        for a, b in cases:
+            form = NumpyBackend().replay_form(operator.matmul, [a, b], dense=dense)
+            with np.errstate(invalid="ignore"):
+                got, want = form(a, b), a @ b
+            _assert_same(got, want)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    compiled = ad.jit(lambda a, b: (a @ b, b.T @ a.T))
+    with np.errstate(invalid="ignore"):
+        for got, want in zip(compiled(zero, inf), (zero @ inf, inf.T @ zero.T)):
+            _assert_same(got, want)
+
+
 def test_matrix_product_form_only_where_dot_is_matmul():
     form = NumpyBackend().replay_form
     matrix, vector = np.zeros((3, 3)), np.zeros(3)
