@@ -134,11 +134,12 @@ def _dense(x: np.ndarray) -> bool:
 
 
 def _matrix_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` of a matrix and a matrix or vector, neither of one element: ``ndarray.dot`` (0.4 us at 16 x 16 against matmul's
-    1 us, its gufunc machinery) where both are dense (aligned, contiguous in C or F order), where NumPy runs
-    both through the same BLAS call; else matmul itself (on other strides or unaligned data matmul may run
-    its own loop where dot copies for BLAS: the roundings differ). Bit for bit ``a @ b`` (tested over
-    layouts and dtypes). A program that knows its operands dense calls ``ndarray.dot`` itself."""
+    """``a @ b`` of a matrix and a matrix or vector, neither of one element: ``ndarray.dot`` (0.4 us at
+    16 x 16 against matmul's 1 us, its gufunc machinery) where both are dense (aligned, contiguous in C or F
+    order), where NumPy runs both through the same BLAS call; else matmul itself (on other strides or
+    unaligned data matmul may run its own loop where dot copies for BLAS: the roundings differ). Bit for bit
+    ``a @ b`` (tested over layouts, dtypes and special values). A program that knows its operands dense
+    calls ``ndarray.dot`` itself."""
     if a.flags.num & 0x103 > _ALIGNED and b.flags.num & 0x103 > _ALIGNED:
         return _ndarray_dot(a, b)
     return a @ b
