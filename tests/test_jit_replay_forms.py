@@ -1,7 +1,8 @@
 """NumPy's replay forms of a jit program's steps: the same result bit for bit with less Python around the
 kernel. A matrix product runs ``ndarray.dot`` where both operands are contiguous (matmul's gufunc machinery
-costs twice the BLAS call at n = 16), matmul itself for any other memory order (a strided or broadcast
-operand takes matmul's own loop there, which rounds otherwise than the BLAS call dot copies it for)."""
+costs twice the BLAS call at n = 16) and neither is of one element (a scalar to dot), matmul itself for any
+other memory order (a strided or broadcast operand takes matmul's own loop there, which rounds otherwise than
+the BLAS call dot copies it for)."""
 import importlib
 import operator
 
