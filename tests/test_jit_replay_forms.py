@@ -1,7 +1,8 @@
 """NumPy's replay forms of a jit program's steps: the same result bit for bit with less Python around the
 kernel. A matrix product runs ``ndarray.dot`` where both operands are contiguous (matmul's gufunc machinery
-costs twice the BLAS call at n = 16), matmul itself for any other memory order (a strided or broadcast
-operand takes matmul's own loop there, which rounds otherwise than the BLAS call dot copies it for)."""
+costs twice the BLAS call at n = 16) and neither is of one element (a scalar to dot), matmul itself for any
+other memory order (a strided or broadcast operand takes matmul's own loop there, which rounds otherwise than
+the BLAS call dot copies it for)."""
 import importlib
 import operator
 
@@ -58,6 +59,27 @@ def test_matrix_product_is_matmul_bit_for_bit(dtype, m, n, p):
         _assert_same(_matrix_product(stretched, b), stretched @ b)
     _assert_same(_matrix_product(a[:0], b), a[:0] @ b)
     _assert_same(_matrix_product(a[:, :0], b[:0]), a[:, :0] @ b[:0])  # (an empty sum: zeros)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_product_with_a_one_element_operand_is_matmul_with_special_values(dtype):
+    """A 1 x 1 matrix or a 1-vector is a scalar to ``ndarray.dot`` (BLAS's axpy, which skips a zero factor, or
+    one product): 0 x inf is 0 there where matmul gives NaN, and a -0.0 product keeps its sign there only. Such
+    products keep matmul in a replay, dense or not; bit for bit the eager values."""
+    zero, inf = np.zeros((1, 1), dtype), np.array([[np.inf, 1.0, -1.0]], dtype)
+    cases = [(zero, inf), (zero, inf[:, :1]), (inf[:, :1].T.copy(), -zero), (inf.T.copy(), zero[0]),
+             (zero[0], inf), (np.full((1, 1), -1.0, dtype), zero)]
+    for dense in (False, True):
+        for a, b in cases:
+            form = NumpyBackend().replay_form(operator.matmul, [a, b], dense=dense)
+            with np.errstate(invalid="ignore"):
+                got, want = form(a, b), a @ b
+            _assert_same(got, want)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    compiled = ad.jit(lambda a, b: (a @ b, b.T @ a.T))
+    with np.errstate(invalid="ignore"):
+        for got, want in zip(compiled(zero, inf), (zero @ inf, inf.T @ zero.T)):
+            _assert_same(got, want)
 
 
 def test_matrix_product_form_only_where_dot_is_matmul():

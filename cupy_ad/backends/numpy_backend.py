@@ -134,11 +134,12 @@ def _dense(x: np.ndarray) -> bool:
 
 
 def _matrix_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` of a matrix and a matrix or vector: ``ndarray.dot`` (0.4 us at 16 x 16 against matmul's
-    1 us, its gufunc machinery) where both are dense (aligned, contiguous in C or F order), where NumPy runs
-    both through the same BLAS call; else matmul itself (on other strides or unaligned data matmul may run
-    its own loop where dot copies for BLAS: the roundings differ). Bit for bit ``a @ b`` (tested over
-    layouts and dtypes). A program that knows its operands dense calls ``ndarray.dot`` itself."""
+    """``a @ b`` of a matrix and a matrix or vector, neither of one element: ``ndarray.dot`` (0.4 us at
+    16 x 16 against matmul's 1 us, its gufunc machinery) where both are dense (aligned, contiguous in C or F
+    order), where NumPy runs both through the same BLAS call; else matmul itself (on other strides or
+    unaligned data matmul may run its own loop where dot copies for BLAS: the roundings differ). Bit for bit
+    ``a @ b`` (tested over layouts, dtypes and special values). A program that knows its operands dense
+    calls ``ndarray.dot`` itself."""
     if a.flags.num & 0x103 > _ALIGNED and b.flags.num & 0x103 > _ALIGNED:
         return _ndarray_dot(a, b)
     return a @ b
@@ -243,7 +244,9 @@ class NumpyBackend(Backend):
         return fn if isinstance(fn, np.ufunc) and fn.nout == 1 and fn.signature is None else None  # (not matmul)
 
     def replay_form(self, fn: Any, args: list, dense: bool = False) -> Any:
-        if fn is operator.matmul and _matrix_and_vector_or_matrix(args):
+        if fn is operator.matmul and _matrix_and_vector_or_matrix(args) and 1 not in (args[0].size, args[1].size):
+            # (an operand of one element, 1 x 1 or a 1-vector, is a scalar to dot: a product or BLAS's axpy,
+            # which skips a zero factor: 0 x inf is 0 there, NaN in matmul, and -0.0 may lose its sign)
             return _ndarray_dot if dense else _matrix_product
         if fn is np.stack and dense and args and type(args[0]) in (tuple, list) and _vectors(list(args[0])):
             return _stack_vectors

@@ -60,12 +60,12 @@ from .numpy_threads import split_stacks
 
 #: the largest matrix side decomposed here: at 32, 4096 matrices took 34 ms against NumPy's 42, but exactly
 #: repeated eigenvalues of random orthogonal similarity transforms came out split by up to 21 eps ||A||
-#: (LAPACK: 15; ``linalg._clusters`` resolves 16); the same bound for the SVD (repeated singular values at
+#: (LAPACK: 15; ``linalg._clusters`` resolved 16 then, 32 now); the same bound for the SVD (repeated singular values at
 #: n = 2..16: split by up to ~10 eps ||A|| in 90000 matrices, LAPACK's by up to 33)
 MAX_N = 16
 #: a matrix whose computed eigenvalues have neighbours closer than this many eps max|w| goes to LAPACK: at
 #: n = 12..16 the QL iteration splits exactly repeated eigenvalues (Q diag(w) Q^T, w in {-2, ..., 2}) by up to
-#: ~20 eps max|w| in about one matrix of 4000, beyond ``linalg._clusters.resolution``'s 16 (the jvp then takes
+#: ~20 eps max|w| in about one matrix of 4000, beyond ``linalg._clusters.resolution``'s 16 then (the jvp took
 #: the ordinary path with a 1 / gap of ~1e15), where LAPACK's syevd stays below 13 (60000 matrices each)
 NEAR_REPEATED = 64
 #: QL steps allowed per eigenvalue before a matrix is left to LAPACK

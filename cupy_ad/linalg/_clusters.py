@@ -34,11 +34,14 @@ def resolution(n: int, eps: float) -> float:
     LAPACK's symmetric eigensolvers and SVDs are accurate to a modest multiple of eps ||A||: an
     exactly repeated value comes out split by a few eps ||A|| as a rule, but measured on
     Q diag(w) Q^T with w in {-2, ..., 2} (n = 14, 10000 matrices) syevd split one by 17 eps max|w|
-    with OpenBLAS's Haswell kernels (14.5 with others), and gesdd repeated singular values by up to
-    24.5 eps s_max: a floor of 16 sent such matrices down the ordinary path (eigenvector tangents
-    ~1e14). A tolerance growing like n eps ||A|| would, in float32, merge distinct neighbours of
-    random matrices of a few hundred rows and give them the degenerate (one-sided) derivative where
-    the ordinary one is right; sqrt(n) grows slowly enough not to.
+    with OpenBLAS's Haswell kernels (14.5 with others): a floor of 16 sent such matrices down the
+    ordinary path (eigenvector tangents ~1e14). (gesdd without vectors, svdvals' primal, splits
+    repeated singular values by up to 24 eps s_max there and 33 on Q1 diag(s) Q2^T, s in {1, 2, 3},
+    n = 6..16; but the rules take their clusters from the values of the SVD with vectors, split by
+    at most 8 by gesdd, 10 by the compiled kernel, on both.) A tolerance growing like n eps ||A||
+    would, in float32, merge distinct neighbours of random matrices of a few hundred rows and give
+    them the degenerate (one-sided) derivative where the ordinary one is right; sqrt(n) grows slowly
+    enough not to.
     """
     return max(32.0, n ** 0.5) * eps
 

@@ -16,7 +16,7 @@ mirrored into a Hermitian matrix, dA_s = tril(dA) + tril(dA, -1)^H (triu for "U"
 diagonal: dA_s = T + T^H with T = tril(dA) o (1 - I/2), so P = V^H dA_s V = Y + Y^H, Y = V^H (T V).
 
 Repeated eigenvalues (issue 7; degenerate perturbation theory, Kato 1995 II.2, Sakurai 5.2).
-Eigenvalues form clusters (sorted runs with neighbouring gaps <= tol = max(16, sqrt(n)) eps max|w|,
+Eigenvalues form clusters (sorted runs with neighbouring gaps <= tol = max(32, sqrt(n)) eps max|w|,
 what syevd resolves: an exactly repeated eigenvalue comes out split by a few eps ||A||_2).
 For A + h dA, h -> 0+, the eigenvalues of cluster k (value lambda, basis V_k) are
 lambda + h mu + O(h^2) with mu the ascending eigenvalues of P_kk = V_k^H dA V_k, and the
@@ -220,7 +220,7 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:
     numpy.linalg.eigh's, the same for a matrix alone or in a batch); the
     tangent of the eigenvectors satisfies Im diag(V^H dV) = 0 (and diag(V^T dV) = 0 for real input,
     which normalisation forces), i.e. V^H dV has a zero diagonal.
-    Repeated eigenvalues (clusters: sorted runs with neighbouring gaps <= max(16, sqrt(n)) eps max|w|):
+    Repeated eigenvalues (clusters: sorted runs with neighbouring gaps <= max(32, sqrt(n)) eps max|w|):
     ``jvp`` returns the one-sided directional derivative, the limit of (f(A + h dA) - f(A)) / h as
     h -> 0+, which is not linear in dA there. The eigenvalue tangents of a cluster are the
     ascending eigenvalues mu of V_k^H dA_s V_k; the eigenvectors returned as the primal *by jvp*

@@ -477,7 +477,7 @@ def svd(a: Any, /, full_matrices: bool = True) -> SVDResult:
     * ``full_matrices`` with m != n: the completion U2 = U[..., k:] (or V2) follows the minimal
       rotation, ``U2^H dU2 = 0``: dU2 = -U1 S^-1 V^H dA^H U2 (mirror for m < n, dV2).
     * repeated and zero singular values: clusters are sorted runs with |s_i - s_j| <= tol between
-      neighbours, tol = max(16, sqrt(max(m, n))) eps s_max (what the SVD resolves); a cluster
+      neighbours, tol = max(32, sqrt(max(m, n))) eps s_max (what the SVD resolves); a cluster
       holding a value <= tol is the zero block. There ``jvp``
       returns the one-sided directional derivative (the limit of (f(A + h dA) - f(A)) / h,
       h -> 0+; not linear in dA). dS of a positive cluster = the eigenvalues of the Hermitian

@@ -32,7 +32,7 @@ level differentiates singular vectors: second and higher derivatives of gauge-in
 are exact through repeated kept values too.
 Not differentiable: a multiplet straddling the cut (s_k = s_(k+1); the gap 1/(s_k^2 - s_(k+1)^2)
 diverges: ``whole_multiplets=True`` drops it) and a kept singular value 0 (X ~ sqrt(s)): kept values
-at or below the SVD's resolution tol = max(16, sqrt(max(m, n))) eps s_max are taken as the exact
+at or below the SVD's resolution tol = max(32, sqrt(max(m, n))) eps s_max are taken as the exact
 zeros of a rank-deficient matrix, their columns are 0 with zero tangents (the derivative along
 perturbations that keep the rank, as the structural rank deficiency of a tensor network does).
 """
@@ -117,10 +117,10 @@ def svd_split(a: Any, k: int, /, *, whole_multiplets: bool = False) -> SplitResu
 
     Not differentiable: a multiplet across the cut (s_k = s_(k+1)), where the truncation itself
     jumps; the tangent grows as 1 / (s_k - s_(k+1)) as that gap closes. With
-    ``whole_multiplets=True`` such a multiplet (values chained by gaps <= max(16, sqrt(max(m, n)))
+    ``whole_multiplets=True`` such a multiplet (values chained by gaps <= max(32, sqrt(max(m, n)))
     eps s_max) is dropped whole: its columns of X and Y are 0 (shapes stay (.., k)), X Y^H is
     the truncation below it and the gap that appears is the one under the last kept multiplet.
-    Rank: kept singular values <= tol = max(16, sqrt(max(m, n))) eps s_max are the rounding noise
+    Rank: kept singular values <= tol = max(32, sqrt(max(m, n))) eps s_max are the rounding noise
     of zeros (k above the numerical rank, as in the first steps of a tensor-network
     coarse-graining): their columns of X and Y are 0, with zero tangents. That is the derivative
     along perturbations that keep the rank; along others the split has none (X ~ sqrt(s)).

@@ -32,10 +32,11 @@ one function: a line per step (``v7 = g3(v5, v6)``, calls with lists and keyword
 were made, methods as methods), every slot a local variable dropped after its last use (as eager
 code frees its temporaries), functions and constants its globals; the backend may swap a function
 for one computing the same result with less Python around the kernel (``replay_form``: NumPy drops
-array_api_compat's one-call wrappers, and a matrix product of real matrices or a matrix and a vector runs
-``ndarray.dot``, the same BLAS call without matmul's gufunc machinery, where both operands are dense: aligned
-and C or F contiguous, as the program's own ufunc and product results always are and its inputs are checked
-for once on entry; a replay with other input layouts runs the program compiled with per-call checks;
+array_api_compat's one-call wrappers, and a matrix product of real matrices or a matrix and a vector (neither
+of one element: dot takes that for a scalar) runs ``ndarray.dot``, the same BLAS call without matmul's gufunc
+machinery, where both operands are dense: aligned and C or F contiguous, as the program's own ufunc and
+product results always are and its inputs are checked for once on entry; a replay with other input layouts
+runs the program compiled with per-call checks;
 ``numpy.stack`` of such dense vectors is their concatenation reshaped). Where the backend fuses (CuPy:
 ``cupy.fuse``), each run of consecutive elementwise steps on arrays becomes one step, one kernel (a Python
 scalar operand ends a run: how a fused kernel types it is not pinned to the eager ufunc's rule), agreeing
