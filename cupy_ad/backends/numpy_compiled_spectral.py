@@ -229,8 +229,8 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
     """u[p] diag(sv[p]) vh[p] = a[p] for every square a[p]: singular values descending, U and V orthogonal;
     failed[p] where the QR iteration stalls on a negligible diagonal entry or needs more than ``limit`` n
     steps (u[p], sv[p], vh[p] then meaningless). (Its scaling, reflectors and sorting repeat
-    ``_symmetric_eigen``'s lines: kernels compiled at first use cannot call plain Python helpers, and
-    compiling shared ones would import Numba with the backend.)"""
+    ``_symmetric_eigen``'s lines: a compiled kernel calls only compiled helpers, which ``_kernels`` would
+    have to compile first and put in the module's globals in place of the Python ones; not done.)"""
     count, n, _ = a.shape
     eps = np.finfo(np.float64).eps
     b = np.empty((n, n))  # reduced to the bidiagonal B
