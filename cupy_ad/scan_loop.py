@@ -234,20 +234,28 @@ def _pass_limit(n_leaves: int, n_levels: int) -> int:
 class _Body:
     """The body with its checks: returns flattened (carry leaves, y leaves) of one step."""
 
-    def __init__(self, f: Callable, carry_spec: Any, carry_paths: list, carry_ref: list, backend: Any):
+    def __init__(self, f: Callable, carry_spec: Any, carry_ref: list, backend: Any):
         self.f = f
         self.carry_spec = carry_spec
-        self.carry_names = [_name("carry", p) for p in carry_paths]
         self.carry_ref = [(tuple(v.shape), v.dtype) for v in carry_ref]
         self.carry_is_leaf = carry_spec.is_leaf()
         self.backend = backend
         self.y_spec = None
         self.y_is_leaf = False
-        self.y_names: list[str] = []
         self.y_ref: list[tuple] = []
 
+    @property
+    def carry_names(self) -> list[str]:  # (for messages: made when one is needed)
+        return [_name("carry", p) for p in self.carry_spec.paths()]
+
+    @property
+    def y_names(self) -> list[str]:
+        return [_name("y", p) for p in self.y_spec.paths()]
+
     def __call__(self, carry: Any, x: Any) -> tuple[list, list]:
-        out = self.f(carry, x)
+        return self.leaves(self.f(carry, x))
+
+    def leaves(self, out: Any) -> tuple[list, list]:
         if type(out) is not tuple and not isinstance(out, (tuple, list)) or len(out) != 2:
             raise TypeError(f"scan: the body must return a pair (new_carry, y), got {type(out).__name__}"
                             + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
@@ -255,8 +263,7 @@ class _Body:
         leaves = self._checked(new_carry, self.carry_is_leaf, self.carry_spec, self.carry_ref, self._check_carry,
                                "a carry with structure {}, but init has structure {}")
         if self.y_spec is None:
-            y_paths, y_leaves, self.y_spec = optree.tree_flatten_with_path(y)
-            self.y_names = [_name("y", p) for p in y_paths]
+            y_leaves, self.y_spec = optree.tree_flatten(y)
             for k, v in enumerate(y_leaves):
                 if type(v) is not Dual and not is_array(v):
                     y_leaves[k] = _as_leaf(v, self.backend, self.y_names[k])
@@ -289,23 +296,25 @@ class _Body:
         return leaves
 
     def _check_carry(self, leaves: list) -> None:
+        names = self.carry_names
         for k, (v, (shape, dtype)) in enumerate(zip(leaves, self.carry_ref)):
             if type(v) is not Dual and not is_array(v):
-                leaves[k] = v = _as_leaf(v, self.backend, f"the body's new {self.carry_names[k]}")
+                leaves[k] = v = _as_leaf(v, self.backend, f"the body's new {names[k]}")
             if v.dtype != dtype:
-                raise TypeError(f"scan: the body returned {self.carry_names[k]} with {_describe(v)}, but "
+                raise TypeError(f"scan: the body returned {names[k]} with {_describe(v)}, but "
                                 f"init's has shape {shape} and dtype {dtype}: the dtype differs")
             if tuple(v.shape) != shape:
-                raise ValueError(f"scan: the body returned {self.carry_names[k]} with {_describe(v)}, but "
+                raise ValueError(f"scan: the body returned {names[k]} with {_describe(v)}, but "
                                  f"init's has shape {shape} and dtype {dtype}: the shape differs")
 
     def _check_y(self, y_leaves: list) -> None:
+        names = self.y_names
         for k, (v, (shape, dtype)) in enumerate(zip(y_leaves, self.y_ref)):
             if type(v) is not Dual and not is_array(v):
-                y_leaves[k] = v = _as_leaf(v, self.backend, self.y_names[k])
+                y_leaves[k] = v = _as_leaf(v, self.backend, names[k])
             if tuple(v.shape) != shape or v.dtype != dtype:
                 raise (ValueError if v.dtype == dtype else TypeError)(
-                    f"scan: the body returned {self.y_names[k]} with {_describe(v)}, but an earlier "
+                    f"scan: the body returned {names[k]} with {_describe(v)}, but an earlier "
                     f"step returned shape {shape} and dtype {dtype}")
 
 
@@ -380,7 +389,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     xs_paths, xs_leaves, xs_spec = optree.tree_flatten_with_path(xs)
     backend = _backend_of_leaves(init_leaves, xs_leaves)
     weak = [weakly_typed(v) for v in init_leaves]
-    init_leaves = [_as_leaf(v, backend, _name("init", p)) for p, v in zip(carry_paths, init_leaves)]
+    init_leaves = [v if type(v) is Dual or is_array(v) else _as_leaf(v, backend, _name("init", p))
+                   for p, v in zip(carry_paths, init_leaves)]
     # The carries are scan's own: a body writing into its carry (``c[k] = v`` on a plain array) must
     # not write into the caller's init. One copy per leaf; duals get fresh shells per step instead.
     init_leaves = [v if type(v) in (Dual, Batched, Recorded) else backend.xp.asarray(v, copy=True)
@@ -396,14 +406,14 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     if step_ranges is None:
         step_ranges = os.environ.get("CUPY_AD_SCAN_STEP_RANGES", "") not in ("", "0")
     with _SCAN_RANGE:
-        return _scan(f, init_leaves, carry_paths, carry_spec, xs_leaves, xs_spec, xs is None,
+        return _scan(f, init_leaves, carry_spec, xs_leaves, xs_spec, xs is None,
                      length, bool(reverse), step_ranges, backend)
 
 
-def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs_leaves: list, xs_spec: Any,
+def _scan(f: Callable, init_leaves: list, carry_spec: Any, xs_leaves: list, xs_spec: Any,
           no_xs: bool, length: int, reverse: bool, step_ranges: bool, backend: Any) -> tuple[Any, Any]:
     depth = current_level()
-    body = _Body(f, carry_spec, carry_paths, init_leaves, backend)
+    body = _Body(f, carry_spec, init_leaves, backend)
     xs_nodes = [_pattern(v) for v in xs_leaves]
     xs_leaves = [_conform(v, n, False) for v, n in zip(xs_leaves, xs_nodes)]  # canonical: no Zero inside
 
@@ -459,17 +469,34 @@ def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs
         return traced_loop()
 
     # 1. The fixed point of the carry pattern, on the first x. The last pass ran on init lifted to
-    #    the settled pattern, which is step 0 exactly: its result is kept.
+    #    the settled pattern, which is step 0 exactly: its result is kept. A jit body may know the settled
+    #    pattern from an earlier call with this first signature: then only the last pass runs, by
+    #    replaying its program (``jit_step.SettledPatterns``).
     nodes = [_pattern(v) for v in init_leaves]
     levels = set(active_levels()).union(*[_levels_in(n) for n in nodes + xs_nodes])
     first = (length - 1 if reverse else 0)
     x0 = x_at(first) if length else x_zero()
+    patterns = getattr(f, "scan_patterns", None)
+    settled = None if patterns is None or not length else patterns.look_up(
+        f, arguments([_conform(v, n, True) for v, n in zip(init_leaves, nodes)], x0))
+    known = settled is not None and settled.nodes is not None
+    if known:
+        init_nodes, nodes = nodes, settled.nodes
     step_range = _STEP_RANGE if step_ranges else contextlib.nullcontext()
     passes = 0
     while True:
         passes += 1
+        lifted = [_conform(v, n, True) for v, n in zip(init_leaves, nodes)]
         with step_range:  # each pass runs step 0 (again)
-            out_leaves, y_leaves = call([_conform(v, n, True) for v, n in zip(init_leaves, nodes)], x0)
+            if known:
+                try:
+                    out = settled.replay_pass(lifted, [raw[first, ...] for v in xs_leaves for raw in raws_of(v)])
+                except Exception:  # (a guard or an error: the body's own call meets it, from init's pattern)
+                    known, nodes, passes = False, init_nodes, 0
+                    continue
+                out_leaves, y_leaves = body.leaves(out)
+            else:
+                out_leaves, y_leaves = call(lifted, x0)
         if any(_traced(v) for v in out_leaves + y_leaves):  # the body closes over batched values
             return traced_loop()
         out_nodes = [_pattern(v) for v in out_leaves]
@@ -500,16 +527,18 @@ def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs
     direct = not depth and carry_is_leaf and (no_xs or plain_xs and single_x)
     single_y = len(buffers) == 1
     start = 1
-    program_for = getattr(f, "program_for", None)  # a jit body: its program replayed per step (jit_step)
-    if program_for is not None and length > 1 and step_range is None:
-        found = program_for(*arguments(carry, x_at(length - 2 if reverse else 1)))
-        if found is not None:
-            xs_raws = [raw for v in xs_leaves for raw in raws_of(v)]
-            indices = range(length - 2, -1, -1) if reverse else range(1, length)
-            replayed = replay_steps(*found, carry, nodes, xs_raws, buffers, y_nodes, indices)
-            if replayed is not None:
-                carry, done = replayed
-                start += done
+    found = settled.steps if known else None  # a jit body: its program, replayed per step (jit_step)
+    if not known and hasattr(f, "program_for"):
+        found = f.program_for(*arguments(carry, x0))  # (x0: any row has the signature of every other)
+        if settled is not None:
+            settled.store(f, nodes, arguments(lifted, x0), found)
+    if found is not None and length > 1 and step_range is None:
+        xs_raws = [raw for v in xs_leaves for raw in raws_of(v)]
+        indices = range(length - 2, -1, -1) if reverse else range(1, length)
+        replayed = replay_steps(*found, carry, nodes, xs_raws, buffers, y_nodes, indices)
+        if replayed is not None:
+            carry, done = replayed
+            start += done
     for i in range(start, length):
         index = length - 1 - i if reverse else i
         if step_range is not None:

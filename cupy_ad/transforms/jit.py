@@ -89,6 +89,7 @@ import optree
 from ..values import Batched, Dual, JitTraced, Recorded, Zero, new_level
 from .jit_program import Diverged, Program, _is_array, build, rebuild
 from .jit_recording import _leak_error, _Recording
+from .jit_step import SettledPatterns
 
 MAX_VARIANTS = 8
 
@@ -272,6 +273,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     # each, filling its MAX_VARIANTS with copies (then a new guard outcome was refused) and leaving scan's
     # ``program_for`` none to use. A thread that waited replays what the other recorded.
     recording_locks: dict = {}
+    scan_patterns = SettledPatterns()  # scan's settled tangent patterns over this body (jit_step)
 
     @functools.wraps(f)
     def compiled(*args: Any, **kwargs: Any) -> Any:
@@ -332,24 +334,34 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
             program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels],
                                    raws, levels)
             variants.append(program)
+            if len(variants) > 1:
+                scan_patterns.forget()
         return out
 
-    def program_for(*args: Any) -> tuple[Program, list] | None:
-        """The one program recorded for the signature of ``args`` (positional, no static arguments) and
-        the caller's levels by rank; ``None`` if none or several (guards) were recorded. For ``scan``,
-        which replays it per step (``jit_step``)."""
+    def signature_of(*args: Any) -> tuple[tuple, list, list] | None:
+        """The cache key of a call with the positional ``args`` (no static arguments), its raw arrays (the
+        replay's inputs) and the caller's levels by rank; ``None`` where the call would not be looked up
+        (static arguments, inside a recording, linearize's values). For ``scan`` (``jit_step``)."""
         if static_nums or getattr(_running, "depth", 0):
             return None
         leaves, spec = optree.tree_flatten((args, {}), none_is_leaf=True)
         try:
-            _, ranked, kinds = _signature(leaves)
-            variants = cache.get(_key(spec, {}, ranked, kinds), ())
+            raws, ranked, kinds = _signature(leaves)
+            return _key(spec, {}, ranked, kinds), raws, sorted(kinds)
         except (_Inline, TypeError):
             return None
-        return (variants[0], sorted(kinds)) if len(variants) == 1 else None
+
+    def program_for(*args: Any) -> tuple[Program, list] | None:
+        """The one program recorded for the signature of ``args`` (positional, no static arguments) and
+        the caller's levels by rank; ``None`` if none or several (guards) were recorded."""
+        found = signature_of(*args)
+        variants = () if found is None else cache.get(found[0], ())
+        return (variants[0], found[2]) if len(variants) == 1 else None
 
     compiled.cache = cache  # type: ignore[attr-defined]
     compiled.program_for = program_for  # type: ignore[attr-defined]
+    compiled.signature_of = signature_of  # type: ignore[attr-defined]
+    compiled.scan_patterns = scan_patterns  # type: ignore[attr-defined]
     return compiled
 
 
