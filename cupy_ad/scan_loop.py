@@ -52,7 +52,7 @@ from .values import Batched, Dual, Recorded, Zero, active_levels, base_array, cu
 from .namespace.manipulation import astype, stack
 from .namespace.weak import dtype_kind, weakly_typed
 from .profiling_ranges import nvtx_range
-from .transforms.jit_step import raws_of, replay_steps
+from .transforms.jit_step import duals_of, raws_of, replay_steps
 
 __all__ = ["FixedPointError", "scan"]
 
@@ -343,6 +343,31 @@ def _check_length(xs_paths: list, xs_leaves: list, length: Any) -> int:
     return length
 
 
+def _templates(buffers: list) -> list:
+    """What ``ys`` buffers like these are made from: the shape of a row and an empty array of the dtype and
+    device of each raw buffer (``raws_of`` order)."""
+    return [(tuple(raw.shape[1:]), _zeros((0,), raw)) for buffer in buffers for raw in raws_of(buffer)]
+
+
+def _replay_settled(settled: Any, body: _Body, init_leaves: list, xs_raws: list, length: int,
+                    reverse: bool) -> tuple | None:
+    """The steps replayed from the program of a jit body whose settled pattern is known (``settled``:
+    ``jit_step.Settled``), from step 0 on, into zero buffers made as the call that settled it made them:
+    (carry leaves, patterns, buffers, ys' patterns, steps done); None if step 0 did not replay (a guard, an
+    error: the fixed point runs as without the pattern)."""
+    nodes, y_nodes = settled.nodes, settled.y_nodes
+    y_spec, y_ref, templates = settled.ys
+    raws = iter([_zeros((length, *shape), like) for shape, like in templates])
+    buffers = [duals_of(n, raws) for n in y_nodes]
+    carry = [_conform(v, n, True) for v, n in zip(init_leaves, nodes)]
+    indices = range(length - 1, -1, -1) if reverse else range(length)
+    replayed = replay_steps(settled.program, settled.levels, carry, nodes, xs_raws, buffers, y_nodes, indices)
+    if replayed is None or not replayed[1]:
+        return None
+    body.y_spec, body.y_ref, body.y_is_leaf = y_spec, y_ref, y_spec.is_leaf()
+    return replayed[0], nodes, buffers, y_nodes, replayed[1]
+
+
 # ------------------------------------------------------------------------------------------ scan
 def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, length: int | None = None,
          reverse: bool = False, *, step_ranges: bool | None = None) -> tuple[Any, Any]:
@@ -468,77 +493,72 @@ def _scan(f: Callable, init_leaves: list, carry_spec: Any, xs_leaves: list, xs_s
     if any(_traced(v) for v in init_leaves + xs_leaves):
         return traced_loop()
 
-    # 1. The fixed point of the carry pattern, on the first x. The last pass ran on init lifted to
-    #    the settled pattern, which is step 0 exactly: its result is kept. A jit body may know the settled
-    #    pattern from an earlier call with this first signature: then only the last pass runs, by
-    #    replaying its program (``jit_step.SettledPatterns``).
     nodes = [_pattern(v) for v in init_leaves]
-    levels = set(active_levels()).union(*[_levels_in(n) for n in nodes + xs_nodes])
     first = (length - 1 if reverse else 0)
     x0 = x_at(first) if length else x_zero()
+    xs_raws = [raw for v in xs_leaves for raw in raws_of(v)]
+    # A jit body may know the settled pattern and the ys from an earlier call with this first signature: then
+    # every step is replayed from its program (``jit_step.SettledPatterns``), the fixed point is not run.
     patterns = getattr(f, "scan_patterns", None)
-    settled = None if patterns is None or not length else patterns.look_up(
+    settled = None if patterns is None or not length or step_ranges else patterns.look_up(
         f, arguments([_conform(v, n, True) for v, n in zip(init_leaves, nodes)], x0))
-    known = settled is not None and settled.nodes is not None
-    if known:
-        init_nodes, nodes = nodes, settled.nodes
-    step_range = _STEP_RANGE if step_ranges else contextlib.nullcontext()
-    passes = 0
-    while True:
-        passes += 1
-        lifted = [_conform(v, n, True) for v, n in zip(init_leaves, nodes)]
-        with step_range:  # each pass runs step 0 (again)
-            if known:
-                try:
-                    out = settled.replay_pass(lifted, [raw[first, ...] for v in xs_leaves for raw in raws_of(v)])
-                except Exception:  # (a guard or an error: the body's own call meets it, from init's pattern)
-                    known, nodes, passes = False, init_nodes, 0
-                    continue
-                out_leaves, y_leaves = body.leaves(out)
-            else:
+    begun = None if settled is None or settled.nodes is None else _replay_settled(
+        settled, body, init_leaves, xs_raws, length, reverse)
+    if begun is not None:
+        carry, nodes, buffers, y_nodes, start = begun
+    else:
+        # 1. The fixed point of the carry pattern, on the first x. The last pass ran on init lifted to
+        #    the settled pattern, which is step 0 exactly: its result is kept.
+        levels = set(active_levels()).union(*[_levels_in(n) for n in nodes + xs_nodes])
+        step_range = _STEP_RANGE if step_ranges else contextlib.nullcontext()
+        passes = 0
+        while True:
+            passes += 1
+            lifted = [_conform(v, n, True) for v, n in zip(init_leaves, nodes)]
+            with step_range:  # each pass runs step 0 (again)
                 out_leaves, y_leaves = call(lifted, x0)
-        if any(_traced(v) for v in out_leaves + y_leaves):  # the body closes over batched values
-            return traced_loop()
-        out_nodes = [_pattern(v) for v in out_leaves]
-        joined = [_join(n, m) for n, m in zip(nodes, out_nodes)]
-        if joined == nodes:
-            break
-        levels = levels.union(*[_levels_in(n) for n in joined])
-        if passes >= _pass_limit(len(nodes), len(levels)):
-            grew = [body.carry_names[k] for k, (n, m) in enumerate(zip(nodes, joined)) if n != m]
-            raise FixedPointError(
-                f"scan: the nonzero pattern of the carry tangents did not settle after {passes} passes "
-                f"(bound for {len(nodes)} carry leaves and {len(levels)} levels); still changing: "
-                + ", ".join(grew))
-        nodes = joined
-    if length == 0:
-        ys = [_allocate(_conform(y, _pattern(y), False), 0) for y in y_leaves]
-        return (optree.tree_unflatten(carry_spec, init_leaves), optree.tree_unflatten(body.y_spec, ys))
+            if any(_traced(v) for v in out_leaves + y_leaves):  # the body closes over batched values
+                return traced_loop()
+            out_nodes = [_pattern(v) for v in out_leaves]
+            joined = [_join(n, m) for n, m in zip(nodes, out_nodes)]
+            if joined == nodes:
+                break
+            levels = levels.union(*[_levels_in(n) for n in joined])
+            if passes >= _pass_limit(len(nodes), len(levels)):
+                grew = [body.carry_names[k] for k, (n, m) in enumerate(zip(nodes, joined)) if n != m]
+                raise FixedPointError(
+                    f"scan: the nonzero pattern of the carry tangents did not settle after {passes} passes "
+                    f"(bound for {len(nodes)} carry leaves and {len(levels)} levels); still changing: "
+                    + ", ".join(grew))
+            nodes = joined
+        if length == 0:
+            ys = [_allocate(_conform(y, _pattern(y), False), 0) for y in y_leaves]
+            return (optree.tree_unflatten(carry_spec, init_leaves), optree.tree_unflatten(body.y_spec, ys))
 
-    # 2. Step 0's outputs fix the buffers; the loop writes one step at a time.
-    y_nodes = [_pattern(y) for y in y_leaves]
-    buffers = []
-    for y, n in zip(y_leaves, y_nodes):
-        y = _conform(y, n, False)
-        buffers.append(_allocate(y, length))
-        _write(buffers[-1], y, first)
-    carry = [_conform(v, n, True) for v, n in zip(out_leaves, nodes)]
+        # 2. Step 0's outputs fix the buffers; the loop writes one step at a time.
+        y_nodes = [_pattern(y) for y in y_leaves]
+        buffers = []
+        for y, n in zip(y_leaves, y_nodes):
+            y = _conform(y, n, False)
+            buffers.append(_allocate(y, length))
+            _write(buffers[-1], y, first)
+        carry = [_conform(v, n, True) for v, n in zip(out_leaves, nodes)]
+        start = 1
+        found = None  # a jit body: its program, replayed per step (jit_step)
+        if settled is not None:  # (x0: any row has the signature of every other)
+            found = settled.store(f, nodes, arguments(lifted, x0), arguments(carry, x0), y_nodes,
+                                  (body.y_spec, body.y_ref, _templates(buffers)))
+        elif hasattr(f, "program_for"):
+            found = f.program_for(*arguments(carry, x0))
+        if found is not None and length > 1 and not step_ranges:
+            indices = range(length - 2, -1, -1) if reverse else range(1, length)
+            replayed = replay_steps(*found, carry, nodes, xs_raws, buffers, y_nodes, indices)
+            if replayed is not None:
+                carry, done = replayed
+                start += done
     step_range = _STEP_RANGE if step_ranges else None  # entered by hand: no context cost when off
     direct = not depth and carry_is_leaf and (no_xs or plain_xs and single_x)
     single_y = len(buffers) == 1
-    start = 1
-    found = settled.steps if known else None  # a jit body: its program, replayed per step (jit_step)
-    if not known and hasattr(f, "program_for"):
-        found = f.program_for(*arguments(carry, x0))  # (x0: any row has the signature of every other)
-        if settled is not None:
-            settled.store(f, nodes, arguments(lifted, x0), found)
-    if found is not None and length > 1 and step_range is None:
-        xs_raws = [raw for v in xs_leaves for raw in raws_of(v)]
-        indices = range(length - 2, -1, -1) if reverse else range(1, length)
-        replayed = replay_steps(*found, carry, nodes, xs_raws, buffers, y_nodes, indices)
-        if replayed is not None:
-            carry, done = replayed
-            start += done
     for i in range(start, length):
         index = length - 1 - i if reverse else i
         if step_range is not None:

@@ -87,10 +87,11 @@ def _pair(v: Any, source: Any, out: list) -> None:
         out.append((v, source))
 
 
-def _rebuild(node: Any, raws: Any) -> Any:
+def duals_of(node: Any, raws: Any) -> Any:
+    """The tree of duals of pattern ``node`` over the raw arrays the iterator ``raws`` gives (``raws_of`` order)."""
     if node is None:
         return next(raws)
-    return Dual(node[0], _rebuild(node[1], raws), _rebuild(node[2], raws))
+    return Dual(node[0], duals_of(node[1], raws), duals_of(node[2], raws))
 
 
 def _copy(raw: Any) -> Any:
@@ -175,68 +176,7 @@ def _at_levels(node: Any, levels: list) -> Any:
     return None if node is None else (levels[node[0]], _at_levels(node[1], levels), _at_levels(node[2], levels))
 
 
-class SettledPatterns:
-    """The settled carry patterns of ``scan``'s fixed point over one jit body, by the signature of the first
-    pass's arguments (``init`` in its own pattern, the first ``x``): each with the programs of the last pass
-    and of the steps, so that a later call with that signature runs the last pass alone, by replaying its
-    program, and looks no program up.
 
-    A pass's outcome is its program's: which tangents it returns follows from the program's outputs, so
-    the patterns follow from the first signature as long as every signature met has one program. A second
-    program for a signature (a guard's new outcome, a replay that raised) may return another structure
-    for other values: the body then keeps no patterns (``forget``). As with ``jit`` itself, a changed
-    global or closed-over value is not seen: the patterns are those of the recorded programs."""
-
-    def __init__(self) -> None:
-        self.entries: dict = {}
-        self.several = False  # some signature of the body has more than one program
-
-    def forget(self) -> None:
-        self.several = True
-        self.entries.clear()
-
-    def look_up(self, f: Callable, first_args: tuple) -> "Settled | None":
-        """The settled pattern for the fixed point's first pass (``Settled.nodes`` is None if not known yet);
-        None where the body keeps none."""
-        found = None if self.several else f.signature_of(*first_args)
-        if found is None:
-            return None
-        key, _, levels = found
-        return Settled(self, key, levels, self.entries.get(key))
-
-
-class Settled:
-    """One scan call's settled pattern: ``nodes`` (at its levels) with ``pass_program`` (the last pass's) and
-    ``steps`` (the program of the steps after the first, with the levels: ``jit``'s ``program_for``), when a
-    call with the same first signature settled before; else ``store`` keeps this call's."""
-
-    def __init__(self, patterns: SettledPatterns, key: tuple, levels: list, entry: tuple | None):
-        self.patterns, self.key, self.levels = patterns, key, levels
-        self.nodes = self.pass_program = self.steps = None
-        if entry is not None and not patterns.several:
-            nodes, self.pass_program, steps = entry
-            self.nodes = [_at_levels(n, levels) for n in nodes]
-            self.steps = None if steps is None else (steps, levels)
-
-    def replay_pass(self, carry: list, x_raws: list) -> Any:
-        """The last pass's output (new carry, y) on the carries (in the pattern ``nodes``) and the raw arrays
-        of the first ``x``: the program's replay, as the jitted body's call would run it."""
-        return self.pass_program.replay([raw for v in carry for raw in raws_of(v)] + x_raws, self.levels)
-
-    def store(self, f: Callable, nodes: list, last_pass: tuple, steps: tuple | None) -> None:
-        """Keep the settled ``nodes`` of this call with the programs of ``last_pass`` (its arguments) and of
-        the steps (``program_for``'s result or None); not where a level is outside the first signature's or
-        a signature has several programs."""
-        found = f.program_for(*last_pass)
-        rank = {level: k for k, level in enumerate(self.levels)}
-        if found is None or found[1] != self.levels or steps is not None and steps[1] != self.levels:
-            return
-        try:
-            by_rank = [_by_rank(n, rank) for n in nodes]
-        except KeyError:
-            return
-        if not self.patterns.several:
-            self.patterns.entries[self.key] = (by_rank, found[0], None if steps is None else steps[0])
 
 
 def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_raws: list, buffers: list,
@@ -272,4 +212,70 @@ def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_ra
     if done:  # the caller may write into the carries it gets: none is shared with the program or other steps
         raws = [raw if f is None else _copy(raw) for raw, f in zip(raws, fixed)]
     raws = iter(raws)
-    return [_rebuild(node, raws) for node in nodes], done
+    return [duals_of(node, raws) for node in nodes], done
+
+
+class SettledPatterns:
+    """The settled carry patterns of ``scan``'s fixed point over one jit body, by the signature of the first
+    pass's arguments (``init`` in its own pattern, the first ``x``), each with the program of the steps (the
+    last pass's too: one signature) and what ``scan`` needs to make the ``ys`` buffers, so that a later call
+    with that signature replays every step, from the first, and runs no pass.
+
+    A pass's outcome is its program's: which tangents it returns follows from the program's outputs, so
+    the patterns follow from the first signature as long as every signature met has one program. A second
+    program for a signature (a guard's new outcome, a replay that raised) may return another structure
+    for other values: the body then keeps no patterns (``forget``). As with ``jit`` itself, a changed
+    global or closed-over value is not seen: the patterns are those of the recorded programs."""
+
+    def __init__(self) -> None:
+        self.entries: dict = {}
+        self.several = False  # some signature of the body has more than one program
+
+    def forget(self) -> None:
+        self.several = True
+        self.entries.clear()
+
+    def look_up(self, f: Callable, first_args: tuple) -> "Settled | None":
+        """The settled pattern for the fixed point's first pass (``Settled.nodes`` is None if not known yet);
+        None where the body keeps none."""
+        found = None if self.several else f.signature_of(*first_args)
+        if found is None:
+            return None
+        key, _, levels = found
+        return Settled(self, key, levels, self.entries.get(key))
+
+
+class Settled:
+    """One scan call's settled pattern: the carries' ``nodes`` and the ys' ``y_nodes`` (at the call's
+    ``levels``), the steps' ``program`` and ``scan``'s own ``ys`` (structure, shapes, buffer templates), when
+    a call with the same first signature settled before (else ``nodes`` is None and ``store`` keeps this
+    call's)."""
+
+    def __init__(self, patterns: SettledPatterns, key: tuple, levels: list, entry: tuple | None):
+        self.patterns, self.key, self.levels = patterns, key, levels
+        self.nodes = self.y_nodes = self.program = self.ys = None
+        if entry is not None and not patterns.several:
+            nodes, y_nodes, self.program, self.ys = entry
+            self.nodes = [_at_levels(n, levels) for n in nodes]
+            self.y_nodes = [_at_levels(n, levels) for n in y_nodes]
+
+    def store(self, f: Callable, nodes: list, last_pass: tuple, step: tuple, y_nodes: list,
+              ys: Any) -> tuple[Program, list] | None:
+        """The program of the steps after the first (arguments like ``step``) with the caller's levels by rank,
+        as ``jit``'s ``program_for`` gives it (None if none or several); kept with this call's settled
+        ``nodes`` (``last_pass``: the last pass's arguments), ``y_nodes`` and ``ys`` where the last pass had
+        the steps' signature and every level is one of the first signature's."""
+        found = f.signature_of(*step)
+        variants = () if found is None else f.cache.get(found[0], ())
+        if len(variants) != 1:
+            return None
+        last = f.signature_of(*last_pass)
+        rank = {level: k for k, level in enumerate(self.levels)}
+        if last is not None and last[0] == found[0] and found[2] == self.levels and not self.patterns.several:
+            try:
+                entry = ([_by_rank(n, rank) for n in nodes], [_by_rank(n, rank) for n in y_nodes], variants[0], ys)
+            except KeyError:  # (a level outside the first signature's)
+                entry = None
+            if entry is not None:
+                self.patterns.entries[self.key] = entry
+        return variants[0], found[2]
