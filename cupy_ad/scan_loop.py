@@ -361,7 +361,8 @@ def _replay_settled(settled: Any, body: _Body, init_leaves: list, xs_raws: list,
     buffers = [duals_of(n, raws) for n in y_nodes]
     carry = [_conform(v, n, True) for v, n in zip(init_leaves, nodes)]
     indices = range(length - 1, -1, -1) if reverse else range(length)
-    replayed = replay_steps(settled.program, settled.levels, carry, nodes, xs_raws, buffers, y_nodes, indices)
+    replayed = replay_steps(settled.program, settled.levels, carry, nodes, xs_raws, buffers, y_nodes, indices,
+                            settled.by_rank)
     if replayed is None or not replayed[1]:
         return None
     body.y_spec, body.y_ref, body.y_is_leaf = y_spec, y_ref, y_spec.is_leaf()

@@ -180,7 +180,7 @@ def _at_levels(node: Any, levels: list) -> Any:
 
 
 def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_raws: list, buffers: list,
-                 y_nodes: list, indices: Iterable[int]) -> tuple[list, int] | None:
+                 y_nodes: list, indices: Iterable[int], by_rank: tuple | None = None) -> tuple[list, int] | None:
     """Run the steps ``indices`` of a scan by replaying ``program`` (recorded for the signature of the
     steps' carries and ``x``, with the caller's ``levels`` by rank): ``carry`` the carry leaves (in
     their patterns ``nodes``), ``xs_raws`` the raw arrays of the ``xs`` leaves (rows taken per step),
@@ -188,13 +188,14 @@ def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_ra
     the last step replayed and the number of steps replayed (fewer on a failed guard); ``None`` if the
     program does not fit. The plan is made once per program and patterns, the patterns' levels by rank
     (each call of the enclosing transforms makes new levels: keyed by them, every call would make a plan
-    and keep it)."""
-    rank = {level: k for k, level in enumerate(levels)}
-    try:
-        key = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes), len(levels),
-               len(xs_raws))
-    except KeyError:  # (a level outside the caller's: planned for this call only)
-        key = None
+    and keep it; ``by_rank``: the tuples of ``nodes`` and ``y_nodes`` by rank, where the caller has them)."""
+    if by_rank is None:
+        rank = {level: k for k, level in enumerate(levels)}
+        try:
+            by_rank = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes))
+        except KeyError:  # (a level outside the caller's: planned for this call only)
+            by_rank = None
+    key = None if by_rank is None else (*by_rank, len(levels), len(xs_raws))
     plans = program.__dict__.setdefault("scan_plans", {})
     if key is not None and key in plans:
         plan = plans[key]
@@ -253,11 +254,12 @@ class Settled:
 
     def __init__(self, patterns: SettledPatterns, key: tuple, levels: list, entry: tuple | None):
         self.patterns, self.key, self.levels = patterns, key, levels
-        self.nodes = self.y_nodes = self.program = self.ys = None
+        self.nodes = self.y_nodes = self.program = self.ys = self.by_rank = None
         if entry is not None and not patterns.several:
             nodes, y_nodes, self.program, self.ys = entry
             self.nodes = [_at_levels(n, levels) for n in nodes]
             self.y_nodes = [_at_levels(n, levels) for n in y_nodes]
+            self.by_rank = (nodes, y_nodes)  # (``replay_steps``' key)
 
     def store(self, f: Callable, nodes: list, last_pass: tuple, step: tuple, y_nodes: list,
               ys: Any) -> tuple[Program, list] | None:
@@ -273,7 +275,8 @@ class Settled:
         rank = {level: k for k, level in enumerate(self.levels)}
         if last is not None and last[0] == found[0] and found[2] == self.levels and not self.patterns.several:
             try:
-                entry = ([_by_rank(n, rank) for n in nodes], [_by_rank(n, rank) for n in y_nodes], variants[0], ys)
+                entry = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes), variants[0],
+                         ys)
             except KeyError:  # (a level outside the first signature's)
                 entry = None
             if entry is not None:
