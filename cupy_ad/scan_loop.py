@@ -253,9 +253,7 @@ class _Body:
         return [_name("y", p) for p in self.y_spec.paths()]
 
     def __call__(self, carry: Any, x: Any) -> tuple[list, list]:
-        return self.leaves(self.f(carry, x))
-
-    def leaves(self, out: Any) -> tuple[list, list]:
+        out = self.f(carry, x)
         if type(out) is not tuple and not isinstance(out, (tuple, list)) or len(out) != 2:
             raise TypeError(f"scan: the body must return a pair (new_carry, y), got {type(out).__name__}"
                             + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
@@ -400,7 +398,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
 
     A body compiled with ``ad.jit`` runs its recorded program: after the first step (and the fixed
     point) the steps call the program's replay function on raw arrays, with no signature check per
-    step (``transforms/jit_step.py``); the results are the eager loop's bit for bit.
+    step (``transforms/jit_step.py``); a later call whose first step has the signature of an earlier
+    call's reuses that call's settled pattern and replays every step, running no fixed-point pass
+    (``jit_step.SettledPatterns``; as with ``jit`` itself, a changed global or closed-over value is not
+    seen). The results are the eager loop's bit for bit.
 
     ``f`` gets its own copy of ``init``; on plain arrays the rows of ``xs`` it gets are views, as in a
     Python loop over them (writing into them writes into ``xs``).

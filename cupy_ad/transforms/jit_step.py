@@ -23,6 +23,14 @@ next step's raw carries and the rows of the ``ys`` buffers:
 The replay is the program's own, so the results are bit for bit those of the eager loop. Where the first
 carries are dense and every carry stays so (a result the program knows dense, or a fixed dense array; no
 ``xs``), the steps run the program without its check of the inputs' layout (``Program.unchecked``).
+
+Later calls (``SettledPatterns``). The fixed point's passes and the look-ups cost more than a few steps
+(two passes through the jitted body with duals, each a signature and a replay, and one look-up of the
+steps' program). Their outcome follows from the signature of the first pass as long as every signature
+met has one program, so it is kept per body and first signature: the settled patterns, the steps'
+program and how the ``ys`` buffers were made. A later call with that first signature takes one signature
+(to find it) and replays every step from the first into fresh buffers; if the first step's replay fails
+(a guard, an error) the fixed point runs as without it.
 """
 from __future__ import annotations
 
