@@ -105,11 +105,7 @@ def _levels_in(p: Any) -> set[int]:
 
 def _zeros(shape: tuple, like: Any) -> Any:
     raw = base_array(like)  # (the backend, device and dtype of like's data, under any transform's values)
-    xp = backend_of(raw).xp
-    device = getattr(raw, "device", None)
-    if device is None:
-        return xp.zeros(shape, dtype=raw.dtype)
-    return xp.zeros(shape, dtype=raw.dtype, device=device)
+    return backend_of(raw).zeros(shape, raw.dtype, getattr(raw, "device", None))
 
 
 def _zero_value(node: Any, like: Any, concrete: Any) -> Any:

@@ -141,6 +141,9 @@ def _describe(v: Any, levels: dict, raws: list) -> Any:
         primal = _describe(v.primal, levels, raws)
         return ("D", v.level, primal, ("Z", tuple(t.shape), t.dtype) if type(t) is Zero else _describe(t, levels, raws),
                 v.weak)  # (a Python scalar's weak type: namespace.weak)
+    if cls in _RAW_TYPES:  # (a plain array of a type met before)
+        raws.append(v)
+        return (cls, v.shape, v.dtype)
     if cls is Batched:
         levels[v.level] = "vmap"
         return ("B", v.level, v.axis, _describe(v.value, levels, raws))
