@@ -89,6 +89,7 @@ import optree
 from ..values import Batched, Dual, JitTraced, Recorded, Zero, new_level
 from .jit_program import Diverged, Program, _is_array, build, rebuild
 from .jit_recording import _leak_error, _Recording
+from .jvp import call_user_function
 
 MAX_VARIANTS = 8
 
@@ -219,7 +220,7 @@ def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, 
             traced = iter([recording.slot(r) for r in raws])
             dynamic, kwargs = optree.tree_unflatten(spec, [_rebuild(d, traced, inner) for d in signature])
             dynamic = iter(dynamic)
-            out = f(*[static[k] if k in static else next(dynamic) for k in range(n_args)], **kwargs)
+            out = call_user_function(f, *[static[k] if k in static else next(dynamic) for k in range(n_args)], **kwargs)
             out_leaves, out_spec = optree.tree_flatten(out, none_is_leaf=True)
             rank = {level: k for k, level in enumerate(inner)}
             outputs = [_output(v, recording, rank) for v in out_leaves]
