@@ -65,9 +65,10 @@ may have read its shape (``.shape[0]``, a rule's zeros), so a replay checks it (
 a traced value cannot be replayed. Errors are control flow too (``try: cholesky(a)`` ``except
 LinAlgError:`` a fallback): a backend call that raised at recording is replayed as a check that it
 still raises (``raises``), and an error in a replay is taken as a divergence: the call is recorded
-again, so ``f`` itself meets the error, handles it or raises it, as eagerly. (NumPy's error state set
-inside ``f``, ``np.errstate``, is not part of the program: a replay runs in the caller's; set it around
-the jitted call.) A rule's warning (``values.host_effect``: the nested degenerate check) is a step of its
+again, so ``f`` itself meets the error, handles it or raises it, as eagerly. NumPy's error state set
+inside ``f`` (``np.errstate``) is part of the program: a step keeps what ``f`` changed of the caller's
+state at the recording (``backends.error_state_change``) and a replay sets that around the step; the
+other steps run in the caller's state at the replay. A rule's warning (``values.host_effect``: the nested degenerate check) is a step of its
 own: each replay warns, from its own values, as the eager call does.
 
 Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
