@@ -68,8 +68,9 @@ still raises (``raises``), and an error in a replay is taken as a divergence: th
 again, so ``f`` itself meets the error, handles it or raises it, as eagerly. NumPy's error state set
 inside ``f`` (``np.errstate``) is part of the program: a step keeps what ``f`` changed of the caller's
 state at the recording (``backends.error_state_change``) and a replay sets that around the step; the
-other steps run in the caller's state at the replay. A rule's warning (``values.host_effect``: the nested degenerate check) is a step of its
-own: each replay warns, from its own values, as the eager call does.
+other steps run in the caller's state at the replay. A rule's warning (``values.host_effect``: the
+nested degenerate check) is a step of its own: each replay warns, from its own values, as the eager call
+does.
 
 Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
 one signature of a jitted function run one at a time, and a thread that waited for one first replays

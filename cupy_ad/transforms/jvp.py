@@ -61,11 +61,11 @@ def _explain_refused_operand(error: TypeError) -> None:
                 function = _OPERATOR_FUNCTIONS[name[2:-2]]
                 raise TypeError(
                     f"{type(left).__module__.split('.')[0]}'s {type(left).__name__}.{name} refused a "
-                    f"{_TRANSFORM_OF[type(right)]} value as its right operand ({error}) instead of returning NotImplemented, "
-                    f"so Python never tried the value's own reflected operator (array_api_strict does this, "
-                    f"data-apis/array-api-strict#188). Write xp.{function}(y, x) with xp = x.__array_namespace__() "
-                    f"(y the array, x the traced value), or pass y to f as an argument (a primal with tangent None; "
-                    f"in vmap, in_axes None)") from error
+                    f"{_TRANSFORM_OF[type(right)]} value as its right operand ({error}) instead of returning "
+                    f"NotImplemented, so Python never tried the value's own reflected operator (array_api_strict "
+                    f"does this, data-apis/array-api-strict#188). Write xp.{function}(y, x) with "
+                    f"xp = x.__array_namespace__() (y the array, x the traced value), or pass y to f as an argument "
+                    f"(a primal with tangent None; in vmap, in_axes None)") from error
         tb = tb.tb_next
 
 
