@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import os
 import threading
 from typing import Any, Callable
@@ -41,7 +42,48 @@ def is_zero(t: Any) -> bool:
     return type(t) is Zero
 
 
-class Dual:
+class _ArrayValue:
+    """What every value of a transform shares: the array attributes of the array it holds (``dtype``,
+    ``device``, and by default ``shape``, ``ndim``, ``size``), ``len()``, and Python conversions through
+    the subclass's ``_concrete(what)`` (the raw array where the conversion loses nothing, else an error).
+
+    A subclass names the slot holding its array (``class Dual(_ArrayValue, holds="primal")``); the
+    attributes read it through ``operator.attrgetter``: one C call, as fast as a property written out
+    (these are on the hot path of every rule)."""
+
+    __slots__ = ()
+
+    def __init_subclass__(cls, holds: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if holds:
+            for name in ("shape", "dtype", "ndim", "size", "device"):
+                setattr(cls, name, property(operator.attrgetter(f"{holds}.{name}"),
+                                            doc=f"``{name}`` of the array held in ``{holds}``"))
+
+    def __len__(self) -> int:
+        shape = self.shape
+        if not shape:
+            raise TypeError("len() of a 0-d array")
+        return shape[0]
+
+    # Conversions leave the transform's world: allowed only where nothing would be lost.
+    def __bool__(self) -> bool:
+        return bool(self._concrete("bool()"))
+
+    def __float__(self) -> float:
+        return float(self._concrete("float()"))
+
+    def __int__(self) -> int:
+        return int(self._concrete("int()"))
+
+    def __complex__(self) -> complex:
+        return complex(self._concrete("complex()"))
+
+    def __index__(self) -> int:
+        return operator.index(self._concrete("use as an index (__index__)"))
+
+
+class Dual(_ArrayValue, holds="primal"):
     """A primal value and its tangent at one level of nested differentiation.
 
     Python operators, ``shape``, ``dtype`` and ``__array_namespace__`` behave as on the backend
@@ -63,47 +105,11 @@ class Dual:
         self.tangent = tangent
         self.weak = weak  # a Python scalar's: takes the dtype of the arrays it meets (namespace.weak)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.primal.shape
-
-    @property
-    def dtype(self) -> Any:
-        return self.primal.dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.primal.shape)
-
-    @property
-    def size(self) -> int | None:
-        return self.primal.size
-
-    @property
-    def device(self) -> Any:
-        return self.primal.device
-
-    def __len__(self) -> int:
-        return len(self.primal)
-
     def __repr__(self) -> str:
         return f"Dual(level={self.level}, primal={self.primal!r}, tangent={self.tangent!r})"
 
-    # Conversions leave the differentiated world: allowed only where no tangent would be lost.
-    def __bool__(self) -> bool:
-        return bool(concrete(self, "bool()"))
-
-    def __float__(self) -> float:
-        return float(concrete(self, "float()"))
-
-    def __int__(self) -> int:
-        return int(concrete(self, "int()"))
-
-    def __complex__(self) -> complex:
-        return complex(concrete(self, "complex()"))
-
-    def __index__(self) -> int:
-        return concrete(self, "__index__").__index__()
+    def _concrete(self, what: str) -> Any:
+        return concrete(self, what)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
         raw = concrete(self, "NumPy conversion (__array__)")
@@ -177,35 +183,17 @@ def base_array(x: Any) -> Any:
             return x
 
 
-class _Traced:
-    """What ``Batched`` and ``Recorded`` share: the array attributes of ``value`` and conversions
-    that refuse (the value is not one concrete array)."""
+class _Traced(_ArrayValue, holds="value"):
+    """What ``Batched`` and ``Recorded`` share: the array attributes of ``value`` (``Batched`` gives one
+    example's) and conversions that refuse (the value is not one concrete array)."""
 
     __slots__ = ()
     __array_ufunc__ = None  # NumPy defers to our reflected operators
     __array_priority__ = 1000
     _transform = ""
 
-    @property
-    def dtype(self) -> Any:
-        return self.value.dtype
-
-    @property
-    def device(self) -> Any:
-        return self.value.device
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-    def __len__(self) -> int:
-        if not self.shape:
-            raise TypeError("len() of a 0-d array")
-        return self.shape[0]
+    def _concrete(self, what: str) -> Any:
+        return self._refuse(what)
 
     def _refuse(self, what: str) -> Any:
         raise TypeError(
@@ -213,21 +201,6 @@ class _Traced:
             f"control flow (if x > 0:, while, bool(), float(), int()) cannot depend on it; use array "
             f"functions instead (e.g. xp.where(x > 0, a, b) in place of an if), or call the function "
             f"outside {self._transform}")
-
-    def __bool__(self) -> bool:
-        return self._refuse("bool()")
-
-    def __float__(self) -> float:
-        return self._refuse("float()")
-
-    def __int__(self) -> int:
-        return self._refuse("int()")
-
-    def __complex__(self) -> complex:
-        return self._refuse("complex()")
-
-    def __index__(self) -> int:
-        return self._refuse("use as an index")
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
         return self._refuse("conversion to a NumPy array (np.asarray in f; a NumPy array indexed by it: index "
@@ -261,6 +234,10 @@ class Batched(_Traced):
     def ndim(self) -> int:
         return self.value.ndim - (self.axis is not None)
 
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
     def __repr__(self) -> str:
         return f"Batched(level={self.level}, axis={self.axis}, value={self.value!r})"
 
@@ -276,10 +253,6 @@ class Recorded(_Traced):
         self.level = level
         self.value = value
         self.var = var
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.value.shape)
 
     def __repr__(self) -> str:
         return f"Recorded(level={self.level}, var={self.var.index})"

@@ -21,7 +21,9 @@ import cupy_ad as ad
 
 _SHARED = Path(__file__).resolve().parents[2] / "shared"
 RUNNER = Path(os.environ.get("ARRAY_API_TESTS_RUNNER", _SHARED / "tools" / "array-api-tests" / "run"))
-pytestmark = pytest.mark.skipif(not RUNNER.is_file(), reason=f"the array-api-tests runner is not at {RUNNER}")
+pytestmark = pytest.mark.skipif(not RUNNER.is_file(), reason=f"the array-api-tests runner is not at {RUNNER}: set "
+                                "ARRAY_API_TESTS_RUNNER to its path (e.g. in a git worktree, whose shared folder is "
+                                "beside the main checkout)")
 
 MODES = {  # name: (runner mode, environment)
     "level0": ("level0", {}),

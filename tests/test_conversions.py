@@ -128,3 +128,31 @@ def test_convert_primal_switch(backend, monkeypatch):
     value, slope = ad.jvp(lambda a: a * 0.0 + math.log(a), (2.0,), (1.0,))
     assert float(value) == pytest.approx(math.log(2.0)) and float(slope) == 0.0
     ad.jvp(lambda a: a.__dlpack__() and a, (backend.random((2,)),), (backend.random((2,)),))
+
+
+def test_every_traced_value_answers_the_array_attributes_alike(backend):
+    """Dual, Batched (one example's), linearize's Recorded (a tangent) and jit's JitTraced share one
+    definition of the array attributes, len() and the conversions (values._ArrayValue): each answers as
+    the array it stands for, and len() of a 0-d value raises the same TypeError (a 0-d Dual raised the
+    backend's own message before)."""
+    x = backend.random((4, 3), dtype=np.float32)
+    seen = {}
+
+    def attributes(v):
+        with pytest.raises(TypeError, match=r"^len\(\) of a 0-d array$"):
+            len(v[0, 0])
+        return tuple(v.shape), v.dtype, v.ndim, v.size, v.device, len(v)
+
+    def probe(name, of=lambda v: v):
+        def f(v):
+            seen[name] = (type(of(v)).__name__, attributes(of(v)))
+            return v * 2
+        return f
+
+    ad.jvp(probe("jvp"), (x,), (x,))
+    ad.jit(probe("jit"))(x)
+    ad.vmap(probe("vmap"))(backend.ns.stack([x, x]))
+    ad.linearize(probe("linearize", of=lambda v: v.tangent), x)[1](x)
+    want = (tuple(x.shape), x.dtype, 2, 12, x.device, 4)
+    assert seen == {"jvp": ("Dual", want), "jit": ("JitTraced", want), "vmap": ("Batched", want),
+                    "linearize": ("Recorded", want)}

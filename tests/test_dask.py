@@ -142,6 +142,35 @@ def test_batched_jvp_is_one_task_per_block():
     assert len(graph) == 4 * 4  # primal and tangent blocks, the per-block jvp, its picked output
 
 
+def test_vmap_fold_keeps_the_batch_chunks():
+    """vmap of a solve with one shared triangle folds the examples' columns into one right-hand side (a
+    reshape merging the batch with each example's columns): the batch keeps its chunks also where those
+    columns are chunked (Dask's own reshape split 4 batch chunks into 16: 153 tasks, not 45), and the jvp
+    is the NumPy backend's."""
+    rng = np.random.default_rng(4)
+    a = np.triu(rng.standard_normal((4, 4))) + 4 * np.eye(4)
+    b, t = rng.standard_normal((40, 4, 3)), rng.standard_normal((40, 4, 3))
+    a_dask = da.from_array(a, chunks=(4, 4))
+    b_dask, t_dask = (da.from_array(v, chunks=(10, 4, 1)) for v in (b, t))
+
+    def solve(shared):
+        return lambda x: ad.vmap(lambda column: ad.linalg.solve_triangular(shared, column, lower=False))(x)
+
+    out, dout = ad.jvp(solve(a_dask), (b_dask,), (t_dask,))
+    assert out.chunks[0] == dout.chunks[0] == (10,) * 4
+    assert len(dict(out.__dask_graph__())) <= 50
+    want, dwant = ad.jvp(solve(a), (b,), (t,))
+    got, dgot = dask.compute(out, dout, scheduler="threads")
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(dgot, dwant, rtol=1e-12)
+    reshape = dask_backend.dask_namespace(NumpyBackend()).reshape  # the fold's: (n, examples, columns) merged
+    columns = da.moveaxis(b_dask, 0, 1)
+    np.testing.assert_array_equal(reshape(columns, (4, 120)).compute(), np.moveaxis(b, 0, 1).reshape(4, 120))
+    assert reshape(columns, (4, 120)).chunks == ((4,), (30,) * 4)
+    with dask.config.set({"array.chunk-size": "900B"}):  # blocks of 4 x 30 entries too large: Dask's split
+        assert len(reshape(columns, (4, 120)).chunks[1]) == 16
+
+
 def _column_signs(got, want):
     """The SVD of Dask's TSQR picks its own signs of U's columns: flip to NumPy's."""
     return np.sign(np.real(np.sum(np.conj(got) * want, axis=0)))

@@ -2,6 +2,7 @@
 rounding), one recording per signature, static
 arguments, compositions with jvp / vmap / jacfwd / scan, guards on bool(), refusals, inputs never written."""
 import importlib
+import warnings
 
 import numpy as np
 import optree
@@ -630,3 +631,37 @@ def test_cupy_backend_fusion_hooks():
     traced = []
     with_fuse = CupyBackend(cp=SimpleNamespace(fuse=lambda fn: traced.append(fn) or "kernel"), kernels=None, xp=None)
     assert with_fuse.fuse(np.tanh) == "kernel" and traced == [np.tanh]
+
+
+def test_error_state_set_inside_f_is_part_of_the_program(backend):
+    """np.errstate inside f: each step keeps what f changed of the caller's error state at the recording,
+    and a replay sets that around the step. divide="raise" with a fallback replays as the eager call
+    (a replay computed inf silently); divide="ignore" replays without the warning, while the caller's
+    own state still rules the steps outside f's block (invalid="ignore" around the call)."""
+    ns = backend.ns
+    x = backend.asarray([1.0, 1.0, 1.0])
+
+    def guarded(x, y):
+        with np.errstate(divide="raise"):
+            try:
+                return x / y
+            except FloatingPointError:
+                return x * 0.0
+
+    def quiet(x, y):
+        with np.errstate(divide="ignore"):
+            ratio = x / y
+        return ratio + ns.sqrt(-x)
+
+    compiled, quieted = ad.jit(guarded), ad.jit(quiet)
+    for y in ([1.0, 2.0, 4.0], [1.0, 0.0, 4.0], [1.0, 2.0, 4.0], [1.0, 0.0, 4.0]):
+        y = backend.asarray(y)
+        np.testing.assert_array_equal(backend.to_numpy(compiled(x, y)), backend.to_numpy(guarded(x, y)))
+        with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+            warnings.simplefilter("error")
+            got = backend.to_numpy(quieted(x, y))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.testing.assert_array_equal(got, backend.to_numpy(quiet(x, y)))
+    assert sum(map(len, quieted.cache.values())) == 1
+    with pytest.raises(FloatingPointError), np.errstate(invalid="raise"):  # the caller's state outside f's block
+        quieted(x, x)

@@ -223,3 +223,23 @@ def test_backend_selection(monkeypatch):
     assert ad.default_backend().name == "numpy"
     with pytest.raises(ValueError, match="unknown backend"):
         ad.set_backend("no_such_array_library")
+
+
+@pytest.mark.parametrize("transform", ["jvp", "vmap", "jit"])
+def test_a_backend_array_on_the_left_of_a_traced_value(backend, transform):
+    """``w * x`` with ``w`` a closed-over array of the backend: NumPy (and CuPy) arrays defer to the
+    traced value; array_api_strict's operators raise instead of returning NotImplemented (its issue
+    188), which becomes a TypeError naming the namespace function that works, ``xp.multiply(w, x)``."""
+    w, x = backend.random((3,), seed=1), backend.random((3,), seed=2)
+    run = {"jvp": lambda f: ad.jvp(f, (x,), (x,))[0], "vmap": lambda f: ad.vmap(f)(backend.ns.stack([x, x]))[1, ...],
+           "jit": lambda f: ad.jit(f)(x)}[transform]
+    want = backend.to_numpy(w) * backend.to_numpy(x)
+    np.testing.assert_allclose(backend.to_numpy(run(lambda v: v.__array_namespace__().multiply(w, v))), want)
+    if backend.name != "array_api_strict":
+        np.testing.assert_allclose(backend.to_numpy(run(lambda v: w * v)), want)
+        return
+    kind = {"jvp": "Dual", "vmap": "Batched", "jit": "JitTraced"}[transform]
+    for op, function in (("*", "multiply"), ("-", "subtract"), ("<", "less")):
+        with pytest.raises(TypeError, match=rf"Array\.__\w+__ refused a {transform} value .*{kind}.*instead of "
+                                            rf"returning NotImplemented.* Write xp\.{function}\(y, x\)"):
+            run(eval(f"lambda v: w {op} v", {"w": w}))

@@ -7,7 +7,9 @@ kernels the array API lacks (added by the linear-algebra layer).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 from .base import Backend
 
@@ -116,4 +118,26 @@ def default_backend() -> Backend:
     return backend_named(_default[0])
 
 
-__all__ = ["Backend", "backend_named", "backend_of", "default_backend", "is_array", "set_backend"]
+def error_state() -> dict:
+    """NumPy's handling of floating-point errors now (``np.geterr()``, which ``np.errstate`` sets): the
+    host kernels of every backend compute with NumPy (CuPy's kernels do not read it)."""
+    return np.geterr()
+
+
+def error_state_change(since: dict) -> dict | None:
+    """The entries of ``error_state()`` that differ from ``since`` (an earlier ``error_state()``), or None."""
+    changed = {k: v for k, v in np.geterr().items() if since.get(k) != v}
+    return changed or None
+
+
+def under_error_state(fn: Callable, change: dict) -> Callable:
+    """``fn`` run with ``change`` (an ``error_state_change``) applied to the caller's error state."""
+    def step(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(**change):
+            return fn(*args, **kwargs)
+    step.__name__ = getattr(fn, "__name__", "step")
+    return step
+
+
+__all__ = ["Backend", "backend_named", "backend_of", "default_backend", "error_state", "error_state_change",
+           "is_array", "set_backend", "under_error_state"]

@@ -141,6 +141,42 @@ def _take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
                         x, index_x, indices, index_i, concatenate=True, meta=x._meta)
 
 
+def _reshape(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None) -> Any:
+    """The array API's reshape, where axes that merge into one keep the first one's chunks: the later ones
+    are put in one chunk first, where the blocks stay within ``array.chunk-size``. Dask's own reshape
+    splits the first axis's chunks instead, to keep the blocks' size: the batch of the vmap fold (its
+    examples' columns merged into one right-hand side) came back in several times as many chunks."""
+    later = [ax for ax in _merged_later_axes(x.shape, tuple(shape)) if len(x.chunks[ax]) > 1]
+    if later:
+        block = math.prod(n if ax in later else max(chunks) for ax, (n, chunks) in enumerate(zip(x.shape, x.chunks)))
+        if block * x.dtype.itemsize <= dask.utils.parse_bytes(dask.config.get("array.chunk-size")):
+            x = x.rechunk({ax: -1 for ax in later})
+    return compat_dask.reshape(x, shape, copy=copy)
+
+
+def _merged_later_axes(before: tuple, after: tuple) -> list[int]:
+    """The axes of shape ``before`` that a reshape to ``after`` merges into an earlier axis of more than one
+    entry (axes of one entry do not count); none where sizes are unknown, zero or inferred (-1)."""
+    if not all(isinstance(n, int) and n > 0 for n in before + after) or math.prod(before) != math.prod(after):
+        return []
+    later = []
+    i = j = 0
+    while i < len(before) and j < len(after):
+        group, size, first, target = [i], before[i], j, after[j]
+        while size != target:
+            if size < target:
+                i += 1
+                group.append(i)
+                size *= before[i]
+            else:
+                j += 1
+                target *= after[j]
+        if j == first:  # the axes of group make the one axis j
+            later += [ax for ax in group if before[ax] > 1][1:]
+        i, j = i + 1, j + 1
+    return later
+
+
 def _creation_functions(chunks: Backend) -> dict[str, Callable]:
     """The array API's creation functions over Dask arrays whose chunks are ``chunks``' arrays (NumPy's, or
     CuPy's on a GPU), so that a constant never mixes another array type into a block: Dask's ``meta``
@@ -183,11 +219,13 @@ def _creation_functions(chunks: Backend) -> dict[str, Callable]:
 
 def dask_namespace(chunks: Backend) -> types.ModuleType:
     """array_api_compat's Dask namespace for chunks of ``chunks``' type, completed with what the array API
-    has and it lacks (take_along_axis), its creation functions making chunks of that type."""
+    has and it lacks (take_along_axis), its creation functions making chunks of that type, and a reshape
+    that keeps a merged batch axis's chunks."""
     namespace = types.ModuleType(f"cupy_ad.backends.dask_backend.namespace[{chunks.name}]")
     namespace.__dict__.update({k: v for k, v in vars(compat_dask).items() if not k.startswith("__")})
     namespace.__name__ = "array_api_compat.dask.array"
     namespace.take_along_axis = _take_along_axis
+    namespace.reshape = _reshape
     namespace.__dict__.update(_creation_functions(chunks))
     return namespace
 

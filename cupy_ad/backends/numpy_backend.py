@@ -306,12 +306,24 @@ class NumpyBackend(Backend):
             return np.empty(a.shape, dtype), np.empty((*a.shape[:-2], min(a.shape[-2:])), np.int32)
         batched = numpy_kernels.lu_factor_batched(a)  # many small matrices: vectorised over the batch
         if batched is not None:
-            return batched
+            return self._refactor_not_finite(a, *batched)
         factors = _per_matrix(a, numpy_lapack.getrf)  # NumPy's own (parallel) getrf, on the rules' pool
         if factors is not None:
             return factors
         with _scipy_one_thread:
             return tuple(scipy.linalg.lu_factor(a, check_finite=False))  # SciPy returns a list when batched
+
+    def _refactor_not_finite(self, a: Any, lu: Any, piv: Any) -> tuple[Any, Any]:
+        """The batched factors (lu, piv) of ``a``, where a matrix's factor holds NaN or Inf (a non-finite
+        input always leaves one) replaced by that matrix's own factorisation, one call as for a single
+        matrix: where NaN and Inf go depends on the pivot search and the order of the updates (LAPACK's
+        i?amax passes over a NaN that is not first; OpenBLAS's getrf leaves a NaN pivot's column
+        undivided), so each matrix gets the NaN/Inf pattern a loop over the batch gives it."""
+        if np.isfinite(lu).all():
+            return lu, piv
+        for index in zip(*np.nonzero(~np.isfinite(lu).all(axis=(-2, -1)))):
+            lu[index], piv[index] = self.lu_factor(a[index])
+        return lu, piv
 
     def lu_tangent(self, f: Any, perm: Any, da: Any, axis: int | None = None) -> Any:
         """dL + dU of the square packed factor ``f`` (n, n) for the tangent ``da`` (n, n), or for a stack

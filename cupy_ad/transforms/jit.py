@@ -65,10 +65,12 @@ may have read its shape (``.shape[0]``, a rule's zeros), so a replay checks it (
 a traced value cannot be replayed. Errors are control flow too (``try: cholesky(a)`` ``except
 LinAlgError:`` a fallback): a backend call that raised at recording is replayed as a check that it
 still raises (``raises``), and an error in a replay is taken as a divergence: the call is recorded
-again, so ``f`` itself meets the error, handles it or raises it, as eagerly. (NumPy's error state set
-inside ``f``, ``np.errstate``, is not part of the program: a replay runs in the caller's; set it around
-the jitted call.) A rule's warning (``values.host_effect``: the nested degenerate check) is a step of its
-own: each replay warns, from its own values, as the eager call does.
+again, so ``f`` itself meets the error, handles it or raises it, as eagerly. NumPy's error state set
+inside ``f`` (``np.errstate``) is part of the program: a step keeps what ``f`` changed of the caller's
+state at the recording (``backends.error_state_change``) and a replay sets that around the step; the
+other steps run in the caller's state at the replay. A rule's warning (``values.host_effect``: the
+nested degenerate check) is a step of its own: each replay warns, from its own values, as the eager call
+does.
 
 Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
 one signature of a jitted function run one at a time, and a thread that waited for one first replays
@@ -90,6 +92,7 @@ from ..values import Batched, Dual, JitTraced, Recorded, Zero, new_level
 from .jit_program import Diverged, Program, _is_array, build, rebuild
 from .jit_recording import _leak_error, _Recording
 from .jit_step import SettledPatterns
+from .jvp import call_user_function
 
 MAX_VARIANTS = 8
 
@@ -223,7 +226,7 @@ def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, 
             traced = iter([recording.slot(r) for r in raws])
             dynamic, kwargs = optree.tree_unflatten(spec, [_rebuild(d, traced, inner) for d in signature])
             dynamic = iter(dynamic)
-            out = f(*[static[k] if k in static else next(dynamic) for k in range(n_args)], **kwargs)
+            out = call_user_function(f, *[static[k] if k in static else next(dynamic) for k in range(n_args)], **kwargs)
             out_leaves, out_spec = optree.tree_flatten(out, none_is_leaf=True)
             rank = {level: k for k, level in enumerate(inner)}
             outputs = [_output(v, recording, rank) for v in out_leaves]

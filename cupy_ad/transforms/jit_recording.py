@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import optree
 
-from ..backends import backend_of
+from ..backends import backend_of, error_state, error_state_change, under_error_state
 from ..values import Batched, Dual, JitTraced, Recorded, program_of
 from ..namespace import namespace, numpy_protocols
 from ..namespace.indexing import _is_basic
@@ -34,6 +34,7 @@ class _Recording:
 
     def __init__(self) -> None:
         self.level = 0
+        self.error_state = error_state()  # the caller's: a step under another (np.errstate in f) keeps the change
         self.values: list = []
         self.constant_slots: set[int] = set()
         self.steps: list[tuple] = []  # (function, input slots, output slot or slots)
@@ -82,10 +83,12 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict, shape_checked: bool = 
     for k in traced:
         values[k] = leaves[k].value
     call_args, call_kwargs = optree.tree_unflatten(spec, values)
+    change = error_state_change(recording.error_state)  # np.errstate in f: a replay sets it around the step
     try:
         result = fn(*call_args, **call_kwargs)
     except Exception as error:  # f may handle it (a fallback when cholesky fails): a replay checks it raises
-        recording.steps.append((raises(_unflattening(fn, spec, leaves, traced), type(error)),
+        step = _unflattening(fn, spec, leaves, traced)
+        recording.steps.append((raises(step if change is None else under_error_state(step, change), type(error)),
                                 [leaves[k].var for k in traced], None))
         raise
     if all(leaves[k].var in recording.constant_slots for k in traced):  # constant folding: computed once, here
@@ -96,6 +99,8 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict, shape_checked: bool = 
     else:
         slots = [leaves[k].var for k in traced]
         step = Call.of(fn, args, kwargs, len(traced)) or _unflattening(fn, spec, leaves, traced)
+    if change is not None:
+        step = under_error_state(step, change)
     if _is_array(result):
         out = recording.slot(result)
         recording.steps.append((step, slots, out.var))

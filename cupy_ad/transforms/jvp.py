@@ -7,7 +7,7 @@ from typing import Any, Callable
 import optree
 
 from ..backends import backend_of, default_backend, is_array
-from ..values import Dual, Zero, base_array, check_alive, new_level
+from ..values import Batched, Dual, JitTraced, Recorded, Zero, base_array, check_alive, levelled, new_level
 from ..namespace._rules import instantiate, is_inexact_dtype
 from ..namespace.weak import weakly_typed
 
@@ -24,6 +24,49 @@ def aux_pair(transform: str, out: Any) -> Any:
             "an array" if hasattr(out, "shape") else type(out).__name__)
         raise TypeError(f"{transform}: with has_aux=True f must return a pair (output, aux), got {got}")
     return out
+
+
+# The array API function of each binary operator (x.__mul__ is multiply): for the message below.
+_OPERATOR_FUNCTIONS = {
+    "add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide", "floordiv": "floor_divide",
+    "mod": "remainder", "pow": "pow", "matmul": "matmul", "and": "bitwise_and", "or": "bitwise_or",
+    "xor": "bitwise_xor", "lshift": "bitwise_left_shift", "rshift": "bitwise_right_shift", "lt": "less",
+    "le": "less_equal", "gt": "greater", "ge": "greater_equal", "eq": "equal", "ne": "not_equal"}
+_TRANSFORM_OF = {Dual: "jvp", Batched: "vmap", Recorded: "linearize", JitTraced: "jit"}
+
+
+def call_user_function(f: Callable, *args: Any, **kwargs: Any) -> Any:
+    """``f(*args, **kwargs)``: the user's function called by a transform on its values. A backend array's
+    operator that raises on one of them as its right operand (array_api_strict's arrays: ``y * x`` with
+    ``y`` closed over) becomes a TypeError naming the fix."""
+    try:
+        return f(*args, **kwargs)
+    except TypeError as error:
+        _explain_refused_operand(error)
+        raise
+
+
+def _explain_refused_operand(error: TypeError) -> None:
+    """Raise a TypeError naming the fix where ``error`` was raised by a binary operator of another array
+    type refusing a value of a transform as its right operand: Python tries the value's reflected
+    operator only when that operator returns NotImplemented (array_api_strict raises instead:
+    data-apis/array-api-strict#188), and no hook (``__array_priority__``) reaches its check."""
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        name = code.co_name
+        if name[:2] == name[-2:] == "__" and name[2:-2] in _OPERATOR_FUNCTIONS and code.co_argcount == 2:
+            left, right = (tb.tb_frame.f_locals.get(v) for v in code.co_varnames[:2])
+            if levelled(right) and not levelled(left) and type(right).__name__ in str(error):
+                function = _OPERATOR_FUNCTIONS[name[2:-2]]
+                raise TypeError(
+                    f"{type(left).__module__.split('.')[0]}'s {type(left).__name__}.{name} refused a "
+                    f"{_TRANSFORM_OF[type(right)]} value as its right operand ({error}) instead of returning "
+                    f"NotImplemented, so Python never tried the value's own reflected operator (array_api_strict "
+                    f"does this, data-apis/array-api-strict#188). Write xp.{function}(y, x) with "
+                    f"xp = x.__array_namespace__() (y the array, x the traced value), or pass y to f as an argument "
+                    f"(a primal with tangent None; in vmap, in_axes None)") from error
+        tb = tb.tb_next
 
 
 def _is_no_tangent(t: Any) -> bool:
@@ -111,7 +154,7 @@ def jvp(f: Callable[..., Any], primals: tuple | list, tangents: tuple | list) ->
             p = _as_array(p, backend, name)
             t = t if _is_no_tangent(t) else _as_array(t, backend, name.replace("primals", "tangents", 1))
             duals.append(Dual(level, p, _check_tangent(name, p, t), weak))
-        out = f(*optree.tree_unflatten(spec, duals))
+        out = call_user_function(f, *optree.tree_unflatten(spec, duals))
         out_paths, out_leaves, out_spec = optree.tree_flatten_with_path(out)
         values, derivatives = [], []
         for path, leaf in zip(out_paths, out_leaves):

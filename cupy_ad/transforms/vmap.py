@@ -15,6 +15,7 @@ import optree
 from ..backends import backend_of, is_array
 from ..values import Batched, Dual, Recorded, check_alive, new_level
 from ..namespace import broadcast_to, expand_dims, moveaxis
+from .jvp import call_user_function
 
 
 class _NotMapped:
@@ -130,7 +131,7 @@ def _mapped_arrays(f: Callable, args: tuple, in_axis: int, out_axis: int) -> Any
     if size is None:
         return _NOT_MAPPED
     with new_level("vmap") as level:
-        out = f(*[Batched(level, a, in_axis % a.ndim) for a in args])
+        out = call_user_function(f, *[Batched(level, a, in_axis % a.ndim) for a in args])
         if type(out) is not Batched or out.level != level or out.axis is None:
             return _output_tree(out, out_axis, level, size)
         ndim = out.value.ndim
@@ -196,7 +197,8 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0, axis_size: 
                       if leaf is not None and (axis is not None or isinstance(leaf, Dual) or is_array(leaf)) else leaf
                       for leaf, axis in zip(leaves, axes)]
             n = len(inputs) - len(keyword_leaves)
-            out = f(*optree.tree_unflatten(spec, inputs[:n]), **optree.tree_unflatten(keyword_spec, inputs[n:]))
+            out = call_user_function(f, *optree.tree_unflatten(spec, inputs[:n]),
+                                     **optree.tree_unflatten(keyword_spec, inputs[n:]))
             return _output_tree(out, out_axes, level, size)
 
     return mapped

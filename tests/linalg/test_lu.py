@@ -192,3 +192,39 @@ def test_lu_factor_jvp_property(name, batch, m, n, seed):
     ad.check_jvp(ad.linalg.lu_factor, (a,), rtol=1e-5)
     p, l_, u = (_np(x) for x in ad.linalg.lu(a))
     np.testing.assert_allclose(p @ l_ @ u, _np(a), atol=1e-12)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_batched_lu_of_non_finite_matrices_is_the_loop(compiled, dtype, monkeypatch):
+    """NumPy backend, many small matrices (the batched getf2, or without Numba the elimination over the
+    batch), some holding NaN or Inf: each matrix gets the factors of its own call, as a loop over the
+    batch gives them: pivots and NaN/Inf pattern (bit for bit where non-finite), the finite matrices'
+    to rounding. (The batched search took the first NaN of a column or passed over it, where LAPACK
+    here takes the largest finite entry: other pivots, other NaN.)"""
+    from cupy_ad.backends import numpy_compiled
+    from cupy_ad.backends.numpy_backend import NumpyBackend
+
+    if compiled and not numpy_compiled.available():
+        pytest.skip("numba is not installed (the optional extra 'compiled')")
+    if not compiled:
+        monkeypatch.setattr(numpy_compiled, "_compiled", None)
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((70, 6, 6)) + (1j * rng.standard_normal((70, 6, 6)) if dtype is np.complex128 else 0)
+    bad = {3: [((3, 0), np.nan)], 10: [((0, 0), np.nan)], 17: [((2, 1), np.nan)], 24: [((2, 1), -np.inf)],
+           31: [((5, 3), np.nan)], 38: [((1, 4), np.inf), ((4, 1), np.nan)], 45: [((0, 0), np.inf)]}
+    for i, entries in bad.items():
+        for where, value in entries:
+            a[i][where] = value
+    backend = NumpyBackend()
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        lu, piv = backend.lu_factor(a)
+        loop = [backend.lu_factor(m) for m in a]
+    for i, (lu_i, piv_i) in enumerate(loop):
+        np.testing.assert_array_equal(piv[i], piv_i)
+        if i in bad:
+            np.testing.assert_array_equal(lu[i], lu_i)
+        else:
+            np.testing.assert_allclose(lu[i], lu_i, rtol=1e-12, atol=1e-12)
+    assert not np.isfinite(lu[list(bad)]).all(axis=(-2, -1)).any()
