@@ -19,8 +19,8 @@ apart into raw slots: the recording opens a fresh level of the same kind for eac
 own, and rebuilds the inputs there, so the whole jvp-expanded (or batched) computation is recorded
 on raw arrays; the outputs are rebuilt with the caller's levels. ``jit(jvp(f))``, ``jvp(jit(f))``,
 ``vmap(jit(f))``, ``jacfwd(jit(f))`` and ``scan(jit(body), ...)`` all work (``scan`` looks the body's program up
-once and replays it per step with no signature check, and keeps its fixed point's outcome per signature: ``jit_step``); ``jit``
-of a function that calls ``scan`` records the loop unrolled. Inside a running recording, and on
+once and replays it per step with no signature check, and keeps its fixed point's outcome per signature:
+``jit_step``); ``jit`` of a function that calls ``scan`` records the loop unrolled. Inside a running recording, and on
 ``linearize``'s recorded values, ``jit(f)`` simply calls ``f``.
 
 Replay. Steps whose outputs no output needs are dropped (dead code), unless they may raise on values

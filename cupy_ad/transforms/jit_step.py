@@ -184,9 +184,6 @@ def _at_levels(node: Any, levels: list) -> Any:
     return None if node is None else (levels[node[0]], _at_levels(node[1], levels), _at_levels(node[2], levels))
 
 
-
-
-
 def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_raws: list, buffers: list,
                  y_nodes: list, indices: Iterable[int], by_rank: tuple | None = None) -> tuple[list, int] | None:
     """Run the steps ``indices`` of a scan by replaying ``program`` (recorded for the signature of the
@@ -283,8 +280,8 @@ class Settled:
         rank = {level: k for k, level in enumerate(self.levels)}
         if last is not None and last[0] == found[0] and found[2] == self.levels and not self.patterns.several:
             try:
-                entry = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes), variants[0],
-                         ys)
+                entry = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes),
+                         variants[0], ys)
             except KeyError:  # (a level outside the first signature's)
                 entry = None
             if entry is not None:
