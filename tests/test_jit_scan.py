@@ -6,6 +6,7 @@ signature and tangent pattern, and a body whose signatures get a second program 
 import importlib
 import threading
 
+import numpy as np
 import pytest
 
 import cupy_ad as ad
@@ -47,11 +48,17 @@ def test_a_later_call_replays_every_step_and_runs_no_pass(backend, signatures, r
     body, jitted = _rnn(backend.ns), ad.jit(_rnn(backend.ns))
     loop = lambda step: lambda w: ad.scan(step, (w, h0), xs, reverse=reverse)  # noqa: E731
     want = ad.jvp(loop(body), (w,), (dw,))
+    inputs = [backend.to_numpy(v).copy() for v in (w, dw, xs, h0)]
     for call in range(3):
         signatures.clear()
-        _assert_identical(backend, ad.jvp(loop(jitted), (w,), (dw,)), want)
+        got = ad.jvp(loop(jitted), (w,), (dw,))
+        _assert_identical(backend, got, want)
         # first call: the look-up, two passes, the programs' look-ups; later: the look-up alone
         assert len(signatures) == (1 if call else 5)
+        (_, h), (_, hs, _) = got[0]
+        h[...], hs[...] = 7.0, 7.0  # the caller's own arrays: the next call is not affected
+    for v, before in zip((w, dw, xs, h0), inputs):  # inputs never written
+        np.testing.assert_array_equal(backend.to_numpy(v), before)
     assert len(jitted.scan_patterns.entries) == 1
     w2 = w * 0.5  # other values, the same signature
     _assert_identical(backend, ad.jvp(loop(jitted), (w2,), (dw,)), ad.jvp(loop(body), (w2,), (dw,)))
