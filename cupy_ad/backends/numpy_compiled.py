@@ -133,6 +133,7 @@ def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
     count, n, _ = da.shape
     w = np.empty((n, n), dtype=out.dtype)
     s = np.empty((n, n), dtype=out.dtype)
+    zero, half = out.dtype.type(0), out.dtype.type(0.5)  # (typed: Python numbers would widen to 64 bits)
     for p in range(count):
         for i in range(n):
             for j in range(n):
@@ -161,7 +162,7 @@ def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
             for j in range(n):
                 s[i, j] = s[i, j] / d
         for i in range(n):  # Phi(S) on and below the diagonal
-            s[i, i] = 0.5 * s[i, i].real
+            s[i, i] = half * s[i, i].real
         for i in range(n - 1, -1, -1):  # dL = L Phi(S)
             d = f[p, i, i].real
             for j in range(i + 1):
@@ -172,7 +173,7 @@ def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
                     s[i, j] += lim * s[m, j]
         for i in range(n):
             for j in range(n):
-                v = s[i, j] if j <= i else 0 * s[i, j]
+                v = s[i, j] if j <= i else zero * s[i, j]
                 if upper:
                     out[p, j, i] = np.conj(v)
                 else:
@@ -189,13 +190,14 @@ def _qr_tangent(q: Any, r: Any, da: Any, dq: Any, dr: Any) -> None:
     count, m, n = da.shape
     c = np.empty((n, n), dtype=dq.dtype)
     u = np.empty((n, n), dtype=dq.dtype)
+    nan = dq.dtype.type(np.nan)  # (typed: a Python float would widen the solve to float64)
     for p in range(count):
         for i in range(m):  # X = dA R^-1: x[i, :] R = dA[i, :]
             for j in range(n):
                 dq[p, i, j] = da[p, i, j]
             for k in range(n):
                 d = r[p, k, k]
-                xk = dq[p, i, k] / (d if d != 0 else np.nan)
+                xk = dq[p, i, k] / (d if d != 0 else nan)
                 dq[p, i, k] = xk
                 for j in range(k + 1, n):
                     dq[p, i, j] -= xk * r[p, k, j]
