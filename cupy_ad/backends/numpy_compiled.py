@@ -308,8 +308,9 @@ def lu_tangent_batched(f: Any, perm: Any, da: Any) -> Any:
 
 def cholesky_tangent_batched(factor: Any, da: Any, upper: bool) -> Any:
     """The tangent of every Cholesky factor (..., n, n) (lower, or upper with ``upper``) for the tangent
-    ``da`` of the matrix, of the same shape, compiled (see ``_cholesky_tangent``); None without Numba
-    or for other dtypes."""
+    ``da`` of the matrix, of the same shape, compiled (see ``_cholesky_tangent``); None without Numba,
+    for other dtypes, or where a factor has an exactly zero diagonal entry (the kernel's division
+    raises ZeroDivisionError there; the composition's solves raise LinAlgError, as LAPACK's trtrs)."""
     kernels = _kernels()
     dtype = np.result_type(factor.dtype, da.dtype, np.float32)
     if kernels is None or dtype.type not in _DTYPES:
@@ -318,7 +319,10 @@ def cholesky_tangent_batched(factor: Any, da: Any, upper: bool) -> Any:
     out = np.empty(da.shape, dtype=dtype)
     stacks = (np.ascontiguousarray(factor, dtype=dtype).reshape(-1, n, n),
               np.ascontiguousarray(da, dtype=dtype).reshape(-1, n, n), out.reshape(-1, n, n))
-    split_stacks(lambda *blocks: kernels["cholesky_tangent"](*blocks, bool(upper)), stacks, n, out.size * n)
+    try:
+        split_stacks(lambda *blocks: kernels["cholesky_tangent"](*blocks, bool(upper)), stacks, n, out.size * n)
+    except ZeroDivisionError:
+        return None
     return out
 
 

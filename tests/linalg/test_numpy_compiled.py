@@ -206,6 +206,27 @@ def test_compiled_cholesky_tangent_solves_the_tangent_equation(dtype, shape, upp
     np.testing.assert_allclose(got, composed, rtol=0, atol=tol * np.abs(composed).max())
 
 
+
+@pytest.mark.parametrize("shape", [(5, 5), (3, 16, 16)])
+@pytest.mark.parametrize("upper", [False, True])
+def test_compiled_cholesky_tangent_at_a_zero_diagonal_raises_as_the_composition(shape, upper, monkeypatch):
+    """A factor with an exactly zero diagonal entry (a direct primitive call: potrf refuses such
+    matrices): the same LinAlgError, with the same message, as the composition's solves (the
+    compiled division raised ZeroDivisionError)."""
+    if not numpy_compiled.available():
+        pytest.skip("numba is not installed (the optional extra 'compiled')")
+    rng = np.random.default_rng(11)
+    factor = np.tril(rng.standard_normal(shape)) + 3 * np.eye(shape[-1])
+    factor[..., 2, 2] = 0
+    factor = np.conj(np.swapaxes(factor, -1, -2)) if upper else factor
+    da = rng.standard_normal(shape)
+    with pytest.raises(np.linalg.LinAlgError) as compiled:
+        cholesky_tangent_module.cholesky_tangent_p(factor, da, upper=upper)
+    monkeypatch.setattr(numpy_compiled, "_compiled", None)
+    with pytest.raises(np.linalg.LinAlgError) as composed:
+        cholesky_tangent_module.cholesky_tangent_p(factor, da, upper=upper)
+    assert str(compiled.value) == str(composed.value)
+
 def _qr_pair(shape, dtype, seed):
     rng = np.random.default_rng(seed)
     a, da = (rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if np.dtype(dtype).kind == "c" else 0)
