@@ -20,6 +20,7 @@ import numpy as np
 from .numpy_threads import split_stacks
 
 _DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
+_KERNEL_DTYPES = frozenset(map(np.dtype, _DTYPES))
 
 
 def _substitute(a: Any, b: Any, x: Any, lower: bool, transposed: bool, conjugate: bool,
@@ -291,12 +292,26 @@ def lu_factor_batched(a: Any) -> tuple[Any, Any] | None:
     return lu, piv
 
 
+def _tangent_dtype(*operands: Any) -> Any:
+    """The dtype a tangent kernel computes ``operands`` in: their common one, at least float32 (without
+    NumPy's type promotion, 1 us, where they share a kernel's dtype); None where no kernel has it."""
+    dtype = operands[0].dtype
+    for x in operands:
+        if x.dtype != dtype:
+            break
+    else:
+        if dtype in _KERNEL_DTYPES:
+            return dtype
+    dtype = np.result_type(*(x.dtype for x in operands), np.float32)
+    return dtype if dtype in _KERNEL_DTYPES else None
+
+
 def lu_tangent_batched(f: Any, perm: Any, da: Any) -> Any:
     """dL + dU of every square packed factor f (..., n, n) with row permutation perm (..., n) for the
     tangent da of f's shape, compiled (see ``_lu_tangent``); None without Numba or for other dtypes."""
     kernels = _kernels()
-    dtype = np.result_type(f.dtype, da.dtype, np.float32)
-    if kernels is None or dtype.type not in _DTYPES:
+    dtype = _tangent_dtype(f, da)
+    if kernels is None or dtype is None:
         return None
     n = f.shape[-1]
     out = np.empty(da.shape, dtype=dtype)
@@ -312,8 +327,8 @@ def cholesky_tangent_batched(factor: Any, da: Any, upper: bool) -> Any:
     for other dtypes, or where a factor has an exactly zero diagonal entry (the kernel's division
     raises ZeroDivisionError there; the composition's solves raise LinAlgError, as LAPACK's trtrs)."""
     kernels = _kernels()
-    dtype = np.result_type(factor.dtype, da.dtype, np.float32)
-    if kernels is None or dtype.type not in _DTYPES:
+    dtype = _tangent_dtype(factor, da)
+    if kernels is None or dtype is None:
         return None
     n = factor.shape[-1]
     out = np.empty(da.shape, dtype=dtype)
@@ -330,8 +345,8 @@ def qr_tangent_batched(q: Any, r: Any, da: Any) -> tuple[Any, Any] | None:
     """(dQ, dR) of every QR factor pair Q (..., m, n), R (..., n, n) with m >= n for the tangent ``da`` of
     Q's shape, compiled (see ``_qr_tangent``); None without Numba or for other dtypes."""
     kernels = _kernels()
-    dtype = np.result_type(q.dtype, r.dtype, da.dtype, np.float32)
-    if kernels is None or dtype.type not in _DTYPES:
+    dtype = _tangent_dtype(q, r, da)
+    if kernels is None or dtype is None:
         return None
     m, n = q.shape[-2:]
     dq = np.empty(da.shape, dtype=dtype)

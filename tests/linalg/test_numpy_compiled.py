@@ -301,3 +301,15 @@ def test_compiled_tangents_compute_complex64_in_single_precision(kernel, operand
     compiled = numba.njit(nogil=True)(getattr(numpy_compiled, kernel))
     compiled.compile(signature)
     assert "fpext" not in compiled.inspect_llvm(signature)
+
+
+def test_tangent_kernels_dtype_is_numpy_promotion():
+    """The tangent wrappers' dtype (a shortcut where the operands share a kernel's dtype) is NumPy's promotion of
+    the operands' dtypes and float32, or None where no kernel has it."""
+    dtypes = [np.float16, np.float32, np.float64, np.complex64, np.complex128, np.int64, np.bool_, np.longdouble, ">f8"]
+    for first in dtypes:
+        for second in dtypes:
+            for operands in ((first, second), (first, first, second)):
+                promoted = np.result_type(*operands, np.float32)
+                want = promoted if promoted.type in (np.float32, np.float64, np.complex64, np.complex128) else None
+                assert numpy_compiled._tangent_dtype(*(np.zeros(1, dtype) for dtype in operands)) == want
