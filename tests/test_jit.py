@@ -293,6 +293,29 @@ def test_bool_records_a_guard_per_outcome(backend):
     assert len(compiled.cache) == 1
 
 
+
+@pytest.mark.parametrize("keyword", [False, True])
+def test_a_miss_replays_each_recorded_program_once(backend, monkeypatch, keyword):
+    """A call whose guard outcome is new replays each recorded program once before recording (the path for
+    positional plain arrays replayed them, then the general path again); a hit replays until one fits."""
+    from cupy_ad.transforms import jit_program
+    ns = backend.ns
+    replays = []
+    replay = jit_program.Program.replay
+    monkeypatch.setattr(jit_program.Program, "replay", lambda self, *a: (replays.append(1), replay(self, *a))[1])
+
+    def f(x):
+        return x * 2.0 if ns.sum(x) > 0 else -x
+
+    compiled = ad.jit(f)
+    x = ns.abs(backend.random((5,)))
+    counts = []
+    for sign in (1.0, 1.0, -1.0, -1.0, 1.0):
+        replays.clear()
+        _assert_identical(backend, compiled(x=sign * x) if keyword else compiled(sign * x), f(sign * x))
+        counts.append(len(replays))
+    assert counts == [0, 1, 1, 2, 1]
+
 def test_shapes_that_follow_values_record_a_guard(backend):
     """x[mask], nonzero and unique make arrays whose shape follows the values, and Python read it
     (``.shape[0]``, ``len``, a rule's zeros): replays used to reuse the recorded shape, giving wrong numbers
