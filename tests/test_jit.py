@@ -553,6 +553,20 @@ def test_signed_zeros_and_nans_in_the_signature(backend):
     assert len(nan.cache) == 1 and len(next(iter(nan.cache.values()))) == 1
 
 
+
+def test_a_python_float_argument_is_a_constant_and_a_0d_array_an_input(backend):
+    """(README, jit: Python numbers among the arguments.) A float argument is part of the signature by value:
+    each new value records again, float32 work stays float32 (weak, as eagerly); a 0-d array of the dtype to
+    compute in is an input: one recording for every value. Eager values bit for bit either way."""
+    x = backend.asarray(backend.to_numpy(backend.random((4,))).astype(np.float32))
+    compiled, arrays = ad.jit(lambda x, a: x * a), ad.jit(lambda x, a: x * a)
+    for a in (2.5, 3.5, 2.5):
+        _assert_identical(backend, compiled(x, a), x * a)
+        zero_d = backend.asarray(np.float32(a))
+        _assert_identical(backend, arrays(x, zero_d), x * zero_d)
+    assert backend.to_numpy(compiled(x, 2.5)).dtype == np.float32
+    assert len(compiled.cache) == 2 and len(arrays.cache) == 1
+
 def test_a_constant_output_keeps_its_type(backend):
     ns = backend.ns
 

@@ -276,8 +276,9 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     either order (see the module docstring). ``static_argnums``: positional arguments passed as they
     are and part of the signature by value (hashable; passed by keyword instead, a Python value is part
     of the signature as any other; an index beyond ``f``'s positional parameters is refused). Python
-    scalars among the arguments are part of the signature too (pass 0-d arrays for values that change
-    from call to call). A changed global or closed-over value is not seen by a replay, as with
+    scalars among the arguments are part of the signature too (pass 0-d arrays, of the dtype to compute
+    in, for values that change from call to call: jax.jit's weakly typed tracing of a Python scalar
+    would need weak traced values in every call they meet, see the README). A changed global or closed-over value is not seen by a replay, as with
     ``jax.jit``. ``bool()`` of a traced value
     records a guard (a new outcome: a new recording); ``float()``, ``int()`` raise a ``TypeError``.
     """
