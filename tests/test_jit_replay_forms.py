@@ -122,7 +122,8 @@ def test_dense_result_only_where_the_result_is_dense():
     f = np.asfortranarray(np.ones((3, 2)))
     nested = [[[1.0]], [[2.0]]]  # (2, 1, 1)
     cases = [(np.add, [f, nested]), (operator.mul, [nested, f]), (np.add, [f, 2.0]), (operator.add, [f, np.float32(1)]),
-             (np.multiply, [f, np.ones((3, 2))]), (np.negative, [f]), (np.add, [f[None], 1.0]), (operator.matmul, [f.T, f])]
+             (np.multiply, [f, np.ones((3, 2))]), (np.negative, [f]), (np.add, [f[None], 1.0]),
+             (operator.matmul, [f.T, f])]
     vouched = [backend.dense_result(fn, args) for fn, args in cases]
     assert vouched == [False, False, True, True, True, True, False, True]
     for (fn, args), dense in zip(cases, vouched):

@@ -278,8 +278,8 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     of the signature as any other; an index beyond ``f``'s positional parameters is refused). Python
     scalars among the arguments are part of the signature too (pass 0-d arrays, of the dtype to compute
     in, for values that change from call to call: jax.jit's weakly typed tracing of a Python scalar
-    would need weak traced values in every call they meet, see the README). A changed global or closed-over value is not seen by a replay, as with
-    ``jax.jit``. ``bool()`` of a traced value
+    would need weak traced values in every call they meet, see the README). A changed global or
+    closed-over value is not seen by a replay, as with ``jax.jit``. ``bool()`` of a traced value
     records a guard (a new outcome: a new recording); ``float()``, ``int()`` raise a ``TypeError``.
     """
     if not callable(f):
@@ -329,12 +329,12 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         out, tried, raised = _replay_first(variants, tried, raws, levels)  # (those the plain path did not try)
         if out is not _MISSED:
             return out
-        error = raised or error
+        error = error if raised is None else raised
         with recording_locks.setdefault(key, threading.Lock()):
             out, _, raised = _replay_first(variants, tried, raws, levels)  # (recorded while this thread waited)
             if out is not _MISSED:
                 return out
-            error = raised or error
+            error = error if raised is None else raised
             if len(variants) >= MAX_VARIANTS:
                 raise RuntimeError(f"jit: {MAX_VARIANTS} recordings of one signature differ in Python control flow "
                                    f"on traced values (bool() of an array) or in shapes that follow values (x[mask], "
