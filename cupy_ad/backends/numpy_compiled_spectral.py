@@ -79,22 +79,28 @@ STEP_LIMIT = 30
 SMALLEST_SQUARES = 2.0 ** -960
 
 
-# Helpers of both kernels (compiled by ``_kernels`` before them, in their place in this module's globals).
+# Helpers of both kernels (``_HELPERS``: compiled by ``_kernels`` before them, in their place in this
+# module's globals, so that importing the backend never imports Numba).
 
 
-def _scale_to_unit(x: Any) -> tuple[bool, int]:
-    """(finite, k): x (a vector) multiplied in place by 2^k (exact), the power of two that brings max|x| into [1, 2)
-    (k = 0 for a zero x; k within +-1000, so that 2^k is a normal number); finite False, x untouched, where
-    x holds an Inf or a NaN.
+def _largest(x: Any) -> float:
+    """max |x_i| of a vector; NaN where x holds one."""
+    largest = 0.0
+    for i in range(len(x)):
+        if abs(x[i]) > largest or x[i] != x[i]:  # (a NaN stays)
+            largest = abs(x[i])
+    return largest
+
+
+def _scale_to_unit(x: Any, largest: float) -> tuple[bool, int]:
+    """(finite, k): x (a vector, largest = ``_largest(x)``) multiplied in place by 2^k (exact), the power of
+    two that brings max|x| into [1, 2) (k = 0 for a zero x; k within +-1000, so that 2^k is a normal
+    number); finite False, x untouched, where x holds an Inf or a NaN.
 
     What the scaling loses (review8): entries below 2^-1022 of the largest become subnormal and those
     below 2^-1075 of it zero, i.e. at most 2^-1075 per entry of a scaled matrix whose norm is at least 1;
     a backward error ~1e-324 ||A||, far below eps ||A||: nothing to mend (test: entries flushed by the
     scaling)."""
-    largest = 0.0
-    for i in range(len(x)):
-        if abs(x[i]) > largest or x[i] != x[i]:  # (a NaN stays)
-            largest = abs(x[i])
     if not largest < math.inf:
         return False, 0
     power = 0 if largest == 0.0 else min(max(-math.floor(math.log2(largest)), -1000), 1000)
@@ -121,7 +127,7 @@ def _reflector(x: Any) -> tuple[float, float]:
         tail += x[i] * x[i]
     unscale = 1.0
     if x0 * x0 + tail < SMALLEST_SQUARES:
-        unscale = 2.0 ** -_scale_to_unit(x)[1]
+        unscale = 2.0 ** -_scale_to_unit(x, _largest(x))[1]
         tail = 0.0
         for i in range(1, len(x)):
             tail += x[i] * x[i]
@@ -174,12 +180,15 @@ def _symmetric_eigen(a: Any, lower: bool, limit: int, w: Any, v: Any, failed: An
     q = np.empty(n)
     order = np.empty(n, dtype=np.int64)
     for p in range(count):
+        largest = 0.0
         for i in range(n):
             for j in range(i + 1):
                 x = a[p, i, j] if lower else a[p, j, i]
                 h[i, j] = x
                 h[j, i] = x
-        finite, exponent = _scale_to_unit(entries)
+                if abs(x) > largest or x != x:  # (``_largest`` while copying: a second pass cost 2-5%)
+                    largest = abs(x)
+        finite, exponent = _scale_to_unit(entries, largest)
         if not finite:  # (Inf or NaN: left to LAPACK, as a failure)
             failed[p] = True
             continue
@@ -307,7 +316,7 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
         for i in range(n):
             for j in range(n):
                 b[i, j] = a[p, i, j]
-        finite, exponent = _scale_to_unit(entries)
+        finite, exponent = _scale_to_unit(entries, _largest(entries))
         if not finite:  # (Inf or NaN: left to LAPACK, as a failure)
             failed[p] = True
             continue
@@ -438,7 +447,10 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
 
 
 _compiled: Any = None
-_HELPERS = ("_scale_to_unit", "_reflector", "_radius", "_sorted_order")
+#: the kernels' helpers, inlined into them by Numba (``inline="always"``; as calls the kernels took 0-5% more,
+#: most at n = 4). The kernels with helpers and the precision fixes take 2-6% (eigh) and 6-10% (svd) more
+#: than session 8's written-out ones (one thread, n = 4..16, docs/measurements.md, session 9)
+_HELPERS = ("_largest", "_scale_to_unit", "_reflector", "_radius", "_sorted_order")
 
 
 def _kernels() -> Any:
