@@ -450,7 +450,7 @@ _compiled: Any = None
 #: the kernels' helpers, inlined into them by Numba (``inline="always"``; as calls the kernels took 0-5% more,
 #: most at n = 4). The kernels with helpers and the precision fixes take 2-6% (eigh) and 6-10% (svd) more
 #: than session 8's written-out ones (one thread, n = 4..16, docs/measurements.md, session 9)
-_HELPERS = ("_largest", "_scale_to_unit", "_reflector", "_radius", "_sorted_order")
+_HELPERS = {helper.__name__: helper for helper in (_largest, _scale_to_unit, _reflector, _radius, _sorted_order)}
 
 
 def _kernels() -> Any:
@@ -462,7 +462,7 @@ def _kernels() -> Any:
 
         jit = numba.njit(cache=True, nogil=True)
         helpers = numba.njit(cache=True, nogil=True, inline="always")
-        globals().update({name: helpers(globals()[name]) for name in _HELPERS})  # (before the kernels that call them)
+        globals().update({name: helpers(helper) for name, helper in _HELPERS.items()})  # (before the kernels)
         _compiled = {"eigh": jit(_symmetric_eigen), "svd": jit(_square_svd)}
     return _compiled
 
@@ -471,9 +471,11 @@ def _run(name: str, a: Any, outputs: tuple, flags: tuple) -> tuple | None:
     """(stack, outputs, failed): kernel ``name`` on a's matrices as a float64 stack (count, n, n), split over
     threads, writing the given (count, ...) float64 outputs; None without Numba, for dtypes other than
     float32/64, empty batches and sides above ``MAX_N``."""
-    kernels = _kernels()
     n = a.shape[-1]
-    if kernels is None or a.dtype not in (np.float32, np.float64) or not 0 < n <= MAX_N or a.size == 0:
+    if a.dtype not in (np.float32, np.float64) or not 0 < n <= MAX_N or a.size == 0:
+        return None
+    kernels = _kernels()  # (only now: importing Numba and loading the kernels takes ~0.5 s)
+    if kernels is None:
         return None
     stack = np.ascontiguousarray(a, dtype=np.float64).reshape(-1, n, n)
     outputs = tuple(np.empty((len(stack), *shape)) for shape in outputs)

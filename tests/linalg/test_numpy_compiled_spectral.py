@@ -3,6 +3,9 @@ LAPACK's to rounding, vectors up to sign (a common sign per singular pair), resi
 at rounding level; repeated eigenvalues resolved as ``_clusters`` expects; rank-deficient matrices;
 tiny and huge scales; the LAPACK fallback for matrices that do not converge and without Numba; the
 thread split bit for bit; the jvps the same with and without the kernels."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -444,3 +447,18 @@ def test_entries_flushed_by_the_scaling_stay_within_eps_norm():
     assert not failed.any()
     _assert_svd_decomposes(a, *kernel)
     _assert_svd_decomposes(a, *numpy_compiled_spectral.svd(a))
+
+
+@needs_numba
+def test_helpers_are_compiled_lazily_and_again_after_a_reset(monkeypatch):
+    """Importing the backend does not import Numba (the kernels and their helpers are compiled at the first
+    small matrix); compiling again (``_compiled`` reset) takes the Python helpers, not the compiled ones."""
+    code = ("import sys, numpy, cupy_ad; cupy_ad.jvp(cupy_ad.linalg.eigh, (numpy.eye(20),), (numpy.eye(20),)); "
+            "print('numba' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["False"]
+    a = np.random.default_rng(21).standard_normal((3, 5, 5))
+    first = numpy_compiled_spectral.svd(a)
+    monkeypatch.setattr(numpy_compiled_spectral, "_compiled", None)
+    for x, y in zip(first, numpy_compiled_spectral.svd(a)):
+        np.testing.assert_array_equal(x, y)
