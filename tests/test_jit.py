@@ -297,6 +297,29 @@ def test_bool_records_a_guard_per_outcome(backend):
     assert len(compiled.cache) == 1
 
 
+
+@pytest.mark.parametrize("keyword", [False, True])
+def test_a_miss_replays_each_recorded_program_once(backend, monkeypatch, keyword):
+    """A call whose guard outcome is new replays each recorded program once before recording (the path for
+    positional plain arrays replayed them, then the general path again); a hit replays until one fits."""
+    from cupy_ad.transforms import jit_program
+    ns = backend.ns
+    replays = []
+    replay = jit_program.Program.replay
+    monkeypatch.setattr(jit_program.Program, "replay", lambda self, *a: (replays.append(1), replay(self, *a))[1])
+
+    def f(x):
+        return x * 2.0 if ns.sum(x) > 0 else -x
+
+    compiled = ad.jit(f)
+    x = ns.abs(backend.random((5,)))
+    counts = []
+    for sign in (1.0, 1.0, -1.0, -1.0, 1.0):
+        replays.clear()
+        _assert_identical(backend, compiled(x=sign * x) if keyword else compiled(sign * x), f(sign * x))
+        counts.append(len(replays))
+    assert counts == [0, 1, 1, 2, 1]
+
 def test_shapes_that_follow_values_record_a_guard(backend):
     """x[mask], nonzero and unique make arrays whose shape follows the values, and Python read it
     (``.shape[0]``, ``len``, a rule's zeros): replays used to reuse the recorded shape, giving wrong numbers
@@ -533,6 +556,20 @@ def test_signed_zeros_and_nans_in_the_signature(backend):
             assert np.isnan(backend.to_numpy(nan(x, float("nan")))).all()
     assert len(nan.cache) == 1 and len(next(iter(nan.cache.values()))) == 1
 
+
+
+def test_a_python_float_argument_is_a_constant_and_a_0d_array_an_input(backend):
+    """(README, jit: Python numbers among the arguments.) A float argument is part of the signature by value:
+    each new value records again, float32 work stays float32 (weak, as eagerly); a 0-d array of the dtype to
+    compute in is an input: one recording for every value. Eager values bit for bit either way."""
+    x = backend.asarray(backend.to_numpy(backend.random((4,))).astype(np.float32))
+    compiled, arrays = ad.jit(lambda x, a: x * a), ad.jit(lambda x, a: x * a)
+    for a in (2.5, 3.5, 2.5):
+        _assert_identical(backend, compiled(x, a), x * a)
+        zero_d = backend.asarray(np.float32(a))
+        _assert_identical(backend, arrays(x, zero_d), x * zero_d)
+    assert backend.to_numpy(compiled(x, 2.5)).dtype == np.float32
+    assert len(compiled.cache) == 2 and len(arrays.cache) == 1
 
 def test_a_constant_output_keeps_its_type(backend):
     ns = backend.ns

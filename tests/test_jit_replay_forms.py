@@ -113,6 +113,22 @@ def test_stack_of_dense_vectors_is_numpy_stack(shape):
         assert form(np.stack, [others], dense=True) is np.stack
 
 
+
+def test_dense_result_only_where_the_result_is_dense():
+    """A ufunc's result is vouched dense (C or F order, aligned) only where it is, whatever the memory orders
+    of its operands: arrays of at most 2 dimensions and scalars (Python or NumPy); an operand without ``ndim``
+    (a nested list) may add dimensions, whose result a 2-D F-ordered operand lays out in neither order."""
+    backend = NumpyBackend()
+    f = np.asfortranarray(np.ones((3, 2)))
+    nested = [[[1.0]], [[2.0]]]  # (2, 1, 1)
+    cases = [(np.add, [f, nested]), (operator.mul, [nested, f]), (np.add, [f, 2.0]), (operator.add, [f, np.float32(1)]),
+             (np.multiply, [f, np.ones((3, 2))]), (np.negative, [f]), (np.add, [f[None], 1.0]),
+             (operator.matmul, [f.T, f])]
+    vouched = [backend.dense_result(fn, args) for fn, args in cases]
+    assert vouched == [False, False, True, True, True, True, False, True]
+    for (fn, args), dense in zip(cases, vouched):
+        assert backend.dense(fn(*args)) or not dense
+
 def _globals(run):
     return [v for k, v in run.__globals__.items() if k.startswith("g")]
 

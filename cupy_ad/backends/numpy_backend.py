@@ -125,6 +125,7 @@ _WEAK_SCALAR_UFUNCS = frozenset((np.add, np.subtract, np.multiply, np.divide))  
 _INEXACT = frozenset(map(np.dtype, ("float32", "float64", "complex64", "complex128")))
 _REAL_BLAS_DTYPES = frozenset(map(np.dtype, ("float32", "float64")))  # (complex: dot and matmul differ at times)
 _ndarray_dot = np.ndarray.dot
+_SCALAR_TYPES = frozenset((bool, int, float, complex))  # (Python numbers: a ufunc takes them as 0-d)
 _ALIGNED = 0x100  # (numpy's NPY_ARRAY_ALIGNED, and its C_ and F_CONTIGUOUS: 0x1, 0x2, in ``flags.num``)
 
 
@@ -274,12 +275,13 @@ class NumpyBackend(Backend):
     dense = staticmethod(_dense)  # (a plain function: the replay calls it, no method in between)
 
     def dense_result(self, fn: Any, args: list) -> bool:
-        # a ufunc's one result is a new aligned array laid out as its inputs (C or F order up to 2-D); matmul's
-        # a new C-ordered one
+        # a ufunc's one result is a new aligned array laid out as its inputs (C or F order up to 2-D: arrays of
+        # at most 2 dimensions and scalars; a nested list may have more); matmul's a new C-ordered one
         if fn is operator.matmul:
             return _matrix_and_vector_or_matrix(args)
         ufunc = self.in_place_form(fn)
-        return ufunc is not None and all(type(a) is np.ndarray and a.ndim <= 2 for a in args if hasattr(a, "ndim"))
+        return ufunc is not None and all((type(a) is np.ndarray and a.ndim <= 2) or type(a) in _SCALAR_TYPES
+                                         or isinstance(a, np.generic) for a in args)
 
     def zeros(self, shape: tuple, dtype: Any, device: Any = None) -> Any:
         return np.zeros(shape, dtype=dtype)  # (one device, the CPU: without the wrapper's check of it)

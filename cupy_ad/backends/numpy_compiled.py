@@ -20,6 +20,7 @@ import numpy as np
 from .numpy_threads import split_stacks
 
 _DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
+_KERNEL_DTYPES = frozenset(map(np.dtype, _DTYPES))
 
 
 def _substitute(a: Any, b: Any, x: Any, lower: bool, transposed: bool, conjugate: bool,
@@ -133,6 +134,7 @@ def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
     count, n, _ = da.shape
     w = np.empty((n, n), dtype=out.dtype)
     s = np.empty((n, n), dtype=out.dtype)
+    zero, half = out.dtype.type(0), out.dtype.type(0.5)  # (typed: Python numbers would widen to 64 bits)
     for p in range(count):
         for i in range(n):
             for j in range(n):
@@ -161,7 +163,7 @@ def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
             for j in range(n):
                 s[i, j] = s[i, j] / d
         for i in range(n):  # Phi(S) on and below the diagonal
-            s[i, i] = 0.5 * s[i, i].real
+            s[i, i] = half * s[i, i].real
         for i in range(n - 1, -1, -1):  # dL = L Phi(S)
             d = f[p, i, i].real
             for j in range(i + 1):
@@ -172,7 +174,7 @@ def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
                     s[i, j] += lim * s[m, j]
         for i in range(n):
             for j in range(n):
-                v = s[i, j] if j <= i else 0 * s[i, j]
+                v = s[i, j] if j <= i else zero * s[i, j]
                 if upper:
                     out[p, j, i] = np.conj(v)
                 else:
@@ -189,13 +191,14 @@ def _qr_tangent(q: Any, r: Any, da: Any, dq: Any, dr: Any) -> None:
     count, m, n = da.shape
     c = np.empty((n, n), dtype=dq.dtype)
     u = np.empty((n, n), dtype=dq.dtype)
+    nan = dq.dtype.type(np.nan)  # (typed: a Python float would widen the solve to float64)
     for p in range(count):
         for i in range(m):  # X = dA R^-1: x[i, :] R = dA[i, :]
             for j in range(n):
                 dq[p, i, j] = da[p, i, j]
             for k in range(n):
                 d = r[p, k, k]
-                xk = dq[p, i, k] / (d if d != 0 else np.nan)
+                xk = dq[p, i, k] / (d if d != 0 else nan)
                 dq[p, i, k] = xk
                 for j in range(k + 1, n):
                     dq[p, i, j] -= xk * r[p, k, j]
@@ -289,12 +292,26 @@ def lu_factor_batched(a: Any) -> tuple[Any, Any] | None:
     return lu, piv
 
 
+def _tangent_dtype(*operands: Any) -> Any:
+    """The dtype a tangent kernel computes ``operands`` in: their common one, at least float32 (without
+    NumPy's type promotion, 1 us, where they share a kernel's dtype); None where no kernel has it."""
+    dtype = operands[0].dtype
+    for x in operands:
+        if x.dtype != dtype:
+            break
+    else:
+        if dtype in _KERNEL_DTYPES:
+            return dtype
+    dtype = np.result_type(*(x.dtype for x in operands), np.float32)
+    return dtype if dtype in _KERNEL_DTYPES else None
+
+
 def lu_tangent_batched(f: Any, perm: Any, da: Any) -> Any:
     """dL + dU of every square packed factor f (..., n, n) with row permutation perm (..., n) for the
     tangent da of f's shape, compiled (see ``_lu_tangent``); None without Numba or for other dtypes."""
     kernels = _kernels()
-    dtype = np.result_type(f.dtype, da.dtype, np.float32)
-    if kernels is None or dtype.type not in _DTYPES:
+    dtype = _tangent_dtype(f, da)
+    if kernels is None or dtype is None:
         return None
     n = f.shape[-1]
     out = np.empty(da.shape, dtype=dtype)
@@ -306,17 +323,21 @@ def lu_tangent_batched(f: Any, perm: Any, da: Any) -> Any:
 
 def cholesky_tangent_batched(factor: Any, da: Any, upper: bool) -> Any:
     """The tangent of every Cholesky factor (..., n, n) (lower, or upper with ``upper``) for the tangent
-    ``da`` of the matrix, of the same shape, compiled (see ``_cholesky_tangent``); None without Numba
-    or for other dtypes."""
+    ``da`` of the matrix, of the same shape, compiled (see ``_cholesky_tangent``); None without Numba,
+    for other dtypes, or where a factor has an exactly zero diagonal entry (the kernel's division
+    raises ZeroDivisionError there; the composition's solves raise LinAlgError, as LAPACK's trtrs)."""
     kernels = _kernels()
-    dtype = np.result_type(factor.dtype, da.dtype, np.float32)
-    if kernels is None or dtype.type not in _DTYPES:
+    dtype = _tangent_dtype(factor, da)
+    if kernels is None or dtype is None:
         return None
     n = factor.shape[-1]
     out = np.empty(da.shape, dtype=dtype)
     stacks = (np.ascontiguousarray(factor, dtype=dtype).reshape(-1, n, n),
               np.ascontiguousarray(da, dtype=dtype).reshape(-1, n, n), out.reshape(-1, n, n))
-    split_stacks(lambda *blocks: kernels["cholesky_tangent"](*blocks, bool(upper)), stacks, n, out.size * n)
+    try:
+        split_stacks(lambda *blocks: kernels["cholesky_tangent"](*blocks, bool(upper)), stacks, n, out.size * n)
+    except ZeroDivisionError:
+        return None
     return out
 
 
@@ -324,8 +345,8 @@ def qr_tangent_batched(q: Any, r: Any, da: Any) -> tuple[Any, Any] | None:
     """(dQ, dR) of every QR factor pair Q (..., m, n), R (..., n, n) with m >= n for the tangent ``da`` of
     Q's shape, compiled (see ``_qr_tangent``); None without Numba or for other dtypes."""
     kernels = _kernels()
-    dtype = np.result_type(q.dtype, r.dtype, da.dtype, np.float32)
-    if kernels is None or dtype.type not in _DTYPES:
+    dtype = _tangent_dtype(q, r, da)
+    if kernels is None or dtype is None:
         return None
     m, n = q.shape[-2:]
     dq = np.empty(da.shape, dtype=dtype)

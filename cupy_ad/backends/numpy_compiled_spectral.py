@@ -12,8 +12,10 @@ iteration's chain of square roots and divisions).
 Algorithm (Golub and Van Loan, "Matrix Computations", 4th ed., 8.3; Bowdler, Martin, Reinsch and
 Wilkinson 1968, "The QR and QL algorithms for symmetric matrices"), written here from the mathematics:
 
-1. Scale A by a power of two (exact) so that max |a_ij| lies in [1, 2): no overflow or underflow in
-   the squares below; the eigenvalues are scaled back exactly.
+1. Scale A by a power of two (exact) so that max |a_ij| lies in [1, 2): no overflow in the squares
+   below; the eigenvalues are scaled back exactly. Where squares could underflow (a vector or a rotated
+   pair far below the largest entry, ~1e-144), the reflector scales its vector by a power of two first
+   and the rotations take ``math.hypot`` (``_reflector``, ``_radius``).
 2. Householder tridiagonalisation: for k = 0 .. n-3, H_k = I - tau u u^T with u = x - alpha e_1, x the
    column k below the diagonal, alpha = -sign(x_0) ||x|| (no cancellation in u_0), tau = 2 / u^T u,
    maps x to alpha e_1; the trailing block becomes H A H = A - u q^T - q u^T with
@@ -72,13 +74,103 @@ NEAR_REPEATED = 64
 STEP_LIMIT = 30
 
 
+#: sums of squares below this (2^-960) may hold squares rounded in the subnormal range (below 2^-1022:
+#: an absolute error up to 2^-1075 each); at or above it those errors stay below 2^-100 of the sum
+SMALLEST_SQUARES = 2.0 ** -960
+
+
+# Helpers of both kernels (``_HELPERS``: compiled by ``_kernels`` before them, in their place in this
+# module's globals, so that importing the backend never imports Numba).
+
+
+def _largest(x: Any) -> float:
+    """max |x_i| of a vector; NaN where x holds one."""
+    largest = 0.0
+    for i in range(len(x)):
+        if abs(x[i]) > largest or x[i] != x[i]:  # (a NaN stays)
+            largest = abs(x[i])
+    return largest
+
+
+def _scale_to_unit(x: Any, largest: float) -> tuple[bool, int]:
+    """(finite, k): x (a vector, largest = ``_largest(x)``) multiplied in place by 2^k (exact), the power of
+    two that brings max|x| into [1, 2) (k = 0 for a zero x; k within +-1000, so that 2^k is a normal
+    number); finite False, x untouched, where x holds an Inf or a NaN.
+
+    What the scaling loses (review8): entries below 2^-1022 of the largest become subnormal and those
+    below 2^-1075 of it zero, i.e. at most 2^-1075 per entry of a scaled matrix whose norm is at least 1;
+    a backward error ~1e-324 ||A||, far below eps ||A||: nothing to mend (test: entries flushed by the
+    scaling)."""
+    if not largest < math.inf:
+        return False, 0
+    power = 0 if largest == 0.0 else min(max(-math.floor(math.log2(largest)), -1000), 1000)
+    scale = 2.0 ** power
+    for i in range(len(x)):
+        x[i] *= scale
+    return True, power
+
+
+def _reflector(x: Any) -> tuple[float, float]:
+    """(alpha, t) of the Householder reflector H = I - t u u^T with H x = alpha e_1, alpha = -sign(x_0) ||x||
+    (no cancellation in u_0 = x_0 - alpha), t = 2 / u^T u; x (a row) becomes u in place, possibly times a
+    power of two (H is the same for any multiple of u, t taken accordingly). t = 0 and alpha = x_0 where x
+    is zero below x_0 (H = I).
+
+    Where the sum of squares is below ``SMALLEST_SQUARES`` (a vector below ~1e-144 in a scaled matrix of
+    norm >= 1) x is first scaled up by a power of two: its squares rounded as subnormals made t = 2 / u^T u
+    inaccurate (H not orthogonal) or infinite (NaN). A tail whose squares underflow to zero while x_0's
+    square does not still leaves H = I: that tail's entries (left below the subdiagonal) are below 2^-537,
+    i.e. 2^-537 ||A|| at most, within eps ||A||."""
+    x0 = x[0]
+    tail = 0.0
+    for i in range(1, len(x)):
+        tail += x[i] * x[i]
+    unscale = 1.0
+    if x0 * x0 + tail < SMALLEST_SQUARES:
+        unscale = 2.0 ** -_scale_to_unit(x, _largest(x))[1]
+        tail = 0.0
+        for i in range(1, len(x)):
+            tail += x[i] * x[i]
+    if tail == 0.0:
+        return x0, 0.0
+    y0 = x[0]
+    alpha = math.sqrt(y0 * y0 + tail)
+    if y0 > 0.0:
+        alpha = -alpha
+    x[0] = y0 - alpha
+    return alpha * unscale, 2.0 / (x[0] * x[0] + tail)
+
+
+def _radius(f: float, g: float) -> float:
+    """sqrt(f^2 + g^2), the radius of a plane rotation: the plain formula where the sum of squares is at
+    least ``SMALLEST_SQUARES``, else ``math.hypot`` (review8: with f and g below ~1e-154 the squares were
+    subnormal or zero, so (c, s) = (g, f) / r was no rotation). No overflow: the kernels' matrices are scaled
+    to max|a_ij| in [1, 2), so every rotated pair is bounded by a small multiple of n."""
+    squares = f * f + g * g
+    return math.sqrt(squares) if squares >= SMALLEST_SQUARES else math.hypot(f, g)
+
+
+def _sorted_order(d: Any, descending: bool, order: Any) -> None:
+    """order = the permutation that sorts d ascending (or descending): a selection sort of indices."""
+    n = len(d)
+    for i in range(n):
+        order[i] = i
+    for i in range(n - 1):
+        best = i
+        for j in range(i + 1, n):
+            if (d[order[j]] > d[order[best]]) if descending else (d[order[j]] < d[order[best]]):
+                best = j
+        order[i], order[best] = order[best], order[i]
+
+
 def _symmetric_eigen(a: Any, lower: bool, limit: int, w: Any, v: Any, failed: Any) -> None:
     """w[p], v[p] = the ascending eigenvalues and orthonormal eigenvectors (columns) of the symmetric
     matrix held in the ``lower`` (else upper) triangle of a[p], for every p; failed[p] where the QL
     iteration needed more than ``limit`` steps for one eigenvalue (w[p], v[p] then meaningless)."""
     count, n, _ = a.shape
     eps = np.finfo(np.float64).eps
-    h = np.empty((n, n))  # the symmetric matrix being reduced (its trailing block)
+    entries = np.empty(n * n)
+    h = entries.reshape(n, n)  # the symmetric matrix being reduced (its trailing block)
     u = np.empty((n, n))  # u[k, k+1:]: the vector of H_k
     y = np.empty((n, n))  # Q
     z = np.empty((n, n))  # z[j, :] = column j of Q, then of V (rotations act on two rows: contiguous)
@@ -86,6 +178,7 @@ def _symmetric_eigen(a: Any, lower: bool, limit: int, w: Any, v: Any, failed: An
     e = np.empty(n)
     tau = np.empty(n)
     q = np.empty(n)
+    order = np.empty(n, dtype=np.int64)
     for p in range(count):
         largest = 0.0
         for i in range(n):
@@ -93,35 +186,19 @@ def _symmetric_eigen(a: Any, lower: bool, limit: int, w: Any, v: Any, failed: An
                 x = a[p, i, j] if lower else a[p, j, i]
                 h[i, j] = x
                 h[j, i] = x
-                if abs(x) > largest or x != x:  # (a NaN stays)
+                if abs(x) > largest or x != x:  # (``_largest`` while copying: a second pass cost 2-5%)
                     largest = abs(x)
-        if not largest < math.inf:  # (Inf or NaN: left to LAPACK, as a failure)
+        finite, exponent = _scale_to_unit(entries, largest)
+        if not finite:  # (Inf or NaN: left to LAPACK, as a failure)
             failed[p] = True
             continue
-        exponent = 0 if largest == 0.0 else min(max(-math.floor(math.log2(largest)), -1000), 1000)
-        scale = 2.0 ** exponent
-        for i in range(n):
-            for j in range(n):
-                h[i, j] *= scale
         # 2. Householder tridiagonalisation (inner loops along rows: vectorised, no chained sums)
         for k in range(n - 2):
-            tail = 0.0
-            for i in range(k + 2, n):
-                tail += h[k, i] * h[k, i]
-            x0 = h[k, k + 1]
-            if tail == 0.0:  # already zero below the subdiagonal: H_k = I
-                tau[k] = 0.0
-                e[k] = x0
-                continue
-            alpha = math.sqrt(x0 * x0 + tail)
-            if x0 > 0.0:
-                alpha = -alpha
-            e[k] = alpha
-            for i in range(k + 1, n):  # u = x - alpha e_1 (row k of u: H_k's vector)
-                u[k, i] = h[k, i]
-            u[k, k + 1] = x0 - alpha
-            t = 2.0 / (u[k, k + 1] * u[k, k + 1] + tail)
+            u[k, k + 1:] = h[k, k + 1:]
+            e[k], t = _reflector(u[k, k + 1:])
             tau[k] = t
+            if t == 0.0:  # already zero below the subdiagonal: H_k = I
+                continue
             for i in range(k + 1, n):
                 q[i] = 0.0
             for j in range(k + 1, n):  # q = t A u, column by column (A symmetric: row j)
@@ -177,14 +254,14 @@ def _symmetric_eigen(a: Any, lower: bool, limit: int, w: Any, v: Any, failed: An
                     converged = False
                     break
                 g = (d[l + 1] - d[l]) / (2.0 * e[l])
-                r = math.sqrt(g * g + 1.0)
+                r = math.sqrt(g * g + 1.0)  # (|g| < 1 / (2 eps): e_l is not negligible)
                 g = d[m] - d[l] + e[l] / (g + (r if g >= 0.0 else -r))
                 s, c, shift = 1.0, 1.0, 0.0
                 split = False
                 for i in range(m - 1, l - 1, -1):
                     f = s * e[i]
                     b = c * e[i]
-                    r = math.sqrt(f * f + g * g)
+                    r = _radius(f, g)
                     e[i + 1] = r
                     if r == 0.0:  # (f = g = 0: T splits at i + 1; start the step again)
                         d[i + 1] -= shift
@@ -209,31 +286,22 @@ def _symmetric_eigen(a: Any, lower: bool, limit: int, w: Any, v: Any, failed: An
                     e[m] = 0.0
         failed[p] = not converged
         # 4. ascending order, V[:, j] = z[j, :], eigenvalues scaled back
-        for i in range(n - 1):
-            smallest = i
-            for j in range(i + 1, n):
-                if d[j] < d[smallest]:
-                    smallest = j
-            if smallest != i:
-                d[i], d[smallest] = d[smallest], d[i]
-                for k in range(n):
-                    z[i, k], z[smallest, k] = z[smallest, k], z[i, k]
+        _sorted_order(d, False, order)
         unscale = 2.0 ** -exponent
         for j in range(n):
-            w[p, j] = d[j] * unscale
+            w[p, j] = d[order[j]] * unscale
             for i in range(n):
-                v[p, i, j] = z[j, i]
+                v[p, i, j] = z[order[j], i]
 
 
 def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> None:
     """u[p] diag(sv[p]) vh[p] = a[p] for every square a[p]: singular values descending, U and V orthogonal;
     failed[p] where the QR iteration stalls on a negligible diagonal entry or needs more than ``limit`` n
-    steps (u[p], sv[p], vh[p] then meaningless). (Its scaling, reflectors and sorting repeat
-    ``_symmetric_eigen``'s lines: a compiled kernel calls only compiled helpers, which ``_kernels`` would
-    have to compile first and put in the module's globals in place of the Python ones; not done.)"""
+    steps (u[p], sv[p], vh[p] then meaningless)."""
     count, n, _ = a.shape
     eps = np.finfo(np.float64).eps
-    b = np.empty((n, n))  # reduced to the bidiagonal B
+    entries = np.empty(n * n)
+    b = entries.reshape(n, n)  # reduced to the bidiagonal B
     left = np.zeros((n, n))  # left[k, k:]: the vector of the left reflector k
     right = np.zeros((n, n))  # right[k, k+1:]: the vector of the right reflector k
     tau_left = np.zeros(n)
@@ -243,38 +311,22 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
     q = np.empty(n)
     d = np.empty(n)
     e = np.empty(n)
+    order = np.empty(n, dtype=np.int64)
     for p in range(count):
-        largest = 0.0
         for i in range(n):
             for j in range(n):
-                x = a[p, i, j]
-                b[i, j] = x
-                if abs(x) > largest or x != x:  # (a NaN stays)
-                    largest = abs(x)
-        if not largest < math.inf:  # (Inf or NaN: left to LAPACK, as a failure)
+                b[i, j] = a[p, i, j]
+        finite, exponent = _scale_to_unit(entries, _largest(entries))
+        if not finite:  # (Inf or NaN: left to LAPACK, as a failure)
             failed[p] = True
             continue
-        exponent = 0 if largest == 0.0 else min(max(-math.floor(math.log2(largest)), -1000), 1000)
-        scale = 2.0 ** exponent
-        for i in range(n):
-            for j in range(n):
-                b[i, j] *= scale
         # Householder bidiagonalisation: column k from the left, then row k from the right
         for k in range(n):
-            tail = 0.0
-            for i in range(k + 1, n):
-                tail += b[i, k] * b[i, k]
-            x0 = b[k, k]
-            tau_left[k] = 0.0
-            if tail != 0.0:
-                alpha = math.sqrt(x0 * x0 + tail)
-                if x0 > 0.0:
-                    alpha = -alpha
-                for i in range(k + 1, n):
-                    left[k, i] = b[i, k]
-                left[k, k] = x0 - alpha
-                t = 2.0 / (left[k, k] * left[k, k] + tail)
-                tau_left[k] = t
+            for i in range(k, n):
+                left[k, i] = b[i, k]
+            _, t = _reflector(left[k, k:])
+            tau_left[k] = t
+            if t != 0.0:
                 for j in range(k, n):  # B -= t u (u^T B) on rows and columns k..
                     q[j] = 0.0
                 for i in range(k, n):
@@ -287,19 +339,10 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
                         b[i, j] -= ui * q[j]
             tau_right[k] = 0.0
             if k < n - 2:
-                tail = 0.0
-                for j in range(k + 2, n):
-                    tail += b[k, j] * b[k, j]
-                x0 = b[k, k + 1]
-                if tail != 0.0:
-                    alpha = math.sqrt(x0 * x0 + tail)
-                    if x0 > 0.0:
-                        alpha = -alpha
-                    for j in range(k + 2, n):
-                        right[k, j] = b[k, j]
-                    right[k, k + 1] = x0 - alpha
-                    t = 2.0 / (right[k, k + 1] * right[k, k + 1] + tail)
-                    tau_right[k] = t
+                right[k, k + 1:] = b[k, k + 1:]
+                _, t = _reflector(right[k, k + 1:])
+                tau_right[k] = t
+                if t != 0.0:
                     for i in range(k, n):  # B -= t (B v) v^T on rows k.., columns k+1..
                         acc = 0.0
                         for j in range(k + 1, n):
@@ -358,12 +401,12 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
             t12 = d[last - 1] * e[last - 1]
             t22 = d[last] * d[last] + e[last - 1] * e[last - 1]
             half = 0.5 * (t11 - t22)
-            root = math.sqrt(half * half + t12 * t12)
+            root = math.sqrt(half * half + t12 * t12)  # (for the shift only: not ``_radius``, no rotation)
             shift = t22 - t12 * t12 / (half + (root if half >= 0.0 else -root)) if root != 0.0 else t22
             y = d[first] * d[first] - shift
             z = d[first] * e[first]
             for k in range(first, last):
-                r = math.sqrt(y * y + z * z)  # right rotation on columns k, k+1: (y, z) -> (r, 0)
+                r = _radius(y, z)  # right rotation on columns k, k+1: (y, z) -> (r, 0)
                 c, s = (1.0, 0.0) if r == 0.0 else (y / r, z / r)
                 if k > first:
                     e[k - 1] = r
@@ -375,7 +418,7 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
                     x1, x2 = vt[k, i], vt[k + 1, i]
                     vt[k, i] = c * x1 + s * x2
                     vt[k + 1, i] = c * x2 - s * x1
-                r = math.sqrt(y * y + z * z)  # left rotation on rows k, k+1: the bulge -> 0
+                r = _radius(y, z)  # left rotation on rows k, k+1: the bulge -> 0
                 c, s = (1.0, 0.0) if r == 0.0 else (y / r, z / r)
                 d[k] = r
                 y = c * e[k] + s * d[k + 1]
@@ -394,25 +437,20 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
                 d[i] = -d[i]
                 for j in range(n):
                     vt[i, j] = -vt[i, j]
-        for i in range(n - 1):
-            largest_at = i
-            for j in range(i + 1, n):
-                if d[j] > d[largest_at]:
-                    largest_at = j
-            if largest_at != i:
-                d[i], d[largest_at] = d[largest_at], d[i]
-                for j in range(n):
-                    ut[i, j], ut[largest_at, j] = ut[largest_at, j], ut[i, j]
-                    vt[i, j], vt[largest_at, j] = vt[largest_at, j], vt[i, j]
+        _sorted_order(d, True, order)
         unscale = 2.0 ** -exponent
         for i in range(n):
-            sv[p, i] = d[i] * unscale
+            sv[p, i] = d[order[i]] * unscale
             for j in range(n):
-                u[p, j, i] = ut[i, j]
-                vh[p, i, j] = vt[i, j]
+                u[p, j, i] = ut[order[i], j]
+                vh[p, i, j] = vt[order[i], j]
 
 
 _compiled: Any = None
+#: the kernels' helpers, inlined into them by Numba (``inline="always"``; as calls the kernels took 0-5% more,
+#: most at n = 4). The kernels with helpers and the precision fixes take 2-6% (eigh) and 6-10% (svd) more
+#: than session 8's written-out ones (one thread, n = 4..16, docs/measurements.md, session 9)
+_HELPERS = {helper.__name__: helper for helper in (_largest, _scale_to_unit, _reflector, _radius, _sorted_order)}
 
 
 def _kernels() -> Any:
@@ -423,6 +461,8 @@ def _kernels() -> Any:
         import numba
 
         jit = numba.njit(cache=True, nogil=True)
+        helpers = numba.njit(cache=True, nogil=True, inline="always")
+        globals().update({name: helpers(helper) for name, helper in _HELPERS.items()})  # (before the kernels)
         _compiled = {"eigh": jit(_symmetric_eigen), "svd": jit(_square_svd)}
     return _compiled
 
@@ -431,9 +471,11 @@ def _run(name: str, a: Any, outputs: tuple, flags: tuple) -> tuple | None:
     """(stack, outputs, failed): kernel ``name`` on a's matrices as a float64 stack (count, n, n), split over
     threads, writing the given (count, ...) float64 outputs; None without Numba, for dtypes other than
     float32/64, empty batches and sides above ``MAX_N``."""
-    kernels = _kernels()
     n = a.shape[-1]
-    if kernels is None or a.dtype not in (np.float32, np.float64) or not 0 < n <= MAX_N or a.size == 0:
+    if a.dtype not in (np.float32, np.float64) or not 0 < n <= MAX_N or a.size == 0:
+        return None
+    kernels = _kernels()  # (only now: importing Numba and loading the kernels takes ~0.5 s)
+    if kernels is None:
         return None
     stack = np.ascontiguousarray(a, dtype=np.float64).reshape(-1, n, n)
     outputs = tuple(np.empty((len(stack), *shape)) for shape in outputs)

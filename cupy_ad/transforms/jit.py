@@ -237,6 +237,24 @@ def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, 
     return program, optree.tree_unflatten(out_spec, [build(d, env, outer) for d in outputs])
 
 
+_MISSED = object()  # no recorded program fits a call
+
+
+def _replay_first(variants: list, start: int, raws: list, levels: list) -> tuple[Any, int, Exception | None]:
+    """The outputs of the first program of ``variants[start:]`` whose replay neither diverges nor raises (else
+    ``_MISSED``), the index after the last one tried, and the last error a replay raised (an error that f may
+    handle: its recording runs f, which meets the error as eagerly)."""
+    error = None
+    for k in range(start, len(variants)):
+        try:
+            return variants[k].replay(raws, levels), k + 1, error
+        except Diverged:
+            pass
+        except Exception as raised:
+            error = raised
+    return _MISSED, len(variants), error
+
+
 def _static_positions(f: Callable, static_argnums: Any) -> tuple[int, ...]:
     """``static_argnums`` as a tuple, checked against ``f``'s positional parameters where its signature
     lists them (negative positions counted from the last of them, as in JAX)."""
@@ -265,9 +283,10 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     either order (see the module docstring). ``static_argnums``: positional arguments passed as they
     are and part of the signature by value (hashable; passed by keyword instead, a Python value is part
     of the signature as any other; an index beyond ``f``'s positional parameters is refused). Python
-    scalars among the arguments are part of the signature too (pass 0-d arrays for values that change
-    from call to call). A changed global or closed-over value is not seen by a replay, as with
-    ``jax.jit``. ``bool()`` of a traced value
+    scalars among the arguments are part of the signature too (pass 0-d arrays, of the dtype to compute
+    in, for values that change from call to call: jax.jit's weakly typed tracing of a Python scalar
+    would need weak traced values in every call they meet, see the README). A changed global or
+    closed-over value is not seen by a replay, as with ``jax.jit``. ``bool()`` of a traced value
     records a guard (a new outcome: a new recording); ``float()``, ``int()`` raise a ``TypeError``.
     """
     if not callable(f):
@@ -277,7 +296,8 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     by_arrays: dict = {}  # the same programs by the signature of positional plain arrays
     # One recording of a signature at a time: threads meeting a new signature together recorded it once
     # each, filling its MAX_VARIANTS with copies (then a new guard outcome was refused) and leaving scan's
-    # ``program_for`` none to use. A thread that waited replays what the other recorded.
+    # ``program_for`` none to use. A thread that waited replays what the other recorded. (One lock per key of
+    # ``cache``, made at its first miss and kept as long as its programs, which outweigh it a hundredfold.)
     recording_locks: dict = {}
     scan_patterns = SettledPatterns()  # scan's settled tangent patterns over this body (jit_step)
 
@@ -286,15 +306,14 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         if getattr(_running, "depth", 0):
             return f(*args, **kwargs)  # inside a recording: part of the enclosing program
         plain = None  # positional plain arrays only: their types, shapes and dtypes are the whole signature
+        tried, error = 0, None  # (the programs of the call's signature replayed, each once, and the last error)
         if not kwargs and not static_nums and all(type(a) in _RAW_TYPES for a in args):
             plain = tuple([(type(a), a.shape, a.dtype) for a in args])
             variants = by_arrays.get(plain)
             if variants:
-                for program in variants:
-                    try:
-                        return program.replay(args, [])
-                    except Exception:  # (Diverged, or an error that f may handle: see below)
-                        continue
+                out, tried, error = _replay_first(variants, 0, args, [])
+                if out is not _MISSED:
+                    return out
         static: dict = {}
         nums = {k if k >= 0 else k + len(args) for k in static_nums} & set(range(len(args)))
         if nums:  # (a static argument not passed positionally, by keyword or its default, is not among args)
@@ -311,26 +330,19 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
             key = _key(spec, static, ranked, kinds)
         except TypeError:
             raise TypeError("jit: static arguments and Python values among the arguments must be hashable") from None
-        variants = cache.setdefault(key, [])
+        variants = cache.setdefault(key, [])  # (by_arrays[plain]'s list: a plain call's key follows from plain)
         levels = sorted(kinds)  # the caller's levels, by rank
         if plain is not None:
             by_arrays[plain] = variants
-        tried, error = 0, None
-        for program in variants:
-            try:
-                return program.replay(raws, levels)
-            except Diverged:
-                tried += 1
-            except Exception as raised:  # an error that f may handle (its recording runs f: as eagerly)
-                tried, error = tried + 1, raised
+        out, tried, raised = _replay_first(variants, tried, raws, levels)  # (those the plain path did not try)
+        if out is not _MISSED:
+            return out
+        error = error if raised is None else raised
         with recording_locks.setdefault(key, threading.Lock()):
-            for program in variants[tried:]:  # (recorded by another thread while this one waited)
-                try:
-                    return program.replay(raws, levels)
-                except Diverged:
-                    continue
-                except Exception as raised:
-                    error = raised
+            out, _, raised = _replay_first(variants, tried, raws, levels)  # (recorded while this thread waited)
+            if out is not _MISSED:
+                return out
+            error = error if raised is None else raised
             if len(variants) >= MAX_VARIANTS:
                 raise RuntimeError(f"jit: {MAX_VARIANTS} recordings of one signature differ in Python control flow "
                                    f"on traced values (bool() of an array) or in shapes that follow values (x[mask], "

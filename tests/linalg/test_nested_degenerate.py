@@ -371,3 +371,36 @@ def test_split_members_along_curves_that_keep_them_apart(backend, dtype):
                               (svd_members(backend, m0, m1, False), m0, m1, (m1, y - off_u @ y @ off_v))):
         for x2 in curves:
             close(*second_derivative(backend, f, x0, x1, x2, h=1e-3), rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [2, 400])
+def test_guards_catch_a_mismatch_just_above_their_tolerance(backend, n):
+    # the block check (outer tangent of P against T) and the curve check (one outer direction) at the
+    # edge of mismatch_resolution: 1.25 x it is caught (NaN, warning), 0.75 x passes (was 64 x the
+    # cluster resolution, which the latter's floor 16 -> 32 eps doubled)
+    from cupy_ad.linalg._nested_guard import guard_curve, guard_nested, mismatch_resolution
+    eps = np.finfo(np.float64).eps
+    offdiag = ~np.eye(n, dtype=bool)
+    t = np.where(offdiag, 1.0, 0.0)  # expected outer tangent of the block: size 1 + 0 + 1 (P' ~ T, c = 0)
+    block, mixing, values = np.diag(np.arange(1.0, n + 1) / n), np.zeros((n, n)), np.zeros(n)
+    pairs = backend.asarray(offdiag)
+    for factor, caught in ((1.25, True), (0.75, False)):
+        delta = factor * mismatch_resolution(n, eps) * 2.0
+        outer = t.copy()
+        outer[0, 1] += delta
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            guarded = ad.jvp(lambda p: guard_nested(backend.asarray(values), backend.asarray(mixing), p,
+                                                    backend.asarray(t), pairs, pairs, "test")[1],
+                             (backend.asarray(block),), (backend.asarray(outer),))[1]
+        assert np.isnan(backend.to_numpy(guarded)).all() == caught
+        assert any(w.category is ad.linalg.DegenerateNestedWarning for w in seen) == caught
+        b = np.eye(n)  # the inner tangent; the outer one b + delta e_01 (orthogonal: speed exactly 1)
+        b[0, 1] = delta / 2.0
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            curved = ad.jvp(lambda a: guard_curve(backend.asarray(values), a, backend.asarray(np.eye(n)),
+                                                  backend.asarray(np.ones(n, dtype=bool)), "test"),
+                            (backend.asarray(np.zeros((n, n))),), (backend.asarray(b),))[1]
+        assert np.isnan(backend.to_numpy(curved)).all() == caught
+        assert any(w.category is ad.linalg.DegenerateNestedWarning for w in seen) == caught

@@ -170,7 +170,7 @@ def test_compiled_lu_tangent_never_reads_the_last_pivot():
     assert np.isfinite(want).all()
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
 @pytest.mark.parametrize("shape", [(30, 16, 16), (2, 3, 5, 5), (4, 1, 1), (7, 7)])
 @pytest.mark.parametrize("upper", [False, True])
 def test_compiled_cholesky_tangent_solves_the_tangent_equation(dtype, shape, upper, monkeypatch):
@@ -199,12 +199,33 @@ def test_compiled_cholesky_tangent_solves_the_tangent_equation(dtype, shape, upp
     np.testing.assert_array_equal(np.triu(dl, 1), 0)
     np.testing.assert_array_equal(np.diagonal(dl, 0, -2, -1).imag, 0)
     rebuilt = dl @ np.conj(np.swapaxes(lower, -1, -2)) + lower @ np.conj(np.swapaxes(dl, -1, -2))
-    tol = 1e-4 if dtype == np.float32 else 1e-12
+    tol = 1e-4 if np.finfo(dtype).eps > 1e-10 else 1e-12
     np.testing.assert_allclose(rebuilt, h, rtol=0, atol=tol * n * np.abs(h).max() * np.abs(lower).max() ** 2)
     monkeypatch.setattr(numpy_compiled, "_compiled", None)
     composed = cholesky_tangent_module.cholesky_tangent_p(factor, da, upper=upper)
     np.testing.assert_allclose(got, composed, rtol=0, atol=tol * np.abs(composed).max())
 
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (3, 16, 16)])
+@pytest.mark.parametrize("upper", [False, True])
+def test_compiled_cholesky_tangent_at_a_zero_diagonal_raises_as_the_composition(shape, upper, monkeypatch):
+    """A factor with an exactly zero diagonal entry (a direct primitive call: potrf refuses such
+    matrices): the same LinAlgError, with the same message, as the composition's solves (the
+    compiled division raised ZeroDivisionError)."""
+    if not numpy_compiled.available():
+        pytest.skip("numba is not installed (the optional extra 'compiled')")
+    rng = np.random.default_rng(11)
+    factor = np.tril(rng.standard_normal(shape)) + 3 * np.eye(shape[-1])
+    factor[..., 2, 2] = 0
+    factor = np.conj(np.swapaxes(factor, -1, -2)) if upper else factor
+    da = rng.standard_normal(shape)
+    with pytest.raises(np.linalg.LinAlgError) as compiled:
+        cholesky_tangent_module.cholesky_tangent_p(factor, da, upper=upper)
+    monkeypatch.setattr(numpy_compiled, "_compiled", None)
+    with pytest.raises(np.linalg.LinAlgError) as composed:
+        cholesky_tangent_module.cholesky_tangent_p(factor, da, upper=upper)
+    assert str(compiled.value) == str(composed.value)
 
 def _qr_pair(shape, dtype, seed):
     rng = np.random.default_rng(seed)
@@ -263,3 +284,32 @@ def test_compiled_qr_tangent_is_nan_where_the_composition_is(dtype, shape, colum
         assert np.isnan(w).any()
         np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
         np.testing.assert_allclose(g[~np.isnan(g)], w[~np.isnan(w)], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel, operands", [("_qr_tangent", 5), ("_cholesky_tangent", 3)])
+def test_compiled_tangents_compute_complex64_in_single_precision(kernel, operands):
+    """No float -> double conversion (LLVM's fpext) in the QR and Cholesky tangent kernels compiled for
+    complex64 (and so their float32 parts): every constant typed as the data (an untyped NaN or 0.5
+    made Numba compute the solve, or Phi's halving, in complex128 and round on the store). Compiled
+    afresh (the cached kernels cannot be inspected); the accuracy against the composition: the tests above."""
+    if not numpy_compiled.available():
+        pytest.skip("numba is not installed (the optional extra 'compiled')")
+    import numba
+
+    array = numba.types.Array(numba.types.complex64, 3, "C")
+    signature = (array,) * operands + ((numba.types.boolean,) if kernel == "_cholesky_tangent" else ())
+    compiled = numba.njit(nogil=True)(getattr(numpy_compiled, kernel))
+    compiled.compile(signature)
+    assert "fpext" not in compiled.inspect_llvm(signature)
+
+
+def test_tangent_kernels_dtype_is_numpy_promotion():
+    """The tangent wrappers' dtype (a shortcut where the operands share a kernel's dtype) is NumPy's promotion of
+    the operands' dtypes and float32, or None where no kernel has it."""
+    dtypes = [np.float16, np.float32, np.float64, np.complex64, np.complex128, np.int64, np.bool_, np.longdouble, ">f8"]
+    for first in dtypes:
+        for second in dtypes:
+            for operands in ((first, second), (first, first, second)):
+                promoted = np.result_type(*operands, np.float32)
+                want = promoted if promoted.type in (np.float32, np.float64, np.complex64, np.complex128) else None
+                assert numpy_compiled._tangent_dtype(*(np.zeros(1, dtype) for dtype in operands)) == want

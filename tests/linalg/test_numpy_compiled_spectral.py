@@ -3,6 +3,9 @@ LAPACK's to rounding, vectors up to sign (a common sign per singular pair), resi
 at rounding level; repeated eigenvalues resolved as ``_clusters`` expects; rank-deficient matrices;
 tiny and huge scales; the LAPACK fallback for matrices that do not converge and without Numba; the
 thread split bit for bit; the jvps the same with and without the kernels."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -341,3 +344,121 @@ def test_only_nearly_repeated_eigenvalues_send_a_matrix_to_lapack(monkeypatch):
     np.testing.assert_array_equal(sent[0], a[[7, 9]])
     np.testing.assert_array_equal(w[5], 0)
     np.testing.assert_array_equal(w[3], [-1.0, 0.0, 2.0, 3.0, 4.0, 5.0])
+
+
+# --------------------------------------------------------------------------- entries far below the largest
+
+
+def _kernel(name, a):
+    """Kernel ``name``'s own outputs and failed flags, before any matrix goes to LAPACK."""
+    n = a.shape[-1]
+    outputs, flags = {"eigh": (((n,), (n, n)), (True,)), "svd": (((n, n), (n,), (n, n)), ())}[name]
+    _, result, failed = numpy_compiled_spectral._run(name, a, outputs, (*flags, numpy_compiled_spectral.STEP_LIMIT))
+    return result, failed
+
+
+def _assert_decomposes(a, w, v):
+    """Invariants against LAPACK within eps ||A|| (n^2 eps): eigenvalues ascending and as eigvalsh's,
+    V orthogonal, V diag(w) V^T = A."""
+    eps, n = np.finfo(np.float64).eps, a.shape[-1]
+    norm = np.abs(a).max(axis=(-1, -2), keepdims=True)
+    assert np.all(np.diff(w, axis=-1) >= 0)
+    assert np.all(np.abs(w - np.linalg.eigvalsh(a)) <= n * n * eps * norm[..., 0])
+    assert np.abs(np.swapaxes(v, -1, -2) @ v - np.eye(n)).max() <= n * n * eps
+    assert np.all(np.abs((v * w[..., None, :]) @ np.swapaxes(v, -1, -2) - a) <= n * n * eps * norm)
+
+
+def _assert_svd_decomposes(a, u, s, vh):
+    """The same for the SVD: singular values descending and as LAPACK's, U and V orthogonal, U S V^T = A."""
+    eps, n = np.finfo(np.float64).eps, a.shape[-1]
+    norm = np.abs(a).max(axis=(-1, -2), keepdims=True)
+    assert np.all(np.diff(s, axis=-1) <= 0)
+    assert np.all(np.abs(s - np.linalg.svd(a, compute_uv=False)) <= n * n * eps * norm[..., 0])
+    assert np.abs(np.swapaxes(u, -1, -2) @ u - np.eye(n)).max() <= n * n * eps
+    assert np.abs(vh @ np.swapaxes(vh, -1, -2) - np.eye(n)).max() <= n * n * eps
+    assert np.all(np.abs((u * s[..., None, :]) @ vh - a) <= n * n * eps * norm)
+
+
+def _with_tiny_block(rng, count, tiny, tridiagonal):
+    """count symmetric 8 x 8 matrices diag(C, tiny B): C 3 x 3 of order one, B 5 x 5 (full or tridiagonal)."""
+    a = np.zeros((count, 8, 8))
+    c = rng.standard_normal((count, 3, 3))
+    a[:, :3, :3] = c + np.swapaxes(c, -1, -2)
+    b = rng.standard_normal((count, 5, 5))
+    b = b + np.swapaxes(b, -1, -2)
+    a[:, 3:, 3:] = tiny * (np.triu(np.tril(b, 1), -1) if tridiagonal else b)
+    return a
+
+
+@needs_numba
+@pytest.mark.parametrize("tiny", [1e-150, 1e-155, 1e-160, 1e-170])
+@pytest.mark.parametrize("tridiagonal", [False, True])
+def test_eigh_of_a_block_far_below_the_largest(tiny, tridiagonal):
+    """A block ~1e-155 beside one of order one: its squares are subnormal. The Householder vectors of the full
+    block (sum of squares subnormal: t = 2 / u^T u was inf, V NaN) are now computed from the vector scaled by
+    a power of two; the QL rotations of the tridiagonal one (r = sqrt(f^2 + g^2) subnormal: c, s not a rotation,
+    V far from orthogonal) from hypot. Through the backend (where the tiny eigenvalues, all within
+    ``NEAR_REPEATED`` of each other, go to LAPACK) and the kernel's own output both."""
+    a = _with_tiny_block(np.random.default_rng(18), 40, tiny, tridiagonal)
+    _assert_decomposes(a, *numpy_compiled_spectral.eigh(a, True))
+    (w, v), failed = _kernel("eigh", a)
+    assert not failed.any()
+    _assert_decomposes(a, w, v)
+
+
+@needs_numba
+@pytest.mark.parametrize("tiny", [1e-155, 1e-160, 1e-170])
+def test_svd_of_a_block_far_below_the_largest(tiny):
+    """diag(G, tiny Q), Q orthogonal: the Householder vectors of the tiny block have subnormal sums of squares:
+    they were NaN and the kernel failed every such matrix (all went to LAPACK). Now it keeps those whose
+    bidiagonal block needs no QR step (the others stall on diagonal entries below eps ||B|| and go to LAPACK,
+    as rank-deficient ones do), and they decompose by the invariants; so do the backend's results."""
+    rng = np.random.default_rng(19)
+    a = np.zeros((40, 8, 8))
+    a[:, :3, :3] = rng.standard_normal((40, 3, 3))
+    a[:, 3:, 3:] = tiny * np.linalg.qr(rng.standard_normal((40, 5, 5)))[0]
+    kernel, failed = _kernel("svd", a)
+    assert not failed.all()
+    _assert_svd_decomposes(a[~failed], *(x[~failed] for x in kernel))
+    _assert_svd_decomposes(a, *numpy_compiled_spectral.svd(a))
+
+
+@needs_numba
+def test_entries_flushed_by_the_scaling_stay_within_eps_norm():
+    """The power-of-two scaling brings max|a_ij| into [1, 2): entries below 2^-1022 of the largest become
+    subnormal, below 2^-1075 zero. Cannot be seen beyond eps ||A||: what is lost is at most 2^-1075 per entry
+    of the scaled matrix, whose norm is at least 1 (a backward error ~1e-324 ||A||, and the eigenvalues and
+    singular values move by at most that; eigenvectors by that over a gap of at least ``NEAR_REPEATED`` eps
+    max|w|, as nearer ones go to LAPACK). Likewise a Householder step skipped because its tail's squares
+    underflow to zero while its first entry is of order ||A||: the tail dropped is below 2^-537 ||A||. At the
+    edge: entries 2^-1060 and 2^-1080 times the largest, and a tail of 2^-600 below a first entry of one."""
+    rng = np.random.default_rng(20)
+    a = rng.standard_normal((30, 8, 8))
+    a = 2.0 ** 1000 * (a + np.swapaxes(a, -1, -2))
+    a[:10, 5, 2] = a[:10, 2, 5] = 2.0 ** -60 * rng.choice([-1, 1], 10)
+    a[10:20, 7, 1] = a[10:20, 1, 7] = 2.0 ** -80
+    a[20:, 1:, 0] = a[20:, 0, 1:] = 2.0 ** 400  # (the scaled first column below the diagonal: 2^-600 ...)
+    a[20:, 1, 0] = a[20:, 0, 1] = 2.0 ** 1000  # (... after an entry of one)
+    (w, v), failed = _kernel("eigh", a)
+    assert not failed.any()
+    _assert_decomposes(a, w, v)
+    _assert_decomposes(a, *numpy_compiled_spectral.eigh(a, True))
+    kernel, failed = _kernel("svd", a)
+    assert not failed.any()
+    _assert_svd_decomposes(a, *kernel)
+    _assert_svd_decomposes(a, *numpy_compiled_spectral.svd(a))
+
+
+@needs_numba
+def test_helpers_are_compiled_lazily_and_again_after_a_reset(monkeypatch):
+    """Importing the backend does not import Numba (the kernels and their helpers are compiled at the first
+    small matrix); compiling again (``_compiled`` reset) takes the Python helpers, not the compiled ones."""
+    code = ("import sys, numpy, cupy_ad; cupy_ad.jvp(cupy_ad.linalg.eigh, (numpy.eye(20),), (numpy.eye(20),)); "
+            "print('numba' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["False"]
+    a = np.random.default_rng(21).standard_normal((3, 5, 5))
+    first = numpy_compiled_spectral.svd(a)
+    monkeypatch.setattr(numpy_compiled_spectral, "_compiled", None)
+    for x, y in zip(first, numpy_compiled_spectral.svd(a)):
+        np.testing.assert_array_equal(x, y)
