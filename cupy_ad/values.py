@@ -214,26 +214,30 @@ class _Traced:
             f"functions instead (e.g. xp.where(x > 0, a, b) in place of an if), or call the function "
             f"outside {self._transform}")
 
+    def _concrete(self, what: str) -> Any:
+        """The concrete array to convert, where there is one (``JitTraced``: a constant); else a refusal."""
+        return self._refuse(what)
+
     def __bool__(self) -> bool:
         return self._refuse("bool()")
 
     def __float__(self) -> float:
-        return self._refuse("float()")
+        return float(self._concrete("float()"))
 
     def __int__(self) -> int:
-        return self._refuse("int()")
+        return int(self._concrete("int()"))
 
     def __complex__(self) -> complex:
-        return self._refuse("complex()")
+        return complex(self._concrete("complex()"))
 
     def __index__(self) -> int:
-        return self._refuse("use as an index")
+        return self._concrete("use as an index").__index__()
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._refuse("conversion to a NumPy array (np.asarray in f; a NumPy array indexed by it: index "
-                            "xp.asarray(array) or use xp.take; or a rule of cupy_ad reading values on the host: eigh "
-                            "and svd read tangents at repeated eigen/singular values, where the one-sided derivative "
-                            "is not linear in the tangent and there is no Jacobian)")
+        return self._concrete("conversion to a NumPy array (np.asarray in f; a NumPy array indexed by it: index "
+                              "xp.asarray(array) or use xp.take; or a rule of cupy_ad reading values on the host: "
+                              "eigh and svd read tangents at repeated eigen/singular values, where the one-sided "
+                              "derivative is not linear in the tangent and there is no Jacobian)").__array__(*args, **kwargs)
 
 
 class Batched(_Traced):
@@ -296,6 +300,11 @@ class JitTraced(Recorded):
 
     def __bool__(self) -> bool:  # a guard: the program is valid for this outcome only
         return program_of(self).guard(self)
+
+    def _concrete(self, what: str) -> Any:  # a constant (computed from no input) is the same in every replay
+        if self.var in program_of(self).constant_slots:
+            return self.value
+        return self._refuse(what)
 
     def _refuse(self, what: str) -> Any:
         raise TypeError(

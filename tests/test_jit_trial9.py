@@ -2,6 +2,7 @@
 edge cases of the compiled path, each against the eager call (``_assert_identical``: bit for bit on
 NumPy, within rounding on CuPy)."""
 import numpy as np
+import pytest
 from test_jit import _assert_identical
 
 import cupy_ad as ad
@@ -29,3 +30,22 @@ def test_an_array_without_a_trace_indexed_by_a_traced_key(backend):
             _assert_identical(backend, ad.jit(lambda x, t: ad.jvp(f, (x,), (t,)))(x, t), ad.jvp(f, (x,), (t,)))
             if f is gathered or backend.name != "array_api_strict":  # (eager jacfwd of a masked write builds
                 _assert_identical(backend, ad.jacfwd(ad.jit(f))(x), ad.jacfwd(f)(x))  # a key strict refuses)
+
+
+def test_a_number_read_from_a_constant_of_the_program(backend):
+    """``int()``, ``float()`` and ``operator.index`` of a value computed from no input (SciPy's ``lmoment``:
+    ``int(xp.max(order))`` of its default orders) are the same in every replay: they convert (they were
+    refused like a number read from an input); one read from an input is still refused."""
+    ns = backend.ns
+
+    def f(x):
+        orders = ns.asarray([1, 4, 2])
+        n = int(ns.max(orders))
+        return x[:n] * float(ns.sum(ns.ones(3))) + ns.ones(3)[ns.max(orders) - 3]
+
+    x, t = backend.asarray([0.5, -1.0, 2.0, 3.0, 4.0]), backend.asarray([1.0, 2.0, 3.0, 4.0, 5.0])
+    for x_ in (x, x * 2.0):
+        _assert_identical(backend, ad.jit(f)(x_), f(x_))
+        _assert_identical(backend, ad.jvp(ad.jit(f), (x_,), (t,)), ad.jvp(f, (x_,), (t,)))
+    with pytest.raises(TypeError, match="number read from an array"):
+        ad.jit(lambda x: x * float(ns.sum(x)))(x)
