@@ -66,3 +66,13 @@ def test_complex_products_are_not_commuted(backend):
     jitted = ad.jit(lambda a, t: ad.jvp(f, (a,), (t,)))
     for scale in (1.0, 3.0, -0.5):
         _assert_identical(backend, jitted(a * scale, t), ad.jvp(f, (a * scale,), (t,)))
+
+
+def test_an_unhashable_value_of_the_signature_is_named_with_the_fix(backend):
+    """The error named neither the argument nor what to pass instead."""
+    x = backend.asarray([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"static argument 1 \(list\) .* pass a tuple for a list"):
+        ad.jit(lambda x, n: x * len(n), static_argnums=1)(x, [1, 2])
+    with pytest.raises(TypeError, match=r"a Python value among the arguments \(set\) .* or an array as an ordinary"):
+        ad.jit(lambda x, n: x * len(n))(x, {1, 2})
+    assert backend.to_numpy(ad.jit(lambda x, n: x * len(n), static_argnums=1)(x, (1, 2))).tolist() == [2.0, 4.0]

@@ -86,7 +86,7 @@ from typing import Any, Callable
 
 import optree
 
-from ..values import Batched, Dual, JitTraced, Recorded, Zero, new_level
+from ..values import LEVELLED_TYPES, Batched, Dual, JitTraced, Recorded, Zero, new_level
 from .jit_program import Diverged, Program, _is_array, build, rebuild
 from .jit_recording import _leak_error, _Recording
 
@@ -207,6 +207,24 @@ def _key(spec: Any, static: dict, ranked: tuple, kinds: dict) -> tuple:
     return key
 
 
+def _unhashable(static: dict, leaves: list) -> str:
+    """The error for a call with a static argument or a Python value that does not hash: which, and the fix."""
+    named = [(f"static argument {k}", v) for k, v in sorted(static.items())]
+    named += [("a Python value among the arguments", v) for v in leaves
+              if type(v) not in LEVELLED_TYPES and not _is_array(v)]
+    where, value = next((where, v) for where, v in named if not _hashes(v))
+    return (f"jit: {where} ({type(value).__name__}) is part of the signature by value and must be hashable: pass a "
+            f"tuple for a list, or an array as an ordinary argument (not in static_argnums), which is traced")
+
+
+def _hashes(v: Any) -> bool:
+    try:
+        hash(_Exact(v))
+    except TypeError:
+        return False
+    return True
+
+
 def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, kinds: list, raws: list,
             outer: list) -> tuple[Program, Any]:
     """Record ``f`` on this call; the program and this call's outputs (built with the ``outer`` levels)."""
@@ -302,7 +320,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         try:
             key = _key(spec, static, ranked, kinds)
         except TypeError:
-            raise TypeError("jit: static arguments and Python values among the arguments must be hashable") from None
+            raise TypeError(_unhashable(static, leaves)) from None
         variants = cache.setdefault(key, [])
         levels = sorted(kinds)  # the caller's levels, by rank
         if plain is not None:
