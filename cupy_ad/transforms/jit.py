@@ -214,7 +214,8 @@ def _unhashable(static: dict, leaves: list) -> str:
               if type(v) not in LEVELLED_TYPES and not _is_array(v)]
     where, value = next((where, v) for where, v in named if not _hashes(v))
     return (f"jit: {where} ({type(value).__name__}) is part of the signature by value and must be hashable: pass a "
-            f"tuple for a list, or an array as an ordinary argument (not in static_argnums), which is traced")
+            f"tuple for a list, an object defining __hash__, or an array as an ordinary argument (not in "
+            f"static_argnums), which is traced")
 
 
 def _hashes(v: Any) -> bool:
