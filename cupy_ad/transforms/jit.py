@@ -62,7 +62,7 @@ guard: a replay whose outcome differs stops and the call is recorded again for t
 does an array whose shape follows values (``x[mask]``, ``nonzero``, ``unique_*``: ``_VALUE_SHAPED``): Python
 may have read its shape (``.shape[0]``, a rule's zeros), so a replay checks it (``shape_guard``).
 ``float()``, ``int()``, ``.item()`` and conversion to NumPy raise a ``TypeError``: a number read from
-a traced value cannot be replayed. Errors are control flow too (``try: cholesky(a)`` ``except
+a traced value cannot be replayed (one read from a constant of the program converts). Errors are control flow too (``try: cholesky(a)`` ``except
 LinAlgError:`` a fallback): a backend call that raised at recording is replayed as a check that it
 still raises (``raises``), and an error in a replay is taken as a divergence: the call is recorded
 again, so ``f`` itself meets the error, handles it or raises it, as eagerly. (NumPy's error state set
@@ -280,7 +280,8 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     scalars among the arguments are part of the signature too (pass 0-d arrays for values that change
     from call to call). A changed global or closed-over value is not seen by a replay, as with
     ``jax.jit``. ``bool()`` of a traced value
-    records a guard (a new outcome: a new recording); ``float()``, ``int()`` raise a ``TypeError``.
+    records a guard (a new outcome: a new recording); ``float()``, ``int()`` raise a ``TypeError`` (but
+    on constants of the program, computed from no input).
     """
     if not callable(f):
         raise TypeError(f"jit: f must be callable, got {type(f).__name__}")
