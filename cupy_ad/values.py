@@ -309,8 +309,9 @@ class JitTraced(Recorded):
     def _refuse(self, what: str) -> Any:
         raise TypeError(
             f"{what} of a traced value inside jit: a number read from an array cannot be replayed (bool() "
-            f"can: it records a guard). Keep it an array (xp.where in place of Python arithmetic on it), pass "
-            f"it through static_argnums, or call the function without jit")
+            f"can: it records a guard). Keep it an array (xp.where in place of Python arithmetic on it; written into "
+            f"a NumPy array, z[i] = x: make z with xp.zeros), pass it through static_argnums, or call the function "
+            f"without jit")
 
     def __repr__(self) -> str:
         return f"JitTraced(level={self.level}, slot={self.var}, value={self.value!r})"

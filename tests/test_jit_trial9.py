@@ -76,3 +76,27 @@ def test_an_unhashable_value_of_the_signature_is_named_with_the_fix(backend):
     with pytest.raises(TypeError, match=r"a Python value among the arguments \(set\) .* or an array as an ordinary"):
         ad.jit(lambda x, n: x * len(n))(x, {1, 2})
     assert backend.to_numpy(ad.jit(lambda x, n: x * len(n), static_argnums=1)(x, (1, 2))).tolist() == [2.0, 4.0]
+
+
+def test_a_traced_value_written_into_a_numpy_array_names_the_fix():
+    """``z = np.zeros(3); z[0] = x[0]`` (a NumPy habit): NumPy calls float() on x[0] and raises its own
+    ValueError ("setting an array element with a sequence") from our TypeError, whose advice was about
+    arithmetic; it now names the write and its fix, which replays as eagerly."""
+    x = np.arange(1.0, 4.0)
+
+    def numpy_habit(x):
+        z = np.zeros(3)
+        z[0] = x[0]
+        return z
+
+    with pytest.raises((TypeError, ValueError)) as raised:
+        ad.jit(numpy_habit)(x)
+    error = raised.value if isinstance(raised.value, TypeError) else raised.value.__cause__
+    assert "written into a NumPy array, z[i] = x: make z with xp.zeros" in str(error)
+
+    def fixed(x):
+        z = x.__array_namespace__().zeros(3)
+        z[0] = x[0]
+        return z
+
+    np.testing.assert_array_equal(ad.jit(fixed)(x), [1.0, 0.0, 0.0])
