@@ -100,3 +100,18 @@ def test_a_traced_value_written_into_a_numpy_array_names_the_fix():
         return z
 
     np.testing.assert_array_equal(ad.jit(fixed)(x), [1.0, 0.0, 0.0])
+
+
+def test_an_empty_index_under_vmap(backend):
+    """``vals[()]`` (SciPy's skew, kurtosis and variation end with it) under vmap: the batching rule read
+    ``key[0]`` of the empty tuple (IndexError); it is the whole example, as eagerly."""
+    ns = backend.ns
+    x = backend.asarray(np.arange(12.0).reshape(3, 4) / 5.0)
+
+    def f(a):
+        return ns.sum(a * a)[()] + a[0]
+
+    want = backend.to_numpy(ns.stack([f(x[k, ...]) for k in range(3)]))
+    for mapped in (ad.vmap(f), ad.vmap(ad.jit(f)), ad.jit(ad.vmap(f))):
+        np.testing.assert_array_equal(backend.to_numpy(mapped(x)), want)
+

@@ -62,7 +62,7 @@ def _batched_key(key: Any) -> tuple[tuple, int]:
 def _getitem_batch(prim: Primitive):
     def rule(values: list, axes: list, *, key: Any):
         x = to_front(values[0], axes[0])
-        lone = key[0] if isinstance(key, tuple) and key[1:] in ((), (Ellipsis,)) else key
+        lone = key[0] if isinstance(key, tuple) and key and key[1:] in ((), (Ellipsis,)) else key
         if _is_index_array(lone) and lone.ndim:  # x[indices], x[mask]: a take on the stack's axis 1 (the standard
             if _is_bool(lone):  # allows no slice beside an index array); a mask: the flat indices of its entries
                 if tuple(x.shape[1:1 + lone.ndim]) != tuple(lone.shape):  # (else the reshape below may fit)
