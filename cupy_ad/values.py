@@ -268,6 +268,13 @@ class Batched(_Traced):
     def __repr__(self) -> str:
         return f"Batched(level={self.level}, axis={self.axis}, value={self.value!r})"
 
+    # A value shared by all examples (axis None: a constant made in f, an unmapped input) is one value.
+    def __bool__(self) -> bool:
+        return bool(self.value) if self.axis is None else self._refuse("bool()")
+
+    def _concrete(self, what: str) -> Any:
+        return self.value if self.axis is None else self._refuse(what)
+
 
 class Recorded(_Traced):
     """A tangent of a running ``linearize`` recording (level ``level``): ``value`` is a stand-in

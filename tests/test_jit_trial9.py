@@ -115,3 +115,24 @@ def test_an_empty_index_under_vmap(backend):
     for mapped in (ad.vmap(f), ad.vmap(ad.jit(f)), ad.jit(ad.vmap(f))):
         np.testing.assert_array_equal(backend.to_numpy(mapped(x)), want)
 
+
+
+def test_python_control_flow_on_a_value_shared_by_all_examples_under_vmap(backend):
+    """``bool()``, ``int()`` and ``float()`` of an unmapped value (a constant made in ``f``: SciPy's
+    ``lmoment`` checks ``xp.any(order <= 0)`` and reads ``int(xp.max(order))`` of its default orders) were
+    refused like those of a mapped one; the value is the same for every example, so they answer. A mapped
+    value is still refused."""
+    ns = backend.ns
+    x = backend.asarray(np.arange(12.0).reshape(3, 4) / 5.0)
+
+    def f(a):
+        orders = ns.asarray([1, 3])
+        if ns.any(orders <= 0):
+            raise ValueError("orders must be positive")
+        return a[:int(ns.max(orders))] * float(ns.sum(ns.ones(2)))
+
+    want = backend.to_numpy(ns.stack([f(x[k, ...]) for k in range(3)]))
+    for mapped in (ad.vmap(f), ad.vmap(ad.jit(f)), ad.jit(ad.vmap(f))):
+        np.testing.assert_array_equal(backend.to_numpy(mapped(x)), want)
+    with pytest.raises(TypeError, match="bool\\(\\) of a value inside vmap"):
+        ad.vmap(lambda a: a * 2 if ns.sum(a) > 0 else a)(x)
