@@ -33,12 +33,22 @@ def jit_agrees(backend, asarray, f, primals):
                 assert np.array_equal(to_numpy(got), to_numpy(value)), (got, value)
 
 
+def vmap_agrees(backend, f, batch):
+    """``vmap(jit(f))`` over the rows of ``batch`` against ``f`` row by row (within rounding: the batched
+    reductions may pair their terms differently)."""
+    to_numpy = ad.namespace(backend).backend.to_numpy
+    got = to_numpy(ad.vmap(ad.jit(f))(batch))
+    want = np.stack([to_numpy(f(batch[k, ...])) for k in range(batch.shape[0])])
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
+
+
 def scipy_checks(backend, asarray):
     import scipy.special
     import scipy.stats
 
     rng = np.random.default_rng(0)
     x, positive = asarray(rng.standard_normal(12)), asarray(rng.uniform(0.5, 2.0, 12))
+    rows = asarray(rng.standard_normal((3, 12)))
 
     def boxcox_in_lambda():  # SciPy calls math.log(abs(lmb)): refused, not a wrong derivative
         try:
@@ -60,6 +70,9 @@ def scipy_checks(backend, asarray):
         "jit_skew": lambda: jit_agrees(backend, asarray, lambda a: scipy.stats.skew(a), (x,)),
         # lmoment reads int() of its default orders; Ridge writes d[mask] = ...
         "jit_lmoment": lambda: jit_agrees(backend, asarray, lambda a: scipy.stats.lmoment(a), (x,)),
+        # skew ends with vals[()]; lmoment checks and reads its default orders (values shared by all examples)
+        "vmap_jit_skew": lambda: vmap_agrees(backend, lambda a: scipy.stats.skew(a), rows),
+        "vmap_jit_lmoment": lambda: vmap_agrees(backend, lambda a: scipy.stats.lmoment(a), rows),
     }
 
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _RESULTS: dict = {}
 
 SCIPY = ["logsumexp", "zscore", "moment", "skew", "kurtosis", "gmean", "boxcox_llf", "boxcox_llf_lambda", "lmoment",
-         "jit_skew", "jit_lmoment"]
+         "jit_skew", "jit_lmoment", "vmap_jit_skew", "vmap_jit_lmoment"]
 SKLEARN = ["Ridge", "PCA", "GaussianMixture", "RidgeClassifier", "log_loss", "jit_Ridge", "jit_RidgeClassifier"]
 
 
