@@ -136,3 +136,28 @@ def test_python_control_flow_on_a_value_shared_by_all_examples_under_vmap(backen
         np.testing.assert_array_equal(backend.to_numpy(mapped(x)), want)
     with pytest.raises(TypeError, match="bool\\(\\) of a value inside vmap"):
         ad.vmap(lambda a: a * 2 if ns.sum(a) > 0 else a)(x)
+
+
+def test_a_branch_in_a_scan_body_spends_the_programs_of_a_jitted_whole_and_the_error_says_what_to_jit(backend):
+    """jit of a function whose scan body branches on values records a guard per step: each pattern of
+    outcomes is a program, and random inputs spend the 8 at once. The error now names the remedy, which
+    holds: scan(jit(body)) replays two programs whatever the pattern."""
+    ns = backend.ns
+    rng = np.random.default_rng(0)
+
+    def body(h, x):
+        h = ns.tanh(h + x)
+        if ns.sum(h) > 0:
+            h = h * 0.5
+        return h, ns.sum(h)
+
+    whole = ad.jit(lambda h, xs: ad.scan(body, h, xs))
+    h0 = backend.asarray(np.zeros(3))
+    with pytest.raises(RuntimeError, match=r"scan\(jit\(body\)\)"):
+        for _ in range(40):
+            whole(h0, backend.asarray(rng.standard_normal((12, 3))))
+    jitted_body = ad.jit(body)
+    for _ in range(10):
+        xs = backend.asarray(rng.standard_normal((12, 3)))
+        _assert_identical(backend, ad.scan(jitted_body, h0, xs), ad.scan(body, h0, xs))
+    assert [len(programs) for programs in jitted_body.cache.values()] == [2]

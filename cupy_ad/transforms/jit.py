@@ -27,7 +27,8 @@ Replay. Steps whose outputs no output needs are dropped (dead code), unless they
 (``jit_program._droppable``: a ``try: cholesky(a)`` kept as a check); calls that depend on no input
 ran once at recording (constant folding); a negation is folded into the sum or difference using it
 (``a + (-b)``: ``a - b``, the same IEEE result) and a call repeating an earlier one (``b * a`` after
-``a * b`` included, unless complex: NumPy rounds those two differently) runs once. The program is then written out as the Python source of
+``a * b`` included, unless complex: NumPy rounds those two differently)
+runs once. The program is then written out as the Python source of
 one function: a line per step (``v7 = g3(v5, v6)``, calls with lists and keywords written as they
 were made, methods as methods), every slot a local variable dropped after its last use (as eager
 code frees its temporaries), functions and constants its globals; the backend may swap a function
@@ -62,7 +63,8 @@ guard: a replay whose outcome differs stops and the call is recorded again for t
 does an array whose shape follows values (``x[mask]``, ``nonzero``, ``unique_*``: ``_VALUE_SHAPED``): Python
 may have read its shape (``.shape[0]``, a rule's zeros), so a replay checks it (``shape_guard``).
 ``float()``, ``int()``, ``.item()`` and conversion to NumPy raise a ``TypeError``: a number read from
-a traced value cannot be replayed (one read from a constant of the program converts). Errors are control flow too (``try: cholesky(a)`` ``except
+a traced value cannot be replayed (one read from a constant of the program converts).
+Errors are control flow too (``try: cholesky(a)`` ``except
 LinAlgError:`` a fallback): a backend call that raised at recording is replayed as a check that it
 still raises (``raises``), and an error in a replay is taken as a divergence: the call is recorded
 again, so ``f`` itself meets the error, handles it or raises it, as eagerly. (NumPy's error state set
@@ -346,7 +348,8 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
             if len(variants) >= MAX_VARIANTS:
                 raise RuntimeError(f"jit: {MAX_VARIANTS} recordings of one signature differ in Python control flow "
                                    f"on traced values (bool() of an array) or in shapes that follow values (x[mask], "
-                                   f"nonzero, unique); use xp.where, or call f without jit"
+                                   f"nonzero, unique); use xp.where, or call f without jit (a branch in the body of a "
+                                   f"scan: jit the body, scan(jit(body)), whose steps share its few programs)"
                                    + ("" if error is None else f" (a replay raised {type(error).__name__}: {error})")
                                    ) from error
             program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels],
