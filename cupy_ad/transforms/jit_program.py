@@ -22,6 +22,10 @@ def _is_array(v: Any) -> bool:
     return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, type)
 
 
+def _is_complex(v: Any) -> bool:
+    return _is_array(v) and backend_of(v).xp.isdtype(v.dtype, "complex floating")
+
+
 class Diverged(Exception):
     """A guard of the program saw another outcome than at recording."""
 
@@ -302,8 +306,10 @@ def _common_subexpressions(steps: list, recording: Any, output_slots: set) -> tu
             kept.append((fn, ins, outs))
             continue
         operands = tuple(map(slot_key, ins))
-        if fn in _COMMUTATIVE and len(operands) == 2 and repr(operands[1]) < repr(operands[0]):
-            operands = operands[::-1]  # (a + b and b + a round alike: IEEE addition and product commute)
+        if fn in _COMMUTATIVE and len(operands) == 2 and repr(operands[1]) < repr(operands[0]) and (
+                fn is operator.add or not _is_complex(values[outs])):
+            operands = operands[::-1]  # (a + b and b + a round alike: IEEE addition and real products commute;
+            # NumPy's complex a * b and b * a differ: its SIMD loops contract one product with an FMA)
         key = (function_key(fn), operands)
         earlier = seen.get(key)
         made = (outs,) if type(outs) is int else outs
