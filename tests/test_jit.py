@@ -697,5 +697,6 @@ def test_error_state_set_inside_f_is_part_of_the_program(backend):
         with np.errstate(invalid="ignore", divide="ignore"):
             np.testing.assert_array_equal(got, backend.to_numpy(quiet(x, y)))
     assert sum(map(len, quieted.cache.values())) == 1
+    assert sum(map(len, compiled.cache.values())) == 2  # the fallback's replay checks x / y still raises (review10)
     with pytest.raises(FloatingPointError), np.errstate(invalid="raise"):  # the caller's state outside f's block
         quieted(x, x)
