@@ -69,9 +69,9 @@ again, so ``f`` itself meets the error, handles it or raises it, as eagerly. Num
 inside ``f`` (``np.errstate``) is part of the program: a step keeps what ``f`` changed of the caller's
 state at the recording (``backends.error_state_change``) and a replay sets that around the step; the
 other steps run in the caller's state at the replay. (A program recorded under a caller state that raises
-on some error replays only under that state: f's own ``divide="raise"`` inside it is no change to keep.) A rule's warning (``values.host_effect``: the
-nested degenerate check) is a step of its own: each replay warns, from its own values, as the eager call
-does.
+on some error replays only under that state: f's own ``divide="raise"`` inside it is no change to keep.)
+A rule's warning (``values.host_effect``: the nested degenerate check) is a step of its own: each replay
+warns, from its own values, as the eager call does.
 
 Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
 one signature of a jitted function run one at a time, and a thread that waited for one first replays
