@@ -667,6 +667,15 @@ def test_cupy_backend_fusion_hooks():
     assert with_fuse.fuse(np.tanh) == "kernel" and traced == [np.tanh]
 
 
+def _divide_or_zero(x, y):
+    """x / y, or x * 0 where NumPy's error state, set here, makes the division raise."""
+    with np.errstate(divide="raise"):
+        try:
+            return x / y
+        except FloatingPointError:
+            return x * 0.0
+
+
 def test_error_state_set_inside_f_is_part_of_the_program(backend):
     """np.errstate inside f: each step keeps what f changed of the caller's error state at the recording,
     and a replay sets that around the step. divide="raise" with a fallback replays as the eager call
@@ -675,18 +684,12 @@ def test_error_state_set_inside_f_is_part_of_the_program(backend):
     ns = backend.ns
     x = backend.asarray([1.0, 1.0, 1.0])
 
-    def guarded(x, y):
-        with np.errstate(divide="raise"):
-            try:
-                return x / y
-            except FloatingPointError:
-                return x * 0.0
-
     def quiet(x, y):
         with np.errstate(divide="ignore"):
             ratio = x / y
         return ratio + ns.sqrt(-x)
 
+    guarded = _divide_or_zero
     compiled, quieted = ad.jit(guarded), ad.jit(quiet)
     for y in ([1.0, 2.0, 4.0], [1.0, 0.0, 4.0], [1.0, 2.0, 4.0], [1.0, 0.0, 4.0]):
         y = backend.asarray(y)
@@ -709,13 +712,7 @@ def test_a_program_recorded_under_a_raising_error_state_replays_only_under_it(ba
     caller state it was recorded in; another state records again."""
     x = backend.asarray([1.0, 1.0, 1.0])
 
-    def guarded(x, y):
-        with np.errstate(divide="raise"):
-            try:
-                return x / y
-            except FloatingPointError:
-                return x * 0.0
-
+    guarded = _divide_or_zero
     compiled = ad.jit(guarded)
     ones, zero = backend.asarray([1.0, 2.0, 4.0]), backend.asarray([1.0, 0.0, 4.0])
     with np.errstate(divide="raise"):
