@@ -70,9 +70,10 @@ still raises (``raises``), and an error in a replay is taken as a divergence: th
 again, so ``f`` itself meets the error, handles it or raises it, as eagerly. NumPy's error state set
 inside ``f`` (``np.errstate``) is part of the program: a step keeps what ``f`` changed of the caller's
 state at the recording (``backends.error_state_change``) and a replay sets that around the step; the
-other steps run in the caller's state at the replay. A rule's warning (``values.host_effect``: the
-nested degenerate check) is a step of its own: each replay warns, from its own values, as the eager call
-does.
+other steps run in the caller's state at the replay. (A program recorded under a caller state that raises
+on some error replays only under that state: f's own ``divide="raise"`` inside it is no change to keep.)
+A rule's warning (``values.host_effect``: the nested degenerate check) is a step of its own: each replay
+warns, from its own values, as the eager call does.
 
 Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
 one signature of a jitted function run one at a time, and a thread that waited for one first replays
@@ -90,6 +91,7 @@ from typing import Any, Callable
 
 import optree
 
+from ..backends import error_state
 from ..values import LEVELLED_TYPES, Batched, Dual, JitTraced, Recorded, Zero, new_level
 from .jit_program import Diverged, Program, _is_array, build, rebuild
 from .jit_recording import _leak_error, _Recording
@@ -384,7 +386,9 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
             variants = cache.get(_key(spec, {}, ranked, kinds), ())
         except (_Inline, TypeError):
             return None
-        return (variants[0], sorted(kinds)) if len(variants) == 1 else None
+        if len(variants) != 1 or (variants[0].error_state is not None and variants[0].error_state != error_state()):
+            return None  # (none, several, or one recorded under another raising error state: see Program)
+        return variants[0], sorted(kinds)
 
     compiled.cache = cache  # type: ignore[attr-defined]
     compiled.program_for = program_for  # type: ignore[attr-defined]
