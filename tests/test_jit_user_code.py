@@ -1,4 +1,4 @@
-"""jit as a demanding user meets it (session 9's trial): array-API code written by others and the
+"""jit as a demanding user meets it (a new user's trial): array-API code written by others and the
 edge cases of the compiled path, each against the eager call (``_assert_identical``: bit for bit on
 NumPy, within rounding on CuPy)."""
 import numpy as np
