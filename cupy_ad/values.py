@@ -203,10 +203,10 @@ class _Traced(_ArrayValue, holds="value"):
             f"outside {self._transform}")
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._refuse("conversion to a NumPy array (np.asarray in f; a NumPy array indexed by it: index "
-                            "xp.asarray(array) or use xp.take; or a rule of cupy_ad reading values on the host: eigh "
-                            "and svd read tangents at repeated eigen/singular values, where the one-sided derivative "
-                            "is not linear in the tangent and there is no Jacobian)")
+        return self._concrete("conversion to a NumPy array (np.asarray in f; a NumPy array indexed by it: index "
+                              "xp.asarray(array) or use xp.take; or a rule of cupy_ad reading values on the host: "
+                              "eigh and svd read tangents at repeated eigen/singular values, where the one-sided "
+                              "derivative is not linear in the tangent and there is no Jacobian)").__array__(*args, **kwargs)
 
 
 class Batched(_Traced):
@@ -241,6 +241,13 @@ class Batched(_Traced):
     def __repr__(self) -> str:
         return f"Batched(level={self.level}, axis={self.axis}, value={self.value!r})"
 
+    # A value shared by all examples (axis None: a constant made in f, an unmapped input) is one value.
+    def __bool__(self) -> bool:
+        return bool(self.value) if self.axis is None else self._refuse("bool()")
+
+    def _concrete(self, what: str) -> Any:
+        return self.value if self.axis is None else self._refuse(what)
+
 
 class Recorded(_Traced):
     """A tangent of a running ``linearize`` recording (level ``level``): ``value`` is a stand-in
@@ -270,11 +277,17 @@ class JitTraced(Recorded):
     def __bool__(self) -> bool:  # a guard: the program is valid for this outcome only
         return program_of(self).guard(self)
 
+    def _concrete(self, what: str) -> Any:  # a constant (computed from no input) is the same in every replay
+        if self.var in program_of(self).constant_slots:
+            return self.value
+        return self._refuse(what)
+
     def _refuse(self, what: str) -> Any:
         raise TypeError(
             f"{what} of a traced value inside jit: a number read from an array cannot be replayed (bool() "
-            f"can: it records a guard). Keep it an array (xp.where in place of Python arithmetic on it), pass "
-            f"it through static_argnums, or call the function without jit")
+            f"can: it records a guard). Keep it an array (xp.where in place of Python arithmetic on it; written into "
+            f"a NumPy array, z[i] = x: make z with xp.zeros), pass it through static_argnums, or call the function "
+            f"without jit")
 
     def __repr__(self) -> str:
         return f"JitTraced(level={self.level}, slot={self.var}, value={self.value!r})"

@@ -19,12 +19,36 @@ import numpy as np  # noqa: E402
 import cupy_ad as ad  # noqa: E402
 
 
+def jit_agrees(backend, asarray, f, primals):
+    """``jit(f)`` and ``jvp(jit(f))`` (random tangents), recorded then replayed, against the eager ``jvp``: bit
+    for bit (its primal too: ``f`` on plain arrays may take the library's NumPy path, not the array API's)."""
+    rng = np.random.default_rng(1)
+    tangents = tuple(asarray(rng.standard_normal(p.shape)) for p in primals)
+    to_numpy = ad.namespace(backend).backend.to_numpy
+    want = ad.jvp(f, primals, tangents)
+    for jitted, call, expected in ((ad.jit(f), lambda g: (g(*primals),), want[:1]),
+                                   (ad.jit(f), lambda g: ad.jvp(g, primals, tangents), want)):
+        for _ in range(2):
+            for got, value in zip(call(jitted), expected):
+                assert np.array_equal(to_numpy(got), to_numpy(value)), (got, value)
+
+
+def vmap_agrees(backend, f, batch):
+    """``vmap(jit(f))`` over the rows of ``batch`` against ``f`` row by row (within rounding: the batched
+    reductions may pair their terms differently)."""
+    to_numpy = ad.namespace(backend).backend.to_numpy
+    got = to_numpy(ad.vmap(ad.jit(f))(batch))
+    want = np.stack([to_numpy(f(batch[k, ...])) for k in range(batch.shape[0])])
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
+
+
 def scipy_checks(backend, asarray):
     import scipy.special
     import scipy.stats
 
     rng = np.random.default_rng(0)
     x, positive = asarray(rng.standard_normal(12)), asarray(rng.uniform(0.5, 2.0, 12))
+    rows = asarray(rng.standard_normal((3, 12)))
 
     def boxcox_in_lambda():  # SciPy calls math.log(abs(lmb)): refused, not a wrong derivative
         try:
@@ -43,6 +67,12 @@ def scipy_checks(backend, asarray):
         "boxcox_llf": lambda: ad.check_jvp(lambda a: scipy.stats.boxcox_llf(0.7, a), (positive,)),
         "boxcox_llf_lambda": boxcox_in_lambda,
         "lmoment": lambda: ad.check_jvp(lambda a: scipy.stats.lmoment(a), (x,)),
+        "jit_skew": lambda: jit_agrees(backend, asarray, lambda a: scipy.stats.skew(a), (x,)),
+        # lmoment reads int() of its default orders; Ridge writes d[mask] = ...
+        "jit_lmoment": lambda: jit_agrees(backend, asarray, lambda a: scipy.stats.lmoment(a), (x,)),
+        # skew ends with vals[()]; lmoment checks and reads its default orders (values shared by all examples)
+        "vmap_jit_skew": lambda: vmap_agrees(backend, lambda a: scipy.stats.skew(a), rows),
+        "vmap_jit_lmoment": lambda: vmap_agrees(backend, lambda a: scipy.stats.lmoment(a), rows),
     }
 
 
@@ -82,6 +112,9 @@ def sklearn_checks(backend, asarray):
         "GaussianMixture": lambda: ad.check_jvp(gaussian_mixture, (blobs,)),
         "RidgeClassifier": lambda: ad.check_jvp(lambda a: RidgeClassifier(alpha=0.5).fit(a, labels).coef_, (X,)),
         "log_loss": log_loss_ends_in_float,
+        "jit_Ridge": lambda: jit_agrees(backend, asarray, lambda a, b: Ridge(alpha=0.5).fit(a, b).coef_, (X, y)),
+        "jit_RidgeClassifier": lambda: jit_agrees(backend, asarray,
+                                                  lambda a: RidgeClassifier(alpha=0.5).fit(a, labels).coef_, (X,)),
     }
 
 

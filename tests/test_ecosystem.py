@@ -15,8 +15,9 @@ SCRIPT = Path(__file__).with_name("ecosystem_checks.py")
 ROOT = Path(__file__).resolve().parents[1]
 _RESULTS: dict = {}
 
-SCIPY = ["logsumexp", "zscore", "moment", "skew", "kurtosis", "gmean", "boxcox_llf", "boxcox_llf_lambda", "lmoment"]
-SKLEARN = ["Ridge", "PCA", "GaussianMixture", "RidgeClassifier", "log_loss"]
+SCIPY = ["logsumexp", "zscore", "moment", "skew", "kurtosis", "gmean", "boxcox_llf", "boxcox_llf_lambda", "lmoment",
+         "jit_skew", "jit_lmoment", "vmap_jit_skew", "vmap_jit_lmoment"]
+SKLEARN = ["Ridge", "PCA", "GaussianMixture", "RidgeClassifier", "log_loss", "jit_Ridge", "jit_RidgeClassifier"]
 
 
 def _results(backend: str, library: str) -> dict:

@@ -670,6 +670,15 @@ def test_cupy_backend_fusion_hooks():
     assert with_fuse.fuse(np.tanh) == "kernel" and traced == [np.tanh]
 
 
+def _divide_or_zero(x, y):
+    """x / y, or x * 0 where NumPy's error state, set here, makes the division raise."""
+    with np.errstate(divide="raise"):
+        try:
+            return x / y
+        except FloatingPointError:
+            return x * 0.0
+
+
 def test_error_state_set_inside_f_is_part_of_the_program(backend):
     """np.errstate inside f: each step keeps what f changed of the caller's error state at the recording,
     and a replay sets that around the step. divide="raise" with a fallback replays as the eager call
@@ -678,18 +687,12 @@ def test_error_state_set_inside_f_is_part_of_the_program(backend):
     ns = backend.ns
     x = backend.asarray([1.0, 1.0, 1.0])
 
-    def guarded(x, y):
-        with np.errstate(divide="raise"):
-            try:
-                return x / y
-            except FloatingPointError:
-                return x * 0.0
-
     def quiet(x, y):
         with np.errstate(divide="ignore"):
             ratio = x / y
         return ratio + ns.sqrt(-x)
 
+    guarded = _divide_or_zero
     compiled, quieted = ad.jit(guarded), ad.jit(quiet)
     for y in ([1.0, 2.0, 4.0], [1.0, 0.0, 4.0], [1.0, 2.0, 4.0], [1.0, 0.0, 4.0]):
         y = backend.asarray(y)
@@ -700,5 +703,28 @@ def test_error_state_set_inside_f_is_part_of_the_program(backend):
         with np.errstate(invalid="ignore", divide="ignore"):
             np.testing.assert_array_equal(got, backend.to_numpy(quiet(x, y)))
     assert sum(map(len, quieted.cache.values())) == 1
+    assert sum(map(len, compiled.cache.values())) == 2  # the fallback's replay checks x / y still raises (review10)
     with pytest.raises(FloatingPointError), np.errstate(invalid="raise"):  # the caller's state outside f's block
         quieted(x, x)
+
+
+def test_a_program_recorded_under_a_raising_error_state_replays_only_under_it(backend):
+    """(review10) f's np.errstate(divide="raise") inside a caller's own divide="raise" changes nothing at the
+    recording, so its step kept no change: replayed under the default state it computed inf (and warned)
+    where f's error leads eagerly to its fallback. Such a program replays, and scan gets it, only under the
+    caller state it was recorded in; another state records again."""
+    x = backend.asarray([1.0, 1.0, 1.0])
+
+    guarded = _divide_or_zero
+    compiled = ad.jit(guarded)
+    ones, zero = backend.asarray([1.0, 2.0, 4.0]), backend.asarray([1.0, 0.0, 4.0])
+    with np.errstate(divide="raise"):
+        compiled(x, ones)
+        assert compiled.program_for(x, ones) is not None
+    assert compiled.program_for(x, ones) is None
+    for y in (zero, ones, zero):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (an error filter would make the replay's warning diverge it)
+            np.testing.assert_array_equal(backend.to_numpy(compiled(x, y)), backend.to_numpy(guarded(x, y)))
+    with np.errstate(divide="raise"):
+        np.testing.assert_array_equal(backend.to_numpy(compiled(x, zero)), backend.to_numpy(guarded(x, zero)))

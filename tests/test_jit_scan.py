@@ -5,6 +5,7 @@ no fixed-point pass; its results are the eager loop's bit for bit (on CuPy withi
 signature and tangent pattern, and a body whose signatures get a second program keeps no pattern."""
 import importlib
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -167,3 +168,33 @@ def test_threads_sharing_the_patterns(backend):
         assert len(got[k]) == 5
         for result in got[k]:
             _assert_identical(backend, result, want[k])
+
+
+def test_a_kept_pattern_replays_only_under_its_error_state(backend):
+    """A body whose program was recorded under a caller's raising error state (``Program.replays_now``): a
+    later call under another state does not replay it from the kept pattern (f's own errstate inside the
+    caller's changed nothing, so the program would divide by zero silently); it meets the error as eagerly,
+    through its fallback."""
+    ns = backend.ns
+
+    def body(c, x):
+        with np.errstate(divide="raise"):
+            try:
+                r = c / x
+            except FloatingPointError:
+                r = c * 0.0
+        return ns.tanh(r), r
+
+    finite = backend.asarray([[1.0, 2.0], [1.0, 3.0], [2.0, 4.0]])
+    zero = backend.asarray([[1.0, 2.0], [1.0, 0.0], [2.0, 4.0]])  # the fallback at step 1
+    loop = lambda step, xs: lambda c: ad.scan(step, c, xs)  # noqa: E731
+    c0, dc = backend.asarray([1.0, 1.0]), backend.asarray([0.5, 0.25])
+    jitted = ad.jit(body)
+    with np.errstate(divide="raise"):
+        for _ in range(2):
+            _assert_identical(backend, ad.jvp(loop(jitted, finite), (c0,), (dc,)),
+                              ad.jvp(loop(body, finite), (c0,), (dc,)))
+    assert len(jitted.scan_patterns.entries) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a replay's warning under an error filter would diverge it)
+        _assert_identical(backend, ad.jvp(loop(jitted, zero), (c0,), (dc,)), ad.jvp(loop(body, zero), (c0,), (dc,)))

@@ -7,7 +7,7 @@ import weakref
 from typing import Any
 
 from ..core import Primitive, bind
-from ..values import Batched, Dual, Zero, strip
+from ..values import LEVELS, Batched, Dual, JitTraced, Zero, program_of, strip
 from ._rules import instantiate, linear, nondifferentiable, value_sized, xp_of
 from .elementwise import fit
 from .manipulation import all_front, broadcast_front, broadcast_to, looped, pad_rank, rank, reshape, shift, to_front
@@ -62,7 +62,7 @@ def _batched_key(key: Any) -> tuple[tuple, int]:
 def _getitem_batch(prim: Primitive):
     def rule(values: list, axes: list, *, key: Any):
         x = to_front(values[0], axes[0])
-        lone = key[0] if isinstance(key, tuple) and key[1:] in ((), (Ellipsis,)) else key
+        lone = key[0] if isinstance(key, tuple) and key and key[1:] in ((), (Ellipsis,)) else key
         if _is_index_array(lone) and lone.ndim:  # x[indices], x[mask]: a take on the stack's axis 1 (the standard
             if _is_bool(lone):  # allows no slice beside an index array); a mask: the flat indices of its entries
                 if tuple(x.shape[1:1 + lone.ndim]) != tuple(lone.shape):  # (else the reshape below may fit)
@@ -79,10 +79,21 @@ def _getitem_batch(prim: Primitive):
     return rule
 
 
-getitem = linear("getitem", lambda x, *, key: x[key], batch=_getitem_batch)
+def _indexable(x: Any, key: Any) -> Any:
+    """``x``, or the jit recording's constant for it where only ``key`` is traced (a raw array, e.g. a rule's
+    zeros, indexed by a traced mask or index: NumPy would convert the key; the recording records it)."""
+    if LEVELS.programs and type(x) is not JitTraced:  # (a recording runs: first test, eager indexing is hot)
+        traced = next((k for k in (key if type(key) is tuple else (key,)) if type(k) is JitTraced), None)
+        if traced is not None:
+            return program_of(traced).constant(x)
+    return x
+
+
+getitem = linear("getitem", lambda x, *, key: _indexable(x, key)[key], batch=_getitem_batch)
 
 
 def _setitem_impl(x: Any, value: Any, *, key: Any) -> Any:
+    x = _indexable(x, key)
     out = xp_of(x).asarray(x, copy=True)  # never write into the caller's array
     out[key] = value
     return out

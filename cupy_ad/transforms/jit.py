@@ -27,7 +27,8 @@ Replay. Steps whose outputs no output needs are dropped (dead code), unless they
 (``jit_program._droppable``: a ``try: cholesky(a)`` kept as a check); calls that depend on no input
 ran once at recording (constant folding); a negation is folded into the sum or difference using it
 (``a + (-b)``: ``a - b``, the same IEEE result) and a call repeating an earlier one (``b * a`` after
-``a * b`` included) runs once. The program is then written out as the Python source of
+``a * b`` included, unless complex: NumPy rounds those two differently)
+runs once. The program is then written out as the Python source of
 one function: a line per step (``v7 = g3(v5, v6)``, calls with lists and keywords written as they
 were made, methods as methods), every slot a local variable dropped after its last use (as eager
 code frees its temporaries), functions and constants its globals; the backend may swap a function
@@ -62,15 +63,17 @@ guard: a replay whose outcome differs stops and the call is recorded again for t
 does an array whose shape follows values (``x[mask]``, ``nonzero``, ``unique_*``: ``_VALUE_SHAPED``): Python
 may have read its shape (``.shape[0]``, a rule's zeros), so a replay checks it (``shape_guard``).
 ``float()``, ``int()``, ``.item()`` and conversion to NumPy raise a ``TypeError``: a number read from
-a traced value cannot be replayed. Errors are control flow too (``try: cholesky(a)`` ``except
+a traced value cannot be replayed (one read from a constant of the program converts).
+Errors are control flow too (``try: cholesky(a)`` ``except
 LinAlgError:`` a fallback): a backend call that raised at recording is replayed as a check that it
 still raises (``raises``), and an error in a replay is taken as a divergence: the call is recorded
 again, so ``f`` itself meets the error, handles it or raises it, as eagerly. NumPy's error state set
 inside ``f`` (``np.errstate``) is part of the program: a step keeps what ``f`` changed of the caller's
 state at the recording (``backends.error_state_change``) and a replay sets that around the step; the
-other steps run in the caller's state at the replay. A rule's warning (``values.host_effect``: the
-nested degenerate check) is a step of its own: each replay warns, from its own values, as the eager call
-does.
+other steps run in the caller's state at the replay. (A program recorded under a caller state that raises
+on some error replays only under that state: f's own ``divide="raise"`` inside it is no change to keep.)
+A rule's warning (``values.host_effect``: the nested degenerate check) is a step of its own: each replay
+warns, from its own values, as the eager call does.
 
 Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
 one signature of a jitted function run one at a time, and a thread that waited for one first replays
@@ -88,7 +91,8 @@ from typing import Any, Callable
 
 import optree
 
-from ..values import Batched, Dual, JitTraced, Recorded, Zero, new_level
+from ..backends import error_state
+from ..values import LEVELLED_TYPES, Batched, Dual, JitTraced, Recorded, Zero, new_level
 from .jit_program import Diverged, Program, _is_array, build, rebuild
 from .jit_recording import _leak_error, _Recording
 from .jit_step import SettledPatterns
@@ -214,6 +218,25 @@ def _key(spec: Any, static: dict, ranked: tuple, kinds: dict) -> tuple:
     return key
 
 
+def _unhashable(static: dict, leaves: list) -> str:
+    """The error for a call with a static argument or a Python value that does not hash: which, and the fix."""
+    named = [(f"static argument {k}", v) for k, v in sorted(static.items())]
+    named += [("a Python value among the arguments", v) for v in leaves
+              if type(v) not in LEVELLED_TYPES and not _is_array(v)]
+    where, value = next((where, v) for where, v in named if not _hashes(v))
+    return (f"jit: {where} ({type(value).__name__}) is part of the signature by value and must be hashable: pass a "
+            f"tuple for a list, an object defining __hash__, or an array as an ordinary argument (not in "
+            f"static_argnums), which is traced")
+
+
+def _hashes(v: Any) -> bool:
+    try:
+        hash(_Exact(v))
+    except TypeError:
+        return False
+    return True
+
+
 def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, kinds: list, raws: list,
             outer: list) -> tuple[Program, Any]:
     """Record ``f`` on this call; the program and this call's outputs (built with the ``outer`` levels)."""
@@ -287,7 +310,8 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     in, for values that change from call to call: jax.jit's weakly typed tracing of a Python scalar
     would need weak traced values in every call they meet, see the README). A changed global or
     closed-over value is not seen by a replay, as with ``jax.jit``. ``bool()`` of a traced value
-    records a guard (a new outcome: a new recording); ``float()``, ``int()`` raise a ``TypeError``.
+    records a guard (a new outcome: a new recording); ``float()``, ``int()`` raise a ``TypeError`` (but
+    on constants of the program, computed from no input).
     """
     if not callable(f):
         raise TypeError(f"jit: f must be callable, got {type(f).__name__}")
@@ -329,7 +353,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
         try:
             key = _key(spec, static, ranked, kinds)
         except TypeError:
-            raise TypeError("jit: static arguments and Python values among the arguments must be hashable") from None
+            raise TypeError(_unhashable(static, leaves)) from None
         variants = cache.setdefault(key, [])  # (by_arrays[plain]'s list: a plain call's key follows from plain)
         levels = sorted(kinds)  # the caller's levels, by rank
         if plain is not None:
@@ -346,7 +370,8 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
             if len(variants) >= MAX_VARIANTS:
                 raise RuntimeError(f"jit: {MAX_VARIANTS} recordings of one signature differ in Python control flow "
                                    f"on traced values (bool() of an array) or in shapes that follow values (x[mask], "
-                                   f"nonzero, unique); use xp.where, or call f without jit"
+                                   f"nonzero, unique); use xp.where, or call f without jit (a branch in the body of a "
+                                   f"scan: jit the body, scan(jit(body)), whose steps share its few programs)"
                                    + ("" if error is None else f" (a replay raised {type(error).__name__}: {error})")
                                    ) from error
             program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels],
@@ -368,13 +393,13 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
             return _key(spec, {}, ranked, kinds), raws, sorted(kinds)
         except (_Inline, TypeError):
             return None
-
     def program_for(*args: Any) -> tuple[Program, list] | None:
         """The one program recorded for the signature of ``args`` (positional, no static arguments) and
-        the caller's levels by rank; ``None`` if none or several (guards) were recorded."""
+        the caller's levels by rank; ``None`` if none, several (guards) or one recorded under another raising
+        error state (``Program.replays_now``)."""
         found = signature_of(*args)
         variants = () if found is None else cache.get(found[0], ())
-        return (variants[0], found[2]) if len(variants) == 1 else None
+        return (variants[0], found[2]) if len(variants) == 1 and variants[0].replays_now() else None
 
     compiled.cache = cache  # type: ignore[attr-defined]
     compiled.program_for = program_for  # type: ignore[attr-defined]

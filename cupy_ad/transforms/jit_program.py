@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import optree
 
-from ..backends import backend_of
+from ..backends import backend_of, error_state
 from ..values import Batched, Dual, JitTraced, Zero
 
 # Elementwise results from this size on are written into a dead temporary of the program (None: never).
@@ -20,6 +20,10 @@ REUSE_MIN_BYTES: int | None = 1 << 17
 
 def _is_array(v: Any) -> bool:
     return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, type)
+
+
+def _is_complex(v: Any) -> bool:
+    return _is_array(v) and backend_of(v).xp.isdtype(v.dtype, "complex floating")
 
 
 class Diverged(Exception):
@@ -161,6 +165,12 @@ class Program:
     def __init__(self, recording: Any, n_inputs: int, outputs: list, out_spec: Any):
         self.outputs = outputs
         self.out_spec = out_spec
+        # The caller's error state at the recording, where it raises (or calls) on an error: f's own
+        # np.errstate(divide="raise") inside it changed nothing, so its steps kept no change, and a replay
+        # under another caller state computed inf where f's error leads to its fallback. Such a program
+        # replays only under that state (another diverges: a new recording).
+        state = recording.error_state
+        self.error_state = state if any(v in ("raise", "call") for v in state.values()) else None
         needed = set()
         for d in outputs:
             _slots_of(d, needed)
@@ -186,7 +196,13 @@ class Program:
         self.source, self.run, self.unchecked = _compile(kept, n_inputs, self.returned, recording, self.alias,
                                                          self.dense)
 
+    def replays_now(self) -> bool:
+        """Whether the caller's error state now is one this program replays under (see ``error_state``)."""
+        return self.error_state is None or error_state() == self.error_state
+
     def replay(self, raws: list, levels: list) -> Any:
+        if not self.replays_now():
+            raise Diverged
         if self.direct:
             return optree.tree_unflatten(self.out_spec, self.run(*raws))
         env = dict(zip(self.output_slots, self.run(*raws)))
@@ -302,8 +318,10 @@ def _common_subexpressions(steps: list, recording: Any, output_slots: set) -> tu
             kept.append((fn, ins, outs))
             continue
         operands = tuple(map(slot_key, ins))
-        if fn in _COMMUTATIVE and len(operands) == 2 and repr(operands[1]) < repr(operands[0]):
-            operands = operands[::-1]  # (a + b and b + a round alike: IEEE addition and product commute)
+        if fn in _COMMUTATIVE and len(operands) == 2 and repr(operands[1]) < repr(operands[0]) and (
+                fn is operator.add or not _is_complex(values[outs])):
+            operands = operands[::-1]  # (a + b and b + a round alike: IEEE addition and real products commute;
+            # NumPy's complex a * b and b * a differ: its SIMD loops contract one product with an FMA)
         key = (function_key(fn), operands)
         earlier = seen.get(key)
         made = (outs,) if type(outs) is int else outs

@@ -254,13 +254,13 @@ class SettledPatterns:
 class Settled:
     """One scan call's settled pattern: the carries' ``nodes`` and the ys' ``y_nodes`` (at the call's
     ``levels``), the steps' ``program`` and ``scan``'s own ``ys`` (structure, shapes, buffer templates), when
-    a call with the same first signature settled before (else ``nodes`` is None and ``store`` keeps this
-    call's)."""
+    a call with the same first signature settled before and the program replays under the caller's error
+    state now (else ``nodes`` is None and ``store`` keeps this call's)."""
 
     def __init__(self, patterns: SettledPatterns, key: tuple, levels: list, entry: tuple | None):
         self.patterns, self.key, self.levels = patterns, key, levels
         self.nodes = self.y_nodes = self.program = self.ys = self.by_rank = None
-        if entry is not None and not patterns.several:
+        if entry is not None and not patterns.several and entry[2].replays_now():
             nodes, y_nodes, self.program, self.ys = entry
             self.nodes = [_at_levels(n, levels) for n in nodes]
             self.y_nodes = [_at_levels(n, levels) for n in y_nodes]
@@ -274,7 +274,7 @@ class Settled:
         the steps' signature and every level is one of the first signature's."""
         found = f.signature_of(*step)
         variants = () if found is None else f.cache.get(found[0], ())
-        if len(variants) != 1:
+        if len(variants) != 1 or not variants[0].replays_now():  # (as ``program_for``)
             return None
         last = f.signature_of(*last_pass)
         rank = {level: k for k, level in enumerate(self.levels)}
