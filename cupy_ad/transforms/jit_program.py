@@ -196,8 +196,12 @@ class Program:
         self.source, self.run, self.unchecked = _compile(kept, n_inputs, self.returned, recording, self.alias,
                                                          self.dense)
 
+    def replays_now(self) -> bool:
+        """Whether the caller's error state now is one this program replays under (see ``error_state``)."""
+        return self.error_state is None or error_state() == self.error_state
+
     def replay(self, raws: list, levels: list) -> Any:
-        if self.error_state is not None and error_state() != self.error_state:
+        if not self.replays_now():
             raise Diverged
         if self.direct:
             return optree.tree_unflatten(self.out_spec, self.run(*raws))

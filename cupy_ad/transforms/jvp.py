@@ -132,14 +132,15 @@ def jvp(f: Callable[..., Any], primals: tuple | list, tangents: tuple | list) ->
     if len(primals) != len(tangents):
         raise ValueError(f"jvp got {len(primals)} primals but {len(tangents)} tangents")
     paths, primal_leaves, spec = optree.tree_flatten_with_path(tuple(primals), none_is_leaf=True)
-    try:
-        tangents = optree.tree_broadcast_prefix(tuple(tangents), tuple(primals), none_is_leaf=True,
-                                                is_leaf=lambda t: t is Zero or type(t) is Zero)
-    except ValueError:
-        raise ValueError(
-            f"tangents must have the structure of primals: primals {spec}, tangents "
-            f"{optree.tree_structure(tuple(tangents), none_is_leaf=True)}") from None
-    tangent_leaves = spec.flatten_up_to(tangents)
+    tangent_leaves, tangent_spec = optree.tree_flatten(tuple(tangents), none_is_leaf=True)
+    if tangent_spec != spec:  # (a prefix: None or ad.Zero for a whole subtree)
+        try:
+            tangents = optree.tree_broadcast_prefix(tuple(tangents), tuple(primals), none_is_leaf=True,
+                                                    is_leaf=lambda t: t is Zero or type(t) is Zero)
+        except ValueError:
+            raise ValueError(
+                f"tangents must have the structure of primals: primals {spec}, tangents {tangent_spec}") from None
+        tangent_leaves = spec.flatten_up_to(tangents)
     names = [_path_name("primals", p) for p in paths]
     backend = _common_backend(list(zip(names, primal_leaves)) + [
         (n.replace("primals", "tangents", 1), t) for n, t in zip(names, tangent_leaves)])
