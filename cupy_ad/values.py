@@ -281,6 +281,13 @@ class JitTraced(Recorded):
             return self.value
         return self._refuse(what)
 
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        out = super().__array__(*args, **kwargs)  # (a constant's array, else the refusal)
+        if out is self.value:  # the program's own constant, which its steps read again at every replay: read-only
+            out = out.view()  # (a write into it, np.asarray(c)[:] = 7, changed every replay's result silently)
+            out.flags.writeable = False
+        return out
+
     def _refuse(self, what: str) -> Any:
         raise TypeError(
             f"{what} of a traced value inside jit: a number read from an array cannot be replayed (bool() "
