@@ -24,7 +24,8 @@ Wilkinson 1968, "The QR and QL algorithms for symmetric matrices"), written here
 3. Implicit QL with Wilkinson's shift on T: for each l, while the subdiagonal e_l is not negligible
    (|e_m| <= eps (|d_m| + |d_{m+1}|) splits T at the first such m >= l), one QL step on the block
    l..m: the shift is the eigenvalue of the leading 2 x 2 block nearer d_l, and a chain of plane
-   rotations from the bottom chases the bulge; each rotation acts on two columns of Q. At most
+   rotations from the bottom chases the bulge; each rotation acts on two columns of Q (one whose radius
+   underflows below 2^-1022 splits T there and starts the step again, ``SMALLEST_NORMAL``). At most
    ``limit`` steps per eigenvalue (30, as EISPACK's tql2); a matrix that needs more is flagged and
    decomposed by LAPACK instead.
 4. Eigenvalues ascending (a selection sort, moving their columns along): A = V diag(w) V^T, V = Q Z.
