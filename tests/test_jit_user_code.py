@@ -51,6 +51,26 @@ def test_a_number_read_from_a_constant_of_the_program(backend):
         ad.jit(lambda x: x * float(ns.sum(x)))(x)
 
 
+def test_a_constant_converted_to_numpy_is_read_only():
+    """``np.asarray`` of a constant of the program gave the recording's own array: a write into it (after a step
+    had read it) changed what every replay computes (``x * c`` replayed as ``7 x`` where f computed ``x``). It is a
+    read-only view now (a write raises, as it cannot be replayed); ``np.array`` copies, as eagerly."""
+    def f(x, write):
+        c = x.__array_namespace__().ones(3)
+        y = x * c
+        a = np.asarray(c)
+        if write:
+            a[:] = 7.0
+        return y + float(np.array(c).sum()) + a[0]
+
+    x = np.array([1.0, -2.0, 3.0])
+    jitted = ad.jit(f, static_argnums=1)
+    for x_ in (x, 2.0 * x):
+        np.testing.assert_array_equal(jitted(x_, False), f(x_, False))
+    with pytest.raises(ValueError, match="read-only"):
+        jitted(x, True)
+
+
 def test_complex_products_are_not_commuted(backend):
     """NumPy's complex multiplication rounds ``a * b`` and ``b * a`` differently (its SIMD loops contract
     one product of the imaginary part with an FMA: a third of random pairs differ). The replay's common
