@@ -87,7 +87,7 @@ def _unchanged(kept: Any, raw: Any) -> bool:
     counts as changed: a new copy, which is only a step that is not shared)."""
     if kept.shape != raw.shape or kept.dtype != raw.dtype:
         return False
-    xp = kept.__array_namespace__()
+    xp = backend_of(kept).xp
     pairs = [(kept, raw)]
     if xp.isdtype(kept.dtype, "complex floating"):
         pairs = [(xp.real(kept), xp.real(raw)), (xp.imag(kept), xp.imag(raw))]
