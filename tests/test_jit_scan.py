@@ -226,3 +226,17 @@ def test_a_first_step_that_does_not_replay_runs_the_fixed_point(backend):
     for data in (positive, positive, -positive):
         _assert_identical(backend, ad.jvp(loop(jitted, data), (w,), (dw,)), ad.jvp(loop(body, data), (w,), (dw,)))
     assert symbolic == [[False, False]] * 4 + [[True, True]] * 2
+
+
+@pytest.mark.parametrize("empty", [True, False])
+def test_a_body_of_constants_replays(backend, empty):
+    """(review12) A program whose outputs are all constants returns no array: the loop over its steps was
+    written ``= run(x0[i, ...])`` (a SyntaxError on every call, the first one too; older than the kept patterns)."""
+    ns = backend.ns
+
+    def body(c, x):
+        return (() if isinstance(c, tuple) else ns.ones(())), (ns.ones((2,)), ns.full((), 2.0))
+
+    jitted, init, xs = ad.jit(body), () if empty else backend.asarray(1.0), backend.random((3, 2))
+    for _ in range(2):
+        _assert_identical(backend, ad.scan(jitted, init, xs), ad.scan(body, init, xs))
