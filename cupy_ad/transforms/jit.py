@@ -393,6 +393,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
             return _key(spec, {}, ranked, kinds), raws, sorted(kinds)
         except (_Inline, TypeError):
             return None
+
     def program_for(*args: Any) -> tuple[Program, list] | None:
         """The one program recorded for the signature of ``args`` (positional, no static arguments) and
         the caller's levels by rank; ``None`` if none, several (guards) or one recorded under another raising
