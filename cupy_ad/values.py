@@ -214,7 +214,7 @@ class Batched(_Traced):
     ``axis`` (``None``: one value shared by all examples). ``shape`` is one example's shape; Python
     operators and ``__array_namespace__`` act per example (installed by :mod:`cupy_ad.namespace`)."""
 
-    __slots__ = ("level", "value", "axis")
+    __slots__ = ("level", "value", "axis", "_view", "_views", "__weakref__")  # _view, _views: as on Dual
     _transform = "vmap"
 
     def __init__(self, level: int, value: Any, axis: int | None):

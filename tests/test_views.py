@@ -99,3 +99,57 @@ def test_in_place_operators(backend):
 
     out, _ = ad.jvp(shifts, (backend.asarray([1, 2]),), (None,))
     assert [backend.to_numpy(o).tolist() for o in out] == [[2, 4], [4, 16], [64, 16]]
+
+
+def _transposed_writes(c, k):
+    """Writes through the transposing views NumPy returns (x.T, x.mT, matrix_transpose, permute_dims) and a
+    write into the base seen by such a view; ``k`` scales the constants (0: the same code on a tangent)."""
+    xp = c.__array_namespace__()
+    t = c.T
+    t[0, ...] = t[0, ...] * 5.0
+    m = c.mT
+    m[1, 0] = k * 7.0
+    p = xp.permute_dims(c, (1, 0))
+    p[2, :] += 1.0 * k
+    s = xp.matrix_transpose(c)
+    c[0, 0] = -c[0, 0]  # seen by s, as in NumPy
+    s[:, 1] *= 2.0
+    return c, s
+
+
+def _transposed_cases():
+    c0, dc0 = np.arange(6.0).reshape(2, 3), np.linspace(1.0, 2.0, 6).reshape(2, 3)
+    return c0, dc0, [np.copy(o) for o in _transposed_writes(c0.copy(), 1.0)], [
+        np.copy(o) for o in _transposed_writes(dc0.copy(), 0.0)]
+
+
+def test_writes_through_transposes_reach_the_base(backend):
+    """Before, x.T, x.mT, matrix_transpose and permute_dims were copies under every transform: the writes
+    were lost (eager NumPy's x changed, ours did not), silently."""
+    c0, dc0, values, slopes = _transposed_cases()
+    f = lambda c: _transposed_writes(c, 1.0)  # noqa: E731
+    x, dx = backend.asarray(c0), backend.asarray(dc0)
+    for name, run in [("jvp", lambda: ad.jvp(f, (x,), (dx,))),
+                      ("jit(jvp)", lambda: ad.jit(lambda a, b: ad.jvp(f, (a,), (b,)))(x, dx)),
+                      ("jvp(jit)", lambda: ad.jvp(ad.jit(f), (x,), (dx,)))]:
+        outs, tangents = run()
+        for got, want in zip([*outs, *tangents], [*values, *slopes]):
+            np.testing.assert_array_equal(backend.to_numpy(got), want, err_msg=name)
+    for got, want in zip(ad.jit(f)(x), values):
+        np.testing.assert_array_equal(backend.to_numpy(got), want)
+    np.testing.assert_array_equal(backend.to_numpy(x), c0)  # the input is never written
+
+
+def test_writes_through_views_under_vmap(backend):
+    """vmap kept no views at all (v = x[0]; v[1] = 9 left x unchanged): against a loop of NumPy."""
+    c0 = np.arange(12.0).reshape(2, 2, 3)  # two examples
+
+    def f(c):
+        v = c[0, ...]
+        v[1, ...] = 9.0
+        return _transposed_writes(c, 1.0)[0], v, c.T
+
+    outs = ad.vmap(f)(backend.asarray(c0))
+    for k in range(2):
+        for got, want in zip(outs, f(c0[k].copy())):
+            np.testing.assert_array_equal(backend.to_numpy(got)[k], want)

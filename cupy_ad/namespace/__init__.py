@@ -26,6 +26,7 @@ from .sets import *  # noqa: F403
 
 _GENERIC = {name: getattr(module, name)
             for module in (elementwise, indexing, manipulation, products, reductions, sets) for name in module.__all__}
+_GENERIC.update(permute_dims=indexing.permute_dims, matrix_transpose=indexing.matrix_transpose)  # views of x
 _LINALG_GENERIC = ("matmul", "matrix_transpose", "diagonal", "outer", "tensordot", "trace", "vecdot")
 _NAMESPACES: dict[str, types.ModuleType] = {}
 sign_primitives(_GENERIC)
@@ -113,14 +114,14 @@ def _install_dual_methods() -> None:
         cls.__abs__ = lambda self, /: elementwise.abs(self)
         cls.__invert__ = lambda self, /: elementwise.bitwise_invert(self)
         cls.__getitem__ = indexing.dual_getitem
-        cls.T = property(lambda self: manipulation.permute_dims(self, tuple(reversed(range(self.ndim)))))
-        cls.mT = property(lambda self: manipulation.matrix_transpose(self))
+        cls.T = property(lambda self: indexing.permute_dims(self, tuple(reversed(range(self.ndim)))))  # views, as
+        cls.mT = property(lambda self: indexing.matrix_transpose(self))  # in NumPy: writes reach self
         cls.__array_namespace__ = _array_namespace
         cls.to_device = lambda self, device, /, *, stream=None: manipulation.to_device(self, device, stream=stream)
-    for name, fn in binary.items():  # in place: NumPy's semantics through the dual's views
-        setattr(Dual, f"__i{name}__", _in_place(getattr(Dual, f"__{name}__")))
-    Dual.__setitem__ = indexing.dual_setitem
-    Batched.__setitem__ = indexing.batched_setitem
+    for cls in (Dual, Batched):  # in place: NumPy's semantics through the value's views
+        for name, fn in binary.items():
+            setattr(cls, f"__i{name}__", _in_place(getattr(cls, f"__{name}__")))
+        cls.__setitem__ = indexing.dual_setitem
     for cls in (Dual, Batched):  # the values user code sees (a recording's are tangents, under duals)
         numpy_protocols.install(cls, {*_GENERIC, *_LINALG_GENERIC})  # np.sin(x), and errors for x.sum()
 

@@ -10,6 +10,7 @@ from ..core import Primitive, bind
 from ..values import LEVELS, Batched, Dual, JitTraced, Zero, program_of, strip
 from ._rules import instantiate, linear, nondifferentiable, value_sized, xp_of
 from .elementwise import fit
+from . import manipulation
 from .manipulation import all_front, broadcast_front, broadcast_to, looped, pad_rank, rank, reshape, shift, to_front
 
 
@@ -136,55 +137,101 @@ def _is_basic(key: Any) -> bool:
     return True
 
 
-def dual_getitem(x: Dual, key: Any) -> Any:
+class Transposed:
+    """The key of a view that permutes all the axes of its base (``x.T``, ``x.mT``, ``permute_dims``, which
+    NumPy returns as views): a write into the view is its inverse permutation written over the base."""
+
+    __slots__ = ("axes",)
+
+    def __init__(self, axes: tuple[int, ...]):
+        self.axes = axes
+
+    def inverse(self) -> tuple[int, ...]:
+        return tuple(sorted(range(len(self.axes)), key=self.axes.__getitem__))
+
+
+def note_view(base: Any, view: Any, key: Any) -> None:
+    """Record ``view`` as the view of ``base`` at ``key`` (an index, or ``Transposed``): writes into either
+    reach the other (``assign``; jit's recording has its own)."""
+    view._view = (base, key)
+    views = getattr(base, "_views", None)
+    if views is None:
+        views = base._views = []
+    elif len(views) >= 64 and len(views) & (len(views) - 1) == 0:  # at powers of two: amortised O(1)
+        views[:] = [ref for ref in views if ref() is not None]  # forget the views that have died
+    views.append(weakref.ref(view))
+
+
+_VIEWED = (Dual, Batched, JitTraced)  # the values that keep their views (a linearize tangent is never written)
+
+
+def dual_getitem(x: Any, key: Any) -> Any:
     """``x[key]``; with basic indexing the result is a view of ``x``: writes into it reach ``x``."""
     key = _strip_key(key)
     out = getitem(x, key=key)
-    if type(out) is Dual and type(x) is Dual and _is_basic(key):
-        out._view = (x, key)
-        views = getattr(x, "_views", None)
-        if views is None:
-            views = x._views = []
-        elif len(views) >= 64 and len(views) & (len(views) - 1) == 0:  # at powers of two: amortised O(1)
-            views[:] = [ref for ref in views if ref() is not None]  # forget the views that have died
-        views.append(weakref.ref(out))
+    if type(out) is type(x) and type(x) in _VIEWED and _is_basic(key):
+        note_view(x, out, key)
     return out
 
 
-def assign(x: Dual, new: Any) -> None:
-    """Make ``x`` hold ``new`` (same shape and dtype), as a write into its memory would in NumPy: the
-    base of a view is updated too, and the views of ``x`` see the new values. No array is written in
-    place; the duals are rebound."""
+def permute_dims(x: Any, /, axes: tuple[int, ...]) -> Any:
+    """The axes of ``x`` permuted, a view of ``x`` as in NumPy: writes into it reach ``x``, and it sees
+    writes into ``x``."""
+    out = manipulation.permute_dims(x, axes)
+    if type(out) is type(x) and type(x) in _VIEWED:
+        note_view(x, out, Transposed(tuple(a % x.ndim for a in axes)))
+    return out
+
+
+def matrix_transpose(x: Any, /) -> Any:
+    """The last two axes of ``x`` swapped, a view of ``x`` (see ``permute_dims``)."""
+    out = manipulation.matrix_transpose(x)
+    if type(out) is type(x) and type(x) in _VIEWED:
+        note_view(x, out, Transposed((*range(x.ndim - 2), x.ndim - 1, x.ndim - 2)))
+    return out
+
+
+def read_view(base: Any, key: Any) -> Any:
+    """The view of ``base`` at ``key`` (an index or ``Transposed``)."""
+    if type(key) is Transposed:
+        return manipulation.permute_dims(base, key.axes)
+    return getitem(base, key=key)
+
+
+def assign(x: Any, new: Any) -> None:
+    """Make ``x`` (a dual or batched value) hold ``new`` (same shape and dtype), as a write into its memory
+    would in NumPy: the base of a view is updated too, and the views of ``x`` see the new values. No array
+    is written in place; the values are rebound."""
     view = getattr(x, "_view", None)
     if view is not None:
         base, key = view
-        assign(base, setitem(base, new, key=key))  # refreshes x among the base's views
+        if type(key) is Transposed:  # the whole base, permuted back
+            assign(base, manipulation.permute_dims(new, key.inverse()))
+        else:
+            assign(base, setitem(base, new, key=key))  # refreshes x among the base's views
         return
     _rebind(x, new)
 
 
-def _rebind(x: Dual, new: Dual) -> None:
+def _rebind(x: Any, new: Any) -> None:
     """Rebind ``x`` to ``new``, then each live view of ``x`` to its fresh region of it."""
-    x.level, x.primal, x.tangent, x.weak = new.level, new.primal, new.tangent, new.weak
+    if type(x) is Dual:
+        x.level, x.primal, x.tangent, x.weak = new.level, new.primal, new.tangent, new.weak
+    elif type(new) is Batched:
+        x.level, x.value, x.axis = new.level, new.value, new.axis
+    else:  # (a value of a higher level cannot be stored in a batched value)
+        raise TypeError("x[key] = value inside vmap: value belongs to a transform nested inside the vmap "
+                        "(e.g. a jvp); build the result with xp.where or concat instead")
     for ref in getattr(x, "_views", ()):
         view = ref()
         if view is not None:
-            _rebind(view, getitem(x, key=view._view[1]))
+            _rebind(view, read_view(x, view._view[1]))
 
 
-def dual_setitem(x: Dual, key: Any, value: Any) -> None:
-    """``x[key] = value`` on a dual: rebinds ``x`` (and its base, if it is a view) to the updated
-    value; no array is written in place."""
+def dual_setitem(x: Any, key: Any, value: Any) -> None:
+    """``x[key] = value`` on a dual or batched value: rebinds ``x`` (and its base, if it is a view) to the
+    updated value; no array is written in place."""
     assign(x, setitem(x, value, key=_strip_key(key)))
-
-
-def batched_setitem(x: Batched, key: Any, value: Any) -> None:
-    """``x[key] = value`` on a batched value: rebinds ``x`` (a value of a higher level cannot be stored)."""
-    new = setitem(x, value, key=_strip_key(key))
-    if type(new) is not Batched:
-        raise TypeError("x[key] = value inside vmap: value belongs to a transform nested inside the vmap "
-                        "(e.g. a jvp); build the result with xp.where or concat instead")
-    x.level, x.value, x.axis = new.level, new.value, new.axis
 
 
 def _gather_batch(prim: Primitive):

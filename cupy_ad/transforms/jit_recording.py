@@ -8,15 +8,14 @@ from __future__ import annotations
 import functools
 import operator
 import types
-import weakref
 from typing import Any, Callable
 
 import optree
 
 from ..backends import backend_of, error_state, error_state_change, under_error_state
 from ..values import Batched, Dual, JitTraced, Recorded, program_of
-from ..namespace import namespace, numpy_protocols
-from ..namespace.indexing import _is_basic
+from ..namespace import manipulation, namespace, numpy_protocols
+from ..namespace.indexing import Transposed, _is_basic, note_view
 from .jit_program import Call, Flattening, Method, _is_array, guard, raises, shape_guard, value_guard
 
 
@@ -224,10 +223,15 @@ def _traced_getitem(self: JitTraced, key: Any) -> Any:
     """``self[key]``; with basic indexing the result is a view of ``self``: writes into it reach ``self``."""
     out = _record_call(operator.getitem, (self, key), {})
     if type(out) is JitTraced and _is_basic(key):
-        out._view = (self, key)
-        if getattr(self, "_views", None) is None:
-            self._views = []
-        self._views.append(weakref.ref(out))
+        note_view(self, out, key)
+    return out
+
+
+def _transposed(self: JitTraced, name: str, axes: tuple[int, ...]) -> Any:
+    """``self.T``, ``self.mT``: a view of ``self``, as in NumPy (writes into it reach ``self``)."""
+    out = _record_call(_getter(name), (self,), {})
+    if type(out) is JitTraced:
+        note_view(self, out, Transposed(axes))
     return out
 
 
@@ -243,7 +247,10 @@ def _assign(x: JitTraced, new: JitTraced) -> None:
         _rebind(x, new)
     else:
         base, key = view
-        _assign(base, _record_call(_set, (base, key, new), {}))  # refreshes x among the base's views
+        if type(key) is Transposed:  # (x.T, permute_dims: the whole base, permuted back)
+            _assign(base, manipulation.permute_dims(new, key.inverse()))
+        else:
+            _assign(base, _record_call(_set, (base, key, new), {}))  # refreshes x among the base's views
 
 
 def _rebind(x: JitTraced, new: JitTraced) -> None:
@@ -251,7 +258,9 @@ def _rebind(x: JitTraced, new: JitTraced) -> None:
     for ref in getattr(x, "_views", None) or ():
         view = ref()
         if view is not None:
-            _rebind(view, _record_call(operator.getitem, (x, view._view[1]), {}))
+            key = view._view[1]
+            _rebind(view, manipulation.permute_dims(x, key.axes) if type(key) is Transposed
+                    else _record_call(operator.getitem, (x, key), {}))
 
 
 # NumPy functions that write into an argument (no ``out=`` to see it by); ``at``: the ufunc method (np.add.at)
@@ -328,8 +337,8 @@ def _install_operators() -> None:
     JitTraced.__setitem__ = _traced_setitem
     numpy_protocols.install(JitTraced, set(), _record_numpy)  # np.sin(x), np.sum(x): the namespace's, as on duals
     JitTraced.__getattr__ = _traced_getattr  # (in place of the protocols' refusal: x.sum() is recorded)
-    JitTraced.T = property(lambda self: _record_call(_getter("T"), (self,), {}))
-    JitTraced.mT = property(lambda self: _record_call(_getter("mT"), (self,), {}))
+    JitTraced.T = property(lambda self: _transposed(self, "T", tuple(reversed(range(self.ndim)))))
+    JitTraced.mT = property(lambda self: _transposed(self, "mT", (*range(self.ndim - 2), self.ndim - 1, self.ndim - 2)))
     JitTraced.to_device = lambda self, device, /, *, stream=None: _record_call(Method("to_device"), (self, device),
                                                                                {"stream": stream})
     JitTraced.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(self.value))
