@@ -11,7 +11,7 @@ from ..values import LEVELS, Batched, Dual, JitTraced, Zero, program_of, strip
 from ._rules import instantiate, linear, nondifferentiable, value_sized, xp_of
 from .elementwise import fit
 from . import manipulation
-from .manipulation import all_front, broadcast_front, broadcast_to, looped, pad_rank, rank, reshape, shift, to_front
+from .manipulation import all_front, broadcast_front, broadcast_to, looped, moveaxis, pad_rank, rank, reshape, shift, to_front
 
 
 def _strip_key(key: Any) -> Any:
@@ -103,10 +103,23 @@ def _setitem_impl(x: Any, value: Any, *, key: Any) -> Any:
 setitem = Primitive("setitem", _setitem_impl)
 
 
+def _lone_mask(key: Any) -> Any:
+    """The boolean mask of ``x[mask]`` or ``x[mask, ...]``, else None."""
+    lone = key[0] if type(key) is tuple and len(key) in (1, 2) and key[1:] in ((), (Ellipsis,)) else key
+    return lone if _is_index_array(lone) and lone.ndim and _is_bool(lone) else None
+
+
 @setitem.def_batch
 def _setitem_batch(values: list, axes: list, *, key: Any):
     (x, value), (x_axis, value_axis) = values, axes
     x = to_front(x, x_axis) if x_axis is not None else broadcast_front(x, value.shape[value_axis])
+    mask = _lone_mask(key)
+    if mask is not None:  # the standard allows a mask only as the sole index: the batch axis goes last
+        if value_axis is None:  # (its shape broadcasts against one example's x[mask])
+            value = reshape(value, (*value.shape, 1))
+        else:  # one example's x[mask] has rank x.ndim - 1 - mask.ndim + 1
+            value = moveaxis(pad_rank(to_front(value, value_axis), x.ndim - mask.ndim - rank(value, value_axis)), 0, -1)
+        return bind(setitem, moveaxis(x, 0, -1), value, key=mask), x.ndim - 1
     key, out_axis = _batched_key(key)
     if out_axis:
         raise NotImplementedError("vmap of x[key] = value with index arrays that are not adjacent")
