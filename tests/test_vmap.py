@@ -422,3 +422,27 @@ def test_masked_write_with_a_shared_mask(backend):
         want_d[x0 > 0], want_e[x0 > 0] = v0[k], s0[k]
         np.testing.assert_array_equal(backend.to_numpy(outs[0])[k], want_d)
         np.testing.assert_array_equal(backend.to_numpy(outs[1])[k], want_e)
+
+
+def test_vmap_of_a_jvp_with_an_integer_output(backend):
+    """An integer output's tangent is a symbolic zero (JAX: float0); vmap refused it ("output is a Zero").
+    It now has the examples' axis, where out_axes puts it; the other outputs match a loop."""
+    ns = backend.ns
+    x0, d0 = np.array([1.0, -2.0, 3.0]), np.arange(6.0).reshape(2, 3)
+
+    def f(x):
+        return ns.astype(x > 0, ns.int64), ns.sin(x)
+
+    def directions(d):
+        return ad.jvp(f, (backend.asarray(x0),), (d,))
+
+    for out_axes, shape in ((0, (2, 3)), (1, (3, 2))):
+        (labels, values), (zero, slopes) = ad.vmap(directions, out_axes=out_axes)(backend.asarray(d0))
+        assert type(zero) is ad.Zero and zero.shape == shape and zero.dtype == labels.dtype
+        assert tuple(labels.shape) == shape
+        for k in range(2):
+            index = (k, ...) if out_axes == 0 else (slice(None), k)
+            np.testing.assert_allclose(backend.to_numpy(slopes)[index], np.cos(x0) * d0[k], rtol=1e-15)
+            np.testing.assert_array_equal(backend.to_numpy(labels)[index], x0 > 0)
+    nested = ad.jvp(ad.vmap(lambda x: ad.jvp(f, (x,), (x,))), (backend.asarray(d0),), (backend.asarray(d0),))
+    assert type(nested[1][1][0]) is ad.Zero and nested[1][1][0].shape == (2, 3)  # the zero's own tangent
