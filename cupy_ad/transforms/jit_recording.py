@@ -13,7 +13,7 @@ from typing import Any, Callable
 import optree
 
 from ..backends import backend_of, error_state, error_state_change, under_error_state
-from ..values import Batched, Dual, JitTraced, Recorded, program_of
+from ..values import NUMPY_WRITERS, Batched, Dual, JitTraced, Recorded, program_of
 from ..namespace import manipulation, namespace, numpy_protocols
 from ..namespace.indexing import Transposed, _is_basic, note_view
 from .jit_program import Call, Flattening, Method, _is_array, guard, raises, shape_guard, value_guard
@@ -264,7 +264,7 @@ def _rebind(x: JitTraced, new: JitTraced) -> None:
 
 
 # NumPy functions that write into an argument (no ``out=`` to see it by); ``at``: the ufunc method (np.add.at)
-_WRITING = frozenset(("copyto", "fill_diagonal", "put", "put_along_axis", "place", "putmask", "at"))
+_WRITING = NUMPY_WRITERS | {"at"}
 
 
 def _writes(function: Callable, name: str, args: tuple, kwargs: dict) -> bool:
