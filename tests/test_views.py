@@ -117,17 +117,35 @@ def _transposed_writes(c, k):
     return c, s
 
 
-def _transposed_cases():
+def _rearranged_writes(c, k):
+    """Writes through the other rearranging views NumPy returns: expand_dims, squeeze, flip, moveaxis, unstack,
+    reshape (where NumPy's is a view)."""
+    xp = c.__array_namespace__()
+    e = xp.expand_dims(c, axis=0)
+    e[0, 1, 2] = k * 4.0
+    q = xp.squeeze(e, axis=0)  # a view of a view
+    q[0, 2] = q[0, 2] * 3.0
+    f = xp.flip(c, axis=1)
+    f[0, 0] = -f[0, 0]
+    m = xp.moveaxis(c, 0, 1)
+    m[1, 1] += 2.0 * k
+    u = xp.unstack(c)[1]
+    u[0] = u[0] * 0.5
+    r = xp.reshape(c, (3, 2))  # a view: c is C-contiguous
+    r[2, 1] = r[2, 1] + 10.0 * k
+    t = xp.reshape(c.T, (6,))  # a copy, as NumPy's (c.T is not contiguous): the write stays in t
+    t[0] = 100.0 * k
+    return c, q, f, t
+
+
+@pytest.mark.parametrize("writes", [_transposed_writes, _rearranged_writes])
+def test_writes_through_rearranging_views_reach_the_base(backend, writes):
+    """Before, x.T, x.mT, matrix_transpose, permute_dims, expand_dims, squeeze, flip, moveaxis, unstack and
+    reshape were copies under every transform: the writes were lost (eager NumPy's x changed, ours did not), silently."""
     c0, dc0 = np.arange(6.0).reshape(2, 3), np.linspace(1.0, 2.0, 6).reshape(2, 3)
-    return c0, dc0, [np.copy(o) for o in _transposed_writes(c0.copy(), 1.0)], [
-        np.copy(o) for o in _transposed_writes(dc0.copy(), 0.0)]
-
-
-def test_writes_through_transposes_reach_the_base(backend):
-    """Before, x.T, x.mT, matrix_transpose and permute_dims were copies under every transform: the writes
-    were lost (eager NumPy's x changed, ours did not), silently."""
-    c0, dc0, values, slopes = _transposed_cases()
-    f = lambda c: _transposed_writes(c, 1.0)  # noqa: E731
+    values = [np.copy(o) for o in writes(c0.copy(), 1.0)]
+    slopes = [np.copy(o) for o in writes(dc0.copy(), 0.0)]
+    f = lambda c: writes(c, 1.0)  # noqa: E731
     x, dx = backend.asarray(c0), backend.asarray(dc0)
     for name, run in [("jvp", lambda: ad.jvp(f, (x,), (dx,))),
                       ("jit(jvp)", lambda: ad.jit(lambda a, b: ad.jvp(f, (a,), (b,)))(x, dx)),
@@ -147,7 +165,7 @@ def test_writes_through_views_under_vmap(backend):
     def f(c):
         v = c[0, ...]
         v[1, ...] = 9.0
-        return _transposed_writes(c, 1.0)[0], v, c.T
+        return _transposed_writes(c, 1.0)[0], _rearranged_writes(c, 1.0)[1], v, c.T
 
     outs = ad.vmap(f)(backend.asarray(c0))
     for k in range(2):

@@ -26,10 +26,11 @@ from .sets import *  # noqa: F403
 
 _GENERIC = {name: getattr(module, name)
             for module in (elementwise, indexing, manipulation, products, reductions, sets) for name in module.__all__}
-_GENERIC.update(permute_dims=indexing.permute_dims, matrix_transpose=indexing.matrix_transpose)  # views of x
 _LINALG_GENERIC = ("matmul", "matrix_transpose", "diagonal", "outer", "tensordot", "trace", "vecdot")
 _NAMESPACES: dict[str, types.ModuleType] = {}
 sign_primitives(_GENERIC)
+_GENERIC.update({name: getattr(indexing, name) for name in (  # views of x, as in NumPy
+    "permute_dims", "matrix_transpose", "expand_dims", "squeeze", "flip", "moveaxis")}, reshape=indexing.reshape_view)
 
 
 def _backend_for(xp: Any) -> Backend:

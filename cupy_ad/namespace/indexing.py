@@ -4,14 +4,15 @@ from __future__ import annotations
 import math
 import numbers
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 from ..core import Primitive, bind
-from ..values import LEVELS, Batched, Dual, JitTraced, Zero, program_of, strip
+from ..backends import backend_of
+from ..values import LEVELS, Batched, Dual, JitTraced, Zero, base_array, program_of, strip
 from ._rules import instantiate, linear, nondifferentiable, value_sized, xp_of
-from .elementwise import fit
 from . import manipulation
-from .manipulation import all_front, broadcast_front, broadcast_to, looped, moveaxis, pad_rank, rank, reshape, shift, to_front
+from .elementwise import fit
+from .manipulation import all_front, broadcast_front, broadcast_to, looped, pad_rank, rank, reshape, shift, to_front
 
 
 def _strip_key(key: Any) -> Any:
@@ -118,8 +119,9 @@ def _setitem_batch(values: list, axes: list, *, key: Any):
         if value_axis is None:  # (its shape broadcasts against one example's x[mask])
             value = reshape(value, (*value.shape, 1))
         else:  # one example's x[mask] has rank x.ndim - 1 - mask.ndim + 1
-            value = moveaxis(pad_rank(to_front(value, value_axis), x.ndim - mask.ndim - rank(value, value_axis)), 0, -1)
-        return bind(setitem, moveaxis(x, 0, -1), value, key=mask), x.ndim - 1
+            value = pad_rank(to_front(value, value_axis), x.ndim - mask.ndim - rank(value, value_axis))
+            value = manipulation.moveaxis(value, 0, -1)
+        return bind(setitem, manipulation.moveaxis(x, 0, -1), value, key=mask), x.ndim - 1
     key, out_axis = _batched_key(key)
     if out_axis:
         raise NotImplementedError("vmap of x[key] = value with index arrays that are not adjacent")
@@ -150,21 +152,19 @@ def _is_basic(key: Any) -> bool:
     return True
 
 
-class Transposed:
-    """The key of a view that permutes all the axes of its base (``x.T``, ``x.mT``, ``permute_dims``, which
-    NumPy returns as views): a write into the view is its inverse permutation written over the base."""
+class Relayout:
+    """The key of a view holding all the entries of its base rearranged (``x.T``, ``x.mT``, ``permute_dims``,
+    ``expand_dims``, ``squeeze``, ``flip``, ``moveaxis``: NumPy returns views): ``read(base)`` is the view,
+    ``write(new)`` the whole base holding the view ``new`` (the inverse rearrangement)."""
 
-    __slots__ = ("axes",)
+    __slots__ = ("read", "write")
 
-    def __init__(self, axes: tuple[int, ...]):
-        self.axes = axes
-
-    def inverse(self) -> tuple[int, ...]:
-        return tuple(sorted(range(len(self.axes)), key=self.axes.__getitem__))
+    def __init__(self, read: Callable, write: Callable):
+        self.read, self.write = read, write
 
 
 def note_view(base: Any, view: Any, key: Any) -> None:
-    """Record ``view`` as the view of ``base`` at ``key`` (an index, or ``Transposed``): writes into either
+    """Record ``view`` as the view of ``base`` at ``key`` (an index, or ``Relayout``): writes into either
     reach the other (``assign``; jit's recording has its own)."""
     view._view = (base, key)
     views = getattr(base, "_views", None)
@@ -187,27 +187,71 @@ def dual_getitem(x: Any, key: Any) -> Any:
     return out
 
 
-def permute_dims(x: Any, /, axes: tuple[int, ...]) -> Any:
-    """The axes of ``x`` permuted, a view of ``x`` as in NumPy: writes into it reach ``x``, and it sees
-    writes into ``x``."""
-    out = manipulation.permute_dims(x, axes)
+def _as_view(x: Any, out: Any, read: Callable, write: Callable) -> Any:
     if type(out) is type(x) and type(x) in _VIEWED:
-        note_view(x, out, Transposed(tuple(a % x.ndim for a in axes)))
+        note_view(x, out, Relayout(read, write))
     return out
+
+
+# The namespace's functions that return views in NumPy: writes into the result reach x, which it sees change.
+def permute_dims(x: Any, /, axes: tuple[int, ...]) -> Any:
+    axes = tuple(a % x.ndim for a in axes)
+    inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
+    return _as_view(x, manipulation.permute_dims(x, axes), lambda base: manipulation.permute_dims(base, axes),
+                    lambda new: manipulation.permute_dims(new, inverse))
 
 
 def matrix_transpose(x: Any, /) -> Any:
-    """The last two axes of ``x`` swapped, a view of ``x`` (see ``permute_dims``)."""
-    out = manipulation.matrix_transpose(x)
-    if type(out) is type(x) and type(x) in _VIEWED:
-        note_view(x, out, Transposed((*range(x.ndim - 2), x.ndim - 1, x.ndim - 2)))
-    return out
+    transpose = manipulation.matrix_transpose
+    return _as_view(x, transpose(x), transpose, transpose)
+
+
+def expand_dims(x: Any, /, axis: int = 0) -> Any:
+    shape = tuple(x.shape)
+    return _as_view(x, manipulation.expand_dims(x, axis=axis), lambda base: manipulation.expand_dims(base, axis=axis),
+                    lambda new: reshape(new, shape))
+
+
+def squeeze(x: Any, /, axis: int | tuple[int, ...]) -> Any:
+    shape = tuple(x.shape)
+    return _as_view(x, manipulation.squeeze(x, axis=axis), lambda base: manipulation.squeeze(base, axis=axis),
+                    lambda new: reshape(new, shape))
+
+
+def flip(x: Any, /, *, axis: int | tuple[int, ...] | None = None) -> Any:
+    flipped = lambda value: manipulation.flip(value, axis=axis)  # noqa: E731 (its own inverse)
+    return _as_view(x, flipped(x), flipped, flipped)
+
+
+def moveaxis(x: Any, source: int | tuple[int, ...], destination: int | tuple[int, ...], /) -> Any:
+    return _as_view(x, manipulation.moveaxis(x, source, destination),
+                    lambda base: manipulation.moveaxis(base, source, destination),
+                    lambda new: manipulation.moveaxis(new, destination, source))
+
+
+def _memory(x: Any) -> Any:
+    """The backend array holding ``x``'s data (a jit recording's: the concrete array of the recording)."""
+    raw = base_array(x)
+    return raw.value if type(raw) is JitTraced else raw
+
+
+def reshape_view(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None) -> Any:
+    """``x`` in the shape ``shape``: a view of ``x`` where the backend's reshape returned one (NumPy: where
+    the layout allows it, always for a C-contiguous x), else a copy; ``copy`` True or False decides."""
+    out = manipulation.reshape(x, shape) if copy is None else manipulation.reshape(x, shape, copy=copy)
+    if copy is None:
+        raw_x, raw_out = (_memory(v) for v in (x, out))
+        copy = not backend_of(raw_x).may_share_memory(raw_x, raw_out)
+    if copy:
+        return out
+    x_shape = tuple(x.shape)
+    return _as_view(x, out, lambda base: manipulation.reshape(base, shape), lambda new: reshape(new, x_shape))
 
 
 def read_view(base: Any, key: Any) -> Any:
-    """The view of ``base`` at ``key`` (an index or ``Transposed``)."""
-    if type(key) is Transposed:
-        return manipulation.permute_dims(base, key.axes)
+    """The view of ``base`` at ``key`` (an index or ``Relayout``)."""
+    if type(key) is Relayout:
+        return key.read(base)
     return getitem(base, key=key)
 
 
@@ -218,8 +262,8 @@ def assign(x: Any, new: Any) -> None:
     view = getattr(x, "_view", None)
     if view is not None:
         base, key = view
-        if type(key) is Transposed:  # the whole base, permuted back
-            assign(base, manipulation.permute_dims(new, key.inverse()))
+        if type(key) is Relayout:  # the whole base, rearranged back
+            assign(base, key.write(new))
         else:
             assign(base, setitem(base, new, key=key))  # refreshes x among the base's views
         return

@@ -14,8 +14,8 @@ import optree
 
 from ..backends import backend_of, error_state, error_state_change, under_error_state
 from ..values import NUMPY_WRITERS, Batched, Dual, JitTraced, Recorded, program_of
-from ..namespace import manipulation, namespace, numpy_protocols
-from ..namespace.indexing import Transposed, _is_basic, note_view
+from ..namespace import namespace, numpy_protocols
+from ..namespace.indexing import Relayout, _is_basic, note_view
 from .jit_program import Call, Flattening, Method, _is_array, guard, raises, shape_guard, value_guard
 
 
@@ -227,11 +227,12 @@ def _traced_getitem(self: JitTraced, key: Any) -> Any:
     return out
 
 
-def _transposed(self: JitTraced, name: str, axes: tuple[int, ...]) -> Any:
+def _transposed(self: JitTraced, name: str) -> Any:
     """``self.T``, ``self.mT``: a view of ``self``, as in NumPy (writes into it reach ``self``)."""
     out = _record_call(_getter(name), (self,), {})
     if type(out) is JitTraced:
-        note_view(self, out, Transposed(axes))
+        read = lambda base: _record_call(_getter(name), (base,), {})  # noqa: E731 (its own inverse)
+        note_view(self, out, Relayout(read, read))
     return out
 
 
@@ -247,8 +248,8 @@ def _assign(x: JitTraced, new: JitTraced) -> None:
         _rebind(x, new)
     else:
         base, key = view
-        if type(key) is Transposed:  # (x.T, permute_dims: the whole base, permuted back)
-            _assign(base, manipulation.permute_dims(new, key.inverse()))
+        if type(key) is Relayout:  # (x.T, permute_dims, ...: the whole base, rearranged back)
+            _assign(base, key.write(new))
         else:
             _assign(base, _record_call(_set, (base, key, new), {}))  # refreshes x among the base's views
 
@@ -259,8 +260,7 @@ def _rebind(x: JitTraced, new: JitTraced) -> None:
         view = ref()
         if view is not None:
             key = view._view[1]
-            _rebind(view, manipulation.permute_dims(x, key.axes) if type(key) is Transposed
-                    else _record_call(operator.getitem, (x, key), {}))
+            _rebind(view, key.read(x) if type(key) is Relayout else _record_call(operator.getitem, (x, key), {}))
 
 
 # NumPy functions that write into an argument (no ``out=`` to see it by); ``at``: the ufunc method (np.add.at)
@@ -337,8 +337,8 @@ def _install_operators() -> None:
     JitTraced.__setitem__ = _traced_setitem
     numpy_protocols.install(JitTraced, set(), _record_numpy)  # np.sin(x), np.sum(x): the namespace's, as on duals
     JitTraced.__getattr__ = _traced_getattr  # (in place of the protocols' refusal: x.sum() is recorded)
-    JitTraced.T = property(lambda self: _transposed(self, "T", tuple(reversed(range(self.ndim)))))
-    JitTraced.mT = property(lambda self: _transposed(self, "mT", (*range(self.ndim - 2), self.ndim - 1, self.ndim - 2)))
+    JitTraced.T = property(lambda self: _transposed(self, "T"))
+    JitTraced.mT = property(lambda self: _transposed(self, "mT"))
     JitTraced.to_device = lambda self, device, /, *, stream=None: _record_call(Method("to_device"), (self, device),
                                                                                {"stream": stream})
     JitTraced.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(self.value))
