@@ -195,10 +195,9 @@ def _as_view(x: Any, out: Any, read: Callable, write: Callable) -> Any:
 
 # The namespace's functions that return views in NumPy: writes into the result reach x, which it sees change.
 def permute_dims(x: Any, /, axes: tuple[int, ...]) -> Any:
-    axes = tuple(a % x.ndim for a in axes)
-    inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
-    return _as_view(x, manipulation.permute_dims(x, axes), lambda base: manipulation.permute_dims(base, axes),
-                    lambda new: manipulation.permute_dims(new, inverse))
+    def write(new: Any) -> Any:  # the inverse permutation
+        return manipulation.permute_dims(new, tuple(sorted(range(len(axes)), key=lambda k: axes[k] % len(axes))))
+    return _as_view(x, manipulation.permute_dims(x, axes), lambda base: manipulation.permute_dims(base, axes), write)
 
 
 def matrix_transpose(x: Any, /) -> Any:
