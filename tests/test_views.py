@@ -171,3 +171,24 @@ def test_writes_through_views_under_vmap(backend):
     for k in range(2):
         for got, want in zip(outs, f(c0[k].copy())):
             np.testing.assert_array_equal(backend.to_numpy(got)[k], want)
+
+
+def test_numpy_method_views_under_plain_jit():
+    """Under a plain jit (NumPy's methods are recorded), x.reshape(...) returned a copy: a later write into x was
+    not seen by it, silently. Now it sees writes into x, and a write into it (which could not reach x) raises."""
+    def reads(x):
+        y = x.reshape(3, 2)
+        x[0, 0] = 10.0
+        return y + 0.0, x.real + 1.0
+
+    def writes(x):
+        y = x.reshape(3, 2)
+        y[0, 0] = 10.0
+        return x
+
+    jitted = ad.jit(reads)
+    for c in (np.arange(6.0).reshape(2, 3), np.linspace(1.0, 2.0, 6).reshape(2, 3)):  # recording, then replay
+        for got, want in zip(jitted(c.copy()), reads(c.copy())):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match=r"write into the result of x.reshape\(...\), a view of x.*xp.reshape"):
+        ad.jit(writes)(np.ones((2, 3)))

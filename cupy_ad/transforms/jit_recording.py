@@ -207,10 +207,28 @@ def _traced_getattr(self: JitTraced, name: str) -> Any:
     if name in _IN_PLACE_METHODS:
         raise TypeError(f"jit: x.{name}() writes into an array in place, which a replay cannot repeat safely")
     if callable(attr):
-        return functools.partial(lambda *args, **kwargs: _record_call(Method(name), args, kwargs), self)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            read = lambda base: _record_call(Method(name), (base, *args), kwargs)  # noqa: E731
+            return _backend_view(self, read(self), read, f"x.{name}(...)")
+        return method
     if _is_array(attr):
-        return _record_call(_getter(name), (self,), {})
+        read = lambda base: _record_call(_getter(name), (base,), {})  # noqa: E731
+        return _backend_view(self, read(self), read, f"x.{name}")
     return attr
+
+
+def _backend_view(self: JitTraced, out: Any, read: Callable, call: str) -> Any:
+    """``out`` of a NumPy method or attribute of ``self`` (``read(self)``); where it is a view of ``self``
+    (``x.reshape(...)``, ``x.real``), it sees the writes into ``self`` (read again from its new value), and a
+    write into it is refused: it could not reach ``self`` (the method has no inverse here)."""
+    if type(out) is JitTraced and _is_array(out.value) and backend_of(self.value).may_share_memory(self.value,
+                                                                                                    out.value):
+        def write(new: Any) -> Any:
+            raise TypeError(f"jit: a write into the result of {call}, a view of x in NumPy, cannot reach x here; use "
+                            f"the namespace's function (xp.reshape, xp.permute_dims, ...), whose views pass writes on, "
+                            f"or write into a copy (xp.asarray(y, copy=True))")
+        note_view(self, out, Relayout(read, write))
+    return out
 
 
 def _set(value: Any, key: Any, item: Any) -> Any:
