@@ -413,6 +413,8 @@ def test_masked_write_with_a_shared_mask(backend):
         d[x > 0, ...] = v  # per-example values of the masked entries' count
         e = ns.ones_like(x)
         e[x > 0] = s  # a per-example scalar
+        d[x < 0] = -1.0  # a Python number
+        e[x < 0] = ns.asarray([-2.0, -3.0])[:1]  # a shared array
         return d, e
 
     v0, s0 = np.arange(8.0).reshape(2, 4), np.array([5.0, 6.0])
@@ -420,6 +422,7 @@ def test_masked_write_with_a_shared_mask(backend):
     for k in range(2):
         want_d, want_e = np.ones_like(x0), np.ones_like(x0)
         want_d[x0 > 0], want_e[x0 > 0] = v0[k], s0[k]
+        want_d[x0 < 0], want_e[x0 < 0] = -1.0, -2.0
         np.testing.assert_array_equal(backend.to_numpy(outs[0])[k], want_d)
         np.testing.assert_array_equal(backend.to_numpy(outs[1])[k], want_e)
 

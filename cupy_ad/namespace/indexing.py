@@ -116,8 +116,8 @@ def _setitem_batch(values: list, axes: list, *, key: Any):
     x = to_front(x, x_axis) if x_axis is not None else broadcast_front(x, value.shape[value_axis])
     mask = _lone_mask(key)
     if mask is not None:  # the standard allows a mask only as the sole index: the batch axis goes last
-        if value_axis is None:  # (its shape broadcasts against one example's x[mask])
-            value = reshape(value, (*value.shape, 1))
+        if value_axis is None:  # (its shape broadcasts against one example's x[mask]; a Python scalar's too)
+            value = reshape(value, (*value.shape, 1)) if hasattr(value, "shape") else value
         else:  # one example's x[mask] has rank x.ndim - 1 - mask.ndim + 1
             value = pad_rank(to_front(value, value_axis), x.ndim - mask.ndim - rank(value, value_axis))
             value = manipulation.moveaxis(value, 0, -1)
@@ -154,7 +154,8 @@ def _is_basic(key: Any) -> bool:
 
 class Relayout:
     """The key of a view holding all the entries of its base rearranged (``x.T``, ``x.mT``, ``permute_dims``,
-    ``expand_dims``, ``squeeze``, ``flip``, ``moveaxis``: NumPy returns views): ``read(base)`` is the view,
+    ``expand_dims``, ``squeeze``, ``flip``, ``moveaxis``, ``reshape``: NumPy returns views; under jit, NumPy's
+    methods that return views): ``read(base)`` is the view,
     ``write(new)`` the whole base holding the view ``new`` (the inverse rearrangement)."""
 
     __slots__ = ("read", "write")
