@@ -52,7 +52,7 @@ from .values import Batched, Dual, Recorded, Zero, active_levels, base_array, cu
 from .namespace.manipulation import astype, stack
 from .namespace.weak import dtype_kind, weakly_typed
 from .profiling_ranges import nvtx_range
-from .transforms.jit_step import raws_of, replay_steps
+from .transforms.jit_step import duals_of, raws_of, replay_steps
 
 __all__ = ["FixedPointError", "scan"]
 
@@ -105,11 +105,7 @@ def _levels_in(p: Any) -> set[int]:
 
 def _zeros(shape: tuple, like: Any) -> Any:
     raw = base_array(like)  # (the backend, device and dtype of like's data, under any transform's values)
-    xp = backend_of(raw).xp
-    device = getattr(raw, "device", None)
-    if device is None:
-        return xp.zeros(shape, dtype=raw.dtype)
-    return xp.zeros(shape, dtype=raw.dtype, device=device)
+    return backend_of(raw).zeros(shape, raw.dtype, getattr(raw, "device", None))
 
 
 def _zero_value(node: Any, like: Any, concrete: Any) -> Any:
@@ -234,17 +230,23 @@ def _pass_limit(n_leaves: int, n_levels: int) -> int:
 class _Body:
     """The body with its checks: returns flattened (carry leaves, y leaves) of one step."""
 
-    def __init__(self, f: Callable, carry_spec: Any, carry_paths: list, carry_ref: list, backend: Any):
+    def __init__(self, f: Callable, carry_spec: Any, carry_ref: list, backend: Any):
         self.f = f
         self.carry_spec = carry_spec
-        self.carry_names = [_name("carry", p) for p in carry_paths]
         self.carry_ref = [(tuple(v.shape), v.dtype) for v in carry_ref]
         self.carry_is_leaf = carry_spec.is_leaf()
         self.backend = backend
         self.y_spec = None
         self.y_is_leaf = False
-        self.y_names: list[str] = []
         self.y_ref: list[tuple] = []
+
+    @property
+    def carry_names(self) -> list[str]:  # (for messages: made when one is needed)
+        return [_name("carry", p) for p in self.carry_spec.paths()]
+
+    @property
+    def y_names(self) -> list[str]:
+        return [_name("y", p) for p in self.y_spec.paths()]
 
     def __call__(self, carry: Any, x: Any) -> tuple[list, list]:
         out = self.f(carry, x)
@@ -255,8 +257,7 @@ class _Body:
         leaves = self._checked(new_carry, self.carry_is_leaf, self.carry_spec, self.carry_ref, self._check_carry,
                                "a carry with structure {}, but init has structure {}")
         if self.y_spec is None:
-            y_paths, y_leaves, self.y_spec = optree.tree_flatten_with_path(y)
-            self.y_names = [_name("y", p) for p in y_paths]
+            y_leaves, self.y_spec = optree.tree_flatten(y)
             for k, v in enumerate(y_leaves):
                 if type(v) is not Dual and not is_array(v):
                     y_leaves[k] = _as_leaf(v, self.backend, self.y_names[k])
@@ -289,23 +290,25 @@ class _Body:
         return leaves
 
     def _check_carry(self, leaves: list) -> None:
+        names = self.carry_names
         for k, (v, (shape, dtype)) in enumerate(zip(leaves, self.carry_ref)):
             if type(v) is not Dual and not is_array(v):
-                leaves[k] = v = _as_leaf(v, self.backend, f"the body's new {self.carry_names[k]}")
+                leaves[k] = v = _as_leaf(v, self.backend, f"the body's new {names[k]}")
             if v.dtype != dtype:
-                raise TypeError(f"scan: the body returned {self.carry_names[k]} with {_describe(v)}, but "
+                raise TypeError(f"scan: the body returned {names[k]} with {_describe(v)}, but "
                                 f"init's has shape {shape} and dtype {dtype}: the dtype differs")
             if tuple(v.shape) != shape:
-                raise ValueError(f"scan: the body returned {self.carry_names[k]} with {_describe(v)}, but "
+                raise ValueError(f"scan: the body returned {names[k]} with {_describe(v)}, but "
                                  f"init's has shape {shape} and dtype {dtype}: the shape differs")
 
     def _check_y(self, y_leaves: list) -> None:
+        names = self.y_names
         for k, (v, (shape, dtype)) in enumerate(zip(y_leaves, self.y_ref)):
             if type(v) is not Dual and not is_array(v):
-                y_leaves[k] = v = _as_leaf(v, self.backend, self.y_names[k])
+                y_leaves[k] = v = _as_leaf(v, self.backend, names[k])
             if tuple(v.shape) != shape or v.dtype != dtype:
                 raise (ValueError if v.dtype == dtype else TypeError)(
-                    f"scan: the body returned {self.y_names[k]} with {_describe(v)}, but an earlier "
+                    f"scan: the body returned {names[k]} with {_describe(v)}, but an earlier "
                     f"step returned shape {shape} and dtype {dtype}")
 
 
@@ -332,6 +335,34 @@ def _check_length(xs_paths: list, xs_leaves: list, length: Any) -> int:
             raise ValueError("scan: length is required when xs is None (or has no leaves)")
         length = lengths[0]
     return length
+
+
+def _templates(buffers: list) -> list:
+    """What ``ys`` buffers like these are made from: the shape of a row and the dtype of each raw buffer
+    (``raws_of`` order)."""
+    return [(tuple(raw.shape[1:]), raw.dtype) for buffer in buffers for raw in raws_of(buffer)]
+
+
+def _replay_settled(settled: Any, body: _Body, init_leaves: list, xs_raws: list, length: int, reverse: bool,
+                    backend: Any) -> tuple | None:
+    """The steps replayed from the program of a jit body whose settled pattern is known (``settled``:
+    ``jit_step.Settled``), from step 0 on, into zero buffers made as the call that settled it made them (on
+    the device of this call's data): (carry leaves, patterns, buffers, ys' patterns, steps done); None if
+    step 0 did not replay (a guard, an error: the fixed point runs as without the pattern)."""
+    nodes, y_nodes = settled.nodes, settled.y_nodes
+    y_spec, y_ref, templates = settled.ys
+    carry = [_conform(v, n, True) for v, n in zip(init_leaves, nodes)]
+    data = base_array(carry[0]) if carry else xs_raws[0] if xs_raws else None
+    device = getattr(data, "device", None)
+    raws = iter([backend.zeros((length, *shape), dtype, device) for shape, dtype in templates])
+    buffers = [duals_of(n, raws) for n in y_nodes]
+    indices = range(length - 1, -1, -1) if reverse else range(length)
+    replayed = replay_steps(settled.program, settled.levels, carry, nodes, xs_raws, buffers, y_nodes, indices,
+                            settled.by_rank)
+    if replayed is None or not replayed[1]:
+        return None
+    body.y_spec, body.y_ref, body.y_is_leaf = y_spec, y_ref, y_spec.is_leaf()
+    return replayed[0], nodes, buffers, y_nodes, replayed[1]
 
 
 # ------------------------------------------------------------------------------------------ scan
@@ -365,7 +396,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
 
     A body compiled with ``ad.jit`` runs its recorded program: after the first step (and the fixed
     point) the steps call the program's replay function on raw arrays, with no signature check per
-    step (``transforms/jit_step.py``); the results are the eager loop's bit for bit.
+    step (``transforms/jit_step.py``); a later call whose first step has the signature of an earlier
+    call's reuses that call's settled pattern and replays every step, running no fixed-point pass
+    (``jit_step.SettledPatterns``; as with ``jit`` itself, a changed global or closed-over value is not
+    seen). The results are the eager loop's bit for bit.
 
     ``f`` gets its own copy of ``init``; on plain arrays the rows of ``xs`` it gets are views, as in a
     Python loop over them (writing into them writes into ``xs``).
@@ -380,7 +414,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     xs_paths, xs_leaves, xs_spec = optree.tree_flatten_with_path(xs)
     backend = _backend_of_leaves(init_leaves, xs_leaves)
     weak = [weakly_typed(v) for v in init_leaves]
-    init_leaves = [_as_leaf(v, backend, _name("init", p)) for p, v in zip(carry_paths, init_leaves)]
+    init_leaves = [v if type(v) is Dual or is_array(v) else _as_leaf(v, backend, _name("init", p))
+                   for p, v in zip(carry_paths, init_leaves)]
     # The carries are scan's own: a body writing into its carry (``c[k] = v`` on a plain array) must
     # not write into the caller's init. One copy per leaf; duals get fresh shells per step instead.
     init_leaves = [v if type(v) in (Dual, Batched, Recorded) else backend.xp.asarray(v, copy=True)
@@ -396,14 +431,14 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     if step_ranges is None:
         step_ranges = os.environ.get("CUPY_AD_SCAN_STEP_RANGES", "") not in ("", "0")
     with _SCAN_RANGE:
-        return _scan(f, init_leaves, carry_paths, carry_spec, xs_leaves, xs_spec, xs is None,
+        return _scan(f, init_leaves, carry_spec, xs_leaves, xs_spec, xs is None,
                      length, bool(reverse), step_ranges, backend)
 
 
-def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs_leaves: list, xs_spec: Any,
+def _scan(f: Callable, init_leaves: list, carry_spec: Any, xs_leaves: list, xs_spec: Any,
           no_xs: bool, length: int, reverse: bool, step_ranges: bool, backend: Any) -> tuple[Any, Any]:
     depth = current_level()
-    body = _Body(f, carry_spec, carry_paths, init_leaves, backend)
+    body = _Body(f, carry_spec, init_leaves, backend)
     xs_nodes = [_pattern(v) for v in xs_leaves]
     xs_leaves = [_conform(v, n, False) for v, n in zip(xs_leaves, xs_nodes)]  # canonical: no Zero inside
 
@@ -458,58 +493,72 @@ def _scan(f: Callable, init_leaves: list, carry_paths: list, carry_spec: Any, xs
     if any(_traced(v) for v in init_leaves + xs_leaves):
         return traced_loop()
 
-    # 1. The fixed point of the carry pattern, on the first x. The last pass ran on init lifted to
-    #    the settled pattern, which is step 0 exactly: its result is kept.
     nodes = [_pattern(v) for v in init_leaves]
-    levels = set(active_levels()).union(*[_levels_in(n) for n in nodes + xs_nodes])
     first = (length - 1 if reverse else 0)
     x0 = x_at(first) if length else x_zero()
-    step_range = _STEP_RANGE if step_ranges else contextlib.nullcontext()
-    passes = 0
-    while True:
-        passes += 1
-        with step_range:  # each pass runs step 0 (again)
-            out_leaves, y_leaves = call([_conform(v, n, True) for v, n in zip(init_leaves, nodes)], x0)
-        if any(_traced(v) for v in out_leaves + y_leaves):  # the body closes over batched values
-            return traced_loop()
-        out_nodes = [_pattern(v) for v in out_leaves]
-        joined = [_join(n, m) for n, m in zip(nodes, out_nodes)]
-        if joined == nodes:
-            break
-        levels = levels.union(*[_levels_in(n) for n in joined])
-        if passes >= _pass_limit(len(nodes), len(levels)):
-            grew = [body.carry_names[k] for k, (n, m) in enumerate(zip(nodes, joined)) if n != m]
-            raise FixedPointError(
-                f"scan: the nonzero pattern of the carry tangents did not settle after {passes} passes "
-                f"(bound for {len(nodes)} carry leaves and {len(levels)} levels); still changing: "
-                + ", ".join(grew))
-        nodes = joined
-    if length == 0:
-        ys = [_allocate(_conform(y, _pattern(y), False), 0) for y in y_leaves]
-        return (optree.tree_unflatten(carry_spec, init_leaves), optree.tree_unflatten(body.y_spec, ys))
+    xs_raws = [raw for v in xs_leaves for raw in raws_of(v)]
+    # A jit body may know the settled pattern and the ys from an earlier call with this first signature: then
+    # every step is replayed from its program (``jit_step.SettledPatterns``), the fixed point is not run.
+    patterns = getattr(f, "scan_patterns", None)
+    settled = None if patterns is None or not length or step_ranges else patterns.look_up(
+        f, arguments([_conform(v, n, True) for v, n in zip(init_leaves, nodes)], x0))
+    begun = None if settled is None or settled.nodes is None else _replay_settled(
+        settled, body, init_leaves, xs_raws, length, reverse, backend)
+    if begun is not None:
+        carry, nodes, buffers, y_nodes, start = begun
+    else:
+        # 1. The fixed point of the carry pattern, on the first x. The last pass ran on init lifted to
+        #    the settled pattern, which is step 0 exactly: its result is kept.
+        levels = set(active_levels()).union(*[_levels_in(n) for n in nodes + xs_nodes])
+        step_range = _STEP_RANGE if step_ranges else contextlib.nullcontext()
+        passes = 0
+        while True:
+            passes += 1
+            lifted = [_conform(v, n, True) for v, n in zip(init_leaves, nodes)]
+            with step_range:  # each pass runs step 0 (again)
+                out_leaves, y_leaves = call(lifted, x0)
+            if any(_traced(v) for v in out_leaves + y_leaves):  # the body closes over batched values
+                return traced_loop()
+            out_nodes = [_pattern(v) for v in out_leaves]
+            joined = [_join(n, m) for n, m in zip(nodes, out_nodes)]
+            if joined == nodes:
+                break
+            levels = levels.union(*[_levels_in(n) for n in joined])
+            if passes >= _pass_limit(len(nodes), len(levels)):
+                grew = [body.carry_names[k] for k, (n, m) in enumerate(zip(nodes, joined)) if n != m]
+                raise FixedPointError(
+                    f"scan: the nonzero pattern of the carry tangents did not settle after {passes} passes "
+                    f"(bound for {len(nodes)} carry leaves and {len(levels)} levels); still changing: "
+                    + ", ".join(grew))
+            nodes = joined
+        if length == 0:
+            ys = [_allocate(_conform(y, _pattern(y), False), 0) for y in y_leaves]
+            return (optree.tree_unflatten(carry_spec, init_leaves), optree.tree_unflatten(body.y_spec, ys))
 
-    # 2. Step 0's outputs fix the buffers; the loop writes one step at a time.
-    y_nodes = [_pattern(y) for y in y_leaves]
-    buffers = []
-    for y, n in zip(y_leaves, y_nodes):
-        y = _conform(y, n, False)
-        buffers.append(_allocate(y, length))
-        _write(buffers[-1], y, first)
-    carry = [_conform(v, n, True) for v, n in zip(out_leaves, nodes)]
-    step_range = _STEP_RANGE if step_ranges else None  # entered by hand: no context cost when off
-    direct = not depth and carry_is_leaf and (no_xs or plain_xs and single_x)
-    single_y = len(buffers) == 1
-    start = 1
-    program_for = getattr(f, "program_for", None)  # a jit body: its program replayed per step (jit_step)
-    if program_for is not None and length > 1 and step_range is None:
-        found = program_for(*arguments(carry, x_at(length - 2 if reverse else 1)))
-        if found is not None:
-            xs_raws = [raw for v in xs_leaves for raw in raws_of(v)]
+        # 2. Step 0's outputs fix the buffers; the loop writes one step at a time.
+        y_nodes = [_pattern(y) for y in y_leaves]
+        buffers = []
+        for y, n in zip(y_leaves, y_nodes):
+            y = _conform(y, n, False)
+            buffers.append(_allocate(y, length))
+            _write(buffers[-1], y, first)
+        carry = [_conform(v, n, True) for v, n in zip(out_leaves, nodes)]
+        start = 1
+        found = None  # a jit body: its program, replayed per step (jit_step)
+        if settled is not None:  # (x0: any row has the signature of every other)
+            found = settled.store(f, nodes, arguments(lifted, x0), arguments(carry, x0), y_nodes,
+                                  (body.y_spec, body.y_ref, _templates(buffers)))
+        elif hasattr(f, "program_for"):
+            found = f.program_for(*arguments(carry, x0))
+        if found is not None and length > 1 and not step_ranges:
             indices = range(length - 2, -1, -1) if reverse else range(1, length)
             replayed = replay_steps(*found, carry, nodes, xs_raws, buffers, y_nodes, indices)
             if replayed is not None:
                 carry, done = replayed
                 start += done
+    step_range = _STEP_RANGE if step_ranges else None  # entered by hand: no context cost when off
+    direct = not depth and carry_is_leaf and (no_xs or plain_xs and single_x)
+    single_y = len(buffers) == 1
     for i in range(start, length):
         index = length - 1 - i if reverse else i
         if step_range is not None:

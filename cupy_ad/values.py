@@ -215,7 +215,8 @@ def _converted(convert: Callable[[], Any]) -> Any:
 
 class _Traced(_ArrayValue, holds="value"):
     """What ``Batched`` and ``Recorded`` share: the array attributes of ``value`` (``Batched`` gives one
-    example's) and conversions that refuse (the value is not one concrete array)."""
+    example's) and conversions that refuse where the value is not one concrete array (a ``Batched`` shared
+    by all examples and a ``JitTraced`` constant of the program convert)."""
 
     __slots__ = ()
     __array_ufunc__ = None  # NumPy defers to our reflected operators
@@ -272,10 +273,8 @@ class Batched(_Traced):
     def __repr__(self) -> str:
         return f"Batched(level={self.level}, axis={self.axis}, value={self.value!r})"
 
-    # A value shared by all examples (axis None: a constant made in f, an unmapped input) is one value.
-    def __bool__(self) -> bool:
-        return bool(self.value) if self.axis is None else self._refuse("bool()")
-
+    # A value shared by all examples (axis None: a constant made in f, an unmapped input) is one value: bool(),
+    # int(), float(), index and NumPy conversion read it (``_ArrayValue``'s conversions through ``_concrete``).
     def _concrete(self, what: str) -> Any:
         return self.value if self.axis is None else self._refuse(what)
 
@@ -312,6 +311,13 @@ class JitTraced(Recorded):
         if self.var in program_of(self).constant_slots:
             return self.value
         return self._refuse(what)
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        out = super().__array__(*args, **kwargs)  # (a constant's array, else the refusal)
+        if out is self.value:  # the program's own constant, which its steps read again at every replay: read-only
+            out = out.view()  # (a write into it, np.asarray(c)[:] = 7, changed every replay's result silently)
+            out.flags.writeable = False
+        return out
 
     def _refuse(self, what: str) -> Any:
         raise TypeError(

@@ -186,7 +186,7 @@ def test_every_kernel_has_a_native_cupy_version():
     generic = {"to_numpy", "from_numpy", "synchronize", "via_numpy", "matrix_rule", "tall_skinny",
                "in_place_form", "replay_form", "replay_scalar", "dense", "dense_result",  # (jit's hooks; the
                # base's answers: no reuse, fn, the number, no dense forms)
-               "unit_rows",  # (the base's xp.eye runs on the device)
+               "unit_rows", "zeros",  # (the base's xp.eye and xp.zeros run on the device)
                "writable"}  # (CuPy's views are writable: the base's answer, x)
     kernels = [n for n, v in vars(Backend).items() if callable(v) and not n.startswith("_") and n not in generic]
     assert len(kernels) >= 9

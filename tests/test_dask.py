@@ -167,6 +167,10 @@ def test_vmap_fold_keeps_the_batch_chunks():
     columns = da.moveaxis(b_dask, 0, 1)
     np.testing.assert_array_equal(reshape(columns, (4, 120)).compute(), np.moveaxis(b, 0, 1).reshape(4, 120))
     assert reshape(columns, (4, 120)).chunks == ((4,), (30,) * 4)
+    # axes of one entry on either side do not hide a merge (review10: a 1 among the new axes did)
+    assert reshape(columns, (4, 1, 120)).chunks == ((4,), (1,), (30,) * 4)
+    assert reshape(columns[None], (1, 4, 120, 1)).chunks == ((1,), (4,), (30,) * 4, (1,))
+    assert reshape(columns, (4, -1)).chunks == ((4,), (30,) * 4)  # an inferred size too (matmul's fold writes -1)
     with dask.config.set({"array.chunk-size": "900B"}):  # blocks of 4 x 30 entries too large: Dask's split
         assert len(reshape(columns, (4, 120)).chunks[1]) == 16
 

@@ -1,4 +1,4 @@
-"""jit as a demanding user meets it (session 9's trial): array-API code written by others and the
+"""jit as a demanding user meets it (a new user's trial): array-API code written by others and the
 edge cases of the compiled path, each against the eager call (``_assert_identical``: bit for bit on
 NumPy, within rounding on CuPy)."""
 import numpy as np
@@ -49,6 +49,26 @@ def test_a_number_read_from_a_constant_of_the_program(backend):
         _assert_identical(backend, ad.jvp(ad.jit(f), (x_,), (t,)), ad.jvp(f, (x_,), (t,)))
     with pytest.raises(TypeError, match="number read from an array"):
         ad.jit(lambda x: x * float(ns.sum(x)))(x)
+
+
+def test_a_constant_converted_to_numpy_is_read_only():
+    """``np.asarray`` of a constant of the program gave the recording's own array: a write into it (after a step
+    had read it) changed what every replay computes (``x * c`` replayed as ``7 x`` where f computed ``x``). It is a
+    read-only view now (a write raises, as it cannot be replayed); ``np.array`` copies, as eagerly."""
+    def f(x, write):
+        c = x.__array_namespace__().ones(3)
+        y = x * c
+        a = np.asarray(c)
+        if write:
+            a[:] = 7.0
+        return y + float(np.array(c).sum()) + a[0]
+
+    x = np.array([1.0, -2.0, 3.0])
+    jitted = ad.jit(f, static_argnums=1)
+    for x_ in (x, 2.0 * x):
+        np.testing.assert_array_equal(jitted(x_, False), f(x_, False))
+    with pytest.raises(ValueError, match="read-only"):
+        jitted(x, True)
 
 
 def test_complex_products_are_not_commuted(backend):

@@ -243,3 +243,27 @@ def test_a_backend_array_on_the_left_of_a_traced_value(backend, transform):
         with pytest.raises(TypeError, match=rf"Array\.__\w+__ refused a {transform} value .*{kind}.*instead of "
                                             rf"returning NotImplemented.* Write xp\.{function}\(y, x\)"):
             run(eval(f"lambda v: w {op} v", {"w": w}))
+
+
+def test_a_users_operator_keeps_its_own_type_error(backend):
+    """Only a backend array's refusing operator is explained (review10): a user's class whose ``__mul__``
+    raises a TypeError keeps it (the advice xp.multiply(y, x) does not apply to it), and one that passes
+    the traced value on to an array's operator has that array's operator named, not its own."""
+    w, x = backend.random((3,), seed=1), backend.random((3,), seed=2)
+
+    class Refuses:
+        def __mul__(self, other):
+            raise TypeError(f"Refuses cannot multiply a {type(other).__name__}")
+
+    class Wraps:
+        def __mul__(self, other):
+            return w * other
+
+    with pytest.raises(TypeError, match=r"^Refuses cannot multiply a Dual$"):
+        ad.jvp(lambda v: Refuses() * v, (x,), (x,))
+    if backend.name == "array_api_strict":
+        with pytest.raises(TypeError, match=r"Array\.__mul__ refused a jvp value"):
+            ad.jvp(lambda v: Wraps() * v, (x,), (x,))
+    else:
+        np.testing.assert_allclose(backend.to_numpy(ad.jvp(lambda v: Wraps() * v, (x,), (x,))[0]),
+                                   backend.to_numpy(w) * backend.to_numpy(x))

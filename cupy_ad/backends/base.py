@@ -97,6 +97,12 @@ class Backend:
         """Run the JVP ``rule`` of decomposition ``name`` (one matrix argument); Dask runs it per block."""
         return rule(primals, tangents, **params)
 
+    def zeros(self, shape: tuple, dtype: Any, device: Any = None) -> Any:
+        """``xp.zeros(shape, dtype=dtype, device=device)`` (no device: the default)."""
+        if device is None:
+            return self.xp.zeros(shape, dtype=dtype)
+        return self.xp.zeros(shape, dtype=dtype, device=device)
+
     def unit_rows(self, rows: int, columns: int, offset: int, dtype: Any) -> Any:
         """``xp.eye(rows, columns, k=-offset)``: ones where row = column + offset (a block of the standard
         basis, for ``jacfwd``); read-only (a backend may return a view of a smaller buffer)."""

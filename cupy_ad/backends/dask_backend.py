@@ -146,7 +146,10 @@ def _reshape(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None) -> 
     are put in one chunk first, where the blocks stay within ``array.chunk-size``. Dask's own reshape
     splits the first axis's chunks instead, to keep the blocks' size: the batch of the vmap fold (its
     examples' columns merged into one right-hand side) came back in several times as many chunks."""
-    later = [ax for ax in _merged_later_axes(x.shape, tuple(shape)) if len(x.chunks[ax]) > 1]
+    shape = tuple(shape)
+    if shape.count(-1) == 1 and 0 not in shape and all(isinstance(n, int) for n in x.shape):  # (inferred size)
+        shape = tuple(math.prod(x.shape) // -math.prod(shape) if n == -1 else n for n in shape)
+    later = [ax for ax in _merged_later_axes(x.shape, shape) if len(x.chunks[ax]) > 1]
     if later:
         block = math.prod(n if ax in later else max(chunks) for ax, (n, chunks) in enumerate(zip(x.shape, x.chunks)))
         if block * x.dtype.itemsize <= dask.utils.parse_bytes(dask.config.get("array.chunk-size")):
@@ -156,23 +159,25 @@ def _reshape(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None) -> 
 
 def _merged_later_axes(before: tuple, after: tuple) -> list[int]:
     """The axes of shape ``before`` that a reshape to ``after`` merges into an earlier axis of more than one
-    entry (axes of one entry do not count); none where sizes are unknown, zero or inferred (-1)."""
+    entry (axes of one entry, on either side, do not count); none where sizes are unknown or zero."""
     if not all(isinstance(n, int) and n > 0 for n in before + after) or math.prod(before) != math.prod(after):
         return []
+    axes = [ax for ax, n in enumerate(before) if n > 1]
+    targets = [n for n in after if n > 1]
     later = []
     i = j = 0
-    while i < len(before) and j < len(after):
-        group, size, first, target = [i], before[i], j, after[j]
+    while i < len(axes):
+        group, size, first, target = [axes[i]], before[axes[i]], j, targets[j]
         while size != target:
             if size < target:
                 i += 1
-                group.append(i)
-                size *= before[i]
+                group.append(axes[i])
+                size *= before[axes[i]]
             else:
                 j += 1
-                target *= after[j]
-        if j == first:  # the axes of group make the one axis j
-            later += [ax for ax in group if before[ax] > 1][1:]
+                target *= targets[j]
+        if j == first:  # the axes of group make one axis of after
+            later += group[1:]
         i, j = i + 1, j + 1
     return later
 

@@ -286,6 +286,9 @@ class NumpyBackend(Backend):
         return ufunc is not None and all((type(a) is np.ndarray and a.ndim <= 2) or type(a) in _SCALAR_TYPES
                                          or isinstance(a, np.generic) for a in args)
 
+    def zeros(self, shape: tuple, dtype: Any, device: Any = None) -> Any:
+        return np.zeros(shape, dtype=dtype)  # (one device, the CPU: without the wrapper's check of it)
+
     def unit_rows(self, rows: int, columns: int, offset: int, dtype: Any) -> Any:
         # A read-only view of one (rows + columns - 1) vector with a single one: element (i, j) is
         # ones[rows - 1 - i + j], which is 1 where i = j + offset. (A Jacobian's basis of N directions

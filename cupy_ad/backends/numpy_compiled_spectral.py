@@ -24,7 +24,8 @@ Wilkinson 1968, "The QR and QL algorithms for symmetric matrices"), written here
 3. Implicit QL with Wilkinson's shift on T: for each l, while the subdiagonal e_l is not negligible
    (|e_m| <= eps (|d_m| + |d_{m+1}|) splits T at the first such m >= l), one QL step on the block
    l..m: the shift is the eigenvalue of the leading 2 x 2 block nearer d_l, and a chain of plane
-   rotations from the bottom chases the bulge; each rotation acts on two columns of Q. At most
+   rotations from the bottom chases the bulge; each rotation acts on two columns of Q (one whose radius
+   underflows below 2^-1022 splits T there and starts the step again, ``SMALLEST_NORMAL``). At most
    ``limit`` steps per eigenvalue (30, as EISPACK's tql2); a matrix that needs more is flagged and
    decomposed by LAPACK instead.
 4. Eigenvalues ascending (a selection sort, moving their columns along): A = V diag(w) V^T, V = Q Z.
@@ -77,6 +78,9 @@ STEP_LIMIT = 30
 #: sums of squares below this (2^-960) may hold squares rounded in the subnormal range (below 2^-1022:
 #: an absolute error up to 2^-1075 each); at or above it those errors stay below 2^-100 of the sum
 SMALLEST_SQUARES = 2.0 ** -960
+#: the smallest normal float64: a QL rotation whose radius r is below it (subnormal: too few digits for c^2 + s^2 = 1,
+#: and 1 / r infinite) is taken as a split of T, as r = 0
+SMALLEST_NORMAL = 2.0 ** -1022
 
 
 # Helpers of both kernels (``_HELPERS``: compiled by ``_kernels`` before them, in their place in this
@@ -263,7 +267,9 @@ def _symmetric_eigen(a: Any, lower: bool, limit: int, w: Any, v: Any, failed: An
                     b = c * e[i]
                     r = _radius(f, g)
                     e[i + 1] = r
-                    if r == 0.0:  # (f = g = 0: T splits at i + 1; start the step again)
+                    if r < SMALLEST_NORMAL:  # (T splits at i + 1, start the step again: f = g = 0, or a radius
+                        # so small (subnormal) that it holds too few digits for a rotation; dropped, the bulge
+                        # moves A by less than 2^-1022, below eps ||A|| of the scaled matrix)
                         d[i + 1] -= shift
                         e[m] = 0.0
                         split = True
@@ -496,7 +502,8 @@ def eigh(a: Any, lower: bool, limit: int = STEP_LIMIT) -> tuple[Any, Any] | None
     """(w, v) of every real symmetric matrix of a (..., n, n), as ``numpy.linalg.eigh`` (the ``lower`` or
     upper triangle read; eigenvectors up to sign), compiled and split over threads; matrices whose QL
     iteration needs more than ``limit`` steps per eigenvalue, or whose eigenvalues come out (nearly)
-    repeated (``NEAR_REPEATED``), go to ``numpy.linalg.eigh``. None without
+    repeated (``NEAR_REPEATED``) or not finite (NaN from a rotation no test found: LAPACK decides, as for
+    an overflowing input), go to ``numpy.linalg.eigh``. None without
     Numba, for complex or other dtypes, empty batches and sides above ``MAX_N``: the caller falls back."""
     n = a.shape[-1]
     run = _run("eigh", a, ((n,), (n, n)), (lower, limit))
@@ -505,7 +512,7 @@ def eigh(a: Any, lower: bool, limit: int = STEP_LIMIT) -> tuple[Any, Any] | None
     stack, (w, v), failed = run
     with np.errstate(all="ignore"):  # (a failed matrix's w is meaningless: it goes to LAPACK anyway)
         near = NEAR_REPEATED * np.finfo(np.float64).eps * np.abs(w).max(axis=-1, keepdims=True)
-        failed |= np.any(np.diff(w, axis=-1) < near, axis=-1)
+        failed |= np.any(np.diff(w, axis=-1) < near, axis=-1) | ~np.isfinite(w).all(axis=-1)
     if failed.any():
         w[failed], v[failed] = np.linalg.eigh(stack[failed], UPLO="L" if lower else "U")
     return _shaped((w, v), a)
@@ -515,7 +522,8 @@ def svd(a: Any, limit: int = STEP_LIMIT) -> tuple[Any, Any, Any] | None:
     """(u, s, vh) of every real square matrix of a (..., n, n), as ``numpy.linalg.svd`` (the same for
     ``full_matrices`` or not; each pair of singular vectors up to a common sign), compiled and split over
     threads; matrices the QR iteration cannot finish (a negligible diagonal entry, more than ``limit`` n
-    steps) go to ``numpy.linalg.svd``. None as for :func:`eigh`, and for matrices that are not square."""
+    steps) or whose singular values come out not finite go to ``numpy.linalg.svd``. None as for
+    :func:`eigh`, and for matrices that are not square."""
     n = a.shape[-1]
     if a.ndim < 2 or a.shape[-2] != n:
         return None
@@ -523,6 +531,7 @@ def svd(a: Any, limit: int = STEP_LIMIT) -> tuple[Any, Any, Any] | None:
     if run is None:
         return None
     stack, (u, s, vh), failed = run
+    failed |= ~np.isfinite(s).all(axis=-1)
     if failed.any():
         u[failed], s[failed], vh[failed] = np.linalg.svd(stack[failed])
     return _shaped((u, s, vh), a)

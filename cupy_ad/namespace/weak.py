@@ -24,7 +24,7 @@ def weakly_typed(x: Any) -> bool:
     """A Python scalar (not a NumPy scalar), or a weak dual."""
     if type(x) is Dual:
         return x.weak
-    return isinstance(x, numbers.Number) and not hasattr(x, "dtype")
+    return not hasattr(x, "dtype") and isinstance(x, numbers.Number)  # (arrays: no ABC check)
 
 
 def _is_strong(a: Any) -> bool:

@@ -19,8 +19,8 @@ apart into raw slots: the recording opens a fresh level of the same kind for eac
 own, and rebuilds the inputs there, so the whole jvp-expanded (or batched) computation is recorded
 on raw arrays; the outputs are rebuilt with the caller's levels. ``jit(jvp(f))``, ``jvp(jit(f))``,
 ``vmap(jit(f))``, ``jacfwd(jit(f))`` and ``scan(jit(body), ...)`` all work (``scan`` looks the body's program up
-once and replays it per step with no signature check: ``jit_step``); ``jit``
-of a function that calls ``scan`` records the loop unrolled. Inside a running recording, and on
+once and replays it per step with no signature check, and keeps its fixed point's outcome per signature:
+``jit_step``); ``jit`` of a function that calls ``scan`` records the loop unrolled. Inside a running recording, and on
 ``linearize``'s recorded values, ``jit(f)`` simply calls ``f``.
 
 Replay. Steps whose outputs no output needs are dropped (dead code), unless they may raise on values
@@ -70,9 +70,10 @@ still raises (``raises``), and an error in a replay is taken as a divergence: th
 again, so ``f`` itself meets the error, handles it or raises it, as eagerly. NumPy's error state set
 inside ``f`` (``np.errstate``) is part of the program: a step keeps what ``f`` changed of the caller's
 state at the recording (``backends.error_state_change``) and a replay sets that around the step; the
-other steps run in the caller's state at the replay. A rule's warning (``values.host_effect``: the
-nested degenerate check) is a step of its own: each replay warns, from its own values, as the eager call
-does.
+other steps run in the caller's state at the replay. (A program recorded under a caller state that raises
+on some error replays only under that state: f's own ``divide="raise"`` inside it is no change to keep.)
+A rule's warning (``values.host_effect``: the nested degenerate check) is a step of its own: each replay
+warns, from its own values, as the eager call does.
 
 Threads: replays run concurrently (a replay holds its temporaries in its own frame); the recordings of
 one signature of a jitted function run one at a time, and a thread that waited for one first replays
@@ -90,9 +91,11 @@ from typing import Any, Callable
 
 import optree
 
+from ..backends import error_state
 from ..values import LEVELLED_TYPES, Batched, Dual, JitTraced, Recorded, Zero, new_level
 from .jit_program import Diverged, Program, _is_array, build, rebuild
 from .jit_recording import _leak_error, _Recording
+from .jit_step import SettledPatterns
 from .jvp import call_user_function
 
 MAX_VARIANTS = 8
@@ -145,6 +148,9 @@ def _describe(v: Any, levels: dict, raws: list) -> Any:
         primal = _describe(v.primal, levels, raws)
         return ("D", v.level, primal, ("Z", tuple(t.shape), t.dtype) if type(t) is Zero else _describe(t, levels, raws),
                 v.weak)  # (a Python scalar's weak type: namespace.weak)
+    if cls in _RAW_TYPES:  # (a plain array of a type met before)
+        raws.append(v)
+        return (cls, v.shape, v.dtype)
     if cls is Batched:
         levels[v.level] = "vmap"
         return ("B", v.level, v.axis, _describe(v.value, levels, raws))
@@ -317,6 +323,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
     # ``program_for`` none to use. A thread that waited replays what the other recorded. (One lock per key of
     # ``cache``, made at its first miss and kept as long as its programs, which outweigh it a hundredfold.)
     recording_locks: dict = {}
+    scan_patterns = SettledPatterns()  # scan's settled tangent patterns over this body (jit_step)
 
     @functools.wraps(f)
     def compiled(*args: Any, **kwargs: Any) -> Any:
@@ -370,24 +377,34 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
             program, out = _record(f, spec, len(args), static, list(ranked), [kinds[level] for level in levels],
                                    raws, levels)
             variants.append(program)
+            if len(variants) > 1:
+                scan_patterns.forget()
         return out
 
-    def program_for(*args: Any) -> tuple[Program, list] | None:
-        """The one program recorded for the signature of ``args`` (positional, no static arguments) and
-        the caller's levels by rank; ``None`` if none or several (guards) were recorded. For ``scan``,
-        which replays it per step (``jit_step``)."""
+    def signature_of(*args: Any) -> tuple[tuple, list, list] | None:
+        """The cache key of a call with the positional ``args`` (no static arguments), its raw arrays (the
+        replay's inputs) and the caller's levels by rank; ``None`` where the call would not be looked up
+        (static arguments, inside a recording, linearize's values). For ``scan`` (``jit_step``)."""
         if static_nums or getattr(_running, "depth", 0):
             return None
         leaves, spec = optree.tree_flatten((args, {}), none_is_leaf=True)
         try:
-            _, ranked, kinds = _signature(leaves)
-            variants = cache.get(_key(spec, {}, ranked, kinds), ())
+            raws, ranked, kinds = _signature(leaves)
+            return _key(spec, {}, ranked, kinds), raws, sorted(kinds)
         except (_Inline, TypeError):
             return None
-        return (variants[0], sorted(kinds)) if len(variants) == 1 else None
+    def program_for(*args: Any) -> tuple[Program, list] | None:
+        """The one program recorded for the signature of ``args`` (positional, no static arguments) and
+        the caller's levels by rank; ``None`` if none, several (guards) or one recorded under another raising
+        error state (``Program.replays_now``)."""
+        found = signature_of(*args)
+        variants = () if found is None else cache.get(found[0], ())
+        return (variants[0], found[2]) if len(variants) == 1 and variants[0].replays_now() else None
 
     compiled.cache = cache  # type: ignore[attr-defined]
     compiled.program_for = program_for  # type: ignore[attr-defined]
+    compiled.signature_of = signature_of  # type: ignore[attr-defined]
+    compiled.scan_patterns = scan_patterns  # type: ignore[attr-defined]
     return compiled
 
 

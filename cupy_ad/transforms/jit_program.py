@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import optree
 
-from ..backends import backend_of
+from ..backends import backend_of, error_state
 from ..values import Batched, Dual, JitTraced, Zero
 
 # Elementwise results from this size on are written into a dead temporary of the program (None: never).
@@ -165,6 +165,12 @@ class Program:
     def __init__(self, recording: Any, n_inputs: int, outputs: list, out_spec: Any):
         self.outputs = outputs
         self.out_spec = out_spec
+        # The caller's error state at the recording, where it raises (or calls) on an error: f's own
+        # np.errstate(divide="raise") inside it changed nothing, so its steps kept no change, and a replay
+        # under another caller state computed inf where f's error leads to its fallback. Such a program
+        # replays only under that state (another diverges: a new recording).
+        state = recording.error_state
+        self.error_state = state if any(v in ("raise", "call") for v in state.values()) else None
         needed = set()
         for d in outputs:
             _slots_of(d, needed)
@@ -190,7 +196,13 @@ class Program:
         self.source, self.run, self.unchecked = _compile(kept, n_inputs, self.returned, recording, self.alias,
                                                          self.dense)
 
+    def replays_now(self) -> bool:
+        """Whether the caller's error state now is one this program replays under (see ``error_state``)."""
+        return self.error_state is None or error_state() == self.error_state
+
     def replay(self, raws: list, levels: list) -> Any:
+        if not self.replays_now():
+            raise Diverged
         if self.direct:
             return optree.tree_unflatten(self.out_spec, self.run(*raws))
         env = dict(zip(self.output_slots, self.run(*raws)))

@@ -23,6 +23,14 @@ next step's raw carries and the rows of the ``ys`` buffers:
 The replay is the program's own, so the results are bit for bit those of the eager loop. Where the first
 carries are dense and every carry stays so (a result the program knows dense, or a fixed dense array; no
 ``xs``), the steps run the program without its check of the inputs' layout (``Program.unchecked``).
+
+Later calls (``SettledPatterns``). The fixed point's passes and the look-ups cost more than a few steps
+(two passes through the jitted body with duals, each a signature and a replay, and one look-up of the
+steps' program). Their outcome follows from the signature of the first pass as long as every signature
+met has one program, so it is kept per body and first signature: the settled patterns, the steps'
+program and how the ``ys`` buffers were made. A later call with that first signature takes one signature
+(to find it) and replays every step from the first into fresh buffers; if the first step's replay fails
+(a guard, an error) the fixed point runs as without it.
 """
 from __future__ import annotations
 
@@ -87,10 +95,11 @@ def _pair(v: Any, source: Any, out: list) -> None:
         out.append((v, source))
 
 
-def _rebuild(node: Any, raws: Any) -> Any:
+def duals_of(node: Any, raws: Any) -> Any:
+    """The tree of duals of pattern ``node`` over the raw arrays the iterator ``raws`` gives (``raws_of`` order)."""
     if node is None:
         return next(raws)
-    return Dual(node[0], _rebuild(node[1], raws), _rebuild(node[2], raws))
+    return Dual(node[0], duals_of(node[1], raws), duals_of(node[2], raws))
 
 
 def _copy(raw: Any) -> Any:
@@ -170,8 +179,13 @@ def _by_rank(node: Any, rank: dict) -> Any:
     return None if node is None else (rank[node[0]], _by_rank(node[1], rank), _by_rank(node[2], rank))
 
 
+def _at_levels(node: Any, levels: list) -> Any:
+    """``_by_rank`` undone: the pattern at the caller's ``levels`` (by rank)."""
+    return None if node is None else (levels[node[0]], _at_levels(node[1], levels), _at_levels(node[2], levels))
+
+
 def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_raws: list, buffers: list,
-                 y_nodes: list, indices: Iterable[int]) -> tuple[list, int] | None:
+                 y_nodes: list, indices: Iterable[int], by_rank: tuple | None = None) -> tuple[list, int] | None:
     """Run the steps ``indices`` of a scan by replaying ``program`` (recorded for the signature of the
     steps' carries and ``x``, with the caller's ``levels`` by rank): ``carry`` the carry leaves (in
     their patterns ``nodes``), ``xs_raws`` the raw arrays of the ``xs`` leaves (rows taken per step),
@@ -179,13 +193,14 @@ def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_ra
     the last step replayed and the number of steps replayed (fewer on a failed guard); ``None`` if the
     program does not fit. The plan is made once per program and patterns, the patterns' levels by rank
     (each call of the enclosing transforms makes new levels: keyed by them, every call would make a plan
-    and keep it)."""
-    rank = {level: k for k, level in enumerate(levels)}
-    try:
-        key = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes), len(levels),
-               len(xs_raws))
-    except KeyError:  # (a level outside the caller's: planned for this call only)
-        key = None
+    and keep it; ``by_rank``: the tuples of ``nodes`` and ``y_nodes`` by rank, where the caller has them)."""
+    if by_rank is None:
+        rank = {level: k for k, level in enumerate(levels)}
+        try:
+            by_rank = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes))
+        except KeyError:  # (a level outside the caller's: planned for this call only)
+            by_rank = None
+    key = None if by_rank is None else (*by_rank, len(levels), len(xs_raws))
     plans = program.__dict__.setdefault("scan_plans", {})
     if key is not None and key in plans:
         plan = plans[key]
@@ -203,4 +218,72 @@ def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_ra
     if done:  # the caller may write into the carries it gets: none is shared with the program or other steps
         raws = [raw if f is None else _copy(raw) for raw, f in zip(raws, fixed)]
     raws = iter(raws)
-    return [_rebuild(node, raws) for node in nodes], done
+    return [duals_of(node, raws) for node in nodes], done
+
+
+class SettledPatterns:
+    """The settled carry patterns of ``scan``'s fixed point over one jit body, by the signature of the first
+    pass's arguments (``init`` in its own pattern, the first ``x``), each with the program of the steps (the
+    last pass's too: one signature) and what ``scan`` needs to make the ``ys`` buffers, so that a later call
+    with that signature replays every step, from the first, and runs no pass.
+
+    A pass's outcome is its program's: which tangents it returns follows from the program's outputs, so
+    the patterns follow from the first signature as long as every signature met has one program. A second
+    program for a signature (a guard's new outcome, a replay that raised) may return another structure
+    for other values: the body then keeps no patterns (``forget``). As with ``jit`` itself, a changed
+    global or closed-over value is not seen: the patterns are those of the recorded programs."""
+
+    def __init__(self) -> None:
+        self.entries: dict = {}
+        self.several = False  # some signature of the body has more than one program
+
+    def forget(self) -> None:
+        self.several = True
+        self.entries.clear()
+
+    def look_up(self, f: Callable, first_args: tuple) -> "Settled | None":
+        """The settled pattern for the fixed point's first pass (``Settled.nodes`` is None if not known yet);
+        None where the body keeps none."""
+        found = None if self.several else f.signature_of(*first_args)
+        if found is None:
+            return None
+        key, _, levels = found
+        return Settled(self, key, levels, self.entries.get(key))
+
+
+class Settled:
+    """One scan call's settled pattern: the carries' ``nodes`` and the ys' ``y_nodes`` (at the call's
+    ``levels``), the steps' ``program`` and ``scan``'s own ``ys`` (structure, shapes, buffer templates), when
+    a call with the same first signature settled before and the program replays under the caller's error
+    state now (else ``nodes`` is None and ``store`` keeps this call's)."""
+
+    def __init__(self, patterns: SettledPatterns, key: tuple, levels: list, entry: tuple | None):
+        self.patterns, self.key, self.levels = patterns, key, levels
+        self.nodes = self.y_nodes = self.program = self.ys = self.by_rank = None
+        if entry is not None and not patterns.several and entry[2].replays_now():
+            nodes, y_nodes, self.program, self.ys = entry
+            self.nodes = [_at_levels(n, levels) for n in nodes]
+            self.y_nodes = [_at_levels(n, levels) for n in y_nodes]
+            self.by_rank = (nodes, y_nodes)  # (``replay_steps``' key)
+
+    def store(self, f: Callable, nodes: list, last_pass: tuple, step: tuple, y_nodes: list,
+              ys: Any) -> tuple[Program, list] | None:
+        """The program of the steps after the first (arguments like ``step``) with the caller's levels by rank,
+        as ``jit``'s ``program_for`` gives it (None if none or several); kept with this call's settled
+        ``nodes`` (``last_pass``: the last pass's arguments), ``y_nodes`` and ``ys`` where the last pass had
+        the steps' signature and every level is one of the first signature's."""
+        found = f.signature_of(*step)
+        variants = () if found is None else f.cache.get(found[0], ())
+        if len(variants) != 1 or not variants[0].replays_now():  # (as ``program_for``)
+            return None
+        last = f.signature_of(*last_pass)
+        rank = {level: k for k, level in enumerate(self.levels)}
+        if last is not None and last[0] == found[0] and found[2] == self.levels and not self.patterns.several:
+            try:
+                entry = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes),
+                         variants[0], ys)
+            except KeyError:  # (a level outside the first signature's)
+                entry = None
+            if entry is not None:
+                self.patterns.entries[self.key] = entry
+        return variants[0], found[2]

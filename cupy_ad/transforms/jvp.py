@@ -50,14 +50,16 @@ def _explain_refused_operand(error: TypeError) -> None:
     """Raise a TypeError naming the fix where ``error`` was raised by a binary operator of another array
     type refusing a value of a transform as its right operand: Python tries the value's reflected
     operator only when that operator returns NotImplemented (array_api_strict raises instead:
-    data-apis/array-api-strict#188), and no hook (``__array_priority__``) reaches its check."""
+    data-apis/array-api-strict#188), and no hook (``__array_priority__``) reaches its check. Only a
+    backend array's operator counts (``is_array``): a user's class whose ``__mul__`` raises, or passes
+    the value on to an array's, keeps its own error or names the array's operator."""
     tb = error.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
         name = code.co_name
         if name[:2] == name[-2:] == "__" and name[2:-2] in _OPERATOR_FUNCTIONS and code.co_argcount == 2:
             left, right = (tb.tb_frame.f_locals.get(v) for v in code.co_varnames[:2])
-            if levelled(right) and not levelled(left) and type(right).__name__ in str(error):
+            if levelled(right) and not levelled(left) and is_array(left) and type(right).__name__ in str(error):
                 function = _OPERATOR_FUNCTIONS[name[2:-2]]
                 raise TypeError(
                     f"{type(left).__module__.split('.')[0]}'s {type(left).__name__}.{name} refused a "
@@ -130,14 +132,15 @@ def jvp(f: Callable[..., Any], primals: tuple | list, tangents: tuple | list) ->
     if len(primals) != len(tangents):
         raise ValueError(f"jvp got {len(primals)} primals but {len(tangents)} tangents")
     paths, primal_leaves, spec = optree.tree_flatten_with_path(tuple(primals), none_is_leaf=True)
-    try:
-        tangents = optree.tree_broadcast_prefix(tuple(tangents), tuple(primals), none_is_leaf=True,
-                                                is_leaf=lambda t: t is Zero or type(t) is Zero)
-    except ValueError:
-        raise ValueError(
-            f"tangents must have the structure of primals: primals {spec}, tangents "
-            f"{optree.tree_structure(tuple(tangents), none_is_leaf=True)}") from None
-    tangent_leaves = spec.flatten_up_to(tangents)
+    tangent_leaves, tangent_spec = optree.tree_flatten(tuple(tangents), none_is_leaf=True)
+    if tangent_spec != spec:  # (a prefix: None or ad.Zero for a whole subtree)
+        try:
+            tangents = optree.tree_broadcast_prefix(tuple(tangents), tuple(primals), none_is_leaf=True,
+                                                    is_leaf=lambda t: t is Zero or type(t) is Zero)
+        except ValueError:
+            raise ValueError(
+                f"tangents must have the structure of primals: primals {spec}, tangents {tangent_spec}") from None
+        tangent_leaves = spec.flatten_up_to(tangents)
     names = [_path_name("primals", p) for p in paths]
     backend = _common_backend(list(zip(names, primal_leaves)) + [
         (n.replace("primals", "tangents", 1), t) for n, t in zip(names, tangent_leaves)])

@@ -380,6 +380,9 @@ def test_guards_catch_a_mismatch_just_above_their_tolerance(backend, n):
     # cluster resolution, which the latter's floor 16 -> 32 eps doubled)
     from cupy_ad.linalg._nested_guard import guard_curve, guard_nested, mismatch_resolution
     eps = np.finfo(np.float64).eps
+    # its value (else this test follows any change of it): 64 x 16 eps, the guards' tolerance before the cluster
+    # resolution's floor moved to 32 eps, growing as 64 sqrt(n) eps beyond n = 256 (review10)
+    assert mismatch_resolution(n, eps) == max(1024, 64 * n ** 0.5) * eps and mismatch_resolution(4, eps) == 1024 * eps
     offdiag = ~np.eye(n, dtype=bool)
     t = np.where(offdiag, 1.0, 0.0)  # expected outer tangent of the block: size 1 + 0 + 1 (P' ~ T, c = 0)
     block, mixing, values = np.diag(np.arange(1.0, n + 1) / n), np.zeros((n, n)), np.zeros(n)

@@ -3,6 +3,7 @@ LAPACK's to rounding, vectors up to sign (a common sign per singular pair), resi
 at rounding level; repeated eigenvalues resolved as ``_clusters`` expects; rank-deficient matrices;
 tiny and huge scales; the LAPACK fallback for matrices that do not converge and without Numba; the
 thread split bit for bit; the jvps the same with and without the kernels."""
+import itertools
 import subprocess
 import sys
 
@@ -357,13 +358,13 @@ def _kernel(name, a):
     return result, failed
 
 
-def _assert_decomposes(a, w, v):
-    """Invariants against LAPACK within eps ||A|| (n^2 eps): eigenvalues ascending and as eigvalsh's,
+def _assert_decomposes(a, w, v, reference=np.linalg.eigvalsh):
+    """Invariants against LAPACK within eps ||A|| (n^2 eps): eigenvalues ascending and as ``reference``'s,
     V orthogonal, V diag(w) V^T = A."""
     eps, n = np.finfo(np.float64).eps, a.shape[-1]
     norm = np.abs(a).max(axis=(-1, -2), keepdims=True)
     assert np.all(np.diff(w, axis=-1) >= 0)
-    assert np.all(np.abs(w - np.linalg.eigvalsh(a)) <= n * n * eps * norm[..., 0])
+    assert np.all(np.abs(w - reference(a)) <= n * n * eps * norm[..., 0])
     assert np.abs(np.swapaxes(v, -1, -2) @ v - np.eye(n)).max() <= n * n * eps
     assert np.all(np.abs((v * w[..., None, :]) @ np.swapaxes(v, -1, -2) - a) <= n * n * eps * norm)
 
@@ -404,6 +405,23 @@ def test_eigh_of_a_block_far_below_the_largest(tiny, tridiagonal):
     (w, v), failed = _kernel("eigh", a)
     assert not failed.any()
     _assert_decomposes(a, w, v)
+
+
+@needs_numba
+def test_eigh_rotations_of_a_subnormal_radius():
+    """A QL rotation whose radius r = hypot(f, g) is subnormal (d = 0, e = (1e-160, 1, 1): a later bulge of
+    ~1e-320): 1 / r overflowed, so (c, s) = (g, f) / r became infinite and V NaN, silently (not failed) through
+    the backend too, once the radius came from hypot (the plain formula gave r = 0 there: the split branch).
+    Those (and every 4 x 4 tridiagonal matrix with entries in {0, 1, 1e-160, 2^-540}) decompose. Against
+    numpy.linalg.eigh's values: eigvalsh's (LAPACK dsterf) are off by 5e-5 for that first matrix."""
+    values = [0.0, 1.0, 1e-160, 2.0 ** -540]
+    cases = [(d, e) for d in itertools.product(values, repeat=4) for e in itertools.product(values, repeat=3)]
+    a = np.array([np.diag(d) + np.diag(e, -1) + np.diag(e, 1) for d, e in cases])
+    (w, v), failed = _kernel("eigh", a)
+    assert failed.mean() < 0.01
+    with_vectors = lambda x: np.linalg.eigh(x)[0]  # noqa: E731
+    _assert_decomposes(a[~failed], w[~failed], v[~failed], with_vectors)
+    _assert_decomposes(a, *numpy_compiled_spectral.eigh(a, True), with_vectors)
 
 
 @needs_numba
@@ -462,3 +480,24 @@ def test_helpers_are_compiled_lazily_and_again_after_a_reset(monkeypatch):
     monkeypatch.setattr(numpy_compiled_spectral, "_compiled", None)
     for x, y in zip(first, numpy_compiled_spectral.svd(a)):
         np.testing.assert_array_equal(x, y)
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["eigh", "svd"])
+def test_a_kernel_result_that_is_not_finite_goes_to_lapack(name, monkeypatch):
+    """A defence for a case no input is known to reach (review11 found one, since fixed: a rotation of a
+    subnormal radius gave NaN eigenvalues, which the nearly-repeated check let through as NaN compares
+    false): a matrix whose values come out NaN or infinite from a finite input is LAPACK's, not NaN."""
+    kernels = numpy_compiled_spectral._kernels()
+    kernel = kernels[name]
+
+    def poisoned(block, *args):  # (args: the flags, then the outputs; w or s third from the end)
+        kernel(block, *args)
+        args[-3][0, -1] = np.nan
+
+    monkeypatch.setitem(kernels, name, poisoned)
+    a = np.random.default_rng(5).standard_normal((6, 5, 5))
+    a = a + np.swapaxes(a, -1, -2)
+    values = numpy_compiled_spectral.eigh(a, True)[0] if name == "eigh" else numpy_compiled_spectral.svd(a)[1]
+    expected = np.linalg.eigvalsh(a) if name == "eigh" else np.linalg.svd(a, compute_uv=False)
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-13 * np.abs(expected).max())

@@ -1,0 +1,200 @@
+"""scan over a jit body: the settled tangent pattern kept per first signature (``jit_step.SettledPatterns``).
+
+A later call with the first signature of an earlier one replays every step from the body's program and runs
+no fixed-point pass; its results are the eager loop's bit for bit (on CuPy within rounding), for every
+signature and tangent pattern, and a body whose signatures get a second program keeps no pattern."""
+import importlib
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import cupy_ad as ad
+from cupy_ad.values import Dual
+from test_jit import _assert_identical
+
+jit_module = importlib.import_module("cupy_ad.transforms.jit")
+
+
+def _rnn(ns):
+    def body(carry, x):  # h's tangent comes from w's: two passes settle it when h starts plain
+        w, h = carry
+        h = ns.tanh(ns.matmul(w, h) + x)
+        return (w, h), (ns.sum(h * h), h, 2.0 * x)
+    return body
+
+
+@pytest.fixture
+def signatures(monkeypatch):
+    """The number of jit signatures taken (a fixed-point pass through the jitted body takes one)."""
+    taken = []
+    original = jit_module._signature
+    monkeypatch.setattr(jit_module, "_signature", lambda leaves: taken.append(1) or original(leaves))
+    return taken
+
+
+def _data(backend, n=4, steps=5, dtype="float64"):
+    ns = backend.ns
+    cast = lambda a: ns.astype(a, getattr(ns, dtype))  # noqa: E731
+    w, dw = cast(backend.random((n, n)) / n), cast(backend.random((n, n), seed=1))
+    xs, dxs = cast(backend.random((steps, n), seed=2)), cast(backend.random((steps, n), seed=3))
+    h0, dh = cast(backend.random((n,), seed=4)), cast(backend.random((n,), seed=5))
+    return w, dw, xs, dxs, h0, dh
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_later_call_replays_every_step_and_runs_no_pass(backend, signatures, reverse):
+    w, dw, xs, dxs, h0, dh = _data(backend)
+    body, jitted = _rnn(backend.ns), ad.jit(_rnn(backend.ns))
+    loop = lambda step: lambda w: ad.scan(step, (w, h0), xs, reverse=reverse)  # noqa: E731
+    want = ad.jvp(loop(body), (w,), (dw,))
+    inputs = [backend.to_numpy(v).copy() for v in (w, dw, xs, h0)]
+    for call in range(3):
+        signatures.clear()
+        got = ad.jvp(loop(jitted), (w,), (dw,))
+        _assert_identical(backend, got, want)
+        # first call: the look-up, two passes, the programs' look-ups; later: the look-up alone
+        assert len(signatures) == (1 if call else 5)
+        (_, h), (_, hs, _) = got[0]
+        h[...], hs[...] = 7.0, 7.0  # the caller's own arrays: the next call is not affected
+    for v, before in zip((w, dw, xs, h0), inputs):  # inputs never written
+        np.testing.assert_array_equal(backend.to_numpy(v), before)
+    assert len(jitted.scan_patterns.entries) == 1
+    w2 = w * 0.5  # other values, the same signature
+    _assert_identical(backend, ad.jvp(loop(jitted), (w2,), (dw,)), ad.jvp(loop(body), (w2,), (dw,)))
+    assert len(jitted.scan_patterns.entries) == 1
+
+
+def test_patterns_are_kept_per_shape_dtype_and_tangent_pattern(backend, signatures):
+    """Each first signature has its own entry: another shape, dtype, tangent pattern (which carries and xs
+    have tangents, of which levels), length or no jvp at all; every call, first or later, bit for bit eager."""
+    ns = backend.ns
+    body, jitted = _rnn(ns), ad.jit(_rnn(ns))
+    cases = []
+    for n, steps, dtype in ((4, 5, "float64"), (3, 5, "float64"), (4, 5, "float32"), (4, 1, "float64")):
+        w, dw, xs, dxs, h0, dh = _data(backend, n, steps, dtype)
+        cases += [
+            lambda step, w=w, dw=dw, xs=xs, h0=h0: ad.jvp(lambda w: ad.scan(step, (w, h0), xs), (w,), (dw,)),
+            lambda step, w=w, xs=xs, h0=h0, dh=dh: ad.jvp(lambda h: ad.scan(step, (w, h), xs), (h0,), (dh,)),
+            lambda step, w=w, xs=xs, dxs=dxs, h0=h0: ad.jvp(lambda xs: ad.scan(step, (w, h0), xs), (xs,), (dxs,)),
+            lambda step, w=w, dw=dw, xs=xs, h0=h0: ad.jvp(
+                lambda w: ad.jvp(lambda v: ad.scan(step, (v, h0), xs), (w,), (dw,))[1], (w,), (dw,)),
+            lambda step, w=w, xs=xs, h0=h0: ad.scan(step, (w, h0), xs),
+        ]
+    for round in range(2):  # first calls fill the entries, the second round hits them
+        for case in cases:
+            _assert_identical(backend, case(jitted), case(body))
+        if round == 0:
+            entries = len(jitted.scan_patterns.entries)
+    # the length-1 cases share the first signature of their length-5 twins (one row of xs): 4 x 5 - 5
+    assert entries == len(jitted.scan_patterns.entries) == 15
+
+
+def test_a_zero_tangent_pattern_stays_symbolic_on_a_later_call(backend):
+    """A carry and a y whose tangents stay zero get none (not zero arrays) when the pattern is known too."""
+    ns = backend.ns
+
+    def body(c, x):
+        h, k = c
+        return (ns.tanh(h) * x, k + 1.0), (x * 2.0, h)
+
+    xs = backend.random((4, 3), seed=1)
+    h0, dh = backend.random((3,)), backend.random((3,), seed=2)
+    zero = []
+
+    def loop(step):
+        def f(h):
+            (h, k), (doubled, hs) = ad.scan(step, (h, ns.zeros((3,))), xs)
+            zero.append([type(v) is not Dual or type(v.tangent) is ad.Zero for v in (h, k, doubled, hs)])
+            return (h, k), (doubled, hs)
+        return f
+
+    jitted = ad.jit(body)
+    want = ad.jvp(loop(body), (h0,), (dh,))
+    for _ in range(2):
+        _assert_identical(backend, ad.jvp(loop(jitted), (h0,), (dh,)), want)
+    assert zero == [[False, True, True, False]] * 3
+
+
+def test_a_second_program_drops_the_patterns(backend):
+    """A guard whose other outcome returns another tangent structure: with a kept pattern the step-0 replay
+    meets the guard, the fixed point runs as without it and the body keeps no patterns from then on; a guard
+    flipping after step 0 of a call that knew its pattern hands the rest to the ordinary loop."""
+    ns = backend.ns
+
+    def body(c, x):
+        w, h = c
+        if ns.sum(x) > 0.0:
+            h = ns.tanh(ns.matmul(w, h)) + x
+        else:
+            h = 1.0 * x  # no tangent from w
+        return (w, h), h
+
+    w, dw, xs, _, h0, _ = _data(backend)
+    negative = ns.concat([-xs[:1, ...], xs[1:, ...]])  # step 0 takes the other branch
+    late = ns.concat([xs[:3, ...], -xs[3:, ...]])  # steps 3 and 4 do
+    loop = lambda step, xs: lambda w: ad.scan(step, (w, h0), xs)  # noqa: E731
+    jitted = ad.jit(body)
+    for data in (xs, xs, late):
+        _assert_identical(backend, ad.jvp(loop(jitted, data), (w,), (dw,)), ad.jvp(loop(body, data), (w,), (dw,)))
+    assert not jitted.scan_patterns.entries and jitted.scan_patterns.several  # late: a second program
+    fresh = ad.jit(body)
+    for data in (xs, negative, xs):
+        _assert_identical(backend, ad.jvp(loop(fresh, data), (w,), (dw,)), ad.jvp(loop(body, data), (w,), (dw,)))
+    assert not fresh.scan_patterns.entries
+
+
+def test_threads_sharing_the_patterns(backend):
+    """Threads scanning one jitted body at once, under jvp: each gets the eager results."""
+    w, dw, xs, _, h0, _ = _data(backend)
+    body, jitted = _rnn(backend.ns), ad.jit(_rnn(backend.ns))
+    loop = lambda step, scale: lambda w: ad.scan(step, (w, h0), xs * scale)  # noqa: E731
+    want = [ad.jvp(loop(body, 1.0 + k), (w,), (dw,)) for k in range(4)]
+    got = [[] for _ in range(4)]
+    start = threading.Barrier(4)
+
+    def work(k):
+        start.wait()
+        for _ in range(5):
+            got[k].append(ad.jvp(loop(jitted, 1.0 + k), (w,), (dw,)))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        assert len(got[k]) == 5
+        for result in got[k]:
+            _assert_identical(backend, result, want[k])
+
+
+def test_a_kept_pattern_replays_only_under_its_error_state(backend):
+    """A body whose program was recorded under a caller's raising error state (``Program.replays_now``): a
+    later call under another state does not replay it from the kept pattern (f's own errstate inside the
+    caller's changed nothing, so the program would divide by zero silently); it meets the error as eagerly,
+    through its fallback."""
+    ns = backend.ns
+
+    def body(c, x):
+        with np.errstate(divide="raise"):
+            try:
+                r = c / x
+            except FloatingPointError:
+                r = c * 0.0
+        return ns.tanh(r), r
+
+    finite = backend.asarray([[1.0, 2.0], [1.0, 3.0], [2.0, 4.0]])
+    zero = backend.asarray([[1.0, 2.0], [1.0, 0.0], [2.0, 4.0]])  # the fallback at step 1
+    loop = lambda step, xs: lambda c: ad.scan(step, c, xs)  # noqa: E731
+    c0, dc = backend.asarray([1.0, 1.0]), backend.asarray([0.5, 0.25])
+    jitted = ad.jit(body)
+    with np.errstate(divide="raise"):
+        for _ in range(2):
+            _assert_identical(backend, ad.jvp(loop(jitted, finite), (c0,), (dc,)),
+                              ad.jvp(loop(body, finite), (c0,), (dc,)))
+    assert len(jitted.scan_patterns.entries) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a replay's warning under an error filter would diverge it)
+        _assert_identical(backend, ad.jvp(loop(jitted, zero), (c0,), (dc,)), ad.jvp(loop(body, zero), (c0,), (dc,)))
