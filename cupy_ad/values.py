@@ -13,6 +13,7 @@ import itertools
 import math
 import operator
 import os
+import sys
 import threading
 from typing import Any, Callable
 
@@ -112,7 +113,7 @@ class Dual(_ArrayValue, holds="primal"):
         return concrete(self, what)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
-        raw = concrete(self, "NumPy conversion (__array__)")
+        raw = _converted(lambda: concrete(self, "NumPy conversion (__array__)"))
         return raw.__array__(dtype) if copy is None else raw.__array__(dtype, copy=copy)
 
     def __dlpack__(self, /, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
@@ -183,6 +184,35 @@ def base_array(x: Any) -> Any:
             return x
 
 
+# NumPy functions that write into an array given to them
+NUMPY_WRITERS = frozenset(("copyto", "fill_diagonal", "put", "put_along_axis", "place", "putmask"))
+
+
+def writes_into(call: str) -> TypeError:
+    """The refusal of a NumPy function that would write a value of a transform into an array in place."""
+    return TypeError(f"{call} writes into an array in place, which cannot hold a value of jvp, vmap or jit (its "
+                     f"tangent, examples or replay would be lost): build the result with the array namespace's "
+                     f"functions, xp = x.__array_namespace__(), e.g. a = xp.where(mask, value, a) (for "
+                     f"np.fill_diagonal: mask = xp.eye(n, dtype=xp.bool))")
+
+
+def _converted(convert: Callable[[], Any]) -> Any:
+    """``convert()``; where it refuses inside one of NumPy's writers (``np.fill_diagonal(a, x)`` converts x
+    itself: NumPy's dispatch looks at ``a`` only), the writer's refusal, which names the fix."""
+    try:
+        return convert()
+    except TypeError:
+        frame = sys._getframe(2)  # (the caller of __array__)
+        for _ in range(4):
+            if frame is None:
+                break
+            name = frame.f_code.co_name
+            if name in NUMPY_WRITERS and frame.f_globals.get("__name__", "").startswith("numpy"):
+                raise writes_into(f"np.{name}") from None
+            frame = frame.f_back
+        raise
+
+
 class _Traced(_ArrayValue, holds="value"):
     """What ``Batched`` and ``Recorded`` share: the array attributes of ``value`` (``Batched`` gives one
     example's) and conversions that refuse where the value is not one concrete array (a ``Batched`` shared
@@ -204,10 +234,11 @@ class _Traced(_ArrayValue, holds="value"):
             f"outside {self._transform}")
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._concrete("conversion to a NumPy array (np.asarray in f; a NumPy array indexed by it: index "
-                              "xp.asarray(array) or use xp.take; or a rule of cupy_ad reading values on the host: "
-                              "eigh and svd read tangents at repeated eigen/singular values, where the one-sided "
-                              "derivative is not linear in the tangent and there is no Jacobian)").__array__(*args, **kwargs)
+        return _converted(lambda: self._concrete(
+            "conversion to a NumPy array (np.asarray in f; a NumPy array indexed by it: index xp.asarray(array) or "
+            "use xp.take; or a rule of cupy_ad reading values on the host: eigh and svd read tangents at repeated "
+            "eigen/singular values, where the one-sided derivative is not linear in the tangent and there is no "
+            "Jacobian)")).__array__(*args, **kwargs)
 
 
 class Batched(_Traced):
@@ -215,7 +246,7 @@ class Batched(_Traced):
     ``axis`` (``None``: one value shared by all examples). ``shape`` is one example's shape; Python
     operators and ``__array_namespace__`` act per example (installed by :mod:`cupy_ad.namespace`)."""
 
-    __slots__ = ("level", "value", "axis")
+    __slots__ = ("level", "value", "axis", "_view", "_views", "__weakref__")  # _view, _views: as on Dual
     _transform = "vmap"
 
     def __init__(self, level: int, value: Any, axis: int | None):

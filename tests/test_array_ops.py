@@ -175,3 +175,24 @@ def test_creation_functions(backend):
     # a dual fill value broadcasts its tangent (our extension: the standard takes Python scalars)
     _, t = ad.jvp(lambda a: ns.full((2, 3), a[0, 0] * 2.0), (x,), (backend.asarray(np.ones((2, 3))),))
     np.testing.assert_allclose(backend.to_numpy(t), 2.0)
+
+
+@pytest.mark.parametrize("num, endpoint", [(5, True), (4, False), (1, True)])
+def test_linspace_differentiates_its_endpoints(backend, num, endpoint):
+    """xp.linspace(x[0], x[2], n) refused ("np.linspace has no equivalent ... use the array namespace"). The
+    primal is NumPy's linspace bit for bit; the tangent is dstart (1 - t) + dstop t, t = k / div (an identity,
+    independent of the rule's formula), and matches finite differences; jit and vmap agree with a loop."""
+    x0, dx0 = np.array([1.0, 2.0, 3.5]), np.array([0.5, -1.0, 2.0])
+
+    def f(x):
+        return x.__array_namespace__().linspace(x[0], x[2], num, endpoint=endpoint)
+
+    value, slope = ad.jvp(f, (backend.asarray(x0),), (backend.asarray(dx0),))
+    np.testing.assert_array_equal(backend.to_numpy(value), np.linspace(x0[0], x0[2], num, endpoint=endpoint))
+    t = np.arange(num) / max(num - 1 if endpoint else num, 1)
+    np.testing.assert_allclose(backend.to_numpy(slope), dx0[0] * (1 - t) + dx0[2] * t, rtol=1e-15, atol=1e-15)
+    ad.check_jvp(f, (backend.asarray(x0),))
+    stack = np.stack([x0, 2.0 * x0 + 1.0])
+    for got in (ad.vmap(f)(backend.asarray(stack)), ad.vmap(ad.jit(f))(backend.asarray(stack))):
+        for k in range(2):
+            np.testing.assert_array_equal(backend.to_numpy(got)[k], f(stack[k]))

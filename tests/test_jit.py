@@ -728,3 +728,33 @@ def test_a_program_recorded_under_a_raising_error_state_replays_only_under_it(ba
             np.testing.assert_array_equal(backend.to_numpy(compiled(x, y)), backend.to_numpy(guarded(x, y)))
     with np.errstate(divide="raise"):
         np.testing.assert_array_equal(backend.to_numpy(compiled(x, zero)), backend.to_numpy(guarded(x, zero)))
+
+
+def test_an_unused_step_is_kept_where_the_recording_error_state_raises(backend):
+    """(review12) Dead code: an unused division is dropped as unable to raise, but under a caller's
+    np.errstate(divide="raise") (where the program replays: review10) it raises FloatingPointError on values,
+    as the eager call does; such a program keeps it. Under the default state it is still dropped."""
+    ns = backend.ns
+
+    def unused_ratio(x, y):
+        x / y  # noqa: B018 (unused: only its error matters)
+        return ns.exp(x)
+
+    compiled = ad.jit(unused_ratio)
+    x, ones, zero = backend.asarray([1.0, 2.0]), backend.asarray([1.0, 2.0]), backend.asarray([1.0, 0.0])
+    with np.errstate(divide="raise"):
+        compiled(x, ones)
+        try:
+            unused_ratio(x, zero)
+            eager = None
+        except FloatingPointError as error:
+            eager = error
+        if eager is None:  # (CuPy's kernels do not read NumPy's error state)
+            np.testing.assert_array_equal(backend.to_numpy(compiled(x, zero)), backend.to_numpy(ns.exp(x)))
+        else:
+            with pytest.raises(FloatingPointError):
+                compiled(x, zero)
+    plain = ad.jit(unused_ratio)
+    plain(x, ones)
+    (program,) = [p for variants in plain.cache.values() for p in variants]
+    assert "divide" not in program.source and "truediv" not in program.source

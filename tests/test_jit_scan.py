@@ -198,3 +198,45 @@ def test_a_kept_pattern_replays_only_under_its_error_state(backend):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (a replay's warning under an error filter would diverge it)
         _assert_identical(backend, ad.jvp(loop(jitted, zero), (c0,), (dc,)), ad.jvp(loop(body, zero), (c0,), (dc,)))
+
+
+def test_a_first_step_that_does_not_replay_runs_the_fixed_point(backend):
+    """(review12) A kept pattern whose step-0 replay meets a guard (the other branch: no tangent from w) is not
+    used: the fixed point runs, and the carry and the ys keep symbolic zero tangents as eagerly (starting the
+    loop at step 0 in the kept pattern gave them zero arrays)."""
+    ns = backend.ns
+
+    def body(c, x):
+        w, h = c
+        h = ns.tanh(ns.matmul(w, h)) + x if ns.sum(x) > 0.0 else 1.0 * x
+        return (w, h), h
+
+    w, dw, xs, _, h0, _ = _data(backend)
+    positive = ns.abs(xs) + 0.1
+    symbolic = []
+
+    def loop(step, xs):
+        def f(w):
+            (_, h), hs = ad.scan(step, (w, h0), xs)
+            symbolic.append([type(v) is not Dual or type(v.tangent) is ad.Zero for v in (h, hs)])
+            return h, hs
+        return f
+
+    jitted = ad.jit(body)
+    for data in (positive, positive, -positive):
+        _assert_identical(backend, ad.jvp(loop(jitted, data), (w,), (dw,)), ad.jvp(loop(body, data), (w,), (dw,)))
+    assert symbolic == [[False, False]] * 4 + [[True, True]] * 2
+
+
+@pytest.mark.parametrize("empty", [True, False])
+def test_a_body_of_constants_replays(backend, empty):
+    """(review12) A program whose outputs are all constants returns no array: the loop over its steps was
+    written ``= run(x0[i, ...])`` (a SyntaxError on every call, the first one too; older than the kept patterns)."""
+    ns = backend.ns
+
+    def body(c, x):
+        return (() if isinstance(c, tuple) else ns.ones(())), (ns.ones((2,)), ns.full((), 2.0))
+
+    jitted, init, xs = ad.jit(body), () if empty else backend.asarray(1.0), backend.random((3, 2))
+    for _ in range(2):
+        _assert_identical(backend, ad.scan(jitted, init, xs), ad.scan(body, init, xs))

@@ -218,3 +218,29 @@ def test_scipy_special_ufuncs_run_the_namespace_special_functions():
     _same_jvp(scipy_code, namespace_code, (x,))
     with pytest.raises(TypeError, match=r"scipy.special.erf\(..., out=...\).*xp.special.erf"):
         ad.jvp(lambda x: special.erf(x, out=np.empty(6)), (x,), (x,))
+
+
+def _filled_diagonal(x):
+    a = np.zeros((3, 3))
+    np.fill_diagonal(a, x[0])  # NumPy's dispatch looks at a only: x is converted inside it
+    return a
+
+
+def _copied(x):
+    np.copyto(np.zeros(3), x)
+    return x
+
+
+@pytest.mark.parametrize("f", [_filled_diagonal, _copied])
+def test_numpy_writers_name_the_fix(f):
+    """np.fill_diagonal(plain, traced) got the generic conversion error (and np.copyto 'has no equivalent')
+    under jvp and vmap; now the refusal says it writes into an array and names the namespace's way."""
+    message = r"np\.(fill_diagonal|copyto) writes into an array in place.*xp.where\(mask, value, a\)"
+    with pytest.raises(TypeError, match=message):
+        ad.jvp(f, (np.ones(3),), (np.ones(3),))
+    with pytest.raises(TypeError, match=message):
+        ad.vmap(f)(np.ones((2, 3)))
+    if f is _filled_diagonal:  # (jit's own refusal of np.copyto on its traced value stays)
+        with pytest.raises(TypeError, match=message):
+            ad.jit(f)(np.ones(3))
+    np.testing.assert_array_equal(ad.jvp(_filled_diagonal, (np.ones(3),), (None,))[0], np.eye(3))  # no tangent

@@ -99,3 +99,96 @@ def test_in_place_operators(backend):
 
     out, _ = ad.jvp(shifts, (backend.asarray([1, 2]),), (None,))
     assert [backend.to_numpy(o).tolist() for o in out] == [[2, 4], [4, 16], [64, 16]]
+
+
+def _transposed_writes(c, k):
+    """Writes through the transposing views NumPy returns (x.T, x.mT, matrix_transpose, permute_dims) and a
+    write into the base seen by such a view; ``k`` scales the constants (0: the same code on a tangent)."""
+    xp = c.__array_namespace__()
+    t = c.T
+    t[0, ...] = t[0, ...] * 5.0
+    m = c.mT
+    m[1, 0] = k * 7.0
+    p = xp.permute_dims(c, (1, 0))
+    p[2, :] += 1.0 * k
+    s = xp.matrix_transpose(c)
+    c[0, 0] = -c[0, 0]  # seen by s, as in NumPy
+    s[:, 1] *= 2.0
+    return c, s
+
+
+def _rearranged_writes(c, k):
+    """Writes through the other rearranging views NumPy returns: expand_dims, squeeze, flip, moveaxis, unstack,
+    reshape (where NumPy's is a view)."""
+    xp = c.__array_namespace__()
+    e = xp.expand_dims(c, axis=0)
+    e[0, 1, 2] = k * 4.0
+    q = xp.squeeze(e, axis=0)  # a view of a view
+    q[0, 2] = q[0, 2] * 3.0
+    f = xp.flip(c, axis=1)
+    f[0, 0] = -f[0, 0]
+    m = xp.moveaxis(c, 0, 1)
+    m[1, 1] += 2.0 * k
+    u = xp.unstack(c)[1]
+    u[0] = u[0] * 0.5
+    r = xp.reshape(c, (3, 2))  # a view: c is C-contiguous
+    r[2, 1] = r[2, 1] + 10.0 * k
+    t = xp.reshape(c.T, (6,))  # a copy, as NumPy's (c.T is not contiguous): the write stays in t
+    t[0] = 100.0 * k
+    return c, q, f, t
+
+
+@pytest.mark.parametrize("writes", [_transposed_writes, _rearranged_writes])
+def test_writes_through_rearranging_views_reach_the_base(backend, writes):
+    """Before, x.T, x.mT, matrix_transpose, permute_dims, expand_dims, squeeze, flip, moveaxis, unstack and
+    reshape were copies under every transform: the writes were lost (eager NumPy's x changed, ours did not), silently."""
+    c0, dc0 = np.arange(6.0).reshape(2, 3), np.linspace(1.0, 2.0, 6).reshape(2, 3)
+    values = [np.copy(o) for o in writes(c0.copy(), 1.0)]
+    slopes = [np.copy(o) for o in writes(dc0.copy(), 0.0)]
+    f = lambda c: writes(c, 1.0)  # noqa: E731
+    x, dx = backend.asarray(c0), backend.asarray(dc0)
+    for name, run in [("jvp", lambda: ad.jvp(f, (x,), (dx,))),
+                      ("jit(jvp)", lambda: ad.jit(lambda a, b: ad.jvp(f, (a,), (b,)))(x, dx)),
+                      ("jvp(jit)", lambda: ad.jvp(ad.jit(f), (x,), (dx,)))]:
+        outs, tangents = run()
+        for got, want in zip([*outs, *tangents], [*values, *slopes]):
+            np.testing.assert_array_equal(backend.to_numpy(got), want, err_msg=name)
+    for got, want in zip(ad.jit(f)(x), values):
+        np.testing.assert_array_equal(backend.to_numpy(got), want)
+    np.testing.assert_array_equal(backend.to_numpy(x), c0)  # the input is never written
+
+
+def test_writes_through_views_under_vmap(backend):
+    """vmap kept no views at all (v = x[0]; v[1] = 9 left x unchanged): against a loop of NumPy."""
+    c0 = np.arange(12.0).reshape(2, 2, 3)  # two examples
+
+    def f(c):
+        v = c[0, ...]
+        v[1, ...] = 9.0
+        return _transposed_writes(c, 1.0)[0], _rearranged_writes(c, 1.0)[1], v, c.T
+
+    outs = ad.vmap(f)(backend.asarray(c0))
+    for k in range(2):
+        for got, want in zip(outs, f(c0[k].copy())):
+            np.testing.assert_array_equal(backend.to_numpy(got)[k], want)
+
+
+def test_numpy_method_views_under_plain_jit():
+    """Under a plain jit (NumPy's methods are recorded), x.reshape(...) returned a copy: a later write into x was
+    not seen by it, silently. Now it sees writes into x, and a write into it (which could not reach x) raises."""
+    def reads(x):
+        y = x.reshape(3, 2)
+        x[0, 0] = 10.0
+        return y + 0.0, x.real + 1.0
+
+    def writes(x):
+        y = x.reshape(3, 2)
+        y[0, 0] = 10.0
+        return x
+
+    jitted = ad.jit(reads)
+    for c in (np.arange(6.0).reshape(2, 3), np.linspace(1.0, 2.0, 6).reshape(2, 3)):  # recording, then replay
+        for got, want in zip(jitted(c.copy()), reads(c.copy())):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match=r"write into the result of x.reshape\(...\), a view of x.*xp.reshape"):
+        ad.jit(writes)(np.ones((2, 3)))

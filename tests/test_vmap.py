@@ -391,3 +391,61 @@ def test_against_jax(backend, name):
     theirs = build(jax.numpy, jax.vmap, jax.lax.scan)(*inputs)
     theirs = optree.tree_map(lambda a: backend.asarray(np.asarray(a)), theirs)
     _leaves_close(backend, ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+def test_masked_write_with_a_shared_mask(backend):
+    """d[mask] = value under vmap with the mask shared by the examples (jacfwd's: the primal's): the batching
+    rule put a full slice before the mask, which array_api_strict refuses (a mask only as the sole index)."""
+    ns = backend.ns
+    x0 = np.array([[1.0, -2.0, 3.0], [-1.0, 4.0, 0.5]])
+    x = backend.asarray(x0)
+
+    def f(x):
+        d = ns.zeros_like(x)
+        d[x > 0] = x[x > 0] ** 2
+        return d
+
+    np.testing.assert_array_equal(backend.to_numpy(ad.jacfwd(f)(x)), np.diag((2.0 * x0 * (x0 > 0)).ravel()).reshape(
+        2, 3, 2, 3))
+
+    def g(x, v, s):
+        d = ns.ones_like(x)
+        d[x > 0, ...] = v  # per-example values of the masked entries' count
+        e = ns.ones_like(x)
+        e[x > 0] = s  # a per-example scalar
+        d[x < 0] = -1.0  # a Python number
+        e[x < 0] = ns.asarray([-2.0, -3.0])[:1]  # a shared array
+        return d, e
+
+    v0, s0 = np.arange(8.0).reshape(2, 4), np.array([5.0, 6.0])
+    outs = ad.vmap(g, in_axes=(None, 0, 0))(x, backend.asarray(v0), backend.asarray(s0))
+    for k in range(2):
+        want_d, want_e = np.ones_like(x0), np.ones_like(x0)
+        want_d[x0 > 0], want_e[x0 > 0] = v0[k], s0[k]
+        want_d[x0 < 0], want_e[x0 < 0] = -1.0, -2.0
+        np.testing.assert_array_equal(backend.to_numpy(outs[0])[k], want_d)
+        np.testing.assert_array_equal(backend.to_numpy(outs[1])[k], want_e)
+
+
+def test_vmap_of_a_jvp_with_an_integer_output(backend):
+    """An integer output's tangent is a symbolic zero (JAX: float0); vmap refused it ("output is a Zero").
+    It now has the examples' axis, where out_axes puts it; the other outputs match a loop."""
+    ns = backend.ns
+    x0, d0 = np.array([1.0, -2.0, 3.0]), np.arange(6.0).reshape(2, 3)
+
+    def f(x):
+        return ns.astype(x > 0, ns.int64), ns.sin(x)
+
+    def directions(d):
+        return ad.jvp(f, (backend.asarray(x0),), (d,))
+
+    for out_axes, shape in ((0, (2, 3)), (1, (3, 2))):
+        (labels, values), (zero, slopes) = ad.vmap(directions, out_axes=out_axes)(backend.asarray(d0))
+        assert type(zero) is ad.Zero and zero.shape == shape and zero.dtype == labels.dtype
+        assert tuple(labels.shape) == shape
+        for k in range(2):
+            index = (k, ...) if out_axes == 0 else (slice(None), k)
+            np.testing.assert_allclose(backend.to_numpy(slopes)[index], np.cos(x0) * d0[k], rtol=1e-15)
+            np.testing.assert_array_equal(backend.to_numpy(labels)[index], x0 > 0)
+    nested = ad.jvp(ad.vmap(lambda x: ad.jvp(f, (x,), (x,))), (backend.asarray(d0),), (backend.asarray(d0),))
+    assert type(nested[1][1][0]) is ad.Zero and nested[1][1][0].shape == (2, 3)  # the zero's own tangent

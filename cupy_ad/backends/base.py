@@ -32,6 +32,11 @@ class Backend:
     def from_numpy(self, a: Any) -> Any:
         raise NotImplementedError
 
+    def may_share_memory(self, a: Any, b: Any) -> bool:
+        """Whether the arrays ``a`` and ``b`` may share memory (whether a reshape returned a view or a copy);
+        False where arrays have no memory of their own to share (Dask's graphs)."""
+        return False
+
     def synchronize(self) -> None:
         """Wait for queued device work (timing only; a no-op on the CPU)."""
 

@@ -83,6 +83,9 @@ class CupyBackend(Backend):
     def to_numpy(self, x: Any) -> Any:
         return self.cp.asnumpy(x) if hasattr(self.cp, "asnumpy") else np.asarray(x)
 
+    def may_share_memory(self, a: Any, b: Any) -> bool:
+        return bool(self.cp.may_share_memory(a, b))
+
     def from_numpy(self, a: Any) -> Any:
         return self.cp.asarray(a)
 

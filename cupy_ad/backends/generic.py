@@ -28,5 +28,11 @@ class GenericBackend(Backend):
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.from_dlpack(x)
 
+    def may_share_memory(self, a: Any, b: Any) -> bool:
+        try:  # (DLPack shares the memory: array_api_strict's arrays hold NumPy arrays)
+            return bool(np.may_share_memory(np.from_dlpack(a), np.from_dlpack(b)))
+        except (BufferError, TypeError, RuntimeError):  # (a device array: no view of it on the host)
+            return False
+
     def from_numpy(self, a: Any) -> Any:
         return self.xp.asarray(np.asarray(a))

@@ -237,6 +237,9 @@ class NumpyBackend(Backend):
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.asarray(x)
 
+    def may_share_memory(self, a: Any, b: Any) -> bool:
+        return bool(np.may_share_memory(a, b))
+
     def from_numpy(self, a: Any) -> np.ndarray:
         return np.asarray(a)
 

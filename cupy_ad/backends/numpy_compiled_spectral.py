@@ -502,7 +502,8 @@ def eigh(a: Any, lower: bool, limit: int = STEP_LIMIT) -> tuple[Any, Any] | None
     """(w, v) of every real symmetric matrix of a (..., n, n), as ``numpy.linalg.eigh`` (the ``lower`` or
     upper triangle read; eigenvectors up to sign), compiled and split over threads; matrices whose QL
     iteration needs more than ``limit`` steps per eigenvalue, or whose eigenvalues come out (nearly)
-    repeated (``NEAR_REPEATED``), go to ``numpy.linalg.eigh``. None without
+    repeated (``NEAR_REPEATED``) or not finite (NaN from a rotation no test found: LAPACK decides, as for
+    an overflowing input), go to ``numpy.linalg.eigh``. None without
     Numba, for complex or other dtypes, empty batches and sides above ``MAX_N``: the caller falls back."""
     n = a.shape[-1]
     run = _run("eigh", a, ((n,), (n, n)), (lower, limit))
@@ -511,7 +512,7 @@ def eigh(a: Any, lower: bool, limit: int = STEP_LIMIT) -> tuple[Any, Any] | None
     stack, (w, v), failed = run
     with np.errstate(all="ignore"):  # (a failed matrix's w is meaningless: it goes to LAPACK anyway)
         near = NEAR_REPEATED * np.finfo(np.float64).eps * np.abs(w).max(axis=-1, keepdims=True)
-        failed |= np.any(np.diff(w, axis=-1) < near, axis=-1)
+        failed |= np.any(np.diff(w, axis=-1) < near, axis=-1) | ~np.isfinite(w).all(axis=-1)
     if failed.any():
         w[failed], v[failed] = np.linalg.eigh(stack[failed], UPLO="L" if lower else "U")
     return _shaped((w, v), a)
@@ -521,7 +522,8 @@ def svd(a: Any, limit: int = STEP_LIMIT) -> tuple[Any, Any, Any] | None:
     """(u, s, vh) of every real square matrix of a (..., n, n), as ``numpy.linalg.svd`` (the same for
     ``full_matrices`` or not; each pair of singular vectors up to a common sign), compiled and split over
     threads; matrices the QR iteration cannot finish (a negligible diagonal entry, more than ``limit`` n
-    steps) go to ``numpy.linalg.svd``. None as for :func:`eigh`, and for matrices that are not square."""
+    steps) or whose singular values come out not finite go to ``numpy.linalg.svd``. None as for
+    :func:`eigh`, and for matrices that are not square."""
     n = a.shape[-1]
     if a.ndim < 2 or a.shape[-2] != n:
         return None
@@ -529,6 +531,7 @@ def svd(a: Any, limit: int = STEP_LIMIT) -> tuple[Any, Any, Any] | None:
     if run is None:
         return None
     stack, (u, s, vh), failed = run
+    failed |= ~np.isfinite(s).all(axis=-1)
     if failed.any():
         u[failed], s[failed], vh[failed] = np.linalg.svd(stack[failed])
     return _shaped((u, s, vh), a)

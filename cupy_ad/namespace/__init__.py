@@ -29,6 +29,8 @@ _GENERIC = {name: getattr(module, name)
 _LINALG_GENERIC = ("matmul", "matrix_transpose", "diagonal", "outer", "tensordot", "trace", "vecdot")
 _NAMESPACES: dict[str, types.ModuleType] = {}
 sign_primitives(_GENERIC)
+_GENERIC.update({name: getattr(indexing, name) for name in (  # views of x, as in NumPy
+    "permute_dims", "matrix_transpose", "expand_dims", "squeeze", "flip", "moveaxis")}, reshape=indexing.reshape_view)
 
 
 def _backend_for(xp: Any) -> Backend:
@@ -113,14 +115,14 @@ def _install_dual_methods() -> None:
         cls.__abs__ = lambda self, /: elementwise.abs(self)
         cls.__invert__ = lambda self, /: elementwise.bitwise_invert(self)
         cls.__getitem__ = indexing.dual_getitem
-        cls.T = property(lambda self: manipulation.permute_dims(self, tuple(reversed(range(self.ndim)))))
-        cls.mT = property(lambda self: manipulation.matrix_transpose(self))
+        cls.T = property(lambda self: indexing.permute_dims(self, tuple(reversed(range(self.ndim)))))  # views, as
+        cls.mT = property(lambda self: indexing.matrix_transpose(self))  # in NumPy: writes reach self
         cls.__array_namespace__ = _array_namespace
         cls.to_device = lambda self, device, /, *, stream=None: manipulation.to_device(self, device, stream=stream)
-    for name, fn in binary.items():  # in place: NumPy's semantics through the dual's views
-        setattr(Dual, f"__i{name}__", _in_place(getattr(Dual, f"__{name}__")))
-    Dual.__setitem__ = indexing.dual_setitem
-    Batched.__setitem__ = indexing.batched_setitem
+    for cls in (Dual, Batched):  # in place: NumPy's semantics through the value's views
+        for name, fn in binary.items():
+            setattr(cls, f"__i{name}__", _in_place(getattr(cls, f"__{name}__")))
+        cls.__setitem__ = indexing.dual_setitem
     for cls in (Dual, Batched):  # the values user code sees (a recording's are tangents, under duals)
         numpy_protocols.install(cls, {*_GENERIC, *_LINALG_GENERIC})  # np.sin(x), and errors for x.sum()
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..backends import Backend, backend_of
-from ..values import Batched, Dual, JitTraced, Recorded, constant, strip
+from ..values import Batched, Dual, JitTraced, Recorded, constant, levelled, strip
 from .indexing import dual_getitem
+from .elementwise import where
 from .manipulation import astype, broadcast_to, stack, to_device
 
 
@@ -87,7 +88,19 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
 
     def linspace(start: Any, stop: Any, /, num: int, *, dtype: Any = None, device: Any = None,
                  endpoint: bool = True) -> Any:
-        return constant(xp.linspace(start, stop, num, endpoint=endpoint, **_given(dtype=dtype, device=device)))
+        """``num`` evenly spaced values; differentiable in traced endpoints ``start`` and ``stop``."""
+        if not (levelled(start) or levelled(stop)):
+            return constant(xp.linspace(start, stop, num, endpoint=endpoint, **_given(dtype=dtype, device=device)))
+        # NumPy's formula, start + k (stop - start) / div with div = num - 1 (endpoint) or num, the last value
+        # stop when endpoint: linear in the endpoints, tangent dstart (1 - k / div) + dstop k / div.
+        raw = [example(v) if levelled(v) else v for v in (start, stop)]
+        dtype = xp.linspace(*raw, 1, **_given(dtype=dtype, device=device)).dtype  # the backend's result type
+        start, stop = (astype(v, dtype) if levelled(v) else v for v in (start, stop))
+        real = xp.finfo(dtype).dtype if xp.isdtype(dtype, "complex floating") else dtype
+        steps = constant(xp.arange(num, dtype=real, **_given(device=device)))
+        div = num - 1 if endpoint else num
+        values = steps * ((stop - start) / div if div > 0 else stop - start) + start
+        return where(steps == num - 1, stop, values) if endpoint and num > 1 else values
 
     def full(shape: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
         if isinstance(fill_value, Dual) or hasattr(fill_value, "shape"):  # a 0-d array (a dual: its tangent too)

@@ -4,11 +4,13 @@ from __future__ import annotations
 import math
 import numbers
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 from ..core import Primitive, bind
-from ..values import LEVELS, Batched, Dual, JitTraced, Zero, program_of, strip
+from ..backends import backend_of
+from ..values import LEVELS, Batched, Dual, JitTraced, Zero, base_array, program_of, strip
 from ._rules import instantiate, linear, nondifferentiable, value_sized, xp_of
+from . import manipulation
 from .elementwise import fit
 from .manipulation import all_front, broadcast_front, broadcast_to, looped, pad_rank, rank, reshape, shift, to_front
 
@@ -102,10 +104,24 @@ def _setitem_impl(x: Any, value: Any, *, key: Any) -> Any:
 setitem = Primitive("setitem", _setitem_impl)
 
 
+def _lone_mask(key: Any) -> Any:
+    """The boolean mask of ``x[mask]`` or ``x[mask, ...]``, else None."""
+    lone = key[0] if type(key) is tuple and len(key) in (1, 2) and key[1:] in ((), (Ellipsis,)) else key
+    return lone if _is_index_array(lone) and lone.ndim and _is_bool(lone) else None
+
+
 @setitem.def_batch
 def _setitem_batch(values: list, axes: list, *, key: Any):
     (x, value), (x_axis, value_axis) = values, axes
     x = to_front(x, x_axis) if x_axis is not None else broadcast_front(x, value.shape[value_axis])
+    mask = _lone_mask(key)
+    if mask is not None:  # the standard allows a mask only as the sole index: the batch axis goes last
+        if value_axis is None:  # (its shape broadcasts against one example's x[mask]; a Python scalar's too)
+            value = reshape(value, (*value.shape, 1)) if hasattr(value, "shape") else value
+        else:  # one example's x[mask] has rank x.ndim - 1 - mask.ndim + 1
+            value = pad_rank(to_front(value, value_axis), x.ndim - mask.ndim - rank(value, value_axis))
+            value = manipulation.moveaxis(value, 0, -1)
+        return bind(setitem, manipulation.moveaxis(x, 0, -1), value, key=mask), x.ndim - 1
     key, out_axis = _batched_key(key)
     if out_axis:
         raise NotImplementedError("vmap of x[key] = value with index arrays that are not adjacent")
@@ -136,55 +152,143 @@ def _is_basic(key: Any) -> bool:
     return True
 
 
-def dual_getitem(x: Dual, key: Any) -> Any:
+class Relayout:
+    """The key of a view holding all the entries of its base rearranged (``x.T``, ``x.mT``, ``permute_dims``,
+    ``expand_dims``, ``squeeze``, ``flip``, ``moveaxis``, ``reshape``: NumPy returns views; under jit, NumPy's
+    methods that return views): ``read(base)`` is the view,
+    ``write(new)`` the whole base holding the view ``new`` (the inverse rearrangement)."""
+
+    __slots__ = ("read", "write")
+
+    def __init__(self, read: Callable, write: Callable):
+        self.read, self.write = read, write
+
+
+def note_view(base: Any, view: Any, key: Any) -> None:
+    """Record ``view`` as the view of ``base`` at ``key`` (an index, or ``Relayout``): writes into either
+    reach the other (``assign``; jit's recording has its own)."""
+    view._view = (base, key)
+    views = getattr(base, "_views", None)
+    if views is None:
+        views = base._views = []
+    elif len(views) >= 64 and len(views) & (len(views) - 1) == 0:  # at powers of two: amortised O(1)
+        views[:] = [ref for ref in views if ref() is not None]  # forget the views that have died
+    views.append(weakref.ref(view))
+
+
+_VIEWED = (Dual, Batched, JitTraced)  # the values that keep their views (a linearize tangent is never written)
+
+
+def dual_getitem(x: Any, key: Any) -> Any:
     """``x[key]``; with basic indexing the result is a view of ``x``: writes into it reach ``x``."""
     key = _strip_key(key)
     out = getitem(x, key=key)
-    if type(out) is Dual and type(x) is Dual and _is_basic(key):
-        out._view = (x, key)
-        views = getattr(x, "_views", None)
-        if views is None:
-            views = x._views = []
-        elif len(views) >= 64 and len(views) & (len(views) - 1) == 0:  # at powers of two: amortised O(1)
-            views[:] = [ref for ref in views if ref() is not None]  # forget the views that have died
-        views.append(weakref.ref(out))
+    if type(out) is type(x) and type(x) in _VIEWED and _is_basic(key):
+        note_view(x, out, key)
     return out
 
 
-def assign(x: Dual, new: Any) -> None:
-    """Make ``x`` hold ``new`` (same shape and dtype), as a write into its memory would in NumPy: the
-    base of a view is updated too, and the views of ``x`` see the new values. No array is written in
-    place; the duals are rebound."""
+def _as_view(x: Any, out: Any, read: Callable, write: Callable) -> Any:
+    if type(out) is type(x) and type(x) in _VIEWED:
+        note_view(x, out, Relayout(read, write))
+    return out
+
+
+# The namespace's functions that return views in NumPy: writes into the result reach x, which it sees change.
+def permute_dims(x: Any, /, axes: tuple[int, ...]) -> Any:
+    def write(new: Any) -> Any:  # the inverse permutation
+        return manipulation.permute_dims(new, tuple(sorted(range(len(axes)), key=lambda k: axes[k] % len(axes))))
+    return _as_view(x, manipulation.permute_dims(x, axes), lambda base: manipulation.permute_dims(base, axes), write)
+
+
+def matrix_transpose(x: Any, /) -> Any:
+    transpose = manipulation.matrix_transpose
+    return _as_view(x, transpose(x), transpose, transpose)
+
+
+def expand_dims(x: Any, /, axis: int = 0) -> Any:
+    shape = tuple(x.shape)
+    return _as_view(x, manipulation.expand_dims(x, axis=axis), lambda base: manipulation.expand_dims(base, axis=axis),
+                    lambda new: reshape(new, shape))
+
+
+def squeeze(x: Any, /, axis: int | tuple[int, ...]) -> Any:
+    shape = tuple(x.shape)
+    return _as_view(x, manipulation.squeeze(x, axis=axis), lambda base: manipulation.squeeze(base, axis=axis),
+                    lambda new: reshape(new, shape))
+
+
+def flip(x: Any, /, *, axis: int | tuple[int, ...] | None = None) -> Any:
+    flipped = lambda value: manipulation.flip(value, axis=axis)  # noqa: E731 (its own inverse)
+    return _as_view(x, flipped(x), flipped, flipped)
+
+
+def moveaxis(x: Any, source: int | tuple[int, ...], destination: int | tuple[int, ...], /) -> Any:
+    return _as_view(x, manipulation.moveaxis(x, source, destination),
+                    lambda base: manipulation.moveaxis(base, source, destination),
+                    lambda new: manipulation.moveaxis(new, destination, source))
+
+
+def _memory(x: Any) -> Any:
+    """The backend array holding ``x``'s data (a jit recording's: the concrete array of the recording)."""
+    raw = base_array(x)
+    return raw.value if type(raw) is JitTraced else raw
+
+
+def reshape_view(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None) -> Any:
+    """``x`` in the shape ``shape``: a view of ``x`` where the backend's reshape returned one (NumPy: where
+    the layout allows it, always for a C-contiguous x), else a copy; ``copy`` True or False decides."""
+    out = manipulation.reshape(x, shape) if copy is None else manipulation.reshape(x, shape, copy=copy)
+    if copy is None:
+        raw_x, raw_out = (_memory(v) for v in (x, out))
+        copy = not backend_of(raw_x).may_share_memory(raw_x, raw_out)
+    if copy:
+        return out
+    x_shape = tuple(x.shape)
+    return _as_view(x, out, lambda base: manipulation.reshape(base, shape), lambda new: reshape(new, x_shape))
+
+
+def read_view(base: Any, key: Any) -> Any:
+    """The view of ``base`` at ``key`` (an index or ``Relayout``)."""
+    if type(key) is Relayout:
+        return key.read(base)
+    return getitem(base, key=key)
+
+
+def assign(x: Any, new: Any) -> None:
+    """Make ``x`` (a dual or batched value) hold ``new`` (same shape and dtype), as a write into its memory
+    would in NumPy: the base of a view is updated too, and the views of ``x`` see the new values. No array
+    is written in place; the values are rebound."""
     view = getattr(x, "_view", None)
     if view is not None:
         base, key = view
-        assign(base, setitem(base, new, key=key))  # refreshes x among the base's views
+        if type(key) is Relayout:  # the whole base, rearranged back
+            assign(base, key.write(new))
+        else:
+            assign(base, setitem(base, new, key=key))  # refreshes x among the base's views
         return
     _rebind(x, new)
 
 
-def _rebind(x: Dual, new: Dual) -> None:
+def _rebind(x: Any, new: Any) -> None:
     """Rebind ``x`` to ``new``, then each live view of ``x`` to its fresh region of it."""
-    x.level, x.primal, x.tangent, x.weak = new.level, new.primal, new.tangent, new.weak
+    if type(x) is Dual:
+        x.level, x.primal, x.tangent, x.weak = new.level, new.primal, new.tangent, new.weak
+    elif type(new) is Batched:
+        x.level, x.value, x.axis = new.level, new.value, new.axis
+    else:  # (a value of a higher level cannot be stored in a batched value)
+        raise TypeError("x[key] = value inside vmap: value belongs to a transform nested inside the vmap "
+                        "(e.g. a jvp); build the result with xp.where or concat instead")
     for ref in getattr(x, "_views", ()):
         view = ref()
         if view is not None:
-            _rebind(view, getitem(x, key=view._view[1]))
+            _rebind(view, read_view(x, view._view[1]))
 
 
-def dual_setitem(x: Dual, key: Any, value: Any) -> None:
-    """``x[key] = value`` on a dual: rebinds ``x`` (and its base, if it is a view) to the updated
-    value; no array is written in place."""
+def dual_setitem(x: Any, key: Any, value: Any) -> None:
+    """``x[key] = value`` on a dual or batched value: rebinds ``x`` (and its base, if it is a view) to the
+    updated value; no array is written in place."""
     assign(x, setitem(x, value, key=_strip_key(key)))
-
-
-def batched_setitem(x: Batched, key: Any, value: Any) -> None:
-    """``x[key] = value`` on a batched value: rebinds ``x`` (a value of a higher level cannot be stored)."""
-    new = setitem(x, value, key=_strip_key(key))
-    if type(new) is not Batched:
-        raise TypeError("x[key] = value inside vmap: value belongs to a transform nested inside the vmap "
-                        "(e.g. a jvp); build the result with xp.where or concat instead")
-    x.level, x.value, x.axis = new.level, new.value, new.axis
 
 
 def _gather_batch(prim: Primitive):

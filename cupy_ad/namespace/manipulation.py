@@ -260,10 +260,10 @@ def stack(arrays: Sequence[Any], /, *, axis: int = 0) -> Any:
 
 
 def unstack(x: Any, /, *, axis: int = 0) -> tuple[Any, ...]:
-    from .indexing import getitem
+    from .indexing import dual_getitem
 
     lead = (slice(None),) * (axis % x.ndim)
-    return tuple(getitem(x, key=(*lead, i, ...)) for i in range(x.shape[axis]))
+    return tuple(dual_getitem(x, (*lead, i, ...)) for i in range(x.shape[axis]))  # views of x, as in NumPy
 
 
 def meshgrid(*arrays: Any, indexing: str = "xy") -> list[Any]:

@@ -27,7 +27,7 @@ import inspect
 from typing import Any, Callable
 
 from ..backends import backend_of
-from ..values import Dual, base_array
+from ..values import NUMPY_WRITERS, Dual, base_array, writes_into
 
 _USE_NAMESPACE = "xp = x.__array_namespace__()"
 
@@ -330,7 +330,8 @@ def _array_function(self: Dual, func: Callable, types: Any, args: tuple, kwargs:
     equivalent = _SPELLINGS.get(name, f"xp.{name}") if adapter else "the functions"
     xp = self.__array_namespace__()
     if adapter is None:
-        raise _refuse(f"np.{name}", "has no equivalent", equivalent)
+        raise writes_into(f"np.{name}") if name in NUMPY_WRITERS else _refuse(f"np.{name}", "has no equivalent",
+                                                                              equivalent)
     given = given_arguments(func, args, kwargs)
     honoured = _parameters(adapter)[0]
     unsupported = [key for key in given if key not in honoured]

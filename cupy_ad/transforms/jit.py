@@ -24,10 +24,10 @@ once and replays it per step with no signature check, and keeps its fixed point'
 ``linearize``'s recorded values, ``jit(f)`` simply calls ``f``.
 
 Replay. Steps whose outputs no output needs are dropped (dead code), unless they may raise on values
-(``jit_program._droppable``: a ``try: cholesky(a)`` kept as a check); calls that depend on no input
-ran once at recording (constant folding); a negation is folded into the sum or difference using it
-(``a + (-b)``: ``a - b``, the same IEEE result) and a call repeating an earlier one (``b * a`` after
-``a * b`` included, unless complex: NumPy rounds those two differently)
+(``jit_program._droppable``: a ``try: cholesky(a)`` kept as a check; under a caller error state that raises,
+any arithmetic); calls that depend on no input ran once at recording (constant folding); a negation is
+folded into the sum or difference using it (``a + (-b)``: ``a - b``, the same IEEE result) and a call
+repeating an earlier one (``b * a`` after ``a * b`` included, unless complex: NumPy rounds those two differently)
 runs once. The program is then written out as the Python source of
 one function: a line per step (``v7 = g3(v5, v6)``, calls with lists and keywords written as they
 were made, methods as methods), every slot a local variable dropped after its last use (as eager
@@ -395,6 +395,7 @@ def jit(f: Callable[..., Any], static_argnums: int | tuple[int, ...] = ()) -> Ca
             return _key(spec, {}, ranked, kinds), raws, sorted(kinds)
         except (_Inline, TypeError):
             return None
+
     def program_for(*args: Any) -> tuple[Program, list] | None:
         """The one program recorded for the signature of ``args`` (positional, no static arguments) and
         the caller's levels by rank; ``None`` if none, several (guards) or one recorded under another raising

@@ -240,13 +240,16 @@ def _signature_errors_only(xp: Any) -> dict:
 
 
 def _droppable(fn: Any, ins: list, outs: Any, recording: Any) -> bool:
-    """Whether a step whose results nothing uses may be left out of the replay: it cannot raise there."""
+    """Whether a step whose results nothing uses may be left out of the replay: it cannot raise there (under a
+    caller error state that raises on floating-point errors, only an indexing by constants or a getter)."""
     while type(fn) is Flattening or type(fn) is Call:
         fn = fn.step if type(fn) is Flattening else fn.fn
     if fn is operator.getitem:  # a key of constants: the bounds follow the shape
         return all(k in recording.constant_slots for k in ins[1:])
     if type(fn) is operator.attrgetter:  # (x.mT, x.real: a getter)
         return True
+    if any(v in ("raise", "call") for v in recording.error_state.values()):
+        return False  # (arithmetic raises FloatingPointError on values there: the programs of ``Program.error_state``)
     if type(fn) is Method:
         return fn.__name__ in _SIGNATURE_ERRORS_ONLY
     array = next((recording.values[k] for k in ins if _is_array(recording.values[k])), None)

@@ -8,15 +8,14 @@ from __future__ import annotations
 import functools
 import operator
 import types
-import weakref
 from typing import Any, Callable
 
 import optree
 
 from ..backends import backend_of, error_state, error_state_change, under_error_state
-from ..values import Batched, Dual, JitTraced, Recorded, program_of
+from ..values import NUMPY_WRITERS, Batched, Dual, JitTraced, Recorded, program_of
 from ..namespace import namespace, numpy_protocols
-from ..namespace.indexing import _is_basic
+from ..namespace.indexing import Relayout, _is_basic, note_view
 from .jit_program import Call, Flattening, Method, _is_array, guard, raises, shape_guard, value_guard
 
 
@@ -240,10 +239,28 @@ def _traced_getattr(self: JitTraced, name: str) -> Any:
     if name in _IN_PLACE_METHODS:
         raise TypeError(f"jit: x.{name}() writes into an array in place, which a replay cannot repeat safely")
     if callable(attr):
-        return functools.partial(lambda *args, **kwargs: _record_call(Method(name), args, kwargs), self)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            read = lambda base: _record_call(Method(name), (base, *args), kwargs)  # noqa: E731
+            return _backend_view(self, read(self), read, f"x.{name}(...)")
+        return method
     if _is_array(attr):
-        return _record_call(_getter(name), (self,), {})
+        read = lambda base: _record_call(_getter(name), (base,), {})  # noqa: E731
+        return _backend_view(self, read(self), read, f"x.{name}")
     return attr
+
+
+def _backend_view(self: JitTraced, out: Any, read: Callable, call: str) -> Any:
+    """``out`` of a NumPy method or attribute of ``self`` (``read(self)``); where it is a view of ``self``
+    (``x.reshape(...)``, ``x.real``), it sees the writes into ``self`` (read again from its new value), and a
+    write into it is refused: it could not reach ``self`` (the method has no inverse here)."""
+    if type(out) is JitTraced and _is_array(out.value) and backend_of(self.value).may_share_memory(self.value,
+                                                                                                    out.value):
+        def write(new: Any) -> Any:
+            raise TypeError(f"jit: a write into the result of {call}, a view of x in NumPy, cannot reach x here; use "
+                            f"the namespace's function (xp.reshape, xp.permute_dims, ...), whose views pass writes on, "
+                            f"or write into a copy (xp.asarray(y, copy=True))")
+        note_view(self, out, Relayout(read, write))
+    return out
 
 
 def _set(value: Any, key: Any, item: Any) -> Any:
@@ -256,10 +273,16 @@ def _traced_getitem(self: JitTraced, key: Any) -> Any:
     """``self[key]``; with basic indexing the result is a view of ``self``: writes into it reach ``self``."""
     out = _record_call(operator.getitem, (self, key), {})
     if type(out) is JitTraced and _is_basic(key):
-        out._view = (self, key)
-        if getattr(self, "_views", None) is None:
-            self._views = []
-        self._views.append(weakref.ref(out))
+        note_view(self, out, key)
+    return out
+
+
+def _transposed(self: JitTraced, name: str) -> Any:
+    """``self.T``, ``self.mT``: a view of ``self``, as in NumPy (writes into it reach ``self``)."""
+    out = _record_call(_getter(name), (self,), {})
+    if type(out) is JitTraced:
+        read = lambda base: _record_call(_getter(name), (base,), {})  # noqa: E731 (its own inverse)
+        note_view(self, out, Relayout(read, read))
     return out
 
 
@@ -275,7 +298,10 @@ def _assign(x: JitTraced, new: JitTraced) -> None:
         _rebind(x, new)
     else:
         base, key = view
-        _assign(base, _record_call(_set, (base, key, new), {}))  # refreshes x among the base's views
+        if type(key) is Relayout:  # (x.T, permute_dims, ...: the whole base, rearranged back)
+            _assign(base, key.write(new))
+        else:
+            _assign(base, _record_call(_set, (base, key, new), {}))  # refreshes x among the base's views
 
 
 def _rebind(x: JitTraced, new: JitTraced) -> None:
@@ -283,11 +309,12 @@ def _rebind(x: JitTraced, new: JitTraced) -> None:
     for ref in getattr(x, "_views", None) or ():
         view = ref()
         if view is not None:
-            _rebind(view, _record_call(operator.getitem, (x, view._view[1]), {}))
+            key = view._view[1]
+            _rebind(view, key.read(x) if type(key) is Relayout else _record_call(operator.getitem, (x, key), {}))
 
 
 # NumPy functions that write into an argument (no ``out=`` to see it by); ``at``: the ufunc method (np.add.at)
-_WRITING = frozenset(("copyto", "fill_diagonal", "put", "put_along_axis", "place", "putmask", "at"))
+_WRITING = NUMPY_WRITERS | {"at"}
 
 
 def _writes(function: Callable, name: str, args: tuple, kwargs: dict) -> bool:
@@ -360,8 +387,8 @@ def _install_operators() -> None:
     JitTraced.__setitem__ = _traced_setitem
     numpy_protocols.install(JitTraced, set(), _record_numpy)  # np.sin(x), np.sum(x): the namespace's, as on duals
     JitTraced.__getattr__ = _traced_getattr  # (in place of the protocols' refusal: x.sum() is recorded)
-    JitTraced.T = property(lambda self: _record_call(_getter("T"), (self,), {}))
-    JitTraced.mT = property(lambda self: _record_call(_getter("mT"), (self,), {}))
+    JitTraced.T = property(lambda self: _transposed(self, "T"))
+    JitTraced.mT = property(lambda self: _transposed(self, "mT"))
     JitTraced.to_device = lambda self, device, /, *, stream=None: _record_call(Method("to_device"), (self, device),
                                                                                {"stream": stream})
     JitTraced.__array_namespace__ = lambda self, /, *, api_version=None: namespace(backend_of(self.value))

@@ -121,7 +121,7 @@ def _loop_source(n_out: int, carry_from: list, n_xs: int, writes: list, n_consta
              "    done = 0",
              "    for i in indices:",
              "        try:",
-             f"            {''.join(o + ', ' for o in outs)}= run({', '.join(arguments)})",
+             f"            {''.join(o + ', ' for o in outs) + '= ' if outs else ''}run({', '.join(arguments)})",
              "        except Exception:",
              "            break"]
     lines += [f"        c{k} = {'f' + str(k) if s is None else 'o' + str(s)}" for k, s in enumerate(carry_from)]

@@ -166,6 +166,8 @@ def jvp(f: Callable[..., Any], primals: tuple | list, tangents: tuple | list) ->
             elif isinstance(leaf, Dual) or is_array(leaf):
                 check_alive(leaf)
                 value, tangent = leaf, Zero.like(leaf)
+            elif type(leaf) is Zero:  # an integer output's tangent from a nested jvp: constant, so its own is zero
+                value, tangent = leaf, leaf
             else:
                 raise TypeError(f"f must return arrays or pytrees of arrays; output{_path_name('', path)} "
                                 f"is a {type(leaf).__name__}")

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import optree
 
 from ..backends import backend_of, is_array
-from ..values import Batched, Dual, Recorded, check_alive, new_level
+from ..values import Batched, Dual, Recorded, Zero, check_alive, new_level
 from ..namespace import broadcast_to, expand_dims, moveaxis
 from .jvp import call_user_function
 
@@ -85,9 +85,23 @@ def _size_of(names: Callable[[], list[str]], leaves: list, axes: list, axis_size
     return found.pop() if found else int(axis_size)
 
 
+def _out_axis(axis: int, ndim: int, name: str) -> int:
+    """``axis`` of an output of ``ndim`` dimensions with its examples, made non-negative (checked)."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"vmap: out_axes {axis} for {name} is out of range for its {ndim - 1} dimensions per "
+                         f"example; use an axis in [{-ndim}, {ndim})")
+    return axis % ndim
+
+
 def _output(leaf: Any, axis: int | None, level: int, size: int, path: tuple) -> Any:
     """An output leaf with its examples along ``axis`` (None: one value, which must not vary)."""
     name = _path_name("output", path)
+    if type(leaf) is Zero:  # an integer output's tangent (a nested jvp's): a symbolic zero of every example, as
+        if axis is None:  # JAX's float0 tangents are batched too
+            return leaf
+        shape = list(leaf.shape)
+        shape.insert(_out_axis(axis, len(shape) + 1, name), size)
+        return Zero(tuple(shape), leaf.dtype)
     if isinstance(leaf, Batched) and leaf.level == level:
         value, batch_axis = leaf.value, leaf.axis
     elif isinstance(leaf, Dual) or is_array(leaf):
@@ -101,11 +115,7 @@ def _output(leaf: Any, axis: int | None, level: int, size: int, path: tuple) -> 
             raise ValueError(f"vmap: out_axes is None for {name}, but it differs from example to example; give it "
                              f"an out_axes entry (e.g. 0) to stack its examples")
         return value
-    ndim = len(value.shape) + (batch_axis is None)
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"vmap: out_axes {axis} for {name} is out of range for its {ndim - 1} dimensions per "
-                         f"example; use an axis in [{-ndim}, {ndim})")
-    axis %= ndim
+    axis = _out_axis(axis, len(value.shape) + (batch_axis is None), name)
     if batch_axis is None:  # the same value for every example: broadcast
         value = expand_dims(value, axis=axis)
         shape = list(value.shape)
