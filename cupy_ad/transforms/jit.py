@@ -53,8 +53,9 @@ batched structure of every input (levels by rank, batch axes, symbolic-zero tang
 ``static_argnums`` arguments and of Python scalars, floats bit for bit (0.0 and -0.0 differ, a NaN
 matches a NaN): they are constants of the program, so a changed one means a new recording. As with
 ``jax.jit``, a global or closed-over value that changes between calls is not seen: the program keeps
-the value of the recording call (a closed-over array written in place is partly seen: its constant-folded
-uses are not, the steps combining it with an argument read it again; pass such an array as an argument).
+the value of the recording call: a raw array it uses (closed over, or made by NumPy in ``f``) is copied
+as it is at that use (``_Recording.captured``), so a write into it, later in ``f`` or between calls, is not
+seen by a replay.
 
 Value-dependent Python control flow: ``bool()`` of a traced value (``if``, ``while``, the host checks
 of the linear-algebra rules; the integers they read, ``values.host_int``: ``value_guard``) records a
@@ -255,6 +256,7 @@ def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, 
             outputs = [_output(v, recording, rank) for v in out_leaves]
     finally:
         _running.depth -= 1
+        recording.captures.clear()  # (the caller's arrays: the program keeps only their copies)
     program = Program(recording, len(raws), outputs, out_spec)
     env = recording.values + [None]
     return program, optree.tree_unflatten(out_spec, [build(d, env, outer) for d in outputs])

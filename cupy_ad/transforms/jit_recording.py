@@ -37,14 +37,30 @@ class _Recording:
         self.values: list = []
         self.constant_slots: set[int] = set()
         self.steps: list[tuple] = []  # (function, input slots, output slot or slots)
+        self.captures: dict[int, tuple] = {}  # id of a raw array -> (it, its copy): while the recording runs
+
+    def captured(self, v: Any) -> Any:
+        """A copy of the raw array ``v`` (anything else as it is) for the steps to keep, as it is now: the
+        copy made at an earlier use while ``v`` has not been written since (one constant: one step of a
+        common subexpression)."""
+        if not _is_array(v) or type(v) is JitTraced:
+            return v
+        raw, kept = self.captures.get(id(v), (None, None))
+        if raw is not v or not _unchanged(kept, v):
+            kept = v.copy() if hasattr(v, "copy") else v.__array_namespace__().asarray(v, copy=True)
+            self.captures[id(v)] = (v, kept)
+        return kept
 
     def slot(self, value: Any) -> JitTraced:
         self.values.append(value)
         return JitTraced(self.level, value, len(self.values) - 1)
 
-    def constant(self, x: Any) -> JitTraced:
-        """``values.constant`` inside the recording: a constant slot (operators on it are recorded)."""
-        traced = self.slot(x)
+    def constant(self, x: Any, owned: bool = False) -> JitTraced:
+        """``values.constant`` inside the recording: a constant slot (operators on it are recorded). A raw
+        array from outside the recording (closed over, made by NumPy in ``f``) is copied, as ``jax.jit``
+        captures it at the trace: a later write into it (in ``f`` after this use, or between calls) is not
+        seen by a replay; ``owned``: ``x`` is the recording's own (computed from its constants), kept as is."""
+        traced = self.slot(x if owned else self.captured(x))
         self.constant_slots.add(traced.var)
         return traced
 
@@ -65,6 +81,19 @@ class _Recording:
         fn(*[x.value for x in traced])
 
 
+def _unchanged(kept: Any, raw: Any) -> bool:
+    """Whether ``raw`` holds what its copy ``kept`` does: equal values, signs of zero included (a NaN
+    counts as changed: a new copy, which is only a step that is not shared)."""
+    if kept.shape != raw.shape or kept.dtype != raw.dtype:
+        return False
+    xp = backend_of(kept).xp
+    pairs = [(kept, raw)]
+    if xp.isdtype(kept.dtype, "complex floating"):
+        pairs = [(xp.real(kept), xp.real(raw)), (xp.imag(kept), xp.imag(raw))]
+    return all(bool(xp.all(a == b)) and (not xp.isdtype(a.dtype, "real floating")
+                                          or bool(xp.all(xp.signbit(a) == xp.signbit(b)))) for a, b in pairs)
+
+
 def _record_call(fn: Callable, args: tuple, kwargs: dict, shape_checked: bool = False) -> Any:
     """``fn(*args, **kwargs)``; with traced arguments, on their values, appended to their recording (with
     ``shape_checked``, or for ``_VALUE_SHAPED`` functions, a replay checks its outputs' shapes)."""
@@ -78,6 +107,8 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict, shape_checked: bool = 
     recording = program_of(leaves[traced[0]])
     if any(leaves[k].level != level for k in traced):
         raise _leak_error()
+    leaves = [recording.captured(v) for v in leaves]  # raw arrays as they are now: the steps keep these copies
+    args, kwargs = optree.tree_unflatten(spec, leaves)
     values = list(leaves)
     for k in traced:
         values[k] = leaves[k].value
@@ -91,9 +122,10 @@ def _record_call(fn: Callable, args: tuple, kwargs: dict, shape_checked: bool = 
                                 [leaves[k].var for k in traced], None))
         raise
     if all(leaves[k].var in recording.constant_slots for k in traced):  # constant folding: computed once, here
-        return optree.tree_map(lambda v: recording.constant(v) if _is_array(v) else v, result, none_is_leaf=True)
+        return optree.tree_map(lambda v: recording.constant(v, owned=True) if _is_array(v) else v, result,
+                               none_is_leaf=True)
     if not kwargs and len(traced) == sum(type(a) is JitTraced for a in args):  # traced values: positional only
-        slots = [a.var if type(a) is JitTraced else recording.constant(a).var for a in args]
+        slots = [a.var if type(a) is JitTraced else recording.constant(a, owned=True).var for a in args]
         step = fn
     else:
         slots = [leaves[k].var for k in traced]
