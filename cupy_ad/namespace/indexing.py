@@ -141,15 +141,21 @@ def _setitem_jvp(primals: list, tangents: list, *, key: Any):
     return ans, bind(setitem, instantiate(dx, x), dvalue, key=key)
 
 
-_BASIC = (int, slice, type(None), type(Ellipsis))
+_SLICING = (slice, type(None), type(Ellipsis))  # basic indexing besides integers
 
 
-def _is_basic(key: Any) -> bool:
-    """Whether ``key`` is basic indexing (integers, slices, ``...``, ``None``): NumPy returns a view."""
-    for k in key if type(key) is tuple else (key,):
-        if type(k) not in _BASIC and (type(k) is bool or not isinstance(k, numbers.Integral)):
+def _gives_view(key: Any, ndim: int) -> bool:
+    """Whether ``x[key]`` is a view of ``x`` (of ``ndim`` dimensions) in NumPy: basic indexing (integers, slices,
+    ``...``, ``None``), except an integer for every axis (``x[0, 1]``, ``x1d[0]``), which returns a scalar, a copy."""
+    entries = key if type(key) is tuple else (key,)
+    integers = 0
+    for k in entries:
+        if type(k) in _SLICING:
+            continue
+        if type(k) is bool or not isinstance(k, numbers.Integral):
             return False
-    return True
+        integers += 1
+    return integers < ndim or len(entries) > integers
 
 
 class Relayout:
@@ -183,7 +189,7 @@ def dual_getitem(x: Any, key: Any) -> Any:
     """``x[key]``; with basic indexing the result is a view of ``x``: writes into it reach ``x``."""
     key = _strip_key(key)
     out = getitem(x, key=key)
-    if type(out) is type(x) and type(x) in _VIEWED and _is_basic(key):
+    if type(out) is type(x) and type(x) in _VIEWED and _gives_view(key, x.ndim):
         note_view(x, out, key)
     return out
 
@@ -220,7 +226,10 @@ def squeeze(x: Any, /, axis: int | tuple[int, ...]) -> Any:
 
 def flip(x: Any, /, *, axis: int | tuple[int, ...] | None = None) -> Any:
     flipped = lambda value: manipulation.flip(value, axis=axis)  # noqa: E731 (its own inverse)
-    return _as_view(x, flipped(x), flipped, flipped)
+
+    def write(new: Any) -> Any:  # a copy: new flipped back has negative strides, x's layout in NumPy has not
+        return manipulation.astype(flipped(new), new.dtype)  # (its reshapes are views where NumPy's are)
+    return _as_view(x, flipped(x), flipped, write)
 
 
 def moveaxis(x: Any, source: int | tuple[int, ...], destination: int | tuple[int, ...], /) -> Any:

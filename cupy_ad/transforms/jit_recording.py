@@ -15,7 +15,7 @@ import optree
 from ..backends import backend_of, error_state, error_state_change, under_error_state
 from ..values import NUMPY_WRITERS, Batched, Dual, JitTraced, Recorded, program_of
 from ..namespace import namespace, numpy_protocols
-from ..namespace.indexing import Relayout, _is_basic, note_view
+from ..namespace.indexing import Relayout, _gives_view, note_view
 from .jit_program import Call, Flattening, Method, _is_array, guard, raises, shape_guard, value_guard
 
 
@@ -240,7 +240,7 @@ def _set(value: Any, key: Any, item: Any) -> Any:
 def _traced_getitem(self: JitTraced, key: Any) -> Any:
     """``self[key]``; with basic indexing the result is a view of ``self``: writes into it reach ``self``."""
     out = _record_call(operator.getitem, (self, key), {})
-    if type(out) is JitTraced and _is_basic(key):
+    if type(out) is JitTraced and _gives_view(key, self.ndim):
         note_view(self, out, key)
     return out
 
