@@ -245,3 +245,25 @@ def test_a_write_through_flip_keeps_the_base_layout():
         np.testing.assert_array_equal(out, value, err_msg=name)
         np.testing.assert_array_equal(tangent, slope, err_msg=name)
     np.testing.assert_array_equal(ad.vmap(f)(c0[None])[0], value)
+
+
+def test_a_jit_replay_with_another_layout_decides_views_as_numpy():
+    """Whether NumPy's reshape is a view follows the layout, which is not in jit's signature: a replay of a
+    recording on a C-contiguous x, on a Fortran-ordered one, passed the writes into x.reshape on to x as a view
+    (NumPy's is a copy there), silently; and the other way round. A replay now checks it (else records again)."""
+    def through_namespace(c):
+        r = c.__array_namespace__().reshape(c, (6,))
+        r[0] = 99.0
+        return c
+
+    def through_method(c):
+        r = c.reshape(6)
+        c[0, 0] = 50.0
+        return r + 0.0
+
+    a = np.arange(6.0).reshape(2, 3)
+    for f in (through_namespace, through_method):
+        jitted = ad.jit(f)
+        for c in (a, np.asfortranarray(a), a, np.asfortranarray(a)):
+            np.testing.assert_array_equal(jitted(c), f(np.array(c, order="K")), err_msg=f.__name__)
+        np.testing.assert_array_equal(a, np.arange(6.0).reshape(2, 3))

@@ -238,10 +238,13 @@ def moveaxis(x: Any, source: int | tuple[int, ...], destination: int | tuple[int
                     lambda new: manipulation.moveaxis(new, destination, source))
 
 
-def _memory(x: Any) -> Any:
-    """The backend array holding ``x``'s data (a jit recording's: the concrete array of the recording)."""
-    raw = base_array(x)
-    return raw.value if type(raw) is JitTraced else raw
+def _shares_memory(x: Any, out: Any) -> bool:
+    """Whether the backend arrays holding ``x`` and ``out`` may share memory (whether a reshape returned a view):
+    in a jit recording also a guard that a replay sees the same (the layout is not in jit's signature)."""
+    raw_x, raw_out = base_array(x), base_array(out)
+    if type(raw_x) is JitTraced:
+        return program_of(raw_x).memory_guard(raw_x, raw_out)
+    return backend_of(raw_x).may_share_memory(raw_x, raw_out)
 
 
 def reshape_view(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None) -> Any:
@@ -249,8 +252,7 @@ def reshape_view(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None)
     the layout allows it, always for a C-contiguous x), else a copy; ``copy`` True or False decides."""
     out = manipulation.reshape(x, shape) if copy is None else manipulation.reshape(x, shape, copy=copy)
     if copy is None:
-        raw_x, raw_out = (_memory(v) for v in (x, out))
-        copy = not backend_of(raw_x).may_share_memory(raw_x, raw_out)
+        copy = not _shares_memory(x, out)
     if copy:
         return out
     x_shape = tuple(x.shape)
