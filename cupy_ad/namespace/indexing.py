@@ -186,7 +186,7 @@ _VIEWED = (Dual, Batched, JitTraced)  # the values that keep their views (a line
 
 
 def dual_getitem(x: Any, key: Any) -> Any:
-    """``x[key]``; with basic indexing the result is a view of ``x``: writes into it reach ``x``."""
+    """``x[key]``; where NumPy returns a view (``_gives_view``), writes into the result reach ``x``."""
     key = _strip_key(key)
     out = getitem(x, key=key)
     if type(out) is type(x) and type(x) in _VIEWED and _gives_view(key, x.ndim):

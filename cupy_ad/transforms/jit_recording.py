@@ -251,7 +251,7 @@ def _set(value: Any, key: Any, item: Any) -> Any:
 
 
 def _traced_getitem(self: JitTraced, key: Any) -> Any:
-    """``self[key]``; with basic indexing the result is a view of ``self``: writes into it reach ``self``."""
+    """``self[key]``; where NumPy returns a view (``_gives_view``), writes into the result reach ``self``."""
     out = _record_call(operator.getitem, (self, key), {})
     if type(out) is JitTraced and _gives_view(key, self.ndim):
         note_view(self, out, key)
