@@ -267,3 +267,17 @@ def test_a_jit_replay_with_another_layout_decides_views_as_numpy():
         for c in (a, np.asfortranarray(a), a, np.asfortranarray(a)):
             np.testing.assert_array_equal(jitted(c), f(np.array(c, order="K")), err_msg=f.__name__)
         np.testing.assert_array_equal(a, np.arange(6.0).reshape(2, 3))
+
+
+def test_a_write_of_a_nested_vmap_value_into_a_dual_is_refused():
+    """x[0] = b, with x a dual of jvp and b a value of a vmap inside it, raised "array-API arrays have no method
+    or attribute 'primal'"; now the refusal says what cannot be and the fix (as a jvp value into a vmap's)."""
+    def f(x):
+        def g(b):
+            x[0] = b
+            return b * 2.0
+        ad.vmap(g)(np.array([1.0, 2.0]))
+        return x
+
+    with pytest.raises(TypeError, match=r"x\[key\] = value on a value of jvp: value belongs to a transform nested"):
+        ad.jvp(f, (np.ones(3),), (np.ones(3),))

@@ -283,13 +283,14 @@ def assign(x: Any, new: Any) -> None:
 
 def _rebind(x: Any, new: Any) -> None:
     """Rebind ``x`` to ``new``, then each live view of ``x`` to its fresh region of it."""
-    if type(x) is Dual:
+    if type(x) is Dual and type(new) is Dual:
         x.level, x.primal, x.tangent, x.weak = new.level, new.primal, new.tangent, new.weak
-    elif type(new) is Batched:
+    elif type(x) is Batched and type(new) is Batched:
         x.level, x.value, x.axis = new.level, new.value, new.axis
-    else:  # (a value of a higher level cannot be stored in a batched value)
-        raise TypeError("x[key] = value inside vmap: value belongs to a transform nested inside the vmap "
-                        "(e.g. a jvp); build the result with xp.where or concat instead")
+    else:  # (a value of a higher level of another kind cannot be stored in x)
+        raise TypeError(f"x[key] = value on a value of {'vmap' if type(x) is Batched else 'jvp'}: value "
+                        f"belongs to a transform nested inside it (a jvp inside a vmap, a vmap inside a jvp), which x "
+                        f"cannot hold; build the result with xp.where or concat instead")
     for ref in getattr(x, "_views", ()):
         view = ref()
         if view is not None:
