@@ -299,7 +299,7 @@ class JitTraced(Recorded):
     """A value of a running ``jit`` recording (level ``level``): ``value`` is the concrete array of the
     recording call and ``var`` its slot in the recorded program. Primitives run their implementation on
     it, and every backend call it reaches is recorded (see :mod:`cupy_ad.transforms.jit`). ``_view``,
-    ``_views``: as on ``Dual`` (basic-indexing views, so that ``x[key] = v`` reaches them)."""
+    ``_views``: as on ``Dual`` (its views, so that ``x[key] = v`` reaches them)."""
 
     __slots__ = ("_view", "_views", "__weakref__")
     _transform = "jit"

@@ -196,3 +196,21 @@ def test_linspace_differentiates_its_endpoints(backend, num, endpoint):
     for got in (ad.vmap(f)(backend.asarray(stack)), ad.vmap(ad.jit(f))(backend.asarray(stack))):
         for k in range(2):
             np.testing.assert_array_equal(backend.to_numpy(got)[k], f(stack[k]))
+
+
+def test_linspace_of_another_dtype_rounds_as_numpy(backend):
+    """Traced float64 endpoints with dtype=float32 were cast first, then stepped in float32: values one ulp off
+    NumPy's (which steps in the endpoints' float64, then casts); dtype=int64 returned float64 values, not
+    floored. The tangent follows the cast (float32; an integer dtype's is a symbolic zero)."""
+    x0, dx0 = np.array([0.1, -2.3, 7.9]), np.array([0.5, -1.0, 2.0])
+    xp = backend.ns
+    value, slope = ad.jvp(lambda x: xp.linspace(x[0], x[2], 13, dtype=xp.float32), (backend.asarray(x0),),
+                          (backend.asarray(dx0),))
+    np.testing.assert_array_equal(backend.to_numpy(value), np.linspace(x0[0], x0[2], 13, dtype=np.float32))
+    t = np.arange(13) / 12
+    np.testing.assert_allclose(backend.to_numpy(slope), dx0[0] * (1 - t) + dx0[2] * t, rtol=1e-6)
+    assert backend.to_numpy(slope).dtype == np.float32
+    if backend.name == "numpy":  # (the standard's linspace takes floating dtypes only)
+        value, slope = ad.jvp(lambda x: xp.linspace(x[1], x[2], 6, dtype=xp.int64), (x0,), (dx0,))
+        np.testing.assert_array_equal(value, np.linspace(x0[1], x0[2], 6, dtype=np.int64))
+        assert value.dtype == np.int64 and type(slope) is ad.Zero

@@ -192,3 +192,92 @@ def test_numpy_method_views_under_plain_jit():
             np.testing.assert_array_equal(got, want)
     with pytest.raises(TypeError, match=r"write into the result of x.reshape\(...\), a view of x.*xp.reshape"):
         ad.jit(writes)(np.ones((2, 3)))
+
+
+def _scalar_accumulator(x):
+    """``acc = x[0]; acc += x[i]``: NumPy's x[0] of a 1-D x (an integer for every axis) is a scalar, a copy."""
+    xp = x.__array_namespace__()
+    acc = x[0]
+    for i in range(1, 3):
+        acc += x[i]
+    last = x[1, ...]  # a 0-d view in NumPy: writes reach x
+    last *= 2.0
+    first = xp.unstack(x)[2]  # a scalar (a copy) in NumPy, as x[2]
+    first += 100.0
+    return acc, x, first
+
+
+def test_an_integer_for_every_axis_is_a_copy(backend):
+    """``acc = x[0]; acc += ...`` wrote into x (x[0] was taken for a 0-d view, which NumPy's scalar is not): the
+    caller's x[0] seen by the rest of f was changed, silently, under jvp, vmap and jit."""
+    c0, dc0 = np.array([1.0, 2.0, 3.0]), np.array([0.5, -1.0, 2.0])
+    values, slopes = _scalar_accumulator(c0.copy()), _scalar_accumulator(dc0.copy())
+    slopes = (slopes[0], slopes[1], dc0[2])  # (the constant 100 has no slope)
+    x, dx = backend.asarray(c0), backend.asarray(dc0)
+    for name, run in [("jvp", lambda: ad.jvp(_scalar_accumulator, (x,), (dx,))),
+                      ("jit(jvp)", lambda: ad.jit(lambda a, b: ad.jvp(_scalar_accumulator, (a,), (b,)))(x, dx))]:
+        outs, tangents = run()
+        for got, want in zip([*outs, *tangents], [*values, *slopes]):
+            np.testing.assert_array_equal(backend.to_numpy(got), want, err_msg=name)
+    jitted = ad.jit(_scalar_accumulator)
+    for _ in range(2):  # recording, then replay
+        for got, want in zip(jitted(x), values):
+            np.testing.assert_array_equal(backend.to_numpy(got), want)
+    for got, want in zip(ad.vmap(_scalar_accumulator)(backend.asarray(c0[None])), values):
+        np.testing.assert_array_equal(backend.to_numpy(got)[0], want)
+
+
+def test_a_write_through_flip_keeps_the_base_layout():
+    """A write through xp.flip(x) left x with negative strides (its copy flipped back), so a later xp.reshape(x)
+    was a copy where NumPy's is a view: the write into the reshape was lost, silently."""
+    def f(c):
+        xp = c.__array_namespace__()
+        flipped = xp.flip(c, axis=0)
+        flipped[0, 0] = 5.0 * flipped[0, 1]
+        r = xp.reshape(c, (6,))  # a view in NumPy: c keeps its C-contiguous layout
+        r[1] = 7.0 * r[2]
+        return c
+
+    c0, dc0 = np.arange(6.0).reshape(2, 3), np.linspace(1.0, 2.0, 6).reshape(2, 3)
+    value, slope = f(c0.copy()), f(dc0.copy())
+    for name, run in [("jvp", lambda: ad.jvp(f, (c0,), (dc0,))), ("jvp(jit)", lambda: ad.jvp(ad.jit(f), (c0,), (dc0,)))]:
+        out, tangent = run()
+        np.testing.assert_array_equal(out, value, err_msg=name)
+        np.testing.assert_array_equal(tangent, slope, err_msg=name)
+    np.testing.assert_array_equal(ad.vmap(f)(c0[None])[0], value)
+
+
+def test_a_jit_replay_with_another_layout_decides_views_as_numpy():
+    """Whether NumPy's reshape is a view follows the layout, which is not in jit's signature: a replay of a
+    recording on a C-contiguous x, on a Fortran-ordered one, passed the writes into x.reshape on to x as a view
+    (NumPy's is a copy there), silently; and the other way round. A replay now checks it (else records again)."""
+    def through_namespace(c):
+        r = c.__array_namespace__().reshape(c, (6,))
+        r[0] = 99.0
+        return c
+
+    def through_method(c):
+        r = c.reshape(6)
+        c[0, 0] = 50.0
+        return r + 0.0
+
+    a = np.arange(6.0).reshape(2, 3)
+    for f in (through_namespace, through_method):
+        jitted = ad.jit(f)
+        for c in (a, np.asfortranarray(a), a, np.asfortranarray(a)):
+            np.testing.assert_array_equal(jitted(c), f(np.array(c, order="K")), err_msg=f.__name__)
+        np.testing.assert_array_equal(a, np.arange(6.0).reshape(2, 3))
+
+
+def test_a_write_of_a_nested_vmap_value_into_a_dual_is_refused():
+    """x[0] = b, with x a dual of jvp and b a value of a vmap inside it, raised "array-API arrays have no method
+    or attribute 'primal'"; now the refusal says what cannot be and the fix (as a jvp value into a vmap's)."""
+    def f(x):
+        def g(b):
+            x[0] = b
+            return b * 2.0
+        ad.vmap(g)(np.array([1.0, 2.0]))
+        return x
+
+    with pytest.raises(TypeError, match=r"x\[key\] = value on a value of jvp: value belongs to a transform nested"):
+        ad.jvp(f, (np.ones(3),), (np.ones(3),))

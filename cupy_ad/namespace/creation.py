@@ -11,7 +11,7 @@ from typing import Any
 from ..backends import Backend, backend_of
 from ..values import Batched, Dual, JitTraced, Recorded, constant, levelled, strip
 from .indexing import dual_getitem
-from .elementwise import where
+from .elementwise import floor, where
 from .manipulation import astype, broadcast_to, stack, to_device
 
 
@@ -93,14 +93,19 @@ def creation_functions(backend: Backend) -> dict[str, Any]:
             return constant(xp.linspace(start, stop, num, endpoint=endpoint, **_given(dtype=dtype, device=device)))
         # NumPy's formula, start + k (stop - start) / div with div = num - 1 (endpoint) or num, the last value
         # stop when endpoint: linear in the endpoints, tangent dstart (1 - k / div) + dstop k / div.
+        # Computed in the endpoints' type, then cast to dtype (NumPy's integer dtypes: floored first), as NumPy's.
         raw = [example(v) if levelled(v) else v for v in (start, stop)]
-        dtype = xp.linspace(*raw, 1, **_given(dtype=dtype, device=device)).dtype  # the backend's result type
-        start, stop = (astype(v, dtype) if levelled(v) else v for v in (start, stop))
-        real = xp.finfo(dtype).dtype if xp.isdtype(dtype, "complex floating") else dtype
+        work = xp.linspace(*raw, 1, **_given(device=device)).dtype
+        out_dtype = xp.linspace(*raw, 1, **_given(dtype=dtype, device=device)).dtype  # the backend's result type
+        start, stop = (astype(v, work) if levelled(v) else v for v in (start, stop))
+        real = xp.finfo(work).dtype if xp.isdtype(work, "complex floating") else work
         steps = constant(xp.arange(num, dtype=real, **_given(device=device)))
         div = num - 1 if endpoint else num
         values = steps * ((stop - start) / div if div > 0 else stop - start) + start
-        return where(steps == num - 1, stop, values) if endpoint and num > 1 else values
+        values = where(steps == num - 1, stop, values) if endpoint and num > 1 else values
+        if out_dtype == work:
+            return values
+        return astype(floor(values) if xp.isdtype(out_dtype, "integral") else values, out_dtype)
 
     def full(shape: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
         if isinstance(fill_value, Dual) or hasattr(fill_value, "shape"):  # a 0-d array (a dual: its tangent too)

@@ -141,15 +141,21 @@ def _setitem_jvp(primals: list, tangents: list, *, key: Any):
     return ans, bind(setitem, instantiate(dx, x), dvalue, key=key)
 
 
-_BASIC = (int, slice, type(None), type(Ellipsis))
+_SLICING = (slice, type(None), type(Ellipsis))  # basic indexing besides integers
 
 
-def _is_basic(key: Any) -> bool:
-    """Whether ``key`` is basic indexing (integers, slices, ``...``, ``None``): NumPy returns a view."""
-    for k in key if type(key) is tuple else (key,):
-        if type(k) not in _BASIC and (type(k) is bool or not isinstance(k, numbers.Integral)):
+def _gives_view(key: Any, ndim: int) -> bool:
+    """Whether ``x[key]`` is a view of ``x`` (of ``ndim`` dimensions) in NumPy: basic indexing (integers, slices,
+    ``...``, ``None``), except an integer for every axis (``x[0, 1]``, ``x1d[0]``), which returns a scalar, a copy."""
+    entries = key if type(key) is tuple else (key,)
+    integers = 0
+    for k in entries:
+        if type(k) in _SLICING:
+            continue
+        if type(k) is bool or not isinstance(k, numbers.Integral):
             return False
-    return True
+        integers += 1
+    return integers < ndim or len(entries) > integers
 
 
 class Relayout:
@@ -180,10 +186,10 @@ _VIEWED = (Dual, Batched, JitTraced)  # the values that keep their views (a line
 
 
 def dual_getitem(x: Any, key: Any) -> Any:
-    """``x[key]``; with basic indexing the result is a view of ``x``: writes into it reach ``x``."""
+    """``x[key]``; where NumPy returns a view (``_gives_view``), writes into the result reach ``x``."""
     key = _strip_key(key)
     out = getitem(x, key=key)
-    if type(out) is type(x) and type(x) in _VIEWED and _is_basic(key):
+    if type(out) is type(x) and type(x) in _VIEWED and _gives_view(key, x.ndim):
         note_view(x, out, key)
     return out
 
@@ -220,7 +226,10 @@ def squeeze(x: Any, /, axis: int | tuple[int, ...]) -> Any:
 
 def flip(x: Any, /, *, axis: int | tuple[int, ...] | None = None) -> Any:
     flipped = lambda value: manipulation.flip(value, axis=axis)  # noqa: E731 (its own inverse)
-    return _as_view(x, flipped(x), flipped, flipped)
+
+    def write(new: Any) -> Any:  # a copy: new flipped back has negative strides, x's layout in NumPy has not
+        return manipulation.astype(flipped(new), new.dtype)  # (its reshapes are views where NumPy's are)
+    return _as_view(x, flipped(x), flipped, write)
 
 
 def moveaxis(x: Any, source: int | tuple[int, ...], destination: int | tuple[int, ...], /) -> Any:
@@ -229,10 +238,13 @@ def moveaxis(x: Any, source: int | tuple[int, ...], destination: int | tuple[int
                     lambda new: manipulation.moveaxis(new, destination, source))
 
 
-def _memory(x: Any) -> Any:
-    """The backend array holding ``x``'s data (a jit recording's: the concrete array of the recording)."""
-    raw = base_array(x)
-    return raw.value if type(raw) is JitTraced else raw
+def _shares_memory(x: Any, out: Any) -> bool:
+    """Whether the backend arrays holding ``x`` and ``out`` may share memory (whether a reshape returned a view):
+    in a jit recording also a guard that a replay sees the same (the layout is not in jit's signature)."""
+    raw_x, raw_out = base_array(x), base_array(out)
+    if type(raw_x) is JitTraced:
+        return program_of(raw_x).memory_guard(raw_x, raw_out)
+    return backend_of(raw_x).may_share_memory(raw_x, raw_out)
 
 
 def reshape_view(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None) -> Any:
@@ -240,8 +252,7 @@ def reshape_view(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None)
     the layout allows it, always for a C-contiguous x), else a copy; ``copy`` True or False decides."""
     out = manipulation.reshape(x, shape) if copy is None else manipulation.reshape(x, shape, copy=copy)
     if copy is None:
-        raw_x, raw_out = (_memory(v) for v in (x, out))
-        copy = not backend_of(raw_x).may_share_memory(raw_x, raw_out)
+        copy = not _shares_memory(x, out)
     if copy:
         return out
     x_shape = tuple(x.shape)
@@ -272,13 +283,14 @@ def assign(x: Any, new: Any) -> None:
 
 def _rebind(x: Any, new: Any) -> None:
     """Rebind ``x`` to ``new``, then each live view of ``x`` to its fresh region of it."""
-    if type(x) is Dual:
+    if type(x) is Dual and type(new) is Dual:
         x.level, x.primal, x.tangent, x.weak = new.level, new.primal, new.tangent, new.weak
-    elif type(new) is Batched:
+    elif type(x) is Batched and type(new) is Batched:
         x.level, x.value, x.axis = new.level, new.value, new.axis
-    else:  # (a value of a higher level cannot be stored in a batched value)
-        raise TypeError("x[key] = value inside vmap: value belongs to a transform nested inside the vmap "
-                        "(e.g. a jvp); build the result with xp.where or concat instead")
+    else:  # (a value of a higher level of another kind cannot be stored in x)
+        raise TypeError(f"x[key] = value on a value of {'vmap' if type(x) is Batched else 'jvp'}: value "
+                        f"belongs to a transform nested inside it (a jvp inside a vmap, a vmap inside a jvp), which x "
+                        f"cannot hold; build the result with xp.where or concat instead")
     for ref in getattr(x, "_views", ()):
         view = ref()
         if view is not None:

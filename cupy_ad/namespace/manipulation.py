@@ -263,7 +263,8 @@ def unstack(x: Any, /, *, axis: int = 0) -> tuple[Any, ...]:
     from .indexing import dual_getitem
 
     lead = (slice(None),) * (axis % x.ndim)
-    return tuple(dual_getitem(x, (*lead, i, ...)) for i in range(x.shape[axis]))  # views of x, as in NumPy
+    rest = (...,) if x.ndim > 1 else ()  # (NumPy's parts of a 1-D x are scalars, copies: x[i] is not a view)
+    return tuple(dual_getitem(x, (*lead, i, *rest)) for i in range(x.shape[axis]))  # views of x, as in NumPy
 
 
 def meshgrid(*arrays: Any, indexing: str = "xy") -> list[Any]:

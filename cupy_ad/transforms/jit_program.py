@@ -59,6 +59,15 @@ def value_guard(expected: int) -> Callable:
     return check
 
 
+def memory_guard(expected: bool) -> Callable:
+    """The step checking that a result still shares memory with its argument or not, ``expected`` (else
+    ``Diverged``): the layout, not in jit's signature, decides whether a reshape is a view (writes reach x)."""
+    def check(x: Any, out: Any) -> None:
+        if backend_of(x).may_share_memory(x, out) is not expected:
+            raise Diverged
+    return check
+
+
 def shape_guard(expected: tuple) -> Callable:
     """The step checking that an array whose shape follows its arguments' values (a boolean mask, nonzero,
     unique) still has the recorded ``expected`` shape (else ``Diverged``): what follows may depend on it."""

@@ -15,8 +15,9 @@ import optree
 from ..backends import backend_of, error_state, error_state_change, under_error_state
 from ..values import NUMPY_WRITERS, Batched, Dual, JitTraced, Recorded, program_of
 from ..namespace import namespace, numpy_protocols
-from ..namespace.indexing import Relayout, _is_basic, note_view
-from .jit_program import Call, Flattening, Method, _is_array, guard, raises, shape_guard, value_guard
+from ..namespace.indexing import Relayout, _gives_view, note_view
+from .jit_program import (Call, Flattening, Method, _is_array, guard, memory_guard, raises, shape_guard,
+                          value_guard)
 
 
 def _leak_error() -> TypeError:
@@ -73,6 +74,11 @@ class _Recording:
         value = int(traced.value)
         self.steps.append((value_guard(value), [traced.var], None))
         return value
+
+    def memory_guard(self, x: JitTraced, out: JitTraced) -> bool:
+        shared = backend_of(x.value).may_share_memory(x.value, out.value)
+        self.steps.append((memory_guard(shared), [x.var, out.var], None))
+        return shared
 
     def effect(self, fn: Callable, xs: tuple) -> None:
         """``values.host_effect``: ``fn`` on the values of ``xs`` now, and a step (no output) of each replay."""
@@ -241,20 +247,27 @@ def _traced_getattr(self: JitTraced, name: str) -> Any:
     if callable(attr):
         def method(*args: Any, **kwargs: Any) -> Any:
             read = lambda base: _record_call(Method(name), (base, *args), kwargs)  # noqa: E731
-            return _backend_view(self, read(self), read, f"x.{name}(...)")
+            return _backend_view(self, read(self), read, name, called=True)
         return method
     if _is_array(attr):
         read = lambda base: _record_call(_getter(name), (base,), {})  # noqa: E731
-        return _backend_view(self, read(self), read, f"x.{name}")
+        return _backend_view(self, read(self), read, name, called=False)
     return attr
 
 
-def _backend_view(self: JitTraced, out: Any, read: Callable, call: str) -> Any:
+# NumPy's methods whose result is a view or a copy by the layout of x (the others' are, whatever the strides)
+_LAYOUT_VIEWS = frozenset(("reshape", "ravel"))
+
+
+def _backend_view(self: JitTraced, out: Any, read: Callable, name: str, called: bool) -> Any:
     """``out`` of a NumPy method or attribute of ``self`` (``read(self)``); where it is a view of ``self``
     (``x.reshape(...)``, ``x.real``), it sees the writes into ``self`` (read again from its new value), and a
     write into it is refused: it could not reach ``self`` (the method has no inverse here)."""
-    if type(out) is JitTraced and _is_array(out.value) and backend_of(self.value).may_share_memory(self.value,
-                                                                                                    out.value):
+    if type(out) is not JitTraced or not _is_array(out.value):
+        return out
+    call = f"x.{name}(...)" if called else f"x.{name}"
+    if (program_of(self).memory_guard(self, out) if called and name in _LAYOUT_VIEWS  # (a replay checks it:
+            else backend_of(self.value).may_share_memory(self.value, out.value)):  # strides are not in the signature)
         def write(new: Any) -> Any:
             raise TypeError(f"jit: a write into the result of {call}, a view of x in NumPy, cannot reach x here; use "
                             f"the namespace's function (xp.reshape, xp.permute_dims, ...), whose views pass writes on, "
@@ -270,9 +283,9 @@ def _set(value: Any, key: Any, item: Any) -> Any:
 
 
 def _traced_getitem(self: JitTraced, key: Any) -> Any:
-    """``self[key]``; with basic indexing the result is a view of ``self``: writes into it reach ``self``."""
+    """``self[key]``; where NumPy returns a view (``_gives_view``), writes into the result reach ``self``."""
     out = _record_call(operator.getitem, (self, key), {})
-    if type(out) is JitTraced and _is_basic(key):
+    if type(out) is JitTraced and _gives_view(key, self.ndim):
         note_view(self, out, key)
     return out
 
