@@ -297,7 +297,6 @@ def test_bool_records_a_guard_per_outcome(backend):
     assert len(compiled.cache) == 1
 
 
-
 @pytest.mark.parametrize("keyword", [False, True])
 def test_a_miss_replays_each_recorded_program_once(backend, monkeypatch, keyword):
     """A call whose guard outcome is new replays each recorded program once before recording (the path for
@@ -555,7 +554,6 @@ def test_signed_zeros_and_nans_in_the_signature(backend):
         for _ in range(3):
             assert np.isnan(backend.to_numpy(nan(x, float("nan")))).all()
     assert len(nan.cache) == 1 and len(next(iter(nan.cache.values()))) == 1
-
 
 
 def test_a_python_float_argument_is_a_constant_and_a_0d_array_an_input(backend):
