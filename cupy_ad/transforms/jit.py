@@ -94,7 +94,8 @@ import optree
 
 from ..backends import error_state
 from ..values import LEVELLED_TYPES, Batched, Dual, JitTraced, Recorded, Zero, new_level
-from .jit_program import Diverged, Program, _is_array, build, rebuild
+from .jit_guards import Diverged
+from .jit_program import Program, _is_array, build, rebuild
 from .jit_recording import _leak_error, _Recording
 from .jit_step import SettledPatterns
 from .jvp import call_user_function

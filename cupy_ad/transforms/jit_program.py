@@ -11,6 +11,7 @@ import optree
 
 from ..backends import backend_of, error_state
 from ..values import Batched, Dual, JitTraced, Zero
+from .jit_guards import Diverged
 
 # Elementwise results from this size on are written into a dead temporary of the program (None: never).
 # Measured on NumPy (a chain of 6 ufuncs, 2-core VM): 0.96x the time at 16 x 16, 0.93x at 128 x 128,
@@ -24,57 +25,6 @@ def _is_array(v: Any) -> bool:
 
 def _is_complex(v: Any) -> bool:
     return _is_array(v) and backend_of(v).xp.isdtype(v.dtype, "complex floating")
-
-
-class Diverged(Exception):
-    """A guard of the program saw another outcome than at recording."""
-
-
-def guard(expected: bool) -> Callable:
-    """The step checking that a value's truth is still ``expected`` (else ``Diverged``)."""
-    def check(value: Any) -> None:
-        if bool(value) is not expected:
-            raise Diverged
-    return check
-
-
-def raises(step: Callable, error: type) -> Callable:
-    """The step checking that a call that raised ``error`` at recording (and that ``f`` handled) still
-    raises it (else ``Diverged``): ``step`` makes the call from the traced arguments."""
-    def check(*values: Any) -> None:
-        try:
-            step(*values)
-        except error:
-            return
-        raise Diverged
-    return check
-
-
-def value_guard(expected: int) -> Callable:
-    """The step checking that an integer a rule read on the host (``values.host_int``) is still ``expected``
-    (else ``Diverged``)."""
-    def check(value: Any) -> None:
-        if int(value) != expected:
-            raise Diverged
-    return check
-
-
-def memory_guard(expected: bool) -> Callable:
-    """The step checking that a result still shares memory with its argument or not, ``expected`` (else
-    ``Diverged``): the layout, not in jit's signature, decides whether a reshape is a view (writes reach x)."""
-    def check(x: Any, out: Any) -> None:
-        if backend_of(x).may_share_memory(x, out) is not expected:
-            raise Diverged
-    return check
-
-
-def shape_guard(expected: tuple) -> Callable:
-    """The step checking that an array whose shape follows its arguments' values (a boolean mask, nonzero,
-    unique) still has the recorded ``expected`` shape (else ``Diverged``): what follows may depend on it."""
-    def check(value: Any) -> None:
-        if value.shape != expected:
-            raise Diverged
-    return check
 
 
 class Slot:

@@ -16,8 +16,8 @@ from ..backends import backend_of, error_state, error_state_change, under_error_
 from ..values import NUMPY_WRITERS, Batched, Dual, JitTraced, Recorded, program_of
 from ..namespace import namespace, numpy_protocols
 from ..namespace.indexing import Relayout, _gives_view, note_view
-from .jit_program import (Call, Flattening, Method, _is_array, guard, memory_guard, raises, shape_guard,
-                          value_guard)
+from .jit_guards import guard, memory_guard, raises, shape_guard, value_guard
+from .jit_program import Call, Flattening, Method, _is_array
 
 
 def _leak_error() -> TypeError:
