@@ -92,7 +92,6 @@ from typing import Any, Callable
 
 import optree
 
-from ..backends import error_state
 from ..values import LEVELLED_TYPES, Batched, Dual, JitTraced, Recorded, Zero, new_level
 from .jit_guards import Diverged
 from .jit_program import Program, _is_array, build, rebuild
