@@ -12,7 +12,7 @@ import scipy.linalg
 import scipy.linalg.lapack
 import scipy.special
 
-from . import numpy_compiled, numpy_compiled_spectral, numpy_kernels, numpy_lapack, numpy_lu_tangent
+from . import numpy_compiled, numpy_compiled_qr, numpy_compiled_spectral, numpy_kernels, numpy_lapack, numpy_lu_tangent
 from . import numpy_threads
 from .numpy_threads import split_batch
 from .base import OPERATOR_UFUNC_NAMES, Backend
@@ -382,6 +382,10 @@ class NumpyBackend(Backend):
                 return out
         if a.ndim == 2 and 0 < min(m, n) and max(m, n) <= SMALL_QR_MAX and mode != "complete" and a.dtype.char in "dD":
             return _small_qr(a, mode)
+        if a.ndim > 2:  # a stack of small real matrices: compiled (see numpy_compiled_qr), else None
+            out = numpy_compiled_qr.qr(a, mode)
+            if out is not None:
+                return out
         return split_batch(lambda x: _tuple_or_array(np.linalg.qr(x, mode=mode)), a)
 
     def svd(self, a: Any, full_matrices: bool) -> tuple[Any, Any, Any]:

@@ -116,7 +116,7 @@ def _scale_to_unit(x: Any, largest: float) -> tuple[bool, int]:
 
 def _reflector(x: Any) -> tuple[float, float]:
     """(alpha, t) of the Householder reflector H = I - t u u^T with H x = alpha e_1, alpha = -sign(x_0) ||x||
-    (no cancellation in u_0 = x_0 - alpha), t = 2 / u^T u; x (a row) becomes u in place, possibly times a
+    (no cancellation in u_0 = x_0 - alpha; LAPACK's dlarfg sign, -||x|| for x_0 = +0 too), t = 2 / u^T u; x (a row) becomes u in place, possibly times a
     power of two (H is the same for any multiple of u, t taken accordingly). t = 0 and alpha = x_0 where x
     is zero below x_0 (H = I).
 
@@ -138,9 +138,7 @@ def _reflector(x: Any) -> tuple[float, float]:
     if tail == 0.0:
         return x0, 0.0
     y0 = x[0]
-    alpha = math.sqrt(y0 * y0 + tail)
-    if y0 > 0.0:
-        alpha = -alpha
+    alpha = -math.copysign(math.sqrt(y0 * y0 + tail), y0)
     x[0] = y0 - alpha
     return alpha * unscale, 2.0 / (x[0] * x[0] + tail)
 

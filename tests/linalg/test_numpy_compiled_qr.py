@@ -1,0 +1,150 @@
+"""The compiled Householder QR of stacks of small real matrices (``numpy_compiled_qr``, Numba, optional):
+Q and R as ``numpy.linalg.qr``'s to rounding with LAPACK's signs (x_0 = +0 and -0 included), Q R = A and
+Q^T Q = I at rounding level; zero columns and zero matrices; tiny and huge scales; matrices holding Inf
+or NaN left to NumPy; the thread split bit for bit; NumPy's results without Numba and for what the
+kernel does not take; the jvp the same with and without the kernel."""
+import numpy as np
+import pytest
+
+import cupy_ad as ad
+from cupy_ad.backends import numpy_compiled, numpy_compiled_qr
+from cupy_ad.backends.numpy_backend import NumpyBackend
+from cupy_ad.testing import check_jvp
+
+needs_numba = pytest.mark.skipif(not numpy_compiled.available(), reason="numba is not installed (extra 'compiled')")
+
+SHAPES = [(1, 1, 1), (3, 1, 5), (3, 5, 1), (4, 2, 2), (5, 16, 16), (2, 3, 6, 6), (6, 20, 7), (6, 7, 20),
+          (2, 32, 32)]
+
+
+def _transposed(x):
+    return np.swapaxes(x, -1, -2)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matches_numpy_to_rounding_with_its_signs(dtype, shape):
+    a = np.random.default_rng(sum(shape)).standard_normal(shape).astype(dtype)
+    keep = a.copy()
+    q, r = numpy_compiled_qr.qr(a, "reduced")
+    q0, r0 = np.linalg.qr(a)
+    assert (q.dtype, r.dtype, q.shape, r.shape) == (q0.dtype, r0.dtype, q0.shape, r0.shape)
+    k = min(shape[-2:])
+    tol = 8 * max(shape[-2:]) * np.finfo(dtype).eps
+    np.testing.assert_allclose(q, q0, rtol=0, atol=tol)
+    np.testing.assert_allclose(r, r0, rtol=0, atol=tol * np.abs(a).max())
+    np.testing.assert_array_equal(np.tril(r, -1), 0)
+    wide = a.astype(np.float64)
+    assert np.abs(q.astype(np.float64) @ r.astype(np.float64) - wide).max() <= tol * np.abs(a).max()
+    assert np.abs(_transposed(q) @ q - np.eye(k)).max() <= tol
+    np.testing.assert_array_equal(numpy_compiled_qr.qr(a, "r"), r)
+    np.testing.assert_array_equal(a, keep)  # input untouched
+
+
+@needs_numba
+@pytest.mark.parametrize("zero", [0.0, -0.0])
+def test_a_column_led_by_a_signed_zero_gets_lapacks_sign(zero):
+    """dlarfg's beta = -sign(x_0) ||x||, Fortran's SIGN reading the sign bit: R_00 = -||x|| for x_0 = +0 and
+    +||x|| for x_0 = -0 (a reflector taking sign(+0) as negative gives the other factorisation, Q and R
+    with a row and a column negated)."""
+    a = np.random.default_rng(1).standard_normal((3, 5, 5))
+    a[:, 0, 0] = zero
+    a[1, :, 2] = a[1, :, 2] - a[1, :, 2]  # (and a column of zeros later on)
+    q, r = numpy_compiled_qr.qr(a, "reduced")
+    q0, r0 = np.linalg.qr(a)
+    np.testing.assert_array_equal(np.signbit(np.diagonal(r, axis1=-2, axis2=-1)[..., :2]),
+                                  np.signbit(np.diagonal(r0, axis1=-2, axis2=-1)[..., :2]))
+    np.testing.assert_allclose(q, q0, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(r, r0, rtol=0, atol=1e-14)
+
+
+@needs_numba
+def test_zero_columns_and_zero_matrices():
+    """A zero column below and on the diagonal: no reflector (H = I), R_jj = 0, as LAPACK's; the zero matrix:
+    Q = I and R = 0 exactly."""
+    a = np.random.default_rng(2).standard_normal((2, 6, 4))
+    a[0, :, 1] = 0.0
+    a[1] = 0.0
+    q, r = numpy_compiled_qr.qr(a, "reduced")
+    q0, r0 = np.linalg.qr(a)
+    np.testing.assert_allclose(q[0], q0[0], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(r[0], r0[0], rtol=0, atol=1e-14)
+    assert r[0, 1, 1] == 0.0
+    np.testing.assert_array_equal(q[1], np.eye(6, 4))
+    np.testing.assert_array_equal(r[1], 0.0)
+
+
+@needs_numba
+@pytest.mark.parametrize("scale", [2.0 ** -990, 2.0 ** 990, 2.0 ** -1060])
+def test_tiny_and_huge_scales(scale):
+    """Scaled by a power of two to max |a_ij| in [1, 2) first: the same arithmetic at 2^+-990 (R scaled
+    back exactly); subnormal entries (2^-1060: ~14 bits left) still give an orthogonal Q and Q R = A."""
+    a = np.random.default_rng(3).standard_normal((4, 8, 8))
+    q1, r1 = numpy_compiled_qr.qr(a, "reduced")
+    q, r = numpy_compiled_qr.qr(a * scale, "reduced")
+    assert np.all(np.isfinite(q)) and np.all(np.isfinite(r))
+    if scale > 2.0 ** -1000:
+        np.testing.assert_array_equal(q, q1)
+        np.testing.assert_array_equal(r, r1 * scale)
+    else:
+        assert np.abs(_transposed(q) @ q - np.eye(8)).max() <= 1e-14
+        subnormal_ulps = 64 * 2.0 ** -1074  # (Q R's own rounding, in absolute terms down there)
+        assert np.abs(q @ r - a * scale).max() <= 1e-14 * np.abs(a * scale).max() + subnormal_ulps
+
+
+@needs_numba
+def test_matrices_holding_inf_or_nan_are_numpys():
+    a = np.random.default_rng(4).standard_normal((5, 6, 6))
+    a[1, 2, 3] = np.nan
+    a[3, 0, 0] = np.inf
+    got, want = numpy_compiled_qr.qr(a, "reduced"), np.linalg.qr(a)
+    for x, y in zip(got, want):
+        np.testing.assert_array_equal(x[[1, 3]], y[[1, 3]])
+        np.testing.assert_allclose(x[[0, 2, 4]], y[[0, 2, 4]], rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(numpy_compiled_qr.qr(a, "r")[[1, 3]], np.linalg.qr(a, "r")[[1, 3]])
+
+
+@needs_numba
+def test_the_thread_split_gives_the_one_thread_result_bit_for_bit(monkeypatch):
+    a = np.random.default_rng(7).standard_normal((96, 16, 16))  # work 96 x 16^3 >= numpy_threads.MIN_WORK
+    monkeypatch.setenv("CUPY_AD_NUM_THREADS", "1")
+    one = numpy_compiled_qr.qr(a, "reduced")
+    monkeypatch.setenv("CUPY_AD_NUM_THREADS", "3")
+    for x, y in zip(one, numpy_compiled_qr.qr(a, "reduced")):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_without_numba_the_backend_runs_numpy(monkeypatch):
+    a = np.random.default_rng(8).standard_normal((3, 6, 6))
+    monkeypatch.setattr(numpy_compiled, "_compiled", None)
+    assert numpy_compiled_qr.qr(a, "reduced") is None
+    for got, want in zip(NumpyBackend().qr(a, "reduced"), np.linalg.qr(a)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_the_backend_leaves_complex_larger_single_and_complete_to_numpy():
+    rng = np.random.default_rng(9)
+    side = numpy_compiled_qr.MAX_SIDE + 1
+    for a, mode in ((rng.standard_normal((2, 4, 4)) + 1j * rng.standard_normal((2, 4, 4)), "reduced"),
+                    (rng.standard_normal((2, side, 3)), "reduced"), (rng.standard_normal((2, 5, 3)), "complete"),
+                    (rng.standard_normal((2, 0, 3)), "reduced")):
+        assert numpy_compiled_qr.qr(a, mode) is None
+        for got, want in zip(NumpyBackend().qr(a, mode), np.linalg.qr(a, mode)):
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_qr_jvp_agrees_with_and_without_the_compiled_kernel(dtype, monkeypatch):
+    """The jvp through the kernel (Numba present) against finite differences and against the jvp through
+    NumPy's QR (Numba absent), to rounding: the same factorisation, signs included."""
+    rng = np.random.default_rng(10)
+    a, da = rng.standard_normal((2, 3, 7, 5)).astype(dtype), rng.standard_normal((2, 3, 7, 5)).astype(dtype)
+    check_jvp(lambda x: tuple(ad.linalg.qr(x)), (a,), (da,))
+    (q, r), (dq, dr) = ad.jvp(lambda x: tuple(ad.linalg.qr(x)), (a,), (da,))
+    monkeypatch.setattr(numpy_compiled, "_compiled", None)
+    (q0, r0), (dq0, dr0) = ad.jvp(lambda x: tuple(ad.linalg.qr(x)), (a,), (da,))
+    tol = dict(rtol=2e-3, atol=2e-3) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-9)
+    for x, y in ((q, q0), (r, r0), (dq, dq0), (dr, dr0)):
+        assert x.dtype == y.dtype == dtype
+        np.testing.assert_allclose(x, y, **tol)
