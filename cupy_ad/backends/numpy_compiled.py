@@ -183,18 +183,18 @@ def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
 
 def _qr_tangent(q: Any, r: Any, da: Any, dq: Any, dr: Any) -> None:
     """(dq[p], dr[p]) = (dQ, dR) of the QR factors Q = q[p] (m x n, m >= n), R = r[p] for the tangent
-    da[p], derivation in cupy_ad/linalg/qr_tangent.py, with X and dQ held transposed (n x m scratches,
-    so that the triangular loops run along rows of m entries):
+    da[p], derivation in cupy_ad/linalg/qr_tangent.py, with X and dQ held transposed (n x m scratches):
     X^T = R^-T dA^T by forward substitution (row j of X^T: dA's column j minus R_kj times row k for
     k < j in turn, then divided by R_jj; an exactly zero R_jj divides as NaN, as the composition's
-    guarded solve), C^T = X^T conj(Q) (row j: X^T_ji times Q's conjugated row i summed over i in turn),
+    guarded solve), C^T = X^T conj(Q) (row j: X^T_ji times Q's conjugated row i, summed over i in turn),
     U = triu(C + C^H, 1) + Re diag(C), dR = U R row by row (U_ik times R's whole row k for k >= i:
     R's zero triangle read too, so a NaN in U spreads as in the composition's product), dQ^T = X^T -
-    U^T Q^T (row j: minus U_kj times row k of Q^T for k <= j, U's upper triangle only), dq = (dQ^T)^T.
-    Every product loop runs along a row (contiguous, vectorised) with four terms per pass (fewer passes
-    over the row, each a full vector for m, n >= 4; a triangle's rows of other lengths would not be):
-    the terms enter in the order of one-term loops, so the sums round as the row-by-row loops (on X,
-    C, U R and Q U) did; one matrix at a time in four small scratches."""
+    U^T Q^T (row j: minus U_kj times row k of Q^T for k <= j: U's upper triangle only), dq = (dQ^T)^T.
+    Every product loop runs along a whole row of m or n entries, contiguous and vectorised (X's rows
+    would give the triangular steps rows k+1..n, mostly too short to vectorise), four terms per pass
+    over the row (one load and store of it per four multiply-adds) entering in the order of one-term
+    loops, so that every sum rounds as one term at a time would; one matrix at a time in four small
+    scratches."""
     count, m, n = da.shape
     xt = np.empty((n, m), dtype=dq.dtype)  # X^T, then dQ^T
     qt = np.empty((n, m), dtype=dq.dtype)  # Q^T
