@@ -183,49 +183,101 @@ def _cholesky_tangent(f: Any, da: Any, out: Any, upper: bool) -> None:
 
 def _qr_tangent(q: Any, r: Any, da: Any, dq: Any, dr: Any) -> None:
     """(dq[p], dr[p]) = (dQ, dR) of the QR factors Q = q[p] (m x n, m >= n), R = r[p] for the tangent
-    da[p], derivation in cupy_ad/linalg/qr_tangent.py: X = dA R^-1 into dq by rows (an exactly zero
-    R_ii divides as NaN, as the composition's guarded solve), C = Q^H X summed over X's rows,
-    U = triu(C + C^H, 1) + Re diag(C), dR = U R row by row (over R's whole rows, as the composition's
-    product), then dq = X - Q U in place. Every inner loop
-    runs along a row (contiguous, vectorised); one matrix at a time in two n x n scratches."""
+    da[p], derivation in cupy_ad/linalg/qr_tangent.py, with X and dQ held transposed (n x m scratches):
+    X^T = R^-T dA^T by forward substitution (row j of X^T: dA's column j minus R_kj times row k for
+    k < j in turn, then divided by R_jj; an exactly zero R_jj divides as NaN, as the composition's
+    guarded solve), C^T = X^T conj(Q) (row j: X^T_ji times Q's conjugated row i, summed over i in turn),
+    U = triu(C + C^H, 1) + Re diag(C), dR = U R row by row (U_ik times R's whole row k for k >= i:
+    R's zero triangle read too, so a NaN in U spreads as in the composition's product), dQ^T = X^T -
+    U^T Q^T (row j: minus U_kj times row k of Q^T for k <= j: U's upper triangle only), dq = (dQ^T)^T.
+    Every product loop runs along a whole row of m or n entries, contiguous and vectorised (X's rows
+    would give the triangular steps rows k+1..n, mostly too short to vectorise), four terms per pass
+    over the row (one load and store of it per four multiply-adds) entering in the order of one-term
+    loops, so that every sum rounds as one term at a time would; one matrix at a time in four small
+    scratches."""
     count, m, n = da.shape
-    c = np.empty((n, n), dtype=dq.dtype)
-    u = np.empty((n, n), dtype=dq.dtype)
+    xt = np.empty((n, m), dtype=dq.dtype)  # X^T, then dQ^T
+    qt = np.empty((n, m), dtype=dq.dtype)  # Q^T
+    ct = np.empty((n, n), dtype=dq.dtype)  # C^T
+    u = np.empty((n, n), dtype=dq.dtype)  # U (its upper triangle)
     nan = dq.dtype.type(np.nan)  # (typed: a Python float would widen the solve to float64)
     for p in range(count):
-        for i in range(m):  # X = dA R^-1: x[i, :] R = dA[i, :]
-            for j in range(n):
-                dq[p, i, j] = da[p, i, j]
-            for k in range(n):
-                d = r[p, k, k]
-                xk = dq[p, i, k] / (d if d != 0 else nan)
-                dq[p, i, k] = xk
-                for j in range(k + 1, n):
-                    dq[p, i, j] -= xk * r[p, k, j]
-        for k in range(n):
-            for j in range(n):
-                c[k, j] = 0
-        for i in range(m):  # C = Q^H X
-            for k in range(n):
-                t = np.conj(q[p, i, k])
+        i = 0
+        while i < m:  # X^T = dA^T and Q^T, four of their columns at a time
+            if i + 4 <= m:
                 for j in range(n):
-                    c[k, j] += t * dq[p, i, j]
+                    xt[j, i], xt[j, i + 1], xt[j, i + 2], xt[j, i + 3] = (
+                        da[p, i, j], da[p, i + 1, j], da[p, i + 2, j], da[p, i + 3, j])
+                for j in range(n):
+                    qt[j, i], qt[j, i + 1], qt[j, i + 2], qt[j, i + 3] = (
+                        q[p, i, j], q[p, i + 1, j], q[p, i + 2, j], q[p, i + 3, j])
+                i += 4
+            else:
+                for j in range(n):
+                    xt[j, i] = da[p, i, j]
+                    qt[j, i] = q[p, i, j]
+                i += 1
+        for j in range(n):  # X^T = R^-T dA^T
+            k = 0
+            while k + 4 <= j:
+                t0, t1, t2, t3 = r[p, k, j], r[p, k + 1, j], r[p, k + 2, j], r[p, k + 3, j]
+                for i in range(m):
+                    xt[j, i] = xt[j, i] - t0 * xt[k, i] - t1 * xt[k + 1, i] - t2 * xt[k + 2, i] - t3 * xt[k + 3, i]
+                k += 4
+            for k in range(k, j):
+                t = r[p, k, j]
+                for i in range(m):
+                    xt[j, i] -= t * xt[k, i]
+            d = r[p, j, j]
+            d = d if d != 0 else nan
+            for i in range(m):
+                xt[j, i] = xt[j, i] / d
+        for j in range(n):  # C^T = X^T conj(Q)
+            for k in range(n):
+                ct[j, k] = 0
+            i = 0
+            while i + 4 <= m:
+                t0, t1, t2, t3 = xt[j, i], xt[j, i + 1], xt[j, i + 2], xt[j, i + 3]
+                for k in range(n):
+                    ct[j, k] = (ct[j, k] + np.conj(q[p, i, k]) * t0 + np.conj(q[p, i + 1, k]) * t1
+                                + np.conj(q[p, i + 2, k]) * t2 + np.conj(q[p, i + 3, k]) * t3)
+                i += 4
+            for i in range(i, m):
+                t = xt[j, i]
+                for k in range(n):
+                    ct[j, k] += np.conj(q[p, i, k]) * t
         for i in range(n):  # U, upper triangle (the rest unread)
-            u[i, i] = c[i, i].real
+            u[i, i] = ct[i, i].real
             for j in range(i + 1, n):
-                u[i, j] = c[i, j] + np.conj(c[j, i])
-        for i in range(n):  # dR = U R, R's zero triangle read too: a NaN in U spreads as in the composition
+                u[i, j] = ct[j, i] + np.conj(ct[i, j])
+        for i in range(n):  # dR = U R
             for j in range(n):
                 dr[p, i, j] = 0
-            for k in range(i, n):
+            k = i
+            while k + 4 <= n:
+                t0, t1, t2, t3 = u[i, k], u[i, k + 1], u[i, k + 2], u[i, k + 3]
+                for j in range(n):
+                    dr[p, i, j] = (dr[p, i, j] + t0 * r[p, k, j] + t1 * r[p, k + 1, j] + t2 * r[p, k + 2, j]
+                                   + t3 * r[p, k + 3, j])
+                k += 4
+            for k in range(k, n):
                 t = u[i, k]
                 for j in range(n):
                     dr[p, i, j] += t * r[p, k, j]
-        for i in range(m):  # dQ = X - Q U
-            for k in range(n):
-                t = q[p, i, k]
-                for j in range(k, n):
-                    dq[p, i, j] -= t * u[k, j]
+        for j in range(n):  # dQ^T = X^T - U^T Q^T
+            k = 0
+            while k + 4 <= j + 1:
+                t0, t1, t2, t3 = u[k, j], u[k + 1, j], u[k + 2, j], u[k + 3, j]
+                for i in range(m):
+                    xt[j, i] = xt[j, i] - t0 * qt[k, i] - t1 * qt[k + 1, i] - t2 * qt[k + 2, i] - t3 * qt[k + 3, i]
+                k += 4
+            for k in range(k, j + 1):
+                t = u[k, j]
+                for i in range(m):
+                    xt[j, i] -= t * qt[k, i]
+        for i in range(m):  # dQ = (dQ^T)^T
+            for j in range(n):
+                dq[p, i, j] = xt[j, i]
 
 
 _compiled: Any = False  # not looked for yet (importing Numba costs ~0.5 s: only when a batch needs it)
