@@ -450,6 +450,70 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
                 vh[p, i, j] = vt[order[i], j]
 
 
+def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
+    """q[p] (m x k, when ``want_q``), r[p] (k x n) = the reduced QR factors of a[p] (m x n, float64) for every
+    p, k = min(m, n); failed[p] where a[p] holds an Inf or a NaN (q[p], r[p] then meaningless). The
+    algorithm: ``numpy_compiled_qr``'s docstring; here, in the helpers' file, for Numba's cache (see there)."""
+    count, m, n = a.shape
+    k = min(m, n)
+    entries = np.empty(m * n)
+    h = entries.reshape(m, n)  # A, becoming R in its upper rows (exact zeros below the diagonal's columns done)
+    v = np.empty((k, m))  # v[j, j:]: the vector u of H_j
+    t = np.empty(k)
+    s = np.empty(max(n, k))
+    for p in range(count):
+        largest = 0.0
+        for i in range(m):
+            for j in range(n):
+                x = a[p, i, j]
+                h[i, j] = x
+                if abs(x) > largest or x != x:
+                    largest = abs(x)
+        finite, exponent = _scale_to_unit(entries, largest)
+        if not finite:
+            failed[p] = True
+            continue
+        for j in range(k):  # 2. the reflectors, applied to the trailing columns
+            for i in range(j, m):
+                v[j, i] = h[i, j]
+                h[i, j] = 0.0
+            h[j, j], t[j] = _reflector(v[j, j:])
+            if t[j] == 0.0:
+                continue
+            for c in range(n):  # (whole rows, 16 long at n = 16: columns < j hold zeros in rows j.., and
+                s[c] = 0.0      # column j's s is reset below; half the time of loops over j+1.. only)
+            for i in range(j, m):
+                for c in range(n):
+                    s[c] += v[j, i] * h[i, c]
+            for c in range(j + 1):
+                s[c] = 0.0
+            for i in range(j, m):
+                tu = t[j] * v[j, i]
+                for c in range(n):
+                    h[i, c] -= tu * s[c]
+        unscale = 2.0 ** -exponent
+        for i in range(k):
+            for j in range(n):
+                r[p, i, j] = h[i, j] * unscale
+        if not want_q:
+            continue
+        for i in range(m):  # 3. Q = H_0 ... H_{k-1} [I; 0], backwards: rows j.. of columns < j hold zeros
+            for j in range(k):
+                q[p, i, j] = 1.0 if i == j else 0.0
+        for j in range(k - 1, -1, -1):
+            if t[j] == 0.0:
+                continue
+            for c in range(k):
+                s[c] = 0.0
+            for i in range(j, m):
+                for c in range(k):
+                    s[c] += v[j, i] * q[p, i, c]
+            for i in range(j, m):
+                tu = t[j] * v[j, i]
+                for c in range(k):
+                    q[p, i, c] -= tu * s[c]
+
+
 _compiled: Any = None
 #: the kernels' helpers, inlined into them by Numba (``inline="always"``; as calls the kernels took 0-5% more,
 #: most at n = 4). The kernels with helpers and the precision fixes take 2-6% (eigh) and 6-10% (svd) more
@@ -467,7 +531,7 @@ def _kernels() -> Any:
         jit = numba.njit(cache=True, nogil=True)
         helpers = numba.njit(cache=True, nogil=True, inline="always")
         globals().update({name: helpers(helper) for name, helper in _HELPERS.items()})  # (before the kernels)
-        _compiled = {"eigh": jit(_symmetric_eigen), "svd": jit(_square_svd)}
+        _compiled = {"eigh": jit(_symmetric_eigen), "svd": jit(_square_svd), "qr": jit(_householder_qr)}
     return _compiled
 
 

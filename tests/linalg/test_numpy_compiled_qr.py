@@ -148,3 +148,13 @@ def test_qr_jvp_agrees_with_and_without_the_compiled_kernel(dtype, monkeypatch):
     for x, y in ((q, q0), (r, r0), (dq, dq0), (dr, dr0)):
         assert x.dtype == y.dtype == dtype
         np.testing.assert_allclose(x, y, **tol)
+
+
+@needs_numba
+def test_the_kernel_lives_in_the_file_of_the_helpers_it_inlines():
+    """Numba's cache (``cache=True``) is keyed on the text of the kernel's own file: a kernel in another file
+    than ``_reflector`` kept a cached copy of the old helper after it changed (review14)."""
+    from cupy_ad.backends import numpy_compiled_spectral
+
+    kernel = numpy_compiled_spectral._kernels()["qr"]
+    assert kernel.py_func.__code__.co_filename == numpy_compiled_spectral.__file__
