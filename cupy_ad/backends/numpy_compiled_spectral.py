@@ -123,8 +123,9 @@ def _reflector(x: Any) -> tuple[float, float]:
     Where the sum of squares is below ``SMALLEST_SQUARES`` (a vector below ~1e-144 in a scaled matrix of
     norm >= 1) x is first scaled up by a power of two: its squares rounded as subnormals made t = 2 / u^T u
     inaccurate (H not orthogonal) or infinite (NaN). A tail whose squares underflow to zero while x_0's
-    square does not still leaves H = I: that tail's entries (left below the subdiagonal) are below 2^-537,
-    i.e. 2^-537 ||A|| at most, within eps ||A||."""
+    square does not (entries below 2^-537 |x_0|) is no zero tail: H reflects, alpha = -x_0, u = (2 x_0,
+    tail), t = 2 / (4 x_0^2), as dlarfg does (its norm of the tail is not zero); H = I there gave QR's R_jj
+    the other sign than LAPACK's, Q's column negated (review14)."""
     x0 = x[0]
     tail = 0.0
     for i in range(1, len(x)):
@@ -135,8 +136,12 @@ def _reflector(x: Any) -> tuple[float, float]:
         tail = 0.0
         for i in range(1, len(x)):
             tail += x[i] * x[i]
-    if tail == 0.0:
-        return x0, 0.0
+    if tail == 0.0:  # (H = I only for a zero tail: one whose squares underflow gets dlarfg's H, H x = -x_0 e_1)
+        zero = True
+        for i in range(1, len(x)):
+            zero = zero and x[i] == 0.0
+        if zero:
+            return x0, 0.0
     y0 = x[0]
     alpha = -math.copysign(math.sqrt(y0 * y0 + tail), y0)
     x[0] = y0 - alpha

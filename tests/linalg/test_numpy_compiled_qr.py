@@ -158,3 +158,18 @@ def test_the_kernel_lives_in_the_file_of_the_helpers_it_inlines():
 
     kernel = numpy_compiled_spectral._kernels()["qr"]
     assert kernel.py_func.__code__.co_filename == numpy_compiled_spectral.__file__
+
+
+@needs_numba
+@pytest.mark.parametrize("power", [-540, -600, -700, -1000])
+def test_a_tail_whose_squares_underflow_still_gets_lapacks_reflector(power):
+    """A column with x_0 of order one and a tail below 2^-537 (its squares underflow to zero): dlarfg's
+    norm of the tail is not zero, so LAPACK reflects (R_jj = -x_0, Q's column negated); H = I there gave
+    the other factorisation (review14)."""
+    a = np.random.default_rng(11).standard_normal((3, 4, 3))
+    a[:, 1:, 0] = 2.0 ** power * np.array([1.0, -3.0, 0.5])
+    q, r = numpy_compiled_qr.qr(a, "reduced")
+    q0, r0 = np.linalg.qr(a)
+    np.testing.assert_allclose(q, q0, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(r, r0, rtol=0, atol=1e-14)
+
