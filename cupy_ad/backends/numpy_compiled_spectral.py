@@ -461,20 +461,30 @@ def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
     algorithm: ``numpy_compiled_qr``'s docstring; here, in the helpers' file, for Numba's cache (see there)."""
     count, m, n = a.shape
     k = min(m, n)
-    entries = np.empty(m * n)
-    h = entries.reshape(m, n)  # A, becoming R in its upper rows (exact zeros below the diagonal's columns done)
+    h = np.empty((m, n))  # A, becoming R in its upper rows (exact zeros below the diagonal's columns done)
     v = np.empty((k, m))  # v[j, j:]: the vector u of H_j
     t = np.empty(k)
     s = np.empty(max(n, k))
+    unscale = np.empty(n)  # column j of A was scaled by 1 / unscale[j]
     for p in range(count):
-        largest = 0.0
+        for j in range(n):
+            s[j] = 0.0  # (max |a_ij| of column j)
         for i in range(m):
             for j in range(n):
                 x = a[p, i, j]
                 h[i, j] = x
-                if abs(x) > largest or x != x:
-                    largest = abs(x)
-        finite, exponent = _scale_to_unit(entries, largest)
+                if abs(x) > s[j] or x != x:
+                    s[j] = abs(x)
+        finite = True
+        for j in range(n):  # 1. each column by its own power of two (as ``_scale_to_unit``; frexp: exact, and
+            largest = s[j]  # less time than log2 and a power for each column of small matrices)
+            finite = finite and largest < math.inf
+            power = 0 if largest == 0.0 or not finite else min(max(1 - math.frexp(largest)[1], -1000), 1000)
+            if power != 0:
+                scale = math.ldexp(1.0, power)
+                for i in range(m):
+                    h[i, j] *= scale
+            unscale[j] = math.ldexp(1.0, -power)
         if not finite:
             failed[p] = True
             continue
@@ -496,10 +506,9 @@ def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
                 tu = t[j] * v[j, i]
                 for c in range(n):
                     h[i, c] -= tu * s[c]
-        unscale = 2.0 ** -exponent
         for i in range(k):
             for j in range(n):
-                r[p, i, j] = h[i, j] * unscale
+                r[p, i, j] = h[i, j] * unscale[j]
         if not want_q:
             continue
         for i in range(m):  # 3. Q = H_0 ... H_{k-1} [I; 0], backwards: rows j.. of columns < j hold zeros

@@ -173,3 +173,19 @@ def test_a_tail_whose_squares_underflow_still_gets_lapacks_reflector(power):
     np.testing.assert_allclose(q, q0, rtol=0, atol=1e-14)
     np.testing.assert_allclose(r, r0, rtol=0, atol=1e-14)
 
+
+
+@needs_numba
+def test_columns_of_very_different_scales_keep_their_digits():
+    """QR is column-scaling invariant (Q of A D is Q of A, R D its R for a positive diagonal D) and so is
+    LAPACK's Householder QR, each column reflected in its own scale; one scaling of the whole matrix
+    made a column below 2^-1022 of the largest entry subnormal or zero (Q's columns from there on O(1)
+    wrong, review14). Each column is scaled on its own."""
+    a = np.random.default_rng(12).standard_normal((4, 6, 4))
+    scales = 2.0 ** np.array([500.0, -560.0, 0.0, -1000.0])
+    q0, r0 = np.linalg.qr(a)
+    q, r = numpy_compiled_qr.qr(a * scales, "reduced")
+    np.testing.assert_allclose(q, q0, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(q, np.linalg.qr(a * scales)[0], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(r / scales, r0, rtol=0, atol=1e-13)
+
