@@ -29,9 +29,10 @@ it in a checkout that had run it before):
 3. Q = H_0 H_1 ... H_{k-1} [I_k; 0], accumulated backwards (org2r): Q <- H_j Q changes rows j.. and,
    while the later reflectors alone have acted, only columns j..; again s = u^T Q[j:, j:] along rows.
 
-A matrix holding an Inf or a NaN is left to ``numpy.linalg.qr`` (where they spread depends on LAPACK's
-order of operations). float32 runs in float64 and is rounded at the end (within float32's rounding of
-NumPy's single-precision result); complex matrices, larger ones and mode "complete" are NumPy's.
+A matrix holding an Inf or a NaN, or whose R overflows (a column's norm above the largest float64), is
+left to ``numpy.linalg.qr`` (where Inf and NaN spread depends on LAPACK's order of operations). float32
+runs in float64 and is rounded at the end (within float32's rounding of NumPy's single-precision
+result); complex matrices, larger ones and mode "complete" are NumPy's.
 """
 from __future__ import annotations
 
@@ -49,8 +50,9 @@ MAX_SIDE = 32
 
 def qr(a: Any, mode: str) -> Any:
     """``numpy.linalg.qr(a, mode)`` for a stack of small real matrices a (..., m, n) and modes "reduced" ((q, r))
-    and "r" (r), compiled and split over threads; matrices holding an Inf or a NaN are NumPy's. None
-    without Numba, for other dtypes, modes, empty stacks and sides above ``MAX_SIDE``: the caller falls back."""
+    and "r" (r), compiled and split over threads; matrices holding an Inf or a NaN, or whose R overflows, are
+    NumPy's. None without Numba, for other dtypes, modes, empty stacks and sides above ``MAX_SIDE``: the caller
+    falls back."""
     m, n = a.shape[-2:]
     if (mode not in ("reduced", "r") or a.dtype not in (np.float32, np.float64) or a.size == 0
             or max(m, n) > MAX_SIDE or not numpy_compiled.available()):

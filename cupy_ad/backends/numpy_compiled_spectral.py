@@ -116,8 +116,9 @@ def _scale_to_unit(x: Any, largest: float) -> tuple[bool, int]:
 
 def _reflector(x: Any) -> tuple[float, float]:
     """(alpha, t) of the Householder reflector H = I - t u u^T with H x = alpha e_1, alpha = -sign(x_0) ||x||
-    (no cancellation in u_0 = x_0 - alpha; LAPACK's dlarfg sign, -||x|| for x_0 = +0 too), t = 2 / u^T u; x (a row) becomes u in place, possibly times a
-    power of two (H is the same for any multiple of u, t taken accordingly). t = 0 and alpha = x_0 where x
+    (no cancellation in u_0 = x_0 - alpha; LAPACK's dlarfg sign, -||x|| for x_0 = +0 too), t = 2 / u^T u; x (a
+    row) becomes u in place, possibly times a power of two (H is the same for any multiple of u, t taken
+    accordingly). t = 0 and alpha = x_0 where x
     is zero below x_0 (H = I).
 
     Where the sum of squares is below ``SMALLEST_SQUARES`` (a vector below ~1e-144 in a scaled matrix of
@@ -457,7 +458,7 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
 
 def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
     """q[p] (m x k, when ``want_q``), r[p] (k x n) = the reduced QR factors of a[p] (m x n, float64) for every
-    p, k = min(m, n); failed[p] where a[p] holds an Inf or a NaN (q[p], r[p] then meaningless). The
+    p, k = min(m, n); failed[p] where a[p] holds an Inf or a NaN or R overflows (q[p], r[p] then meaningless). The
     algorithm: ``numpy_compiled_qr``'s docstring; here, in the helpers' file, for Numba's cache (see there)."""
     count, m, n = a.shape
     k = min(m, n)
@@ -508,7 +509,12 @@ def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
                     h[i, c] -= tu * s[c]
         for i in range(k):
             for j in range(n):
-                r[p, i, j] = h[i, j] * unscale[j]
+                x = h[i, j] * unscale[j]
+                r[p, i, j] = x
+                finite = finite and abs(x) < math.inf
+        if not finite:  # (a column whose norm overflows: LAPACK's Inf and NaN, where they land, are NumPy's)
+            failed[p] = True
+            continue
         if not want_q:
             continue
         for i in range(m):  # 3. Q = H_0 ... H_{k-1} [I; 0], backwards: rows j.. of columns < j hold zeros

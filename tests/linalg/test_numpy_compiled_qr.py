@@ -189,3 +189,18 @@ def test_columns_of_very_different_scales_keep_their_digits():
     np.testing.assert_allclose(q, np.linalg.qr(a * scales)[0], rtol=0, atol=1e-14)
     np.testing.assert_allclose(r / scales, r0, rtol=0, atol=1e-13)
 
+
+
+@needs_numba
+def test_an_overflowing_r_is_numpys():
+    """A column whose norm overflows (R_jj = Inf): NumPy's factors (LAPACK's NaN and Inf), not a finite Q
+    beside an infinite R (review14)."""
+    a = np.random.default_rng(13).standard_normal((3, 4, 3))
+    a[1, :, 0] = 1.5e308
+    with np.errstate(all="ignore"):
+        got, want = numpy_compiled_qr.qr(a, "reduced"), np.linalg.qr(a)
+        want_r = np.linalg.qr(a, "r")
+    for x, y in zip(got, want):
+        np.testing.assert_array_equal(x[1], y[1])
+        np.testing.assert_allclose(x[[0, 2]], y[[0, 2]], rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(numpy_compiled_qr.qr(a, "r")[1], want_r[1])
