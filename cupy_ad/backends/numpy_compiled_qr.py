@@ -22,12 +22,24 @@ it in a checkout that had run it before):
    Q's columns from there on O(1) off NumPy's, review14.)
 2. For j = 0 .. k-1: the reflector H_j = I - t u u^T (``_reflector``) mapping the column x = A[j:, j] to
    alpha e_1 with alpha = -sign(x_0) ||x||: LAPACK's dlarfg convention (for x_0 = +0 as well), so that
-   each R_jj has LAPACK's sign, and H_j = I where x is zero below x_0 (R_jj = x_0). R_jj = alpha; the
-   trailing columns become H_j A[j:, j+1:] = A - (t u) s^T with s = u^T A[j:, j+1:], computed along A's
-   rows (s accumulates u_i A[i, j+1:], a contiguous axpy the compiler vectorises; no chained sums).
-   Row j of the result is row j of R.
+   each R_jj has LAPACK's sign, and H_j = I where x is zero below x_0 (R_jj = x_0). R_jj = alpha. H_j
+   is then written as dlarfg writes it, I - tau v v^T with v = u / u_0 (v_0 = 1, the tail times the
+   reciprocal of u_0) and tau = (alpha - x_0) / alpha, and applied as dlarf applies it: the trailing
+   columns become A + v (-tau s)^T with s = v^T A[j:, j+1:], over the rows up to v's last nonzero,
+   computed along A's rows (s accumulates v_i A[i, j+1:], a contiguous axpy the compiler vectorises; no
+   chained sums). Row j of the result is row j of R. (With H = I - t u u^T applied as A - (t u) s^T,
+   entries that are zero in exact arithmetic came out as rounding noise where LAPACK's come out zero,
+   e.g. under a reflector that swaps two rows (tau = 1, v = (1, +-1)), and signed zeros otherwise:
+   R_jj then took the sign of that noise or zero, Q's column O(1) off NumPy's, for about a quarter of
+   scaled permutation matrices and of matrices with a zero first row, review14.)
 3. Q = H_0 H_1 ... H_{k-1} [I_k; 0], accumulated backwards (org2r): Q <- H_j Q changes rows j.. and,
-   while the later reflectors alone have acted, only columns j..; again s = u^T Q[j:, j:] along rows.
+   while the later reflectors alone have acted, only columns j..; again s = v^T Q[j:, j:] along rows.
+
+Where x holds exact zeros, NumPy's signs are reproduced in so far as LAPACK's arithmetic is (the same
+formulas; its norms and OpenBLAS's fused multiply-adds round otherwise): where an entry that is zero in
+exact arithmetic comes out as rounding noise in one of the two and not in the other (a column in the
+span of the earlier ones, a rank-deficient block), the later R_jj can differ in sign, as they can
+between two LAPACK builds; Q R = A and Q^T Q = I to rounding all the same.
 
 A matrix holding an Inf or a NaN, or whose R overflows (a column's norm above the largest float64), is
 left to ``numpy.linalg.qr`` (where Inf and NaN spread depends on LAPACK's order of operations). float32

@@ -81,6 +81,8 @@ SMALLEST_SQUARES = 2.0 ** -960
 #: the smallest normal float64: a QL rotation whose radius r is below it (subnormal: too few digits for c^2 + s^2 = 1,
 #: and 1 / r infinite) is taken as a split of T, as r = 0
 SMALLEST_NORMAL = 2.0 ** -1022
+#: LAPACK's safmin / eps (dlarfg, 2^-969): below it a reflector's beta keeps too few digits to derive tau from
+LAPACK_SAFE_MIN = 2.0 ** -969
 
 
 # Helpers of both kernels (``_HELPERS``: compiled by ``_kernels`` before them, in their place in this
@@ -463,8 +465,9 @@ def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
     count, m, n = a.shape
     k = min(m, n)
     h = np.empty((m, n))  # A, becoming R in its upper rows (exact zeros below the diagonal's columns done)
-    v = np.empty((k, m))  # v[j, j:]: the vector u of H_j
-    t = np.empty(k)
+    v = np.empty((k, m))  # v[j, j:]: the vector v of H_j = I - t[j] v v^T (v_j = 1)
+    t = np.empty(k)  # tau of H_j
+    last = np.empty(k, dtype=np.int64)  # v[j, last[j] + 1:] holds zeros
     s = np.empty(max(n, k))
     unscale = np.empty(n)  # column j of A was scaled by 1 / unscale[j]
     for p in range(count):
@@ -490,23 +493,43 @@ def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
             failed[p] = True
             continue
         for j in range(k):  # 2. the reflectors, applied to the trailing columns
+            x0 = h[j, j]
             for i in range(j, m):
                 v[j, i] = h[i, j]
                 h[i, j] = 0.0
-            h[j, j], t[j] = _reflector(v[j, j:])
+            beta, t[j] = _reflector(v[j, j:])
+            h[j, j] = beta
             if t[j] == 0.0:
                 continue
+            # LAPACK's form of the same H (dlarfg, dlarf): I - tau v v^T with v = u / u_0 (v_0 = 1, the tail
+            # times the reciprocal of u_0) and tau = (beta - x_0) / beta (for beta below 2^-969, too few digits:
+            # t u_0^2 of the reflector's scaled u, as LAPACK scales x up there); applied as A + v (-tau w)^T,
+            # w = v^T A, over the rows up to v's last nonzero
+            u0 = v[j, j]
+            t[j] = (beta - x0) / beta if abs(beta) >= LAPACK_SAFE_MIN else t[j] * u0 * u0
+            scale = 1.0 / u0
+            v[j, j] = 1.0
+            last[j] = j
+            for i in range(j + 1, m):
+                v[j, i] *= scale
+                if v[j, i] != 0.0:
+                    last[j] = i
+            rows = last[j] + 1
             for c in range(n):  # (whole rows, 16 long at n = 16: columns < j hold zeros in rows j.., and
                 s[c] = 0.0      # column j's s is reset below; half the time of loops over j+1.. only)
-            for i in range(j, m):
+            for i in range(j, rows):
+                vi = v[j, i]
                 for c in range(n):
-                    s[c] += v[j, i] * h[i, c]
+                    s[c] += vi * h[i, c]
+            minus_tau = -t[j]
+            for c in range(n):
+                s[c] *= minus_tau
             for c in range(j + 1):
                 s[c] = 0.0
-            for i in range(j, m):
-                tu = t[j] * v[j, i]
+            for i in range(j, rows):
+                vi = v[j, i]
                 for c in range(n):
-                    h[i, c] -= tu * s[c]
+                    h[i, c] += s[c] * vi
         for i in range(k):
             for j in range(n):
                 x = h[i, j] * unscale[j]
@@ -523,15 +546,20 @@ def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
         for j in range(k - 1, -1, -1):
             if t[j] == 0.0:
                 continue
+            rows = last[j] + 1
             for c in range(k):
                 s[c] = 0.0
-            for i in range(j, m):
+            for i in range(j, rows):
+                vi = v[j, i]
                 for c in range(k):
-                    s[c] += v[j, i] * q[p, i, c]
-            for i in range(j, m):
-                tu = t[j] * v[j, i]
+                    s[c] += vi * q[p, i, c]
+            minus_tau = -t[j]
+            for c in range(k):
+                s[c] *= minus_tau
+            for i in range(j, rows):
+                vi = v[j, i]
                 for c in range(k):
-                    q[p, i, c] -= tu * s[c]
+                    q[p, i, c] += s[c] * vi
 
 
 _compiled: Any = None

@@ -204,3 +204,39 @@ def test_an_overflowing_r_is_numpys():
         np.testing.assert_array_equal(x[1], y[1])
         np.testing.assert_allclose(x[[0, 2]], y[[0, 2]], rtol=0, atol=1e-14)
     np.testing.assert_array_equal(numpy_compiled_qr.qr(a, "r")[1], want_r[1])
+
+
+@needs_numba
+def test_exact_zeros_come_out_as_lapacks():
+    """H = I - tau v v^T with v_0 = 1 and tau = (beta - x_0) / beta, applied as dlarf does: a row swap is
+    exact (tau = 1, v = (1, +-1)) and zeros stay zeros with LAPACK's signs, so R_jj takes LAPACK's sign
+    where x_0 is such a zero; with H = I - t u u^T a quarter of these matrices had a sign flipped (Q's
+    column O(1) off NumPy's, review14)."""
+    rng = np.random.default_rng(14)
+    permutations = np.stack([np.eye(5)[rng.permutation(5)] * rng.standard_normal(5) for _ in range(200)])
+    zero_first_row = rng.standard_normal((200, 5, 4))
+    zero_first_row[:, 0] = 0.0
+    zero_first_row[:, 2:, 0] = 0.0
+    for a in (permutations, -permutations, zero_first_row, -zero_first_row):
+        q, r = numpy_compiled_qr.qr(a, "reduced")
+        q0, r0 = np.linalg.qr(a)
+        np.testing.assert_array_equal(np.signbit(np.diagonal(r, axis1=-2, axis2=-1)),
+                                      np.signbit(np.diagonal(r0, axis1=-2, axis2=-1)))
+        np.testing.assert_allclose(q, q0, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(r, r0, rtol=0, atol=1e-12)
+
+
+@needs_numba
+def test_a_reflector_with_a_subnormal_beta_stays_orthogonal():
+    """A column whose part below the diagonal is ~2^-1040 after the earlier reflectors (rows those never
+    touch): beta is subnormal, so tau comes from the reflector's scaled vector, as LAPACK scales x up
+    there (tau = (beta - x_0) / beta from the subnormal beta gave Q^T Q - I ~ 0.7)."""
+    rng = np.random.default_rng(15)
+    a = rng.standard_normal((8, 6, 4))
+    a[:, 3:, :3] = 0.0
+    a[:, 3:, 3] *= 2.0 ** -1040
+    q, r = numpy_compiled_qr.qr(a, "reduced")
+    assert np.abs(_transposed(q) @ q - np.eye(4)).max() <= 1e-14
+    assert np.abs(q @ r - a).max() <= 1e-14 * np.abs(a).max()
+    q0, r0 = np.linalg.qr(a)
+    np.testing.assert_allclose(q, q0, rtol=0, atol=1e-13)
