@@ -14,12 +14,12 @@ the scaling): Numba's cache is keyed on the text of the kernel's own file, so a 
 cached copy of those helpers after they changed (review14: the sign fix of ``_reflector`` did not reach
 it in a checkout that had run it before):
 
-1. Scale each column of A by a power of two (exact) so that its max |a_ij| lies in [1, 2)
-   (as ``_scale_to_unit``): the sums of squares below neither overflow nor, but for a column's entries far
-   below its largest, underflow; R's columns are scaled back exactly at the end, Q is unchanged. (QR is
-   column-scaling invariant, and so is LAPACK's geqr2, each column reflected in its own scale: one
-   scaling of the whole matrix made a column below 2^-1022 of the largest entry subnormal or zero, and
-   Q's columns from there on O(1) off NumPy's, review14.)
+1. A as it is, as LAPACK's geqr2 takes it: only the reflector scales its own vector by a power of two,
+   where its sum of squares would underflow or overflow (``_reflector``; dlarfg's dnrm2 is safe). (QR is
+   column-scaling invariant, and so is geqr2, each column reflected in its own scale: one scaling of the
+   whole matrix to max |a_ij| in [1, 2) made a column below 2^-1022 of the largest entry subnormal or
+   zero, and Q's columns from there on O(1) off NumPy's; scaling each column so flushed its entries far
+   below its largest, e.g. 2^-600 under 2^600, and R_jj took the other sign, review14.)
 2. For j = 0 .. k-1: the reflector H_j = I - t u u^T (``_reflector``) mapping the column x = A[j:, j] to
    alpha e_1 with alpha = -sign(x_0) ||x||: LAPACK's dlarfg convention (for x_0 = +0 as well), so that
    each R_jj has LAPACK's sign, and H_j = I where x is zero below x_0 (R_jj = x_0). R_jj = alpha. H_j

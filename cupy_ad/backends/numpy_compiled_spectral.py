@@ -78,6 +78,8 @@ STEP_LIMIT = 30
 #: sums of squares below this (2^-960) may hold squares rounded in the subnormal range (below 2^-1022:
 #: an absolute error up to 2^-1075 each); at or above it those errors stay below 2^-100 of the sum
 SMALLEST_SQUARES = 2.0 ** -960
+#: sums of squares above this (2^960) are scaled down first (no overflow, ``_reflector``)
+LARGEST_SQUARES = 2.0 ** 960
 #: the smallest normal float64: a QL rotation whose radius r is below it (subnormal: too few digits for c^2 + s^2 = 1,
 #: and 1 / r infinite) is taken as a split of T, as r = 0
 SMALLEST_NORMAL = 2.0 ** -1022
@@ -120,31 +122,31 @@ def _reflector(x: Any) -> tuple[float, float]:
     """(alpha, t) of the Householder reflector H = I - t u u^T with H x = alpha e_1, alpha = -sign(x_0) ||x||
     (no cancellation in u_0 = x_0 - alpha; LAPACK's dlarfg sign, -||x|| for x_0 = +0 too), t = 2 / u^T u; x (a
     row) becomes u in place, possibly times a power of two (H is the same for any multiple of u, t taken
-    accordingly). t = 0 and alpha = x_0 where x
-    is zero below x_0 (H = I).
+    accordingly). t = 0 and alpha = x_0 where x is zero below x_0 (H = I).
 
     Where the sum of squares is below ``SMALLEST_SQUARES`` (a vector below ~1e-144 in a scaled matrix of
-    norm >= 1) x is first scaled up by a power of two: its squares rounded as subnormals made t = 2 / u^T u
-    inaccurate (H not orthogonal) or infinite (NaN). A tail whose squares underflow to zero while x_0's
-    square does not (entries below 2^-537 |x_0|) is no zero tail: H reflects, alpha = -x_0, u = (2 x_0,
-    tail), t = 2 / (4 x_0^2), as dlarfg does (its norm of the tail is not zero); H = I there gave QR's R_jj
-    the other sign than LAPACK's, Q's column negated (review14)."""
+    norm >= 1) or above ``LARGEST_SQUARES`` (QR's unscaled matrices) x is first scaled by a power of two
+    (max |x_i| in [1, 2)): squares rounded as subnormals made t = 2 / u^T u inaccurate (H not orthogonal)
+    or infinite (NaN). A tail whose squares underflow to zero while x_0's square does not (entries below
+    2^-537 |x_0|), or that the scaling flushes to zero, is no zero tail: H reflects, alpha = -x_0,
+    u = (2 x_0, tail), t = 2 / (4 x_0^2), as dlarfg does (its norm of the tail is not zero); H = I there
+    gave QR's R_jj the other sign than LAPACK's, Q's column negated (review14)."""
     x0 = x[0]
     tail = 0.0
     for i in range(1, len(x)):
         tail += x[i] * x[i]
-    unscale = 1.0
-    if x0 * x0 + tail < SMALLEST_SQUARES:
-        unscale = 2.0 ** -_scale_to_unit(x, _largest(x))[1]
-        tail = 0.0
-        for i in range(1, len(x)):
-            tail += x[i] * x[i]
     if tail == 0.0:  # (H = I only for a zero tail: one whose squares underflow gets dlarfg's H, H x = -x_0 e_1)
         zero = True
         for i in range(1, len(x)):
             zero = zero and x[i] == 0.0
         if zero:
             return x0, 0.0
+    unscale = 1.0
+    if not SMALLEST_SQUARES <= x0 * x0 + tail <= LARGEST_SQUARES:
+        unscale = 2.0 ** -_scale_to_unit(x, _largest(x))[1]
+        tail = 0.0
+        for i in range(1, len(x)):
+            tail += x[i] * x[i]
     y0 = x[0]
     alpha = -math.copysign(math.sqrt(y0 * y0 + tail), y0)
     x[0] = y0 - alpha
@@ -469,26 +471,14 @@ def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
     t = np.empty(k)  # tau of H_j
     last = np.empty(k, dtype=np.int64)  # v[j, last[j] + 1:] holds zeros
     s = np.empty(max(n, k))
-    unscale = np.empty(n)  # column j of A was scaled by 1 / unscale[j]
     for p in range(count):
-        for j in range(n):
-            s[j] = 0.0  # (max |a_ij| of column j)
-        for i in range(m):
+        finite = True
+        for i in range(m):  # 1. A as it is (no scaling: LAPACK's geqr2 scales nothing either)
             for j in range(n):
                 x = a[p, i, j]
                 h[i, j] = x
-                if abs(x) > s[j] or x != x:
-                    s[j] = abs(x)
-        finite = True
-        for j in range(n):  # 1. each column by its own power of two (as ``_scale_to_unit``; frexp: exact, and
-            largest = s[j]  # less time than log2 and a power for each column of small matrices)
-            finite = finite and largest < math.inf
-            power = 0 if largest == 0.0 or not finite else min(max(1 - math.frexp(largest)[1], -1000), 1000)
-            if power != 0:
-                scale = math.ldexp(1.0, power)
-                for i in range(m):
-                    h[i, j] *= scale
-            unscale[j] = math.ldexp(1.0, -power)
+                if not abs(x) < math.inf:
+                    finite = False
         if not finite:
             failed[p] = True
             continue
@@ -532,7 +522,7 @@ def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
                     h[i, c] += s[c] * vi
         for i in range(k):
             for j in range(n):
-                x = h[i, j] * unscale[j]
+                x = h[i, j]
                 r[p, i, j] = x
                 finite = finite and abs(x) < math.inf
         if not finite:  # (a column whose norm overflows: LAPACK's Inf and NaN, where they land, are NumPy's)

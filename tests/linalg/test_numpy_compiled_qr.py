@@ -78,15 +78,23 @@ def test_zero_columns_and_zero_matrices():
 @needs_numba
 @pytest.mark.parametrize("scale", [2.0 ** -990, 2.0 ** 990, 2.0 ** -1060])
 def test_tiny_and_huge_scales(scale):
-    """Scaled by a power of two to max |a_ij| in [1, 2) first: the same arithmetic at 2^+-990 (R scaled
-    back exactly); subnormal entries (2^-1060: ~14 bits left) still give an orthogonal Q and Q R = A."""
+    """Unscaled, as LAPACK's (the reflector scales its own vector where its sum of squares would overflow or
+    underflow): the same arithmetic at 2^990 (R exactly scaled); at 2^-990 (beta below 2^-969, tau from the
+    reflector's scaled vector, products near the subnormal range) Q and R to rounding, as NumPy's; subnormal
+    entries (2^-1060: ~14 bits left) still give an orthogonal Q and Q R = A."""
     a = np.random.default_rng(3).standard_normal((4, 8, 8))
     q1, r1 = numpy_compiled_qr.qr(a, "reduced")
     q, r = numpy_compiled_qr.qr(a * scale, "reduced")
     assert np.all(np.isfinite(q)) and np.all(np.isfinite(r))
-    if scale > 2.0 ** -1000:
+    if scale > 1.0:
         np.testing.assert_array_equal(q, q1)
         np.testing.assert_array_equal(r, r1 * scale)
+    elif scale > 2.0 ** -1000:
+        q0, r0 = np.linalg.qr(a * scale)
+        for x in (q1, q0):
+            np.testing.assert_allclose(q, x, rtol=0, atol=1e-14)
+        for x in (r1 * scale, r0):
+            np.testing.assert_allclose(r, x, rtol=0, atol=1e-14 * scale)
     else:
         assert np.abs(_transposed(q) @ q - np.eye(8)).max() <= 1e-14
         subnormal_ulps = 64 * 2.0 ** -1074  # (Q R's own rounding, in absolute terms down there)
@@ -180,7 +188,7 @@ def test_columns_of_very_different_scales_keep_their_digits():
     """QR is column-scaling invariant (Q of A D is Q of A, R D its R for a positive diagonal D) and so is
     LAPACK's Householder QR, each column reflected in its own scale; one scaling of the whole matrix
     made a column below 2^-1022 of the largest entry subnormal or zero (Q's columns from there on O(1)
-    wrong, review14). Each column is scaled on its own."""
+    wrong, review14). The matrix is not scaled (the reflector scales its own vector where needed)."""
     a = np.random.default_rng(12).standard_normal((4, 6, 4))
     scales = 2.0 ** np.array([500.0, -560.0, 0.0, -1000.0])
     q0, r0 = np.linalg.qr(a)
@@ -240,3 +248,22 @@ def test_a_reflector_with_a_subnormal_beta_stays_orthogonal():
     assert np.abs(q @ r - a).max() <= 1e-14 * np.abs(a).max()
     q0, r0 = np.linalg.qr(a)
     np.testing.assert_allclose(q, q0, rtol=0, atol=1e-13)
+
+
+@needs_numba
+def test_entries_far_below_their_columns_largest_are_not_flushed():
+    """LAPACK scales nothing (dnrm2 is safe): a column's entries 2^-1200 below its largest still make a
+    reflector (tau = 2, R_jj = -x_0). Scaling each column to max |a_ij| in [1, 2) flushed them to zero (H = I,
+    the other sign, review14); the reflector alone now scales, its own vector, where the sum of squares
+    would underflow or overflow, and knows a nonzero tail before it does."""
+    rng = np.random.default_rng(16)
+    a = rng.standard_normal((6, 3, 2)) * 2.0 ** np.array([600.0, -600.0, 0.0])[:, None]
+    column = np.array([[[2.0 ** 600], [2.0 ** -600]], [[-(2.0 ** 1000)], [2.0 ** -100]]])
+    rows = rng.standard_normal((4, 5, 3)) * 2.0 ** np.array([1000.0, -60.0, 0.0, 500.0, -1000.0])[:, None]
+    for x in (a, column, rows):
+        q, r = numpy_compiled_qr.qr(x, "reduced")
+        q0, r0 = np.linalg.qr(x)
+        np.testing.assert_array_equal(np.signbit(np.diagonal(r, axis1=-2, axis2=-1)),
+                                      np.signbit(np.diagonal(r0, axis1=-2, axis2=-1)))
+        np.testing.assert_allclose(q, q0, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(r, r0, rtol=1e-14, atol=0)
