@@ -41,10 +41,11 @@ exact arithmetic comes out as rounding noise in one of the two and not in the ot
 span of the earlier ones, a rank-deficient block), the later R_jj can differ in sign, as they can
 between two LAPACK builds; Q R = A and Q^T Q = I to rounding all the same.
 
-A matrix holding an Inf or a NaN, or whose R overflows (a column's norm above the largest float64), is
-left to ``numpy.linalg.qr`` (where Inf and NaN spread depends on LAPACK's order of operations). float32
-runs in float64 and is rounded at the end (within float32's rounding of NumPy's single-precision
-result); complex matrices, larger ones and mode "complete" are NumPy's.
+A matrix holding an Inf or a NaN, or whose R overflows (a column's norm above the largest float64) or a
+reflector's tau (beta - x_0, both near the largest float64), is left to ``numpy.linalg.qr`` (where Inf
+and NaN spread depends on LAPACK's order of operations). float32 runs in float64 and is rounded at the
+end (within float32's rounding of NumPy's single-precision result); complex matrices, larger ones and
+mode "complete" are NumPy's.
 """
 from __future__ import annotations
 

@@ -462,7 +462,8 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
 
 def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
     """q[p] (m x k, when ``want_q``), r[p] (k x n) = the reduced QR factors of a[p] (m x n, float64) for every
-    p, k = min(m, n); failed[p] where a[p] holds an Inf or a NaN or R overflows (q[p], r[p] then meaningless). The
+    p, k = min(m, n); failed[p] where a[p] holds an Inf or a NaN or R or a tau overflows (q[p], r[p] then
+    meaningless). The
     algorithm: ``numpy_compiled_qr``'s docstring; here, in the helpers' file, for Numba's cache (see there)."""
     count, m, n = a.shape
     k = min(m, n)
@@ -497,6 +498,8 @@ def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
             # w = v^T A, over the rows up to v's last nonzero
             u0 = v[j, j]
             t[j] = (beta - x0) / beta if abs(beta) >= LAPACK_SAFE_MIN else t[j] * u0 * u0
+            if not abs(t[j]) < math.inf:  # (beta - x_0 overflows: LAPACK's too, its Q's Inf and NaN are NumPy's)
+                finite = False
             scale = 1.0 / u0
             v[j, j] = 1.0
             last[j] = j

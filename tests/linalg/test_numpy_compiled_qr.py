@@ -267,3 +267,17 @@ def test_entries_far_below_their_columns_largest_are_not_flushed():
                                       np.signbit(np.diagonal(r0, axis1=-2, axis2=-1)))
         np.testing.assert_allclose(q, q0, rtol=0, atol=1e-14)
         np.testing.assert_allclose(r, r0, rtol=1e-14, atol=0)
+
+
+@needs_numba
+def test_an_overflowing_tau_is_numpys():
+    """tau = (beta - x_0) / beta overflows where x_0 and -beta are both near the largest float64 (R itself
+    finite): LAPACK's does too, and its Q holds Inf and NaN; those are NumPy's (review14: Q's Inf and NaN
+    elsewhere)."""
+    a = np.random.default_rng(17).standard_normal((3, 2, 1))
+    a[1, :, 0] = [1.0e308, 8.0e307]
+    with np.errstate(all="ignore"):
+        got, want = numpy_compiled_qr.qr(a, "reduced"), np.linalg.qr(a)
+    for x, y in zip(got, want):
+        np.testing.assert_array_equal(x[1], y[1])
+        np.testing.assert_allclose(x[[0, 2]], y[[0, 2]], rtol=0, atol=1e-14)
