@@ -78,9 +78,13 @@ STEP_LIMIT = 30
 #: sums of squares below this (2^-960) may hold squares rounded in the subnormal range (below 2^-1022:
 #: an absolute error up to 2^-1075 each); at or above it those errors stay below 2^-100 of the sum
 SMALLEST_SQUARES = 2.0 ** -960
+#: sums of squares above this (2^960) are scaled down first (no overflow, ``_reflector``)
+LARGEST_SQUARES = 2.0 ** 960
 #: the smallest normal float64: a QL rotation whose radius r is below it (subnormal: too few digits for c^2 + s^2 = 1,
 #: and 1 / r infinite) is taken as a split of T, as r = 0
 SMALLEST_NORMAL = 2.0 ** -1022
+#: LAPACK's safmin / eps (dlarfg, 2^-969): below it a reflector's beta keeps too few digits to derive tau from
+LAPACK_SAFE_MIN = 2.0 ** -969
 
 
 # Helpers of both kernels (``_HELPERS``: compiled by ``_kernels`` before them, in their place in this
@@ -116,27 +120,33 @@ def _scale_to_unit(x: Any, largest: float) -> tuple[bool, int]:
 
 def _reflector(x: Any) -> tuple[float, float]:
     """(alpha, t) of the Householder reflector H = I - t u u^T with H x = alpha e_1, alpha = -sign(x_0) ||x||
-    (no cancellation in u_0 = x_0 - alpha; LAPACK's dlarfg sign, -||x|| for x_0 = +0 too), t = 2 / u^T u; x (a row) becomes u in place, possibly times a
-    power of two (H is the same for any multiple of u, t taken accordingly). t = 0 and alpha = x_0 where x
-    is zero below x_0 (H = I).
+    (no cancellation in u_0 = x_0 - alpha; LAPACK's dlarfg sign, -||x|| for x_0 = +0 too), t = 2 / u^T u; x (a
+    row) becomes u in place, possibly times a power of two (H is the same for any multiple of u, t taken
+    accordingly). t = 0 and alpha = x_0 where x is zero below x_0 (H = I).
 
     Where the sum of squares is below ``SMALLEST_SQUARES`` (a vector below ~1e-144 in a scaled matrix of
-    norm >= 1) x is first scaled up by a power of two: its squares rounded as subnormals made t = 2 / u^T u
-    inaccurate (H not orthogonal) or infinite (NaN). A tail whose squares underflow to zero while x_0's
-    square does not still leaves H = I: that tail's entries (left below the subdiagonal) are below 2^-537,
-    i.e. 2^-537 ||A|| at most, within eps ||A||."""
+    norm >= 1) or above ``LARGEST_SQUARES`` (QR's unscaled matrices) x is first scaled by a power of two
+    (max |x_i| in [1, 2)): squares rounded as subnormals made t = 2 / u^T u inaccurate (H not orthogonal)
+    or infinite (NaN). A tail whose squares underflow to zero while x_0's square does not (entries below
+    2^-537 |x_0|), or that the scaling flushes to zero, is no zero tail: H reflects, alpha = -x_0,
+    u = (2 x_0, tail), t = 2 / (4 x_0^2), as dlarfg does (its norm of the tail is not zero); H = I there
+    gave QR's R_jj the other sign than LAPACK's, Q's column negated (review14)."""
     x0 = x[0]
     tail = 0.0
     for i in range(1, len(x)):
         tail += x[i] * x[i]
+    if tail == 0.0:  # (H = I only for a zero tail: one whose squares underflow gets dlarfg's H, H x = -x_0 e_1)
+        zero = True
+        for i in range(1, len(x)):
+            zero = zero and x[i] == 0.0
+        if zero:
+            return x0, 0.0
     unscale = 1.0
-    if x0 * x0 + tail < SMALLEST_SQUARES:
+    if not SMALLEST_SQUARES <= x0 * x0 + tail <= LARGEST_SQUARES:
         unscale = 2.0 ** -_scale_to_unit(x, _largest(x))[1]
         tail = 0.0
         for i in range(1, len(x)):
             tail += x[i] * x[i]
-    if tail == 0.0:
-        return x0, 0.0
     y0 = x[0]
     alpha = -math.copysign(math.sqrt(y0 * y0 + tail), y0)
     x[0] = y0 - alpha
@@ -450,6 +460,101 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
                 vh[p, i, j] = vt[order[i], j]
 
 
+def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
+    """q[p] (m x k, when ``want_q``), r[p] (k x n) = the reduced QR factors of a[p] (m x n, float64) for every
+    p, k = min(m, n); failed[p] where a[p] holds an Inf or a NaN or R or a tau overflows (q[p], r[p] then
+    meaningless). The
+    algorithm: ``numpy_compiled_qr``'s docstring; here, in the helpers' file, for Numba's cache (see there)."""
+    count, m, n = a.shape
+    k = min(m, n)
+    h = np.empty((m, n))  # A, becoming R in its upper rows (exact zeros below the diagonal's columns done)
+    v = np.empty((k, m))  # v[j, j:]: the vector v of H_j = I - t[j] v v^T (v_j = 1)
+    t = np.empty(k)  # tau of H_j
+    last = np.empty(k, dtype=np.int64)  # v[j, last[j] + 1:] holds zeros
+    s = np.empty(max(n, k))
+    for p in range(count):
+        finite = True
+        for i in range(m):  # 1. A as it is (no scaling: LAPACK's geqr2 scales nothing either)
+            for j in range(n):
+                x = a[p, i, j]
+                h[i, j] = x
+                if not abs(x) < math.inf:
+                    finite = False
+        if not finite:
+            failed[p] = True
+            continue
+        for j in range(k):  # 2. the reflectors, applied to the trailing columns
+            x0 = h[j, j]
+            for i in range(j, m):
+                v[j, i] = h[i, j]
+                h[i, j] = 0.0
+            beta, t[j] = _reflector(v[j, j:])
+            h[j, j] = beta
+            if t[j] == 0.0:
+                continue
+            # LAPACK's form of the same H (dlarfg, dlarf): I - tau v v^T with v = u / u_0 (v_0 = 1, the tail
+            # times the reciprocal of u_0) and tau = (beta - x_0) / beta (for beta below 2^-969, too few digits:
+            # t u_0^2 of the reflector's scaled u, as LAPACK scales x up there); applied as A + v (-tau w)^T,
+            # w = v^T A, over the rows up to v's last nonzero
+            u0 = v[j, j]
+            t[j] = (beta - x0) / beta if abs(beta) >= LAPACK_SAFE_MIN else t[j] * u0 * u0
+            if not abs(t[j]) < math.inf:  # (beta - x_0 overflows: LAPACK's too, its Q's Inf and NaN are NumPy's)
+                finite = False
+            scale = 1.0 / u0
+            v[j, j] = 1.0
+            last[j] = j
+            for i in range(j + 1, m):
+                v[j, i] *= scale
+                if v[j, i] != 0.0:
+                    last[j] = i
+            rows = last[j] + 1
+            for c in range(n):  # (whole rows, 16 long at n = 16: columns < j hold zeros in rows j.., and
+                s[c] = 0.0      # column j's s is reset below; half the time of loops over j+1.. only)
+            for i in range(j, rows):
+                vi = v[j, i]
+                for c in range(n):
+                    s[c] += vi * h[i, c]
+            minus_tau = -t[j]
+            for c in range(n):
+                s[c] *= minus_tau
+            for c in range(j + 1):
+                s[c] = 0.0
+            for i in range(j, rows):
+                vi = v[j, i]
+                for c in range(n):
+                    h[i, c] += s[c] * vi
+        for i in range(k):
+            for j in range(n):
+                x = h[i, j]
+                r[p, i, j] = x
+                finite = finite and abs(x) < math.inf
+        if not finite:  # (a column whose norm overflows: LAPACK's Inf and NaN, where they land, are NumPy's)
+            failed[p] = True
+            continue
+        if not want_q:
+            continue
+        for i in range(m):  # 3. Q = H_0 ... H_{k-1} [I; 0], backwards: rows j.. of columns < j hold zeros
+            for j in range(k):
+                q[p, i, j] = 1.0 if i == j else 0.0
+        for j in range(k - 1, -1, -1):
+            if t[j] == 0.0:
+                continue
+            rows = last[j] + 1
+            for c in range(k):
+                s[c] = 0.0
+            for i in range(j, rows):
+                vi = v[j, i]
+                for c in range(k):
+                    s[c] += vi * q[p, i, c]
+            minus_tau = -t[j]
+            for c in range(k):
+                s[c] *= minus_tau
+            for i in range(j, rows):
+                vi = v[j, i]
+                for c in range(k):
+                    q[p, i, c] += s[c] * vi
+
+
 _compiled: Any = None
 #: the kernels' helpers, inlined into them by Numba (``inline="always"``; as calls the kernels took 0-5% more,
 #: most at n = 4). The kernels with helpers and the precision fixes take 2-6% (eigh) and 6-10% (svd) more
@@ -467,7 +572,7 @@ def _kernels() -> Any:
         jit = numba.njit(cache=True, nogil=True)
         helpers = numba.njit(cache=True, nogil=True, inline="always")
         globals().update({name: helpers(helper) for name, helper in _HELPERS.items()})  # (before the kernels)
-        _compiled = {"eigh": jit(_symmetric_eigen), "svd": jit(_square_svd)}
+        _compiled = {"eigh": jit(_symmetric_eigen), "svd": jit(_square_svd), "qr": jit(_householder_qr)}
     return _compiled
 
 

@@ -447,8 +447,8 @@ def test_entries_flushed_by_the_scaling_stay_within_eps_norm():
     subnormal, below 2^-1075 zero. Cannot be seen beyond eps ||A||: what is lost is at most 2^-1075 per entry
     of the scaled matrix, whose norm is at least 1 (a backward error ~1e-324 ||A||, and the eigenvalues and
     singular values move by at most that; eigenvectors by that over a gap of at least ``NEAR_REPEATED`` eps
-    max|w|, as nearer ones go to LAPACK). Likewise a Householder step skipped because its tail's squares
-    underflow to zero while its first entry is of order ||A||: the tail dropped is below 2^-537 ||A||. At the
+    max|w|, as nearer ones go to LAPACK). A Householder step whose tail's squares underflow to zero while its
+    first entry is of order ||A|| reflects (H x = -x_0 e_1, as dlarfg: review14; it was skipped before). At the
     edge: entries 2^-1060 and 2^-1080 times the largest, and a tail of 2^-600 below a first entry of one."""
     rng = np.random.default_rng(20)
     a = rng.standard_normal((30, 8, 8))
