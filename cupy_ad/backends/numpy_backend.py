@@ -12,7 +12,7 @@ import scipy.linalg
 import scipy.linalg.lapack
 import scipy.special
 
-from . import numpy_compiled, numpy_compiled_qr, numpy_compiled_spectral, numpy_kernels, numpy_lapack, numpy_lu_tangent
+from . import numpy_compiled, numpy_compiled_decompositions, numpy_kernels, numpy_lapack, numpy_lu_tangent
 from . import numpy_threads
 from .numpy_threads import split_batch
 from .base import OPERATOR_UFUNC_NAMES, Backend
@@ -382,8 +382,8 @@ class NumpyBackend(Backend):
                 return out
         if a.ndim == 2 and 0 < min(m, n) and max(m, n) <= SMALL_QR_MAX and mode != "complete" and a.dtype.char in "dD":
             return _small_qr(a, mode)
-        if a.ndim > 2:  # a stack of small real matrices: compiled (see numpy_compiled_qr), else None
-            out = numpy_compiled_qr.qr(a, mode)
+        if a.ndim > 2:  # a stack of small real matrices: compiled (see numpy_compiled_decompositions), else None
+            out = numpy_compiled_decompositions.qr(a, mode)
             if out is not None:
                 return out
         return split_batch(lambda x: _tuple_or_array(np.linalg.qr(x, mode=mode)), a)
@@ -392,8 +392,8 @@ class NumpyBackend(Backend):
         def decompose(x: Any) -> tuple:
             if min(x.shape[-2:]) >= LAPACK_ON_VIEW_MIN:
                 out = _per_matrix(x, lambda one: numpy_lapack.svd(one, full_matrices))
-            else:  # small real square matrices, one or a batch: compiled (see numpy_compiled_spectral), else None
-                out = numpy_compiled_spectral.svd(x)
+            else:  # small real square matrices, one or a batch: compiled (see numpy_compiled_decompositions), else None
+                out = numpy_compiled_decompositions.svd(x)
             if out is not None:
                 return out
             return split_batch(lambda y: tuple(np.linalg.svd(y, full_matrices=full_matrices)), x)
@@ -407,8 +407,8 @@ class NumpyBackend(Backend):
         def decompose(x: Any) -> tuple:
             if x.shape[-1] >= LAPACK_ON_VIEW_MIN:
                 out = _per_matrix(x, lambda one: numpy_lapack.eigh(one, lower))
-            else:  # small real matrices, one or a batch: compiled (see numpy_compiled_spectral), else None
-                out = numpy_compiled_spectral.eigh(x, lower)
+            else:  # small real matrices, one or a batch: compiled (see numpy_compiled_decompositions), else None
+                out = numpy_compiled_decompositions.eigh(x, lower)
             if out is not None:
                 return out
             return split_batch(lambda y: tuple(np.linalg.eigh(y, UPLO="L" if lower else "U")), x)

@@ -1,7 +1,10 @@
-"""Eigen-decomposition of small real symmetric matrices and SVD of small real square ones, compiled (Numba,
-the optional extra ``compiled``; see ``numpy_compiled``): a batch of 4096 matrices of 16 x 16 in ~0.6x the
-time of NumPy's gufuncs (LAPACK syevd / gesdd, one matrix a call) on one thread, the same on each of
-several threads.
+"""The compiled kernels of small real matrices' eigen-decomposition (symmetric), SVD (square) and QR
+(Numba, the optional extra ``compiled``; see ``numpy_compiled``; their entry points, which arrays they
+take and the LAPACK fallbacks: ``numpy_compiled_decompositions``): a batch of 4096 matrices of 16 x 16
+in ~0.6x the time of NumPy's gufuncs (LAPACK syevd / gesdd, one matrix a call; QR ~0.5x geqrf + orgqr)
+on one thread, the same on each of several threads. The three kernels share this file with the helpers
+they inline: Numba's cache is keyed on the text of a kernel's own file, so a kernel elsewhere kept a
+cached copy of the helpers after they changed (review14).
 
 Why not LAPACK: at 16 x 16 syevd makes BLAS-2 calls for each Householder step and NumPy's gufunc
 copies each matrix into and out of Fortran order; a compiled loop over the batch makes no calls and
@@ -50,6 +53,22 @@ matrix to LAPACK. Last, negative d_i flip their column of V, and the values are 
 Backward stable like gesdd (each singular value within a few eps ||A|| of LAPACK's, U and V
 orthogonal to rounding); each pair (u_i, v_i) agrees with LAPACK's up to a common sign. Square real
 matrices only; the rest is LAPACK's.
+
+QR (Golub and Van Loan 5.2.2 and 5.1.6; LAPACK's geqr2 and org2r), A (m x n, k = min(m, n)) as it is,
+unscaled, as geqr2 takes it (QR is column-scaling invariant: a scaling of the whole matrix made columns
+far below the largest entry subnormal, review14): for j = 0 .. k-1 the reflector of the column
+x = A[j:, j] (``_reflector``: R_jj = beta = -sign(x_0) ||x||, dlarfg's sign, for x_0 = +0 or -0 too;
+H_j = I only for an exactly zero tail), written as dlarfg writes it, I - tau v v^T with v_0 = 1, the tail
+times 1 / u_0 and tau = (beta - x_0) / beta, and applied as dlarf applies it, A + v (-tau v^T A) over
+the rows up to v's last nonzero, along A's rows (contiguous axpys, no chained sums). In that form
+entries that are zero in exact arithmetic come out zero as LAPACK's do (with I - t u u^T they came out
+as rounding noise, e.g. under a reflector swapping two rows, and R_jj took the sign of the noise for
+about a quarter of scaled permutation matrices, review14). Then Q = H_0 ... H_{k-1} [I_k; 0]
+accumulated backwards. Q and R are NumPy's to rounding, signs included, wherever LAPACK's arithmetic is
+reproduced; where an entry zero in exact arithmetic comes out as noise in one of the two only (a
+column in the span of the earlier ones), a later R_jj can differ in sign, as between two LAPACK
+builds (Q R = A and Q^T Q = I to rounding all the same). A matrix whose R or a tau overflows is
+flagged (LAPACK's Inf and NaN land elsewhere).
 """
 from __future__ import annotations
 
@@ -59,21 +78,6 @@ from typing import Any
 import numpy as np
 
 from . import numpy_compiled
-from .numpy_threads import split_stacks
-
-#: the largest matrix side decomposed here: at 32, 4096 matrices took 34 ms against NumPy's 42, but exactly
-#: repeated eigenvalues of random orthogonal similarity transforms came out split by up to 21 eps ||A||
-#: (LAPACK: 15; ``linalg._clusters`` resolved 16 then, 32 now); the same bound for the SVD (repeated singular values at
-#: n = 2..16: split by up to ~10 eps ||A|| in 90000 matrices, LAPACK's by up to 33)
-MAX_N = 16
-#: a matrix whose computed eigenvalues have neighbours closer than this many eps max|w| goes to LAPACK: at
-#: n = 12..16 the QL iteration splits exactly repeated eigenvalues (Q diag(w) Q^T, w in {-2, ..., 2}) by up to
-#: ~20 eps max|w| in about one matrix of 4000, beyond ``linalg._clusters.resolution``'s 16 then (the jvp took
-#: the ordinary path with a 1 / gap of ~1e15), where LAPACK's syevd stays below 13 (60000 matrices each)
-NEAR_REPEATED = 64
-#: QL steps allowed per eigenvalue before a matrix is left to LAPACK
-STEP_LIMIT = 30
-
 
 #: sums of squares below this (2^-960) may hold squares rounded in the subnormal range (below 2^-1022:
 #: an absolute error up to 2^-1075 each); at or above it those errors stay below 2^-100 of the sum
@@ -87,7 +91,7 @@ SMALLEST_NORMAL = 2.0 ** -1022
 LAPACK_SAFE_MIN = 2.0 ** -969
 
 
-# Helpers of both kernels (``_HELPERS``: compiled by ``_kernels`` before them, in their place in this
+# Helpers of the kernels (``_HELPERS``: compiled by ``_kernels`` before them, in their place in this
 # module's globals, so that importing the backend never imports Numba).
 
 
@@ -463,8 +467,7 @@ def _square_svd(a: Any, limit: int, u: Any, sv: Any, vh: Any, failed: Any) -> No
 def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
     """q[p] (m x k, when ``want_q``), r[p] (k x n) = the reduced QR factors of a[p] (m x n, float64) for every
     p, k = min(m, n); failed[p] where a[p] holds an Inf or a NaN or R or a tau overflows (q[p], r[p] then
-    meaningless). The
-    algorithm: ``numpy_compiled_qr``'s docstring; here, in the helpers' file, for Numba's cache (see there)."""
+    meaningless); the algorithm in the module's docstring."""
     count, m, n = a.shape
     k = min(m, n)
     h = np.empty((m, n))  # A, becoming R in its upper rows (exact zeros below the diagonal's columns done)
@@ -574,67 +577,3 @@ def _kernels() -> Any:
         globals().update({name: helpers(helper) for name, helper in _HELPERS.items()})  # (before the kernels)
         _compiled = {"eigh": jit(_symmetric_eigen), "svd": jit(_square_svd), "qr": jit(_householder_qr)}
     return _compiled
-
-
-def _run(name: str, a: Any, outputs: tuple, flags: tuple) -> tuple | None:
-    """(stack, outputs, failed): kernel ``name`` on a's matrices as a float64 stack (count, n, n), split over
-    threads, writing the given (count, ...) float64 outputs; None without Numba, for dtypes other than
-    float32/64, empty batches and sides above ``MAX_N``."""
-    n = a.shape[-1]
-    if a.dtype not in (np.float32, np.float64) or not 0 < n <= MAX_N or a.size == 0:
-        return None
-    kernels = _kernels()  # (only now: importing Numba and loading the kernels takes ~0.5 s)
-    if kernels is None:
-        return None
-    stack = np.ascontiguousarray(a, dtype=np.float64).reshape(-1, n, n)
-    outputs = tuple(np.empty((len(stack), *shape)) for shape in outputs)
-    failed = np.zeros(len(stack), dtype=np.bool_)
-    kernel = kernels[name]
-    split_stacks(lambda block, *out: kernel(block, *flags, *out), (stack, *outputs, failed), n,
-                 len(stack) * n ** 3)
-    return stack, outputs, failed
-
-
-def _shaped(outputs: tuple, a: Any) -> tuple:
-    """The outputs in a's dtype, with a's batch shape."""
-    batch = a.shape[:-2]
-    return tuple(x.astype(a.dtype, copy=False).reshape(*batch, *x.shape[1:]) for x in outputs)
-
-
-def eigh(a: Any, lower: bool, limit: int = STEP_LIMIT) -> tuple[Any, Any] | None:
-    """(w, v) of every real symmetric matrix of a (..., n, n), as ``numpy.linalg.eigh`` (the ``lower`` or
-    upper triangle read; eigenvectors up to sign), compiled and split over threads; matrices whose QL
-    iteration needs more than ``limit`` steps per eigenvalue, or whose eigenvalues come out (nearly)
-    repeated (``NEAR_REPEATED``) or not finite (NaN from a rotation no test found: LAPACK decides, as for
-    an overflowing input), go to ``numpy.linalg.eigh``. None without
-    Numba, for complex or other dtypes, empty batches and sides above ``MAX_N``: the caller falls back."""
-    n = a.shape[-1]
-    run = _run("eigh", a, ((n,), (n, n)), (lower, limit))
-    if run is None:
-        return None
-    stack, (w, v), failed = run
-    with np.errstate(all="ignore"):  # (a failed matrix's w is meaningless: it goes to LAPACK anyway)
-        near = NEAR_REPEATED * np.finfo(np.float64).eps * np.abs(w).max(axis=-1, keepdims=True)
-        failed |= np.any(np.diff(w, axis=-1) < near, axis=-1) | ~np.isfinite(w).all(axis=-1)
-    if failed.any():
-        w[failed], v[failed] = np.linalg.eigh(stack[failed], UPLO="L" if lower else "U")
-    return _shaped((w, v), a)
-
-
-def svd(a: Any, limit: int = STEP_LIMIT) -> tuple[Any, Any, Any] | None:
-    """(u, s, vh) of every real square matrix of a (..., n, n), as ``numpy.linalg.svd`` (the same for
-    ``full_matrices`` or not; each pair of singular vectors up to a common sign), compiled and split over
-    threads; matrices the QR iteration cannot finish (a negligible diagonal entry, more than ``limit`` n
-    steps) or whose singular values come out not finite go to ``numpy.linalg.svd``. None as for
-    :func:`eigh`, and for matrices that are not square."""
-    n = a.shape[-1]
-    if a.ndim < 2 or a.shape[-2] != n:
-        return None
-    run = _run("svd", a, ((n, n), (n,), (n, n)), (limit,))
-    if run is None:
-        return None
-    stack, (u, s, vh), failed = run
-    failed |= ~np.isfinite(s).all(axis=-1)
-    if failed.any():
-        u[failed], s[failed], vh[failed] = np.linalg.svd(stack[failed])
-    return _shaped((u, s, vh), a)

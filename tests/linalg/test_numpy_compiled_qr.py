@@ -1,13 +1,14 @@
-"""The compiled Householder QR of stacks of small real matrices (``numpy_compiled_qr``, Numba, optional):
-Q and R as ``numpy.linalg.qr``'s to rounding with LAPACK's signs (x_0 = +0 and -0 included), Q R = A and
-Q^T Q = I at rounding level; zero columns and zero matrices; tiny and huge scales; matrices holding Inf
-or NaN left to NumPy; the thread split bit for bit; NumPy's results without Numba and for what the
-kernel does not take; the jvp the same with and without the kernel."""
+"""The compiled Householder QR of stacks of small real matrices (``numpy_compiled_spectral``'s kernel through
+``numpy_compiled_decompositions``, Numba, optional): Q and R as ``numpy.linalg.qr``'s to rounding with
+LAPACK's signs (x_0 = +0 and -0 included), Q R = A and Q^T Q = I at rounding level; zero columns and zero
+matrices; tiny and huge scales; matrices holding Inf or NaN left to NumPy; the thread split bit for bit;
+NumPy's results without Numba and for what the kernel does not take; the jvp the same with and without the
+kernel."""
 import numpy as np
 import pytest
 
 import cupy_ad as ad
-from cupy_ad.backends import numpy_compiled, numpy_compiled_qr
+from cupy_ad.backends import numpy_compiled, numpy_compiled_decompositions, numpy_compiled_spectral
 from cupy_ad.backends.numpy_backend import NumpyBackend
 from cupy_ad.testing import check_jvp
 
@@ -27,7 +28,7 @@ def _transposed(x):
 def test_matches_numpy_to_rounding_with_its_signs(dtype, shape):
     a = np.random.default_rng(sum(shape)).standard_normal(shape).astype(dtype)
     keep = a.copy()
-    q, r = numpy_compiled_qr.qr(a, "reduced")
+    q, r = numpy_compiled_decompositions.qr(a, "reduced")
     q0, r0 = np.linalg.qr(a)
     assert (q.dtype, r.dtype, q.shape, r.shape) == (q0.dtype, r0.dtype, q0.shape, r0.shape)
     k = min(shape[-2:])
@@ -38,7 +39,7 @@ def test_matches_numpy_to_rounding_with_its_signs(dtype, shape):
     wide = a.astype(np.float64)
     assert np.abs(q.astype(np.float64) @ r.astype(np.float64) - wide).max() <= tol * np.abs(a).max()
     assert np.abs(_transposed(q) @ q - np.eye(k)).max() <= tol
-    np.testing.assert_array_equal(numpy_compiled_qr.qr(a, "r"), r)
+    np.testing.assert_array_equal(numpy_compiled_decompositions.qr(a, "r"), r)
     np.testing.assert_array_equal(a, keep)  # input untouched
 
 
@@ -51,7 +52,7 @@ def test_a_column_led_by_a_signed_zero_gets_lapacks_sign(zero):
     a = np.random.default_rng(1).standard_normal((3, 5, 5))
     a[:, 0, 0] = zero
     a[1, :, 2] = a[1, :, 2] - a[1, :, 2]  # (and a column of zeros later on)
-    q, r = numpy_compiled_qr.qr(a, "reduced")
+    q, r = numpy_compiled_decompositions.qr(a, "reduced")
     q0, r0 = np.linalg.qr(a)
     np.testing.assert_array_equal(np.signbit(np.diagonal(r, axis1=-2, axis2=-1)[..., :2]),
                                   np.signbit(np.diagonal(r0, axis1=-2, axis2=-1)[..., :2]))
@@ -66,7 +67,7 @@ def test_zero_columns_and_zero_matrices():
     a = np.random.default_rng(2).standard_normal((2, 6, 4))
     a[0, :, 1] = 0.0
     a[1] = 0.0
-    q, r = numpy_compiled_qr.qr(a, "reduced")
+    q, r = numpy_compiled_decompositions.qr(a, "reduced")
     q0, r0 = np.linalg.qr(a)
     np.testing.assert_allclose(q[0], q0[0], rtol=0, atol=1e-14)
     np.testing.assert_allclose(r[0], r0[0], rtol=0, atol=1e-14)
@@ -83,8 +84,8 @@ def test_tiny_and_huge_scales(scale):
     reflector's scaled vector, products near the subnormal range) Q and R to rounding, as NumPy's; subnormal
     entries (2^-1060: ~14 bits left) still give an orthogonal Q and Q R = A."""
     a = np.random.default_rng(3).standard_normal((4, 8, 8))
-    q1, r1 = numpy_compiled_qr.qr(a, "reduced")
-    q, r = numpy_compiled_qr.qr(a * scale, "reduced")
+    q1, r1 = numpy_compiled_decompositions.qr(a, "reduced")
+    q, r = numpy_compiled_decompositions.qr(a * scale, "reduced")
     assert np.all(np.isfinite(q)) and np.all(np.isfinite(r))
     if scale > 1.0:
         np.testing.assert_array_equal(q, q1)
@@ -106,38 +107,38 @@ def test_matrices_holding_inf_or_nan_are_numpys():
     a = np.random.default_rng(4).standard_normal((5, 6, 6))
     a[1, 2, 3] = np.nan
     a[3, 0, 0] = np.inf
-    got, want = numpy_compiled_qr.qr(a, "reduced"), np.linalg.qr(a)
+    got, want = numpy_compiled_decompositions.qr(a, "reduced"), np.linalg.qr(a)
     for x, y in zip(got, want):
         np.testing.assert_array_equal(x[[1, 3]], y[[1, 3]])
         np.testing.assert_allclose(x[[0, 2, 4]], y[[0, 2, 4]], rtol=0, atol=1e-14)
-    np.testing.assert_array_equal(numpy_compiled_qr.qr(a, "r")[[1, 3]], np.linalg.qr(a, "r")[[1, 3]])
+    np.testing.assert_array_equal(numpy_compiled_decompositions.qr(a, "r")[[1, 3]], np.linalg.qr(a, "r")[[1, 3]])
 
 
 @needs_numba
 def test_the_thread_split_gives_the_one_thread_result_bit_for_bit(monkeypatch):
     a = np.random.default_rng(7).standard_normal((96, 16, 16))  # work 96 x 16^3 >= numpy_threads.MIN_WORK
     monkeypatch.setenv("CUPY_AD_NUM_THREADS", "1")
-    one = numpy_compiled_qr.qr(a, "reduced")
+    one = numpy_compiled_decompositions.qr(a, "reduced")
     monkeypatch.setenv("CUPY_AD_NUM_THREADS", "3")
-    for x, y in zip(one, numpy_compiled_qr.qr(a, "reduced")):
+    for x, y in zip(one, numpy_compiled_decompositions.qr(a, "reduced")):
         np.testing.assert_array_equal(x, y)
 
 
 def test_without_numba_the_backend_runs_numpy(monkeypatch):
     a = np.random.default_rng(8).standard_normal((3, 6, 6))
     monkeypatch.setattr(numpy_compiled, "_compiled", None)
-    assert numpy_compiled_qr.qr(a, "reduced") is None
+    assert numpy_compiled_decompositions.qr(a, "reduced") is None
     for got, want in zip(NumpyBackend().qr(a, "reduced"), np.linalg.qr(a)):
         np.testing.assert_array_equal(got, want)
 
 
 def test_the_backend_leaves_complex_larger_single_and_complete_to_numpy():
     rng = np.random.default_rng(9)
-    side = numpy_compiled_qr.MAX_SIDE + 1
+    side = numpy_compiled_decompositions.MAX_QR_SIDE + 1
     for a, mode in ((rng.standard_normal((2, 4, 4)) + 1j * rng.standard_normal((2, 4, 4)), "reduced"),
                     (rng.standard_normal((2, side, 3)), "reduced"), (rng.standard_normal((2, 5, 3)), "complete"),
                     (rng.standard_normal((2, 0, 3)), "reduced")):
-        assert numpy_compiled_qr.qr(a, mode) is None
+        assert numpy_compiled_decompositions.qr(a, mode) is None
         for got, want in zip(NumpyBackend().qr(a, mode), np.linalg.qr(a, mode)):
             np.testing.assert_array_equal(got, want)
 
@@ -162,8 +163,6 @@ def test_qr_jvp_agrees_with_and_without_the_compiled_kernel(dtype, monkeypatch):
 def test_the_kernel_lives_in_the_file_of_the_helpers_it_inlines():
     """Numba's cache (``cache=True``) is keyed on the text of the kernel's own file: a kernel in another file
     than ``_reflector`` kept a cached copy of the old helper after it changed (review14)."""
-    from cupy_ad.backends import numpy_compiled_spectral
-
     kernel = numpy_compiled_spectral._kernels()["qr"]
     assert kernel.py_func.__code__.co_filename == numpy_compiled_spectral.__file__
 
@@ -176,7 +175,7 @@ def test_a_tail_whose_squares_underflow_still_gets_lapacks_reflector(power):
     the other factorisation (review14)."""
     a = np.random.default_rng(11).standard_normal((3, 4, 3))
     a[:, 1:, 0] = 2.0 ** power * np.array([1.0, -3.0, 0.5])
-    q, r = numpy_compiled_qr.qr(a, "reduced")
+    q, r = numpy_compiled_decompositions.qr(a, "reduced")
     q0, r0 = np.linalg.qr(a)
     np.testing.assert_allclose(q, q0, rtol=0, atol=1e-14)
     np.testing.assert_allclose(r, r0, rtol=0, atol=1e-14)
@@ -192,7 +191,7 @@ def test_columns_of_very_different_scales_keep_their_digits():
     a = np.random.default_rng(12).standard_normal((4, 6, 4))
     scales = 2.0 ** np.array([500.0, -560.0, 0.0, -1000.0])
     q0, r0 = np.linalg.qr(a)
-    q, r = numpy_compiled_qr.qr(a * scales, "reduced")
+    q, r = numpy_compiled_decompositions.qr(a * scales, "reduced")
     np.testing.assert_allclose(q, q0, rtol=0, atol=1e-14)
     np.testing.assert_allclose(q, np.linalg.qr(a * scales)[0], rtol=0, atol=1e-14)
     np.testing.assert_allclose(r / scales, r0, rtol=0, atol=1e-13)
@@ -206,12 +205,12 @@ def test_an_overflowing_r_is_numpys():
     a = np.random.default_rng(13).standard_normal((3, 4, 3))
     a[1, :, 0] = 1.5e308
     with np.errstate(all="ignore"):
-        got, want = numpy_compiled_qr.qr(a, "reduced"), np.linalg.qr(a)
+        got, want = numpy_compiled_decompositions.qr(a, "reduced"), np.linalg.qr(a)
         want_r = np.linalg.qr(a, "r")
     for x, y in zip(got, want):
         np.testing.assert_array_equal(x[1], y[1])
         np.testing.assert_allclose(x[[0, 2]], y[[0, 2]], rtol=0, atol=1e-14)
-    np.testing.assert_array_equal(numpy_compiled_qr.qr(a, "r")[1], want_r[1])
+    np.testing.assert_array_equal(numpy_compiled_decompositions.qr(a, "r")[1], want_r[1])
 
 
 @needs_numba
@@ -226,7 +225,7 @@ def test_exact_zeros_come_out_as_lapacks():
     zero_first_row[:, 0] = 0.0
     zero_first_row[:, 2:, 0] = 0.0
     for a in (permutations, -permutations, zero_first_row, -zero_first_row):
-        q, r = numpy_compiled_qr.qr(a, "reduced")
+        q, r = numpy_compiled_decompositions.qr(a, "reduced")
         q0, r0 = np.linalg.qr(a)
         np.testing.assert_array_equal(np.signbit(np.diagonal(r, axis1=-2, axis2=-1)),
                                       np.signbit(np.diagonal(r0, axis1=-2, axis2=-1)))
@@ -243,7 +242,7 @@ def test_a_reflector_with_a_subnormal_beta_stays_orthogonal():
     a = rng.standard_normal((8, 6, 4))
     a[:, 3:, :3] = 0.0
     a[:, 3:, 3] *= 2.0 ** -1040
-    q, r = numpy_compiled_qr.qr(a, "reduced")
+    q, r = numpy_compiled_decompositions.qr(a, "reduced")
     assert np.abs(_transposed(q) @ q - np.eye(4)).max() <= 1e-14
     assert np.abs(q @ r - a).max() <= 1e-14 * np.abs(a).max()
     q0, r0 = np.linalg.qr(a)
@@ -261,7 +260,7 @@ def test_entries_far_below_their_columns_largest_are_not_flushed():
     column = np.array([[[2.0 ** 600], [2.0 ** -600]], [[-(2.0 ** 1000)], [2.0 ** -100]]])
     rows = rng.standard_normal((4, 5, 3)) * 2.0 ** np.array([1000.0, -60.0, 0.0, 500.0, -1000.0])[:, None]
     for x in (a, column, rows):
-        q, r = numpy_compiled_qr.qr(x, "reduced")
+        q, r = numpy_compiled_decompositions.qr(x, "reduced")
         q0, r0 = np.linalg.qr(x)
         np.testing.assert_array_equal(np.signbit(np.diagonal(r, axis1=-2, axis2=-1)),
                                       np.signbit(np.diagonal(r0, axis1=-2, axis2=-1)))
@@ -277,7 +276,7 @@ def test_an_overflowing_tau_is_numpys():
     a = np.random.default_rng(17).standard_normal((3, 2, 1))
     a[1, :, 0] = [1.0e308, 8.0e307]
     with np.errstate(all="ignore"):
-        got, want = numpy_compiled_qr.qr(a, "reduced"), np.linalg.qr(a)
+        got, want = numpy_compiled_decompositions.qr(a, "reduced"), np.linalg.qr(a)
     for x, y in zip(got, want):
         np.testing.assert_array_equal(x[1], y[1])
         np.testing.assert_allclose(x[[0, 2]], y[[0, 2]], rtol=0, atol=1e-14)
