@@ -1,6 +1,7 @@
 """The compiled batched kernels (Numba, optional): the triangular solve gives the same solutions as
 SciPy's trsm to rounding, for both triangles, every op and unit diagonals (without Numba the
-substitution runs); getf2 SciPy's factors; the LU, Cholesky and QR tangents solve their defining equations."""
+substitution runs); getf2 SciPy's factors; the LU, Cholesky and QR tangents solve their defining equations
+(the real QR tangent's sums rounding as one term at a time would, bit for bit)."""
 import numpy as np
 import pytest
 import scipy.linalg
@@ -284,6 +285,51 @@ def test_compiled_qr_tangent_is_nan_where_the_composition_is(dtype, shape, colum
         assert np.isnan(w).any()
         np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
         np.testing.assert_allclose(g[~np.isnan(g)], w[~np.isnan(w)], rtol=1e-10, atol=1e-12)
+
+
+def _qr_tangent_one_term_at_a_time(q, r, da):
+    """(dQ, dR) of one factor pair with every sum taken one term at a time, in the order of the
+    derivation's row-by-row loops (X = dA R^-1 along X's rows, C = Q^H X over Q's rows, dR = U R over
+    R's rows, dQ = X - Q U over Q's columns), each step elementwise in NumPy: a real entry rounds as
+    in a scalar loop (NumPy's complex products and quotients round otherwise)."""
+    m, n = q.shape
+    x = da.copy()
+    for k in range(n):
+        x[:, k] = x[:, k] / r[k, k]
+        x[:, k + 1:] -= x[:, k, None] * r[k, k + 1:]
+    c = np.zeros((n, n), q.dtype)
+    for i in range(m):
+        c += q[i, :, None] * x[i]
+    u = np.zeros((n, n), q.dtype)
+    for i in range(n):
+        u[i, i] = c[i, i]
+        u[i, i + 1:] = c[i, i + 1:] + c[i + 1:, i]
+    dr = np.zeros((n, n), q.dtype)
+    for i in range(n):
+        for k in range(i, n):
+            dr[i] += u[i, k] * r[k]
+    for k in range(n):
+        x[:, k:] -= q[:, k, None] * u[k, k:]
+    return x, dr
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_qr_tangent_rounds_as_one_term_at_a_time(dtype):
+    """The compiled QR tangent (X and dQ held transposed, four terms per pass) rounds every sum as
+    the row-by-row loops of one term at a time do: bit for bit (signed zeros included) on shapes
+    with every remainder of m and n modulo the four terms, n < 4 and m < 4 among them."""
+    if not numpy_compiled.available():
+        pytest.skip("numba is not installed (the optional extra 'compiled')")
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    shapes = [(1, 1), (2, 2), (3, 1), (4, 3), (5, 5), (6, 2), (7, 6), (9, 9), (11, 4), (16, 13), (30, 17), (32, 32)]
+    for shape in shapes:
+        a, da = _qr_pair((2, *shape), dtype, 11)
+        da[:, ::3] = -0.0
+        q, r = np.linalg.qr(a)
+        dq, dr = numpy_compiled.qr_tangent_batched(q, r, da)
+        for p in range(2):
+            for got, want in zip((dq[p], dr[p]), _qr_tangent_one_term_at_a_time(q[p], r[p], da[p])):
+                np.testing.assert_array_equal(got.view(bits), want.view(bits), err_msg=str(shape))
 
 
 @pytest.mark.parametrize("kernel, operands", [("_qr_tangent", 5), ("_cholesky_tangent", 3)])
