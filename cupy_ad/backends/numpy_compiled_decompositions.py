@@ -66,9 +66,11 @@ def eigh(a: Any, lower: bool, limit: int = STEP_LIMIT) -> tuple[Any, Any] | None
     upper triangle read; eigenvectors up to sign), compiled and split over threads; matrices whose QL
     iteration needs more than ``limit`` steps per eigenvalue, or whose eigenvalues come out (nearly)
     repeated (``NEAR_REPEATED``) or not finite (NaN from a rotation no test found: LAPACK decides, as for
-    an overflowing input), go to ``numpy.linalg.eigh``. None without
-    Numba, for complex or other dtypes, empty batches and sides above ``MAX_N``: the caller falls back."""
+    an overflowing input), go to ``numpy.linalg.eigh``. None without Numba, for complex or other dtypes,
+    empty batches, sides above ``MAX_N`` and matrices that are not square: the caller falls back."""
     n = a.shape[-1]
+    if a.ndim < 2 or a.shape[-2] != n:
+        return None
     run = _run("eigh", a, ((n,), (n, n)), (lower, limit), MAX_N)
     if run is None:
         return None
@@ -86,7 +88,7 @@ def svd(a: Any, limit: int = STEP_LIMIT) -> tuple[Any, Any, Any] | None:
     ``full_matrices`` or not; each pair of singular vectors up to a common sign), compiled and split over
     threads; matrices the QR iteration cannot finish (a negligible diagonal entry, more than ``limit`` n
     steps) or whose singular values come out not finite go to ``numpy.linalg.svd``. None as for
-    :func:`eigh`, and for matrices that are not square."""
+    :func:`eigh`."""
     n = a.shape[-1]
     if a.ndim < 2 or a.shape[-2] != n:
         return None

@@ -3,8 +3,9 @@
 take and the LAPACK fallbacks: ``numpy_compiled_decompositions``): a batch of 4096 matrices of 16 x 16
 in ~0.6x the time of NumPy's gufuncs (LAPACK syevd / gesdd, one matrix a call; QR ~0.5x geqrf + orgqr)
 on one thread, the same on each of several threads. The three kernels share this file with the helpers
-they inline: Numba's cache is keyed on the text of a kernel's own file, so a kernel elsewhere kept a
-cached copy of the helpers after they changed (review14).
+they inline: Numba's cache is keyed on a kernel's own bytecode and file (its modification time and size,
+``numba.core.caching``), so a kernel elsewhere kept a cached copy of the helpers after they changed
+(review14).
 
 Why not LAPACK: at 16 x 16 syevd makes BLAS-2 calls for each Householder step and NumPy's gufunc
 copies each matrix into and out of Fortran order; a compiled loop over the batch makes no calls and

@@ -132,6 +132,13 @@ def test_backend_leaves_complex_and_larger_matrices_to_lapack():
             np.testing.assert_array_equal(got, want)
 
 
+def test_eigh_takes_square_matrices_only():
+    # None for (..., m, n) with m != n and for fewer than two dimensions: the kernel reads n x n matrices from
+    # ``_run``'s stack of m x n ones (m x n since QR), so (2, 3, 4) and (4, 2, 8) were read past the stack's end
+    for shape in ((2, 3, 4), (2, 4, 3), (4, 2, 8), (3,)):
+        assert numpy_compiled_decompositions.eigh(np.ones(shape), True) is None
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_eigh_jvp_agrees_with_and_without_the_compiled_kernel(dtype, monkeypatch):
     """The jvp through the kernel (Numba present) against finite differences, and against the jvp through
