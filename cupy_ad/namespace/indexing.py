@@ -96,7 +96,7 @@ getitem = linear("getitem", lambda x, *, key: _indexable(x, key)[key], batch=_ge
 
 def _setitem_impl(x: Any, value: Any, *, key: Any) -> Any:
     x = _indexable(x, key)
-    out = xp_of(x).asarray(x, copy=True)  # never write into the caller's array
+    out = backend_of(x).copy_in_layout(x)  # never write into the caller's array; keep x's layout, as NumPy's write
     out[key] = value
     return out
 
@@ -226,10 +226,7 @@ def squeeze(x: Any, /, axis: int | tuple[int, ...]) -> Any:
 
 def flip(x: Any, /, *, axis: int | tuple[int, ...] | None = None) -> Any:
     flipped = lambda value: manipulation.flip(value, axis=axis)  # noqa: E731 (its own inverse)
-
-    def write(new: Any) -> Any:  # a copy: new flipped back has negative strides, x's layout in NumPy has not
-        return manipulation.astype(flipped(new), new.dtype)  # (its reshapes are views where NumPy's are)
-    return _as_view(x, flipped(x), flipped, write)
+    return _as_view(x, flipped(x), flipped, flipped)
 
 
 def moveaxis(x: Any, source: int | tuple[int, ...], destination: int | tuple[int, ...], /) -> Any:
@@ -245,6 +242,16 @@ def _shares_memory(x: Any, out: Any) -> bool:
     if type(raw_x) is JitTraced:
         return program_of(raw_x).memory_guard(raw_x, raw_out)
     return backend_of(raw_x).may_share_memory(raw_x, raw_out)
+
+
+def _same_layout(x: Any, new: Any) -> bool:
+    """Whether the backend arrays holding ``x`` and ``new`` lie alike in memory (in a jit recording: a replay
+    checks that its inputs lie as the recording's, which decide it)."""
+    raw_x, raw_new = base_array(x), base_array(new)
+    traced = next((v for v in (raw_x, raw_new) if type(v) is JitTraced), None)
+    if traced is not None:
+        return program_of(traced).same_layout(raw_x, raw_new)
+    return backend_of(raw_x).layout(raw_x) == backend_of(raw_new).layout(raw_new)
 
 
 def reshape_view(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None) -> Any:
@@ -279,6 +286,14 @@ def assign(x: Any, new: Any) -> None:
             assign(base, setitem(base, new, key=key))  # refreshes x among the base's views
         return
     _rebind(x, new)
+
+
+def assign_whole(x: Any, new: Any) -> None:
+    """``x[...] = new`` (``x op= y``): the base of a view takes ``new`` at the view's key; a base takes it in its
+    own layout (a later reshape is a view or a copy as NumPy's, which writes into x's memory), copied where
+    ``new`` lies otherwise (every reshape of a 1-D layout is a view)."""
+    keeps_layout = getattr(x, "_view", None) is not None or x.ndim < 2 or _same_layout(x, new)
+    assign(x, new if keeps_layout else setitem(x, new, key=...))
 
 
 def _rebind(x: Any, new: Any) -> None:
