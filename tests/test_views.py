@@ -3,6 +3,8 @@ reaches its views, as in NumPy; in-place operators keep shape and dtype. Each ca
 NumPy array as the reference (tangent: the same code on the tangent, by linearity of writes)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -322,3 +324,22 @@ def test_a_write_keeps_the_layout_of_an_input(layout):
     for got, want in zip(ad.vmap(f)(laid(a.copy())), values):
         np.testing.assert_array_equal(got[0], want, err_msg="vmap")
     np.testing.assert_array_equal(c, laid(a[0].copy()))  # the input is never written
+
+
+def test_views_of_a_value_are_made_in_its_own_thread_only():
+    """note_view keeps a base's views in a plain list, which it compacts: a view appended meanwhile by another
+    thread could be lost. No other thread can make one: the value of a running jvp, vmap or jit is refused there
+    (its level is not alive in that thread) before any view of it exists; the refusal is what the list relies on."""
+    def f(x):
+        xp = x.__array_namespace__()
+        makers = [lambda: x[0], lambda: x.T, lambda: xp.reshape(x, (4,)), lambda: xp.flip(x, axis=0)]
+        with ThreadPoolExecutor(1) as pool:
+            for make in makers:
+                with pytest.raises(ValueError, match="another thread"):
+                    pool.submit(make).result()
+        return x
+
+    x = np.ones((2, 2))
+    ad.jvp(f, (x,), (x,))
+    ad.vmap(f)(np.ones((3, 2, 2)))
+    ad.jit(f)(x)

@@ -172,7 +172,8 @@ class Relayout:
 
 def note_view(base: Any, view: Any, key: Any) -> None:
     """Record ``view`` as the view of ``base`` at ``key`` (an index, or ``Relayout``): writes into either
-    reach the other (``assign``; jit's recording has its own)."""
+    reach the other (``assign``; jit's recording has its own). No lock: a value is only ever used in the thread
+    running its transform (levels are per thread; another thread's use raises before the view exists)."""
     view._view = (base, key)
     views = getattr(base, "_views", None)
     if views is None:
