@@ -11,7 +11,7 @@ from ..backends import backend_of
 from ..values import LEVELS, Batched, Dual, JitTraced, Zero, base_array, program_of, strip
 from ._rules import instantiate, linear, nondifferentiable, value_sized, xp_of
 from . import manipulation
-from .elementwise import fit
+from .elementwise import fit, where
 from .manipulation import all_front, broadcast_front, broadcast_to, looped, pad_rank, rank, reshape, shift, to_front
 
 
@@ -316,7 +316,42 @@ def _rebind(x: Any, new: Any) -> None:
 def dual_setitem(x: Any, key: Any, value: Any) -> None:
     """``x[key] = value`` on a dual or batched value: rebinds ``x`` (and its base, if it is a view) to the
     updated value; no array is written in place."""
+    mask = _mapped_mask(key)
+    if mask is not None:
+        assign(x, _masked_where(x, mask, value))
+        return
     assign(x, setitem(x, value, key=_strip_key(key)))
+
+
+def _mapped_mask(key: Any) -> Any:
+    """The boolean mask of ``x[mask] = v`` (the sole index) where it differs from example to example of a vmap
+    (a value of it mapped at some level), else None."""
+    lone = strip(key[0] if type(key) is tuple and len(key) in (1, 2) and key[1:] in ((), (Ellipsis,)) else key)
+    layer = lone
+    while type(layer) is Batched:
+        if layer.axis is not None:
+            return lone if _is_bool(lone) else None
+        layer = strip(layer.value)
+    return None
+
+
+def _masked_where(x: Any, mask: Any, value: Any) -> Any:
+    """``x[mask] = value`` with a mask of each example's own, as ``where``: the entries it selects take ``value``,
+    which broadcasts against one entry (``x.shape[mask.ndim:]``), as in NumPy (a value for each selected entry
+    cannot be batched: their number differs from example to example)."""
+    if tuple(x.shape[:mask.ndim]) != tuple(mask.shape):
+        raise IndexError(f"boolean index of shape {tuple(mask.shape)} does not match the indexed array's leading "
+                         f"dimensions {tuple(x.shape[:mask.ndim])}")
+    entry = x.ndim - mask.ndim
+    if hasattr(value, "shape") and value.ndim > entry:  # (x[mask] has the shape (count, *entry))
+        if value.ndim > entry + 1 or value.shape[0] != 1:
+            raise NotImplementedError(f"vmap: x[mask] = v with a mask that differs from example to example and v "
+                                      f"of shape {tuple(value.shape)}, a value for each selected entry (their number "
+                                      f"differs from example to example); give v the shape of one entry, "
+                                      f"{tuple(x.shape[mask.ndim:])}, or use xp.where")
+        value = reshape(value, tuple(value.shape[1:]))
+    new = where(reshape(mask, (*mask.shape, *(1,) * entry)), value, x)
+    return new if new.dtype == x.dtype else manipulation.astype(new, x.dtype)  # (NumPy casts v to x's dtype)
 
 
 def _gather_batch(prim: Primitive):
