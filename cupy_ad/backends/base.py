@@ -18,7 +18,7 @@ def strided_copy(x: Any, empty: Callable, as_strided: Callable) -> Any:
     if x.flags.c_contiguous or x.size == 0 or any(s % itemsize for s in x.strides):
         return x.copy()
     steps = [s // itemsize for s in x.strides]
-    first = sum(s * (n - 1) for s, n in zip(steps, x.shape) if s < 0)  # (the lowest entry, from x's first)
+    first = sum(s * (n - 1) for s, n in zip(steps, x.shape) if s < 0)  # the lowest entry's offset from x's first
     span = sum(abs(s) * (n - 1) for s, n in zip(steps, x.shape)) + 1
     for k, n in enumerate(x.shape):
         if steps[k] == 0 and n > 1:
