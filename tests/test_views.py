@@ -3,6 +3,8 @@ reaches its views, as in NumPy; in-place operators keep shape and dtype. Each ca
 NumPy array as the reference (tangent: the same code on the tangent, by linearity of writes)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -281,3 +283,63 @@ def test_a_write_of_a_nested_vmap_value_into_a_dual_is_refused():
 
     with pytest.raises(TypeError, match=r"x\[key\] = value on a value of jvp: value belongs to a transform nested"):
         ad.jvp(f, (np.ones(3),), (np.ones(3),))
+
+
+def _write_then_reshape(c, k):
+    """A write and an in-place operator into c, then a write into xp.reshape(c): a copy where c's layout is not
+    contiguous (NumPy's), a view where it is; ``k`` scales the constants (0: the same code on a tangent)."""
+    xp = c.__array_namespace__()
+    c[0, 0] = 5.0 * c[0, 1]
+    c += 1.0 * k
+    r = xp.reshape(c, (12,))
+    r[1] = 77.0 * r[2]
+    return c, r
+
+
+_LAYOUTS = {"reversed": lambda a: a[..., ::-1, :], "sliced": lambda a: np.concatenate([a, a], axis=-1)[..., :4],
+            "C": lambda a: a, "column-major": lambda a: np.moveaxis(np.moveaxis(a, -1, 0).copy(), 0, -1)}
+
+
+@pytest.mark.parametrize("layout", _LAYOUTS)
+def test_a_write_keeps_the_layout_of_an_input(layout):
+    """x[key] = v and x op= y gave a non-contiguous x (negative strides, a sliced caller array) a compact copy, so
+    a later xp.reshape(x) was a view where NumPy's is a copy: its writes reached x, silently, under jvp, jit and
+    vmap. x keeps its layout now (where the result of x op= y lies otherwise, it is copied into x's layout)."""
+    laid = _LAYOUTS[layout]
+    a, da = np.arange(24.0).reshape(2, 3, 4), np.linspace(1.0, 2.0, 24).reshape(2, 3, 4)
+    c, dc = laid(a[0].copy()), laid(da[0].copy())
+    values = [np.copy(o) for o in _write_then_reshape(laid(a[0].copy()), 1.0)]
+    slopes = [np.copy(o) for o in _write_then_reshape(laid(da[0].copy()), 0.0)]
+    f = lambda c: _write_then_reshape(c, 1.0)  # noqa: E731
+    for name, run in [("jvp", lambda: ad.jvp(f, (c,), (dc,))), ("jvp(jit)", lambda: ad.jvp(ad.jit(f), (c,), (dc,))),
+                      ("jit(jvp)", lambda: ad.jit(lambda x, dx: ad.jvp(f, (x,), (dx,)))(c, dc))]:
+        outs, tangents = run()
+        for got, want in zip([*outs, *tangents], [*values, *slopes]):
+            np.testing.assert_array_equal(got, want, err_msg=name)
+    jitted = ad.jit(f)
+    for x in (np.ascontiguousarray(c), c, c):  # recorded on a C-contiguous x: a replay on c's layout records again
+        want = [np.copy(o) for o in f(x.copy(order="K") if x is not c else laid(a[0].copy()))]
+        for got, expected in zip(jitted(x), want):
+            np.testing.assert_array_equal(got, expected, err_msg="jit")
+    for got, want in zip(ad.vmap(f)(laid(a.copy())), values):
+        np.testing.assert_array_equal(got[0], want, err_msg="vmap")
+    np.testing.assert_array_equal(c, laid(a[0].copy()))  # the input is never written
+
+
+def test_views_of_a_value_are_made_in_its_own_thread_only():
+    """note_view keeps a base's views in a plain list, which it compacts: a view appended meanwhile by another
+    thread could be lost. No other thread can make one: the value of a running jvp, vmap or jit is refused there
+    (its level is not alive in that thread) before any view of it exists; the refusal is what the list relies on."""
+    def f(x):
+        xp = x.__array_namespace__()
+        makers = [lambda: x[0], lambda: x.T, lambda: xp.reshape(x, (4,)), lambda: xp.flip(x, axis=0)]
+        with ThreadPoolExecutor(1) as pool:
+            for make in makers:
+                with pytest.raises(ValueError, match="another thread"):
+                    pool.submit(make).result()
+        return x
+
+    x = np.ones((2, 2))
+    ad.jvp(f, (x,), (x,))
+    ad.vmap(f)(np.ones((3, 2, 2)))
+    ad.jit(f)(x)

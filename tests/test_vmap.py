@@ -427,6 +427,55 @@ def test_masked_write_with_a_shared_mask(backend):
         np.testing.assert_array_equal(backend.to_numpy(outs[1])[k], want_e)
 
 
+def _write_through_mask(x, m, v):
+    x[m] = v * 2.0
+    return x
+
+
+def test_masked_write_with_a_mask_of_each_example(backend):
+    """x[mask] = v with a mask that differs from example to example raised NotImplementedError: it is a where
+    (v broadcast against one entry). Against a loop of NumPy over the examples, values and tangents."""
+    rng = np.random.default_rng(3)
+    x0, dx0 = rng.standard_normal((3, 4, 2)), rng.standard_normal((3, 4, 2))
+    rows, entries = rng.random((3, 4)) > 0.5, rng.random((3, 4, 2)) > 0.5
+    x, dx = backend.asarray(x0), backend.asarray(dx0)
+    loop = lambda f, *args: np.stack([f(*(a[k].copy() for a in args)) for k in range(3)])  # noqa: E731
+    for mask, entry in [(rows, (2,)), (entries, ())]:  # v: one entry's shape
+        v0, dv0 = rng.standard_normal((3, *entry)), rng.standard_normal((3, *entry))
+        m, v, dv = backend.asarray(mask), backend.asarray(v0), backend.asarray(dv0)
+        np.testing.assert_array_equal(backend.to_numpy(ad.vmap(_write_through_mask)(x, m, v)),
+                                      loop(_write_through_mask, x0, mask, v0))
+        out, slope = ad.jvp(lambda x, v: ad.vmap(_write_through_mask)(x, m, v), (x, v), (dx, dv))
+        np.testing.assert_array_equal(backend.to_numpy(out), loop(_write_through_mask, x0, mask, v0))
+        np.testing.assert_array_equal(backend.to_numpy(slope), loop(_write_through_mask, dx0, mask, dv0))
+    m, one = backend.asarray(rows), rng.standard_normal((1, 2))  # one entry's value as x[mask]'s (1, 2), shared
+    shared = ad.vmap(_write_through_mask, in_axes=(0, 0, None))(x, m, backend.asarray(one))
+    np.testing.assert_array_equal(backend.to_numpy(shared), loop(lambda x, m: _write_through_mask(x, m, one), x0, rows))
+    number = ad.vmap(lambda x, m: _write_through_mask(x, m, 1.5))(x, m)
+    np.testing.assert_array_equal(backend.to_numpy(number), loop(lambda x, m: _write_through_mask(x, m, 1.5), x0, rows))
+    with pytest.raises(NotImplementedError, match=r"a value for each selected entry.*shape of one entry, \(2,\)"):
+        ad.vmap(_write_through_mask)(x, m, backend.asarray(rng.standard_normal((3, 2, 2))))
+    with pytest.raises(IndexError, match="boolean index of shape"):
+        ad.vmap(_write_through_mask, in_axes=(0, 0, None))(x, backend.asarray(rng.random((3, 2)) > 0.5), 1.0)
+
+
+def test_masked_write_with_a_mask_of_each_example_against_jax():
+    """The same against JAX, which has no x[mask] = v on a traced mask: its where, under vmap and jvp."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    rng = np.random.default_rng(4)
+    x, dx, v, dv = (rng.standard_normal(s) for s in ((5, 3, 2), (5, 3, 2), (5, 2), (5, 2)))
+    m = rng.random((5, 3)) > 0.3
+
+    def theirs(x, v):
+        return jax.vmap(lambda x, m, v: jax.numpy.where(m[:, None], v * 2.0, x))(x, m, v)
+
+    out, slope = ad.jvp(lambda x, v: ad.vmap(_write_through_mask)(x, m, v), (x, v), (dx, dv))
+    want, want_slope = jax.jvp(theirs, (x, v), (dx, dv))
+    np.testing.assert_array_equal(out, np.asarray(want))
+    np.testing.assert_array_equal(slope, np.asarray(want_slope))
+
+
 def test_vmap_of_a_jvp_with_an_integer_output(backend):
     """An integer output's tangent is a symbolic zero (JAX: float0); vmap refused it ("output is a Zero").
     It now has the examples' axis, where out_axes puts it; the other outputs match a loop."""

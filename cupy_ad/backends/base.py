@@ -11,6 +11,23 @@ OPERATOR_UFUNC_NAMES = {operator.add: "add", operator.sub: "subtract", operator.
                         operator.truediv: "true_divide", operator.neg: "negative"}
 
 
+def strided_copy(x: Any, empty: Callable, as_strided: Callable) -> Any:
+    """A copy of the NumPy or CuPy array ``x`` with x's strides (their order, signs and gaps: its buffer spans
+    what x's entries do); the entries of a broadcast axis (stride 0) each their own, outermost."""
+    itemsize = x.itemsize
+    if x.flags.c_contiguous or x.size == 0 or any(s % itemsize for s in x.strides):
+        return x.copy()
+    steps = [s // itemsize for s in x.strides]
+    first = sum(s * (n - 1) for s, n in zip(steps, x.shape) if s < 0)  # the lowest entry's offset from x's first
+    span = sum(abs(s) * (n - 1) for s, n in zip(steps, x.shape)) + 1
+    for k, n in enumerate(x.shape):
+        if steps[k] == 0 and n > 1:
+            steps[k], span = span, span * n
+    out = as_strided(empty(span, dtype=x.dtype)[-first:], x.shape, tuple(s * itemsize for s in steps))
+    out[...] = x
+    return out
+
+
 class Backend:
     """One array library: its array-API namespace and the kernels the standard lacks.
 
@@ -36,6 +53,17 @@ class Backend:
         """Whether the arrays ``a`` and ``b`` may share memory (whether a reshape returned a view or a copy);
         False where arrays have no memory of their own to share (Dask's graphs)."""
         return False
+
+    def layout(self, x: Any) -> Any:
+        """How the array ``x`` lies in memory, as far as it decides whether a reshape is a view (its strides;
+        None where arrays have none)."""
+        return None
+
+    def copy_in_layout(self, x: Any) -> Any:
+        """A copy of ``x`` laid out in memory as ``x`` is, where arrays have strides (``strided_copy``), so that
+        a reshape of it is a view or a copy as one of ``x`` is (NumPy's rule: ``x[key] = v``, ``x += y``
+        keep x's layout); here a copy in the backend's order."""
+        return self.xp.asarray(x, copy=True)
 
     def synchronize(self) -> None:
         """Wait for queued device work (timing only; a no-op on the CPU)."""

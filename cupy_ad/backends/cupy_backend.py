@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .base import OPERATOR_UFUNC_NAMES, Backend
+from .base import OPERATOR_UFUNC_NAMES, Backend, strided_copy
 
 
 def _solver_dtype(*dtypes: Any) -> Any:
@@ -85,6 +85,12 @@ class CupyBackend(Backend):
 
     def may_share_memory(self, a: Any, b: Any) -> bool:
         return bool(self.cp.may_share_memory(a, b))
+
+    def layout(self, x: Any) -> Any:
+        return x.strides
+
+    def copy_in_layout(self, x: Any) -> Any:
+        return strided_copy(x, self.cp.empty, self.cp.lib.stride_tricks.as_strided)
 
     def from_numpy(self, a: Any) -> Any:
         return self.cp.asarray(a)

@@ -15,7 +15,7 @@ import scipy.special
 from . import numpy_compiled, numpy_compiled_decompositions, numpy_kernels, numpy_lapack, numpy_lu_tangent
 from . import numpy_threads
 from .numpy_threads import split_batch
-from .base import OPERATOR_UFUNC_NAMES, Backend
+from .base import OPERATOR_UFUNC_NAMES, Backend, strided_copy
 
 
 class _ScipyBlasOneThread:
@@ -239,6 +239,12 @@ class NumpyBackend(Backend):
 
     def may_share_memory(self, a: Any, b: Any) -> bool:
         return bool(np.may_share_memory(a, b))
+
+    def layout(self, x: Any) -> Any:
+        return x.strides
+
+    def copy_in_layout(self, x: Any) -> Any:
+        return strided_copy(np.asarray(x), np.empty, np.lib.stride_tricks.as_strided)  # (a NumPy scalar: 0-d)
 
     def from_numpy(self, a: Any) -> np.ndarray:
         return np.asarray(a)

@@ -81,14 +81,14 @@ def _array_namespace(self: Dual, /, *, api_version: str | None = None) -> types.
 
 def _in_place(fn: Any) -> Any:
     """``x op= y``: the result keeps x's shape and dtype (else an error, as the standard requires) and
-    is written into x as NumPy would (a view's base sees it)."""
+    is written into x as NumPy would (a view's base sees it; x keeps its layout)."""
     def operator(self: Dual, other: Any, /) -> Dual:
         result = fn(self, other)
         if tuple(result.shape) != tuple(self.shape):
             raise ValueError(f"in-place operation would change the shape {tuple(self.shape)} to {tuple(result.shape)}")
         if result.dtype != self.dtype:
             raise TypeError(f"in-place operation would change the dtype {self.dtype} to {result.dtype}")
-        indexing.assign(self, result)
+        indexing.assign_whole(self, result)
         return self
     return operator
 

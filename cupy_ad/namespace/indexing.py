@@ -11,7 +11,7 @@ from ..backends import backend_of
 from ..values import LEVELS, Batched, Dual, JitTraced, Zero, base_array, program_of, strip
 from ._rules import instantiate, linear, nondifferentiable, value_sized, xp_of
 from . import manipulation
-from .elementwise import fit
+from .elementwise import fit, where
 from .manipulation import all_front, broadcast_front, broadcast_to, looped, pad_rank, rank, reshape, shift, to_front
 
 
@@ -96,7 +96,7 @@ getitem = linear("getitem", lambda x, *, key: _indexable(x, key)[key], batch=_ge
 
 def _setitem_impl(x: Any, value: Any, *, key: Any) -> Any:
     x = _indexable(x, key)
-    out = xp_of(x).asarray(x, copy=True)  # never write into the caller's array
+    out = backend_of(x).copy_in_layout(x)  # never write into the caller's array; keep x's layout, as NumPy's write
     out[key] = value
     return out
 
@@ -172,7 +172,8 @@ class Relayout:
 
 def note_view(base: Any, view: Any, key: Any) -> None:
     """Record ``view`` as the view of ``base`` at ``key`` (an index, or ``Relayout``): writes into either
-    reach the other (``assign``; jit's recording has its own)."""
+    reach the other (``assign``; jit's recording has its own). No lock: a value is only ever used in the thread
+    running its transform (levels are per thread; another thread's use raises before the view exists)."""
     view._view = (base, key)
     views = getattr(base, "_views", None)
     if views is None:
@@ -226,10 +227,7 @@ def squeeze(x: Any, /, axis: int | tuple[int, ...]) -> Any:
 
 def flip(x: Any, /, *, axis: int | tuple[int, ...] | None = None) -> Any:
     flipped = lambda value: manipulation.flip(value, axis=axis)  # noqa: E731 (its own inverse)
-
-    def write(new: Any) -> Any:  # a copy: new flipped back has negative strides, x's layout in NumPy has not
-        return manipulation.astype(flipped(new), new.dtype)  # (its reshapes are views where NumPy's are)
-    return _as_view(x, flipped(x), flipped, write)
+    return _as_view(x, flipped(x), flipped, flipped)
 
 
 def moveaxis(x: Any, source: int | tuple[int, ...], destination: int | tuple[int, ...], /) -> Any:
@@ -245,6 +243,16 @@ def _shares_memory(x: Any, out: Any) -> bool:
     if type(raw_x) is JitTraced:
         return program_of(raw_x).memory_guard(raw_x, raw_out)
     return backend_of(raw_x).may_share_memory(raw_x, raw_out)
+
+
+def _same_layout(x: Any, new: Any) -> bool:
+    """Whether the backend arrays holding ``x`` and ``new`` lie alike in memory (in a jit recording: a replay
+    checks that its inputs lie as the recording's, which decide it)."""
+    raw_x, raw_new = base_array(x), base_array(new)
+    traced = next((v for v in (raw_x, raw_new) if type(v) is JitTraced), None)
+    if traced is not None:
+        return program_of(traced).same_layout(raw_x, raw_new)
+    return backend_of(raw_x).layout(raw_x) == backend_of(raw_new).layout(raw_new)
 
 
 def reshape_view(x: Any, /, shape: tuple[int, ...], *, copy: bool | None = None) -> Any:
@@ -281,6 +289,14 @@ def assign(x: Any, new: Any) -> None:
     _rebind(x, new)
 
 
+def assign_whole(x: Any, new: Any) -> None:
+    """``x[...] = new`` (``x op= y``): the base of a view takes ``new`` at the view's key; a base takes it in its
+    own layout (a later reshape is a view or a copy as NumPy's, which writes into x's memory), copied where
+    ``new`` lies otherwise (every reshape of a 1-D layout is a view)."""
+    keeps_layout = getattr(x, "_view", None) is not None or x.ndim < 2 or _same_layout(x, new)
+    assign(x, new if keeps_layout else setitem(x, new, key=...))
+
+
 def _rebind(x: Any, new: Any) -> None:
     """Rebind ``x`` to ``new``, then each live view of ``x`` to its fresh region of it."""
     if type(x) is Dual and type(new) is Dual:
@@ -300,7 +316,42 @@ def _rebind(x: Any, new: Any) -> None:
 def dual_setitem(x: Any, key: Any, value: Any) -> None:
     """``x[key] = value`` on a dual or batched value: rebinds ``x`` (and its base, if it is a view) to the
     updated value; no array is written in place."""
+    mask = _mapped_mask(key)
+    if mask is not None:
+        assign(x, _masked_where(x, mask, value))
+        return
     assign(x, setitem(x, value, key=_strip_key(key)))
+
+
+def _mapped_mask(key: Any) -> Any:
+    """The boolean mask of ``x[mask] = v`` (the sole index) where it differs from example to example of a vmap
+    (a value of it mapped at some level), else None."""
+    lone = strip(key[0] if type(key) is tuple and len(key) in (1, 2) and key[1:] in ((), (Ellipsis,)) else key)
+    layer = lone
+    while type(layer) is Batched:
+        if layer.axis is not None:
+            return lone if _is_bool(lone) else None
+        layer = strip(layer.value)
+    return None
+
+
+def _masked_where(x: Any, mask: Any, value: Any) -> Any:
+    """``x[mask] = value`` with a mask of each example's own, as ``where``: the entries it selects take ``value``,
+    which broadcasts against one entry (``x.shape[mask.ndim:]``), as in NumPy (a value for each selected entry
+    cannot be batched: their number differs from example to example)."""
+    if tuple(x.shape[:mask.ndim]) != tuple(mask.shape):
+        raise IndexError(f"boolean index of shape {tuple(mask.shape)} does not match the indexed array's leading "
+                         f"dimensions {tuple(x.shape[:mask.ndim])}")
+    entry = x.ndim - mask.ndim
+    if hasattr(value, "shape") and value.ndim > entry:  # (x[mask] has the shape (count, *entry))
+        if value.ndim > entry + 1 or value.shape[0] != 1:
+            raise NotImplementedError(f"vmap: x[mask] = v with a mask that differs from example to example and v "
+                                      f"of shape {tuple(value.shape)}, a value for each selected entry (their number "
+                                      f"differs from example to example); give v the shape of one entry, "
+                                      f"{tuple(x.shape[mask.ndim:])}, or use xp.where")
+        value = reshape(value, tuple(value.shape[1:]))
+    new = where(reshape(mask, (*mask.shape, *(1,) * entry)), value, x)
+    return new if new.dtype == x.dtype else manipulation.astype(new, x.dtype)  # (NumPy casts v to x's dtype)
 
 
 def _gather_batch(prim: Primitive):

@@ -51,6 +51,16 @@ def memory_guard(expected: bool) -> Callable:
     return check
 
 
+def layout_guard(expected: list) -> Callable:
+    """The step checking that the inputs still lie in memory as at recording, ``expected`` (``Backend.layout``
+    of each; else ``Diverged``): so do the values computed from them, whose layouts a recording compared
+    (``x op= y`` copies to keep x's layout where the result lies otherwise)."""
+    def check(*inputs: Any) -> None:
+        if [backend_of(x).layout(x) for x in inputs] != expected:
+            raise Diverged
+    return check
+
+
 def shape_guard(expected: tuple) -> Callable:
     """The step checking that an array whose shape follows its arguments' values (a boolean mask, nonzero,
     unique) still has the recorded ``expected`` shape (else ``Diverged``): what follows may depend on it."""

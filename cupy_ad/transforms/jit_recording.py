@@ -16,7 +16,7 @@ from ..backends import backend_of, error_state, error_state_change, under_error_
 from ..values import NUMPY_WRITERS, Batched, Dual, JitTraced, Recorded, program_of
 from ..namespace import namespace, numpy_protocols
 from ..namespace.indexing import Relayout, _gives_view, note_view
-from .jit_guards import guard, memory_guard, raises, shape_guard, value_guard
+from .jit_guards import guard, layout_guard, memory_guard, raises, shape_guard, value_guard
 from .jit_program import Call, Flattening, Method, _is_array
 
 
@@ -39,6 +39,7 @@ class _Recording:
         self.constant_slots: set[int] = set()
         self.steps: list[tuple] = []  # (function, input slots, output slot or slots)
         self.captures: dict[int, tuple] = {}  # id of a raw array -> (it, its copy): while the recording runs
+        self.inputs: list | None = None  # the inputs' values (the first slots) until a step checks their layouts
 
     def captured(self, v: Any) -> Any:
         """A copy of the raw array ``v`` (anything else as it is) for the steps to keep, as it is now: the
@@ -79,6 +80,16 @@ class _Recording:
         shared = backend_of(x.value).may_share_memory(x.value, out.value)
         self.steps.append((memory_guard(shared), [x.var, out.var], None))
         return shared
+
+    def same_layout(self, a: Any, b: Any) -> bool:
+        """Whether ``a`` and ``b`` lie alike in memory (``Backend.layout``); the first time, a step checking that
+        a replay's inputs lie as this recording's (their layouts decide those of the values computed from them)."""
+        if self.inputs is not None:
+            self.steps.append((layout_guard([backend_of(v).layout(v) for v in self.inputs]),
+                               list(range(len(self.inputs))), None))
+            self.inputs = None
+        a, b = (v.value if type(v) is JitTraced else v for v in (a, b))
+        return backend_of(a).layout(a) == backend_of(b).layout(b)
 
     def effect(self, fn: Callable, xs: tuple) -> None:
         """``values.host_effect``: ``fn`` on the values of ``xs`` now, and a step (no output) of each replay."""
@@ -277,7 +288,7 @@ def _backend_view(self: JitTraced, out: Any, read: Callable, name: str, called: 
 
 
 def _set(value: Any, key: Any, item: Any) -> Any:
-    out = value.__array_namespace__().asarray(value, copy=True)  # never written: a copy
+    out = backend_of(value).copy_in_layout(value)  # never written: a copy, in value's layout (as NumPy's write)
     out[key] = item
     return out
 
@@ -382,6 +393,9 @@ def _install_operators() -> None:
             if tuple(result.shape) != tuple(self.shape) or result.dtype != self.dtype:
                 raise TypeError(f"in-place operation would change the shape {tuple(self.shape)} or dtype {self.dtype}"
                                 f" to {tuple(result.shape)}, {result.dtype}")
+            if getattr(self, "_view", None) is None and self.ndim > 1 and not program_of(self).same_layout(
+                    self, result):  # as x[...] = result: x keeps its layout (indexing.assign_whole)
+                result = _record_call(_set, (self, ..., result), {})
             _assign(self, result)
             return self
         return method
