@@ -338,23 +338,25 @@ def _check_length(xs_paths: list, xs_leaves: list, length: Any) -> int:
 
 
 def _templates(buffers: list) -> list:
-    """What ``ys`` buffers like these are made from: the shape of a row and the dtype of each raw buffer
-    (``raws_of`` order)."""
-    return [(tuple(raw.shape[1:]), raw.dtype) for buffer in buffers for raw in raws_of(buffer)]
+    """What ``ys`` buffers like these are made from: the shape of a row, the dtype, the backend and the device of
+    each raw buffer (``raws_of`` order)."""
+    return [(tuple(raw.shape[1:]), raw.dtype, backend_of(raw), getattr(raw, "device", None))
+            for buffer in buffers for raw in raws_of(buffer)]
 
 
-def _replay_settled(settled: Any, body: _Body, init_leaves: list, xs_raws: list, length: int, reverse: bool,
-                    backend: Any) -> tuple | None:
+def _replay_settled(settled: Any, body: _Body, init_leaves: list, xs_raws: list, length: int,
+                    reverse: bool) -> tuple | None:
     """The steps replayed from the program of a jit body whose settled pattern is known (``settled``:
     ``jit_step.Settled``), from step 0 on, into zero buffers made as the call that settled it made them (on
-    the device of this call's data): (carry leaves, patterns, buffers, ys' patterns, steps done); None if
-    step 0 did not replay (a guard, an error: the fixed point runs as without the pattern)."""
+    the device of this call's data, if it has any: without ``init`` and ``xs`` the data are the program's
+    constants): (carry leaves, patterns, buffers, ys' patterns, steps done); None if step 0 did not replay (a
+    guard, an error: the fixed point runs as without the pattern)."""
     nodes, y_nodes = settled.nodes, settled.y_nodes
     y_spec, y_ref, templates = settled.ys
     carry = [_conform(v, n, True) for v, n in zip(init_leaves, nodes)]
     data = base_array(carry[0]) if carry else xs_raws[0] if xs_raws else None
-    device = getattr(data, "device", None)
-    raws = iter([backend.zeros((length, *shape), dtype, device) for shape, dtype in templates])
+    raws = iter([backend.zeros((length, *shape), dtype, device if data is None else getattr(data, "device", None))
+                 for shape, dtype, backend, device in templates])
     buffers = [duals_of(n, raws) for n in y_nodes]
     indices = range(length - 1, -1, -1) if reverse else range(length)
     replayed = replay_steps(settled.program, settled.levels, carry, nodes, xs_raws, buffers, y_nodes, indices,
@@ -503,7 +505,7 @@ def _scan(f: Callable, init_leaves: list, carry_spec: Any, xs_leaves: list, xs_s
     settled = None if patterns is None or not length or step_ranges else patterns.look_up(
         f, arguments([_conform(v, n, True) for v, n in zip(init_leaves, nodes)], x0))
     begun = None if settled is None or settled.nodes is None else _replay_settled(
-        settled, body, init_leaves, xs_raws, length, reverse, backend)
+        settled, body, init_leaves, xs_raws, length, reverse)
     if begun is not None:
         carry, nodes, buffers, y_nodes, start = begun
     else:

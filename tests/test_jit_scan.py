@@ -240,3 +240,18 @@ def test_a_body_of_constants_replays(backend, empty):
     jitted, init, xs = ad.jit(body), () if empty else backend.asarray(1.0), backend.random((3, 2))
     for _ in range(2):
         _assert_identical(backend, ad.scan(jitted, init, xs), ad.scan(body, init, xs))
+
+
+def test_a_later_call_without_init_or_xs_makes_its_buffers_on_the_backend_of_the_ys(backend):
+    """(session 9) With ``init=()`` and no ``xs`` the only arrays are those the body closes over: a later call's
+    buffers were made on the default backend (NumPy's zeros of an array_api_strict dtype: a TypeError)."""
+    ns = backend.ns
+    w = backend.random((2,))
+
+    def body(c, x):
+        return c, ns.tanh(w) * 2.0
+
+    jitted = ad.jit(body)
+    for _ in range(3):
+        _assert_identical(backend, ad.scan(jitted, (), None, length=3), ad.scan(body, (), None, length=3))
+    assert len(jitted.scan_patterns.entries) == 1
