@@ -546,12 +546,11 @@ def _scan(f: Callable, init_leaves: list, carry_spec: Any, xs_leaves: list, xs_s
             _write(buffers[-1], y, first)
         carry = [_conform(v, n, True) for v, n in zip(out_leaves, nodes)]
         start = 1
-        found = None  # a jit body: its program, replayed per step (jit_step)
-        if settled is not None:  # (x0: any row has the signature of every other)
-            found = settled.store(f, nodes, arguments(lifted, x0), arguments(carry, x0), y_nodes,
-                                  (body.y_spec, body.y_ref, _templates(buffers)))
-        elif hasattr(f, "program_for"):
-            found = f.program_for(*arguments(carry, x0))
+        # a jit body: the steps' program, replayed per step (jit_step; x0: any row has the signature of every other)
+        found = f.program_for(*arguments(carry, x0)) if hasattr(f, "program_for") else None
+        if settled is not None and found is not None:
+            settled.store(f, found, nodes, arguments(lifted, x0), carry, y_nodes, buffers, len(xs_raws),
+                          (body.y_spec, body.y_ref, _templates(buffers)))
         if found is not None and length > 1 and not step_ranges:
             indices = range(length - 2, -1, -1) if reverse else range(1, length)
             replayed = replay_steps(*found, carry, nodes, xs_raws, buffers, y_nodes, indices)
