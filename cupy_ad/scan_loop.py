@@ -48,9 +48,9 @@ from typing import Any, Callable
 import optree
 
 from .backends import backend_of, default_backend, is_array
-from .values import Batched, Dual, Recorded, Zero, active_levels, base_array, current_level, new_level
-from .namespace.manipulation import astype, stack
-from .namespace.weak import dtype_kind, weakly_typed
+from .values import Batched, Dual, Recorded, Zero, active_levels, base_array, current_level
+from .namespace.manipulation import stack
+from .namespace.weak import type_weak_init, weakly_typed
 from .profiling_ranges import nvtx_range
 from .transforms.jit_step import duals_of, raws_of, replay_steps
 
@@ -195,31 +195,13 @@ def _as_leaf(v: Any, backend: Any, name: str) -> Any:
     raise TypeError(f"scan: {name} must be an array or a Python scalar, got {type(v).__name__}")
 
 
-def _type_weak_leaves(f: Callable, init_leaves: list, weak: list, carry_spec: Any, x0: Any, backend: Any) -> list:
-    """Init leaves given as Python scalars (weakly typed) take the dtype of their kind that the body
-    returns for them (``0.0`` next to float32 work: float32), as in JAX: one call of ``f`` at a level
-    of its own, with those leaves handed to it as weak duals. A body that refuses duals there
-    (array_api_strict arrays refuse a dual right operand: ``W * c``) keeps NumPy's default dtypes."""
-    with new_level() as level:
-        probe = [Dual(level, v, Zero.like(v), weak=True) if w else v for v, w in zip(init_leaves, weak)]
-        try:
-            carry, _ = f(optree.tree_unflatten(carry_spec, probe), x0)
-        except TypeError:  # a genuine error is raised again by the first step
-            return init_leaves
-    returned = optree.tree_leaves(carry)
-    if len(returned) != len(init_leaves):  # the first step reports the mismatch
-        return init_leaves
-    xp = backend.xp
-    return [astype(v, r.dtype) if w and r.dtype != v.dtype and dtype_kind(xp, r.dtype) == dtype_kind(xp, v.dtype)
-            else v for v, r, w in zip(init_leaves, returned, weak)]
-
-
 def _backend_of_leaves(*leaf_lists: list) -> Any:
+    """The backend of the first array among the leaves; None if there is none."""
     for leaves in leaf_lists:
         for v in leaves:
             if type(v) is Dual or is_array(v):
                 return backend_of(base_array(v))
-    return default_backend()
+    return None
 
 
 def _pass_limit(n_leaves: int, n_levels: int) -> int:
@@ -230,7 +212,7 @@ def _pass_limit(n_leaves: int, n_levels: int) -> int:
 class _Body:
     """The body with its checks: returns flattened (carry leaves, y leaves) of one step."""
 
-    def __init__(self, f: Callable, carry_spec: Any, carry_ref: list, backend: Any):
+    def __init__(self, f: Callable, carry_spec: Any, carry_ref: list, backend: Any | None):
         self.f = f
         self.carry_spec = carry_spec
         self.carry_ref = [(tuple(v.shape), v.dtype) for v in carry_ref]
@@ -254,6 +236,8 @@ class _Body:
             raise TypeError(f"scan: the body must return a pair (new_carry, y), got {type(out).__name__}"
                             + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
         new_carry, y = out
+        if self.backend is None:  # (no array in init or xs: the body's, for the Python scalars it returns)
+            self.backend = _backend_of_leaves(optree.tree_leaves(out)) or default_backend()
         leaves = self._checked(new_carry, self.carry_is_leaf, self.carry_spec, self.carry_ref, self._check_carry,
                                "a carry with structure {}, but init has structure {}")
         if self.y_spec is None:
@@ -338,23 +322,25 @@ def _check_length(xs_paths: list, xs_leaves: list, length: Any) -> int:
 
 
 def _templates(buffers: list) -> list:
-    """What ``ys`` buffers like these are made from: the shape of a row and the dtype of each raw buffer
-    (``raws_of`` order)."""
-    return [(tuple(raw.shape[1:]), raw.dtype) for buffer in buffers for raw in raws_of(buffer)]
+    """What ``ys`` buffers like these are made from: the shape of a row, the dtype, the backend and the device of
+    each raw buffer (``raws_of`` order)."""
+    return [(tuple(raw.shape[1:]), raw.dtype, backend_of(raw), getattr(raw, "device", None))
+            for buffer in buffers for raw in raws_of(buffer)]
 
 
-def _replay_settled(settled: Any, body: _Body, init_leaves: list, xs_raws: list, length: int, reverse: bool,
-                    backend: Any) -> tuple | None:
+def _replay_settled(settled: Any, body: _Body, init_leaves: list, xs_raws: list, length: int,
+                    reverse: bool) -> tuple | None:
     """The steps replayed from the program of a jit body whose settled pattern is known (``settled``:
     ``jit_step.Settled``), from step 0 on, into zero buffers made as the call that settled it made them (on
-    the device of this call's data): (carry leaves, patterns, buffers, ys' patterns, steps done); None if
-    step 0 did not replay (a guard, an error: the fixed point runs as without the pattern)."""
+    the device of this call's data, if it has any: without ``init`` and ``xs`` the data are the program's
+    constants): (carry leaves, patterns, buffers, ys' patterns, steps done); None if step 0 did not replay (a
+    guard, an error: the fixed point runs as without the pattern)."""
     nodes, y_nodes = settled.nodes, settled.y_nodes
     y_spec, y_ref, templates = settled.ys
     carry = [_conform(v, n, True) for v, n in zip(init_leaves, nodes)]
     data = base_array(carry[0]) if carry else xs_raws[0] if xs_raws else None
-    device = getattr(data, "device", None)
-    raws = iter([backend.zeros((length, *shape), dtype, device) for shape, dtype in templates])
+    raws = iter([backend.zeros((length, *shape), dtype, device if data is None else getattr(data, "device", None))
+                 for shape, dtype, backend, device in templates])
     buffers = [duals_of(n, raws) for n in y_nodes]
     indices = range(length - 1, -1, -1) if reverse else range(length)
     replayed = replay_steps(settled.program, settled.levels, carry, nodes, xs_raws, buffers, y_nodes, indices,
@@ -378,7 +364,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     of the right shapes (the body is called once on zeros to learn them, as JAX traces it).
     Python scalars in ``init`` become arrays of the backend of the other leaves, of the dtype of
     their kind the body returns for them (``0.0`` as a float32 carry where the body computes in
-    float32, as in JAX; found by one extra call of ``f``).
+    float32, as in JAX; found by one extra call of ``f``); without arrays in ``init`` and ``xs``, of
+    the backend of the arrays the body returns (so do Python scalars the body returns).
 
     Differentiation: under ``jvp`` (nested too) the carry tangents start from those of ``init``
     and of anything ``f`` closes over. The nonzero pattern of the carry tangents is found before the
@@ -412,13 +399,15 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
         raise TypeError(f"scan: f must be callable, got {type(f).__name__}")
     carry_paths, init_leaves, carry_spec = optree.tree_flatten_with_path(init)
     xs_paths, xs_leaves, xs_spec = optree.tree_flatten_with_path(xs)
-    backend = _backend_of_leaves(init_leaves, xs_leaves)
     weak = [weakly_typed(v) for v in init_leaves]
-    init_leaves = [v if type(v) is Dual or is_array(v) else _as_leaf(v, backend, _name("init", p))
+    # (a weak leaf tells no backend: jvp makes its Python-scalar primals on the default one)
+    backend = _backend_of_leaves([v for v, w in zip(init_leaves, weak) if not w], xs_leaves)
+    made_on = backend or default_backend()
+    init_leaves = [v if type(v) is Dual or is_array(v) else _as_leaf(v, made_on, _name("init", p))
                    for p, v in zip(carry_paths, init_leaves)]
     # The carries are scan's own: a body writing into its carry (``c[k] = v`` on a plain array) must
     # not write into the caller's init. One copy per leaf; duals get fresh shells per step instead.
-    init_leaves = [v if type(v) in (Dual, Batched, Recorded) else backend.xp.asarray(v, copy=True)
+    init_leaves = [v if type(v) in (Dual, Batched, Recorded) else backend_of(v).xp.asarray(v, copy=True)
                    for v in init_leaves]
     for p, v in zip(xs_paths, xs_leaves):
         if type(v) is not Dual and not is_array(v):
@@ -427,7 +416,7 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     if any(weak) and length:
         first = length - 1 if reverse else 0
         x0 = None if xs is None else optree.tree_unflatten(xs_spec, [v[first, ...] for v in xs_leaves])
-        init_leaves = _type_weak_leaves(f, init_leaves, weak, carry_spec, x0, backend)
+        init_leaves = type_weak_init(f, init_leaves, weak, carry_spec, x0)
     if step_ranges is None:
         step_ranges = os.environ.get("CUPY_AD_SCAN_STEP_RANGES", "") not in ("", "0")
     with _SCAN_RANGE:
@@ -503,7 +492,7 @@ def _scan(f: Callable, init_leaves: list, carry_spec: Any, xs_leaves: list, xs_s
     settled = None if patterns is None or not length or step_ranges else patterns.look_up(
         f, arguments([_conform(v, n, True) for v, n in zip(init_leaves, nodes)], x0))
     begun = None if settled is None or settled.nodes is None else _replay_settled(
-        settled, body, init_leaves, xs_raws, length, reverse, backend)
+        settled, body, init_leaves, xs_raws, length, reverse)
     if begun is not None:
         carry, nodes, buffers, y_nodes, start = begun
     else:
@@ -544,12 +533,11 @@ def _scan(f: Callable, init_leaves: list, carry_spec: Any, xs_leaves: list, xs_s
             _write(buffers[-1], y, first)
         carry = [_conform(v, n, True) for v, n in zip(out_leaves, nodes)]
         start = 1
-        found = None  # a jit body: its program, replayed per step (jit_step)
-        if settled is not None:  # (x0: any row has the signature of every other)
-            found = settled.store(f, nodes, arguments(lifted, x0), arguments(carry, x0), y_nodes,
-                                  (body.y_spec, body.y_ref, _templates(buffers)))
-        elif hasattr(f, "program_for"):
-            found = f.program_for(*arguments(carry, x0))
+        # a jit body: the steps' program, replayed per step (jit_step; x0: any row has the signature of every other)
+        found = f.program_for(*arguments(carry, x0)) if hasattr(f, "program_for") else None
+        if settled is not None and found is not None:
+            settled.store(f, found, nodes, arguments(lifted, x0), carry, y_nodes, buffers, len(xs_raws),
+                          (body.y_spec, body.y_ref, _templates(buffers)))
         if found is not None and length > 1 and not step_ranges:
             indices = range(length - 2, -1, -1) if reverse else range(1, length)
             replayed = replay_steps(*found, carry, nodes, xs_raws, buffers, y_nodes, indices)

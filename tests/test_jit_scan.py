@@ -240,3 +240,73 @@ def test_a_body_of_constants_replays(backend, empty):
     jitted, init, xs = ad.jit(body), () if empty else backend.asarray(1.0), backend.random((3, 2))
     for _ in range(2):
         _assert_identical(backend, ad.scan(jitted, init, xs), ad.scan(body, init, xs))
+
+
+def test_a_later_call_without_init_or_xs_makes_its_buffers_on_the_backend_of_the_ys(backend):
+    """(session 9) With ``init=()`` and no ``xs`` the only arrays are those the body closes over: a later call's
+    buffers were made on the default backend (NumPy's zeros of an array_api_strict dtype: a TypeError)."""
+    ns = backend.ns
+    w = backend.random((2,))
+
+    def body(c, x):
+        return c, ns.tanh(w) * 2.0
+
+    jitted = ad.jit(body)
+    for _ in range(3):
+        _assert_identical(backend, ad.scan(jitted, (), None, length=3), ad.scan(body, (), None, length=3))
+    assert len(jitted.scan_patterns.entries) == 1
+
+
+def test_a_body_whose_steps_do_not_replay_keeps_no_pattern(backend):
+    """(session 9) A program that does not fit the settled pattern (a Python scalar among the body's results:
+    ``jit_step._plan``) runs the ordinary loop; its pattern is not kept either, or every later call would make
+    zero buffers and try step 0 from it, then run the fixed point all the same."""
+    ns = backend.ns
+
+    def body(c, x):
+        return ns.tanh(c) * x, (c, 2.0)
+
+    jitted, c0, xs = ad.jit(body), backend.random((3,)), backend.random((4, 3), seed=1)
+    for length in (4, 1, 4):  # (length 1: no steps to replay, the plan is checked all the same)
+        _assert_identical(backend, ad.scan(jitted, c0, xs[:length, ...]), ad.scan(body, c0, xs[:length, ...]))
+    assert not jitted.scan_patterns.entries
+
+
+def test_a_first_step_of_another_signature_keeps_no_pattern(backend):
+    """(review12) The kept program replays every step, the first too, so it is kept only where the last pass
+    (step 0) had the signature of the steps: NumPy's 0-d results are scalars (``numpy.float64``), so there a
+    0-d array carry has another signature at step 0 than at the steps after it, whose program was not
+    recorded for step 0's arguments (the other backends' 0-d results are arrays: kept)."""
+    xs, c0, dc = backend.random((4,)), backend.asarray(0.5), backend.asarray(1.0)
+
+    def body(c, x):
+        return c * x + 1.0, c
+
+    jitted = ad.jit(body)
+    loop = lambda step: lambda c: ad.scan(step, c, xs)  # noqa: E731
+    for _ in range(2):
+        _assert_identical(backend, ad.jvp(loop(jitted), (c0,), (dc,)), ad.jvp(loop(body), (c0,), (dc,)))
+    assert len(jitted.scan_patterns.entries) == (backend.name != "numpy")
+
+
+def test_a_plain_init_whose_pattern_takes_an_outer_level_keeps_its_pattern(backend, signatures):
+    """(review12) In a nested jvp the plain init is handed to the body as a dual of the inner level; its pattern
+    takes the outer level of xs, so the steps' levels are the first pass's without the inner one (the highest:
+    the same ranks). The pattern is kept and a later call replays every step, bit for bit eager (a check that
+    the levels were equal kept none)."""
+    ns = backend.ns
+
+    def body(h, x):
+        h = ns.tanh(h) * 0.5 + x
+        return h, h * 2.0
+
+    w, dw, xs, dxs, h0, _ = _data(backend)
+    nested = lambda step: ad.jvp(  # noqa: E731 - xs along the outer jvp; the inner one's w is not used
+        lambda xs: ad.jvp(lambda w: ad.scan(step, h0, xs), (w,), (dw,)), (xs,), (dxs,))
+    jitted = ad.jit(body)
+    for call in range(3):
+        signatures.clear()
+        _assert_identical(backend, nested(jitted), nested(body))
+        if call:
+            assert len(signatures) == 1
+    assert len(jitted.scan_patterns.entries) == 1

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import cupy_ad as ad
+from cupy_ad.backends import backend_of
 
 
 def _xs(backend):
@@ -121,3 +122,32 @@ def test_scalar_only_primal_meets_arrays_from_a_closure(backend, name):
     fd = (backend.to_numpy(ad.jvp(lambda t: f(t, x), (1.25 + h,), (1.0,))[1]).astype(np.float64)
           - backend.to_numpy(ad.jvp(lambda t: f(t, x), (1.25 - h,), (1.0,))[1]).astype(np.float64)) / (2 * h)
     np.testing.assert_allclose(backend.to_numpy(second), fd, rtol=2e-3, atol=2e-3)
+
+
+def test_scan_without_arrays_in_init_or_xs_takes_the_backend_of_the_body(backend):
+    """(session 9) Python scalars in init, no xs, the arrays from the closure: the carry and a Python scalar
+    the body returns become arrays of the body's backend (they were the default backend's: with
+    array_api_strict arrays, the probe for the carry's dtype failed on the NumPy carry, a TypeError), and so
+    does jvp's Python-scalar primal as init."""
+    ns, w = backend.ns, backend.asarray(np.float32([0.5, 1.5]))
+
+    def body(c, x):
+        return c * ns.sum(w) + 1.0, (c, c * w, 2.0)  # (the dual on the left: see above)
+
+    carry, (cs, scaled, twos) = ad.scan(body, 0.0, None, length=3)
+    for v in (carry, cs, scaled, twos):
+        assert backend_of(v) is backend_of(w)
+    assert carry.dtype == cs.dtype == scaled.dtype == w.dtype and twos.dtype == ns.float64
+    np.testing.assert_array_equal(backend.to_numpy(cs), np.float32([0.0, 1.0, 3.0]))
+    (carry, ys), (dcarry, dys) = ad.jvp(lambda s: ad.scan(body, s, None, length=3), (0.0,), (1.0,))
+    for v in (carry, dcarry, *ys, *dys[:2]):
+        assert backend_of(v) is backend_of(w) and v.dtype == (w.dtype if v is not ys[2] else ns.float64)
+    np.testing.assert_array_equal(backend.to_numpy(dys[0]), np.float32([1.0, 2.0, 4.0]))
+
+
+def test_scan_python_scalar_init_and_carry():
+    """A Python scalar returned for a Python-scalar carry (the probe for its dtype read the float's ``dtype``:
+    an AttributeError): NumPy's default dtype, as the first step makes it."""
+    carry, ys = ad.scan(lambda c, x: (1.0, c), 0.0, None, length=2)
+    assert carry.dtype == ys.dtype == np.float64
+    np.testing.assert_array_equal(ys, [0.0, 1.0])

@@ -2,20 +2,24 @@
 Python scalar operand): a Python-scalar primal must not change the dtype the code computes in.
 
 ``jvp`` turns a Python-scalar primal into a 0-d dual (float64, complex128, int64 or bool) marked
-``weak``; so do Python scalars in ``scan``'s init, until one call of the body tells the dtype it
-returns for them. An elementwise function given weak and other ("strong") operands first casts each weak
-operand to the dtype a Python scalar of its kind takes next to the strong ones (``2.0 * x32`` is
-float32, ``2.0 * x_int`` float64, ``2j * x32`` complex64); the cast is differentiable, so the
-tangent follows. An elementwise function of weak operands only (``xp.sin(s)``, ``s * 2.0``) returns a
-weak value. Everything else (reductions, products, shapes) returns strong values.
+``weak``; so do Python scalars in ``scan``'s init, until one call of the body tells the dtype (and the
+backend) it returns for them (``type_weak_init``). An elementwise function given weak and other
+("strong") operands first casts each weak operand to the dtype a Python scalar of its kind takes next
+to the strong ones (``2.0 * x32`` is float32, ``2.0 * x_int`` float64, ``2j * x32`` complex64); the
+cast is differentiable, so the tangent follows. An elementwise function of weak operands only
+(``xp.sin(s)``, ``s * 2.0``) returns a weak value. Everything else (reductions, products, shapes)
+returns strong values.
 """
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Callable
 
+import optree
+
+from ..backends import backend_of
 from ..core import Primitive, bind
-from ..values import Dual, Zero
+from ..values import Dual, Zero, base_array, new_level
 from ._rules import backend_of_args, xp_of
 from .manipulation import astype
 
@@ -63,7 +67,8 @@ def _remade_in(weak: Any, xp: Any, source_xp: Any) -> Any:
     return Zero((), dtype) if type(weak) is Zero else xp.asarray(weak.item(), dtype=dtype)
 
 
-def _on_backend_of(weak: Any, strong: list) -> Any:
+def on_backend_of(weak: Any, strong: list) -> Any:
+    """``weak`` remade on the backend of the arrays ``strong`` where it is on another one."""
     mine, theirs = backend_of_args((weak,)), backend_of_args(strong)
     return weak if mine.name == theirs.name else _remade_in(weak, theirs.xp, mine.xp)
 
@@ -79,8 +84,33 @@ def bind_elementwise(prim: Primitive, args: tuple, params: dict) -> Any:
     xp = xp_of(*strong)
     dtypes = [a.dtype for a in strong]  # a boolean condition (where's) does not type the values
     target = xp.result_type(*([d for d in dtypes if not xp.isdtype(d, "bool")] or dtypes))
-    args = [_on_backend_of(a, strong) if type(a) is Dual and a.weak else a for a in args]
+    args = [on_backend_of(a, strong) if type(a) is Dual and a.weak else a for a in args]
     return bind(prim, *(_cast_next_to(a, target, xp) if type(a) is Dual and a.weak else a for a in args), **params)
 
 
-__all__ = ["bind_elementwise", "dtype_kind", "weakly_typed"]
+def type_weak_init(f: Callable, init_leaves: list, weak: list, carry_spec: Any, x0: Any) -> list:
+    """``scan``'s init leaves given as Python scalars (``weak``; made arrays of the default backend where no
+    other leaf tells one, as jvp's Python-scalar primals) take the backend and the dtype of their kind of the
+    arrays the body returns for them (``0.0`` next to float32 work: float32), as in JAX: one call of ``f`` at a
+    level of its own, with those leaves handed to it as weak duals. A body that refuses duals there
+    (array_api_strict arrays refuse a dual right operand: ``W * c``) keeps NumPy's default dtypes."""
+    with new_level() as level:
+        probe = [Dual(level, v, Zero.like(v), weak=True) if w else v for v, w in zip(init_leaves, weak)]
+        try:
+            carry, _ = f(optree.tree_unflatten(carry_spec, probe), x0)
+        except TypeError:  # a genuine error is raised again by the first step
+            return init_leaves
+    returned = optree.tree_leaves(carry)
+    if len(returned) != len(init_leaves):  # the first step reports the mismatch
+        return init_leaves
+
+    def typed(v: Any, r: Any) -> Any:
+        v = on_backend_of(v, [r])
+        xp = backend_of(base_array(v)).xp
+        return astype(v, r.dtype) if r.dtype != v.dtype and dtype_kind(xp, r.dtype) == dtype_kind(xp, v.dtype) else v
+
+    # (a Python scalar returned for a leaf: the first step makes it an array of the leaf's dtype)
+    return [typed(v, r) if w and hasattr(r, "dtype") else v for v, r, w in zip(init_leaves, returned, weak)]
+
+
+__all__ = ["bind_elementwise", "dtype_kind", "on_backend_of", "type_weak_init", "weakly_typed"]

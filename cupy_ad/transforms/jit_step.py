@@ -184,6 +184,26 @@ def _at_levels(node: Any, levels: list) -> Any:
     return None if node is None else (levels[node[0]], _at_levels(node[1], levels), _at_levels(node[2], levels))
 
 
+def _planned(program: Program, levels: list, carry: list, nodes: list, buffers: list, y_nodes: list, n_xs: int,
+             by_rank: tuple | None) -> tuple | None:
+    """``_plan``, made once per program, patterns by rank, number of levels and of ``xs`` leaves (see
+    ``replay_steps``)."""
+    if by_rank is None:
+        rank = {level: k for k, level in enumerate(levels)}
+        try:
+            by_rank = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes))
+        except KeyError:  # (a level outside the caller's: planned for this call only)
+            by_rank = None
+    key = None if by_rank is None else (*by_rank, len(levels), n_xs)
+    plans = program.__dict__.setdefault("scan_plans", {})
+    if key is not None and key in plans:
+        return plans[key]
+    plan = _plan(program, levels, carry, nodes, buffers, y_nodes, n_xs)
+    if key is not None:
+        plans[key] = plan
+    return plan
+
+
 def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_raws: list, buffers: list,
                  y_nodes: list, indices: Iterable[int], by_rank: tuple | None = None) -> tuple[list, int] | None:
     """Run the steps ``indices`` of a scan by replaying ``program`` (recorded for the signature of the
@@ -194,20 +214,7 @@ def replay_steps(program: Program, levels: list, carry: list, nodes: list, xs_ra
     program does not fit. The plan is made once per program and patterns, the patterns' levels by rank
     (each call of the enclosing transforms makes new levels: keyed by them, every call would make a plan
     and keep it; ``by_rank``: the tuples of ``nodes`` and ``y_nodes`` by rank, where the caller has them)."""
-    if by_rank is None:
-        rank = {level: k for k, level in enumerate(levels)}
-        try:
-            by_rank = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes))
-        except KeyError:  # (a level outside the caller's: planned for this call only)
-            by_rank = None
-    key = None if by_rank is None else (*by_rank, len(levels), len(xs_raws))
-    plans = program.__dict__.setdefault("scan_plans", {})
-    if key is not None and key in plans:
-        plan = plans[key]
-    else:
-        plan = _plan(program, levels, carry, nodes, buffers, y_nodes, len(xs_raws))
-        if key is not None:
-            plans[key] = plan
+    plan = _planned(program, levels, carry, nodes, buffers, y_nodes, len(xs_raws), by_rank)
     if plan is None:
         return None
     loop, fixed, targets, constants, dense_steps = plan
@@ -266,24 +273,23 @@ class Settled:
             self.y_nodes = [_at_levels(n, levels) for n in y_nodes]
             self.by_rank = (nodes, y_nodes)  # (``replay_steps``' key)
 
-    def store(self, f: Callable, nodes: list, last_pass: tuple, step: tuple, y_nodes: list,
-              ys: Any) -> tuple[Program, list] | None:
-        """The program of the steps after the first (arguments like ``step``) with the caller's levels by rank,
-        as ``jit``'s ``program_for`` gives it (None if none or several); kept with this call's settled
-        ``nodes`` (``last_pass``: the last pass's arguments), ``y_nodes`` and ``ys`` where the last pass had
-        the steps' signature and every level is one of the first signature's."""
-        found = f.signature_of(*step)
-        variants = () if found is None else f.cache.get(found[0], ())
-        if len(variants) != 1 or not variants[0].replays_now():  # (as ``program_for``)
-            return None
-        last = f.signature_of(*last_pass)
+    def store(self, f: Callable, steps: tuple, nodes: list, last_pass: tuple, carry: list, y_nodes: list,
+              buffers: list, n_xs: int, ys: Any) -> None:
+        """Keep this call's settled ``nodes`` (``carry``: the first step's carries in them), ``y_nodes`` (``buffers``:
+        the ys') and ``ys`` with ``steps``, the program of the steps after the first and the caller's levels by
+        rank (as ``jit``'s ``program_for`` gives it), where a later call can replay every step from them: the last
+        pass (arguments ``last_pass``: step 0 exactly) ran that program and the program fits the patterns
+        (``replay_steps``; ``n_xs`` leaves of xs).
+
+        Levels: a jit body closes over no dual (``jit`` refuses it), so every level of the patterns is one of the
+        first signature's (those of init and x, and the current jvp's, at which plain ones are handed to the body).
+        The steps' levels are the same, or those without the current level where a plain init took others: the
+        current level is the highest, so the patterns' ranks are the same either way."""
+        program = steps[0]
+        last = f.program_for(*last_pass)
+        if self.patterns.several or last is None or last[0] is not program:
+            return
         rank = {level: k for k, level in enumerate(self.levels)}
-        if last is not None and last[0] == found[0] and found[2] == self.levels and not self.patterns.several:
-            try:
-                entry = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes),
-                         variants[0], ys)
-            except KeyError:  # (a level outside the first signature's)
-                entry = None
-            if entry is not None:
-                self.patterns.entries[self.key] = entry
-        return variants[0], found[2]
+        by_rank = (tuple(_by_rank(n, rank) for n in nodes), tuple(_by_rank(n, rank) for n in y_nodes))
+        if _planned(program, self.levels, carry, nodes, buffers, y_nodes, n_xs, by_rank) is not None:
+            self.patterns.entries[self.key] = (*by_rank, program, ys)
