@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import cupy_ad as ad
+from cupy_ad.backends import backend_of
 from cupy_ad.values import Dual
 from test_jit import _assert_identical
 
@@ -310,3 +311,26 @@ def test_a_plain_init_whose_pattern_takes_an_outer_level_keeps_its_pattern(backe
         if call:
             assert len(signatures) == 1
     assert len(jitted.scan_patterns.entries) == 1
+
+
+@pytest.mark.parametrize("with_xs", [False, True])
+def test_python_scalar_init_of_a_jit_body_is_typed_as_the_eager_body_types_it(backend, with_xs):
+    """(review18) A Python scalar in init (or jvp's Python-scalar primal as init) next to arrays of another
+    backend than NumPy's from the closure: the probe for its dtype through the jitted body raised TypeError
+    (its recording reads the weak scalar's value to remake it on that backend), so the init stayed a NumPy
+    float64 and the jitted scan returned NumPy float64 arrays where the eager one returns float32 arrays of
+    the backend."""
+    ns = backend.ns
+    w, xs = backend.asarray(np.float32([0.5, 1.5])), backend.asarray(np.float32([[1, 2], [3, 4], [5, 6]]))
+
+    def body(c, x):
+        return c * ns.sum(w if x is None else x * w) + 1.0, (c, c * w)
+
+    jitted, data = ad.jit(body), dict(xs=xs) if with_xs else dict(xs=None, length=3)
+    loop = lambda step: lambda s: ad.scan(step, s, **data)  # noqa: E731
+    for _ in range(2):
+        got, want = loop(jitted)(0.0), loop(body)(0.0)
+        _assert_identical(backend, got, want)
+        assert all(backend_of(v) is backend_of(w) for v in (got[0], *got[1]))
+        assert got[0].dtype == w.dtype
+        _assert_identical(backend, ad.jvp(loop(jitted), (0.25,), (1.0,)), ad.jvp(loop(body), (0.25,), (1.0,)))

@@ -93,11 +93,19 @@ def type_weak_init(f: Callable, init_leaves: list, weak: list, carry_spec: Any, 
     other leaf tells one, as jvp's Python-scalar primals) take the backend and the dtype of their kind of the
     arrays the body returns for them (``0.0`` next to float32 work: float32), as in JAX: one call of ``f`` at a
     level of its own, with those leaves handed to it as weak duals. A body that refuses duals there
-    (array_api_strict arrays refuse a dual right operand: ``W * c``) keeps NumPy's default dtypes."""
+    (array_api_strict arrays refuse a dual right operand: ``W * c``) keeps NumPy's default dtypes. A jit body
+    whose recording refuses the probe (a weak scalar remade on the backend of the arrays it closes over: its
+    value read, which a replay cannot repeat) is probed as its Python function, what the eager body returns."""
     with new_level() as level:
-        probe = [Dual(level, v, Zero.like(v), weak=True) if w else v for v, w in zip(init_leaves, weak)]
+        probe = optree.tree_unflatten(carry_spec, [Dual(level, v, Zero.like(v), weak=True) if w else v
+                                                   for v, w in zip(init_leaves, weak)])
         try:
-            carry, _ = f(optree.tree_unflatten(carry_spec, probe), x0)
+            try:
+                carry, _ = f(probe, x0)
+            except TypeError:
+                if not hasattr(f, "program_for"):
+                    raise
+                carry, _ = f.__wrapped__(probe, x0)  # (jit's functools.wraps)
         except TypeError:  # a genuine error is raised again by the first step
             return init_leaves
     returned = optree.tree_leaves(carry)
