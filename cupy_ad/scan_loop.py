@@ -332,15 +332,16 @@ def _replay_settled(settled: Any, body: _Body, init_leaves: list, xs_raws: list,
                     reverse: bool) -> tuple | None:
     """The steps replayed from the program of a jit body whose settled pattern is known (``settled``:
     ``jit_step.Settled``), from step 0 on, into zero buffers made as the call that settled it made them (on
-    the device of this call's data, if it has any: without ``init`` and ``xs`` the data are the program's
-    constants): (carry leaves, patterns, buffers, ys' patterns, steps done); None if step 0 did not replay (a
-    guard, an error: the fixed point runs as without the pattern)."""
+    the device of this call's data where it has data of the buffer's backend: without ``init`` and ``xs`` the
+    data are the program's constants, and ys of arrays the body closes over may be of another backend than
+    the carries): (carry leaves, patterns, buffers, ys' patterns, steps done); None if step 0 did not replay
+    (a guard, an error: the fixed point runs as without the pattern)."""
     nodes, y_nodes = settled.nodes, settled.y_nodes
     y_spec, y_ref, templates = settled.ys
     carry = [_conform(v, n, True) for v, n in zip(init_leaves, nodes)]
     data = base_array(carry[0]) if carry else xs_raws[0] if xs_raws else None
-    raws = iter([backend.zeros((length, *shape), dtype, device if data is None else getattr(data, "device", None))
-                 for shape, dtype, backend, device in templates])
+    raws = iter([backend.zeros((length, *shape), dtype, device if data is None or backend_of(data) is not backend
+                               else getattr(data, "device", None)) for shape, dtype, backend, device in templates])
     buffers = [duals_of(n, raws) for n in y_nodes]
     indices = range(length - 1, -1, -1) if reverse else range(length)
     replayed = replay_steps(settled.program, settled.levels, carry, nodes, xs_raws, buffers, y_nodes, indices,

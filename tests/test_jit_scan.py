@@ -334,3 +334,17 @@ def test_python_scalar_init_of_a_jit_body_is_typed_as_the_eager_body_types_it(ba
         assert all(backend_of(v) is backend_of(w) for v in (got[0], *got[1]))
         assert got[0].dtype == w.dtype
         _assert_identical(backend, ad.jvp(loop(jitted), (0.25,), (1.0,)), ad.jvp(loop(body), (0.25,), (1.0,)))
+
+
+def test_ys_of_another_backend_than_the_carries_replay(backend):
+    """(review18) NumPy carries, ys of the arrays the body closes over: a later call made the ys' buffers on
+    their backend but on the device of the NumPy carry ('cpu': array_api_strict raised ValueError)."""
+    ns, w = backend.ns, backend.asarray([0.5, 1.5])
+
+    def body(c, x):
+        return c + 1.0, ns.tanh(w) * 2.0
+
+    jitted, c0 = ad.jit(body), np.zeros(2)
+    for _ in range(3):
+        _assert_identical(backend, ad.scan(jitted, c0, None, length=3), ad.scan(body, c0, None, length=3))
+    assert len(jitted.scan_patterns.entries) == 1
