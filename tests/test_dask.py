@@ -3,6 +3,7 @@ the same data, on the threaded scheduler and on a 2-process LocalCluster."""
 from __future__ import annotations
 
 import numpy as np
+import optree
 import pytest
 
 da = pytest.importorskip("dask.array")
@@ -341,6 +342,26 @@ def test_scan_carries_dask_arrays(compute):
         return ad.scan(step, xp.ones_like(xs[0]), xs)
 
     _same_as_numpy(f, a, t, a_dask, t_dask, compute)
+
+
+
+def test_jit_constants_and_scan_steps_of_dask_arrays():
+    """(review18) jit's constant outputs (a result of closed-over arrays alone) and the steps of a scan over a jit
+    body (a carry whose tangent the program returns as a symbolic zero: a zero array kept for it; the carries
+    copied after the steps) took the namespace of a Dask array by ``__array_namespace__``, which it lacks: an
+    AttributeError on every call."""
+    xp = ad.namespace("dask")
+    w, xs, c0 = da.ones(3, chunks=3), da.arange(6.0, chunks=6).reshape(3, 2), da.ones(2, chunks=2)
+    assert np.array_equal(ad.jit(lambda x: (x, xp.tanh(w)))(c0)[1].compute(), np.tanh(np.ones(3)))
+
+    def body(c, x):
+        return x * 2.0, c
+
+    jitted, loop = ad.jit(body), lambda step: lambda c: ad.scan(step, c, xs)  # noqa: E731
+    for _ in range(3):
+        got, want = ad.jvp(loop(jitted), (c0,), (c0,)), ad.jvp(loop(body), (c0,), (c0,))
+        for g, v in zip(optree.tree_leaves(got), optree.tree_leaves(want)):
+            assert isinstance(g, da.Array) and np.array_equal(g.compute(), v.compute())
 
 
 def test_namespace_and_default_backend():

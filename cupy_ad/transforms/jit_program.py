@@ -112,7 +112,7 @@ def _output(d: Any, env: list) -> Any:
     if tag == "V":
         return env[d[1]]
     if tag == "C":  # (a value that cannot be written, a NumPy scalar, is returned as it is: its type kept)
-        return d[1].__array_namespace__().asarray(d[1], copy=True) if hasattr(type(d[1]), "__setitem__") else d[1]
+        return backend_of(d[1]).xp.asarray(d[1], copy=True) if hasattr(type(d[1]), "__setitem__") else d[1]
     return d[2]
 
 

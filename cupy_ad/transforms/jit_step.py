@@ -103,7 +103,7 @@ def duals_of(node: Any, raws: Any) -> Any:
 
 
 def _copy(raw: Any) -> Any:
-    return raw.__array_namespace__().asarray(raw, copy=True)
+    return backend_of(raw).xp.asarray(raw, copy=True)  # (Dask arrays have no __array_namespace__)
 
 
 def _loop_source(n_out: int, carry_from: list, n_xs: int, writes: list, n_constant_writes: int) -> str:
@@ -160,7 +160,7 @@ def _plan(program: Program, levels: list, carry: list, nodes: list, buffers: lis
     except _Unfit:
         return None
     carry_from = tuple(s if type(s) is int else None for _, s in carry_pairs)
-    fixed = [None if type(s) is int else raw.__array_namespace__().zeros_like(raw) if s is None else s[1]
+    fixed = [None if type(s) is int else backend_of(raw).xp.zeros_like(raw) if s is None else s[1]
              for raw, s in carry_pairs]  # (never written: the program does not write its inputs)
     written = [(k, s) for k, (_, s) in enumerate(y_pairs) if type(s) is int]
     constants = [(k, s[1]) for k, (_, s) in enumerate(y_pairs) if type(s) is tuple]
