@@ -350,8 +350,14 @@ def _masked_where(x: Any, mask: Any, value: Any) -> Any:
                                       f"differs from example to example); give v the shape of one entry, "
                                       f"{tuple(x.shape[mask.ndim:])}, or use xp.where")
         value = reshape(value, tuple(value.shape[1:]))
-    new = where(reshape(mask, (*mask.shape, *(1,) * entry)), value, x)
-    return new if new.dtype == x.dtype else manipulation.astype(new, x.dtype)  # (NumPy casts v to x's dtype)
+    if not hasattr(value, "shape"):  # a Python number: as the backend's write converts it (NumPy: NaN into
+        cell = backend_of(base_array(x)).xp.zeros((), dtype=x.dtype)  # integers raises; array_api_strict: a float
+        cell[...] = value  # into integers)
+        value = cell
+    elif value.dtype != x.dtype:  # v cast to x's dtype, as the backend's write (not x promoted with v: int64 via
+        backend_of(base_array(x)).xp.result_type(x.dtype, value.dtype)  # float64), which needs the two to promote
+        value = manipulation.astype(value, x.dtype)  # (array_api_strict: a float array into integers raises)
+    return where(reshape(mask, (*mask.shape, *(1,) * entry)), value, x)
 
 
 def _gather_batch(prim: Primitive):
