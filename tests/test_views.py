@@ -343,3 +343,21 @@ def test_views_of_a_value_are_made_in_its_own_thread_only():
     ad.jvp(f, (x,), (x,))
     ad.vmap(f)(np.ones((3, 2, 2)))
     ad.jit(f)(x)
+
+
+def test_an_in_place_operator_under_vmap_keeps_each_example_s_layout():
+    """vmap: x op= y compared the layouts of the stacks, whose batch axes may lie apart: x batched at axis 1 (each
+    example lies with gaps, x[:, k]) and x + y at axis 0 (each example contiguous) have the same strides, so x took
+    x + y's contiguous examples and a later reshape was a view where NumPy's of x[:, k] is a copy (its write reached
+    x, silently). Against NumPy on each example, laid out as the stack's (y at axis 0 or 1: both cases)."""
+    def f(x, y):
+        x += y
+        r = x.__array_namespace__().reshape(x, (9,))
+        r[0] = 99.0
+        return x, r
+
+    x, y = np.arange(27.0).reshape(3, 3, 3), np.linspace(1.0, 2.0, 27).reshape(3, 3, 3)
+    for y_axis in (0, 1):
+        examples = [f(np.moveaxis(x.copy(), 1, 0)[k], np.moveaxis(y, y_axis, 0)[k]) for k in range(3)]
+        for got, want in zip(ad.vmap(f, in_axes=(1, y_axis))(x, y), map(np.stack, zip(*examples))):
+            np.testing.assert_array_equal(got, want, err_msg=f"y at axis {y_axis}")

@@ -245,9 +245,25 @@ def _shares_memory(x: Any, out: Any) -> bool:
     return backend_of(raw_x).may_share_memory(raw_x, raw_out)
 
 
+def _batch_axes(x: Any) -> list:
+    """The axis of each batch of ``x`` in the array below it, outermost first (which axes of its backend array
+    are the examples')."""
+    axes = []
+    while type(x) in (Dual, Batched):
+        if type(x) is Batched:
+            axes.append(x.axis)
+            x = x.value
+        else:
+            x = x.primal
+    return axes
+
+
 def _same_layout(x: Any, new: Any) -> bool:
-    """Whether the backend arrays holding ``x`` and ``new`` lie alike in memory (in a jit recording: a replay
-    checks that its inputs lie as the recording's, which decide it)."""
+    """Whether ``x`` and ``new`` lie alike in memory: the same batch axes (an example's layout is its stack's
+    strides without them) and the same strides of their backend arrays (in a jit recording: a replay checks that
+    its inputs lie as the recording's, which decide it)."""
+    if _batch_axes(x) != _batch_axes(new):
+        return False
     raw_x, raw_new = base_array(x), base_array(new)
     traced = next((v for v in (raw_x, raw_new) if type(v) is JitTraced), None)
     if traced is not None:
