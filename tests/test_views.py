@@ -361,3 +361,25 @@ def test_an_in_place_operator_under_vmap_keeps_each_example_s_layout():
         examples = [f(np.moveaxis(x.copy(), 1, 0)[k], np.moveaxis(y, y_axis, 0)[k]) for k in range(3)]
         for got, want in zip(ad.vmap(f, in_axes=(1, y_axis))(x, y), map(np.stack, zip(*examples))):
             np.testing.assert_array_equal(got, want, err_msg=f"y at axis {y_axis}")
+
+
+def test_a_write_into_an_input_whose_entries_share_memory_reaches_one_entry():
+    """An input whose entries overlap in memory (sliding_window_view: x[1, 0] is x[0, 1]) got a copy with its
+    strides, so a write into one entry changed the other in the primal but not in the tangent (the derivative of
+    an entry the write made constant was 1), and x += y lost the sums that land on one place (0, 4, 8 for 0, 2, 4).
+    Each entry gets its own place, as in a copy (NumPy's x would be read-only), as a broadcast axis's do."""
+    def write(x):
+        x[1, 0] = 0.0
+        return x * 1.0
+
+    def add(x, y):
+        x += y
+        return x * 1.0
+
+    x, y = np.lib.stride_tricks.sliding_window_view(np.arange(6.0), 3), np.arange(12.0).reshape(4, 3)
+    out, slope = ad.jvp(write, (x,), (np.ones((4, 3)),))
+    np.testing.assert_array_equal(out, write(x.copy()))
+    np.testing.assert_array_equal(slope, write(np.ones((4, 3))))
+    for name, run in [("jvp", lambda: ad.jvp(add, (x, y), (y, y))[0]), ("jit", lambda: ad.jit(add)(x, y)),
+                      ("vmap", lambda: ad.vmap(add)(x, y))]:
+        np.testing.assert_array_equal(run(), x + y, err_msg=name)
