@@ -383,3 +383,31 @@ def test_a_write_into_an_input_whose_entries_share_memory_reaches_one_entry():
     for name, run in [("jvp", lambda: ad.jvp(add, (x, y), (y, y))[0]), ("jit", lambda: ad.jit(add)(x, y)),
                       ("vmap", lambda: ad.vmap(add)(x, y))]:
         np.testing.assert_array_equal(run(), x + y, err_msg=name)
+
+
+_REARRANGING = {"flip": lambda xp, c: xp.flip(c, axis=0), "T": lambda xp, c: c.T,
+                "moveaxis": lambda xp, c: xp.moveaxis(c, 0, 1), "expand_dims": lambda xp, c: xp.expand_dims(c, axis=1)}
+
+
+@pytest.mark.parametrize("view", _REARRANGING)
+@pytest.mark.parametrize("layout", _LAYOUTS)
+def test_an_in_place_operator_on_a_rearranging_view_keeps_its_base_s_layout(layout, view):
+    """v op= y on a view rearranging its base (xp.flip, x.T, moveaxis, expand_dims) rebound the base to the result
+    rearranged back, in the result's layout: xp.flip of a C-contiguous x gave x negative strides (since flip's
+    write stopped compacting), x.T of a reversed x a column-major one, so a later xp.reshape(x) was a copy where
+    NumPy's is a view, or the reverse: its write reached x or not, silently, under jvp, jit and vmap. The base
+    takes it as its own x[...] = new, in its own layout."""
+    def f(c):
+        xp = c.__array_namespace__()
+        v = _REARRANGING[view](xp, c)
+        v += 1.0
+        r = xp.reshape(c, (12,))
+        r[1] = 77.0
+        return c, r
+
+    laid, a = _LAYOUTS[layout], np.arange(24.0).reshape(2, 3, 4)
+    c, want = laid(a[0].copy()), [np.copy(o) for o in f(laid(a[0].copy()))]
+    for name, got in [("jvp", ad.jvp(f, (c,), (c,))[0]), ("jit", ad.jit(f)(c)),
+                      ("vmap", [o[0] for o in ad.vmap(f)(laid(a.copy()))])]:
+        for got_one, want_one in zip(got, want):
+            np.testing.assert_array_equal(got_one, want_one, err_msg=name)

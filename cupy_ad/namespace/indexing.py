@@ -306,10 +306,15 @@ def assign(x: Any, new: Any) -> None:
 
 
 def assign_whole(x: Any, new: Any) -> None:
-    """``x[...] = new`` (``x op= y``): the base of a view takes ``new`` at the view's key; a base takes it in its
-    own layout (a later reshape is a view or a copy as NumPy's, which writes into x's memory), copied where
-    ``new`` lies otherwise (every reshape of a 1-D layout is a view)."""
-    keeps_layout = getattr(x, "_view", None) is not None or x.ndim < 2 or _same_layout(x, new)
+    """``x[...] = new`` (``x op= y``): the base of a view takes ``new`` at the view's key, or all of it rearranged
+    back (``Relayout``: as ``x[...] = new`` of the base); a base takes it in its own layout (a later reshape is a
+    view or a copy as NumPy's, which writes into x's memory), copied where ``new`` lies otherwise (every reshape
+    of a 1-D layout is a view)."""
+    view = getattr(x, "_view", None)
+    if view is not None and type(view[1]) is Relayout:
+        assign_whole(view[0], view[1].write(new))
+        return
+    keeps_layout = view is not None or x.ndim < 2 or _same_layout(x, new)
     assign(x, new if keeps_layout else setitem(x, new, key=...))
 
 

@@ -328,6 +328,18 @@ def _assign(x: JitTraced, new: JitTraced) -> None:
             _assign(base, _record_call(_set, (base, key, new), {}))  # refreshes x among the base's views
 
 
+def _assign_whole(x: JitTraced, new: JitTraced) -> None:
+    """``x[...] = new`` (``x op= y``) as on duals (``namespace.indexing.assign_whole``): the base of a view that
+    rearranges it takes ``new`` rearranged back, as its own ``x[...] = new``; a base keeps its layout."""
+    view = getattr(x, "_view", None)
+    if view is not None and type(view[1]) is Relayout:
+        _assign_whole(view[0], view[1].write(new))
+    elif view is None and x.ndim > 1 and not program_of(x).same_layout(x, new):
+        _assign(x, _record_call(_set, (x, ..., new), {}))
+    else:
+        _assign(x, new)
+
+
 def _rebind(x: JitTraced, new: JitTraced) -> None:
     x.value, x.var = new.value, new.var
     for ref in getattr(x, "_views", None) or ():
@@ -393,10 +405,7 @@ def _install_operators() -> None:
             if tuple(result.shape) != tuple(self.shape) or result.dtype != self.dtype:
                 raise TypeError(f"in-place operation would change the shape {tuple(self.shape)} or dtype {self.dtype}"
                                 f" to {tuple(result.shape)}, {result.dtype}")
-            if getattr(self, "_view", None) is None and self.ndim > 1 and not program_of(self).same_layout(
-                    self, result):  # as x[...] = result: x keeps its layout (indexing.assign_whole)
-                result = _record_call(_set, (self, ..., result), {})
-            _assign(self, result)
+            _assign_whole(self, result)
             return self
         return method
 
