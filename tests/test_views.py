@@ -411,3 +411,24 @@ def test_an_in_place_operator_on_a_rearranging_view_keeps_its_base_s_layout(layo
                       ("vmap", [o[0] for o in ad.vmap(f)(laid(a.copy()))])]:
         for got_one, want_one in zip(got, want):
             np.testing.assert_array_equal(got_one, want_one, err_msg=name)
+
+
+@pytest.mark.parametrize("layout", _LAYOUTS)
+def test_a_masked_write_of_each_example_keeps_the_layout(layout):
+    """vmap: x[mask] = v with a mask of each example's own rebound x to the where's result, laid out afresh, so a
+    later xp.reshape(x) of a reversed, sliced or column-major x was a view where NumPy's is a copy (its write
+    reached x, silently). Against NumPy on each example of the stack, under vmap, jit(vmap) and jvp(vmap)."""
+    def f(x, m):
+        x[m] = -1.0
+        r = x.__array_namespace__().reshape(x, (12,))
+        r[1] = 77.0
+        return x, r
+
+    laid, a = _LAYOUTS[layout], np.arange(24.0).reshape(2, 3, 4)
+    m = np.arange(24).reshape(2, 3, 4) % 3 == 0
+    want = [np.stack(o) for o in zip(*[f(laid(a.copy())[k], m[k]) for k in range(2)])]
+    for name, run in [("vmap", lambda: ad.vmap(f)(laid(a.copy()), m)),
+                      ("jit(vmap)", lambda: ad.jit(ad.vmap(f))(laid(a.copy()), m)),
+                      ("jvp(vmap)", lambda: ad.jvp(lambda x: ad.vmap(f)(x, m), (laid(a.copy()),), (laid(a.copy()),))[0])]:
+        for got, expected in zip(run(), want):
+            np.testing.assert_array_equal(got, expected, err_msg=name)

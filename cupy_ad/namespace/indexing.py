@@ -338,8 +338,8 @@ def dual_setitem(x: Any, key: Any, value: Any) -> None:
     """``x[key] = value`` on a dual or batched value: rebinds ``x`` (and its base, if it is a view) to the
     updated value; no array is written in place."""
     mask = _mapped_mask(key)
-    if mask is not None:
-        assign(x, _masked_where(x, mask, value))
+    if mask is not None:  # (the where's result, laid out afresh: x keeps its layout, as x[...] = result)
+        assign_whole(x, _masked_where(x, mask, value))
         return
     assign(x, setitem(x, value, key=_strip_key(key)))
 
