@@ -432,3 +432,17 @@ def test_a_masked_write_of_each_example_keeps_the_layout(layout):
                       ("jvp(vmap)", lambda: ad.jvp(lambda x: ad.vmap(f)(x, m), (laid(a.copy()),), (laid(a.copy()),))[0])]:
         for got, expected in zip(run(), want):
             np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+def test_jit_replays_an_in_place_operator_on_inputs_of_many_layouts():
+    """jit's replay checked that each input lay as at recording (its strides), so every new layout recorded again:
+    column slices c[:, :4] of arrays of 12 widths made 12 recordings of one signature, and the ninth raised a
+    RuntimeError (MAX_VARIANTS, naming control flow). A replay checks what the recording decided, whether the
+    result of x op= y lies as x: one program for the 11 sliced ones; still NumPy's (the write into xp.reshape(c)
+    reaches c only where c is contiguous, width 4)."""
+    f = lambda c: _write_then_reshape(c, 1.0)  # noqa: E731
+    jitted = ad.jit(f)
+    for width in range(4, 16):
+        sliced = lambda: np.arange(3.0 * width).reshape(3, width)[:, :4]  # noqa: E731
+        for got, want in zip(jitted(sliced()), f(sliced())):
+            np.testing.assert_array_equal(got, want, err_msg=f"width {width}")

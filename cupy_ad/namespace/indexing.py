@@ -261,7 +261,7 @@ def _batch_axes(x: Any) -> list:
 def _same_layout(x: Any, new: Any) -> bool:
     """Whether ``x`` and ``new`` lie alike in memory: the same batch axes (an example's layout is its stack's
     strides without them) and the same strides of their backend arrays (in a jit recording: a replay checks that
-    its inputs lie as the recording's, which decide it)."""
+    its arrays there lie alike too, or not)."""
     if _batch_axes(x) != _batch_axes(new):
         return False
     raw_x, raw_new = base_array(x), base_array(new)

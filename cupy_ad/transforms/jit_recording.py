@@ -39,7 +39,6 @@ class _Recording:
         self.constant_slots: set[int] = set()
         self.steps: list[tuple] = []  # (function, input slots, output slot or slots)
         self.captures: dict[int, tuple] = {}  # id of a raw array -> (it, its copy): while the recording runs
-        self.inputs: list | None = None  # the inputs' values (the first slots) until a step checks their layouts
 
     def captured(self, v: Any) -> Any:
         """A copy of the raw array ``v`` (anything else as it is) for the steps to keep, as it is now: the
@@ -82,14 +81,13 @@ class _Recording:
         return shared
 
     def same_layout(self, a: Any, b: Any) -> bool:
-        """Whether ``a`` and ``b`` lie alike in memory (``Backend.layout``); the first time, a step checking that
-        a replay's inputs lie as this recording's (their layouts decide those of the values computed from them)."""
-        if self.inputs is not None:
-            self.steps.append((layout_guard([backend_of(v).layout(v) for v in self.inputs]),
-                               list(range(len(self.inputs))), None))
-            self.inputs = None
-        a, b = (v.value if type(v) is JitTraced else v for v in (a, b))
-        return backend_of(a).layout(a) == backend_of(b).layout(b)
+        """Whether ``a`` and ``b`` lie alike in memory (``Backend.layout``), and a step checking that a replay's do
+        so too, or not (as ``memory_guard``: one program for the layouts deciding alike, e.g. all sliced ones)."""
+        a, b = (v if type(v) is JitTraced else self.constant(v) for v in (a, b))
+        layout = backend_of(a.value).layout
+        same = layout(a.value) == layout(b.value)
+        self.steps.append((layout_guard(layout, same), [a.var, b.var], None))
+        return same
 
     def effect(self, fn: Callable, xs: tuple) -> None:
         """``values.host_effect``: ``fn`` on the values of ``xs`` now, and a step (no output) of each replay."""
