@@ -81,12 +81,13 @@ class _Recording:
         return shared
 
     def same_layout(self, a: Any, b: Any) -> bool:
-        """Whether ``a`` and ``b`` lie alike in memory (``Backend.layout``), and a step checking that a replay's do
-        so too, or not (as ``memory_guard``: one program for the layouts deciding alike, e.g. all sliced ones)."""
+        """Whether ``a`` and ``b`` lie alike in memory (``Backend.layout``); if so, a step checking that a replay's
+        do too (where they do not, ``x op= y`` copies its result into x's layout, right for any layout)."""
         a, b = (v if type(v) is JitTraced else self.constant(v) for v in (a, b))
         layout = backend_of(a.value).layout
         same = layout(a.value) == layout(b.value)
-        self.steps.append((layout_guard(layout, same), [a.var, b.var], None))
+        if same:
+            self.steps.append((layout_guard(layout), [a.var, b.var], None))
         return same
 
     def effect(self, fn: Callable, xs: tuple) -> None:
