@@ -3,6 +3,7 @@ reaches its views, as in NumPy; in-place operators keep shape and dtype. Each ca
 NumPy array as the reference (tangent: the same code on the tangent, by linearity of writes)."""
 from __future__ import annotations
 
+import importlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -446,3 +447,25 @@ def test_jit_replays_an_in_place_operator_on_inputs_of_many_layouts():
         sliced = lambda: np.arange(3.0 * width).reshape(3, width)[:, :4]  # noqa: E731
         for got, want in zip(jitted(sliced()), f(sliced())):
             np.testing.assert_array_equal(got, want, err_msg=f"width {width}")
+
+
+def test_jit_buffer_reuse_keeps_the_layout_a_reshape_decides_by(monkeypatch):
+    """jit's replay writes an elementwise result into a dead temporary; laid out as that temporary, not as NumPy
+    lays out a fresh result: recorded on column-major x and y (the reshape of v copies), a replay on a C x with a
+    column-major y wrote u = t + x into t's column-major buffer where NumPy's u is C, so v's reshape copied as at
+    recording where NumPy's is a view: the write into it was lost, silently. Reuse now needs the operands of the
+    result's shape to lie as the temporary."""
+    monkeypatch.setattr(importlib.import_module("cupy_ad.transforms.jit_program"), "REUSE_MIN_BYTES", 1024)
+
+    def f(x, y):
+        t = y * 2.0
+        u = t + x
+        v = u * 1.5
+        r = v.__array_namespace__().reshape(v, (-1,))
+        r[0] = 5.0
+        return v
+
+    a = np.arange(4096.0).reshape(64, 64) + 1.0
+    jitted = ad.jit(f)
+    for x, y in [(np.asfortranarray(a), np.asfortranarray(a)), (a.copy(), np.asfortranarray(a)), (a.copy(), a.copy())]:
+        np.testing.assert_array_equal(jitted(x, y), f(x.copy(order="K"), y))
