@@ -3,6 +3,7 @@ reaches its views, as in NumPy; in-place operators keep shape and dtype. Each ca
 NumPy array as the reference (tangent: the same code on the tangent, by linearity of writes)."""
 from __future__ import annotations
 
+import importlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -343,3 +344,128 @@ def test_views_of_a_value_are_made_in_its_own_thread_only():
     ad.jvp(f, (x,), (x,))
     ad.vmap(f)(np.ones((3, 2, 2)))
     ad.jit(f)(x)
+
+
+def test_an_in_place_operator_under_vmap_keeps_each_example_s_layout():
+    """vmap: x op= y compared the layouts of the stacks, whose batch axes may lie apart: x batched at axis 1 (each
+    example lies with gaps, x[:, k]) and x + y at axis 0 (each example contiguous) have the same strides, so x took
+    x + y's contiguous examples and a later reshape was a view where NumPy's of x[:, k] is a copy (its write reached
+    x, silently). Against NumPy on each example, laid out as the stack's (y at axis 0 or 1: both cases)."""
+    def f(x, y):
+        x += y
+        r = x.__array_namespace__().reshape(x, (9,))
+        r[0] = 99.0
+        return x, r
+
+    x, y = np.arange(27.0).reshape(3, 3, 3), np.linspace(1.0, 2.0, 27).reshape(3, 3, 3)
+    for y_axis in (0, 1):
+        examples = [f(np.moveaxis(x.copy(), 1, 0)[k], np.moveaxis(y, y_axis, 0)[k]) for k in range(3)]
+        for got, want in zip(ad.vmap(f, in_axes=(1, y_axis))(x, y), map(np.stack, zip(*examples))):
+            np.testing.assert_array_equal(got, want, err_msg=f"y at axis {y_axis}")
+
+
+def test_a_write_into_an_input_whose_entries_share_memory_reaches_one_entry():
+    """An input whose entries overlap in memory (sliding_window_view: x[1, 0] is x[0, 1]) got a copy with its
+    strides, so a write into one entry changed the other in the primal but not in the tangent (the derivative of
+    an entry the write made constant was 1), and x += y lost the sums that land on one place (0, 4, 8 for 0, 2, 4).
+    Each entry gets its own place, as in a copy (NumPy's x would be read-only), as a broadcast axis's do."""
+    def write(x):
+        x[1, 0] = 0.0
+        return x * 1.0
+
+    def add(x, y):
+        x += y
+        return x * 1.0
+
+    x, y = np.lib.stride_tricks.sliding_window_view(np.arange(6.0), 3), np.arange(12.0).reshape(4, 3)
+    out, slope = ad.jvp(write, (x,), (np.ones((4, 3)),))
+    np.testing.assert_array_equal(out, write(x.copy()))
+    np.testing.assert_array_equal(slope, write(np.ones((4, 3))))
+    for name, run in [("jvp", lambda: ad.jvp(add, (x, y), (y, y))[0]), ("jit", lambda: ad.jit(add)(x, y)),
+                      ("vmap", lambda: ad.vmap(add)(x, y))]:
+        np.testing.assert_array_equal(run(), x + y, err_msg=name)
+
+
+_REARRANGING = {"flip": lambda xp, c: xp.flip(c, axis=0), "T": lambda xp, c: c.T,
+                "moveaxis": lambda xp, c: xp.moveaxis(c, 0, 1), "expand_dims": lambda xp, c: xp.expand_dims(c, axis=1)}
+
+
+@pytest.mark.parametrize("view", _REARRANGING)
+@pytest.mark.parametrize("layout", _LAYOUTS)
+def test_an_in_place_operator_on_a_rearranging_view_keeps_its_base_s_layout(layout, view):
+    """v op= y on a view rearranging its base (xp.flip, x.T, moveaxis, expand_dims) rebound the base to the result
+    rearranged back, in the result's layout: xp.flip of a C-contiguous x gave x negative strides (since flip's
+    write stopped compacting), x.T of a reversed x a column-major one, so a later xp.reshape(x) was a copy where
+    NumPy's is a view, or the reverse: its write reached x or not, silently, under jvp, jit and vmap. The base
+    takes it as its own x[...] = new, in its own layout."""
+    def f(c):
+        xp = c.__array_namespace__()
+        v = _REARRANGING[view](xp, c)
+        v += 1.0
+        r = xp.reshape(c, (12,))
+        r[1] = 77.0
+        return c, r
+
+    laid, a = _LAYOUTS[layout], np.arange(24.0).reshape(2, 3, 4)
+    c, want = laid(a[0].copy()), [np.copy(o) for o in f(laid(a[0].copy()))]
+    for name, got in [("jvp", ad.jvp(f, (c,), (c,))[0]), ("jit", ad.jit(f)(c)),
+                      ("vmap", [o[0] for o in ad.vmap(f)(laid(a.copy()))])]:
+        for got_one, want_one in zip(got, want):
+            np.testing.assert_array_equal(got_one, want_one, err_msg=name)
+
+
+@pytest.mark.parametrize("layout", _LAYOUTS)
+def test_a_masked_write_of_each_example_keeps_the_layout(layout):
+    """vmap: x[mask] = v with a mask of each example's own rebound x to the where's result, laid out afresh, so a
+    later xp.reshape(x) of a reversed, sliced or column-major x was a view where NumPy's is a copy (its write
+    reached x, silently). Against NumPy on each example of the stack, under vmap, jit(vmap) and jvp(vmap)."""
+    def f(x, m):
+        x[m] = -1.0
+        r = x.__array_namespace__().reshape(x, (12,))
+        r[1] = 77.0
+        return x, r
+
+    laid, a = _LAYOUTS[layout], np.arange(24.0).reshape(2, 3, 4)
+    m = np.arange(24).reshape(2, 3, 4) % 3 == 0
+    want = [np.stack(o) for o in zip(*[f(laid(a.copy())[k], m[k]) for k in range(2)])]
+    for name, run in [("vmap", lambda: ad.vmap(f)(laid(a.copy()), m)),
+                      ("jit(vmap)", lambda: ad.jit(ad.vmap(f))(laid(a.copy()), m)),
+                      ("jvp(vmap)", lambda: ad.jvp(lambda x: ad.vmap(f)(x, m), (laid(a.copy()),), (laid(a.copy()),))[0])]:
+        for got, expected in zip(run(), want):
+            np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+def test_jit_replays_an_in_place_operator_on_inputs_of_many_layouts():
+    """jit's replay checked that each input lay as at recording (its strides), so every new layout recorded again:
+    column slices c[:, :4] of arrays of 12 widths made 12 recordings of one signature, and the ninth raised a
+    RuntimeError (MAX_VARIANTS, naming control flow). A replay checks what the recording decided, whether the
+    result of x op= y lies as x: one program for the 11 sliced ones; still NumPy's (the write into xp.reshape(c)
+    reaches c only where c is contiguous, width 4)."""
+    f = lambda c: _write_then_reshape(c, 1.0)  # noqa: E731
+    jitted = ad.jit(f)
+    for width in range(4, 16):
+        sliced = lambda: np.arange(3.0 * width).reshape(3, width)[:, :4]  # noqa: E731
+        for got, want in zip(jitted(sliced()), f(sliced())):
+            np.testing.assert_array_equal(got, want, err_msg=f"width {width}")
+
+
+def test_jit_buffer_reuse_keeps_the_layout_a_reshape_decides_by(monkeypatch):
+    """jit's replay writes an elementwise result into a dead temporary; laid out as that temporary, not as NumPy
+    lays out a fresh result: recorded on column-major x and y (the reshape of v copies), a replay on a C x with a
+    column-major y wrote u = t + x into t's column-major buffer where NumPy's u is C, so v's reshape copied as at
+    recording where NumPy's is a view: the write into it was lost, silently. Reuse now needs the operands of the
+    result's shape to lie as the temporary."""
+    monkeypatch.setattr(importlib.import_module("cupy_ad.transforms.jit_program"), "REUSE_MIN_BYTES", 1024)
+
+    def f(x, y):
+        t = y * 2.0
+        u = t + x
+        v = u * 1.5
+        r = v.__array_namespace__().reshape(v, (-1,))
+        r[0] = 5.0
+        return v
+
+    a = np.arange(4096.0).reshape(64, 64) + 1.0
+    jitted = ad.jit(f)
+    for x, y in [(np.asfortranarray(a), np.asfortranarray(a)), (a.copy(), np.asfortranarray(a)), (a.copy(), a.copy())]:
+        np.testing.assert_array_equal(jitted(x, y), f(x.copy(order="K"), y))

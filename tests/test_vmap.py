@@ -476,6 +476,24 @@ def test_masked_write_with_a_mask_of_each_example_against_jax():
     np.testing.assert_array_equal(slope, np.asarray(want_slope))
 
 
+def test_masked_write_with_a_mask_of_each_example_casts_v_only():
+    """x[mask] = v (a mask of each example's own) casts v to x's dtype, as NumPy's write: it promoted x with v in
+    the where and cast back, so the entries the mask leaves changed where x's dtype does not fit in the promoted
+    one (int64 2**53 + 1 through float64: 2**53), silently; and a Python NaN into integers, a complex into reals,
+    which NumPy's write refuses, were cast (garbage, the imaginary part dropped)."""
+    m = np.array([[True, False, True], [False, True, False]])
+    loop = lambda f, x, *args: np.stack([f(x[k].copy(), m[k], *(a[k] for a in args)) for k in range(2)])  # noqa: E731
+    for x, v in [(np.full((2, 3), 2**53 + 1, np.int64), np.array([0.5, -2.5])),
+                 (np.full((2, 3), 2**63 + 1, np.uint64), np.array([1, 2], np.uint64))]:
+        np.testing.assert_array_equal(ad.vmap(_write_through_mask)(x, m, v), loop(_write_through_mask, x, v))
+        number = lambda x, m: _write_through_mask(x, m, 0.75)  # noqa: E731
+        np.testing.assert_array_equal(ad.vmap(number)(x, m), loop(number, x))
+    with pytest.raises(ValueError, match="NaN"):
+        ad.vmap(lambda x, m: _write_through_mask(x, m, np.nan))(np.zeros((2, 3), np.int64), m)
+    with pytest.raises(TypeError):
+        ad.vmap(lambda x, m: _write_through_mask(x, m, 1j))(np.zeros((2, 3)), m)
+
+
 def test_vmap_of_a_jvp_with_an_integer_output(backend):
     """An integer output's tangent is a symbolic zero (JAX: float0); vmap refused it ("output is a Zero").
     It now has the examples' axis, where out_axes puts it; the other outputs match a loop."""

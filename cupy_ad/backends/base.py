@@ -13,11 +13,14 @@ OPERATOR_UFUNC_NAMES = {operator.add: "add", operator.sub: "subtract", operator.
 
 def strided_copy(x: Any, empty: Callable, as_strided: Callable) -> Any:
     """A copy of the NumPy or CuPy array ``x`` with x's strides (their order, signs and gaps: its buffer spans
-    what x's entries do); the entries of a broadcast axis (stride 0) each their own, outermost."""
+    what x's entries do); the entries of a broadcast axis (stride 0) each their own, outermost; where other
+    entries may share memory (sliding_window_view's), a copy in C order: a write into one entry reaches no other."""
     itemsize = x.itemsize
     if x.flags.c_contiguous or x.size == 0 or any(s % itemsize for s in x.strides):
         return x.copy()
     steps = [s // itemsize for s in x.strides]
+    if _entries_may_share_memory(steps, x.shape):
+        return x.copy()
     first = sum(s * (n - 1) for s, n in zip(steps, x.shape) if s < 0)  # the lowest entry's offset from x's first
     span = sum(abs(s) * (n - 1) for s, n in zip(steps, x.shape)) + 1
     for k, n in enumerate(x.shape):
@@ -26,6 +29,17 @@ def strided_copy(x: Any, empty: Callable, as_strided: Callable) -> Any:
     out = as_strided(empty(span, dtype=x.dtype)[-first:], x.shape, tuple(s * itemsize for s in steps))
     out[...] = x
     return out
+
+
+def _entries_may_share_memory(steps: list, shape: tuple) -> bool:
+    """Whether two entries of a layout (``steps`` in items; a broadcast axis's 0 aside) may lie in one place:
+    unless each axis, by increasing step, steps past all the entries that the axes below it reach."""
+    reach = 0
+    for step, n in sorted((abs(s), n) for s, n in zip(steps, shape) if s and n > 1):
+        if step <= reach:
+            return True
+        reach += step * (n - 1)
+    return False
 
 
 class Backend:

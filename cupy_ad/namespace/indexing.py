@@ -245,9 +245,25 @@ def _shares_memory(x: Any, out: Any) -> bool:
     return backend_of(raw_x).may_share_memory(raw_x, raw_out)
 
 
+def _batch_axes(x: Any) -> list:
+    """The axis of each batch of ``x`` in the array below it, outermost first (which axes of its backend array
+    are the examples')."""
+    axes = []
+    while type(x) in (Dual, Batched):
+        if type(x) is Batched:
+            axes.append(x.axis)
+            x = x.value
+        else:
+            x = x.primal
+    return axes
+
+
 def _same_layout(x: Any, new: Any) -> bool:
-    """Whether the backend arrays holding ``x`` and ``new`` lie alike in memory (in a jit recording: a replay
-    checks that its inputs lie as the recording's, which decide it)."""
+    """Whether ``x`` and ``new`` lie alike in memory: the same batch axes (an example's layout is its stack's
+    strides without them) and the same strides of their backend arrays (in a jit recording: a replay checks that
+    its arrays there lie alike too, or not)."""
+    if _batch_axes(x) != _batch_axes(new):
+        return False
     raw_x, raw_new = base_array(x), base_array(new)
     traced = next((v for v in (raw_x, raw_new) if type(v) is JitTraced), None)
     if traced is not None:
@@ -290,10 +306,15 @@ def assign(x: Any, new: Any) -> None:
 
 
 def assign_whole(x: Any, new: Any) -> None:
-    """``x[...] = new`` (``x op= y``): the base of a view takes ``new`` at the view's key; a base takes it in its
-    own layout (a later reshape is a view or a copy as NumPy's, which writes into x's memory), copied where
-    ``new`` lies otherwise (every reshape of a 1-D layout is a view)."""
-    keeps_layout = getattr(x, "_view", None) is not None or x.ndim < 2 or _same_layout(x, new)
+    """``x[...] = new`` (``x op= y``): the base of a view takes ``new`` at the view's key, or all of it rearranged
+    back (``Relayout``: as ``x[...] = new`` of the base); a base takes it in its own layout (a later reshape is a
+    view or a copy as NumPy's, which writes into x's memory), copied where ``new`` lies otherwise (every reshape
+    of a 1-D layout is a view)."""
+    view = getattr(x, "_view", None)
+    if view is not None and type(view[1]) is Relayout:
+        assign_whole(view[0], view[1].write(new))
+        return
+    keeps_layout = view is not None or x.ndim < 2 or _same_layout(x, new)
     assign(x, new if keeps_layout else setitem(x, new, key=...))
 
 
@@ -317,8 +338,8 @@ def dual_setitem(x: Any, key: Any, value: Any) -> None:
     """``x[key] = value`` on a dual or batched value: rebinds ``x`` (and its base, if it is a view) to the
     updated value; no array is written in place."""
     mask = _mapped_mask(key)
-    if mask is not None:
-        assign(x, _masked_where(x, mask, value))
+    if mask is not None:  # (the where's result, laid out afresh: x keeps its layout, as x[...] = result)
+        assign_whole(x, _masked_where(x, mask, value))
         return
     assign(x, setitem(x, value, key=_strip_key(key)))
 
@@ -350,8 +371,14 @@ def _masked_where(x: Any, mask: Any, value: Any) -> Any:
                                       f"differs from example to example); give v the shape of one entry, "
                                       f"{tuple(x.shape[mask.ndim:])}, or use xp.where")
         value = reshape(value, tuple(value.shape[1:]))
-    new = where(reshape(mask, (*mask.shape, *(1,) * entry)), value, x)
-    return new if new.dtype == x.dtype else manipulation.astype(new, x.dtype)  # (NumPy casts v to x's dtype)
+    if not hasattr(value, "shape"):  # a Python number: as the backend's write converts it (NumPy: NaN into
+        cell = backend_of(base_array(x)).xp.zeros((), dtype=x.dtype)  # integers raises; array_api_strict: a float
+        cell[...] = value  # into integers)
+        value = cell
+    elif value.dtype != x.dtype:  # v cast to x's dtype, as the backend's write (not x promoted with v: int64 via
+        backend_of(base_array(x)).xp.result_type(x.dtype, value.dtype)  # float64), which needs the two to promote
+        value = manipulation.astype(value, x.dtype)  # (array_api_strict: a float array into integers raises)
+    return where(reshape(mask, (*mask.shape, *(1,) * entry)), value, x)
 
 
 def _gather_batch(prim: Primitive):

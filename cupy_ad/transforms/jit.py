@@ -248,7 +248,6 @@ def _record(f: Callable, spec: Any, n_args: int, static: dict, signature: list, 
             recording.level = stack.enter_context(new_level("jit", recording))
             inner = [stack.enter_context(new_level(kind)) for kind in kinds]  # by rank, above the recording
             traced = iter([recording.slot(r) for r in raws])
-            recording.inputs = list(raws)
             dynamic, kwargs = optree.tree_unflatten(spec, [_rebuild(d, traced, inner) for d in signature])
             dynamic = iter(dynamic)
             out = call_user_function(f, *[static[k] if k in static else next(dynamic) for k in range(n_args)], **kwargs)

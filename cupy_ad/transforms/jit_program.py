@@ -392,9 +392,14 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
                 return f"{slot(head.var)}.{fn.fn.__name__}({arguments(rest, fn.kwargs)})"
             return f"{function(fn.fn, list(fn.args))}({arguments(fn.args, fn.kwargs)})"
         slots = [Slot(k) for k in ins]
-        if type(fn) is functools.partial and fn.func is _into:  # out= into a dead temporary
-            form, position = fn.args
-            return f"{function(form, slots)}({', '.join(map(slot, ins))}, out={slot(ins[position])})"
+        if type(fn) is functools.partial and fn.func is _into:  # out= into a dead temporary, where the operands
+            form, position = fn.args  # of its shape lie as it does, as a fresh result then would (NumPy's order
+            buffer, listed = ins[position], ", ".join(map(slot, ins))  # K; a later reshape's view follows it)
+            fresh = f"{function(form, slots)}({listed})"
+            alike = " and ".join(f"{slot(k)}.strides == {slot(buffer)}.strides" for k in ins if k != buffer
+                                 and getattr(recording.values[k], "shape", None) == recording.values[buffer].shape)
+            into = f"{fresh[:-1]}, out={slot(buffer)})"
+            return f"({into} if {alike} else {fresh})" if alike else into
         if type(fn) is Method:
             return f"{slot(ins[0])}.{fn.__name__}({', '.join(map(slot, ins[1:]))})"
         return f"{function(fn, slots)}({operands(fn, ins)})"

@@ -39,7 +39,6 @@ class _Recording:
         self.constant_slots: set[int] = set()
         self.steps: list[tuple] = []  # (function, input slots, output slot or slots)
         self.captures: dict[int, tuple] = {}  # id of a raw array -> (it, its copy): while the recording runs
-        self.inputs: list | None = None  # the inputs' values (the first slots) until a step checks their layouts
 
     def captured(self, v: Any) -> Any:
         """A copy of the raw array ``v`` (anything else as it is) for the steps to keep, as it is now: the
@@ -82,14 +81,14 @@ class _Recording:
         return shared
 
     def same_layout(self, a: Any, b: Any) -> bool:
-        """Whether ``a`` and ``b`` lie alike in memory (``Backend.layout``); the first time, a step checking that
-        a replay's inputs lie as this recording's (their layouts decide those of the values computed from them)."""
-        if self.inputs is not None:
-            self.steps.append((layout_guard([backend_of(v).layout(v) for v in self.inputs]),
-                               list(range(len(self.inputs))), None))
-            self.inputs = None
-        a, b = (v.value if type(v) is JitTraced else v for v in (a, b))
-        return backend_of(a).layout(a) == backend_of(b).layout(b)
+        """Whether ``a`` and ``b`` lie alike in memory (``Backend.layout``); if so, a step checking that a replay's
+        do too (where they do not, ``x op= y`` copies its result into x's layout, right for any layout)."""
+        a, b = (v if type(v) is JitTraced else self.constant(v) for v in (a, b))
+        layout = backend_of(a.value).layout
+        same = layout(a.value) == layout(b.value)
+        if same:
+            self.steps.append((layout_guard(layout), [a.var, b.var], None))
+        return same
 
     def effect(self, fn: Callable, xs: tuple) -> None:
         """``values.host_effect``: ``fn`` on the values of ``xs`` now, and a step (no output) of each replay."""
@@ -328,6 +327,18 @@ def _assign(x: JitTraced, new: JitTraced) -> None:
             _assign(base, _record_call(_set, (base, key, new), {}))  # refreshes x among the base's views
 
 
+def _assign_whole(x: JitTraced, new: JitTraced) -> None:
+    """``x[...] = new`` (``x op= y``) as on duals (``namespace.indexing.assign_whole``): the base of a view that
+    rearranges it takes ``new`` rearranged back, as its own ``x[...] = new``; a base keeps its layout."""
+    view = getattr(x, "_view", None)
+    if view is not None and type(view[1]) is Relayout:
+        _assign_whole(view[0], view[1].write(new))
+    elif view is None and x.ndim > 1 and not program_of(x).same_layout(x, new):
+        _assign(x, _record_call(_set, (x, ..., new), {}))
+    else:
+        _assign(x, new)
+
+
 def _rebind(x: JitTraced, new: JitTraced) -> None:
     x.value, x.var = new.value, new.var
     for ref in getattr(x, "_views", None) or ():
@@ -393,10 +404,7 @@ def _install_operators() -> None:
             if tuple(result.shape) != tuple(self.shape) or result.dtype != self.dtype:
                 raise TypeError(f"in-place operation would change the shape {tuple(self.shape)} or dtype {self.dtype}"
                                 f" to {tuple(result.shape)}, {result.dtype}")
-            if getattr(self, "_view", None) is None and self.ndim > 1 and not program_of(self).same_layout(
-                    self, result):  # as x[...] = result: x keeps its layout (indexing.assign_whole)
-                result = _record_call(_set, (self, ..., result), {})
-            _assign(self, result)
+            _assign_whole(self, result)
             return self
         return method
 
