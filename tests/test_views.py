@@ -492,3 +492,23 @@ def test_jit_buffer_reuse_with_a_broadcast_operand_keeps_numpy_s_layout(monkeypa
     jitted = ad.jit(f)
     for y, z in [(np.asfortranarray(a), np.asfortranarray(b)), (np.asfortranarray(a), b.copy()), (a.copy(), b.copy())]:
         np.testing.assert_array_equal(jitted(y, z), f(y.copy(order="K"), z))
+
+
+def test_a_write_keeps_an_interleaved_layout_whose_entries_lie_apart():
+    """A layout whose axes interleave without two entries in one place (as_strided: steps 2 and 3 items, entries at
+    0, 3, 2, 5, 4, 7) failed the quick test that each axis steps past the ones below it and got a C-order copy, so
+    xp.reshape(x) was a view where NumPy's is a copy: its write reached x, silently, under jvp and jit. The entries'
+    places are counted where the quick test fails: x keeps its layout where they lie apart."""
+    def f(x):
+        x[0, 0] = 1.0
+        r = x.__array_namespace__().reshape(x, (6,))
+        r[1] = 7.0
+        return x
+
+    def interleaved():
+        return np.lib.stride_tricks.as_strided(np.arange(8.0), shape=(3, 2), strides=(16, 24))
+
+    want = f(interleaved())
+    for name, run in [("jvp", lambda: ad.jvp(f, (interleaved(),), (interleaved(),))[0]),
+                      ("jit", lambda: ad.jit(f)(interleaved()))]:
+        np.testing.assert_array_equal(run(), want, err_msg=name)
