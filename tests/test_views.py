@@ -469,3 +469,46 @@ def test_jit_buffer_reuse_keeps_the_layout_a_reshape_decides_by(monkeypatch):
     jitted = ad.jit(f)
     for x, y in [(np.asfortranarray(a), np.asfortranarray(a)), (a.copy(), np.asfortranarray(a)), (a.copy(), a.copy())]:
         np.testing.assert_array_equal(jitted(x, y), f(x.copy(order="K"), y))
+
+
+def test_jit_buffer_reuse_with_a_broadcast_operand_keeps_numpy_s_layout(monkeypatch):
+    """An operand of another shape (z broadcast along the first axis) also decides NumPy's layout of a fresh result,
+    which reuse took only from the operands of the result's shape: recorded on column-major y and z, a replay on a
+    column-major y with a C z wrote u = t + z into t's column-major buffer where NumPy's u lies otherwise (strides
+    (8, 64, 16): C wins where the operands disagree), so v's reshape copied as at recording where NumPy's is a view:
+    the write into it was lost, silently. Reuse needs a C-contiguous temporary (then NumPy's fresh result is C too)
+    or operands all of its shape, lying as it does."""
+    monkeypatch.setattr(importlib.import_module("cupy_ad.transforms.jit_program"), "REUSE_MIN_BYTES", 1024)
+
+    def f(y, z):
+        t = y * 2.0
+        u = t + z
+        v = u * 1.5
+        r = v.__array_namespace__().reshape(v, (2, -1))
+        r[0, 0] = 5.0
+        return v
+
+    a, b = np.arange(512.0).reshape(2, 16, 16) + 1.0, np.arange(256.0).reshape(16, 16)
+    jitted = ad.jit(f)
+    for y, z in [(np.asfortranarray(a), np.asfortranarray(b)), (np.asfortranarray(a), b.copy()), (a.copy(), b.copy())]:
+        np.testing.assert_array_equal(jitted(y, z), f(y.copy(order="K"), z))
+
+
+def test_a_write_keeps_an_interleaved_layout_whose_entries_lie_apart():
+    """A layout whose axes interleave without two entries in one place (as_strided: steps 2 and 3 items, entries at
+    0, 3, 2, 5, 4, 7) failed the quick test that each axis steps past the ones below it and got a C-order copy, so
+    xp.reshape(x) was a view where NumPy's is a copy: its write reached x, silently, under jvp and jit. The entries'
+    places are counted where the quick test fails: x keeps its layout where they lie apart."""
+    def f(x):
+        x[0, 0] = 1.0
+        r = x.__array_namespace__().reshape(x, (6,))
+        r[1] = 7.0
+        return x
+
+    def interleaved():
+        return np.lib.stride_tricks.as_strided(np.arange(8.0), shape=(3, 2), strides=(16, 24))
+
+    want = f(interleaved())
+    for name, run in [("jvp", lambda: ad.jvp(f, (interleaved(),), (interleaved(),))[0]),
+                      ("jit", lambda: ad.jit(f)(interleaved()))]:
+        np.testing.assert_array_equal(run(), want, err_msg=name)

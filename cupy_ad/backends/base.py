@@ -1,9 +1,12 @@
 """The interface every backend offers."""
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 from typing import Any, Callable
+
+import numpy
 
 #: The ufuncs (by name) that the arithmetic operators of NumPy and CuPy arrays call: a compiled
 #: program's buffer reuse and fusion treat an operator as its ufunc (the same kernel).
@@ -32,12 +35,19 @@ def strided_copy(x: Any, empty: Callable, as_strided: Callable) -> Any:
 
 
 def _entries_may_share_memory(steps: list, shape: tuple) -> bool:
-    """Whether two entries of a layout (``steps`` in items; a broadcast axis's 0 aside) may lie in one place:
-    unless each axis, by increasing step, steps past all the entries that the axes below it reach."""
+    """Whether two entries of a layout (``steps`` in items; a broadcast axis's 0 aside) lie in one place: yes where
+    they outnumber the places they span (sliding_window_view's); no where each axis, by increasing step, steps past
+    all the entries that the axes below it reach; else their places are counted (axes that interleave, as
+    as_strided's may, can still keep them apart)."""
+    axes = sorted((abs(s), n) for s, n in zip(steps, shape) if s and n > 1)
+    if math.prod(n for _, n in axes) > sum(step * (n - 1) for step, n in axes) + 1:
+        return True
     reach = 0
-    for step, n in sorted((abs(s), n) for s, n in zip(steps, shape) if s and n > 1):
+    for step, n in axes:
         if step <= reach:
-            return True
+            places = sum(numpy.arange(n).reshape((-1,) + (1,) * k) * abs(s)
+                         for k, (s, n) in enumerate(zip(steps, shape)) if s)
+            return numpy.unique(places).size < numpy.size(places)
         reach += step * (n - 1)
     return False
 

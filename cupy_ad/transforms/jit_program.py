@@ -392,13 +392,13 @@ def _compile(steps: list, n_inputs: int, returned: list, recording: Any, alias: 
                 return f"{slot(head.var)}.{fn.fn.__name__}({arguments(rest, fn.kwargs)})"
             return f"{function(fn.fn, list(fn.args))}({arguments(fn.args, fn.kwargs)})"
         slots = [Slot(k) for k in ins]
-        if type(fn) is functools.partial and fn.func is _into:  # out= into a dead temporary, where the operands
-            form, position = fn.args  # of its shape lie as it does, as a fresh result then would (NumPy's order
-            buffer, listed = ins[position], ", ".join(map(slot, ins))  # K; a later reshape's view follows it)
+        if type(fn) is functools.partial and fn.func is _into:  # out= into a dead temporary where a fresh result
+            form, position = fn.args  # would lie as it does (NumPy's order K; a later reshape's view follows it)
+            buffer, listed = ins[position], ", ".join(map(slot, ins))
             fresh = f"{function(form, slots)}({listed})"
-            alike = " and ".join(f"{slot(k)}.strides == {slot(buffer)}.strides" for k in ins if k != buffer
-                                 and getattr(recording.values[k], "shape", None) == recording.values[buffer].shape)
             into = f"{fresh[:-1]}, out={slot(buffer)})"
+            alike = _lies_as_fresh(slot(buffer), [(slot(k), getattr(recording.values[k], "shape", ())) for k in ins
+                                                  if k != buffer], recording.values[buffer].shape)
             return f"({into} if {alike} else {fresh})" if alike else into
         if type(fn) is Method:
             return f"{slot(ins[0])}.{fn.__name__}({', '.join(map(slot, ins[1:]))})"
@@ -551,6 +551,19 @@ def _reuse_buffers(steps: list, values: list, output_slots: set) -> list:
             viewable.update(ins)
         reused.append((fn, ins, out))
     return reused
+
+
+def _lies_as_fresh(buffer: str, operands: list, shape: tuple) -> str:
+    """The replay's test that NumPy would lay out a fresh elementwise result as the temporary ``buffer`` (source
+    text; "" where it always would): its operands (name, shape; a 0-d one has no say) all of its shape and lying
+    as it does, or the temporary C-contiguous (NumPy's order K keeps C order wherever one operand does)."""
+    shaped = [name for name, operand_shape in operands if operand_shape]
+    if not shaped:
+        return ""
+    contiguous = f"{buffer}.flags.c_contiguous"
+    if any(operand_shape not in ((), shape) for _, operand_shape in operands):
+        return contiguous
+    return f"{contiguous} or " + " and ".join(f"{name}.strides == {buffer}.strides" for name in shaped)
 
 
 def _into(form: Callable, position: int, *args: Any) -> Any:
