@@ -4,12 +4,14 @@ NumPy array as the reference (tangent: the same code on the tangent, by linearit
 from __future__ import annotations
 
 import importlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 import cupy_ad as ad
+from cupy_ad.backends.numpy_backend import NumpyBackend
 
 
 def _writes(c):
@@ -512,3 +514,19 @@ def test_a_write_keeps_an_interleaved_layout_whose_entries_lie_apart():
     for name, run in [("jvp", lambda: ad.jvp(f, (interleaved(),), (interleaved(),))[0]),
                       ("jit", lambda: ad.jit(f)(interleaved()))]:
         np.testing.assert_array_equal(run(), want, err_msg=name)
+
+
+def test_copying_a_large_interleaved_layout_costs_about_a_copy():
+    """Whether an interleaved layout's entries lie apart was settled by numpy.unique of all their offsets (int64
+    each, sorted): 8.9 s for 10^7 entries where the copy takes 0.02 s. A byte per place spanned, marked through the
+    layout and counted, takes about as long as the copy."""
+    x = np.lib.stride_tricks.as_strided(np.arange(4 * 10**6 + 1.0), shape=(2 * 10**6, 2), strides=(16, 24))
+    copy = min(timed(x.copy) for _ in range(3))
+    in_layout = min(timed(lambda: NumpyBackend().copy_in_layout(x)) for _ in range(3))
+    assert in_layout < 20 * copy + 0.05
+
+
+def timed(run):
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start

@@ -37,17 +37,18 @@ def strided_copy(x: Any, empty: Callable, as_strided: Callable) -> Any:
 def _entries_may_share_memory(steps: list, shape: tuple) -> bool:
     """Whether two entries of a layout (``steps`` in items; a broadcast axis's 0 aside) lie in one place: yes where
     they outnumber the places they span (sliding_window_view's); no where each axis, by increasing step, steps past
-    all the entries that the axes below it reach; else their places are counted (axes that interleave, as
-    as_strided's may, can still keep them apart)."""
+    all the entries that the axes below it reach; else their places are marked and counted (axes that interleave,
+    as as_strided's may, can still keep them apart; signs aside, which move no two entries together)."""
     axes = sorted((abs(s), n) for s, n in zip(steps, shape) if s and n > 1)
-    if math.prod(n for _, n in axes) > sum(step * (n - 1) for step, n in axes) + 1:
+    entries, places = math.prod(n for _, n in axes), sum(step * (n - 1) for step, n in axes) + 1
+    if entries > places:
         return True
     reach = 0
     for step, n in axes:
         if step <= reach:
-            places = sum(numpy.arange(n).reshape((-1,) + (1,) * k) * abs(s)
-                         for k, (s, n) in enumerate(zip(steps, shape)) if s)
-            return numpy.unique(places).size < numpy.size(places)
+            marks = numpy.zeros(places, dtype=bool)  # a byte per place: fewer marked than entries where two share
+            numpy.lib.stride_tricks.as_strided(marks, [n for _, n in axes], [step for step, _ in axes])[...] = True
+            return numpy.count_nonzero(marks) < entries
         reach += step * (n - 1)
     return False
 
