@@ -11,7 +11,6 @@ import pytest
 
 import cupy_ad as ad
 from cupy_ad.backends.base import _entries_may_share_memory
-from cupy_ad.backends.numpy_backend import NumpyBackend
 
 
 def _writes(c):
