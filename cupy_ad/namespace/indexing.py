@@ -371,13 +371,17 @@ def _masked_where(x: Any, mask: Any, value: Any) -> Any:
                                       f"differs from example to example); give v the shape of one entry, "
                                       f"{tuple(x.shape[mask.ndim:])}, or use xp.where")
         value = reshape(value, tuple(value.shape[1:]))
-    if not hasattr(value, "shape"):  # a Python number: as the backend's write converts it (NumPy: NaN into
-        cell = backend_of(base_array(x)).xp.zeros((), dtype=x.dtype)  # integers raises; array_api_strict: a float
-        cell[...] = value  # into integers)
+    # v takes x's dtype as the backend's write gives it (not x promoted with v and cast back: int64 through
+    # float64 loses digits): a Python number written into a 0-d array (NumPy: NaN into integers raises;
+    # array_api_strict: a float into integers raises), an array cast where the two promote (result_type raises
+    # where the backend's write would, e.g. array_api_strict's float array into integers)
+    if not hasattr(value, "shape"):
+        cell = backend_of(base_array(x)).xp.zeros((), dtype=x.dtype)
+        cell[...] = value
         value = cell
-    elif value.dtype != x.dtype:  # v cast to x's dtype, as the backend's write (not x promoted with v: int64 via
-        backend_of(base_array(x)).xp.result_type(x.dtype, value.dtype)  # float64), which needs the two to promote
-        value = manipulation.astype(value, x.dtype)  # (array_api_strict: a float array into integers raises)
+    elif value.dtype != x.dtype:
+        backend_of(base_array(x)).xp.result_type(x.dtype, value.dtype)
+        value = manipulation.astype(value, x.dtype)
     return where(reshape(mask, (*mask.shape, *(1,) * entry)), value, x)
 
 
