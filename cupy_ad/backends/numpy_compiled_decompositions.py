@@ -107,11 +107,12 @@ def qr(a: Any, mode: str) -> Any:
     and "r" (r), compiled and split over threads; matrices holding an Inf or a NaN, or whose R or a reflector's
     tau overflows, are NumPy's. None without Numba, for other dtypes, modes, empty stacks and sides above
     ``MAX_QR_SIDE``: the caller falls back."""
+    if mode not in ("reduced", "r"):
+        return None
     m, n = a.shape[-2:]
     k = min(m, n)
     want_q = mode == "reduced"
-    run = _run("qr", a, ((m, k) if want_q else (0, 0), (k, n)), (want_q,), MAX_QR_SIDE) if mode in ("reduced", "r") \
-        else None
+    run = _run("qr", a, ((m, k) if want_q else (0, 0), (k, n)), (want_q,), MAX_QR_SIDE)
     if run is None:
         return None
     stack, (q, r), failed = run

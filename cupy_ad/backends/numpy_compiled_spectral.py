@@ -167,6 +167,28 @@ def _radius(f: float, g: float) -> float:
     return math.sqrt(squares) if squares >= SMALLEST_SQUARES else math.hypot(f, g)
 
 
+def _reflect_rows(a: Any, v: Any, tau: float, first: int, rows: int, kept: int, s: Any) -> None:
+    """Rows first..rows-1 of ``a`` times H = I - tau v v^T (v's entries first..rows-1; zero below), as LAPACK's
+    dlarf: a + v (-tau v^T a), along a's rows (s, a scratch of a's width, accumulates v_i a[i, :]: contiguous
+    axpys, no chained sums); the columns below ``kept`` are left as they are."""
+    width = a.shape[1]
+    for c in range(width):
+        s[c] = 0.0
+    for i in range(first, rows):
+        vi = v[i]
+        for c in range(width):
+            s[c] += vi * a[i, c]
+    minus_tau = -tau
+    for c in range(width):
+        s[c] *= minus_tau
+    for c in range(kept):
+        s[c] = 0.0
+    for i in range(first, rows):
+        vi = v[i]
+        for c in range(width):
+            a[i, c] += s[c] * vi
+
+
 def _sorted_order(d: Any, descending: bool, order: Any) -> None:
     """order = the permutation that sorts d ascending (or descending): a selection sort of indices."""
     n = len(d)
@@ -475,7 +497,7 @@ def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
     v = np.empty((k, m))  # v[j, j:]: the vector v of H_j = I - t[j] v v^T (v_j = 1)
     t = np.empty(k)  # tau of H_j
     last = np.empty(k, dtype=np.int64)  # v[j, last[j] + 1:] holds zeros
-    s = np.empty(max(n, k))
+    s = np.empty(n)  # (k <= n)
     for p in range(count):
         finite = True
         for i in range(m):  # 1. A as it is (no scaling: LAPACK's geqr2 scales nothing either)
@@ -511,22 +533,9 @@ def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
                 v[j, i] *= scale
                 if v[j, i] != 0.0:
                     last[j] = i
-            rows = last[j] + 1
-            for c in range(n):  # (whole rows, 16 long at n = 16: columns < j hold zeros in rows j.., and
-                s[c] = 0.0      # column j's s is reset below; half the time of loops over j+1.. only)
-            for i in range(j, rows):
-                vi = v[j, i]
-                for c in range(n):
-                    s[c] += vi * h[i, c]
-            minus_tau = -t[j]
-            for c in range(n):
-                s[c] *= minus_tau
-            for c in range(j + 1):
-                s[c] = 0.0
-            for i in range(j, rows):
-                vi = v[j, i]
-                for c in range(n):
-                    h[i, c] += s[c] * vi
+            # (whole rows, 16 long at n = 16: columns < j hold zeros in rows j.., column j is R_jj and kept;
+            # half the time of loops over j+1.. only)
+            _reflect_rows(h, v[j], t[j], j, last[j] + 1, j + 1, s)
         for i in range(k):
             for j in range(n):
                 x = h[i, j]
@@ -541,29 +550,16 @@ def _householder_qr(a: Any, want_q: bool, q: Any, r: Any, failed: Any) -> None:
             for j in range(k):
                 q[p, i, j] = 1.0 if i == j else 0.0
         for j in range(k - 1, -1, -1):
-            if t[j] == 0.0:
-                continue
-            rows = last[j] + 1
-            for c in range(k):
-                s[c] = 0.0
-            for i in range(j, rows):
-                vi = v[j, i]
-                for c in range(k):
-                    s[c] += vi * q[p, i, c]
-            minus_tau = -t[j]
-            for c in range(k):
-                s[c] *= minus_tau
-            for i in range(j, rows):
-                vi = v[j, i]
-                for c in range(k):
-                    q[p, i, c] += s[c] * vi
+            if t[j] != 0.0:
+                _reflect_rows(q[p], v[j], t[j], j, last[j] + 1, 0, s)
 
 
 _compiled: Any = None
 #: the kernels' helpers, inlined into them by Numba (``inline="always"``; as calls the kernels took 0-5% more,
 #: most at n = 4). The kernels with helpers and the precision fixes take 2-6% (eigh) and 6-10% (svd) more
 #: than session 8's written-out ones (one thread, n = 4..16, docs/measurements.md, session 9)
-_HELPERS = {helper.__name__: helper for helper in (_largest, _scale_to_unit, _reflector, _radius, _sorted_order)}
+_HELPERS = {helper.__name__: helper for helper in (_largest, _scale_to_unit, _reflector, _reflect_rows, _radius,
+                                                         _sorted_order)}
 
 
 def _kernels() -> Any:
