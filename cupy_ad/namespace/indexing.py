@@ -104,9 +104,14 @@ def _setitem_impl(x: Any, value: Any, *, key: Any) -> Any:
 setitem = Primitive("setitem", _setitem_impl)
 
 
+def _sole_index(key: Any) -> Any:
+    """The index of ``x[index]`` or ``x[index, ...]`` (``key`` itself where it is no such tuple)."""
+    return key[0] if type(key) is tuple and len(key) in (1, 2) and key[1:] in ((), (Ellipsis,)) else key
+
+
 def _lone_mask(key: Any) -> Any:
     """The boolean mask of ``x[mask]`` or ``x[mask, ...]``, else None."""
-    lone = key[0] if type(key) is tuple and len(key) in (1, 2) and key[1:] in ((), (Ellipsis,)) else key
+    lone = _sole_index(key)
     return lone if _is_index_array(lone) and lone.ndim and _is_bool(lone) else None
 
 
@@ -347,7 +352,7 @@ def dual_setitem(x: Any, key: Any, value: Any) -> None:
 def _mapped_mask(key: Any) -> Any:
     """The boolean mask of ``x[mask] = v`` (the sole index) where it differs from example to example of a vmap
     (a value of it mapped at some level), else None."""
-    lone = strip(key[0] if type(key) is tuple and len(key) in (1, 2) and key[1:] in ((), (Ellipsis,)) else key)
+    lone = strip(_sole_index(key))
     layer = lone
     while type(layer) is Batched:
         if layer.axis is not None:
