@@ -119,11 +119,10 @@ def _install_dual_methods() -> None:
         cls.mT = property(lambda self: indexing.matrix_transpose(self))  # in NumPy: writes reach self
         cls.__array_namespace__ = _array_namespace
         cls.to_device = lambda self, device, /, *, stream=None: manipulation.to_device(self, device, stream=stream)
-    for cls in (Dual, Batched):  # in place: NumPy's semantics through the value's views
-        for name, fn in binary.items():
+    for cls in (Dual, Batched):  # the values user code sees (a recording's are tangents, under duals)
+        for name, fn in binary.items():  # in place: NumPy's semantics through the value's views
             setattr(cls, f"__i{name}__", _in_place(getattr(cls, f"__{name}__")))
         cls.__setitem__ = indexing.dual_setitem
-    for cls in (Dual, Batched):  # the values user code sees (a recording's are tangents, under duals)
         numpy_protocols.install(cls, {*_GENERIC, *_LINALG_GENERIC})  # np.sin(x), and errors for x.sum()
 
 
